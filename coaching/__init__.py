@@ -1,0 +1,1 @@
+"""Words in, insights out: sentiment, keywords, talk metrics, coaching prompts. Pure."""

@@ -1,0 +1,1 @@
+"""Persistence at the edge: PostgreSQL (asyncpg), Redis, the event bus, the recording store."""

@@ -1,0 +1,1 @@
+"""Network edges and the live call: the aiohttp app, carrier transports, CallSession, CLI."""
