@@ -1,0 +1,108 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voice_server import health
+from voice_server.app_keys import DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
+from voice_server.live_calls import LiveCalls
+from voice_server.logs import request_id_var
+from voice_server.metrics import NodeMetrics
+from voice_server.runtime import Runtime
+from voice_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _route_label(request: web.Request) -> str:
+    # The route template, never the raw path: ids in paths would explode the metric's labels.
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def _request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    token = request_id_var.set(request_id)
+    metrics = request.app[METRICS]
+    route = _route_label(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = web.json_response(
+            {"error": {"code": "internal_error", "message": "internal server error",
+                       "request_id": request_id}},
+            status=500,
+        )
+    finally:
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+        request_id_var.reset(token)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
+    """Build the application.
+
+    Without ``runtime`` the app opens one on startup (starting local servers
+    if needed) and closes it on cleanup; a runtime passed in stays the caller's.
+    """
+    app = web.Application(middlewares=[_request_context], client_max_size=2 * 1024 * 1024)
+    metrics = NodeMetrics()
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[LIVE_CALLS] = LiveCalls(on_change=metrics.live_calls.set)
+    app[DRAINING] = asyncio.Event()
+    app[RUNTIME] = runtime if runtime is not None else Runtime(settings)
+
+    if runtime is None:
+        async def _own_runtime(app: web.Application):
+            await app[RUNTIME].start()
+            yield
+            await app[RUNTIME].close()
+
+        app.cleanup_ctx.append(_own_runtime)
+
+    app.router.add_get("/live", health.live)
+    app.router.add_get("/ready", health.ready)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def start_draining(app: web.Application) -> None:
+    """Stop taking new calls: /ready answers 503 so load balancers move traffic away."""
+    if not app[DRAINING].is_set():
+        log.info("draining: refusing new calls, %d live", len(app[LIVE_CALLS]))
+        app[DRAINING].set()
+        app[METRICS].draining.set(1)

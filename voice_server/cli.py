@@ -1,0 +1,91 @@
+"""The ``coachline`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from voice_server.logs import configure_logging
+from voice_server.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("coachline")
+
+
+def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from voice_server.server import serve
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from storage.migrations import apply_migrations
+    from voice_server.runtime import Runtime
+
+    async def run() -> int:
+        runtime = Runtime(settings)
+        try:
+            await runtime.start(migrate=False)
+            assert runtime.pool is not None
+            async with runtime.pool.acquire() as conn:
+                applied = await apply_migrations(conn)
+            for m in applied:
+                print(f"applied {m.version:04d}_{m.name}")
+            if not applied:
+                print("database is up to date")
+        finally:
+            await runtime.close()
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
+    for name, value in settings.model_dump().items():
+        if name.endswith("_url") and value:
+            value = "<set>"  # URLs may carry passwords
+        print(f"{name} = {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coachline",
+        description="Coachline: real-time voice server with live coaching and a CRM.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the HTTP/WebSocket server (and local PostgreSQL/Redis if unset)")
+    serve.add_argument("--host", help="listen address (default COACHLINE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default COACHLINE_PORT or 8080)")
+    serve.set_defaults(func=_cmd_serve)
+    migrate = sub.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate.set_defaults(func=_cmd_migrate)
+    config = sub.add_parser("config", help="print the effective settings")
+    config.set_defaults(func=_cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"coachline: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return args.func(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        log.exception("coachline %s failed: %s", args.command, exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Prometheus metrics of one node, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "coachline_http_requests_total",
+            "HTTP requests handled, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "coachline_http_request_duration_seconds",
+            "Time to handle an HTTP request, by route template.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.live_calls = Gauge(
+            "coachline_live_calls",
+            "Calls currently being handled by this node.",
+            registry=self.registry,
+        )
+        self.draining = Gauge(
+            "coachline_draining",
+            "1 while this node is shutting down and refuses new calls.",
+            registry=self.registry,
+        )

@@ -1,0 +1,116 @@
+"""Configuration: environment variables read once into one ``Settings`` object.
+
+Every setting has a safe default for local use. ``DATABASE_URL`` and
+``REDIS_URL`` keep their conventional names; everything else is
+``COACHLINE_<NAME>``. Invalid values stop the process with a message that
+names the variable, the problem and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """The environment holds a value Coachline cannot use."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COACHLINE_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Unset: start a local PostgreSQL / Redis under data_dir.
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "COACHLINE_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "COACHLINE_REDIS_URL")
+    )
+    data_dir: Path = Path(".data")
+    # auto: in-process when the Redis is our own local one (single node),
+    # Redis Streams when REDIS_URL points at a shared server.
+    event_bus: Literal["auto", "memory", "redis"] = "auto"
+    db_pool_min: int = Field(1, ge=0, le=100)
+    db_pool_max: int = Field(10, ge=1, le=500)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # How long a stopping node keeps serving live calls before it exits.
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if urlsplit(value).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    def model_post_init(self, _context: object) -> None:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("COACHLINE_DB_POOL_MIN must not exceed COACHLINE_DB_POOL_MAX")
+
+    @property
+    def uses_shared_redis(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def event_bus_kind(self) -> Literal["memory", "redis"]:
+        if self.event_bus == "auto":
+            return "redis" if self.uses_shared_redis else "memory"
+        return self.event_bus
+
+
+_ENV_NAMES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment).
+
+    pydantic-settings only reads ``os.environ``, so an explicit ``environ``
+    (tests, tools) is swapped in for the duration of the call.
+    """
+    env = dict(os.environ if environ is None else environ)
+    saved = dict(os.environ)
+    try:
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            name = field if field.isupper() else _ENV_NAMES.get(field, f"COACHLINE_{field.upper()}")
+            shown = err.get("input")
+            problems.append(f"{name}: {err['msg']} (got {shown!r})" if field else err["msg"])
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    except ValueError as exc:
+        raise SettingsError(f"invalid configuration: {exc}") from None
+    finally:
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(saved)
