@@ -51,3 +51,10 @@ async def ping(pool: asyncpg.Pool, timeout_s: float = 1.0) -> None:
             await conn.fetchval("SELECT 1", timeout=timeout_s)
 
     await asyncio.wait_for(_probe(), timeout_s * 2)
+
+
+async def connect(dsn: str, timeout_s: float = 5.0) -> asyncpg.Connection:
+    """One connection with the same type codecs as the pool's (for tools and tests)."""
+    conn = await asyncpg.connect(dsn, timeout=timeout_s)
+    await _init_connection(conn)
+    return conn

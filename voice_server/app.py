@@ -13,7 +13,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_server import health
-from voice_server.app_keys import DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
+from voice_server.app_keys import CALL_SESSIONS, DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
+from voice_server.call_session import CallSessions
 from voice_server.live_calls import LiveCalls
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
@@ -72,6 +73,13 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _bus_of(app: web.Application):
+    bus = app[RUNTIME].bus
+    if bus is None:
+        raise RuntimeError("the event bus is not open yet")
+    return bus
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
     """Build the application.
 
@@ -85,6 +93,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app[LIVE_CALLS] = LiveCalls(on_change=metrics.live_calls.set)
     app[DRAINING] = asyncio.Event()
     app[RUNTIME] = runtime if runtime is not None else Runtime(settings)
+    app[CALL_SESSIONS] = CallSessions(lambda: _bus_of(app), app[LIVE_CALLS])
 
     if runtime is None:
         async def _own_runtime(app: web.Application):

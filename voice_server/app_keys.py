@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from voice_server.call_session import CallSessions
 from voice_server.live_calls import LiveCalls
 from voice_server.metrics import NodeMetrics
 from voice_server.runtime import Runtime
@@ -16,3 +17,4 @@ RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", NodeMetrics)
 LIVE_CALLS = web.AppKey("live_calls", LiveCalls)
 DRAINING = web.AppKey("draining", asyncio.Event)
+CALL_SESSIONS = web.AppKey("call_sessions", CallSessions)

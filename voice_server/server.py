@@ -9,7 +9,7 @@ import signal
 from aiohttp import web
 
 from voice_server.app import create_app, start_draining
-from voice_server.app_keys import LIVE_CALLS
+from voice_server.app_keys import CALL_SESSIONS, LIVE_CALLS
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             else:
                 log.warning("%d call(s) still live after %.0f s; closing them",
                             len(live), settings.shutdown_grace_s)
+                await app[CALL_SESSIONS].close_all("node shutting down")
     finally:
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,8 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 COACHLINE = [sys.executable, "-m", "voice_server.cli"]
 
 

@@ -1,0 +1,190 @@
+"""Calls and their transcripts as the live path writes them.
+
+Carrier edges create a call row when a call starts, move it through its
+statuses as carrier callbacks arrive (idempotently: callbacks are retried
+and may arrive out of order), and append final transcript segments (written
+once even when an event is delivered twice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+# Later statuses win; a late "ringing" never rewinds an answered call.
+_STATUS_RANK = {
+    "queued": 0,
+    "ringing": 1,
+    "in-progress": 2,
+    "completed": 3,
+    "busy": 3,
+    "failed": 3,
+    "no-answer": 3,
+    "canceled": 3,
+}
+TERMINAL_STATUSES = frozenset(s for s, rank in _STATUS_RANK.items() if rank == 3)
+CALL_STATUSES = frozenset(_STATUS_RANK)
+
+
+class UnknownCallStatus(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    org_id: str
+    carrier: str
+    direction: str
+    external_id: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    rep_id: str | None = None
+    lead_id: str | None = None
+    deal_id: str | None = None
+    status: str = "queued"
+    metadata: dict[str, Any] | None = None
+
+
+async def create_call(conn: asyncpg.Connection, call: NewCall) -> asyncpg.Record:
+    """Insert the call, or return the existing row for the same carrier call id."""
+    if call.status not in _STATUS_RANK:
+        raise UnknownCallStatus(call.status)
+    row = await conn.fetchrow(
+        """
+        INSERT INTO calls (org_id, carrier, direction, external_id, from_number, to_number,
+                           rep_id, lead_id, deal_id, status, started_at, metadata)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)
+        ON CONFLICT (carrier, external_id) DO NOTHING
+        RETURNING *
+        """,
+        call.org_id, call.carrier, call.direction, call.external_id, call.from_number,
+        call.to_number, call.rep_id, call.lead_id, call.deal_id, call.status,
+        call.metadata or {},
+    )
+    if row is None:
+        row = await conn.fetchrow(
+            "SELECT * FROM calls WHERE carrier = $1 AND external_id = $2",
+            call.carrier, call.external_id,
+        )
+    return row
+
+
+async def get_call(conn: asyncpg.Connection, call_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM calls WHERE id = $1", call_id)
+
+
+async def find_call(conn: asyncpg.Connection, carrier: str, external_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM calls WHERE carrier = $1 AND external_id = $2", carrier, external_id
+    )
+
+
+async def update_call_status(
+    conn: asyncpg.Connection,
+    call_id: str,
+    status: str,
+    *,
+    at: datetime | None = None,
+    duration_s: int | None = None,
+) -> asyncpg.Record | None:
+    """Move a call forward to ``status``; a stale or repeated update changes nothing.
+
+    Returns the row as it is after the update (None if the call does not exist).
+    """
+    if status not in _STATUS_RANK:
+        raise UnknownCallStatus(status)
+    rank = _STATUS_RANK[status]
+    async with conn.transaction():
+        current = await conn.fetchrow("SELECT * FROM calls WHERE id = $1 FOR UPDATE", call_id)
+        if current is None:
+            return None
+        if _STATUS_RANK[current["status"]] >= rank and not (
+            status == current["status"] and duration_s is not None and current["duration_s"] is None
+        ):
+            return current
+        return await conn.fetchrow(
+            """
+            UPDATE calls SET
+                status      = $2,
+                answered_at = CASE WHEN $2 = 'in-progress' THEN coalesce(answered_at, coalesce($3, now()))
+                                   ELSE answered_at END,
+                ended_at    = CASE WHEN $4 THEN coalesce(ended_at, coalesce($3, now())) ELSE ended_at END,
+                duration_s  = coalesce($5, duration_s),
+                updated_at  = now()
+            WHERE id = $1
+            RETURNING *
+            """,
+            call_id, status, at, status in TERMINAL_STATUSES, duration_s,
+        )
+
+
+async def mark_call_ended(
+    conn: asyncpg.Connection, call_id: str, *, abnormal: bool = False
+) -> asyncpg.Record | None:
+    """Record that the media of a call ended (normally or not), keeping carrier-reported status."""
+    return await conn.fetchrow(
+        """
+        UPDATE calls SET
+            ended_at = coalesce(ended_at, now()),
+            ended_abnormally = ended_abnormally OR $2,
+            status = CASE WHEN status IN ('queued', 'ringing', 'in-progress') THEN
+                          CASE WHEN $2 THEN 'failed' ELSE 'completed' END ELSE status END,
+            duration_s = coalesce(duration_s,
+                                  greatest(0, extract(epoch FROM now() - coalesce(answered_at, started_at))::int)),
+            updated_at = now()
+        WHERE id = $1
+        RETURNING *
+        """,
+        call_id, abnormal,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    segment_key: str
+    party: str
+    start_ms: int
+    end_ms: int
+    text: str
+    words: list[dict[str, Any]]
+    speaker: str | None = None
+    text_raw: str | None = None
+    sentiment: float | None = None
+
+
+async def add_final_segments(
+    conn: asyncpg.Connection, org_id: str, call_id: str, segments: list[SegmentRow]
+) -> int:
+    """Write final segments; ones already written (same key) are skipped. Returns rows inserted."""
+    if not segments:
+        return 0
+    result = await conn.execute(
+        """
+        INSERT INTO transcript_segments
+            (org_id, call_id, segment_key, party, speaker, start_ms, end_ms, text, text_raw,
+             words, is_final, sentiment)
+        SELECT $1, $2, s.segment_key, s.party, s.speaker, s.start_ms, s.end_ms, s.text, s.text_raw,
+               s.words::jsonb, true, s.sentiment
+        FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
+                    $9::text[], $10::text[], $11::real[])
+             AS s(segment_key, party, speaker, start_ms, end_ms, text, text_raw, words, sentiment)
+        ON CONFLICT (call_id, segment_key) DO NOTHING
+        """,
+        org_id, call_id,
+        [s.segment_key for s in segments], [s.party for s in segments],
+        [s.speaker for s in segments], [s.start_ms for s in segments],
+        [s.end_ms for s in segments], [s.text for s in segments],
+        [s.text_raw for s in segments], [json.dumps(s.words) for s in segments],
+        [s.sentiment for s in segments],
+    )
+    return int(result.split()[-1])
+
+
+async def list_segments(conn: asyncpg.Connection, call_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM transcript_segments WHERE call_id = $1 ORDER BY start_ms, id", call_id
+    )
