@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from crm_core.call_events import CallEventWriter
 from voice_server import health
 from voice_server.app_keys import CALL_SESSIONS, DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_session import CallSessions
@@ -102,6 +103,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
             await app[RUNTIME].close()
 
         app.cleanup_ctx.append(_own_runtime)
+
+    async def _persist_call_events(app: web.Application):
+        writer = CallEventWriter(lambda: app[RUNTIME].pool, _bus_of(app))
+        await writer.start()
+        yield
+        await writer.close()
+
+    app.cleanup_ctx.append(_persist_call_events)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)

@@ -96,3 +96,32 @@ def test_serve_starts_its_own_servers_becomes_ready_and_stops_them_on_sigterm(tm
     from storage.local_servers import LocalPostgres
 
     assert not LocalPostgres(data / "postgres").is_running()
+
+
+def test_serve_with_urls_set_uses_them_and_starts_no_servers(tmp_path: Path, local_postgres, local_redis):
+    port = _free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*COACHLINE, "serve", "--port", str(port)],
+        env=_env(COACHLINE_DATA_DIR=str(data), DATABASE_URL=local_postgres.dsn, REDIS_URL=local_redis.url),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None and status != 200:
+            try:
+                status, _ = _get(f"http://127.0.0.1:{port}/ready")
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert not data.exists(), "a local server was started although URLs were set"
+    assert "started local" not in out
+    assert local_postgres.is_running() and local_redis.is_running()
