@@ -1,0 +1,122 @@
+// The manager's screens: the calls list and one call's review.
+import { api, ApiError, bearer, el, fmtMs } from "./api.js";
+
+export async function mountCalls(root) {
+  const params = new URLSearchParams(location.search);
+  const form = el("form", { class: "filters", role: "search", "aria-label": "Filter calls" },
+    field("Rep", el("select", { name: "rep_id" }, el("option", { value: "" }, "Anyone"))),
+    field("From", el("input", { type: "date", name: "from", value: params.get("from") || "" })),
+    field("To", el("input", { type: "date", name: "to", value: params.get("to") || "" })),
+    field("Outcome", el("select", { name: "status" }, ...["", "completed", "failed", "no-answer", "busy"].map(
+      (s) => el("option", { value: s, selected: params.get("status") === s }, s || "Any")))),
+    field("Keyword hit", el("input", { name: "keyword", value: params.get("keyword") || "", placeholder: "e.g. competitor" })),
+    field("Sentiment", el("select", { name: "sentiment" }, ...["", "negative", "neutral", "positive"].map(
+      (s) => el("option", { value: s, selected: params.get("sentiment") === s }, s || "Any")))),
+    el("button", { class: "primary", type: "submit" }, "Apply"));
+  const body = el("tbody");
+  const pager = el("div", { class: "pager" });
+  root.replaceChildren(el("h1", {}, "Calls"), form,
+    el("table", {}, el("caption", { class: "sr-only" }, "Calls"),
+      el("thead", {}, el("tr", {}, ...["When", "Rep", "Direction", "Outcome", "Duration", ""].map((h) => el("th", { scope: "col" }, h)))),
+      body), pager);
+  try {
+    const users = await api("/users", { query: { limit: 100 } });
+    const sel = form.querySelector("select[name=rep_id]");
+    for (const u of users.data || []) sel.append(el("option", { value: u.id, selected: params.get("rep_id") === u.id }, u.name));
+  } catch (e) { /* reps cannot list users; the filter stays at "Anyone" */ }
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams([...new FormData(form)].filter(([, v]) => v));
+    history.pushState({}, "", "/app/calls?" + q);
+    load(Object.fromEntries(q));
+  });
+
+  async function load(query, cursor) {
+    const page = await api("/calls", { query: { ...query, cursor, limit: 25 } });
+    body.replaceChildren(...(page.data || []).map((c) => el("tr", {},
+      el("td", {}, new Date(c.created_at).toLocaleString()),
+      el("td", {}, c.rep_name || c.rep_id || "–"),
+      el("td", {}, c.direction),
+      el("td", {}, c.status + (c.ended_abnormally ? " (dropped)" : "")),
+      el("td", {}, c.duration_s != null ? fmtMs(c.duration_s * 1000) : "–"),
+      el("td", {}, el("a", { href: `/app/calls/${c.id}` }, "Review")))));
+    pager.replaceChildren(page.next_cursor
+      ? el("button", { onclick: () => load(query, page.next_cursor) }, "Next page") : "");
+  }
+  await load(Object.fromEntries(params));
+}
+
+function field(label, input) {
+  return el("label", {}, label, input);
+}
+
+export async function mountCallReview(root, callId) {
+  let call;
+  try {
+    call = await api(`/calls/${callId}`);
+  } catch (e) {
+    root.replaceChildren(el("h1", {}, "Call not found"),
+      el("p", {}, e instanceof ApiError && e.status === 404 ? "This call does not exist or is not yours to see." : String(e)));
+    return;
+  }
+  const audio = el("audio", { controls: true, preload: "metadata", "aria-label": "Call recording" });
+  const transcript = el("div", { class: "transcript", role: "list", "aria-label": "Transcript" });
+  const timeline = el("ol", { class: "timeline", "aria-label": "Coaching events" });
+  const summary = el("div", {});
+  const audit = el("tbody");
+  root.replaceChildren(
+    el("h1", {}, `Call review — ${new Date(call.created_at).toLocaleString()}`),
+    el("p", { class: "status" }, `${call.direction} · ${call.status} · ${call.duration_s != null ? fmtMs(call.duration_s * 1000) : ""}`),
+    el("div", { class: "grid-live" },
+      el("section", { class: "panel" }, el("h2", {}, "Recording"), audio, el("h2", {}, "Transcript"), transcript),
+      el("aside", {},
+        el("section", { class: "panel" }, el("h2", {}, "Summary"), summary),
+        el("section", { class: "panel" }, el("h2", {}, "Coaching events"), timeline),
+        el("section", { class: "panel" }, el("h2", {}, "Who listened"),
+          el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "User"), el("th", {}, "When"), el("th", {}, "Outcome"))), audit)))));
+
+  // <audio> cannot send headers: the recording URL carries the short-lived token.
+  audio.src = `/api/v1/calls/${callId}/recording?access_token=${encodeURIComponent(await bearer())}`;
+
+  const segs = await api(`/calls/${callId}/transcript`);
+  const lines = (segs.data || segs.segments || []).map((s) => {
+    const who = s.party === "rep" ? "Rep" : s.party === "customer" ? "Customer" : (s.speaker || "Speaker");
+    const line = el("div", { class: `line ${s.party}`, role: "listitem", "data-start": s.start_ms, "data-end": s.end_ms },
+      el("div", { class: "who" }, who, el("span", { class: "time" }, fmtMs(s.start_ms))),
+      el("button", { class: "seek text", "aria-label": `Play from ${fmtMs(s.start_ms)}: ${s.text}`,
+        onclick: () => { audio.currentTime = s.start_ms / 1000; audio.play().catch(() => {}); } }, s.text));
+    return line;
+  });
+  transcript.replaceChildren(...lines);
+  let current = null;
+  audio.addEventListener("timeupdate", () => {
+    const t = audio.currentTime * 1000;
+    const line = lines.find((l) => t >= Number(l.dataset.start) && t < Number(l.dataset.end) + 300);
+    if (line && line !== current) {
+      current && current.classList.remove("current");
+      line.classList.add("current");
+      line.scrollIntoView({ block: "nearest" });
+      current = line;
+    }
+  });
+
+  try {
+    const insights = await api(`/calls/${callId}/insights`);
+    summary.replaceChildren(el("p", {}, insights.summary || "No summary."),
+      el("h3", {}, "Action items"),
+      el("ul", {}, ...(insights.action_items || []).map((a) => el("li", {}, a.text || a))));
+    timeline.replaceChildren(...(insights.prompts || []).map((p) => el("li", {},
+      el("button", { class: "seek", onclick: () => { audio.currentTime = (p.at_ms || 0) / 1000; } },
+        `${fmtMs(p.at_ms || 0)} — ${p.title}`))));
+  } catch (e) { summary.textContent = "No insights for this call."; }
+
+  async function loadAudit() {
+    try {
+      const rows = await api(`/calls/${callId}/recording/audit`);
+      audit.replaceChildren(...(rows.data || []).map((r) => el("tr", {},
+        el("td", {}, r.actor_name || r.actor_id), el("td", {}, new Date(r.occurred_at).toLocaleString()), el("td", {}, r.outcome))));
+    } catch (e) { audit.replaceChildren(el("tr", {}, el("td", { colspan: "3" }, "Only managers and admins see the audit trail."))); }
+  }
+  audio.addEventListener("play", () => setTimeout(loadAudit, 500), { once: true });
+  await loadAudit();
+}
