@@ -282,9 +282,9 @@ class JitterBuffer:
         concealed = self.frame_samples - covered
         if covered == 0:
             self._lost_run += 1
-            if self.concealment is Concealment.REPEAT and self._last_frame is not None:
-                if self._lost_run <= 3:
-                    pcm = (self._last_frame.astype(np.int32) >> self._lost_run).astype(np.int16)
+            repeat = self.concealment is Concealment.REPEAT and self._last_frame is not None
+            if repeat and self._lost_run <= 3:
+                pcm = (self._last_frame.astype(np.int32) >> self._lost_run).astype(np.int16)
         else:
             self._lost_run = 0
             self._last_frame = pcm

@@ -51,7 +51,7 @@ def test_malformed_payloads_raise(payload, reason):
 
 
 def test_out_of_range_fields_raise():
-    for bad in (dict(event=256), dict(event=1, volume=64), dict(event=1, duration=65536)):
+    for bad in ({"event": 256}, {"event": 1, "volume": 64}, {"event": 1, "duration": 65536}):
         with pytest.raises(DtmfError):
             DtmfEvent(**bad)
     with pytest.raises(DtmfError, match="not a DTMF digit"):
@@ -123,7 +123,10 @@ def test_lost_end_packets_are_closed_by_the_next_press():
     first = press("4", 0, 1)[:-3]  # all three end packets lost
     second = press("6", 8000, 20)
     digits = receive(DtmfReceiver(), first + second)
-    assert [(d.digit, d.ended, d.duration_ms) for d in digits] == [("4", False, 250), ("6", True, 300)]
+    assert [(d.digit, d.ended, d.duration_ms) for d in digits] == [
+        ("4", False, 250),
+        ("6", True, 300),
+    ]
 
 
 def test_lost_end_packets_are_closed_by_expiry_or_finish():
@@ -149,16 +152,23 @@ def test_timestamp_and_sequence_wraparound():
 def test_long_event_is_split_into_segments_but_reported_once():
     # RFC 4733: past 65535 units the sender starts a new segment at ts + 65535.
     receiver = DtmfReceiver()
-    seg1 = [RtpPacket(101, 1, 0, SSRC, DtmfEvent(1, duration=d).build(), d == 0)
-            for d in (0, 30000, 65535)]
+    seg1 = [
+        RtpPacket(101, 1, 0, SSRC, DtmfEvent(1, duration=d).build(), d == 0)
+        for d in (0, 30000, 65535)
+    ]
     seg2 = [RtpPacket(101, 4, 65535, SSRC, DtmfEvent(1, duration=8000).build())]
     end = [RtpPacket(101, 5, 65535, SSRC, DtmfEvent(1, end=True, duration=16000).build())] * 3
     digits = receive(receiver, seg1 + seg2 + end)
-    assert [(d.digit, d.duration_ms, d.start_ms) for d in digits] == [("1", (65535 + 16000) // 8, 0)]
+    assert [(d.digit, d.duration_ms, d.start_ms) for d in digits] == [
+        ("1", (65535 + 16000) // 8, 0)
+    ]
 
 
 def test_non_digit_events_are_not_reported():
-    ced = [RtpPacket(101, i, 0, SSRC, DtmfEvent(32, end=i > 2, duration=i * 160).build()) for i in range(5)]
+    ced = [
+        RtpPacket(101, i, 0, SSRC, DtmfEvent(32, end=i > 2, duration=i * 160).build())
+        for i in range(5)
+    ]
     receiver = DtmfReceiver()
     assert receive(receiver, ced) == []
     assert receiver.stats.non_digit_events == 1

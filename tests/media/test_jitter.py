@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -113,7 +114,7 @@ def test_sequence_and_timestamp_wraparound():
     frames += buffer.flush()
     assert labels(frames) == list(range(12))
     stamps = [f.timestamp for f in frames]
-    assert all(b - a == FRAME for a, b in zip(stamps, stamps[1:]))
+    assert all(b - a == FRAME for a, b in itertools.pairwise(stamps))
     assert stamps[-1] > 0xFFFFFFFF  # unwrapped, still increasing
     assert buffer.stats.lost == 0 and buffer.stats.resets == 0
 
@@ -216,7 +217,9 @@ def test_jitter_estimate_follows_rfc3550():
 
 @pytest.mark.skipif(not SIP_TESTER_PCAPS.exists(), reason="Debian package sip-tester not installed")
 def test_real_30ms_capture_shuffled_plays_out_as_20ms_frames_bit_exact():
-    packets = [RtpPacket.parse(d.payload) for d in read_udp_datagrams(SIP_TESTER_PCAPS / "g711a.pcap")]
+    packets = [
+        RtpPacket.parse(d.payload) for d in read_udp_datagrams(SIP_TESTER_PCAPS / "g711a.pcap")
+    ]
     expected = np.concatenate([alaw_decode(p.payload) for p in packets])
     rng = random.Random(3)
     # Reorder within a 3-packet window (up to 60 ms), well inside the 100 ms depth.

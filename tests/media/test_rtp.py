@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -92,14 +94,14 @@ def test_non_bytes_and_out_of_range_fields_raise_rtp_error():
     with pytest.raises(RtpError, match="bytes"):
         RtpPacket.parse("not bytes")
     for bad in (
-        dict(payload_type=128),
-        dict(sequence=65536),
-        dict(timestamp=-1),
-        dict(ssrc=1 << 32),
-        dict(csrc=tuple(range(16))),
-        dict(padding=256),
+        {"payload_type": 128},
+        {"sequence": 65536},
+        {"timestamp": -1},
+        {"ssrc": 1 << 32},
+        {"csrc": tuple(range(16))},
+        {"padding": 256},
     ):
-        fields = dict(payload_type=0, sequence=0, timestamp=0, ssrc=0) | bad
+        fields = {"payload_type": 0, "sequence": 0, "timestamp": 0, "ssrc": 0} | bad
         with pytest.raises(RtpError):
             RtpPacket(**fields)
     with pytest.raises(RtpError, match="32-bit words"):
@@ -148,8 +150,8 @@ def test_real_pcma_capture_parses_round_trips_and_decodes_to_audio():
     assert {p.payload_type for p in packets} == {8}  # PCMA
     assert len({p.ssrc for p in packets}) == 1
     assert packets[0].marker and not any(p.marker for p in packets[1:])
-    assert all(seq_distance(a.sequence, b.sequence) == 1 for a, b in zip(packets, packets[1:]))
-    assert {ts_distance(a.timestamp, b.timestamp) for a, b in zip(packets, packets[1:])} == {240}
+    assert all(seq_distance(a.sequence, b.sequence) == 1 for a, b in itertools.pairwise(packets))
+    assert {ts_distance(a.timestamp, b.timestamp) for a, b in itertools.pairwise(packets)} == {240}
     assert {len(p.payload) for p in packets} == {240}  # 30 ms at 8 kHz
 
     pcm = np.concatenate([alaw_decode(p.payload) for p in packets]).astype(np.float64)
