@@ -159,7 +159,7 @@ class JitterBuffer:
             seq, ts, pcm = item.sequence, item.timestamp, decode(item.payload)
         else:
             seq, ts, pcm = item
-            _check_item(seq, ts, pcm)
+        _check_item(seq, ts, pcm)
         if len(pcm) == 0:
             return False
         if len(pcm) > self._max:

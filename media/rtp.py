@@ -15,7 +15,7 @@ jitter buffers and loss statistics need.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 __all__ = [
     "RTP_HEADER_SIZE",
@@ -68,8 +68,11 @@ class RtpPacket:
     sequence: int
     timestamp: int
     ssrc: int
-    payload: bytes = b""
+    # Keyword-only from here: ``RtpPacket(pt, seq, ts, ssrc, payload=..., marker=...)``
+    # can never mix up the bytes and the flag.
+    _: KW_ONLY
     marker: bool = False
+    payload: bytes = b""
     csrc: tuple[int, ...] = ()
     extension: RtpExtension | None = None
     padding: int = 0

@@ -89,7 +89,9 @@ def bench_resample(pcm: np.ndarray, repeat: int) -> dict:
 def bench_rtp(pcm: np.ndarray, count: int, repeat: int) -> dict:
     payload = ulaw_encode(pcm[:FRAME])
     wires = [
-        RtpPacket(0, i & 0xFFFF, (i * FRAME) & 0xFFFFFFFF, 0x1234, payload, i == 0).build()
+        RtpPacket(
+            0, i & 0xFFFF, (i * FRAME) & 0xFFFFFFFF, 0x1234, payload=payload, marker=i == 0
+        ).build()
         for i in range(count)
     ]
     parse = best_seconds(lambda: [RtpPacket.parse(w) for w in wires], repeat) / count
@@ -103,7 +105,9 @@ def bench_rtp(pcm: np.ndarray, count: int, repeat: int) -> dict:
 
 def bench_jitter(pcm: np.ndarray, count: int, repeat: int) -> dict:
     payload = ulaw_encode(pcm[:FRAME])
-    packets = [RtpPacket(0, i & 0xFFFF, (i * FRAME) & 0xFFFFFFFF, 1, payload) for i in range(count)]
+    packets = [
+        RtpPacket(0, i & 0xFFFF, (i * FRAME) & 0xFFFFFFFF, 1, payload=payload) for i in range(count)
+    ]
     rng = random.Random(5)
     for i in range(count - 1):  # swap ~2 % of neighbours
         if rng.random() < 0.02:
@@ -126,9 +130,13 @@ def bench_dtmf(count: int, repeat: int) -> dict:
         ts = press * 8000
         for i in range(7):
             event = DtmfEvent(press % 16, duration=i * 400).build()
-            packets.append(RtpPacket(101, len(packets) & 0xFFFF, ts & 0xFFFFFFFF, 1, event, i == 0))
+            packets.append(
+                RtpPacket(
+                    101, len(packets) & 0xFFFF, ts & 0xFFFFFFFF, 1, payload=event, marker=i == 0
+                )
+            )
         end = DtmfEvent(press % 16, end=True, duration=2800).build()
-        packets += [RtpPacket(101, len(packets) & 0xFFFF, ts & 0xFFFFFFFF, 1, end)] * 3
+        packets += [RtpPacket(101, len(packets) & 0xFFFF, ts & 0xFFFFFFFF, 1, payload=end)] * 3
 
     def run() -> None:
         receiver = DtmfReceiver()

@@ -20,9 +20,11 @@ def press(
     packets = []
     for i in range(updates):
         event = DtmfEvent.for_digit(digit, duration=i * step)
-        packets.append(RtpPacket(101, (seq + i) & 0xFFFF, start_ts, ssrc, event.build(), i == 0))
+        packets.append(
+            RtpPacket(101, (seq + i) & 0xFFFF, start_ts, ssrc, payload=event.build(), marker=i == 0)
+        )
     end = DtmfEvent.for_digit(digit, end=True, duration=updates * step).build()
-    packets += [RtpPacket(101, (seq + updates) & 0xFFFF, start_ts, ssrc, end)] * 3
+    packets += [RtpPacket(101, (seq + updates) & 0xFFFF, start_ts, ssrc, payload=end)] * 3
     return packets
 
 
@@ -153,11 +155,13 @@ def test_long_event_is_split_into_segments_but_reported_once():
     # RFC 4733: past 65535 units the sender starts a new segment at ts + 65535.
     receiver = DtmfReceiver()
     seg1 = [
-        RtpPacket(101, 1, 0, SSRC, DtmfEvent(1, duration=d).build(), d == 0)
+        RtpPacket(101, 1, 0, SSRC, payload=DtmfEvent(1, duration=d).build(), marker=d == 0)
         for d in (0, 30000, 65535)
     ]
-    seg2 = [RtpPacket(101, 4, 65535, SSRC, DtmfEvent(1, duration=8000).build())]
-    end = [RtpPacket(101, 5, 65535, SSRC, DtmfEvent(1, end=True, duration=16000).build())] * 3
+    seg2 = [RtpPacket(101, 4, 65535, SSRC, payload=DtmfEvent(1, duration=8000).build())]
+    end = [
+        RtpPacket(101, 5, 65535, SSRC, payload=DtmfEvent(1, end=True, duration=16000).build())
+    ] * 3
     digits = receive(receiver, seg1 + seg2 + end)
     assert [(d.digit, d.duration_ms, d.start_ms) for d in digits] == [
         ("1", (65535 + 16000) // 8, 0)
@@ -166,7 +170,7 @@ def test_long_event_is_split_into_segments_but_reported_once():
 
 def test_non_digit_events_are_not_reported():
     ced = [
-        RtpPacket(101, i, 0, SSRC, DtmfEvent(32, end=i > 2, duration=i * 160).build())
+        RtpPacket(101, i, 0, SSRC, payload=DtmfEvent(32, end=i > 2, duration=i * 160).build())
         for i in range(5)
     ]
     receiver = DtmfReceiver()
@@ -186,7 +190,7 @@ def test_malformed_payload_raises_without_breaking_the_receiver():
     packets = press("5", 0, 1)
     receive(receiver, packets[:2])
     with pytest.raises(DtmfError):
-        receiver.push(RtpPacket(101, 3, 0, SSRC, b"\x01"))
+        receiver.push(RtpPacket(101, 3, 0, SSRC, payload=b"\x01"))
     assert [d.digit for d in receive(receiver, packets[2:])] == ["5"]
 
 

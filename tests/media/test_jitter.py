@@ -122,8 +122,8 @@ def test_sequence_and_timestamp_wraparound():
 def test_ssrc_change_resets_the_stream():
     buffer = JitterBuffer(depth_ms=40)
     payload = ulaw_encode(np.full(FRAME, 1000, np.int16))
-    old = [RtpPacket(0, 10 + n, 8000 + n * FRAME, 111, payload) for n in range(6)]
-    new = [RtpPacket(0, 500 + n, 9_000_000 + n * FRAME, 222, payload) for n in range(6)]
+    old = [RtpPacket(0, 10 + n, 8000 + n * FRAME, 111, payload=payload) for n in range(6)]
+    new = [RtpPacket(0, 500 + n, 9_000_000 + n * FRAME, 222, payload=payload) for n in range(6)]
     frames = []
     for i, packet in enumerate(old + new):
         buffer.push(packet, arrival_ms=20.0 * i)
@@ -158,7 +158,9 @@ def test_memory_is_bounded_when_nobody_pops():
 
 def test_unknown_or_oversized_packets_are_ignored():
     buffer = JitterBuffer(depth_ms=40, max_ms=200)
-    assert buffer.push(RtpPacket(13, 1, 0, 5, b"\x40"), arrival_ms=0) is False  # comfort noise
+    assert (
+        buffer.push(RtpPacket(13, 1, 0, 5, payload=b"\x40"), arrival_ms=0) is False
+    )  # comfort noise
     assert buffer.push((2, 0, np.zeros(8000, np.int16)), arrival_ms=0) is False
     assert buffer.push((3, 0, np.zeros(0, np.int16)), arrival_ms=0) is False
     assert buffer.stats.ignored == 2
@@ -171,7 +173,7 @@ def test_custom_decoder_for_a_dynamic_payload_type():
 
     buffer = JitterBuffer(depth_ms=0, frame_ms=10, sample_rate=16000, decoders={96: l16})
     pcm = np.arange(160, dtype=np.int16)
-    buffer.push(RtpPacket(96, 1, 0, 9, pcm.astype(">i2").tobytes()), arrival_ms=0)
+    buffer.push(RtpPacket(96, 1, 0, 9, payload=pcm.astype(">i2").tobytes()), arrival_ms=0)
     np.testing.assert_array_equal(drain(buffer)[0].pcm, pcm)
 
 
@@ -254,3 +256,10 @@ def test_bad_input_and_settings_raise_clearly():
         JitterBuffer(frame_ms=7, sample_rate=8000 + 1)
     with pytest.raises(ValueError):
         JitterBuffer(depth_ms=100, max_ms=50)
+
+
+def test_a_decoder_returning_the_wrong_type_is_reported_not_buffered():
+    buffer = JitterBuffer(decoders={96: lambda payload: np.frombuffer(payload, np.uint8)})
+    with pytest.raises(AudioFormatError, match="int16"):
+        buffer.push(RtpPacket(96, 1, 0, 9, payload=b"\x01\x02"), arrival_ms=0)
+    assert buffer.stats.buffered_ms == 0

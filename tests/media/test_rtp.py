@@ -175,7 +175,7 @@ def test_real_payloads_survive_transcoding_to_pcmu():
     # The captures hold no PCMU; a PCMA -> PCM -> PCMU -> PCM trip checks both laws agree.
     packet = RtpPacket.parse(read_udp_datagrams(G711A_PCAP)[100].payload)
     pcm = alaw_decode(packet.payload)
-    pcmu = RtpPacket(0, packet.sequence, packet.timestamp, packet.ssrc, ulaw_encode(pcm))
+    pcmu = RtpPacket(0, packet.sequence, packet.timestamp, packet.ssrc, payload=ulaw_encode(pcm))
     again = ulaw_decode(RtpPacket.parse(pcmu.build()).payload).astype(np.int32)
     assert np.all(np.abs(again - pcm) <= np.abs(pcm.astype(np.int32)) / 16 + 16)
 
