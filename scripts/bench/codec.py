@@ -1,6 +1,6 @@
 """Media basics benchmark: G.711, resampling, RTP parsing, jitter buffer.
 
-    python scripts/bench/codecs.py [--quick]
+    python scripts/bench/codec.py [--quick]
 
 Measures on one core, with synthetic telephone-band audio:
   * µ-law / A-law encode and decode throughput (samples/s and x real time at 8 kHz),
@@ -154,7 +154,7 @@ def main() -> None:
     seconds, packets, repeat = (60, 5000, 3) if args.quick else (600, 50000, 5)
     pcm = telephone_audio(seconds)
 
-    result = {"bench": "codecs", "quick": args.quick, "audio_s": seconds}
+    result = {"bench": "codec", "quick": args.quick, "audio_s": seconds}
     for part in (
         bench_g711(pcm, repeat),
         bench_resample(pcm, repeat),
