@@ -17,6 +17,7 @@ and the README's Coaching section.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from functools import cache
@@ -46,13 +47,22 @@ def label_of(score: float, band: float = NEUTRAL_BAND) -> str:
     return "neutral"
 
 
-class VaderSentiment:
-    name = "vader"
+SALES_LEXICON_PATH = Path(__file__).resolve().parent / "data" / "sales_lexicon.json"
 
-    def __init__(self) -> None:
+
+class VaderSentiment:
+    """VADER's compound score; with ``sales_terms`` its lexicon gets our sales-call words."""
+
+    def __init__(self, sales_terms: bool = True) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
         self._analyzer = SentimentIntensityAnalyzer()
+        self.name = "vader"
+        if sales_terms:
+            terms = json.loads(SALES_LEXICON_PATH.read_text(encoding="utf-8"))
+            self._analyzer.lexicon.update({k: float(v) for k, v in terms.items()
+                                           if not k.startswith("_")})
+            self.name = "vader+sales"
 
     def score(self, text: str) -> float:
         if not text.strip():
