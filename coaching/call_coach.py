@@ -100,7 +100,7 @@ class CallCoach:
         self._seen.add(segment.segment_id)
         self._last_ms = max(self._last_ms, segment.end_ms)
         text, tokens = segment_tokens(segment)
-        redacted = self._redactor.redact_segment(segment).text
+        redacted = self._redactor.redact_tokens(text, tokens).text
         norms = [t.norm for t in tokens if t.norm[:1].isalnum()]
         self._utterances.append(Utterance(segment.segment_id, segment.party, redacted,
                                           segment.start_ms, segment.end_ms))

@@ -35,6 +35,19 @@ CVV_CONTEXT = ("cvv", "cvc", "cvv2", "security code", "three digit", "four digit
                "back of the card", "verification code")
 SSN_CONTEXT = ("social security", "social", "ssn", "social security number")
 CONTEXT_WINDOW = 12          # tokens a context word reaches forward
+
+
+def _by_first_word(phrases: tuple[str, ...]) -> dict[str, list[tuple[str, ...]]]:
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in phrases:
+        words = tuple(phrase.split())
+        index.setdefault(words[0], []).append(words)
+    return index
+
+
+_CARD_INDEX = _by_first_word(CARD_CONTEXT)
+_CVV_INDEX = _by_first_word(CVV_CONTEXT)
+_SSN_INDEX = _by_first_word(SSN_CONTEXT)
 SEPARATORS = frozenset({"-", ".", "(", ")", "+", ",", "/", "and"})
 
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -105,6 +118,10 @@ class Redactor:
         text, tokens = segment_tokens(segment)
         return self._redact(text, tokens)
 
+    def redact_tokens(self, text: str, tokens: list[Token]) -> RedactionResult:
+        """Redacts text already tokenised by ``segment_tokens`` (saves tokenising twice)."""
+        return self._redact(text, tokens)
+
     def _redact(self, text: str, tokens: list[Token]) -> RedactionResult:
         spans: list[tuple[str, int, int]] = []    # kind, start_char, end_char
         for match in _EMAIL_RE.finditer(text):
@@ -114,9 +131,9 @@ class Redactor:
         for match in _SSN_RE.finditer(text):
             spans.append(("ssn", *match.span()))
         norms = [t.norm for t in tokens]
-        card_at = self._context_positions(norms, CARD_CONTEXT, self._card_context)
-        cvv_at = self._context_positions(norms, CVV_CONTEXT, self._cvv_context)
-        ssn_at = self._context_positions(norms, SSN_CONTEXT, self._ssn_context)
+        card_at = self._context_positions(norms, _CARD_INDEX, self._card_context)
+        cvv_at = self._context_positions(norms, _CVV_INDEX, self._cvv_context)
+        ssn_at = self._context_positions(norms, _SSN_INDEX, self._ssn_context)
         for run in self._digit_runs(norms):
             kind, first, last = self._classify(run, card_at, cvv_at, ssn_at)
             if kind:
@@ -129,13 +146,13 @@ class Redactor:
         return self._mask(text, tokens, _merge(spans))
 
     @staticmethod
-    def _context_positions(norms: list[str], phrases, carried: int) -> list[int]:
+    def _context_positions(norms: list[str], phrases: dict[str, list[tuple[str, ...]]],
+                           carried: int) -> list[int]:
         """Token indices where a context phrase ends; -1 stands for context carried in."""
         found = [-1] if carried else []
-        for i in range(len(norms)):
-            for phrase in phrases:
-                words = phrase.split()
-                if norms[i:i + len(words)] == words:
+        for i, norm in enumerate(norms):
+            for words in phrases.get(norm, ()):
+                if tuple(norms[i:i + len(words)]) == words:
                     found.append(i + len(words) - 1)
         return found
 

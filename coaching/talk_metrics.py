@@ -72,6 +72,9 @@ class TalkTracker:
     def __init__(self, fillers: tuple[str, ...] = ("um", "uh"), turn_gap_ms: int = 3000,
                  backchannel_max_words: int = 2) -> None:
         self.filler_phrases = tuple(tuple(f.lower().split()) for f in fillers if f.split())
+        self._fillers_by_first: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in self.filler_phrases:
+            self._fillers_by_first.setdefault(phrase[0], []).append(phrase)
         self.turn_gap_ms = turn_gap_ms
         self.backchannel_max_words = backchannel_max_words
         self._utterances: list[_Utterance] = []
@@ -98,7 +101,7 @@ class TalkTracker:
         found = []
         i = 0
         while i < len(norms):
-            for phrase in self.filler_phrases:
+            for phrase in self._fillers_by_first.get(norms[i], ()):
                 n = len(phrase)
                 if tuple(norms[i:i + n]) != phrase:
                     continue
