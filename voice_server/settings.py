@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
+    # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
+    cookie_secure: bool = False
+    session_ttl_s: int = Field(8 * 3600, ge=300, le=30 * 24 * 3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -79,6 +79,9 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Reply]]
+# aiohttp >= 3.13 has typed request keys; older ones take strings.
+RAW_BODY_KEY: Any = (web.RequestKey("crm_core.raw_body", bytes) if hasattr(web, "RequestKey")
+                     else "crm_core.raw_body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +97,9 @@ class Endpoint:
     paginated: bool = False  # the response is {data: [response], next_cursor}
     query: tuple[QueryParam, ...] = ()
     public: bool = False
-    # A raw (non-JSON) request body: its media type, documented only.
+    # A body the handler reads itself: its media type and (for JSON) its model, documented only.
     raw_body: str | None = None
+    raw_body_model: type[BaseModel] | None = None
     errors: tuple[int, ...] = (400, 401, 403, 404, 422)
     operation_id: str = ""
 
@@ -105,7 +109,9 @@ class Endpoint:
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it passes ``limit`` bytes."""
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes (read once, then cached)."""
+    if RAW_BODY_KEY in request:
+        return request[RAW_BODY_KEY]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
     chunks: list[bytes] = []
@@ -115,14 +121,14 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
         chunks.append(chunk)
-    return b"".join(chunks)
+    request[RAW_BODY_KEY] = b"".join(chunks)
+    return request[RAW_BODY_KEY]
 
 
 async def read_json_body(request: web.Request, model: type[BaseModel], limit: int) -> BaseModel:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
     raw = await read_limited(request, limit)
-    request["crm_core.raw_body"] = raw
     if not raw.strip():
         raw = b"{}"
     elif request.content_type not in ("application/json", "application/octet-stream", ""):
@@ -145,6 +151,9 @@ def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResp
         context = api_context(request)
         principal = None if endpoint.public else await authenticate(request)
         body = None
+        if endpoint.raw_body == "text/csv":
+            # read before the idempotency check, which fingerprints the body
+            await read_limited(request, context.options.max_import_bytes)
         if endpoint.body is not None:
             body = await read_json_body(request, endpoint.body, context.options.max_json_bytes)
         call = Call(request, principal, body, context)

@@ -11,7 +11,7 @@ import hashlib
 
 from aiohttp import web
 
-from crm_core.api.endpoint import Call, Handler, Reply, render
+from crm_core.api.endpoint import RAW_BODY_KEY, Call, Handler, Reply, render
 from crm_core.api_errors import ApiError, BadRequest, Conflict, Unprocessable
 
 MAX_KEY_LENGTH = 255
@@ -19,7 +19,7 @@ REPLAY_HEADER = "Idempotent-Replayed"
 
 
 def _request_hash(call: Call) -> str:
-    raw = call.request.get("crm_core.raw_body", b"")
+    raw = call.request.get(RAW_BODY_KEY, b"")
     digest = hashlib.sha256()
     digest.update(call.request.method.encode() + b" " + call.request.path_qs.encode() + b"\n")
     digest.update(raw)

@@ -186,7 +186,7 @@ def plan_page(
             raise BadRequest("the cursor belongs to a different sort order", code="invalid_cursor")
         op = "<" if descending else ">"
         where.append(
-            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::{sort_key.pg_type}, {params.add(row_id)}::uuid)"
+            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::uuid)"
         )
     direction = "DESC" if descending else "ASC"
     order_by = f"{sort_key.sql} {direction}, {alias}.id {direction}"

@@ -15,6 +15,7 @@ recordings) call it too. Accepted credentials, in order:
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from aiohttp import web
 
@@ -32,7 +33,9 @@ SESSION_COOKIE = "coachline_session"
 CSRF_COOKIE = "coachline_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_PRINCIPAL_KEY = "crm_core.principal"
+# aiohttp >= 3.13 has typed request keys; older ones take strings.
+_PRINCIPAL_KEY: Any = (web.RequestKey("crm_core.principal", Principal) if hasattr(web, "RequestKey")
+                       else "crm_core.principal")
 
 
 class CsrfRejected(Forbidden):
