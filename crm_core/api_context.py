@@ -7,7 +7,7 @@ areas' handlers can call ``crm_core.auth.authenticate(request)`` too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -32,6 +32,9 @@ class ApiContext:
     pool: Callable[[], asyncpg.Pool]
     bus: Callable[[], EventBus | None]
     options: ApiOptions
+    # Called with (request, principal) once a request is authenticated, before its handler:
+    # where the node plugs in per-organization rate limits. It may raise an HTTP error.
+    after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None
 
 
 CRM_API = web.AppKey("crm_api", ApiContext)

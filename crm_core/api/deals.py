@@ -9,8 +9,10 @@ from crm_core.api.endpoint import Call, Endpoint, Reply
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
 from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api_errors import Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.deal_prediction import predict_deal
+from crm_core.deal_features import DealInputError
+from crm_core.deal_prediction import predict_deal, prediction_row
 
 CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})
 
@@ -157,19 +159,23 @@ async def predict(call: Call) -> Reply:
             "SELECT * FROM activities WHERE org_id = $1 AND deal_id = $2 ORDER BY occurred_at DESC LIMIT 500",
             me.org_id, deal["id"],
         )
-        result = predict_deal(dict(deal), [dict(a) for a in activities])
-        probability = max(0.0, min(1.0, float(result.probability)))
+        try:
+            result = predict_deal(dict(deal), [dict(a) for a in activities])
+            stored = prediction_row(result)
+        except DealInputError as exc:
+            raise Unprocessable(f"the deal cannot be predicted: {exc}", code="unpredictable_deal") from None
         row = await conn.fetchrow(
             """
             INSERT INTO predictions (org_id, deal_id, model_version, win_probability, predicted_close, factors)
             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
             """,
-            me.org_id, deal["id"], result.model_version, probability, result.expected_close,
-            list(result.reasons),
+            me.org_id, deal["id"], stored["model_version"], stored["win_probability"],
+            stored["predicted_close"], stored["factors"],
         )
-        out = DealPredictionResult(deal_id=deal["id"], win_probability=probability,
-                                   expected_close=result.expected_close, reasons=list(result.reasons),
-                                   model_version=result.model_version, created_at=row["created_at"])
+        out = DealPredictionResult(id=row["id"], deal_id=deal["id"], win_probability=row["win_probability"],
+                                   predicted_close=row["predicted_close"], risk_flags=list(result.risk_flags),
+                                   reasons=list(result.reasons), model_version=row["model_version"],
+                                   created_at=row["created_at"])
         await changes.record(conn, action="deal.predict", resource_type="deal", resource_id=str(deal["id"]),
                              after=out.model_dump(mode="json"), event_type="crm.deal.predicted")
     await changes.publish(call.pool, call.bus)
@@ -187,5 +193,5 @@ ENDPOINTS = (
     Endpoint("DELETE", "/api/v1/deals/{id}", delete_deal, "Delete a deal", "deals", status=204,
              errors=(401, 403, 404, 412)),
     Endpoint("POST", "/api/v1/deals/{id}/predict", predict, "Predict the deal's outcome (stored)", "deals",
-             response=DealPredictionResult),
+             response=DealPredictionResult, errors=(400, 401, 403, 404, 422)),
 )

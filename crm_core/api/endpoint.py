@@ -150,6 +150,8 @@ def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResp
     async def handle(request: web.Request) -> web.StreamResponse:
         context = api_context(request)
         principal = None if endpoint.public else await authenticate(request)
+        if principal is not None and context.after_authenticate is not None:
+            await context.after_authenticate(request, principal)
         body = None
         if endpoint.raw_body == "text/csv":
             # read before the idempotency check, which fingerprints the body

@@ -25,7 +25,7 @@ from crm_core.api.records import load_visible
 from crm_core.api_errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 from crm_core.auth.principal import Principal
 from crm_core.changes import ChangeSet
-from crm_core.lead_scoring import score_lead
+from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,17 @@ async def _insert_batch(conn: asyncpg.Connection, me: Principal, batch: list[dic
     for row in batch:
         fields = {c: row.get(c) for c in columns}
         fields["owner_id"] = fields["owner_id"] or me.user_id
-        score = score_lead(fields)
-        records.append((*(fields[c] for c in columns), float(score.score), score.grade, list(score.reasons)))
+        try:
+            scored = lead_score_columns(score_lead(fields))
+        except LeadInputError:
+            # validated rows are scorable; should the model disagree, the lead is stored unscored
+            scored = {"ai_score": None, "grade": None, "score_factors": None, "scored_at": None}
+        records.append((*(fields[c] for c in columns), scored["ai_score"], scored["grade"],
+                        scored["score_factors"], scored["scored_at"]))
     await conn.executemany(
         f"""
         INSERT INTO leads (org_id, {", ".join(columns)}, ai_score, grade, score_factors, scored_at)
-        VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(columns) + 3))}, now())
+        VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(columns) + 4))})
         """,
         [(me.org_id, *r) for r in records],
     )

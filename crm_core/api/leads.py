@@ -11,9 +11,9 @@ from crm_core.api.endpoint import Call, Endpoint, Reply
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
 from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
-from crm_core.api_errors import Conflict
+from crm_core.api_errors import Conflict, Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.lead_scoring import score_lead
+from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
 
 # Fields whose change makes the stored score stale.
 _SCORED_FIELDS = frozenset({"title", "company_size", "industry", "source", "email", "phone", "company"})
@@ -45,14 +45,19 @@ LEADS = Collection(
 
 def lead_out(row: asyncpg.Record) -> Lead:
     data = dict(row)
-    data["score_reasons"] = list(data.get("score_factors") or [])
+    factors = data.get("score_factors") or {}
+    data["score_reasons"] = list(factors.get("reasons", []) if isinstance(factors, dict) else factors)
+    data["score_model_version"] = factors.get("model_version") if isinstance(factors, dict) else None
     data["enrichment"] = data.get("enrichment") or {}
     return Lead.model_validate(data)
 
 
-def _score_columns(fields: dict[str, Any]) -> dict[str, Any]:
-    result = score_lead(fields)
-    return {"ai_score": float(result.score), "grade": result.grade, "score_factors": list(result.reasons)}
+def score_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """ai_score, grade, score_factors and scored_at for a lead's fields (422 if unscorable)."""
+    try:
+        return lead_score_columns(score_lead(fields))
+    except LeadInputError as exc:
+        raise Unprocessable(f"the lead cannot be scored: {exc}", code="unscorable_lead") from None
 
 
 async def list_leads(call: Call) -> Reply:
@@ -80,7 +85,7 @@ async def create_lead(call: Call) -> Reply:
     fields = body.model_dump(mode="json")
     fields["owner_id"] = fields["owner_id"] or me.user_id
     fields["enrichment"] = fields["enrichment"] or {}
-    fields.update(_score_columns(fields))
+    fields.update(score_columns(fields))
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         await check_assignable(conn, me, fields["owner_id"])
@@ -88,7 +93,7 @@ async def create_lead(call: Call) -> Reply:
         columns = ", ".join(fields)
         values = ", ".join(params.add(v) for v in fields.values())
         row = await conn.fetchrow(
-            f"INSERT INTO leads (org_id, {columns}, scored_at) VALUES ($1, {values}, now()) RETURNING *",
+            f"INSERT INTO leads (org_id, {columns}) VALUES ($1, {values}) RETURNING *",
             *params.values,
         )
         lead = lead_out(row)
@@ -111,11 +116,9 @@ async def update_lead(call: Call) -> Reply:
         check_if_match(call.request, current)
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
-        rescored = bool(_SCORED_FIELDS & updates.keys())
-        if rescored:
-            updates.update(_score_columns({**dict(current), **updates}))
-        row = await update_row(conn, "leads", current["id"], updates, me.org_id,
-                               also="scored_at = now()" if rescored else "")
+        if _SCORED_FIELDS & updates.keys():
+            updates.update(score_columns({**dict(current), **updates}))
+        row = await update_row(conn, "leads", current["id"], updates, me.org_id)
         before, after = lead_out(current), lead_out(row)
         await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
                              before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
@@ -146,17 +149,11 @@ async def rescore_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
                                      owner_column="owner_id", what="lead", for_update=True)
-        result = score_lead(dict(current))
-        row = await conn.fetchrow(
-            """
-            UPDATE leads SET ai_score = $2, grade = $3, score_factors = $4, scored_at = now(),
-                             updated_at = now()
-            WHERE id = $1 RETURNING *
-            """,
-            current["id"], float(result.score), result.grade, list(result.reasons),
-        )
-        out = LeadScoreResult(lead_id=row["id"], score=result.score, grade=result.grade,
-                              reasons=list(result.reasons))
+        columns = score_columns(dict(current))
+        row = await update_row(conn, "leads", current["id"], columns, me.org_id)
+        out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
+                              reasons=columns["score_factors"]["reasons"],
+                              model_version=columns["score_factors"]["model_version"])
         await changes.record(conn, action="lead.score", resource_type="lead", resource_id=str(row["id"]),
                              before={"ai_score": current["ai_score"], "grade": current["grade"]},
                              after=out.model_dump(mode="json"), event_type="crm.lead.scored")

@@ -111,7 +111,8 @@ class Lead(Output):
     status: LeadStatus
     ai_score: float | None
     grade: str | None
-    score_reasons: list[str]
+    score_reasons: list[str] = Field(description="The score's strongest factors, in words.")
+    score_model_version: str | None
     scored_at: datetime | None
     enrichment: dict[str, Any]
     created_at: datetime
@@ -123,6 +124,7 @@ class LeadScoreResult(BaseModel):
     score: float
     grade: str
     reasons: list[str]
+    model_version: str
 
 
 class LeadConvert(Input):
@@ -183,9 +185,11 @@ class Deal(Output):
 
 
 class DealPredictionResult(BaseModel):
+    id: UUID
     deal_id: UUID
-    win_probability: float
-    expected_close: date | None
+    win_probability: float = Field(ge=0, le=1)
+    predicted_close: date | None
+    risk_flags: list[str] = Field(description="Machine-readable risks, e.g. stalled_in_stage.")
     reasons: list[str]
     model_version: str
     created_at: datetime

@@ -33,8 +33,8 @@ async def _error_shape(request: web.Request, handler: Callable[[web.Request], Aw
     except ApiError as exc:
         return exc.response()
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise  # redirects, and errors already in the JSON shape (e.g. 429 from rate limits)
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "http_error")
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return web.json_response({"error": {"code": code, "message": exc.reason, "details": None}},
@@ -59,12 +59,16 @@ def add_api_routes(
     pool: Callable[[], asyncpg.Pool],
     bus: Callable[[], EventBus | None],
     options: ApiOptions | None = None,
+    after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None,
 ) -> None:
     """Mount ``/api/v1`` (a sub-application), ``/auth/token`` and ``/auth/logout`` on ``app``.
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
+    ``after_authenticate(request, principal)`` runs before each authenticated handler
+    (rate limits per organization).
     """
-    app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions())
+    app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
+                              after_authenticate=after_authenticate)
     api = web.Application(middlewares=[_error_shape])
     document = build_openapi(ENDPOINTS)
 
