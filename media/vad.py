@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from media._resampling import stream_resampler
+from media.resample import Resampler
 
 VAD_RATE = 16000
 WINDOW = 512  # samples per score at 16 kHz (32 ms)
@@ -112,7 +112,7 @@ class VoiceActivityDetector:
         self.options = options or VadOptions()
         self._model = model
         self._rate = sample_rate
-        self._upsampler = None if sample_rate == VAD_RATE else stream_resampler(sample_rate, VAD_RATE)
+        self._upsampler = None if sample_rate == VAD_RATE else Resampler(sample_rate, VAD_RATE)
         self._state = (np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32))
         self._context = np.zeros(_CONTEXT, np.float32)
         self._pending = np.zeros(0, np.float32)
@@ -133,7 +133,7 @@ class VoiceActivityDetector:
         if self._upsampler is not None:
             if pcm.dtype != np.int16:
                 raise VadError("8 kHz audio must be int16 samples")
-            pcm = self._upsampler(pcm)
+            pcm = self._upsampler.process(pcm)
         audio = _as_float(pcm)
         self._pending = np.concatenate([self._pending, audio]) if len(self._pending) else audio
         n = len(self._pending) // WINDOW

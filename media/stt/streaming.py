@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from media._resampling import stream_resampler
 from media.frames import AudioFormatError, AudioFrame
+from media.resample import Resampler
 from media.stt.decoder import DecodeRequest, DecodeResult
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment, Word
@@ -96,7 +96,7 @@ class StreamingTranscriber:
         if self._input_rate is None:
             self._input_rate = frame.sample_rate
             if frame.sample_rate != RATE:
-                self._resample = stream_resampler(frame.sample_rate, RATE)
+                self._resample = Resampler(frame.sample_rate, RATE).process
             self._origin_ms = float(frame.timestamp_ms)
         elif frame.sample_rate != self._input_rate:
             raise AudioFormatError(
