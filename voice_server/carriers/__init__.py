@@ -1,11 +1,6 @@
-"""Carrier webhooks (Twilio, Vonage), outbound dialing and the edge's wiring into the app."""
+"""Carrier webhooks (Twilio, Vonage), outbound dialing and the edge's wiring into the app.
 
-from voice_server.carriers.edge import (
-    CARRIER_CONFIG,
-    CARRIER_METRICS,
-    DIALERS,
-    place_outbound_call,
-    setup_carriers,
-)
-
-__all__ = ["CARRIER_CONFIG", "CARRIER_METRICS", "DIALERS", "place_outbound_call", "setup_carriers"]
+Public surface: ``voice_server.carriers.edge`` (``setup_carriers``,
+``place_outbound_call``, ``DIALERS``). It is not re-exported here because the
+media transports import this package's metrics and records.
+"""

@@ -51,7 +51,7 @@ async def serve_media_socket(
             elif msg.type == WSMsgType.BINARY:
                 await _guarded(stream, stream.on_binary(msg.data, arrived))
             elif msg.type == WSMsgType.ERROR:
-                too_big = ws.close_code == WSCloseCode.MESSAGE_TOO_BIG
+                too_big = getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
                 stream.reject("oversized" if too_big else "protocol_error", str(msg.data))
                 outcome = "oversized" if too_big else "protocol_error"
                 break

@@ -24,6 +24,7 @@ class Released(Generic[T]):
     items: list[T] = field(default_factory=list)
     missing: int = 0  # chunks given up on (never arrived within the window)
     held: bool = False  # the chunk came early and waits for the ones before it
+    late: bool = False  # the chunk came after later ones (it was out of order) and is in place now
     stale: bool = False  # a repeat, or later than a chunk already passed on
 
 
@@ -42,8 +43,9 @@ class ChunkOrder(Generic[T]):
         if number < self._next or number in self._held:
             out.stale = True
             return out
-        self._held[number] = item
         out.held = number != self._next
+        out.late = not out.held and bool(self._held)
+        self._held[number] = item
         self._release(out)
         while len(self._held) > self._window:
             # Waited long enough: the missing chunks are lost, move past them.

@@ -195,7 +195,7 @@ class TwilioMediaStream:
         released = track.order.add(chunk, _Chunk(timestamp_ms, payload, arrived))
         if released.stale:
             raise MessageRejected("stale_chunk", f"{track.party} chunk {chunk}")
-        if released.held:
+        if released.late:
             self._reordered.inc()
         self._deliver(track, released.items, released.missing)
 
@@ -252,7 +252,8 @@ class TwilioMediaStream:
             released = track.order.flush()
             self._deliver(track, released.items, released.missing)
         normal = outcome == "completed"
-        reason = "stop" if normal else outcome
+        # Twilio always says stop before it closes; a socket closed without it was dropped.
+        reason = "stop" if normal else ("dropped" if outcome == "closed" else outcome)
         self._metrics.streams.labels("twilio", outcome).inc()
         await self._sessions.close(self.session.call_id, abnormal=not normal, reason=reason)
 
