@@ -26,7 +26,7 @@ from voice_server.settings import load_settings
 PUBLIC_URL = "https://coachline.example.com"  # what carriers see; the test server is elsewhere
 TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "sim-auth-token"
-VONAGE_SECRET = "vonage-signature-secret"
+VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
 OUR_NUMBER = "+15550100000"
 REP_PHONE = "+15550100111"
 
