@@ -217,3 +217,22 @@ async def test_an_oversized_message_is_refused_and_the_call_keeps_its_audio(migr
         assert 'reason="oversized"} 1.0' in await ca.metric("coachline_carrier_rejected_messages_total")
     finally:
         await stop_carrier_app(ca)
+
+
+async def test_a_silent_stream_is_ended_after_the_idle_timeout(migrated_database, redis_url):
+    from tests.voice_server.carrier_app import start_carrier_app, stop_carrier_app
+
+    ca = await start_carrier_app(migrated_database, redis_url, COACHLINE_MEDIA_IDLE_TIMEOUT_S="0.5")
+    try:
+        customer = _wav(CUSTOMER_WAV)[:1600]
+        call_id = await ca.new_call("twilio", "inbound", "CA" + "3" * 32)
+        stream = TwilioStream({"call_id": call_id}, "CA" + "3" * 32, inbound=customer, stop=False)
+        async with ca.client.ws_connect("/media/twilio") as ws:
+            await send_stream(ws, stream.messages(), realtime=False, close=False)
+            closing = await ws.receive(timeout=10)  # the server gives up on the silent line
+            assert ws.close_code == 1001, closing
+        assert await ca.observer.ended(call_id) is True
+        assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
+        assert 'outcome="media_timeout"} 1.0' in await ca.metric("coachline_carrier_streams_total")
+    finally:
+        await stop_carrier_app(ca)
