@@ -116,7 +116,9 @@ async def _vonage(http, call: SimulatedCall, server: str, public: str) -> tuple[
     try:
         headers = ncco[0]["endpoint"][0]["headers"]
     except (KeyError, IndexError, TypeError):
-        raise SimulationError(f"the NCCO connects no websocket: {ncco}") from None
+        # A conversation NCCO means the server dials the websocket leg through Vonage's REST
+        # API (credentials configured): that needs the REST fake, not this player.
+        raise SimulationError(f"the NCCO connects no websocket directly: {ncco}") from None
     rep, customer = _pcm_at(call.rep_wav, 16000), _pcm_at(call.customer_wav, 16000)
     offset = call.rep_starts_ms * 16
     mix = np.zeros(max(len(customer), offset + len(rep)), np.int32)

@@ -123,3 +123,41 @@ async def test_carrier_refusals_and_missing_carriers_are_dialer_errors(dialing):
             org_id=ca.org_id, call_id=request.call_id, carrier="sip", to_number=CUSTOMER,
             from_number=None, rep_id=ca.rep_id))
     assert (await ca.call_row(request.call_id))["external_id"] is None
+
+
+async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_into_it(dialing):
+    import asyncio
+
+    from scripts.carrier_sim.media_players import VonageStream
+    from scripts.carrier_sim.signing import vonage_headers
+    from tests.voice_server.carrier_app import VONAGE_SECRET
+
+    ca, fake = dialing
+    caller = "1b2c3d4e-0000-4000-8000-000000000001"
+    query = {"to": OUR_NUMBER.lstrip("+"), "from": "15557770000", "uuid": caller}
+    resp = await ca.client.get("/carriers/vonage/answer", params=query,
+                               headers=vonage_headers(VONAGE_SECRET))
+    (action,) = await resp.json()
+    assert action["action"] == "conversation" and action["endOnExit"] is True
+    for _ in range(200):
+        if len(fake.vonage_calls) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    media_leg, rep_leg = fake.vonage_calls
+    assert media_leg["ncco"] == [{"action": "conversation", "name": action["name"]}]
+    assert rep_leg["ncco"] == media_leg["ncco"]
+    assert rep_leg["to"] == [{"type": "phone", "number": REP_PHONE.lstrip("+")}]
+    (socket,) = media_leg["to"]
+    assert (socket["type"], socket["uri"], socket["content-type"]) == (
+        "websocket", "wss://coachline.example.com/media/vonage", "audio/l16;rate=16000")
+    call_id = socket["headers"]["call_id"]
+    assert socket["headers"]["vonage_uuid"] == caller
+    assert (await ca.call_row(call_id))["external_id"] == caller
+
+    # The websocket leg Vonage then opens carries the conversation's mix.
+    pcm, _ = read_wav(sound("hello-world"))
+    async with ca.client.ws_connect("/media/vonage") as ws:
+        await send_stream(ws, VonageStream(socket["headers"], pcm, sample_rate=8000).messages(),
+                          realtime=False)
+    assert await ca.observer.ended(call_id) is False
+    assert len(ca.observer.pcm(call_id, Party.MIXED)) >= len(pcm)

@@ -8,6 +8,9 @@ Twilio calls are agent-first: Twilio rings the rep, and the TwiML forks both
 tracks to us and then ``<Dial>``s the customer. The stream's leg is therefore
 the rep (inbound track = rep), see ``voice_server.transports.twilio``.
 Vonage calls ring the customer with an NCCO connecting our media WebSocket.
+Inbound Vonage calls are bridged through a named conversation: the caller
+waits in it, and ``VonageDialer.bridge_inbound`` dials two more legs into it,
+our media WebSocket (which then hears the conversation's mix) and the rep.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from twilio.base.exceptions import TwilioException
 from twilio.rest import Client as TwilioClient
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_utils import VonageError
-from vonage_voice.models.common import Phone
+from vonage_voice.models.common import Phone, Sip, Websocket
+from vonage_voice.models.ncco import Conversation
 from vonage_voice.models.requests import CreateCallRequest, ToPhone
 
 from crm_core.dialing import DialerError, OutboundCallRequest, PlacedCall
@@ -28,7 +32,12 @@ from voice_server.carriers.call_records import rep_route
 from voice_server.carriers.config import CarrierConfig
 from voice_server.carriers.twilio_webhooks import MEDIA_PATH as TWILIO_MEDIA_PATH
 from voice_server.carriers.twilio_webhooks import TWILIO_STATUSES, stream_twiml
-from voice_server.carriers.vonage_webhooks import EVENT_PATH, stream_connect
+from voice_server.carriers.vonage_webhooks import (
+    CONTENT_TYPE,
+    EVENT_PATH,
+    MEDIA_PATH as VONAGE_MEDIA_PATH,
+    stream_connect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +115,29 @@ class VonageDialer:
             raise DialerError(f"Vonage refused the call: {exc}") from exc
         return PlacedCall(external_id=response.uuid,
                           status=VONAGE_STATUSES.get(response.status, "queued"))
+
+    async def bridge_inbound(self, call_id: str, caller_uuid: str, conversation: str,
+                             rep_target: str, from_number: str | None) -> None:
+        """Join our media WebSocket and the rep to the caller's conversation (two REST legs)."""
+        number = (from_number or self._config.vonage_number or "").lstrip("+")
+        joined = [Conversation(name=conversation)]
+        media_leg = CreateCallRequest(
+            to=[Websocket(uri=self._config.ws_url(VONAGE_MEDIA_PATH), content_type=CONTENT_TYPE,
+                          headers={"call_id": call_id, "vonage_uuid": caller_uuid})],
+            from_=Phone(number=number) if number else None,
+            random_from_number=None if number else True,
+            ncco=joined,
+        )
+        rep = (Sip(uri=rep_target) if rep_target.startswith("sip:")
+               else ToPhone(number=rep_target.lstrip("+")))
+        rep_leg = CreateCallRequest(
+            to=[rep], from_=Phone(number=number) if number else None,
+            random_from_number=None if number else True, ncco=joined,
+        )
+        for name, leg in (("media", media_leg), ("rep", rep_leg)):
+            try:
+                created = await asyncio.to_thread(self._client.voice.create_call, leg)
+            except (VonageError, requests.RequestException) as exc:
+                log.error("vonage call %s: could not add the %s leg: %s", call_id, name, exc)
+                continue
+            log.info("vonage call %s: %s leg %s joined %s", call_id, name, created.uuid, conversation)

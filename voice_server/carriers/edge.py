@@ -61,6 +61,7 @@ def setup_carriers(app: web.Application) -> None:
     if config.vonage_application_id and config.vonage_private_key_path:
         try:
             app[DIALERS]["vonage"] = VonageDialer(config)
+            vonage.bridge = app[DIALERS]["vonage"].bridge_inbound
         except (DialerError, OSError, ValueError) as exc:
             log.error("vonage outbound calls disabled: %s", exc)
 

@@ -8,6 +8,7 @@ the claims for the body hash and the token's age.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,7 +20,7 @@ from aiohttp import web
 from vonage_jwt.errors import VonageVerifyJwtError
 from vonage_jwt.verify_jwt import verify_signature
 from vonage_voice.models.connect_endpoints import WebsocketEndpoint
-from vonage_voice.models.ncco import Connect, Talk
+from vonage_voice.models.ncco import Connect, Conversation, Talk
 
 from crm_core.calls import NewCall, create_call, find_call, update_call_status
 from voice_server.carriers.call_records import rep_route
@@ -95,11 +96,28 @@ def _not_in_service() -> list[dict]:
         mode="json", by_alias=True, exclude_none=True)]
 
 
+def conversation_ncco(name: str) -> list[dict]:
+    """Hold the caller in a named conversation; the call ends when the caller leaves."""
+    action = Conversation(name=name, startOnEnter=True, endOnExit=True)
+    return [action.model_dump(mode="json", by_alias=True, exclude_none=True)]
+
+
 class VonageWebhooks:
+    """Answer and event webhooks.
+
+    With a Vonage dialer configured (``bridge`` set) an inbound call is held in a
+    conversation that our media WebSocket and the rep are dialed into; without
+    one the answer connects the call straight to our WebSocket (listening only:
+    no rep is rung, for set-ups where Vonage bridges the rep itself).
+    """
+
     def __init__(self, config: CarrierConfig, pool_of, metrics: CarrierMetrics) -> None:
         self._config = config
         self._pool_of = pool_of
         self._metrics = metrics
+        # async (call_id, caller_uuid, conversation, rep_target, from_number) -> None
+        self.bridge = None
+        self._bridging: set[asyncio.Task] = set()
 
     async def _verified(self, request: web.Request, hook: str) -> tuple[dict | None, web.Response | None]:
         body = await request.read()
@@ -147,7 +165,23 @@ class VonageWebhooks:
                 rep_id=rep.rep_id, status="ringing",
                 metadata={"conversation_uuid": params.get("conversation_uuid")},
             ))
-        return web.json_response(stream_ncco(self._config, str(row["id"]), uuid, to or None))
+        call_id = str(row["id"])
+        if self.bridge is None or rep.target is None:
+            return web.json_response(stream_ncco(self._config, call_id, uuid, to or None))
+        conversation = f"coachline-{call_id}"
+        # The legs are dialed after Vonage has our answer: the caller must be in the
+        # conversation first, and a webhook must answer quickly.
+        task = asyncio.create_task(self._bridge_later(call_id, uuid, conversation, rep.target, to))
+        self._bridging.add(task)
+        task.add_done_callback(self._bridging.discard)
+        return web.json_response(conversation_ncco(conversation))
+
+    async def _bridge_later(self, call_id: str, uuid: str, conversation: str, rep_target: str,
+                            to: str) -> None:
+        try:
+            await self.bridge(call_id, uuid, conversation, rep_target, to or None)
+        except Exception:
+            log.exception("vonage call %s: bridging the rep and media legs failed", call_id)
 
     async def event(self, request: web.Request) -> web.Response:
         params, refusal = await self._verified(request, "event")
