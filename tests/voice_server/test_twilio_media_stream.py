@@ -236,3 +236,25 @@ async def test_a_silent_stream_is_ended_after_the_idle_timeout(migrated_database
         assert 'outcome="media_timeout"} 1.0' in await ca.metric("coachline_carrier_streams_total")
     finally:
         await stop_carrier_app(ca)
+
+
+async def test_the_websocket_handshake_signature_is_checked_when_present(carrier_app):
+    import aiohttp
+    from twilio.request_validator import RequestValidator
+
+    from tests.voice_server.carrier_app import TWILIO_TOKEN
+
+    ca = carrier_app
+    url = "wss://coachline.example.com/media/twilio"
+    forged = RequestValidator("not-the-token").compute_signature(url, {})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await ca.client.ws_connect("/media/twilio", headers={"X-Twilio-Signature": forged})
+    assert refused.value.status == 403
+    customer = _wav(CUSTOMER_WAV)[:1600]
+    call_id = await ca.new_call("twilio", "inbound", "CA" + "4" * 32)
+    good = RequestValidator(TWILIO_TOKEN).compute_signature(url, {})
+    async with ca.client.ws_connect("/media/twilio", headers={"X-Twilio-Signature": good}) as ws:
+        await send_stream(ws, TwilioStream({"call_id": call_id}, "CA" + "4" * 32, inbound=customer).messages(),
+                          realtime=False)
+    assert await ca.observer.ended(call_id) is False
+    assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))

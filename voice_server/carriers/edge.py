@@ -49,7 +49,8 @@ def setup_carriers(app: web.Application) -> None:
               "idle_timeout_s": config.media_idle_timeout_s}
     app.router.add_post("/carriers/twilio/voice", twilio.voice)
     app.router.add_post("/carriers/twilio/status", twilio.status)
-    app.router.add_get("/media/twilio", twilio_media_handler(pool_of, sessions, metrics, **limits))
+    app.router.add_get("/media/twilio", twilio_media_handler(
+        pool_of, sessions, metrics, signature_ok=twilio.signature.socket_signature_ok, **limits))
     app.router.add_route("GET", "/carriers/vonage/answer", vonage.answer)
     app.router.add_route("POST", "/carriers/vonage/answer", vonage.answer)
     app.router.add_post("/carriers/vonage/event", vonage.event)

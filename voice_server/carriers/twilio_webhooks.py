@@ -59,6 +59,19 @@ class TwilioSignature:
         return {k: str(v) for k, v in form.items()}
 
 
+    def socket_signature_ok(self, request: web.Request) -> bool:
+        """Twilio signs the Media Streams WebSocket upgrade over the wss:// URL it opened.
+
+        A handshake without a signature is let through (the stream must still name a
+        call of ours and its CallSid); one with a wrong signature is not.
+        """
+        signature = request.headers.get("X-Twilio-Signature")
+        if signature is None:
+            return True
+        url = self._config.ws_url(request.rel_url.path_qs)
+        return bool(self._config.twilio_auth_token) and self._validator.validate(url, {}, signature)
+
+
 def stream_twiml(stream_url: str, parameters: dict[str, str], dial_target: str,
                  caller_id: str | None = None) -> str:
     """TwiML that forks both tracks to our media WebSocket and connects the call onward.
@@ -95,6 +108,7 @@ class TwilioWebhooks:
     def __init__(self, config: CarrierConfig, pool_of, metrics: CarrierMetrics) -> None:
         self._config = config
         self._signature = TwilioSignature(config)
+        self.signature = self._signature
         self._pool_of = pool_of
         self._metrics = metrics
 

@@ -259,10 +259,19 @@ class TwilioMediaStream:
 
 
 def twilio_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetrics, *,
-                         max_message_bytes: int, idle_timeout_s: float):
-    """The aiohttp handler for ``GET /media/twilio``; ``pool_of()`` gives the live DB pool."""
+                         max_message_bytes: int, idle_timeout_s: float, signature_ok=None):
+    """The aiohttp handler for ``GET /media/twilio``; ``pool_of()`` gives the live DB pool.
+
+    ``signature_ok(request)`` checks the handshake's X-Twilio-Signature (None: no check).
+    """
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if signature_ok is not None and not signature_ok(request):
+            metrics.webhook_rejections.labels("twilio", "media").inc()
+            log.warning("twilio media stream refused: invalid X-Twilio-Signature (from %s)",
+                        request.remote)
+            return web.json_response(
+                {"error": {"code": "forbidden", "message": "invalid Twilio signature"}}, status=403)
         stream = TwilioMediaStream(pool_of(), sessions, metrics)
         return await serve_media_socket(request, stream, max_message_bytes=max_message_bytes,
                                         idle_timeout_s=idle_timeout_s)
