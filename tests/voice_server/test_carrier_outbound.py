@@ -161,3 +161,48 @@ async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_
                           realtime=False)
     assert await ca.observer.ended(call_id) is False
     assert len(ca.observer.pcm(call_id, Party.MIXED)) >= len(pcm)
+
+
+async def _token(ca) -> str:
+    from crm_core.auth.tokens import create_api_token
+
+    async with ca.pool.acquire() as conn:
+        issued = await create_api_token(conn, org_id=ca.org_id, user_id=ca.rep_id, name="tests",
+                                        scopes=["read", "write"], expires_at=None)
+    return issued.token
+
+
+async def test_the_outbound_api_route_places_and_records_the_call(dialing):
+    ca, fake = dialing
+    auth = {"Authorization": f"Bearer {await _token(ca)}"}
+    async with ca.pool.acquire() as conn:
+        lead_id = str(await conn.fetchval(
+            "INSERT INTO leads (org_id, owner_id, first_name, phone) VALUES ($1, $2, 'Lee', $3) RETURNING id",
+            ca.org_id, ca.rep_id, CUSTOMER))
+    resp = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "twilio", "lead_id": lead_id},
+                                headers=auth)
+    assert resp.status == 201, await resp.text()
+    call = await resp.json()
+    assert (call["direction"], call["to_number"], call["lead_id"], call["rep_id"]) == (
+        "outbound", CUSTOMER, lead_id, ca.rep_id)
+    assert call["external_id"] == fake.twilio_calls[-1]["sid"]
+    assert stream_from_twiml(fake.twilio_calls[-1]["Twiml"])[1]["call_id"] == call["id"]
+
+    assert (await ca.client.post("/api/v1/calls/outbound", json={"carrier": "twilio",
+                                                                 "to_number": CUSTOMER})).status == 401
+    bad = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "fax", "to_number": "12"},
+                               headers=auth)
+    assert bad.status == 422 and (await bad.json())["error"]["code"] == "validation_failed"
+
+
+async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(dialing):
+    from voice_server.carriers.edge import DIALERS
+
+    ca, fake = dialing
+    ca.app[DIALERS].pop("vonage")
+    resp = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "vonage", "to_number": CUSTOMER},
+                                headers={"Authorization": f"Bearer {await _token(ca)}"})
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error["code"] == "carrier_error"
+    assert (await ca.call_row(error["details"]["call_id"]))["status"] == "failed"

@@ -56,6 +56,12 @@ def setup_carriers(app: web.Application) -> None:
     app.router.add_post("/carriers/vonage/event", vonage.event)
     app.router.add_get("/media/vonage", vonage_media_handler(pool_of, sessions, metrics, **limits))
 
+    # Resolved before the CRM's /api/v1 sub-application: aiohttp tries the longest prefix first.
+    from voice_server.carriers.outbound_route import PATH as OUTBOUND_PATH
+    from voice_server.carriers.outbound_route import outbound_call
+
+    app.router.add_post(OUTBOUND_PATH, outbound_call)
+
     # Dialers for the carriers that are configured; a carrier without credentials has none.
     if config.twilio_auth_token:
         app[DIALERS]["twilio"] = TwilioDialer(config, pool_of)
