@@ -95,7 +95,7 @@ class CarrierApp:
         async with self.pool.acquire() as conn:
             return str(await conn.fetchval(
                 """INSERT INTO calls (org_id, carrier, direction, external_id, rep_id, status, started_at)
-                   VALUES ($1, $2, $3, $4, $5, 'in-progress', now()) RETURNING id""",
+                   VALUES ($1, $2, $3, $4, $5, 'ringing', now()) RETURNING id""",
                 self.org_id, carrier, direction, external_id, self.rep_id))
 
     async def call_row(self, call_id: str):

@@ -258,3 +258,21 @@ async def test_the_websocket_handshake_signature_is_checked_when_present(carrier
                           realtime=False)
     assert await ca.observer.ended(call_id) is False
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
+
+
+async def test_a_second_stream_for_a_live_call_is_refused_and_the_first_goes_on(carrier_app):
+    ca = carrier_app
+    customer = _wav(CUSTOMER_WAV)[:3200]
+    call_id = await ca.new_call("twilio", "inbound", "CA" + "5" * 32)
+    stream = TwilioStream({"call_id": call_id}, "CA" + "5" * 32, inbound=customer)
+    messages = stream.messages()
+    async with ca.client.ws_connect("/media/twilio") as first:
+        await send_stream(first, messages[:5], realtime=False, close=False)
+        async with ca.client.ws_connect("/media/twilio") as second:
+            await send_stream(second, messages[:2], realtime=False, close=False)
+            await second.receive(timeout=10)
+            assert second.close_code == 1008
+        await send_stream(first, messages[5:], realtime=False)
+    assert await ca.observer.ended(call_id) is False
+    assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
+    assert (await ca.call_row(call_id))["answered_at"] is not None
