@@ -159,6 +159,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", _metrics)
+
+    # carriers: Twilio/Vonage webhooks and media WebSockets, outbound dialers
+    from voice_server.carriers.edge import setup_carriers
+
+    setup_carriers(app)
     return app
 
 
