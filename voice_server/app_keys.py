@@ -18,3 +18,7 @@ METRICS = web.AppKey("metrics", NodeMetrics)
 LIVE_CALLS = web.AppKey("live_calls", LiveCalls)
 DRAINING = web.AppKey("draining", asyncio.Event)
 CALL_SESSIONS = web.AppKey("call_sessions", CallSessions)
+
+# SIP/RTP edge (present only when COACHLINE_SIP_ENABLED); typed loosely to keep
+# app_keys free of the transport's imports.
+SIP_EDGE = web.AppKey("sip_edge", object)

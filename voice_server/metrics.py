@@ -31,3 +31,15 @@ class NodeMetrics:
             "1 while this node is shutting down and refuses new calls.",
             registry=self.registry,
         )
+        # --- SIP/RTP edge (voice_server/transports/sip.py) ---
+        self.sip_rejected = Counter(
+            "coachline_sip_malformed_total",
+            "Datagrams on the SIP port that were not SIP we could read (answered 400 or dropped).",
+            registry=self.registry,
+        )
+        self.rtp_dropped = Counter(
+            "coachline_rtp_dropped_total",
+            "RTP datagrams dropped, by reason (malformed, foreign source, unknown payload type).",
+            ["reason"],
+            registry=self.registry,
+        )
