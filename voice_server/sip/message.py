@@ -220,10 +220,10 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         if not length_raw.isdigit() or len(length_raw) > 9:
             raise SipParseError(f"bad Content-Length {length_raw[:20]!r}")
         length = int(length_raw)
-        if length > MAX_BODY_BYTES:
-            raise SipParseError("body too large", 413)
         if length > len(body):
             raise SipParseError(f"Content-Length {length} exceeds the {len(body)} bytes received")
+        if length > MAX_BODY_BYTES:
+            raise SipParseError("body too large", 413)
         body = body[:length]  # RFC 3261 §18.3: extra bytes after the body are discarded
     elif len(body) > MAX_BODY_BYTES:
         raise SipParseError("body too large", 413)

@@ -56,7 +56,7 @@ def split_multipart(content_type_header: str, body: bytes) -> dict[str, bytes]:
     for chunk in chunks[1:]:
         if chunk.startswith(b"--"):
             break  # the close delimiter
-        chunk = chunk.removeprefix(b"\r\n").removeprefix(b"\n")
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk.removeprefix(b"\n")
         head, sep, content = chunk.partition(b"\r\n\r\n")
         if not sep:
             head, sep, content = chunk.partition(b"\n\n")
@@ -68,7 +68,7 @@ def split_multipart(content_type_header: str, body: bytes) -> dict[str, bytes]:
             if name.strip().lower() == "content-type":
                 part_type = value.split(";")[0].strip().lower()
         # The CRLF before the next delimiter belongs to the delimiter (RFC 2046 §5.1.1).
-        content = content.removesuffix(b"\r\n").removesuffix(b"\n")
+        content = content[:-2] if content.endswith(b"\r\n") else content.removesuffix(b"\n")
         parts.setdefault(part_type, content)
     return parts
 
