@@ -31,6 +31,7 @@ from crm_core.call_routing import RepRoute, find_lead_by_phone, find_rep
 from crm_core.calls import NewCall, create_call, update_call_status
 from media.frames import AudioFrame, Party
 from media.g711 import alaw_decode, ulaw_decode
+from media.dtmf import DtmfError, DtmfReceiver
 from media.rtp import RtpError, RtpPacket, Unwrapper, looks_like_rtcp
 from voice_server.call_session import CallInfo, CallSession, CallSessions
 from voice_server.logs import call_id_var
@@ -114,8 +115,28 @@ class RtpPortPool:
         self._free.append(port)
 
 
+class _SourceClock:
+    """Maps one SSRC's RTP timestamps onto the call clock (ms since the call was answered).
+
+    Its first packet is placed at its arrival time; later packets follow the
+    RTP timestamps, so both parties stay aligned and jitter does not move audio.
+    """
+
+    __slots__ = ("_unwrap", "_ts0", "_ms0")
+
+    def __init__(self, timestamp: int, arrival_ms: int) -> None:
+        self._unwrap = Unwrapper(32)
+        self._ts0 = self._unwrap.unwrap(timestamp)
+        self._ms0 = arrival_ms
+
+    def ms(self, timestamp: int) -> int:
+        return max(0, self._ms0 + (self._unwrap.unwrap(timestamp) - self._ts0) // 8)
+
+
 class RtpStream(asyncio.DatagramProtocol):
     """One RTP stream of one call (one party): datagrams in, frames and digits out."""
+
+    _MAX_SOURCES = 8
 
     def __init__(self, metrics: NodeMetrics | None) -> None:
         self._metrics = metrics
@@ -129,15 +150,10 @@ class RtpStream(asyncio.DatagramProtocol):
         self.call_started = 0.0  # loop time of the call clock's zero
         self.last_packet = 0.0
         self.source: Address | None = None
-        self.expected_ip: str | None = None
         self.packets = 0
         self._decode: Callable[[bytes], np.ndarray] | None = None
-        self._ssrc: int | None = None
-        self._ts = Unwrapper(32)
-        self._ts_origin = 0
-        self._ms_origin = 0
-        self._dtmf_seen: set[int] = set()  # RFC 4733 event timestamps already reported
-        self._pending_digits: list[tuple[str, int, int]] = []
+        self._clocks: dict[int, _SourceClock] = {}
+        self._dtmf = DtmfReceiver(clock_rate=SAMPLE_RATE)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -150,7 +166,6 @@ class RtpStream(asyncio.DatagramProtocol):
         self._decode = _DECODERS[stream.codec]
         self.payload_type = stream.payload_type
         self.dtmf_payload_type = stream.dtmf_payload_type
-        self.expected_ip = stream.remote_ip
         self.call_started = call_started
         self.last_packet = asyncio.get_running_loop().time()
 
@@ -158,12 +173,21 @@ class RtpStream(asyncio.DatagramProtocol):
         if self._metrics is not None:
             self._metrics.rtp_dropped.labels(reason).inc()
 
+    def _clock(self, packet: RtpPacket, now: float) -> _SourceClock:
+        clock = self._clocks.get(packet.ssrc)
+        if clock is None:
+            if len(self._clocks) >= self._MAX_SOURCES:
+                self._clocks.clear()
+            clock = _SourceClock(packet.timestamp, int((now - self.call_started) * 1000))
+            self._clocks[packet.ssrc] = clock
+        return clock
+
     def datagram_received(self, data: bytes, addr: Address) -> None:
         session = self.session
         if session is None or self._decode is None or len(data) > _MAX_RTP_PAYLOAD + 64:
             self._drop("unexpected")
             return
-        # Symmetric RTP: latch on the first source; a second one is someone else's packets.
+        # Symmetric RTP: latch on the first source; another one is someone else's packets.
         if self.source is None:
             self.source = addr
         elif addr != self.source:
@@ -176,33 +200,38 @@ class RtpStream(asyncio.DatagramProtocol):
         except RtpError:
             self._drop("malformed")
             return
-        loop_now = asyncio.get_running_loop().time()
-        self.last_packet = loop_now
+        now = asyncio.get_running_loop().time()
+        self.last_packet = now
         self.packets += 1
-        if self._ssrc != packet.ssrc:
-            # A new source (first packet, or the PBX re-anchored media): restart its clock here.
-            self._ssrc = packet.ssrc
-            self._ts = Unwrapper(32)
-            self._ts_origin = self._ts.unwrap(packet.timestamp)
-            self._ms_origin = max(0, int((loop_now - self.call_started) * 1000))
-        at_ms = self._ms_origin + (self._ts.unwrap(packet.timestamp) - self._ts_origin) // 8
         if packet.payload_type == self.payload_type:
             pcm = self._decode(packet.payload)
             if len(pcm):
-                session.push_audio(AudioFrame(pcm, SAMPLE_RATE, self.party, max(0, at_ms)))
+                at_ms = self._clock(packet, now).ms(packet.timestamp)
+                session.push_audio(AudioFrame(pcm, SAMPLE_RATE, self.party, at_ms))
         elif packet.payload_type == self.dtmf_payload_type:
-            self._on_dtmf(packet, at_ms)
+            clock = self._clock(packet, now)
+            try:
+                digits = self._dtmf.push(packet)
+            except DtmfError:
+                self._drop("malformed")
+                return
+            for digit in digits:
+                self._spawn_dtmf(session, digit.digit, clock.ms(digit.timestamp), digit.duration_ms)
         else:
             self._drop("payload_type")  # comfort noise and the like
 
-    def _on_dtmf(self, packet: RtpPacket, at_ms: int) -> None:
-        digit = _dtmf_end(packet)
-        if digit is None or packet.timestamp in self._dtmf_seen:
+    def _spawn_dtmf(self, session: CallSession, digit: str, at_ms: int, duration_ms: int) -> None:
+        # push_dtmf publishes on the bus (async); the datagram callback cannot await.
+        task = asyncio.get_running_loop().create_task(session.push_dtmf(digit, at_ms, duration_ms))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def flush_dtmf(self) -> None:
+        """Report a press whose end packets never came (the call is ending)."""
+        if self.session is None:
             return
-        self._dtmf_seen.add(packet.timestamp)
-        name, duration = digit
-        assert self.session is not None
-        asyncio.get_running_loop().create_task(self.session.push_dtmf(name, at_ms, duration // 8))
+        for digit in self._dtmf.finish():
+            await self.session.push_dtmf(digit.digit, digit.start_ms, digit.duration_ms)
 
     def close(self) -> None:
         self.session = None
@@ -210,15 +239,7 @@ class RtpStream(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-_DTMF_NAMES = "0123456789*#ABCD"
-
-
-def _dtmf_end(packet: RtpPacket) -> tuple[str, int] | None:
-    """(digit, duration in samples) of an RFC 4733 end packet, else None."""
-    payload = packet.payload
-    if len(payload) < 4 or not payload[1] & 0x80 or payload[0] >= len(_DTMF_NAMES):
-        return None
-    return _DTMF_NAMES[payload[0]], int.from_bytes(payload[2:4], "big")
+_background: set[asyncio.Task] = set()
 
 
 @dataclass(eq=False)
@@ -402,7 +423,6 @@ class SipEdge:
             stream.last_packet = now  # the timeout counts from the resume
             negotiated = by_port.get(stream.port)
             if negotiated is not None:
-                stream.expected_ip = negotiated.remote_ip
                 stream.source = None  # the peer may move its media (re-anchoring)
 
     async def ended(self, handle: object, reason: str, abnormal: bool) -> None:
@@ -410,6 +430,8 @@ class SipEdge:
         assert isinstance(media, SipCallMedia)
         if self.calls.pop(media.call_id, None) is None:
             return
+        for stream in media.streams:
+            await stream.flush_dtmf()
         self._release(media)
         token = call_id_var.set(media.call_id)
         try:
