@@ -148,3 +148,82 @@ async def test_digest_challenge_then_call(migrated_database, redis_url, tmp_path
                                service=REP_DIALLED, extra=["-au", "pbx", "-ap", "guess"])
         assert wrong.returncode == 0, wrong.stdout + wrong.errors
         assert len(node.logs) == 1
+
+
+def _tone_packets(pt, encode, freq, seconds, ssrc, interval_samples=160):
+    n = int(8000 * seconds)
+    pcm = (6000 * np.sin(np.arange(n) * 2 * np.pi * freq / 8000)).astype(np.int16)
+    packets = [RtpPacket(pt, i, interval_samples * i, ssrc,
+                         encode(pcm[i * interval_samples:(i + 1) * interval_samples])).build()
+               for i in range(n // interval_samples)]
+    return pcm, packets
+
+
+async def test_siprec_invite_gives_two_parties_by_participant(
+        migrated_database, redis_url, tmp_path):
+    import asyncio
+    import socket
+
+    customer_pcm, customer_packets = _tone_packets(8, alaw_encode, 300, 1.0, 0xC0FFEE)
+    rep_pcm, rep_packets = _tone_packets(0, ulaw_encode, 700, 1.0, 0xBEEF)
+    capture = write_rtp_pcap(tmp_path / "customer.pcap", customer_packets)
+    async with sip_node(migrated_database, redis_url) as node:
+        sipp = asyncio.create_task(run_sipp(node.port, scenario(
+            tmp_path, "siprec.xml", PCAP=capture, PAUSE_MS=2500, SECOND_PORT=41002),
+            service="srs"))
+
+        async def answered():
+            return [m for m in node.edge.calls.values() if m.session is not None]
+
+        [media] = await node.eventually(answered)
+        assert [s.party for s in media.streams] == [Party.CUSTOMER, Party.REP]
+        # sipp plays one capture (the first stream); the rep's stream comes from here.
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sender.sendto(b"\x00garbage", ("127.0.0.1", media.streams[1].port))
+            for packet in rep_packets:
+                sender.sendto(packet, ("127.0.0.1", media.streams[1].port))
+                await asyncio.sleep(0.005)
+        finally:
+            sender.close()
+        result = await sipp
+        assert result.returncode == 0, result.stdout + result.errors
+        [log] = node.logs
+        await log.closed.wait()
+        assert np.array_equal(_audio_of(log.frames, Party.CUSTOMER), alaw_decode(alaw_encode(customer_pcm)))
+        assert np.array_equal(_audio_of(log.frames, Party.REP), ulaw_decode(ulaw_encode(rep_pcm)))
+        [row] = await node.call_rows()
+        assert str(row["rep_id"]) == node.rep_id and row["metadata"]
+
+
+async def test_hold_by_reinvite_suspends_the_media_timeout(migrated_database, redis_url, tmp_path):
+    _pcm, packets = _tone_packets(8, alaw_encode, 300, 0.4, 0x51)
+    capture = write_rtp_pcap(tmp_path / "short.pcap", packets)
+    async with sip_node(migrated_database, redis_url, COACHLINE_RTP_TIMEOUT_S="1") as node:
+        result = await run_sipp(node.port, scenario(tmp_path, "hold.xml", PCAP=capture,
+                                                    HELD_MS=2500), service=REP_DIALLED)
+        assert result.returncode == 0, result.stdout + result.errors
+        [log] = node.logs
+        await log.closed.wait()
+        assert log.abnormal is False  # held past the timeout, yet ended by the caller's BYE
+        assert len(_audio_of(log.frames, Party.CUSTOMER)) == 2 * 8000 * 0.4
+        stamps = [f.timestamp_ms for f in log.frames]
+        assert stamps[len(packets)] - stamps[len(packets) - 1] > 2000  # resumed after the hold
+
+
+async def test_rtp_timeout_hangs_up_and_ends_the_call_abnormally(
+        migrated_database, redis_url, tmp_path):
+    async with sip_node(migrated_database, redis_url, COACHLINE_RTP_TIMEOUT_S="1") as node:
+        result = await run_sipp(node.port, scenario(tmp_path, "timeout.xml"),
+                                service=REP_DIALLED, timeout_s=25)
+        assert result.returncode == 0, result.stdout + result.errors  # sipp got our BYE
+        [log] = node.logs
+        await log.closed.wait()
+        assert log.abnormal is True
+
+        async def ended():
+            rows = await node.call_rows()
+            return rows if rows and rows[0]["ended_at"] is not None else None
+
+        [row] = await node.eventually(ended)
+        assert row["ended_abnormally"] and row["status"] == "failed"

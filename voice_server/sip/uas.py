@@ -26,7 +26,8 @@ from voice_server.sip.addresses import NameAddr, SipUri, Via, with_received
 from voice_server.sip.dialog import Dialog, DialogState, new_tag
 from voice_server.sip.digest import DigestOutcome
 from voice_server.sip.message import (
-    SipParseError, SipRequest, SipResponse, parse_message, response_to, split_header_values,
+    Headers, SipParseError, SipRequest, SipResponse, canonical_name, parse_message, response_to,
+    split_header_values,
 )
 from voice_server.sip.peers import PeerPolicy
 from voice_server.sip.sdp import (
@@ -153,25 +154,26 @@ class SipUserAgentServer:
                 self._reply(message, address, exc.status, str(exc)[:80])
 
     def _answer_unparseable(self, data: bytes, address: Address, exc: SipParseError) -> None:
-        # Answering needs the Via/From/To/Call-ID/CSeq of a request; salvage them if we can.
-        log.warning("dropped malformed SIP from %s:%d (%d bytes): %s",
+        """400 (or 413) to a request we could not read, if it has a Via to answer to."""
+        log.warning("malformed SIP from %s:%d (%d bytes): %s",
                     address[0], address[1], len(data), exc)
         head = data[:8192].split(b"\r\n\r\n")[0].split(b"\n\n")[0]
-        if not head[:1].isalpha() or head.startswith(b"SIP/") or head.startswith(b"ACK "):
-            return
-        salvage = b"\r\n".join(
-            line for line in head.replace(b"\r\n", b"\n").split(b"\n")
-            if line.split(b":")[0].strip().lower() in (b"via", b"v", b"from", b"f", b"to", b"t",
-                                                       b"call-id", b"i", b"cseq")
-        )
+        if not head[:1].isalpha() or head.startswith((b"SIP/", b"ACK ")):
+            return  # never answer a response or an ACK
+        headers = Headers()
+        wanted = {"Via", "From", "To", "Call-ID", "CSeq"}
+        for line in head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")[1:64]:
+            name, sep, value = line.partition(":")
+            if sep and canonical_name(name.strip()) in wanted and "\r" not in value:
+                headers.add(name.strip(), value.strip())
+        vias = [v for raw in headers.get_all("Via") for v in split_header_values(raw)]
         try:
-            request = parse_message(b"OPTIONS sip:x SIP/2.0\r\n" + salvage + b"\r\n\r\n")
-            Via.parse(request.vias[0])
+            Via.parse(vias[0])
         except (SipParseError, IndexError):
             return
-        response = response_to(request, exc.status, str(exc)[:80].replace("\r", " ").replace(
-            "\n", " "))
-        self._send(response.to_bytes(), address)
+        request = SipRequest(headers, b"", method="UNKNOWN", uri="")
+        reason = " ".join(str(exc).split())[:80]
+        self._send(response_to(request, exc.status, reason, to_tag=new_tag()).to_bytes(), address)
 
     def _on_response(self, response: SipResponse) -> None:
         vias = response.vias

@@ -187,10 +187,7 @@ class RtpStream(asyncio.DatagramProtocol):
         if session is None or self._decode is None or len(data) > _MAX_RTP_PAYLOAD + 64:
             self._drop("unexpected")
             return
-        # Symmetric RTP: latch on the first source; another one is someone else's packets.
-        if self.source is None:
-            self.source = addr
-        elif addr != self.source:
+        if self.source is not None and addr != self.source:
             self._drop("foreign_source")
             return
         if looks_like_rtcp(data):
@@ -200,6 +197,9 @@ class RtpStream(asyncio.DatagramProtocol):
         except RtpError:
             self._drop("malformed")
             return
+        # Symmetric RTP: latch on the first valid packet's source; another is someone else's.
+        if self.source is None:
+            self.source = addr
         now = asyncio.get_running_loop().time()
         self.last_packet = now
         self.packets += 1
@@ -225,6 +225,11 @@ class RtpStream(asyncio.DatagramProtocol):
         task = asyncio.get_running_loop().create_task(session.push_dtmf(digit, at_ms, duration_ms))
         _background.add(task)
         task.add_done_callback(_background.discard)
+
+    def resume(self) -> None:
+        """After a re-INVITE the peer may move its media or restart its clock: re-latch."""
+        self.source = None
+        self._clocks.clear()
 
     async def flush_dtmf(self) -> None:
         """Report a press whose end packets never came (the call is ending)."""
@@ -423,7 +428,7 @@ class SipEdge:
             stream.last_packet = now  # the timeout counts from the resume
             negotiated = by_port.get(stream.port)
             if negotiated is not None:
-                stream.source = None  # the peer may move its media (re-anchoring)
+                stream.resume()  # the peer may move its media (re-anchoring)
 
     async def ended(self, handle: object, reason: str, abnormal: bool) -> None:
         media = handle
