@@ -46,7 +46,9 @@ def test_g711_anchor_values():
     assert alaw_encode(np.array([0, 32767, -32768], np.int16)) == b"\xd5\xaa\x2a"
 
 
-@pytest.mark.parametrize(("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)])
+@pytest.mark.parametrize(
+    ("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)]
+)
 def test_every_code_survives_decode_then_encode(encode, decode):
     # Each code's reconstruction level sits inside its own decision interval.
     # µ-law has two zero codes (0x7f and 0xff); both decode to 0, which encodes as 0xff.
@@ -55,7 +57,9 @@ def test_every_code_survives_decode_then_encode(encode, decode):
     assert differing in ([], [0x7F])
 
 
-@pytest.mark.parametrize(("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)])
+@pytest.mark.parametrize(
+    ("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)]
+)
 def test_quantisation_error_is_bounded_relative_to_level(encode, decode):
     pcm = np.arange(-32000, 32000, 7, dtype=np.int16)
     error = np.abs(decode(encode(pcm)).astype(np.int32) - pcm)
