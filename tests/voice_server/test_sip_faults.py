@@ -7,16 +7,13 @@ import socket
 
 import pytest
 
-pytest.importorskip("media.rtp")
-pytest.importorskip("media.dtmf")
-
-from tests.voice_server.sip_node import REP_DIALLED, sip_node  # noqa: E402
-from tests.voice_server.sipp_harness import (  # noqa: E402
+from tests.voice_server.sip_node import REP_DIALLED, sip_node
+from tests.voice_server.sipp_harness import (
     PCAPS, SIPP, run_sipp, scenario,
 )
-from voice_server.app_keys import METRICS  # noqa: E402
-from voice_server.sip.addresses import NameAddr  # noqa: E402
-from voice_server.sip.message import SipResponse, parse_message  # noqa: E402
+from voice_server.app_keys import METRICS
+from voice_server.sip.addresses import NameAddr
+from voice_server.sip.message import SipResponse, parse_message
 
 
 class Peer:

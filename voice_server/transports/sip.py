@@ -31,6 +31,7 @@ from crm_core.call_routing import RepRoute, find_lead_by_phone, find_rep
 from crm_core.calls import NewCall, create_call, update_call_status
 from media.frames import AudioFrame, Party
 from media.g711 import alaw_decode, ulaw_decode
+from media.jitter import JitterBuffer, PlayoutFrame
 from media.dtmf import DtmfError, DtmfReceiver
 from media.rtp import RtpError, RtpPacket, Unwrapper, looks_like_rtcp
 from voice_server.call_session import CallInfo, CallSession, CallSessions
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 8000
 _DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {"PCMU": ulaw_decode, "PCMA": alaw_decode}
 _MAX_RTP_PAYLOAD = 1500
+# Reordering window: a frame with a hole waits this long (in later audio) for the packet.
+JITTER_DEPTH_MS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +155,11 @@ class RtpStream(asyncio.DatagramProtocol):
         self.source: Address | None = None
         self.packets = 0
         self._decode: Callable[[bytes], np.ndarray] | None = None
-        self._clocks: dict[int, _SourceClock] = {}
+        self._clocks: dict[int, _SourceClock] = {}  # for DTMF, which may have its own SSRC
         self._dtmf = DtmfReceiver(clock_rate=SAMPLE_RATE)
+        self._jitter: JitterBuffer | None = None
+        self._anchor: tuple[int, int] | None = None  # (RTP timestamp, call-clock ms)
+        self._resets = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -164,6 +170,8 @@ class RtpStream(asyncio.DatagramProtocol):
         self.session = session
         self.codec = stream.codec
         self._decode = _DECODERS[stream.codec]
+        self._jitter = JitterBuffer(depth_ms=JITTER_DEPTH_MS, frame_ms=20, sample_rate=SAMPLE_RATE,
+                                    decoders={stream.payload_type: self._decode})
         self.payload_type = stream.payload_type
         self.dtmf_payload_type = stream.dtmf_payload_type
         self.call_started = call_started
@@ -203,11 +211,15 @@ class RtpStream(asyncio.DatagramProtocol):
         now = asyncio.get_running_loop().time()
         self.last_packet = now
         self.packets += 1
-        if packet.payload_type == self.payload_type:
-            pcm = self._decode(packet.payload)
-            if len(pcm):
-                at_ms = self._clock(packet, now).ms(packet.timestamp)
-                session.push_audio(AudioFrame(pcm, SAMPLE_RATE, self.party, at_ms))
+        if packet.payload_type == self.payload_type and self._jitter is not None:
+            now_ms = (now - self.call_started) * 1000
+            self._jitter.push(packet, now_ms)
+            resets = self._jitter.stats.resets
+            if resets != self._resets or self._anchor is None:
+                # A new source or a clock jump: place its audio by this packet's arrival.
+                self._resets = resets
+                self._anchor = (packet.timestamp, int(now_ms))
+            self._play_out(session, None)
         elif packet.payload_type == self.dtmf_payload_type:
             clock = self._clock(packet, now)
             try:
@@ -220,6 +232,32 @@ class RtpStream(asyncio.DatagramProtocol):
         else:
             self._drop("payload_type")  # comfort noise and the like
 
+    def _play_out(self, session: CallSession, now_ms: float | None) -> None:
+        # Frames leave by audio, not by wall clock: complete, or depth_ms of later audio
+        # behind them. A busy event loop then delays audio but never replaces it with
+        # silence; ``tick`` releases what a pause in the stream leaves waiting.
+        assert self._jitter is not None
+        jitter = self._jitter
+        while (now_ms is None or jitter.buffered_ms > 0) and (frame := jitter.pop(now_ms)):
+            self._emit(session, frame)
+
+    def _emit(self, session: CallSession, frame: PlayoutFrame) -> None:
+        assert self._anchor is not None
+        anchor_ts, anchor_ms = self._anchor
+        # PlayoutFrame timestamps are unwrapped; the anchor is the raw value it started from.
+        at_ms = anchor_ms + (frame.timestamp - anchor_ts) // 8
+        session.push_audio(AudioFrame(frame.pcm, SAMPLE_RATE, self.party, max(0, at_ms)))
+
+    def tick(self, now: float) -> None:
+        """Release frames whose wait for a lost packet is over (the stream may have paused)."""
+        if self.session is not None and self._jitter is not None and self._anchor is not None:
+            self._play_out(self.session, (now - self.call_started) * 1000)
+
+    def _flush_audio(self) -> None:
+        if self.session is not None and self._jitter is not None and self._anchor is not None:
+            for frame in self._jitter.flush():
+                self._emit(self.session, frame)
+
     def _spawn_dtmf(self, session: CallSession, digit: str, at_ms: int, duration_ms: int) -> None:
         # push_dtmf publishes on the bus (async); the datagram callback cannot await.
         task = asyncio.get_running_loop().create_task(session.push_dtmf(digit, at_ms, duration_ms))
@@ -228,13 +266,20 @@ class RtpStream(asyncio.DatagramProtocol):
 
     def resume(self) -> None:
         """After a re-INVITE the peer may move its media or restart its clock: re-latch."""
+        self._flush_audio()
         self.source = None
         self._clocks.clear()
+        self._anchor = None
+        if self._jitter is not None and self._decode is not None:
+            self._jitter = JitterBuffer(depth_ms=JITTER_DEPTH_MS, frame_ms=20,
+                                        sample_rate=SAMPLE_RATE,
+                                        decoders={self.payload_type: self._decode})
 
-    async def flush_dtmf(self) -> None:
-        """Report a press whose end packets never came (the call is ending)."""
+    async def flush(self) -> None:
+        """The call is ending: play out buffered audio, report a press whose end never came."""
         if self.session is None:
             return
+        self._flush_audio()
         for digit in self._dtmf.finish():
             await self.session.push_dtmf(digit.digit, digit.start_ms, digit.duration_ms)
 
@@ -436,7 +481,7 @@ class SipEdge:
         if self.calls.pop(media.call_id, None) is None:
             return
         for stream in media.streams:
-            await stream.flush_dtmf()
+            await stream.flush()
         self._release(media)
         token = call_id_var.set(media.call_id)
         try:
@@ -477,6 +522,8 @@ class SipEdge:
             await asyncio.sleep(period * (0.9 + 0.2 * random.random()))
             now = loop.time()
             for media in list(self.calls.values()):
+                for stream in media.streams:
+                    stream.tick(now)
                 if media.session is None or media.on_hold or not media.streams:
                     continue
                 last = max(s.last_packet for s in media.streams)
