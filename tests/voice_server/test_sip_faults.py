@@ -151,3 +151,35 @@ async def test_retransmitted_invite_is_absorbed_and_200_repeats_until_ack(
             peer.close()
         await node.logs[0].closed.wait()
         assert node.logs[0].abnormal is False
+
+
+async def _final(peer: Peer) -> SipResponse:
+    while True:
+        response = await peer.recv()
+        assert response is not None, "no final response"
+        if response.status >= 200:
+            return response
+
+
+async def test_unsupported_body_and_extension_are_refused(migrated_database, redis_url):
+    async with sip_node(migrated_database, redis_url) as node:
+        peer = Peer(node.port)
+        try:
+            text = _request(peer, "INVITE", body=SDP, call_id="u1", branch="z9hG4bKu1").replace(
+                b"Content-Type: application/sdp", b"Content-Type: text/plain")
+            peer.send(text)
+            response = await _final(peer)
+            assert response.status == 415
+            assert "application/sdp" in response.headers.get("Accept")
+
+            prack = _request(peer, "INVITE", body=SDP, call_id="u2", branch="z9hG4bKu2").replace(
+                b"Max-Forwards: 70", b"Max-Forwards: 70\r\nRequire: 100rel")
+            peer.send(prack)
+            response = await _final(peer)
+            assert (response.status, response.headers.get("Unsupported")) == (420, "100rel")
+
+            peer.send(_request(peer, "INVITE", call_id="u3", branch="z9hG4bKu3"))  # no offer
+            assert (await _final(peer)).status == 488
+        finally:
+            peer.close()
+        assert await node.call_rows() == []
