@@ -137,13 +137,25 @@ async def test_retransmitted_invite_is_absorbed_and_200_repeats_until_ack(
             assert len(await node.call_rows()) == 1 and len(node.logs) == 1
             peer.send(_request(peer, "ACK", call_id="rt1", to_tag=to_tag, branch="z9hG4bKack"))
             await asyncio.sleep(0)
-            peer.send(_request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=2,
+            hold = _request(peer, "INVITE", call_id="rt1", to_tag=to_tag, cseq=2,
+                            branch="z9hG4bKhold", body=SDP + "a=inactive\r\n")
+            peer.send(hold)
+            held = await _final(peer, cseq=2)
+            peer.send(hold)  # retransmitted re-INVITE: the same 200, not a new offer
+            again = await _final(peer, cseq=2)
+            assert held.status == again.status == 200 and held.body == again.body
+            assert b"a=inactive" in held.body
+            assert next(iter(node.edge.calls.values())).on_hold
+            peer.send(_request(peer, "ACK", call_id="rt1", to_tag=to_tag, cseq=2,
+                               branch="z9hG4bKack2"))
+            await asyncio.sleep(0)
+            peer.send(_request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=3,
                                branch="z9hG4bKbye"))
             while (response := await peer.recv()).status == 200 and \
                     response.cseq.method == "INVITE":
                 pass
             assert response.cseq.method == "BYE" and response.status == 200
-            stale = _request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=3,
+            stale = _request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=4,
                              branch="z9hG4bKbye2")
             peer.send(stale)
             assert (await peer.recv()).status == 481  # the dialog is gone
@@ -153,11 +165,12 @@ async def test_retransmitted_invite_is_absorbed_and_200_repeats_until_ack(
         assert node.logs[0].abnormal is False
 
 
-async def _final(peer: Peer) -> SipResponse:
+async def _final(peer: Peer, cseq: int | None = None) -> SipResponse:
+    """The next final response (to CSeq ``cseq``; retransmissions of others are skipped)."""
     while True:
         response = await peer.recv()
         assert response is not None, "no final response"
-        if response.status >= 200:
+        if response.status >= 200 and cseq in (None, response.cseq.number):
             return response
 
 

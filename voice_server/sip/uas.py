@@ -198,6 +198,8 @@ class SipUserAgentServer:
             for rest in raw[1:]:
                 request.headers.add("Via", rest)
         request.cseq  # validates the CSeq early
+        NameAddr.parse(request.headers.get("From") or "")  # and From/To: bad ones get 400 here
+        NameAddr.parse(request.headers.get("To") or "")
         if request.method == "ACK":
             self._on_ack(request)
             self.transactions.receive(request, address)
@@ -443,6 +445,12 @@ class SipUserAgentServer:
             return
         if call is None or call.dialog is None or call.ended:
             self._respond(txn, response_to(request, 481))
+            return
+        if (request.method == "INVITE" and call.ok is not None
+                and request.cseq.number == call.dialog.remote_cseq):
+            # The re-INVITE again after our 2xx ended its transaction: repeat the 2xx.
+            self.transactions.discard(txn)
+            call.ok.resend()
             return
         if not call.dialog.accept_cseq(request):
             self._respond(txn, response_to(request, 500, "CSeq out of order"))
