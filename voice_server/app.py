@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from crm_core.api import ApiOptions, add_api_routes  # crm-api
 from crm_core.call_events import CallEventWriter
 from voice_server import health
 from voice_server.app_keys import CALL_SESSIONS, DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
@@ -111,6 +112,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         await writer.close()
 
     app.cleanup_ctx.append(_persist_call_events)
+
+    # crm-api: the CRM REST API (/api/v1, /auth/token, /auth/logout)
+    add_api_routes(
+        app,
+        pool=lambda: app[RUNTIME].pool,
+        bus=lambda: app[RUNTIME].bus,
+        options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s),
+    )
 
     # SIP/RTP edge: its own UDP sockets, started only when enabled.
     if settings.sip_enabled:

@@ -45,6 +45,25 @@ class Settings(BaseSettings):
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
+    # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
+    cookie_secure: bool = False
+    session_ttl_s: int = Field(8 * 3600, ge=300, le=30 * 24 * 3600)
+
+    # --- crm-intel: API rate limits (voice_server/rate_limits.py) and webhooks out
+    rate_limit_enabled: bool = True
+    rate_limit_anonymous_per_min: int = Field(60, ge=1, le=1_000_000)
+    rate_limit_starter_per_min: int = Field(60, ge=1, le=1_000_000)
+    rate_limit_professional_per_min: int = Field(300, ge=1, le=1_000_000)
+    rate_limit_enterprise_per_min: int = Field(3000, ge=1, le=1_000_000)
+    rate_limit_trust_forwarded_for: bool = False
+    webhooks_enabled: bool = True
+    # Off by default: customer-supplied URLs must not reach our own network (SSRF).
+    webhooks_allow_private_urls: bool = False
+    webhooks_max_attempts: int = Field(8, ge=1, le=50)
+    webhooks_timeout_s: float = Field(10.0, gt=0, le=120)
+    lead_rescoring_every_s: float = Field(30.0, gt=0, le=86400)
+    # --- end crm-intel
 
     # --- SIP/RTP edge (voice_server/transports/sip.py) ---
     sip_enabled: bool = False
