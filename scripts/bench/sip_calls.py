@@ -30,17 +30,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
-import numpy as np  # noqa: E402
+import asyncpg
+import numpy as np
 
-from media.frames import Party  # noqa: E402
-from media.g711 import alaw_decode  # noqa: E402
-from media.rtp import RtpPacket  # noqa: E402
-from storage.local_servers import LocalPostgres, LocalRedis  # noqa: E402
-from storage.migrations import apply_migrations  # noqa: E402
-from tests.voice_server.sip_node import REP_DIALLED, sip_node  # noqa: E402
-from tests.voice_server.sipp_harness import (  # noqa: E402
-    PCAPS, read_rtp_payloads, run_sipp, scenario,
+from media.frames import Party
+from media.g711 import alaw_decode
+from media.rtp import RtpPacket
+from storage.local_servers import LocalPostgres, LocalRedis
+from storage.migrations import apply_migrations
+from tests.voice_server.sip_node import REP_DIALLED, sip_node
+from tests.voice_server.sipp_harness import (
+    PCAPS,
+    read_rtp_payloads,
+    run_sipp,
+    scenario,
 )
 
 CAPTURE = PCAPS / "g711a.pcap"

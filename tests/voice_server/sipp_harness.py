@@ -75,7 +75,7 @@ async def run_sipp(server_port: int, scenario_file: Path, *, service: str = "155
         *args, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 15)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
     errors = error_file.read_text(errors="replace") if error_file.exists() else ""
@@ -116,7 +116,7 @@ def write_rtp_pcap(path: Path, packets: list[bytes], *, interval_s: float = 0.02
         frame = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
         frame += ip_header + udp
         t = 1_700_000_000 + i * interval_s
-        out.append(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)) % 1_000_000,
+        out.append(struct.pack("<IIII", int(t), round((t % 1) * 1e6) % 1_000_000,
                                len(frame), len(frame)))
         out.append(frame)
     path.write_bytes(b"".join(out))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,12 @@ from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from media.rtp import RtpPacket
 from tests.voice_server.sip_node import REP_DIALLED, sip_node
 from tests.voice_server.sipp_harness import (
-    PCAPS, SIPP, read_rtp_payloads, run_sipp, scenario, write_rtp_pcap,
+    PCAPS,
+    SIPP,
+    read_rtp_payloads,
+    run_sipp,
+    scenario,
+    write_rtp_pcap,
 )
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) not installed")
@@ -40,7 +47,7 @@ async def test_pcma_call_from_a_real_capture_arrives_sample_exact_with_its_digit
         assert {f.party for f in log.frames} == {Party.CUSTOMER}
         assert all(f.sample_rate == 8000 for f in log.frames)
         stamps = [f.timestamp_ms for f in log.frames]
-        assert all(b - a == 20 for a, b in zip(stamps, stamps[1:]))  # 30 ms packets, 20 ms frames
+        assert all(b - a == 20 for a, b in pairwise(stamps))  # 30 ms packets, 20 ms frames
         assert [d for d, _at, _dur in log.digits] == ["1"]
         assert log.digits[0][1] >= stamps[-1]  # the digit came after the speech
 
@@ -72,7 +79,7 @@ async def test_pcmu_call_of_our_own_audio_is_sample_exact(migrated_database, red
         await log.closed.wait()
         assert np.array_equal(_audio_of(log.frames, Party.CUSTOMER), expected)
         stamps = [f.timestamp_ms for f in log.frames]
-        assert all(b - a == 20 for a, b in zip(stamps, stamps[1:]))  # no jump at the wrap
+        assert all(b - a == 20 for a, b in pairwise(stamps))  # no jump at the wrap
         assert [d for d, _at, _dur in log.digits] == ["9"]
 
 

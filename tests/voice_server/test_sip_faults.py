@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import pytest
-
 from tests.voice_server.sip_node import REP_DIALLED, sip_node
 from tests.voice_server.sipp_harness import (
-    PCAPS, SIPP, run_sipp, scenario,
+    PCAPS,
+    run_sipp,
+    scenario,
 )
 from voice_server.app_keys import METRICS
 from voice_server.sip.addresses import NameAddr
@@ -33,7 +33,7 @@ class Peer:
         loop = asyncio.get_running_loop()
         try:
             data = await asyncio.wait_for(loop.sock_recv(self.sock, 65535), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         return parse_message(data)
 

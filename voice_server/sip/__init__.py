@@ -7,7 +7,12 @@ The network side (UDP sockets, RTP receivers, CallSessions) lives in
 from voice_server.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 from voice_server.sip.peers import PeerPolicy
 from voice_server.sip.uas import (
-    Admission, CallApplication, CallRejected, IncomingCall, SipUserAgentServer, UasOptions,
+    Admission,
+    CallApplication,
+    CallRejected,
+    IncomingCall,
+    SipUserAgentServer,
+    UasOptions,
 )
 
 __all__ = [

@@ -37,7 +37,7 @@ class SipUri:
     params: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "SipUri":
+    def parse(cls, text: str) -> SipUri:
         match = _URI_RE.match(text.strip())
         if not match:
             raise SipParseError(f"bad URI {text[:80]!r}")
@@ -67,7 +67,7 @@ class NameAddr:
         return self.params.get("tag") or None
 
     @classmethod
-    def parse(cls, text: str) -> "NameAddr":
+    def parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if "<" in text:
             display, _, rest = text.partition("<")
@@ -93,7 +93,7 @@ class Via:
         return self.params.get("branch", "")
 
     @classmethod
-    def parse(cls, text: str) -> "Via":
+    def parse(cls, text: str) -> Via:
         match = _VIA_RE.match(text.strip())
         if not match:
             raise SipParseError(f"bad Via {text[:80]!r}")

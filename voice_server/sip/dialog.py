@@ -45,7 +45,7 @@ class Dialog:
         return (self.call_id, self.local_tag, self.remote_tag)
 
     @classmethod
-    def from_invite(cls, invite: SipRequest, local_tag: str, address: Address) -> "Dialog":
+    def from_invite(cls, invite: SipRequest, local_tag: str, address: Address) -> Dialog:
         remote = NameAddr.parse(invite.headers.get("From") or "")
         contact_raw = invite.headers.get("Contact")
         target = (str(NameAddr.parse(split_header_values(contact_raw)[0]).uri)

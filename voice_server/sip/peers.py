@@ -72,7 +72,7 @@ class PeerPolicy:
 
     @classmethod
     def from_spec(cls, spec: str, *, realm: str = "coachline",
-                  nonce_ttl_s: float = 300.0) -> "PeerPolicy":
+                  nonce_ttl_s: float = 300.0) -> PeerPolicy:
         return cls(parse_peers(spec), realm, nonce_ttl_s)
 
     def decide(self, source_ip: str) -> PeerDecision:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
 
 from voice_server.sip.addresses import NameAddr, Via
 from voice_server.sip.message import SipParseError, SipRequest, SipResponse

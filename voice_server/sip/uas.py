@@ -19,23 +19,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from voice_server.sip.addresses import NameAddr, SipUri, Via, with_received
 from voice_server.sip.dialog import Dialog, DialogState, new_tag
 from voice_server.sip.digest import DigestOutcome
 from voice_server.sip.message import (
-    Headers, SipParseError, SipRequest, SipResponse, canonical_name, parse_message, response_to,
+    Headers,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    canonical_name,
+    parse_message,
+    response_to,
     split_header_values,
 )
 from voice_server.sip.peers import PeerPolicy
 from voice_server.sip.sdp import (
-    Answer, SdpError, SdpNegotiationError, SessionDescription, negotiate, parse_sdp,
+    Answer,
+    SdpError,
+    SdpNegotiationError,
+    SessionDescription,
+    negotiate,
+    parse_sdp,
 )
 from voice_server.sip.siprec import RecordingMetadata, SiprecError, read_siprec_body
 from voice_server.sip.transactions import (
-    Address, Retransmission, ServerTransaction, TimerConfig, TransactionLayer, transaction_key,
+    Address,
+    Retransmission,
+    ServerTransaction,
+    TimerConfig,
+    TransactionLayer,
+    transaction_key,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +128,7 @@ class SipCall:
 class UasOptions:
     host: str  # the address we put in Contact and our own Via
     port: int
-    timers: TimerConfig = TimerConfig()
+    timers: TimerConfig = field(default_factory=TimerConfig)
     max_calls: int = 1000
     user_agent: str = "Coachline"
 
@@ -197,7 +214,7 @@ class SipUserAgentServer:
             request.headers.add("Via", ", ".join([top] + first[1:]))
             for rest in raw[1:]:
                 request.headers.add("Via", rest)
-        request.cseq  # validates the CSeq early
+        _ = request.cseq  # validates the CSeq early
         NameAddr.parse(request.headers.get("From") or "")  # and From/To: bad ones get 400 here
         NameAddr.parse(request.headers.get("To") or "")
         if request.method == "ACK":

@@ -21,18 +21,19 @@ import asyncio
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Self
 
 import asyncpg
 import numpy as np
 
 from crm_core.call_routing import RepRoute, find_lead_by_phone, find_rep
 from crm_core.calls import NewCall, create_call, update_call_status
+from media.dtmf import DtmfError, DtmfReceiver
 from media.frames import AudioFrame, Party
 from media.g711 import alaw_decode, ulaw_decode
 from media.jitter import JitterBuffer, PlayoutFrame
-from media.dtmf import DtmfError, DtmfReceiver
 from media.rtp import RtpError, RtpPacket, Unwrapper, looks_like_rtcp
 from voice_server.call_session import CallInfo, CallSession, CallSessions
 from voice_server.logs import call_id_var
@@ -44,7 +45,11 @@ from voice_server.sip.peers import PeerPolicy
 from voice_server.sip.sdp import Answer, NegotiatedStream
 from voice_server.sip.transactions import Address, TimerConfig
 from voice_server.sip.uas import (
-    Admission, CallRejected, IncomingCall, SipUserAgentServer, UasOptions,
+    Admission,
+    CallRejected,
+    IncomingCall,
+    SipUserAgentServer,
+    UasOptions,
 )
 
 log = logging.getLogger(__name__)
@@ -68,10 +73,10 @@ class SipEdgeOptions:
     nonce_ttl_s: float = 300.0
     max_calls: int = 500
     rtp_timeout_s: float = 30.0
-    timers: TimerConfig = TimerConfig()
+    timers: TimerConfig = field(default_factory=TimerConfig)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SipEdgeOptions":
+    def from_settings(cls, settings: Settings) -> SipEdgeOptions:
         return cls(
             bind_host=settings.sip_host, port=settings.sip_port,
             advertised_host=settings.sip_advertised_host, rtp_port_min=settings.rtp_port_min,
@@ -125,7 +130,7 @@ class _SourceClock:
     RTP timestamps, so both parties stay aligned and jitter does not move audio.
     """
 
-    __slots__ = ("_unwrap", "_ts0", "_ms0")
+    __slots__ = ("_ms0", "_ts0", "_unwrap")
 
     def __init__(self, timestamp: int, arrival_ms: int) -> None:
         self._unwrap = Unwrapper(32)
@@ -308,7 +313,7 @@ class SipCallMedia:
 
 
 class _SipSocket(asyncio.DatagramProtocol):
-    def __init__(self, edge: "SipEdge") -> None:
+    def __init__(self, edge: SipEdge) -> None:
         self._edge = edge
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
@@ -343,7 +348,7 @@ class SipEdge:
         self.calls: dict[str, SipCallMedia] = {}
         self._watchdog: asyncio.Task | None = None
 
-    async def start(self) -> "SipEdge":
+    async def start(self) -> Self:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _SipSocket(self), local_addr=(self.options.bind_host, self.options.port))
@@ -372,7 +377,7 @@ class SipEdge:
         if self._transport is not None:
             self._transport.close()
 
-    async def __aenter__(self) -> "SipEdge":
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -405,7 +410,7 @@ class SipEdge:
         media = SipCallMedia(call_id, info, call, route, parties)
         try:
             for _ in parties:
-                transport, protocol, port = await self.ports.bind(
+                _transport, protocol, port = await self.ports.bind(
                     self.options.bind_host, lambda: RtpStream(self.metrics))
                 assert isinstance(protocol, RtpStream)
                 protocol.port = port
