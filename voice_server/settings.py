@@ -111,6 +111,9 @@ class Settings(BaseSettings):
             raise ValueError("COACHLINE_DB_POOL_MIN must not exceed COACHLINE_DB_POOL_MAX")
         if self.rtp_port_min >= self.rtp_port_max:  # SIP/RTP edge
             raise ValueError("COACHLINE_RTP_PORT_MIN must be below COACHLINE_RTP_PORT_MAX")
+        if self.sip_enabled and self.sip_host in ("0.0.0.0", "::") and not self.sip_advertised_host:
+            raise ValueError("COACHLINE_SIP_ADVERTISED_HOST is needed when COACHLINE_SIP_HOST "
+                             "binds all addresses (peers must be told where to send)")
         from voice_server.sip.peers import PeerSpecError, parse_peers
         try:
             parse_peers(self.sip_peers)

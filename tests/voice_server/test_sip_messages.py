@@ -188,3 +188,18 @@ def test_siprec_metadata_errors():
         parse_metadata(b'<!DOCTYPE x [<!ENTITY a "b">]><recording/>')
     with pytest.raises(SiprecError):
         read_siprec_body("multipart/mixed", b"x")
+
+
+def test_sip_settings_are_checked():
+    from voice_server.settings import SettingsError, load_settings
+
+    settings = load_settings({"COACHLINE_SIP_ENABLED": "true", "COACHLINE_SIP_PEERS":
+                              "10.0.0.0/8,pbx:pw@192.0.2.7"})
+    assert settings.sip_enabled and settings.sip_port == 5060
+    for bad in ({"COACHLINE_SIP_PEERS": "pbx@10.0.0.1"},
+                {"COACHLINE_RTP_PORT_MIN": "30000", "COACHLINE_RTP_PORT_MAX": "20000"},
+                {"COACHLINE_SIP_ENABLED": "true", "COACHLINE_SIP_HOST": "0.0.0.0"}):
+        with pytest.raises(SettingsError):
+            load_settings(bad)
+    assert load_settings({"COACHLINE_SIP_ENABLED": "true", "COACHLINE_SIP_HOST": "0.0.0.0",
+                          "COACHLINE_SIP_ADVERTISED_HOST": "203.0.113.5"}).sip_advertised_host
