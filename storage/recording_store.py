@@ -200,22 +200,20 @@ class RecordingWriter:
         self._file.flush()
         self.pending = bytearray()
         self.chunks_written = 0
+        self.total_bytes = 0  # plaintext appended so far
         self.closed = False
 
     @property
     def durable_bytes(self) -> int:
         """Plaintext bytes in chunks already written (what survives a crash)."""
-        return self.chunks_written * self.header.chunk_size
-
-    @property
-    def total_bytes(self) -> int:
-        return self.durable_bytes + len(self.pending)
+        return self.total_bytes - len(self.pending)
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
         """Add plaintext; returns how many chunks this call wrote."""
         if self.closed:
             raise RecordingError("recording writer is closed")
         self.pending += data
+        self.total_bytes += len(data)
         size = self.header.chunk_size
         written = 0
         while len(self.pending) >= size:

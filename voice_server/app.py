@@ -19,6 +19,7 @@ from voice_server.call_session import CallSessions
 from voice_server.live_calls import LiveCalls
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
+from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
 
@@ -111,6 +112,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         await writer.close()
 
     app.cleanup_ctx.append(_persist_call_events)
+
+    # recording (issue 7): recorder on every call, recovery/retention jobs, review API
+    setup_recordings(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)

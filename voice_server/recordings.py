@@ -1,0 +1,104 @@
+"""Wires call recording into the app: keyring and store, the recorder, its background jobs, the review API.
+
+``setup_recordings(app)`` is the one call ``create_app`` makes. On start-up it
+loads the master keys (no key configured: calls are not recorded, and the
+review API answers 503), attaches a recorder to every new call, finishes
+recordings a dead process left open, renews this node's open recordings, and
+purges recordings past their organization's retention (one node at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from storage.keys import load_keyring
+from storage.leases import run_singleton
+from storage.recording_store import LocalRecordingStore
+from voice_server.app_keys import CALL_SESSIONS, RUNTIME, SETTINGS
+from voice_server.recorder import RecorderOptions, RecordingService
+from voice_server.recordings_routes import RECORDINGS, Authenticate, add_recording_routes
+from voice_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def recording_dir(settings: Settings):
+    return settings.recording_dir or settings.data_dir / "recordings"
+
+
+def build_store(settings: Settings) -> LocalRecordingStore | None:
+    """The store for these settings, or None when no master key is configured (KeyringError if malformed)."""
+    secret = settings.recording_key.get_secret_value() if settings.recording_key else None
+    keyring = load_keyring(secret, settings.recording_key_file, data_dir=recording_dir(settings))
+    if keyring is None:
+        return None
+    return LocalRecordingStore(recording_dir(settings), keyring)
+
+
+def setup_recordings(app: web.Application, authenticate: Authenticate | None = None) -> None:
+    settings: Settings = app[SETTINGS]
+    add_recording_routes(app, authenticate)
+    if settings.test_media_route:
+        from voice_server.test_media_route import add_test_media_route
+
+        add_test_media_route(app)
+    app.cleanup_ctx.append(_recording_lifecycle)
+
+
+async def _recording_lifecycle(app: web.Application):
+    settings: Settings = app[SETTINGS]
+    store = build_store(settings) if settings.recording_enabled else None
+    if store is None:
+        log.warning("call recording is off: set COACHLINE_RECORDING_KEY or COACHLINE_RECORDING_KEY_FILE")
+        yield
+        return
+    runtime = app[RUNTIME]
+    service = RecordingService(store, lambda: runtime.pool, RecorderOptions(
+        sample_rate=settings.recording_sample_rate, chunk_s=settings.recording_chunk_s,
+        max_lag_ms=settings.recording_max_lag_ms, node_id=settings.node_id,
+    ))
+    app[RECORDINGS] = service
+    app[CALL_SESSIONS].consumer_factories.append(service.consumer_for)
+    stop = asyncio.Event()
+    stale_s = settings.recording_stale_s
+    jobs = [
+        asyncio.create_task(_every(stale_s / 3, service.renew, stop), name="recording-renew"),
+        asyncio.create_task(run_singleton(
+            runtime.redis, "recording-recovery", lambda: _recover(service, stale_s),
+            every_s=max(1.0, stale_s / 2), stop=stop), name="recording-recovery"),
+        asyncio.create_task(run_singleton(
+            runtime.redis, "recording-retention",
+            lambda: service.purge_expired(settings.recording_retention_days),
+            every_s=settings.recording_purge_every_s, ttl_s=60.0,
+            stop=stop), name="recording-retention"),
+    ]
+    log.info("call recording on: store %s, key id %s", store.root, store.keyring.current_id)
+    try:
+        yield
+    finally:
+        stop.set()
+        await service.close()
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+
+
+async def _recover(service: RecordingService, stale_s: float) -> None:
+    await service.recover_abandoned(stale_s)
+
+
+async def _every(period_s: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("recording job failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), period_s)
