@@ -1,0 +1,163 @@
+import asyncio
+import uuid
+
+import numpy as np
+import pytest
+
+from media.frames import Party
+from storage.recording_store import RecordingTruncatedError
+from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
+from voice_server.app_keys import CALL_SESSIONS
+from voice_server.call_session import CallInfo
+from voice_server.recordings_routes import RECORDINGS
+
+
+def _stereo(data: bytes):
+    pcm = np.frombuffer(data, "<i2")
+    return pcm[0::2], pcm[1::2]
+
+
+async def _wait_for(predicate, timeout_s=20.0):
+    for _ in range(int(timeout_s / 0.05)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_a_call_is_recorded_encrypted_and_aligned(node, db):
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    service = app[RECORDINGS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound", rep_id=world.rep))
+    # The rep talks for 3 s; the customer joins at 1 s and stops at 2 s.
+    for rep_frame, i in zip(tone_frames(Party.REP, 3.0), range(10_000)):
+        session.push_audio(rep_frame)
+        if 50 <= i < 100:
+            cust = next(tone_frames(Party.CUSTOMER, 0.02, start_ms=i * 20))
+            session.push_audio(cust)
+    await sessions.close(world.call_id)
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    assert row["status"] == "complete" and row["channels"] == 2 and row["sample_rate"] == 8000
+    assert row["byte_length"] == 3 * 8000 * 4 and row["duration_ms"] == 3000
+    raw = service.store.path_of(row["id"]).read_bytes()
+    assert b"\x00" * 64 not in raw[256:]  # even the silences are ciphertext, not zeros on disk
+    with service.store.open(row["id"]) as reader:
+        rep, cust = _stereo(reader.read_all())
+    assert len(rep) == 24000
+    assert (rep.reshape(-1, 160)[:, 0] == np.arange(150)).all()
+    assert (cust[:8000] == 0).all() and (cust[16000:] == 0).all()
+    assert (cust[8000:16000].reshape(-1, 160)[:, 0] == 1000 + np.arange(50, 100)).all()
+
+
+async def test_mixed_calls_are_mono_and_a_call_without_audio_has_no_recording(node, db):
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    for frame in tone_frames(Party.MIXED, 1.0):
+        session.push_audio(frame)
+    await sessions.close(world.call_id)
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    assert row["channels"] == 1 and row["byte_length"] == 16000
+    silent = await make_world(db)
+    await sessions.open(CallInfo(silent.call_id, silent.org_id, "simulator", "outbound"))
+    await sessions.close(silent.call_id)
+    assert await db.fetchval("SELECT count(*) FROM recordings WHERE call_id = $1", uuid.UUID(silent.call_id)) == 0
+
+
+async def test_a_call_id_without_a_call_row_does_not_harm_the_call(node, db):
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    ghost = str(uuid.uuid4())
+    session = await sessions.open(CallInfo(ghost, world.org_id, "simulator", "outbound"))
+    for frame in tone_frames(Party.REP, 0.5):
+        session.push_audio(frame)
+    await sessions.close(ghost)  # no exception; the recorder gave up on its own
+    assert session.stats.frames[Party.REP] == 25
+
+
+async def test_card_number_spans_are_silenced_live_and_after_the_call(node, db):
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    service = app[RECORDINGS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    frames = list(tone_frames(Party.REP, 4.0, value_at=lambda ts: 500))
+    for frame in frames[:150]:  # 3 s in; chunks are 0.5 s, so 0.2-0.9 s is on disk already
+        session.push_audio(frame)
+    await _wait_for(lambda: _durable(service, world.call_id, 2 * 8000 * 4))
+    assert await service.silence_call(world.call_id, 200, 900)  # written chunks: rewritten
+    assert await service.silence_call(world.call_id, 2900, 3200)  # open chunk and the future
+    for frame in frames[150:]:
+        session.push_audio(frame)
+    await sessions.close(world.call_id)
+    assert await service.silence_call(world.call_id, 3500, 3600)  # after the call: on disk
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    with service.store.open(row["id"]) as reader:
+        rep, cust = _stereo(reader.read_all())
+    silent = np.zeros(len(rep), bool)
+    for lo, hi in [(200, 900), (2900, 3200), (3500, 3600)]:
+        silent[lo * 8:hi * 8] = True
+    assert (rep[silent] == 0).all() and (rep[~silent] == 500).all()
+
+
+async def _durable(service, call_id, at_least):
+    recorder = service.live.get(call_id)
+    return recorder is not None and recorder.durable_bytes >= at_least
+
+
+async def test_recordings_left_open_by_a_dead_process_are_recovered(node, db):
+    client, app = node
+    world = await make_world(db)
+    service = app[RECORDINGS]
+    # What a killed process leaves: an open row, and a file without its final chunk.
+    from crm_core.recordings import NewRecording, insert_recording
+    from storage.recording_store import AudioFormat
+
+    rid = uuid.uuid4()
+    await insert_recording(db, NewRecording(str(rid), world.org_id, world.call_id,
+                                            service.store.storage_key(rid), "k1", 2, 8000, 16000, "dead"))
+    await db.execute("UPDATE recordings SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", rid)
+    writer = service.store.create(rid, AudioFormat(8000, 2), 16000)
+    writer.append(bytes(range(256)) * 200)  # 51200 bytes: 3 chunks written, the rest lost
+    writer.abandon()
+    with pytest.raises(RecordingTruncatedError):
+        service.store.open(rid)
+    recovered = await service.recover_abandoned(stale_s=2)
+    assert [r.recording_id for r in recovered] == [str(rid)]
+    row = await db.fetchrow("SELECT * FROM recordings WHERE id = $1", rid)
+    assert row["status"] == "incomplete" and row["byte_length"] == 48000
+    call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", uuid.UUID(world.call_id))
+    assert call["ended_abnormally"] and call["status"] == "failed"
+    with service.store.open(rid) as reader:
+        assert reader.read_all() == (bytes(range(256)) * 200)[:48000]
+    audit = await db.fetchrow("SELECT * FROM audit_log WHERE action = 'recording.recovered' AND resource_id = $1",
+                              world.call_id)
+    assert audit["actor_kind"] == "system"
+    assert await service.recover_abandoned(stale_s=2) == []
+
+
+async def test_retention_purges_old_recordings_and_audits(node, db):
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    service = app[RECORDINGS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    for frame in tone_frames(Party.REP, 1.0):
+        session.push_audio(frame)
+    await sessions.close(world.call_id)
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    assert await service.purge_expired(default_days=0) == 0  # the org keeps recordings forever
+    await db.execute("UPDATE organizations SET settings = settings || '{\"recording_retention_days\": 30}'"
+                     " WHERE id = $1", uuid.UUID(world.org_id))
+    assert await service.purge_expired(default_days=0) == 0  # not old enough yet
+    await db.execute("UPDATE recordings SET created_at = now() - interval '31 days' WHERE id = $1", row["id"])
+    assert await service.purge_expired(default_days=0) == 1
+    assert not service.store.exists(row["id"])
+    after = await db.fetchrow("SELECT * FROM recordings WHERE id = $1", row["id"])
+    assert after["status"] == "deleted" and after["deleted_at"] is not None
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'recording.purged' AND resource_id = $1",
+                             world.call_id) == 1
