@@ -1,0 +1,136 @@
+"""SIGKILL a real ``coachline serve`` mid-call: the recording must survive up to its last chunk."""
+
+import asyncio
+import io
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import uuid
+import wave
+
+import aiohttp
+import numpy as np
+
+from storage.keys import new_master_key, parse_key_spec
+from storage.recording_store import LocalRecordingStore
+from tests.voice_server.recording_world import db, make_world, recording_env  # noqa: F401
+from voice_server.recordings_routes import wav_header
+
+CHUNK_BYTES = 16000  # 0.5 s of 8 kHz stereo PCM16 (COACHLINE_RECORDING_CHUNK_S=0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_ready(proc, session: aiohttp.ClientSession, log_path) -> str:
+    port = None
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {open(log_path).read()[-3000:]}")
+        port = port or _port_of(proc)
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/ready") as resp:
+                if resp.status == 200:
+                    return f"127.0.0.1:{port}"
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"server not ready: {open(log_path).read()[-3000:]}")
+
+
+def _port_of(proc) -> int:
+    return int(proc.args_env_port)
+
+
+def _frame(party: int, ts_ms: int) -> bytes:
+    value = (ts_ms // 20) % 1000 + (1000 if party else 0)
+    return struct.pack(">BII", party, ts_ms, 8000) + np.full(160, value, "<i2").tobytes()
+
+
+async def _poll(predicate, timeout_s: float, what: str):
+    for _ in range(int(timeout_s / 0.1)):
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call(db, migrated_database,
+                                                                                redis_url, tmp_path):
+    world = await make_world(db)
+    key = f"k1:{new_master_key()}"
+    env = recording_env(migrated_database, redis_url, tmp_path / "data", COACHLINE_RECORDING_KEY=key,
+                        COACHLINE_TEST_MEDIA_ROUTE="1")
+    log_path = tmp_path / "server.log"
+    call_uuid = uuid.UUID(world.call_id)
+    async with aiohttp.ClientSession() as http:
+        first = _start(env, log_path)
+        try:
+            host = await _wait_ready(first, http, log_path)
+            ws = await http.ws_connect(f"ws://{host}/test/media")
+            await ws.send_json({"call_id": world.call_id, "org_id": world.org_id, "rep_id": world.rep})
+            for i in range(165):  # 3.3 s of both parties: six full chunks and a part of the seventh
+                await ws.send_bytes(_frame(0, i * 20))
+                await ws.send_bytes(_frame(1, i * 20))
+            await ws.send_json({"ping": 1})
+            assert (await ws.receive_json(timeout=30)) == {"pong": 1}
+
+            async def six_chunks_durable():
+                return await db.fetchval("SELECT byte_length FROM recordings WHERE call_id = $1 "
+                                         "AND byte_length >= $2", call_uuid, 6 * CHUNK_BYTES)
+
+            await _poll(six_chunks_durable, 30, "the chunks to be written")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", call_uuid)
+        assert row["status"] == "recording"  # nobody finished it: the process is gone
+
+        second = _start(env, log_path)
+        try:
+            await _wait_ready(second, http, log_path)
+
+            async def recovered():
+                return await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1 AND status = 'incomplete'",
+                                         call_uuid)
+
+            row = await _poll(recovered, 60, "recovery of the recording")
+            call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", call_uuid)
+            assert call["ended_abnormally"] is True and call["ended_at"] is not None
+        finally:
+            second.send_signal(signal.SIGTERM)
+            try:
+                second.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                second.kill()
+
+    assert row["byte_length"] == 6 * CHUNK_BYTES
+    store = LocalRecordingStore(tmp_path / "data" / "recordings", parse_key_spec(key))
+    with store.open(row["id"]) as reader:
+        pcm = np.frombuffer(reader.read_all(), "<i2")
+        audio = reader.audio
+    assert len(pcm) == 6 * CHUNK_BYTES // 2
+    expected_rep = np.repeat(np.arange(150), 160)
+    assert (pcm[0::2] == expected_rep).all() and (pcm[1::2] == expected_rep + 1000).all()
+    # It plays: a WAV reader accepts it as 3 s of 8 kHz stereo.
+    with wave.open(io.BytesIO(wav_header(audio, len(pcm) * 2) + pcm.tobytes())) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getnframes()) == (2, 8000, 24000)
+
+
+def _start(env, log_path) -> subprocess.Popen:
+    port = _free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COACHLINE_")}
+    clean.update(env, COACHLINE_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, "-m", "voice_server.cli", "serve"], env=clean,
+                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    proc.args_env_port = port
+    return proc
