@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_core.calls import NewCall, create_call
@@ -15,6 +16,7 @@ from storage.database import connect
 from storage.keys import new_master_key
 from voice_server.app import create_app
 from voice_server.runtime import Runtime
+from voice_server.recordings_routes import AUTHENTICATE
 from voice_server.settings import load_settings
 
 
@@ -85,12 +87,45 @@ async def db(migrated_database):
     await conn.close()
 
 
+ROLE_PERMISSIONS = {"rep": frozenset(), "manager": frozenset({"recordings:listen"}),
+                    "admin": frozenset({"recordings:listen"})}
+
+
+@dataclass(frozen=True)
+class Principal:  # the shape crm_core.auth.authenticate returns
+    user_id: str
+    org_id: str
+    role: str
+    team_ids: tuple = ()
+    permissions: frozenset = field(default_factory=frozenset)
+
+
+class Unauthenticated(Exception):
+    status = 401
+
+    def response(self):
+        return web.json_response({"error": {"code": "unauthenticated", "message": "sign in"}}, status=401)
+
+
+def authenticate_from(conn):
+    """Stands in for crm_core.auth.authenticate until the crm-api area is merged: X-Test-User: <user id>."""
+    async def authenticate(request):
+        user_id = request.headers.get("X-Test-User")
+        row = await conn.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(user_id)) if user_id else None
+        if row is None:
+            raise Unauthenticated()
+        return Principal(str(row["id"]), str(row["org_id"]), row["role"],
+                         (str(row["team_id"]),) if row["team_id"] else (), ROLE_PERMISSIONS[row["role"]])
+    return authenticate
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def node(migrated_database, redis_url, tmp_path):
+async def node(migrated_database, redis_url, tmp_path, db):
     """A Coachline app with recording on, served on a test server."""
     settings = load_settings(recording_env(migrated_database, redis_url, tmp_path / "data"))
     runtime = await Runtime(settings).start()
     app = create_app(settings, runtime)
+    app[AUTHENTICATE] = authenticate_from(db)
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client, app
