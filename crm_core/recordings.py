@@ -124,8 +124,9 @@ async def mark_deleted(conn: asyncpg.Connection, recording_id: str) -> None:
     )
 
 
-async def set_key_id(conn: asyncpg.Connection, recording_id: str, key_id: str) -> None:
-    await conn.execute("UPDATE recordings SET key_id = $2 WHERE id = $1", recording_id, key_id)
+async def set_key_id(conn: asyncpg.Connection, recording_ids: list, key_id: str) -> None:
+    """After key rotation: the recordings whose data keys are now wrapped by ``key_id``."""
+    await conn.execute("UPDATE recordings SET key_id = $2 WHERE id = ANY($1::uuid[])", recording_ids, key_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from voice_server.logs import configure_logging
+from voice_server.recordings_cli import add_recordings_commands  # recording (issue 7)
 from voice_server.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("coachline")
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_cmd_migrate)
     config = sub.add_parser("config", help="print the effective settings")
     config.set_defaults(func=_cmd_config)
+    add_recordings_commands(sub)  # recording (issue 7)
     return parser
 
 
