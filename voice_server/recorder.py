@@ -55,6 +55,9 @@ class RecoveredRecording:
 
 
 _CLOSE = object()
+# PCI: spoken card numbers and security codes never stay in a recording.
+SILENCED_KINDS = frozenset({"card_number", "cvv"})
+SILENCE_PAD_MS = 150
 
 
 class CallRecorder:
@@ -258,6 +261,20 @@ class RecordingService:
         if lo < hi:
             await asyncio.to_thread(self.store.silence, row["id"], lo, hi)
         return True
+
+    async def silence_spans(self, call_id: str, spans) -> int:
+        """Silence the recording over redaction spans (``coaching.redaction.RedactedSpan``: kind,
+        start_ms, end_ms) of the kinds in ``SILENCED_KINDS``; returns how many were silenced.
+
+        ASR word times are approximate, so each span is widened by ``SILENCE_PAD_MS``.
+        """
+        done = 0
+        for span in spans:
+            if span.kind not in SILENCED_KINDS or span.end_ms <= span.start_ms:
+                continue
+            if await self.silence_call(call_id, max(0, span.start_ms - SILENCE_PAD_MS), span.end_ms + SILENCE_PAD_MS):
+                done += 1
+        return done
 
     async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
         """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""

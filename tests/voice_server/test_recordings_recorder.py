@@ -161,3 +161,30 @@ async def test_retention_purges_old_recordings_and_audits(node, db):
     assert after["status"] == "deleted" and after["deleted_at"] is not None
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'recording.purged' AND resource_id = $1",
                              world.call_id) == 1
+
+
+async def test_redaction_spans_silence_card_numbers_where_the_words_were(node, db):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Span:  # the shape of coaching.redaction.RedactedSpan that matters here
+        kind: str
+        start_ms: int
+        end_ms: int
+
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    service = app[RECORDINGS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    for frame in tone_frames(Party.CUSTOMER, 5.0, value_at=lambda ts: 300):
+        session.push_audio(frame)
+    spans = [Span("card_number", 1000, 2500), Span("email", 3000, 3500), Span("cvv", 4000, 4200)]
+    assert await service.silence_spans(world.call_id, spans) == 2
+    await sessions.close(world.call_id)
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    with service.store.open(row["id"]) as reader:
+        rep, cust = _stereo(reader.read_all())
+    ms = np.arange(len(cust)) // 8
+    silenced = ((ms >= 850) & (ms < 2650)) | ((ms >= 3850) & (ms < 4350))
+    assert (cust[silenced] == 0).all() and (cust[~silenced] == 300).all()
