@@ -69,17 +69,23 @@ async def finish_recording(
     )
 
 
-async def claim_abandoned(conn: asyncpg.Connection, stale_s: float, limit: int = 100) -> list[asyncpg.Record]:
-    """Recordings left 'recording' by a dead process, marked 'incomplete' (each claimed once)."""
+async def claim_abandoned(
+    conn: asyncpg.Connection, stale_s: float, *, exclude: list[str] = (), limit: int = 100
+) -> list[asyncpg.Record]:
+    """Recordings left 'recording' by a dead process, marked 'incomplete' (each claimed once).
+
+    ``exclude``: recordings the caller is writing itself (never claimed, however late their heartbeat).
+    """
     return await conn.fetch(
         """
         UPDATE recordings SET status = 'incomplete', finalized_at = now()
         WHERE id IN (SELECT id FROM recordings
                      WHERE status = 'recording' AND heartbeat_at < now() - make_interval(secs => $1)
+                       AND id <> ALL($3::uuid[])
                      ORDER BY heartbeat_at LIMIT $2 FOR UPDATE SKIP LOCKED)
         RETURNING *
         """,
-        float(stale_s), limit,
+        float(stale_s), limit, list(exclude),
     )
 
 

@@ -279,7 +279,8 @@ class RecordingService:
     async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
         """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""
         async with self.pool().acquire() as conn:
-            claimed = await rows.claim_abandoned(conn, stale_s)
+            claimed = await rows.claim_abandoned(
+                conn, stale_s, exclude=[r.recording_id for r in self.live.values()])
         recovered = []
         for row in claimed:
             rid: uuid.UUID = row["id"]
@@ -327,6 +328,6 @@ class RecordingService:
         return len(expired)
 
     async def close(self) -> None:
-        """Finish every live recording normally (the node is stopping with calls still open)."""
+        """Finish every recording still open (the node is stopping): its file is complete up to now."""
         for recorder in list(self.live.values()):
             await recorder.close(abnormal=True)
