@@ -21,6 +21,7 @@ from enum import StrEnum
 import numpy as np
 
 from media.frames import AudioFrame, Party
+from media.resample import Resampler
 
 RECORDING_RATES = (8000, 16000)
 
@@ -63,22 +64,12 @@ class AlignerStats:
     frames_of_wrong_party: int = 0
 
 
-def convert_rate(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    """A frame's samples at ``out_rate`` (box filter for whole-number down-sampling, linear otherwise).
-
-    Good enough for a speech recording; stateless per frame.
-    """
-    if in_rate == out_rate or len(pcm) == 0:
-        return pcm
-    if in_rate % out_rate == 0:
-        factor = in_rate // out_rate
-        usable = len(pcm) - len(pcm) % factor
-        if usable == 0:
-            return pcm[:1].copy()
-        return pcm[:usable].reshape(-1, factor).mean(axis=1).round().astype(np.int16)
-    n_out = max(1, round(len(pcm) * out_rate / in_rate))
-    positions = np.arange(n_out) * (in_rate / out_rate)
-    return np.interp(positions, np.arange(len(pcm)), pcm).round().astype(np.int16)
+@dataclass(slots=True)
+class _ResampledStream:
+    resampler: Resampler
+    in_rate: int
+    out_pos: int  # absolute output sample where the stream's next output goes
+    next_in_ms: float = 0.0
 
 
 class RecordingAligner:
@@ -98,6 +89,10 @@ class RecordingAligner:
         self._pending = [np.zeros(0, np.int16) for _ in range(self._channels)]
         self._filled_to = [0] * self._channels  # absolute sample index each channel has reached
         self._silenced: list[tuple[int, int]] = []  # absolute sample ranges to keep silent
+        # Frames at another rate go through a streaming resampler per channel; its output is
+        # placed back to back from where the stream started (the filter's delay is a constant
+        # shift of a few samples), and a gap in the input starts a new stream.
+        self._streams: list[_ResampledStream | None] = [None] * self._channels
         self.emitted = 0  # samples per channel already returned as blocks
         self.stats = AlignerStats()
 
@@ -129,12 +124,35 @@ class RecordingAligner:
             self.stats.frames_of_wrong_party += 1
             return []
         self.stats.frames += 1
-        pcm = convert_rate(frame.pcm, frame.sample_rate, self.options.sample_rate)
-        start = self.sample_at(frame.timestamp_ms)
-        if abs(start - self._filled_to[channel]) <= self._snap:
-            start = self._filled_to[channel]
+        if frame.sample_rate == self.options.sample_rate:
+            blocks = self._end_stream(channel)
+            start = self.sample_at(frame.timestamp_ms)
+            if abs(start - self._filled_to[channel]) <= self._snap:
+                start = self._filled_to[channel]
+            return blocks + self._place(channel, start, frame.pcm)
+        stream = self._streams[channel]
+        blocks: list[bytes] = []
+        if (stream is None or stream.in_rate != frame.sample_rate
+                or abs(frame.timestamp_ms - stream.next_in_ms) > max(self.options.snap_ms, 5)):
+            blocks = self._end_stream(channel)
+            stream = _ResampledStream(Resampler(frame.sample_rate, self.options.sample_rate),
+                                      frame.sample_rate, self.sample_at(frame.timestamp_ms))
+            self._streams[channel] = stream
+        out = stream.resampler.process(frame.pcm)
+        stream.next_in_ms = frame.end_ms
+        start, stream.out_pos = stream.out_pos, stream.out_pos + len(out)
+        return blocks + self._place(channel, start, out)
+
+    def _end_stream(self, channel: int) -> list[bytes]:
+        stream = self._streams[channel]
+        if stream is None:
+            return []
+        self._streams[channel] = None
+        return self._place(channel, stream.out_pos, stream.resampler.flush())
+
+    def _place(self, channel: int, start: int, pcm: np.ndarray) -> list[bytes]:
         end = start + len(pcm)
-        # Emit what the new frame pushes out of the lag window first, so buffers stay small
+        # Emit what the new audio pushes out of the lag window first, so buffers stay small
         # even when a party's clock jumps far ahead.
         blocks = self._emit(max(max(self._filled_to), end) - self._lag)
         if end <= self.emitted:
@@ -206,6 +224,9 @@ class RecordingAligner:
     def finish(self) -> bytes:
         """Everything still held, up to the latest time any party reached (may be a short block)."""
         out = bytearray()
+        for channel in range(self._channels):
+            for block in self._end_stream(channel):
+                out += block
         for block in self._emit(max(self._filled_to)):
             out += block
         rest = max(self._filled_to) - self.emitted
