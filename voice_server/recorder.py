@@ -24,10 +24,13 @@ from typing import Callable
 
 import asyncpg
 
+from coaching.records import SegmentError, SegmentInput
+from coaching.redaction import RedactionError, Redactor
 from crm_core import recordings as rows
 from crm_core.calls import mark_call_ended
 from media.frames import AudioFrame
 from media.recording import ChannelLayout, RecordingAligner, RecordingOptions
+from storage.events import EventBus
 from storage.recording_store import AudioFormat, RecordingError, RecordingNotFound, RecordingStore
 from voice_server.call_session import CallInfo, CallSession
 from voice_server.logs import call_id_var
@@ -154,6 +157,7 @@ class CallRecorder:
             await self._finish_row(status)
         finally:
             self._service.live.pop(self.info.call_id, None)
+            self._service._redactors.pop(self.info.call_id, None)
             call_id_var.reset(token)
 
     async def _write_until_closed(self) -> str:
@@ -231,6 +235,9 @@ class RecordingService:
         self.pool = pool
         self.options = options
         self.live: dict[str, CallRecorder] = {}
+        # Card context carries across a live call's segments ("my card number is" … digits).
+        self._redactors: dict[str, Redactor] = {}
+        self.spans_silenced = 0
 
     def consumer_for(self, session: CallSession) -> CallRecorder:
         return CallRecorder(self, session.info)
@@ -244,6 +251,7 @@ class RecordingService:
 
     async def silence_call(self, call_id: str, start_ms: float, end_ms: float) -> bool:
         """Silence a span of a call's recording, live or finished (e.g. a card number's words)."""
+        call_id = str(uuid.UUID(str(call_id)))  # ValueError for ids that cannot be calls
         live = self.live.get(call_id)
         if live is not None:
             live.silence(start_ms, end_ms)
@@ -274,7 +282,35 @@ class RecordingService:
                 continue
             if await self.silence_call(call_id, max(0, span.start_ms - SILENCE_PAD_MS), span.end_ms + SILENCE_PAD_MS):
                 done += 1
+        self.spans_silenced += done
         return done
+
+    async def silence_from_transcript(self, payload: dict) -> int:
+        """Find card numbers / CVVs in a ``transcript.final`` payload and silence them; returns spans silenced."""
+        call_id = payload["call_id"]
+        data = dict(payload, text=payload.get("text_raw") or payload.get("text", ""))
+        if data.get("party") not in ("rep", "customer"):
+            data["party"] = "customer"  # a mixed channel: who spoke does not matter for silencing
+        if call_id in self.live:
+            redactor = self._redactors.setdefault(call_id, Redactor())
+        else:
+            redactor = self._redactors.pop(call_id, None) or Redactor()
+        try:
+            spans = redactor.redact_segment(SegmentInput.from_mapping(data)).spans
+        except (SegmentError, RedactionError) as exc:
+            log.warning("transcript segment of call %s not checked for PII: %s", call_id, exc)
+            return 0
+        return await self.silence_spans(call_id, spans) if spans else 0
+
+    async def follow_transcripts(self, bus: EventBus) -> None:
+        """Silence PII as final transcript segments are published (every node; each acts on what it holds)."""
+        async with await bus.subscribe("transcript.final") as subscription:
+            async for delivery in subscription:
+                try:
+                    await self.silence_from_transcript(delivery.event.payload)
+                except (KeyError, TypeError, ValueError, RecordingError, OSError, asyncpg.PostgresError) as exc:
+                    log.error("could not silence PII of transcript event %s: %s", delivery.event.id, exc)
+                await delivery.ack()
 
     async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
         """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""

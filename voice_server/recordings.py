@@ -68,6 +68,7 @@ async def _recording_lifecycle(app: web.Application):
     stale_s = settings.recording_stale_s
     jobs = [
         asyncio.create_task(_every(stale_s / 3, service.renew, stop), name="recording-renew"),
+        asyncio.create_task(service.follow_transcripts(runtime.bus), name="recording-pii"),
         asyncio.create_task(run_singleton(
             runtime.redis, "recording-recovery", lambda: _recover(service, stale_s),
             every_s=max(1.0, stale_s / 2), stop=stop), name="recording-recovery"),

@@ -188,3 +188,38 @@ async def test_redaction_spans_silence_card_numbers_where_the_words_were(node, d
     ms = np.arange(len(cust)) // 8
     silenced = ((ms >= 850) & (ms < 2650)) | ((ms >= 3850) & (ms < 4350))
     assert (cust[silenced] == 0).all() and (cust[~silenced] == 300).all()
+
+
+async def test_card_numbers_in_final_transcripts_are_silenced_in_the_recording(node, db):
+    from storage.events import Event
+    from voice_server.app_keys import RUNTIME
+
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    service = app[RECORDINGS]
+    before = service.spans_silenced
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    for frame in tone_frames(Party.CUSTOMER, 6.0, value_at=lambda ts: 300):
+        session.push_audio(frame)
+    digits = ["4111", "1111", "1111", "1111"]
+    words = [{"text": "my", "start_ms": 1000, "end_ms": 1200}, {"text": "card", "start_ms": 1200, "end_ms": 1500},
+             {"text": "is", "start_ms": 1500, "end_ms": 1700}]
+    words += [{"text": d, "start_ms": 2000 + i * 500, "end_ms": 2400 + i * 500} for i, d in enumerate(digits)]
+    await app[RUNTIME].bus.publish(Event("transcript.final", {
+        "call_id": world.call_id, "segment_key": "s1", "party": "customer", "start_ms": 1000, "end_ms": 3900,
+        "text": "my card is [CARD]", "text_raw": "my card is 4111 1111 1111 1111", "words": words,
+    }, org_id=world.org_id))
+    await app[RUNTIME].bus.publish(Event("transcript.final", {"call_id": "not-a-call", "party": "rep"}))
+
+    async def silenced():
+        return service.spans_silenced > before
+
+    await _wait_for(silenced)
+    await sessions.close(world.call_id)
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    with service.store.open(row["id"]) as reader:
+        rep, cust = _stereo(reader.read_all())
+    ms = np.arange(len(cust)) // 8
+    card = (ms >= 2000 - 150) & (ms < 3900 + 150)
+    assert (cust[card] == 0).all() and (cust[ms < 1800] == 300).all() and (cust[ms >= 4100] == 300).all()
