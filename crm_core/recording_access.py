@@ -48,14 +48,18 @@ def may_listen(principal: PrincipalLike, subject: RecordingSubject) -> AccessDec
     if principal.role == "manager":
         if LISTEN_PERMISSION not in principal.permissions:
             return AccessDecision(False, f"missing permission {LISTEN_PERMISSION}")
-        if subject.rep_team_id is not None and str(subject.rep_team_id) in map(str, principal.team_ids):
+        if subject.rep_team_id is not None and str(subject.rep_team_id) in map(
+            str, principal.team_ids
+        ):
             return AccessDecision(True, "manager of the rep's team")
         return AccessDecision(False, "the rep is not in one of the manager's teams")
     if principal.role == "rep":
         if subject.rep_id is None or str(subject.rep_id) != str(principal.user_id):
             return AccessDecision(False, "reps may only listen to their own calls")
         if not subject.reps_review_own:
-            return AccessDecision(False, "the organization does not let reps review their own recordings")
+            return AccessDecision(
+                False, "the organization does not let reps review their own recordings"
+            )
         return AccessDecision(True, "rep reviewing an own call")
     return AccessDecision(False, f"role {principal.role!r} may not listen to recordings")
 

@@ -36,8 +36,15 @@ async def insert_recording(conn: asyncpg.Connection, rec: NewRecording) -> async
         VALUES ($1, $2, $3, $4, $5, 'recording', $6, $7, $8, $9, now())
         RETURNING *
         """,
-        rec.recording_id, rec.org_id, rec.call_id, rec.storage_key, rec.key_id, rec.channels,
-        rec.sample_rate, rec.chunk_size, rec.node_id,
+        rec.recording_id,
+        rec.org_id,
+        rec.call_id,
+        rec.storage_key,
+        rec.key_id,
+        rec.channels,
+        rec.sample_rate,
+        rec.chunk_size,
+        rec.node_id,
     )
 
 
@@ -52,7 +59,9 @@ async def renew_recordings(conn: asyncpg.Connection, progress: dict[str, tuple[i
         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS p(id, bytes, ms)
         WHERE r.id = p.id AND r.status = 'recording'
         """,
-        ids, [progress[i][0] for i in ids], [progress[i][1] for i in ids],
+        ids,
+        [progress[i][0] for i in ids],
+        [progress[i][1] for i in ids],
     )
 
 
@@ -65,7 +74,10 @@ async def finish_recording(
                               finalized_at = coalesce(finalized_at, now())
         WHERE id = $1 RETURNING *
         """,
-        recording_id, status, byte_length, duration_ms,
+        recording_id,
+        status,
+        byte_length,
+        duration_ms,
     )
 
 
@@ -85,11 +97,15 @@ async def claim_abandoned(
                      ORDER BY heartbeat_at LIMIT $2 FOR UPDATE SKIP LOCKED)
         RETURNING *
         """,
-        float(stale_s), limit, list(exclude),
+        float(stale_s),
+        limit,
+        list(exclude),
     )
 
 
-async def recording_of_call(conn: asyncpg.Connection, org_id: str, call_id: str) -> asyncpg.Record | None:
+async def recording_of_call(
+    conn: asyncpg.Connection, org_id: str, call_id: str
+) -> asyncpg.Record | None:
     """The call's latest recording with what access checks need (rep, rep's team, org policy)."""
     return await conn.fetchrow(
         """
@@ -102,7 +118,8 @@ async def recording_of_call(conn: asyncpg.Connection, org_id: str, call_id: str)
                            ORDER BY created_at DESC LIMIT 1) r ON true
         WHERE c.id = $1 AND c.org_id = $2
         """,
-        call_id, org_id,
+        call_id,
+        org_id,
     )
 
 
@@ -110,7 +127,9 @@ async def recording_by_id(conn: asyncpg.Connection, recording_id: str) -> asyncp
     return await conn.fetchrow("SELECT * FROM recordings WHERE id = $1", recording_id)
 
 
-async def expired_recordings(conn: asyncpg.Connection, default_days: int, limit: int = 200) -> list[asyncpg.Record]:
+async def expired_recordings(
+    conn: asyncpg.Connection, default_days: int, limit: int = 200
+) -> list[asyncpg.Record]:
     """Recordings older than their organization's retention (0 / unset and default 0 = forever)."""
     return await conn.fetch(
         """
@@ -120,7 +139,8 @@ async def expired_recordings(conn: asyncpg.Connection, default_days: int, limit:
           AND r.created_at < now() - make_interval(days => coalesce((o.settings->>'recording_retention_days')::int, $1))
         ORDER BY r.created_at LIMIT $2
         """,
-        default_days, limit,
+        default_days,
+        limit,
     )
 
 
@@ -132,7 +152,9 @@ async def mark_deleted(conn: asyncpg.Connection, recording_id: str) -> None:
 
 async def set_key_id(conn: asyncpg.Connection, recording_ids: list, key_id: str) -> None:
     """After key rotation: the recordings whose data keys are now wrapped by ``key_id``."""
-    await conn.execute("UPDATE recordings SET key_id = $2 WHERE id = ANY($1::uuid[])", recording_ids, key_id)
+    await conn.execute(
+        "UPDATE recordings SET key_id = $2 WHERE id = ANY($1::uuid[])", recording_ids, key_id
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +178,22 @@ async def write_audit(conn: asyncpg.Connection, entry: AuditEntry) -> None:
                                outcome, detail, ip, request_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::inet, $10)
         """,
-        entry.org_id, entry.actor_id, entry.actor_kind, entry.action, entry.resource_type,
-        entry.resource_id, entry.outcome, entry.detail, entry.ip, entry.request_id,
+        entry.org_id,
+        entry.actor_id,
+        entry.actor_kind,
+        entry.action,
+        entry.resource_type,
+        entry.resource_id,
+        entry.outcome,
+        entry.detail,
+        entry.ip,
+        entry.request_id,
     )
 
 
-async def recording_audit(conn: asyncpg.Connection, org_id: str, call_id: str, limit: int = 200) -> list[asyncpg.Record]:
+async def recording_audit(
+    conn: asyncpg.Connection, org_id: str, call_id: str, limit: int = 200
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
         SELECT id, actor_id, actor_kind, action, outcome, detail, host(ip) AS ip, request_id, occurred_at
@@ -169,5 +201,7 @@ async def recording_audit(conn: asyncpg.Connection, org_id: str, call_id: str, l
         WHERE org_id = $1 AND resource_type = 'recording' AND resource_id = $2
         ORDER BY occurred_at DESC, id DESC LIMIT $3
         """,
-        org_id, call_id, limit,
+        org_id,
+        call_id,
+        limit,
     )

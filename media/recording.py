@@ -52,7 +52,9 @@ class RecordingOptions:
 
     def __post_init__(self) -> None:
         if self.sample_rate not in RECORDING_RATES:
-            raise ValueError(f"recording sample rate must be one of {RECORDING_RATES}, got {self.sample_rate}")
+            raise ValueError(
+                f"recording sample rate must be one of {RECORDING_RATES}, got {self.sample_rate}"
+            )
         if self.block_ms <= 0 or self.max_lag_ms < 0 or self.snap_ms < 0:
             raise ValueError("block_ms must be positive; max_lag_ms and snap_ms not negative")
 
@@ -132,11 +134,17 @@ class RecordingAligner:
             return blocks + self._place(channel, start, frame.pcm)
         stream = self._streams[channel]
         blocks: list[bytes] = []
-        if (stream is None or stream.in_rate != frame.sample_rate
-                or abs(frame.timestamp_ms - stream.next_in_ms) > max(self.options.snap_ms, 5)):
+        if (
+            stream is None
+            or stream.in_rate != frame.sample_rate
+            or abs(frame.timestamp_ms - stream.next_in_ms) > max(self.options.snap_ms, 5)
+        ):
             blocks = self._end_stream(channel)
-            stream = _ResampledStream(Resampler(frame.sample_rate, self.options.sample_rate),
-                                      frame.sample_rate, self.sample_at(frame.timestamp_ms))
+            stream = _ResampledStream(
+                Resampler(frame.sample_rate, self.options.sample_rate),
+                frame.sample_rate,
+                self.sample_at(frame.timestamp_ms),
+            )
             self._streams[channel] = stream
         out = stream.resampler.process(frame.pcm)
         stream.next_in_ms = frame.end_ms
@@ -160,18 +168,18 @@ class RecordingAligner:
             return blocks
         if start < self.emitted:
             self.stats.late_samples_dropped += self.emitted - start
-            pcm = pcm[self.emitted - start:]
+            pcm = pcm[self.emitted - start :]
             start = self.emitted
         offset = start - self.emitted
         buf = self._pending[channel]
         if len(buf) < offset + len(pcm):
             buf = np.concatenate([buf, np.zeros(offset + len(pcm) - len(buf), np.int16)])
             self._pending[channel] = buf
-        buf[offset:offset + len(pcm)] = pcm
+        buf[offset : offset + len(pcm)] = pcm
         for lo, hi in self._silenced:
             lo, hi = max(lo, start), min(hi, end)
             if lo < hi:
-                buf[lo - self.emitted:hi - self.emitted] = 0
+                buf[lo - self.emitted : hi - self.emitted] = 0
         self._filled_to[channel] = max(self._filled_to[channel], end)
         # Every party has reached a block end: no need to wait out the lag window.
         return blocks + self._emit(min(self._filled_to))
@@ -233,4 +241,3 @@ class RecordingAligner:
         if rest > 0:
             out += self._take(rest)
         return bytes(out)
-

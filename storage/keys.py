@@ -45,8 +45,10 @@ class UnknownKeyError(LookupError):
     """A recording was wrapped with a key id this keyring does not hold."""
 
     def __init__(self, key_id: str) -> None:
-        super().__init__(f"recording key id {key_id!r} is not in the keyring "
-                         "(add it to COACHLINE_RECORDING_KEY / _FILE to read this recording)")
+        super().__init__(
+            f"recording key id {key_id!r} is not in the keyring "
+            "(add it to COACHLINE_RECORDING_KEY / _FILE to read this recording)"
+        )
         self.key_id = key_id
 
 
@@ -95,9 +97,13 @@ class Keyring:
         if key is None:
             raise UnknownKeyError(key_id)
         if len(wrapped) != WRAPPED_KEY_BYTES:
-            raise KeyUnwrapError(f"wrapped data key has {len(wrapped)} bytes, expected {WRAPPED_KEY_BYTES}")
+            raise KeyUnwrapError(
+                f"wrapped data key has {len(wrapped)} bytes, expected {WRAPPED_KEY_BYTES}"
+            )
         try:
-            data_key = AESGCM(key).decrypt(wrapped[:12], wrapped[12:], _wrap_aad(key_id, recording_id))
+            data_key = AESGCM(key).decrypt(
+                wrapped[:12], wrapped[12:], _wrap_aad(key_id, recording_id)
+            )
         except InvalidTag:
             raise KeyUnwrapError(
                 f"the data key does not open with master key {key_id!r}: wrong key under that id, "
@@ -130,7 +136,9 @@ def parse_key_spec(spec: str) -> Keyring:
     return Keyring(keys, next(iter(keys)))
 
 
-def load_keyring(spec: str | None, key_file: Path | None, *, data_dir: Path | None = None) -> Keyring | None:
+def load_keyring(
+    spec: str | None, key_file: Path | None, *, data_dir: Path | None = None
+) -> Keyring | None:
     """The keyring from a spec string or a key file; None when neither is configured.
 
     A key file inside ``data_dir`` (where recordings live) is refused: a key
@@ -141,8 +149,10 @@ def load_keyring(spec: str | None, key_file: Path | None, *, data_dir: Path | No
     if key_file:
         path = Path(key_file).resolve()
         if data_dir is not None and path.is_relative_to(Path(data_dir).resolve()):
-            raise KeyringError(f"the recording key file {path} is inside the data directory; "
-                               "keep master keys away from the recordings they protect")
+            raise KeyringError(
+                f"the recording key file {path} is inside the data directory; "
+                "keep master keys away from the recordings they protect"
+            )
         try:
             text = path.read_text()
         except OSError as exc:

@@ -128,7 +128,9 @@ class CallRecorder:
         size = sum(len(b) for b in blocks)
         if self._queued_bytes + size > limit:
             if not self.dropped_bytes:
-                log.error("recording %s: disk too slow, replacing audio with silence", self.recording_id)
+                log.error(
+                    "recording %s: disk too slow, replacing audio with silence", self.recording_id
+                )
             self.dropped_bytes += size
             self._queue.put_nowait(("silence-bytes", size, 0))
             return
@@ -192,7 +194,10 @@ class CallRecorder:
         try:
             async with self._service.pool().acquire() as conn:
                 await rows.finish_recording(
-                    conn, self.recording_id, status=status, byte_length=length,
+                    conn,
+                    self.recording_id,
+                    status=status,
+                    byte_length=length,
                     duration_ms=length * 1000 // self._audio.bytes_per_second,
                 )
         except (asyncpg.PostgresError, OSError) as exc:
@@ -206,15 +211,27 @@ class CallRecorder:
         chunk -= chunk % self._audio.frame_bytes
         # The row first: if the process dies right after, recovery still finds the recording.
         async with service.pool().acquire() as conn:
-            await rows.insert_recording(conn, rows.NewRecording(
-                recording_id=self.recording_id, org_id=self.info.org_id, call_id=self.info.call_id,
-                storage_key=service.store.storage_key(rid), key_id=service.store.keyring.current_id,
-                channels=self._audio.channels, sample_rate=self._audio.sample_rate,
-                chunk_size=chunk, node_id=service.options.node_id,
-            ))
+            await rows.insert_recording(
+                conn,
+                rows.NewRecording(
+                    recording_id=self.recording_id,
+                    org_id=self.info.org_id,
+                    call_id=self.info.call_id,
+                    storage_key=service.store.storage_key(rid),
+                    key_id=service.store.keyring.current_id,
+                    channels=self._audio.channels,
+                    sample_rate=self._audio.sample_rate,
+                    chunk_size=chunk,
+                    node_id=service.options.node_id,
+                ),
+            )
         self._writer = await asyncio.to_thread(service.store.create, rid, self._audio, chunk)
-        log.info("recording %s started (%d channel(s), %d Hz)", self.recording_id,
-                 self._audio.channels, self._audio.sample_rate)
+        log.info(
+            "recording %s started (%d channel(s), %d Hz)",
+            self.recording_id,
+            self._audio.channels,
+            self._audio.sample_rate,
+        )
 
     def _silence_written(self, start: int, end: int) -> None:
         """Zero bytes the aligner already gave out: in the open chunk in memory, else on disk."""
@@ -222,7 +239,7 @@ class CallRecorder:
         durable = writer.durable_bytes
         lo, hi = max(start, durable), min(end, writer.total_bytes)
         if lo < hi:
-            writer.pending[lo - durable:hi - durable] = bytes(hi - lo)
+            writer.pending[lo - durable : hi - durable] = bytes(hi - lo)
         if start < durable:
             self._service.store.silence(uuid.UUID(self.recording_id), start, min(end, durable))
 
@@ -230,7 +247,9 @@ class CallRecorder:
 class RecordingService:
     """The recorders of this node, and the jobs that look after recordings."""
 
-    def __init__(self, store: RecordingStore, pool: Callable[[], asyncpg.Pool], options: RecorderOptions) -> None:
+    def __init__(
+        self, store: RecordingStore, pool: Callable[[], asyncpg.Pool], options: RecorderOptions
+    ) -> None:
         self.store = store
         self.pool = pool
         self.options = options
@@ -244,7 +263,9 @@ class RecordingService:
 
     async def renew(self) -> None:
         """Heartbeat and progress of the recordings this node is writing."""
-        progress = {r.recording_id: r.progress() for r in list(self.live.values()) if r._writer is not None}
+        progress = {
+            r.recording_id: r.progress() for r in list(self.live.values()) if r._writer is not None
+        }
         if progress:
             async with self.pool().acquire() as conn:
                 await rows.renew_recordings(conn, progress)
@@ -259,7 +280,8 @@ class RecordingService:
         async with self.pool().acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM recordings WHERE call_id = $1 AND status IN ('complete', 'incomplete', 'partial')"
-                " ORDER BY created_at DESC LIMIT 1", call_id,
+                " ORDER BY created_at DESC LIMIT 1",
+                call_id,
             )
         if row is None:
             return False
@@ -280,7 +302,9 @@ class RecordingService:
         for span in spans:
             if span.kind not in SILENCED_KINDS or span.end_ms <= span.start_ms:
                 continue
-            if await self.silence_call(call_id, max(0, span.start_ms - SILENCE_PAD_MS), span.end_ms + SILENCE_PAD_MS):
+            if await self.silence_call(
+                call_id, max(0, span.start_ms - SILENCE_PAD_MS), span.end_ms + SILENCE_PAD_MS
+            ):
                 done += 1
         self.spans_silenced += done
         return done
@@ -308,15 +332,25 @@ class RecordingService:
             async for delivery in subscription:
                 try:
                     await self.silence_from_transcript(delivery.event.payload)
-                except (KeyError, TypeError, ValueError, RecordingError, OSError, asyncpg.PostgresError) as exc:
-                    log.error("could not silence PII of transcript event %s: %s", delivery.event.id, exc)
+                except (
+                    KeyError,
+                    TypeError,
+                    ValueError,
+                    RecordingError,
+                    OSError,
+                    asyncpg.PostgresError,
+                ) as exc:
+                    log.error(
+                        "could not silence PII of transcript event %s: %s", delivery.event.id, exc
+                    )
                 await delivery.ack()
 
     async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
         """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""
         async with self.pool().acquire() as conn:
             claimed = await rows.claim_abandoned(
-                conn, stale_s, exclude=[r.recording_id for r in self.live.values()])
+                conn, stale_s, exclude=[r.recording_id for r in self.live.values()]
+            )
         recovered = []
         for row in claimed:
             rid: uuid.UUID = row["id"]
@@ -330,17 +364,34 @@ class RecordingService:
             bytes_per_second = row["sample_rate"] * row["channels"] * 2
             async with self.pool().acquire() as conn:
                 async with conn.transaction():
-                    await rows.finish_recording(conn, str(rid), status="incomplete", byte_length=length,
-                                                duration_ms=length * 1000 // bytes_per_second)
+                    await rows.finish_recording(
+                        conn,
+                        str(rid),
+                        status="incomplete",
+                        byte_length=length,
+                        duration_ms=length * 1000 // bytes_per_second,
+                    )
                     await mark_call_ended(conn, str(row["call_id"]), abnormal=True)
-                    await rows.write_audit(conn, rows.AuditEntry(
-                        org_id=str(row["org_id"]), action="recording.recovered", actor_kind="system",
-                        resource_id=str(row["call_id"]),
-                        detail={"recording_id": str(rid), "byte_length": length,
-                                "reason": "the recording process died mid-call"},
-                    ))
-            log.warning("recording %s of call %s recovered as incomplete (%d bytes)",
-                        rid, row["call_id"], length)
+                    await rows.write_audit(
+                        conn,
+                        rows.AuditEntry(
+                            org_id=str(row["org_id"]),
+                            action="recording.recovered",
+                            actor_kind="system",
+                            resource_id=str(row["call_id"]),
+                            detail={
+                                "recording_id": str(rid),
+                                "byte_length": length,
+                                "reason": "the recording process died mid-call",
+                            },
+                        ),
+                    )
+            log.warning(
+                "recording %s of call %s recovered as incomplete (%d bytes)",
+                rid,
+                row["call_id"],
+                length,
+            )
             recovered.append(RecoveredRecording(str(rid), str(row["call_id"]), length))
         return recovered
 
@@ -353,12 +404,20 @@ class RecordingService:
             async with self.pool().acquire() as conn:
                 async with conn.transaction():
                     await rows.mark_deleted(conn, str(row["id"]))
-                    await rows.write_audit(conn, rows.AuditEntry(
-                        org_id=str(row["org_id"]), action="recording.purged", actor_kind="system",
-                        resource_id=str(row["call_id"]),
-                        detail={"recording_id": str(row["id"]), "reason": "retention period ended",
-                                "created_at": row["created_at"].isoformat()},
-                    ))
+                    await rows.write_audit(
+                        conn,
+                        rows.AuditEntry(
+                            org_id=str(row["org_id"]),
+                            action="recording.purged",
+                            actor_kind="system",
+                            resource_id=str(row["call_id"]),
+                            detail={
+                                "recording_id": str(row["id"]),
+                                "reason": "retention period ended",
+                                "created_at": row["created_at"].isoformat(),
+                            },
+                        ),
+                    )
         if expired:
             log.info("purged %d recording(s) past retention", len(expired))
         return len(expired)

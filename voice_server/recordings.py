@@ -54,14 +54,22 @@ async def _recording_lifecycle(app: web.Application):
     settings: Settings = app[SETTINGS]
     store = build_store(settings) if settings.recording_enabled else None
     if store is None:
-        log.warning("call recording is off: set COACHLINE_RECORDING_KEY or COACHLINE_RECORDING_KEY_FILE")
+        log.warning(
+            "call recording is off: set COACHLINE_RECORDING_KEY or COACHLINE_RECORDING_KEY_FILE"
+        )
         yield
         return
     runtime = app[RUNTIME]
-    service = RecordingService(store, lambda: runtime.pool, RecorderOptions(
-        sample_rate=settings.recording_sample_rate, chunk_s=settings.recording_chunk_s,
-        max_lag_ms=settings.recording_max_lag_ms, node_id=settings.node_id,
-    ))
+    service = RecordingService(
+        store,
+        lambda: runtime.pool,
+        RecorderOptions(
+            sample_rate=settings.recording_sample_rate,
+            chunk_s=settings.recording_chunk_s,
+            max_lag_ms=settings.recording_max_lag_ms,
+            node_id=settings.node_id,
+        ),
+    )
     app[RECORDINGS] = service
     app[CALL_SESSIONS].consumer_factories.append(service.consumer_for)
     stop = asyncio.Event()
@@ -69,14 +77,27 @@ async def _recording_lifecycle(app: web.Application):
     jobs = [
         asyncio.create_task(_every(stale_s / 3, service.renew, stop), name="recording-renew"),
         asyncio.create_task(service.follow_transcripts(runtime.bus), name="recording-pii"),
-        asyncio.create_task(run_singleton(
-            runtime.redis, "recording-recovery", lambda: _recover(service, stale_s),
-            every_s=max(1.0, stale_s / 2), stop=stop), name="recording-recovery"),
-        asyncio.create_task(run_singleton(
-            runtime.redis, "recording-retention",
-            lambda: service.purge_expired(settings.recording_retention_days),
-            every_s=settings.recording_purge_every_s, ttl_s=60.0,
-            stop=stop), name="recording-retention"),
+        asyncio.create_task(
+            run_singleton(
+                runtime.redis,
+                "recording-recovery",
+                lambda: _recover(service, stale_s),
+                every_s=max(1.0, stale_s / 2),
+                stop=stop,
+            ),
+            name="recording-recovery",
+        ),
+        asyncio.create_task(
+            run_singleton(
+                runtime.redis,
+                "recording-retention",
+                lambda: service.purge_expired(settings.recording_retention_days),
+                every_s=settings.recording_purge_every_s,
+                ttl_s=60.0,
+                stop=stop,
+            ),
+            name="recording-retention",
+        ),
     ]
     log.info("call recording on: store %s, key id %s", store.root, store.keyring.current_id)
     try:

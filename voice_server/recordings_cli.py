@@ -21,13 +21,19 @@ from voice_server.settings import Settings
 
 
 def add_recordings_commands(sub: argparse._SubParsersAction) -> None:
-    recordings = sub.add_parser("recordings", help="encrypted recording store: master keys and rotation")
+    recordings = sub.add_parser(
+        "recordings", help="encrypted recording store: master keys and rotation"
+    )
     commands = recordings.add_subparsers(dest="recordings_command", required=True, metavar="ACTION")
     new_key = commands.add_parser("new-key", help="print a new master key entry (id:base64)")
     new_key.add_argument("--id", default=None, help="key id (default: k-<date>-<random>)")
     new_key.set_defaults(func=_cmd_new_key)
-    rotate = commands.add_parser("rotate-key", help="re-wrap every recording's data key under the current key")
-    rotate.add_argument("--no-db", action="store_true", help="only rewrite files, leave recordings.key_id as is")
+    rotate = commands.add_parser(
+        "rotate-key", help="re-wrap every recording's data key under the current key"
+    )
+    rotate.add_argument(
+        "--no-db", action="store_true", help="only rewrite files, leave recordings.key_id as is"
+    )
     rotate.set_defaults(func=_cmd_rotate_key)
 
 
@@ -63,8 +69,10 @@ def _cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_update_rows(settings, rewrapped, store.keyring.current_id))
     for rid, reason in failed:
         print(f"FAILED {rid}: {reason}")
-    print(f"re-wrapped {len(rewrapped)} recording(s) under key {store.keyring.current_id!r}; "
-          f"{current} already used it; {len(failed)} failed")
+    print(
+        f"re-wrapped {len(rewrapped)} recording(s) under key {store.keyring.current_id!r}; "
+        f"{current} already used it; {len(failed)} failed"
+    )
     return 1 if failed else 0
 
 

@@ -58,22 +58,41 @@ def add_recording_routes(app: web.Application, authenticate: Authenticate | None
 
 
 class ReviewError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
     def response(self) -> web.Response:
-        return web.json_response({"error": {"code": self.code, "message": self.message, "details": None}},
-                                 status=self.status, headers=self.headers)
+        return web.json_response(
+            {"error": {"code": self.code, "message": self.message, "details": None}},
+            status=self.status,
+            headers=self.headers,
+        )
 
 
 def wav_header(audio: AudioFormat, data_len: int) -> bytes:
     """A canonical 44-byte RIFF/WAVE PCM header."""
     block_align = audio.channels * audio.sample_width
-    return (b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, audio.channels, audio.sample_rate,
-                                    audio.sample_rate * block_align, block_align, 8 * audio.sample_width)
-            + b"data" + struct.pack("<I", data_len))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_len)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack(
+            "<IHHIIHH",
+            16,
+            1,
+            audio.channels,
+            audio.sample_rate,
+            audio.sample_rate * block_align,
+            block_align,
+            8 * audio.sample_width,
+        )
+        + b"data"
+        + struct.pack("<I", data_len)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +151,30 @@ def _call_uuid(request: web.Request) -> str:
         raise ReviewError(404, "not_found", "no such call") from None
 
 
-async def _audit(request: web.Request, principal, call_id: str, action: str, outcome: str, **detail) -> None:
+async def _audit(
+    request: web.Request, principal, call_id: str, action: str, outcome: str, **detail
+) -> None:
     try:
         async with request.app[RUNTIME].pool.acquire() as conn:
-            await rows.write_audit(conn, rows.AuditEntry(
-                org_id=str(principal.org_id), actor_id=str(principal.user_id), action=action,
-                resource_id=call_id, outcome=outcome, ip=request.remote, request_id=request_id_var.get(None),
-                detail={"role": principal.role, **detail},
-            ))
+            await rows.write_audit(
+                conn,
+                rows.AuditEntry(
+                    org_id=str(principal.org_id),
+                    actor_id=str(principal.user_id),
+                    action=action,
+                    resource_id=call_id,
+                    outcome=outcome,
+                    ip=request.remote,
+                    request_id=request_id_var.get(None),
+                    detail={"role": principal.role, **detail},
+                ),
+            )
     except (asyncpg.PostgresError, OSError) as exc:
         # Never serve audio whose access could not be recorded.
         log.error("could not write recording audit row: %s", exc)
-        raise ReviewError(503, "audit_unavailable", "the access log cannot be written; try again") from None
+        raise ReviewError(
+            503, "audit_unavailable", "the access log cannot be written; try again"
+        ) from None
 
 
 def _subject(row, settings) -> RecordingSubject:
@@ -152,7 +183,9 @@ def _subject(row, settings) -> RecordingSubject:
         org_id=str(row["call_org_id"]),
         rep_id=str(row["rep_id"]) if row["rep_id"] else None,
         rep_team_id=str(row["rep_team_id"]) if row["rep_team_id"] else None,
-        reps_review_own=bool(org.get("reps_review_own_recordings", settings.recording_reps_review_own)),
+        reps_review_own=bool(
+            org.get("reps_review_own_recordings", settings.recording_reps_review_own)
+        ),
     )
 
 
@@ -171,9 +204,18 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
             raise ReviewError(404, "not_found", "no such call")
         decision = may_listen(principal, _subject(row, request.app[SETTINGS]))
         if not decision.allowed:
-            await _audit(request, principal, call_id, "recording.play", "denied",
-                         reason=decision.reason, range=range_header)
-            raise ReviewError(403, "forbidden", f"you may not listen to this recording: {decision.reason}")
+            await _audit(
+                request,
+                principal,
+                call_id,
+                "recording.play",
+                "denied",
+                reason=decision.reason,
+                range=range_header,
+            )
+            raise ReviewError(
+                403, "forbidden", f"you may not listen to this recording: {decision.reason}"
+            )
         if row["id"] is None or row["status"] == "deleted":
             raise ReviewError(404, "not_found", "this call has no recording")
         if row["status"] == "recording":
@@ -191,8 +233,15 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
 
 async def _audit_quietly(request, principal, call_id, err: ReviewError, range_header) -> None:
     try:
-        await _audit(request, principal, call_id, "recording.play",
-                     "denied" if err.status == 404 else "error", reason=err.code, range=range_header)
+        await _audit(
+            request,
+            principal,
+            call_id,
+            "recording.play",
+            "denied" if err.status == 404 else "error",
+            reason=err.code,
+            range=range_header,
+        )
     except ReviewError:
         pass
 
@@ -200,7 +249,9 @@ async def _audit_quietly(request, principal, call_id, err: ReviewError, range_he
 async def _open_reader(request: web.Request, row) -> RecordingReader:
     service = request.app.get(RECORDINGS)
     if service is None:
-        raise ReviewError(503, "recordings_unavailable", "recording keys are not configured on this node")
+        raise ReviewError(
+            503, "recordings_unavailable", "recording keys are not configured on this node"
+        )
     rid = row["id"]
     try:
         try:
@@ -215,31 +266,58 @@ async def _open_reader(request: web.Request, row) -> RecordingReader:
         raise ReviewError(404, "not_found", "the recording's file is missing") from None
     except (UnknownKeyError, KeyUnwrapError) as exc:
         log.error("recording %s: %s", rid, exc)
-        raise ReviewError(503, "recording_key_unavailable", "the key of this recording is not loaded") from None
+        raise ReviewError(
+            503, "recording_key_unavailable", "the key of this recording is not loaded"
+        ) from None
     except RecordingError as exc:
         log.error("recording %s failed its integrity check: %s", rid, exc)
-        raise ReviewError(500, "recording_corrupt", "the recording failed its integrity check") from None
+        raise ReviewError(
+            500, "recording_corrupt", "the recording failed its integrity check"
+        ) from None
 
 
-async def _stream(request, principal, call_id, row, reader: RecordingReader, range_header) -> web.StreamResponse:
+async def _stream(
+    request, principal, call_id, row, reader: RecordingReader, range_header
+) -> web.StreamResponse:
     header = wav_header(reader.audio, reader.length)
     total = WAV_HEADER_LEN + reader.length
     try:
         wanted = parse_range(range_header, total)
     except ValueError:
-        await _audit(request, principal, call_id, "recording.play", "error",
-                     reason="range_not_satisfiable", range=range_header, recording_id=str(row["id"]))
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{total}", "Accept-Ranges": "bytes"})
+        await _audit(
+            request,
+            principal,
+            call_id,
+            "recording.play",
+            "error",
+            reason="range_not_satisfiable",
+            range=range_header,
+            recording_id=str(row["id"]),
+        )
+        return web.Response(
+            status=416, headers={"Content-Range": f"bytes */{total}", "Accept-Ranges": "bytes"}
+        )
     span = wanted or ByteRange(0, total)
-    await _audit(request, principal, call_id, "recording.play", "ok", range=range_header,
-                 recording_id=str(row["id"]), bytes=[span.start, span.end - 1] if span.end > span.start else [],
-                 status=206 if wanted else 200)
-    response = web.StreamResponse(status=206 if wanted else 200, headers={
-        "Content-Type": "audio/wav",
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, no-store",
-        "Content-Disposition": f'inline; filename="call-{call_id}.wav"',
-    })
+    await _audit(
+        request,
+        principal,
+        call_id,
+        "recording.play",
+        "ok",
+        range=range_header,
+        recording_id=str(row["id"]),
+        bytes=[span.start, span.end - 1] if span.end > span.start else [],
+        status=206 if wanted else 200,
+    )
+    response = web.StreamResponse(
+        status=206 if wanted else 200,
+        headers={
+            "Content-Type": "audio/wav",
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'inline; filename="call-{call_id}.wav"',
+        },
+    )
     response.content_length = span.end - span.start
     if wanted:
         response.headers["Content-Range"] = f"{wanted.content_range}/{total}"
@@ -247,7 +325,7 @@ async def _stream(request, principal, call_id, row, reader: RecordingReader, ran
     if request.method == "HEAD":
         return response
     if span.start < WAV_HEADER_LEN:
-        await response.write(header[span.start:min(span.end, WAV_HEADER_LEN)])
+        await response.write(header[span.start : min(span.end, WAV_HEADER_LEN)])
     if span.end > WAV_HEADER_LEN:
         pieces = reader.read_range(max(0, span.start - WAV_HEADER_LEN), span.end - WAV_HEADER_LEN)
         while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
@@ -269,14 +347,27 @@ async def recording_audit(request: web.Request) -> web.Response:
                 raise ReviewError(404, "not_found", "no such call")
             decision = may_read_audit(principal, _subject(row, request.app[SETTINGS]))
             if not decision.allowed:
-                raise ReviewError(403, "forbidden", f"you may not read this access log: {decision.reason}")
+                raise ReviewError(
+                    403, "forbidden", f"you may not read this access log: {decision.reason}"
+                )
             entries = await rows.recording_audit(conn, str(principal.org_id), call_id)
     except ReviewError as err:
         return err.response()
-    return web.json_response({"data": [
-        {"id": e["id"], "actor_id": str(e["actor_id"]) if e["actor_id"] else None,
-         "actor_kind": e["actor_kind"], "action": e["action"], "outcome": e["outcome"],
-         "ip": e["ip"], "request_id": e["request_id"], "detail": e["detail"],
-         "occurred_at": e["occurred_at"].isoformat()}
-        for e in entries
-    ]})
+    return web.json_response(
+        {
+            "data": [
+                {
+                    "id": e["id"],
+                    "actor_id": str(e["actor_id"]) if e["actor_id"] else None,
+                    "actor_kind": e["actor_kind"],
+                    "action": e["action"],
+                    "outcome": e["outcome"],
+                    "ip": e["ip"],
+                    "request_id": e["request_id"],
+                    "detail": e["detail"],
+                    "occurred_at": e["occurred_at"].isoformat(),
+                }
+                for e in entries
+            ]
+        }
+    )

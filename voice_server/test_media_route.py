@@ -31,7 +31,9 @@ _PARTIES = (Party.REP, Party.CUSTOMER, Party.MIXED)
 
 
 def add_test_media_route(app: web.Application) -> None:
-    log.warning("test media route /test/media is ON (COACHLINE_TEST_MEDIA_ROUTE); never enable in production")
+    log.warning(
+        "test media route /test/media is ON (COACHLINE_TEST_MEDIA_ROUTE); never enable in production"
+    )
     app.router.add_get("/test/media", test_media_stream)
 
 
@@ -42,9 +44,13 @@ async def test_media_stream(request: web.Request) -> web.WebSocketResponse:
     first = await ws.receive()
     try:
         start = json.loads(first.data)
-        info = CallInfo(call_id=start["call_id"], org_id=start["org_id"],
-                        carrier=start.get("carrier", "simulator"),
-                        direction=start.get("direction", "outbound"), rep_id=start.get("rep_id"))
+        info = CallInfo(
+            call_id=start["call_id"],
+            org_id=start["org_id"],
+            carrier=start.get("carrier", "simulator"),
+            direction=start.get("direction", "outbound"),
+            rep_id=start.get("rep_id"),
+        )
     except (TypeError, ValueError, KeyError) as exc:
         await ws.close(code=4400, message=f"bad start message: {exc}".encode()[:120])
         return ws
@@ -54,7 +60,7 @@ async def test_media_stream(request: web.Request) -> web.WebSocketResponse:
         if msg.type == WSMsgType.BINARY:
             try:
                 party, ts_ms, rate = _HEADER.unpack_from(msg.data)
-                pcm = np.frombuffer(msg.data[_HEADER.size:], "<i2").astype(np.int16)
+                pcm = np.frombuffer(msg.data[_HEADER.size :], "<i2").astype(np.int16)
                 session.push_audio(AudioFrame(pcm, rate, _PARTIES[party], ts_ms))
             except (struct.error, IndexError, ValueError, AudioFormatError) as exc:
                 await ws.send_json({"error": str(exc)})
@@ -65,8 +71,11 @@ async def test_media_stream(request: web.Request) -> web.WebSocketResponse:
                 break
             if "ping" in body:
                 await ws.send_json({"pong": body["ping"]})
-    await sessions.close(info.call_id, abnormal=not ended_normally,
-                         reason="" if ended_normally else "media stream lost")
+    await sessions.close(
+        info.call_id,
+        abnormal=not ended_normally,
+        reason="" if ended_normally else "media stream lost",
+    )
     if not ws.closed:
         await ws.close()
     return ws

@@ -84,7 +84,9 @@ def bench_calls(root: Path, calls: int, seconds: int) -> float:
     store = LocalRecordingStore(root, parse_key_spec(f"k1:{new_master_key()}"))
     rng = np.random.default_rng(1)
     speech = [rng.integers(-8000, 8000, 160, dtype=np.int16) for _ in range(50)]
-    aligners = [RecordingAligner(ChannelLayout.STEREO, RecordingOptions(8000)) for _ in range(calls)]
+    aligners = [
+        RecordingAligner(ChannelLayout.STEREO, RecordingOptions(8000)) for _ in range(calls)
+    ]
     writers = [store.create(uuid.uuid4(), AudioFormat(8000, 2), CHUNK) for _ in range(calls)]
     start = time.process_time()
     for i in range(seconds * 50):  # 20 ms steps of the call clock, every call in turn
@@ -112,12 +114,24 @@ def main() -> None:
         print(f"store: write {write} MB/s, read {read} MB/s ({total_mb} MB)")
         cpu = bench_calls(Path(tmp) / "calls", calls, seconds)
         print(f"recorder: {cpu}% of one core per live call ({calls} calls x {seconds} s)")
-    print(json.dumps({
-        "bench": "recordings", "quick": args.quick, "chunk_bytes": CHUNK,
-        "encrypt_mb_s": enc, "decrypt_mb_s": dec, "write_mb_s": write, "read_mb_s": read,
-        "cpu_per_call_pct": cpu, "calls": calls, "call_seconds": seconds,
-        "python": platform.python_version(), "machine": platform.machine(),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "recordings",
+                "quick": args.quick,
+                "chunk_bytes": CHUNK,
+                "encrypt_mb_s": enc,
+                "decrypt_mb_s": dec,
+                "write_mb_s": write,
+                "read_mb_s": read,
+                "cpu_per_call_pct": cpu,
+                "calls": calls,
+                "call_seconds": seconds,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -65,18 +65,24 @@ def test_a_lagging_party_within_the_window_is_kept_beyond_it_is_dropped():
 
 def test_mixed_calls_are_mono_and_other_parties_are_counted_not_crashing():
     aligner = RecordingAligner(ChannelLayout.for_party(Party.MIXED))
-    pcm = _run(aligner, [_frame(Party.MIXED, i * 20, 3) for i in range(25)] + [_frame(Party.REP, 0, 1)])
+    pcm = _run(
+        aligner, [_frame(Party.MIXED, i * 20, 3) for i in range(25)] + [_frame(Party.REP, 0, 1)]
+    )
     assert aligner.layout is ChannelLayout.MONO and len(pcm) == 4000 and (pcm == 3).all()
     assert aligner.stats.frames_of_wrong_party == 1
 
 
-@pytest.mark.parametrize("in_rate,out_rate", [(16000, 8000), (48000, 16000), (24000, 16000), (8000, 16000)])
+@pytest.mark.parametrize(
+    "in_rate,out_rate", [(16000, 8000), (48000, 16000), (24000, 16000), (8000, 16000)]
+)
 def test_frames_at_other_rates_land_on_the_same_clock(in_rate, out_rate):
     aligner = RecordingAligner(ChannelLayout.MONO, RecordingOptions(sample_rate=out_rate))
     frames = [_frame(Party.MIXED, i * 20, 1000, rate=in_rate) for i in range(50)]
     pcm = _run(aligner, frames)
-    assert abs(len(pcm) - out_rate) <= out_rate // 200  # one second (give or take the filter's delay)
-    interior = pcm[out_rate // 50: -out_rate // 50]  # away from the filter's start-up and tail
+    assert (
+        abs(len(pcm) - out_rate) <= out_rate // 200
+    )  # one second (give or take the filter's delay)
+    interior = pcm[out_rate // 50 : -out_rate // 50]  # away from the filter's start-up and tail
     assert (np.abs(interior.astype(int) - 1000) <= 2).all()  # no clicks at frame edges
 
 
@@ -85,8 +91,13 @@ def test_a_resampled_party_keeps_a_tone_and_its_place_after_a_gap():
     t = np.arange(rate_in) / rate_in
     tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     aligner = RecordingAligner(ChannelLayout.MONO, RecordingOptions(sample_rate=8000))
-    frames = [AudioFrame(tone[i * 320:(i + 1) * 320], rate_in, Party.MIXED, i * 20) for i in range(25)]
-    frames += [AudioFrame(tone[i * 320:(i + 1) * 320], rate_in, Party.MIXED, 1000 + i * 20) for i in range(25, 50)]
+    frames = [
+        AudioFrame(tone[i * 320 : (i + 1) * 320], rate_in, Party.MIXED, i * 20) for i in range(25)
+    ]
+    frames += [
+        AudioFrame(tone[i * 320 : (i + 1) * 320], rate_in, Party.MIXED, 1000 + i * 20)
+        for i in range(25, 50)
+    ]
     pcm = _run(aligner, frames).astype(float)
     expected = 8000 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
     assert np.abs(pcm[400:3600] - expected[400:3600]).max() < 400  # clean 440 Hz at 8 kHz
@@ -121,8 +132,8 @@ def test_silence_before_and_after_emission():
             out += b"".join(aligner.push(_frame(party, i * 20, 10)))
     out += aligner.finish()
     pcm = np.frombuffer(bytes(out), "<i2")
-    assert (pcm[900 * 16:1500 * 16] == 0).all()
-    assert (pcm[1500 * 16:] == 10).all() and (pcm[:200 * 16] == 10).all()
+    assert (pcm[900 * 16 : 1500 * 16] == 0).all()
+    assert (pcm[1500 * 16 :] == 10).all() and (pcm[: 200 * 16] == 10).all()
 
 
 def test_options_are_checked():

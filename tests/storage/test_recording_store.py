@@ -45,7 +45,7 @@ def _record(store, data: bytes, chunk_size: int = CHUNK, rid=None):
     writer = store.create(rid, STEREO_8K, chunk_size)
     # Uneven appends, as audio blocks arrive.
     for i in range(0, len(data), 1000):
-        writer.append(data[i:i + 1000])
+        writer.append(data[i : i + 1000])
     writer.close()
     return rid
 
@@ -77,7 +77,7 @@ def test_round_trip_of_a_long_recording_keeps_memory_bounded(store):
     with store.open(rid) as reader:
         assert reader.length == 200 << 20
         for piece in reader.read_range():
-            assert piece == block[total % len(block): total % len(block) + len(piece)]
+            assert piece == block[total % len(block) : total % len(block) + len(piece)]
             total += len(piece)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert total == 200 << 20
@@ -88,8 +88,15 @@ def test_range_reads_return_the_right_bytes(store):
     data = _pattern(CHUNK * 5 + 64)
     rid = _record(store, data)
     with store.open(rid) as reader:
-        for start, end in [(0, 1), (0, CHUNK), (CHUNK - 3, CHUNK + 3), (5, CHUNK * 4 + 17),
-                           (len(data) - 10, len(data)), (len(data), len(data)), (123, 123)]:
+        for start, end in [
+            (0, 1),
+            (0, CHUNK),
+            (CHUNK - 3, CHUNK + 3),
+            (5, CHUNK * 4 + 17),
+            (len(data) - 10, len(data)),
+            (len(data), len(data)),
+            (123, 123),
+        ]:
             assert b"".join(reader.read_range(start, end)) == data[start:end]
         with pytest.raises(RangeNotSatisfiable):
             list(reader.read_range(0, len(data) + 1))
@@ -107,8 +114,15 @@ def test_flipping_any_byte_fails_with_a_clear_error(store):
     path = store.path_of(rid)
     original = path.read_bytes()
     # Every region: a chunk's nonce, ciphertext, tag, the final chunk, and the authenticated header.
-    for offset in [_body_offset(0), _body_offset(0) + 20, _body_offset(1) - 1, _body_offset(2) + 500,
-                   len(original) - 1, 24, 29]:
+    for offset in [
+        _body_offset(0),
+        _body_offset(0) + 20,
+        _body_offset(1) - 1,
+        _body_offset(2) + 500,
+        len(original) - 1,
+        24,
+        29,
+    ]:
         tampered = bytearray(original)
         tampered[offset] ^= 0x01
         path.write_bytes(bytes(tampered))
@@ -138,7 +152,7 @@ def test_swapping_two_chunks_is_detected_and_named(store):
     raw = bytearray(path.read_bytes())
     stride = CHUNK + CHUNK_OVERHEAD
     a, b = _body_offset(1), _body_offset(2)
-    raw[a:a + stride], raw[b:b + stride] = raw[b:b + stride], raw[a:a + stride]
+    raw[a : a + stride], raw[b : b + stride] = raw[b : b + stride], raw[a : a + stride]
     path.write_bytes(bytes(raw))
     with store.open(rid) as reader:
         assert b"".join(reader.read_range(0, CHUNK)) == data[:CHUNK]  # untouched chunks still read
@@ -154,8 +168,11 @@ def test_truncation_is_detected(store, cut):
     rid = _record(store, data)
     path = store.path_of(rid)
     raw = path.read_bytes()
-    keep = {"at_chunk_boundary": _body_offset(2), "inside_chunk": _body_offset(2) + 1000,
-            "inside_final": len(raw) - 5}[cut]
+    keep = {
+        "at_chunk_boundary": _body_offset(2),
+        "inside_chunk": _body_offset(2) + 1000,
+        "inside_final": len(raw) - 5,
+    }[cut]
     path.write_bytes(raw[:keep])
     with pytest.raises((RecordingTruncatedError, ChunkAuthenticationError)) as err:
         store.open(rid).read_all()
@@ -168,7 +185,7 @@ def test_dropping_the_final_chunk_is_truncation(store):
     path = store.path_of(rid)
     raw = path.read_bytes()
     assert len(raw) == _body_offset(2) + CHUNK_OVERHEAD
-    path.write_bytes(raw[:_body_offset(2)])
+    path.write_bytes(raw[: _body_offset(2)])
     with pytest.raises(RecordingTruncatedError):
         store.open(rid)
 
@@ -178,7 +195,7 @@ def test_splicing_a_chunk_from_another_recording_is_detected(store):
     rid_a, rid_b = _record(store, data), _record(store, data)
     a, b = bytearray(store.path_of(rid_a).read_bytes()), store.path_of(rid_b).read_bytes()
     stride = CHUNK + CHUNK_OVERHEAD
-    a[_body_offset(1):_body_offset(1) + stride] = b[_body_offset(1):_body_offset(1) + stride]
+    a[_body_offset(1) : _body_offset(1) + stride] = b[_body_offset(1) : _body_offset(1) + stride]
     store.path_of(rid_a).write_bytes(bytes(a))
     with pytest.raises(ChunkAuthenticationError) as err:
         store.open(rid_a).read_all()
@@ -209,7 +226,9 @@ def test_rotation_rewraps_without_touching_audio(tmp_path, store):
     rid = _record(store, data)
     old_key_spec = f"k1:{_key_b64(store, 'k1')}"
     before = store.path_of(rid).read_bytes()
-    rotated = LocalRecordingStore(store.root, parse_key_spec(f"k2:{new_master_key()},{old_key_spec}"))
+    rotated = LocalRecordingStore(
+        store.root, parse_key_spec(f"k2:{new_master_key()},{old_key_spec}")
+    )
     assert rotated.rewrap(rid) == ("k1", "k2")
     after = store.path_of(rid).read_bytes()
     assert after[HEADER_LEN:] == before[HEADER_LEN:]  # the audio chunks are byte-identical
@@ -254,7 +273,7 @@ def test_seal_recovers_a_recording_whose_writer_died(store):
     result = store.seal(rid)
     assert result.repaired and result.plaintext_bytes == CHUNK * 3
     with store.open(rid) as reader:
-        assert reader.read_all() == data[:CHUNK * 3]
+        assert reader.read_all() == data[: CHUNK * 3]
     assert store.seal(rid).repaired is False
 
 
@@ -264,9 +283,12 @@ def test_silence_rewrites_written_chunks_with_fresh_nonces(store):
     before = store.path_of(rid).read_bytes()
     assert store.silence(rid, CHUNK - 100, CHUNK + 100) == 2
     after = store.path_of(rid).read_bytes()
-    assert after[_body_offset(0):_body_offset(0) + 12] != before[_body_offset(0):_body_offset(0) + 12]
+    assert (
+        after[_body_offset(0) : _body_offset(0) + 12]
+        != before[_body_offset(0) : _body_offset(0) + 12]
+    )
     expected = bytearray(data)
-    expected[CHUNK - 100:CHUNK + 100] = bytes(200)
+    expected[CHUNK - 100 : CHUNK + 100] = bytes(200)
     with store.open(rid) as reader:
         assert reader.read_all() == bytes(expected)
     assert store.silence(rid, len(data) - 4, len(data)) == 1  # the final chunk too

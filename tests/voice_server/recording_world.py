@@ -35,26 +35,48 @@ class World:
 
 async def make_world(conn, *, reps_review_own: bool = False) -> World:
     slug = uuid.uuid4().hex[:8]
-    org = str(await conn.fetchval(
-        "INSERT INTO organizations (name, slug, settings) VALUES ('Acme', $1, $2) RETURNING id",
-        slug, {"reps_review_own_recordings": reps_review_own},
-    ))
-    team_a = str(await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'A') RETURNING id", org))
-    team_b = str(await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'B') RETURNING id", org))
+    org = str(
+        await conn.fetchval(
+            "INSERT INTO organizations (name, slug, settings) VALUES ('Acme', $1, $2) RETURNING id",
+            slug,
+            {"reps_review_own_recordings": reps_review_own},
+        )
+    )
+    team_a = str(
+        await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'A') RETURNING id", org)
+    )
+    team_b = str(
+        await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'B') RETURNING id", org)
+    )
 
     async def user(name, role, team):
-        return str(await conn.fetchval(
-            "INSERT INTO users (org_id, email, name, role, team_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            org, f"{name}@{slug}.test", name, role, team,
-        ))
+        return str(
+            await conn.fetchval(
+                "INSERT INTO users (org_id, email, name, role, team_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                org,
+                f"{name}@{slug}.test",
+                name,
+                role,
+                team,
+            )
+        )
 
     rep = await user("rep", "rep", team_a)
     other_rep = await user("other", "rep", team_a)
     manager_a = await user("mgr-a", "manager", team_a)
     manager_b = await user("mgr-b", "manager", team_b)
     admin = await user("admin", "admin", None)
-    call = await create_call(conn, NewCall(org, "simulator", "outbound", external_id=uuid.uuid4().hex,
-                                           rep_id=rep, status="in-progress"))
+    call = await create_call(
+        conn,
+        NewCall(
+            org,
+            "simulator",
+            "outbound",
+            external_id=uuid.uuid4().hex,
+            rep_id=rep,
+            status="in-progress",
+        ),
+    )
     return World(org, team_a, team_b, rep, other_rep, manager_a, manager_b, admin, str(call["id"]))
 
 
@@ -63,13 +85,18 @@ def tone_frames(party: Party, seconds: float, *, value_at=None, rate=8000, frame
     n = rate * frame_ms // 1000
     for i in range(int(seconds * 1000 / frame_ms)):
         ts = start_ms + i * frame_ms
-        base = value_at(ts) if value_at else (ts // frame_ms) % 1000 + (1000 if party is Party.CUSTOMER else 0)
+        base = (
+            value_at(ts)
+            if value_at
+            else (ts // frame_ms) % 1000 + (1000 if party is Party.CUSTOMER else 0)
+        )
         yield AudioFrame(np.full(n, base, np.int16), rate, party, ts)
 
 
 def recording_env(database_url: str, redis_url: str, data_dir, **extra) -> dict[str, str]:
     return {
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
         "COACHLINE_DATA_DIR": str(data_dir),
         "COACHLINE_RECORDING_KEY": f"k1:{new_master_key()}",
         "COACHLINE_RECORDING_CHUNK_S": "0.5",
@@ -87,8 +114,11 @@ async def db(migrated_database):
     await conn.close()
 
 
-ROLE_PERMISSIONS = {"rep": frozenset(), "manager": frozenset({"recordings:listen"}),
-                    "admin": frozenset({"recordings:listen"})}
+ROLE_PERMISSIONS = {
+    "rep": frozenset(),
+    "manager": frozenset({"recordings:listen"}),
+    "admin": frozenset({"recordings:listen"}),
+}
 
 
 @dataclass(frozen=True)
@@ -104,18 +134,31 @@ class Unauthenticated(Exception):
     status = 401
 
     def response(self):
-        return web.json_response({"error": {"code": "unauthenticated", "message": "sign in"}}, status=401)
+        return web.json_response(
+            {"error": {"code": "unauthenticated", "message": "sign in"}}, status=401
+        )
 
 
 def authenticate_from(conn):
     """Stands in for crm_core.auth.authenticate until the crm-api area is merged: X-Test-User: <user id>."""
+
     async def authenticate(request):
         user_id = request.headers.get("X-Test-User")
-        row = await conn.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(user_id)) if user_id else None
+        row = (
+            await conn.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(user_id))
+            if user_id
+            else None
+        )
         if row is None:
             raise Unauthenticated()
-        return Principal(str(row["id"]), str(row["org_id"]), row["role"],
-                         (str(row["team_id"]),) if row["team_id"] else (), ROLE_PERMISSIONS[row["role"]])
+        return Principal(
+            str(row["id"]),
+            str(row["org_id"]),
+            row["role"],
+            (str(row["team_id"]),) if row["team_id"] else (),
+            ROLE_PERMISSIONS[row["role"]],
+        )
+
     return authenticate
 
 

@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 async def _wait_ready(proc, session: aiohttp.ClientSession, log_path) -> str:
     port = None
-    for _ in range(600):
+    for _ in range(1200):
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {open(log_path).read()[-3000:]}")
         port = port or _port_of(proc)
@@ -53,21 +53,28 @@ def _frame(party: int, ts_ms: int) -> bytes:
     return struct.pack(">BII", party, ts_ms, 8000) + np.full(160, value, "<i2").tobytes()
 
 
-async def _poll(predicate, timeout_s: float, what: str):
+async def _poll(predicate, timeout_s: float, what: str, log_path=None):
     for _ in range(int(timeout_s / 0.1)):
         value = await predicate()
         if value:
             return value
         await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    tail = open(log_path).read()[-4000:] if log_path else ""
+    raise AssertionError(f"timed out waiting for {what}; server log:\n{tail}")
 
 
-async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call(db, migrated_database,
-                                                                                redis_url, tmp_path):
+async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call(
+    db, migrated_database, redis_url, tmp_path
+):
     world = await make_world(db)
     key = f"k1:{new_master_key()}"
-    env = recording_env(migrated_database, redis_url, tmp_path / "data", COACHLINE_RECORDING_KEY=key,
-                        COACHLINE_TEST_MEDIA_ROUTE="1")
+    env = recording_env(
+        migrated_database,
+        redis_url,
+        tmp_path / "data",
+        COACHLINE_RECORDING_KEY=key,
+        COACHLINE_TEST_MEDIA_ROUTE="1",
+    )
     log_path = tmp_path / "server.log"
     call_uuid = uuid.UUID(world.call_id)
     async with aiohttp.ClientSession() as http:
@@ -75,7 +82,9 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         try:
             host = await _wait_ready(first, http, log_path)
             ws = await http.ws_connect(f"ws://{host}/test/media")
-            await ws.send_json({"call_id": world.call_id, "org_id": world.org_id, "rep_id": world.rep})
+            await ws.send_json(
+                {"call_id": world.call_id, "org_id": world.org_id, "rep_id": world.rep}
+            )
             for i in range(165):  # 3.3 s of both parties: six full chunks and a part of the seventh
                 await ws.send_bytes(_frame(0, i * 20))
                 await ws.send_bytes(_frame(1, i * 20))
@@ -83,27 +92,32 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
             assert (await ws.receive_json(timeout=30)) == {"pong": 1}
 
             async def six_chunks_durable():
-                return await db.fetchval("SELECT byte_length FROM recordings WHERE call_id = $1 "
-                                         "AND byte_length >= $2", call_uuid, 6 * CHUNK_BYTES)
+                return await db.fetchval(
+                    "SELECT byte_length FROM recordings WHERE call_id = $1 AND byte_length >= $2",
+                    call_uuid,
+                    6 * CHUNK_BYTES,
+                )
 
-            await _poll(six_chunks_durable, 30, "the chunks to be written")
+            await _poll(six_chunks_durable, 60, "the chunks to be written", log_path)
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=30)
         finally:
             if first.poll() is None:
                 first.kill()
         row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", call_uuid)
-        assert row["status"] == "recording"  # nobody finished it: the process is gone
+        assert row["status"] == "recording", open(log_path).read()[-4000:]  # the process is gone
 
         second = _start(env, log_path)
         try:
             await _wait_ready(second, http, log_path)
 
             async def recovered():
-                return await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1 AND status = 'incomplete'",
-                                         call_uuid)
+                return await db.fetchrow(
+                    "SELECT * FROM recordings WHERE call_id = $1 AND status = 'incomplete'",
+                    call_uuid,
+                )
 
-            row = await _poll(recovered, 60, "recovery of the recording")
+            row = await _poll(recovered, 90, "recovery of the recording", log_path)
             call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", call_uuid)
             assert call["ended_abnormally"] is True and call["ended_at"] is not None
         finally:
@@ -130,7 +144,11 @@ def _start(env, log_path) -> subprocess.Popen:
     port = _free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("COACHLINE_")}
     clean.update(env, COACHLINE_PORT=str(port))
-    proc = subprocess.Popen([sys.executable, "-m", "voice_server.cli", "serve"], env=clean,
-                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voice_server.cli", "serve"],
+        env=clean,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
     proc.args_env_port = port
     return proc

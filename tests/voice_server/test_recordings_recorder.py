@@ -30,7 +30,9 @@ async def test_a_call_is_recorded_encrypted_and_aligned(node, db):
     world = await make_world(db)
     sessions = app[CALL_SESSIONS]
     service = app[RECORDINGS]
-    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound", rep_id=world.rep))
+    session = await sessions.open(
+        CallInfo(world.call_id, world.org_id, "simulator", "outbound", rep_id=world.rep)
+    )
     # The rep talks for 3 s; the customer joins at 1 s and stops at 2 s.
     for rep_frame, i in zip(tone_frames(Party.REP, 3.0), range(10_000)):
         session.push_audio(rep_frame)
@@ -64,7 +66,12 @@ async def test_mixed_calls_are_mono_and_a_call_without_audio_has_no_recording(no
     silent = await make_world(db)
     await sessions.open(CallInfo(silent.call_id, silent.org_id, "simulator", "outbound"))
     await sessions.close(silent.call_id)
-    assert await db.fetchval("SELECT count(*) FROM recordings WHERE call_id = $1", uuid.UUID(silent.call_id)) == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM recordings WHERE call_id = $1", uuid.UUID(silent.call_id)
+        )
+        == 0
+    )
 
 
 async def test_a_call_id_without_a_call_row_does_not_harm_the_call(node, db):
@@ -100,7 +107,7 @@ async def test_card_number_spans_are_silenced_live_and_after_the_call(node, db):
         rep, cust = _stereo(reader.read_all())
     silent = np.zeros(len(rep), bool)
     for lo, hi in [(200, 900), (2900, 3200), (3500, 3600)]:
-        silent[lo * 8:hi * 8] = True
+        silent[lo * 8 : hi * 8] = True
     assert (rep[silent] == 0).all() and (rep[~silent] == 500).all()
 
 
@@ -118,9 +125,23 @@ async def test_recordings_left_open_by_a_dead_process_are_recovered(node, db):
     from storage.recording_store import AudioFormat
 
     rid = uuid.uuid4()
-    await insert_recording(db, NewRecording(str(rid), world.org_id, world.call_id,
-                                            service.store.storage_key(rid), "k1", 2, 8000, 16000, "dead"))
-    await db.execute("UPDATE recordings SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", rid)
+    await insert_recording(
+        db,
+        NewRecording(
+            str(rid),
+            world.org_id,
+            world.call_id,
+            service.store.storage_key(rid),
+            "k1",
+            2,
+            8000,
+            16000,
+            "dead",
+        ),
+    )
+    await db.execute(
+        "UPDATE recordings SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", rid
+    )
     writer = service.store.create(rid, AudioFormat(8000, 2), 16000)
     writer.append(bytes(range(256)) * 200)  # 51200 bytes: 3 chunks written, the rest lost
     writer.abandon()
@@ -134,8 +155,10 @@ async def test_recordings_left_open_by_a_dead_process_are_recovered(node, db):
     assert call["ended_abnormally"] and call["status"] == "failed"
     with service.store.open(rid) as reader:
         assert reader.read_all() == (bytes(range(256)) * 200)[:48000]
-    audit = await db.fetchrow("SELECT * FROM audit_log WHERE action = 'recording.recovered' AND resource_id = $1",
-                              world.call_id)
+    audit = await db.fetchrow(
+        "SELECT * FROM audit_log WHERE action = 'recording.recovered' AND resource_id = $1",
+        world.call_id,
+    )
     assert audit["actor_kind"] == "system"
     assert await service.recover_abandoned(stale_s=2) == []
 
@@ -151,16 +174,26 @@ async def test_retention_purges_old_recordings_and_audits(node, db):
     await sessions.close(world.call_id)
     row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
     assert await service.purge_expired(default_days=0) == 0  # the org keeps recordings forever
-    await db.execute("UPDATE organizations SET settings = settings || '{\"recording_retention_days\": 30}'"
-                     " WHERE id = $1", uuid.UUID(world.org_id))
+    await db.execute(
+        "UPDATE organizations SET settings = settings || '{\"recording_retention_days\": 30}'"
+        " WHERE id = $1",
+        uuid.UUID(world.org_id),
+    )
     assert await service.purge_expired(default_days=0) == 0  # not old enough yet
-    await db.execute("UPDATE recordings SET created_at = now() - interval '31 days' WHERE id = $1", row["id"])
+    await db.execute(
+        "UPDATE recordings SET created_at = now() - interval '31 days' WHERE id = $1", row["id"]
+    )
     assert await service.purge_expired(default_days=0) == 1
     assert not service.store.exists(row["id"])
     after = await db.fetchrow("SELECT * FROM recordings WHERE id = $1", row["id"])
     assert after["status"] == "deleted" and after["deleted_at"] is not None
-    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'recording.purged' AND resource_id = $1",
-                             world.call_id) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'recording.purged' AND resource_id = $1",
+            world.call_id,
+        )
+        == 1
+    )
 
 
 async def test_redaction_spans_silence_card_numbers_where_the_words_were(node, db):
@@ -203,14 +236,34 @@ async def test_card_numbers_in_final_transcripts_are_silenced_in_the_recording(n
     for frame in tone_frames(Party.CUSTOMER, 6.0, value_at=lambda ts: 300):
         session.push_audio(frame)
     digits = ["4111", "1111", "1111", "1111"]
-    words = [{"text": "my", "start_ms": 1000, "end_ms": 1200}, {"text": "card", "start_ms": 1200, "end_ms": 1500},
-             {"text": "is", "start_ms": 1500, "end_ms": 1700}]
-    words += [{"text": d, "start_ms": 2000 + i * 500, "end_ms": 2400 + i * 500} for i, d in enumerate(digits)]
-    await app[RUNTIME].bus.publish(Event("transcript.final", {
-        "call_id": world.call_id, "segment_key": "s1", "party": "customer", "start_ms": 1000, "end_ms": 3900,
-        "text": "my card is [CARD]", "text_raw": "my card is 4111 1111 1111 1111", "words": words,
-    }, org_id=world.org_id))
-    await app[RUNTIME].bus.publish(Event("transcript.final", {"call_id": "not-a-call", "party": "rep"}))
+    words = [
+        {"text": "my", "start_ms": 1000, "end_ms": 1200},
+        {"text": "card", "start_ms": 1200, "end_ms": 1500},
+        {"text": "is", "start_ms": 1500, "end_ms": 1700},
+    ]
+    words += [
+        {"text": d, "start_ms": 2000 + i * 500, "end_ms": 2400 + i * 500}
+        for i, d in enumerate(digits)
+    ]
+    await app[RUNTIME].bus.publish(
+        Event(
+            "transcript.final",
+            {
+                "call_id": world.call_id,
+                "segment_key": "s1",
+                "party": "customer",
+                "start_ms": 1000,
+                "end_ms": 3900,
+                "text": "my card is [CARD]",
+                "text_raw": "my card is 4111 1111 1111 1111",
+                "words": words,
+            },
+            org_id=world.org_id,
+        )
+    )
+    await app[RUNTIME].bus.publish(
+        Event("transcript.final", {"call_id": "not-a-call", "party": "rep"})
+    )
 
     async def silenced():
         return service.spans_silenced > before
@@ -222,4 +275,8 @@ async def test_card_numbers_in_final_transcripts_are_silenced_in_the_recording(n
         rep, cust = _stereo(reader.read_all())
     ms = np.arange(len(cust)) // 8
     card = (ms >= 2000 - 150) & (ms < 3900 + 150)
-    assert (cust[card] == 0).all() and (cust[ms < 1800] == 300).all() and (cust[ms >= 4100] == 300).all()
+    assert (
+        (cust[card] == 0).all()
+        and (cust[ms < 1800] == 300).all()
+        and (cust[ms >= 4100] == 300).all()
+    )

@@ -12,6 +12,7 @@ from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
 from voice_server.recordings_routes import ByteRange, parse_range
 
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def recorded(node, db):
     """A finished 2-second stereo recording of the world's call."""
@@ -42,25 +43,39 @@ async def test_a_manager_gets_the_whole_recording_as_stereo_wav(recorded):
     body = await resp.read()
     assert int(resp.headers["Content-Length"]) == len(body) == 44 + 2 * 8000 * 4
     with wave.open(io.BytesIO(body)) as wav:
-        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth(), wav.getnframes()) == (2, 8000, 2, 16000)
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth(), wav.getnframes()) == (
+            2,
+            8000,
+            2,
+            16000,
+        )
         pcm = np.frombuffer(wav.readframes(16000), "<i2")
-    assert (pcm[0::2][::160] == np.arange(100)).all() and (pcm[1::2][::160] == 1000 + np.arange(100)).all()
+    assert (pcm[0::2][::160] == np.arange(100)).all() and (
+        pcm[1::2][::160] == 1000 + np.arange(100)
+    ).all()
 
 
 async def test_range_requests_return_the_right_bytes(recorded):
     client, world = recorded
     full = await (await _get(client, world, world.admin)).read()
     total = len(full)
-    for header, start, end in [("bytes=0-99", 0, 100), ("bytes=40-47", 40, 48), ("bytes=16000-40000", 16000, 40001),
-                               ("bytes=64000-", 64000, total), ("bytes=-10", total - 10, total),
-                               (f"bytes=100-{total + 500}", 100, total)]:
+    for header, start, end in [
+        ("bytes=0-99", 0, 100),
+        ("bytes=40-47", 40, 48),
+        ("bytes=16000-40000", 16000, 40001),
+        ("bytes=64000-", 64000, total),
+        ("bytes=-10", total - 10, total),
+        (f"bytes=100-{total + 500}", 100, total),
+    ]:
         resp = await _get(client, world, world.admin, Range=header)
         assert resp.status == 206, header
         assert resp.headers["Content-Range"] == f"bytes {start}-{end - 1}/{total}"
         assert await resp.read() == full[start:end]
     resp = await _get(client, world, world.admin, Range=f"bytes={total}-")
     assert resp.status == 416 and resp.headers["Content-Range"] == f"bytes */{total}"
-    resp = await _get(client, world, world.admin, Range="bytes=0-1,5-9")  # multi-range: the whole file
+    resp = await _get(
+        client, world, world.admin, Range="bytes=0-1,5-9"
+    )  # multi-range: the whole file
     assert resp.status == 200 and len(await resp.read()) == total
 
 
@@ -71,12 +86,19 @@ async def test_refusals_are_403_and_audited_and_grants_record_the_range(recorded
         assert resp.status == 403
         assert (await resp.json())["error"]["code"] == "forbidden"
     await _get(client, world, world.manager_a, Range="bytes=100-199")
-    rows = await db.fetch("SELECT * FROM audit_log WHERE resource_id = $1 AND action = 'recording.play' "
-                          "ORDER BY id", world.call_id)
+    rows = await db.fetch(
+        "SELECT * FROM audit_log WHERE resource_id = $1 AND action = 'recording.play' ORDER BY id",
+        world.call_id,
+    )
     denied = [r for r in rows if r["outcome"] == "denied"]
     assert {str(r["actor_id"]) for r in denied} == {world.rep, world.other_rep, world.manager_b}
-    granted = [r for r in rows if r["outcome"] == "ok" and str(r["actor_id"]) == world.manager_a][-1]
-    assert granted["detail"]["range"] == "bytes=100-199" and granted["detail"]["bytes"] == [100, 199]
+    granted = [r for r in rows if r["outcome"] == "ok" and str(r["actor_id"]) == world.manager_a][
+        -1
+    ]
+    assert granted["detail"]["range"] == "bytes=100-199" and granted["detail"]["bytes"] == [
+        100,
+        199,
+    ]
     assert str(granted["ip"]) == "127.0.0.1" and granted["occurred_at"] is not None
     resp = await client.get(_url(world))  # no credentials
     assert resp.status == 401
@@ -85,12 +107,17 @@ async def test_refusals_are_403_and_audited_and_grants_record_the_range(recorded
 async def test_reps_hear_their_own_calls_only_where_the_org_allows(recorded, db):
     client, world = recorded
     assert (await _get(client, world, world.rep)).status == 403
-    await db.execute("UPDATE organizations SET settings = settings || '{\"reps_review_own_recordings\": true}'"
-                     " WHERE id = $1", uuid.UUID(world.org_id))
+    await db.execute(
+        "UPDATE organizations SET settings = settings || '{\"reps_review_own_recordings\": true}'"
+        " WHERE id = $1",
+        uuid.UUID(world.org_id),
+    )
     assert (await _get(client, world, world.rep)).status == 200
     assert (await _get(client, world, world.other_rep)).status == 403
-    await db.execute("UPDATE organizations SET settings = settings - 'reps_review_own_recordings'"
-                     " WHERE id = $1", uuid.UUID(world.org_id))
+    await db.execute(
+        "UPDATE organizations SET settings = settings - 'reps_review_own_recordings' WHERE id = $1",
+        uuid.UUID(world.org_id),
+    )
 
 
 async def test_the_access_log_is_for_managers_and_admins(recorded):
