@@ -210,6 +210,15 @@ class RecordingAligner:
         interleaved[0::2], interleaved[1::2] = parts
         return interleaved.astype("<i2").tobytes()
 
+    def advance_to(self, ms: float) -> list[bytes]:
+        """Declare everything before call-clock ``ms`` final: blocks up to there, silence where
+        nothing arrived. For a caller that knows no more audio is coming for that time (a stall)."""
+        for channel in range(self._channels):
+            stream = self._streams[channel]
+            if stream is not None and stream.out_pos < self.sample_at(ms):
+                self._streams[channel] = None  # the stream's input stopped; its filter tail is lost
+        return self._emit(self.sample_at(ms))
+
     def silence(self, start_ms: float, end_ms: float) -> tuple[int, int] | None:
         """Keep ``start_ms``..``end_ms`` silent on every channel.
 

@@ -229,12 +229,10 @@ class RecordingWriter:
         self.pending = bytearray()
         self.chunks_written = 0
         self.total_bytes = 0  # plaintext appended so far
+        # Plaintext bytes in chunks written and flushed (what survives a crash); updated only
+        # after the flush, so a concurrent reader (the heartbeat) never over-reports.
+        self.durable_bytes = 0
         self.closed = False
-
-    @property
-    def durable_bytes(self) -> int:
-        """Plaintext bytes in chunks already written (what survives a crash)."""
-        return self.total_bytes - len(self.pending)
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
         """Add plaintext; returns how many chunks this call wrote."""
@@ -250,6 +248,7 @@ class RecordingWriter:
             written += 1
         if written:
             self._file.flush()  # a SIGKILL after this loses nothing written so far
+            self.durable_bytes = self.total_bytes - len(self.pending)
         return written
 
     def _write_chunk(self, plaintext: bytes, *, final: bool) -> None:
@@ -269,6 +268,7 @@ class RecordingWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        self.durable_bytes = self.total_bytes
         self.closed = True
 
     def abandon(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -47,6 +48,9 @@ class RecorderOptions:
     # Audio waiting for a stalled disk beyond this many seconds is replaced by
     # silence: the call's timeline stays right and memory stays bounded.
     max_queued_s: float = 30.0
+    # After this long without any frame, the silent time (minus this much of jitter
+    # tolerance) is written, so held audio reaches the disk even when a call goes quiet.
+    stall_s: float = 2.0
     node_id: str = ""
 
 
@@ -78,6 +82,8 @@ class CallRecorder:
         self._writer = None
         self.failed = False
         self.dropped_bytes = 0
+        self._last_frame_at = 0.0
+        self._last_end_ms = 0.0
 
     # -- AudioConsumer ---------------------------------------------------------------------
     def on_audio(self, frame: AudioFrame) -> None:
@@ -85,9 +91,27 @@ class CallRecorder:
             return
         if self._aligner is None:
             self._start(ChannelLayout.for_party(frame.party))
+        self._last_frame_at = time.monotonic()
+        self._last_end_ms = max(self._last_end_ms, frame.end_ms)
         blocks = self._aligner.push(frame)
         if blocks:
             self._enqueue(blocks)
+
+    def advance_if_stalled(self, now: float) -> None:
+        """No audio for a while: the call clock went on, so write that time as silence.
+
+        Without this, audio held for the open chunk would wait for the next
+        frame. Audio arriving later for time already written is dropped, so
+        only time older than ``stall_s`` (the jitter we tolerate) is declared.
+        """
+        if self._aligner is None or self.failed:
+            return
+        idle = now - self._last_frame_at
+        stall_s = self._service.options.stall_s
+        if idle >= stall_s:
+            blocks = self._aligner.advance_to(self._last_end_ms + (idle - stall_s) * 1000)
+            if blocks:
+                self._enqueue(blocks)
 
     def on_dtmf(self, digit: str, at_ms: int, duration_ms: int) -> None:
         """Nothing to do: in-band tones are in the audio; RFC 4733 digits are events, not sound."""
@@ -260,6 +284,11 @@ class RecordingService:
 
     def consumer_for(self, session: CallSession) -> CallRecorder:
         return CallRecorder(self, session.info)
+
+    def advance_stalled(self) -> None:
+        now = time.monotonic()
+        for recorder in list(self.live.values()):
+            recorder.advance_if_stalled(now)
 
     async def renew(self) -> None:
         """Heartbeat and progress of the recordings this node is writing."""

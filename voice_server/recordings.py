@@ -67,6 +67,7 @@ async def _recording_lifecycle(app: web.Application):
             sample_rate=settings.recording_sample_rate,
             chunk_s=settings.recording_chunk_s,
             max_lag_ms=settings.recording_max_lag_ms,
+            stall_s=settings.recording_stall_s,
             node_id=settings.node_id,
         ),
     )
@@ -77,6 +78,9 @@ async def _recording_lifecycle(app: web.Application):
     jobs = [
         asyncio.create_task(_every(stale_s / 3, service.renew, stop), name="recording-renew"),
         asyncio.create_task(service.follow_transcripts(runtime.bus), name="recording-pii"),
+        asyncio.create_task(
+            _every(0.5, _sync(service.advance_stalled), stop), name="recording-stalls"
+        ),
         asyncio.create_task(
             run_singleton(
                 runtime.redis,
@@ -114,6 +118,13 @@ async def _recording_lifecycle(app: web.Application):
 
 async def _recover(service: RecordingService, stale_s: float) -> None:
     await service.recover_abandoned(stale_s)
+
+
+def _sync(job: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        job()
+
+    return run
 
 
 async def _every(period_s: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Seconds of audio per encrypted chunk: a crash loses at most this (plus the jitter window).
     recording_chunk_s: float = Field(2.0, ge=0.1, le=60)
     recording_max_lag_ms: int = Field(500, ge=0, le=10_000)
+    # No frame for this long: the silent time is written (jitter tolerated beyond the lag window).
+    recording_stall_s: float = Field(2.0, ge=0.2, le=60)
     # A 'recording' row not renewed for this long was left by a dead process.
     recording_stale_s: float = Field(30.0, ge=1, le=3600)
     # Defaults for organizations whose settings do not say (organizations.settings keys

@@ -139,3 +139,18 @@ def test_silence_before_and_after_emission():
 def test_options_are_checked():
     with pytest.raises(ValueError):
         RecordingOptions(sample_rate=44100)
+
+
+def test_advance_to_writes_silence_for_a_stall_and_later_audio_follows():
+    aligner = RecordingAligner(ChannelLayout.STEREO, RecordingOptions(block_ms=100, max_lag_ms=500))
+    out = bytearray()
+    for i in range(10):  # 200 ms of the rep only: held back by the lag window
+        out += b"".join(aligner.push(_frame(Party.REP, i * 20, 4)))
+    assert not out
+    out += b"".join(aligner.advance_to(1000))  # nothing came for a while: 0-1 s is final
+    assert aligner.emitted_ms == 1000
+    for i in range(50, 60):
+        out += b"".join(aligner.push(_frame(Party.REP, i * 20, 5)))
+    out += aligner.finish()
+    rep = np.frombuffer(bytes(out), "<i2")[0::2]
+    assert (rep[:1600] == 4).all() and (rep[1600:8000] == 0).all() and (rep[8000:] == 5).all()

@@ -85,20 +85,22 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
             await ws.send_json(
                 {"call_id": world.call_id, "org_id": world.org_id, "rep_id": world.rep}
             )
-            for i in range(165):  # 3.3 s of both parties: six full chunks and a part of the seventh
+            for i in range(165):  # 3.3 s of both parties: six full chunks and part of a seventh
                 await ws.send_bytes(_frame(0, i * 20))
                 await ws.send_bytes(_frame(1, i * 20))
             await ws.send_json({"ping": 1})
             assert (await ws.receive_json(timeout=30)) == {"pong": 1}
 
-            async def six_chunks_durable():
+            # Then the call goes quiet: after the stall allowance (1 s) the silent time is
+            # written too, so the seventh chunk (3.0-3.5 s) reaches the disk without new frames.
+            async def seven_chunks_durable():
                 return await db.fetchval(
                     "SELECT byte_length FROM recordings WHERE call_id = $1 AND byte_length >= $2",
                     call_uuid,
-                    6 * CHUNK_BYTES,
+                    7 * CHUNK_BYTES,
                 )
 
-            await _poll(six_chunks_durable, 60, "the chunks to be written", log_path)
+            await _poll(seven_chunks_durable, 60, "the chunks to be written", log_path)
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=30)
         finally:
@@ -127,17 +129,21 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
             except subprocess.TimeoutExpired:
                 second.kill()
 
-    assert row["byte_length"] == 6 * CHUNK_BYTES
+    # Everything up to the last completed chunk survives: all 3.3 s of speech, then silence.
+    length = row["byte_length"]
+    assert length >= 7 * CHUNK_BYTES and length % CHUNK_BYTES == 0
     store = LocalRecordingStore(tmp_path / "data" / "recordings", parse_key_spec(key))
     with store.open(row["id"]) as reader:
         pcm = np.frombuffer(reader.read_all(), "<i2")
         audio = reader.audio
-    assert len(pcm) == 6 * CHUNK_BYTES // 2
-    expected_rep = np.repeat(np.arange(150), 160)
-    assert (pcm[0::2] == expected_rep).all() and (pcm[1::2] == expected_rep + 1000).all()
-    # It plays: a WAV reader accepts it as 3 s of 8 kHz stereo.
-    with wave.open(io.BytesIO(wav_header(audio, len(pcm) * 2) + pcm.tobytes())) as wav:
-        assert (wav.getnchannels(), wav.getframerate(), wav.getnframes()) == (2, 8000, 24000)
+    assert len(pcm) * 2 == length
+    expected_rep = np.repeat(np.arange(165), 160)
+    rep, cust = pcm[0::2], pcm[1::2]
+    assert (rep[:26400] == expected_rep).all() and (cust[:26400] == expected_rep + 1000).all()
+    assert (pcm[2 * 26400 :] == 0).all()
+    # It plays: a WAV reader accepts it as 8 kHz stereo of the recovered length.
+    with wave.open(io.BytesIO(wav_header(audio, length) + pcm.tobytes())) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getnframes()) == (2, 8000, length // 4)
 
 
 def _start(env, log_path) -> subprocess.Popen:

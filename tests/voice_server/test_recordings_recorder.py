@@ -147,10 +147,23 @@ async def test_recordings_left_open_by_a_dead_process_are_recovered(node, db):
     writer.abandon()
     with pytest.raises(RecordingTruncatedError):
         service.store.open(rid)
-    recovered = await service.recover_abandoned(stale_s=2)
-    assert [r.recording_id for r in recovered] == [str(rid)]
+
+    # The node's recovery job (every stale_s / 2, one node at a time) finds it on its own.
+    async def finished():
+        row = await db.fetchrow("SELECT * FROM recordings WHERE id = $1", rid)
+        return (
+            row["status"] == "incomplete"
+            and row["finalized_at"] is not None
+            and (
+                await db.fetchval(
+                    "SELECT ended_abnormally FROM calls WHERE id = $1", row["call_id"]
+                )
+            )
+        )
+
+    await _wait_for(finished)
     row = await db.fetchrow("SELECT * FROM recordings WHERE id = $1", rid)
-    assert row["status"] == "incomplete" and row["byte_length"] == 48000
+    assert row["byte_length"] == 48000
     call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", uuid.UUID(world.call_id))
     assert call["ended_abnormally"] and call["status"] == "failed"
     with service.store.open(rid) as reader:
@@ -280,3 +293,28 @@ async def test_card_numbers_in_final_transcripts_are_silenced_in_the_recording(n
         and (cust[ms < 1800] == 300).all()
         and (cust[ms >= 4100] == 300).all()
     )
+
+
+async def test_a_call_that_goes_quiet_still_gets_its_audio_written(node, db):
+    import time
+
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    service = app[RECORDINGS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    both = zip(tone_frames(Party.REP, 0.7, value_at=lambda ts: 9), tone_frames(Party.CUSTOMER, 0.7))
+    for rep_frame, customer_frame in both:  # 0.7 s: one chunk (0.5 s) and a bit
+        session.push_audio(rep_frame)
+        session.push_audio(customer_frame)
+    recorder = service.live[world.call_id]
+    await _wait_for(lambda: _durable(service, world.call_id, 16000))
+    assert recorder.durable_bytes == 16000  # the rest waits in the open chunk
+    stall = service.options.stall_s
+    recorder.advance_if_stalled(time.monotonic() + stall + 0.5)  # nothing for stall_s + 0.5 s
+    await _wait_for(lambda: _durable(service, world.call_id, 32000))
+    await sessions.close(world.call_id)
+    row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", uuid.UUID(world.call_id))
+    with service.store.open(row["id"]) as reader:
+        rep, cust = _stereo(reader.read_all())
+    assert (rep[:5600] == 9).all() and (rep[5600:] == 0).all() and len(rep) >= 9600
