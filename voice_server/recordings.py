@@ -20,6 +20,7 @@ from storage.keys import load_keyring
 from storage.leases import run_singleton
 from storage.recording_store import LocalRecordingStore
 from voice_server.app_keys import CALL_SESSIONS, RUNTIME, SETTINGS
+from voice_server.privacy_routes import add_privacy_routes
 from voice_server.recorder import RecorderOptions, RecordingService
 from voice_server.recordings_routes import RECORDINGS, Authenticate, add_recording_routes
 from voice_server.settings import Settings
@@ -43,6 +44,7 @@ def build_store(settings: Settings) -> LocalRecordingStore | None:
 def setup_recordings(app: web.Application, authenticate: Authenticate | None = None) -> None:
     settings: Settings = app[SETTINGS]
     add_recording_routes(app, authenticate)
+    add_privacy_routes(app)
     if settings.test_media_route:
         from voice_server.test_media_route import add_test_media_route
 

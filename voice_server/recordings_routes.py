@@ -128,17 +128,17 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
     return ByteRange(start, end)
 
 
-async def _principal(request: web.Request):
+async def principal_of(request: web.Request):
     try:
         return await request.app[AUTHENTICATE](request)
     except Exception as exc:
         response = getattr(exc, "response", None)
         if callable(response) and getattr(exc, "status", 0) in (401, 403):
-            raise _Rendered(response()) from None
+            raise AuthRefused(response()) from None
         raise
 
 
-class _Rendered(Exception):
+class AuthRefused(Exception):
     def __init__(self, response: web.Response) -> None:
         self.response = response
 
@@ -191,8 +191,8 @@ def _subject(row, settings) -> RecordingSubject:
 
 async def play_recording(request: web.Request) -> web.StreamResponse:
     try:
-        principal = await _principal(request)
-    except _Rendered as rendered:
+        principal = await principal_of(request)
+    except AuthRefused as rendered:
         return rendered.response
     range_header = request.headers.get("Range")
     call_id = None
@@ -336,8 +336,8 @@ async def _stream(
 
 async def recording_audit(request: web.Request) -> web.Response:
     try:
-        principal = await _principal(request)
-    except _Rendered as rendered:
+        principal = await principal_of(request)
+    except AuthRefused as rendered:
         return rendered.response
     try:
         call_id = _call_uuid(request)
