@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -215,6 +216,11 @@ class CallRecorder:
 
     async def _finish_row(self, status: str) -> None:
         length = self._writer.durable_bytes
+        totals = self._service.totals
+        totals[status] += 1
+        totals["bytes"] += length
+        totals["late_samples_dropped"] += self._aligner.stats.late_samples_dropped
+        totals["bytes_replaced_by_silence"] += self.dropped_bytes
         try:
             async with self._service.pool().acquire() as conn:
                 await rows.finish_recording(
@@ -281,6 +287,7 @@ class RecordingService:
         # Card context carries across a live call's segments ("my card number is" … digits).
         self._redactors: dict[str, Redactor] = {}
         self.spans_silenced = 0
+        self.totals: Counter[str] = Counter()  # cumulative, for /metrics
 
     def consumer_for(self, session: CallSession) -> CallRecorder:
         return CallRecorder(self, session.info)
@@ -422,6 +429,7 @@ class RecordingService:
                 length,
             )
             recovered.append(RecoveredRecording(str(rid), str(row["call_id"]), length))
+            self.totals["recovered"] += 1
         return recovered
 
     async def purge_expired(self, default_days: int) -> int:
@@ -449,6 +457,7 @@ class RecordingService:
                     )
         if expired:
             log.info("purged %d recording(s) past retention", len(expired))
+        self.totals["purged"] += len(expired)
         return len(expired)
 
     async def close(self) -> None:

@@ -15,11 +15,12 @@ import logging
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from storage.keys import load_keyring
 from storage.leases import run_singleton
 from storage.recording_store import LocalRecordingStore
-from voice_server.app_keys import CALL_SESSIONS, RUNTIME, SETTINGS
+from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.privacy_routes import add_privacy_routes
 from voice_server.recorder import RecorderOptions, RecordingService
 from voice_server.recordings_routes import RECORDINGS, Authenticate, add_recording_routes
@@ -74,6 +75,7 @@ async def _recording_lifecycle(app: web.Application):
         ),
     )
     app[RECORDINGS] = service
+    app[METRICS].registry.register(_RecordingMetrics(service))
     app[CALL_SESSIONS].consumer_factories.append(service.consumer_for)
     stop = asyncio.Event()
     stale_s = settings.recording_stale_s
@@ -116,6 +118,45 @@ async def _recording_lifecycle(app: web.Application):
         for job in jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+
+
+class _RecordingMetrics:
+    """Prometheus view of the recorder: live recordings and cumulative outcomes on this node."""
+
+    def __init__(self, service: RecordingService) -> None:
+        self._service = service
+
+    def collect(self):
+        yield GaugeMetricFamily(
+            "coachline_recordings_live",
+            "Recordings being written by this node.",
+            value=len(self._service.live),
+        )
+        totals = self._service.totals
+        finished = CounterMetricFamily(
+            "coachline_recordings_finished", "Recordings finished, by status.", labels=["status"]
+        )
+        for status in ("complete", "incomplete", "recovered", "purged"):
+            finished.add_metric([status], totals[status])
+        yield finished
+        yield CounterMetricFamily(
+            "coachline_recording_bytes", "Plaintext PCM bytes recorded.", value=totals["bytes"]
+        )
+        yield CounterMetricFamily(
+            "coachline_recording_late_samples_dropped",
+            "Samples that arrived after their time was written.",
+            value=totals["late_samples_dropped"],
+        )
+        yield CounterMetricFamily(
+            "coachline_recording_bytes_replaced_by_silence",
+            "Audio replaced by silence because the disk fell behind.",
+            value=totals["bytes_replaced_by_silence"],
+        )
+        yield CounterMetricFamily(
+            "coachline_recording_pii_spans_silenced",
+            "Card numbers / CVVs silenced in recordings.",
+            value=self._service.spans_silenced,
+        )
 
 
 async def _recover(service: RecordingService, stale_s: float) -> None:

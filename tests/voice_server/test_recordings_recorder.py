@@ -318,3 +318,18 @@ async def test_a_call_that_goes_quiet_still_gets_its_audio_written(node, db):
     with service.store.open(row["id"]) as reader:
         rep, cust = _stereo(reader.read_all())
     assert (rep[:5600] == 9).all() and (rep[5600:] == 0).all() and len(rep) >= 9600
+
+
+async def test_recording_metrics_are_exported(node, db):
+    client, app = node
+    world = await make_world(db)
+    sessions = app[CALL_SESSIONS]
+    session = await sessions.open(CallInfo(world.call_id, world.org_id, "simulator", "outbound"))
+    for frame in tone_frames(Party.MIXED, 0.5):
+        session.push_audio(frame)
+    await sessions.close(world.call_id)
+    text = await (await client.get("/metrics")).text()
+    assert 'coachline_recordings_finished_total{status="complete"} 1.0' in text
+    assert (
+        "coachline_recording_bytes_total 8000.0" in text and "coachline_recordings_live 0.0" in text
+    )
