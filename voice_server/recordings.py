@@ -46,10 +46,6 @@ def setup_recordings(app: web.Application, authenticate: Authenticate | None = N
     settings: Settings = app[SETTINGS]
     add_recording_routes(app, authenticate)
     add_privacy_routes(app)
-    if settings.test_media_route:
-        from voice_server.test_media_route import add_test_media_route
-
-        add_test_media_route(app)
     app.cleanup_ctx.append(_recording_lifecycle)
 
 

@@ -108,8 +108,6 @@ class Settings(BaseSettings):
     recording_retention_days: int = Field(0, ge=0, le=36500)
     recording_reps_review_own: bool = False
     recording_purge_every_s: float = Field(3600.0, ge=1)
-    # Test-only WebSocket /test/media that feeds a CallSession (no carrier needed).
-    test_media_route: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod

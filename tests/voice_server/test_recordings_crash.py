@@ -1,11 +1,15 @@
-"""SIGKILL a real ``coachline serve`` mid-call: the recording must survive up to its last chunk."""
+"""SIGKILL a real ``coachline serve`` mid-call: the recording must survive up to its last chunk.
+
+Audio goes in the way a carrier sends it: a Twilio Media Streams WebSocket
+(``/media/twilio``) with µ-law chunks on both tracks.
+"""
 
 import asyncio
+import base64
 import io
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import uuid
@@ -14,6 +18,8 @@ import wave
 import aiohttp
 import numpy as np
 
+from crm_core.calls import NewCall, create_call
+from media.g711 import ulaw_decode, ulaw_encode
 from storage.keys import new_master_key, parse_key_spec
 from storage.recording_store import LocalRecordingStore
 from tests.voice_server.recording_world import db, make_world, recording_env  # noqa: F401
@@ -48,9 +54,14 @@ def _port_of(proc) -> int:
     return int(proc.args_env_port)
 
 
-def _frame(party: int, ts_ms: int) -> bytes:
-    value = (ts_ms // 20) % 1000 + (1000 if party else 0)
-    return struct.pack(">BII", party, ts_ms, 8000) + np.full(160, value, "<i2").tobytes()
+def _pcm(party: int, ts_ms: int) -> np.ndarray:
+    return np.full(160, (ts_ms // 20) % 1000 + (1000 if party else 0), np.int16)
+
+
+def _media(stream_sid: str, track: str, chunk: int, ts_ms: int, pcm: np.ndarray) -> dict:
+    payload = base64.b64encode(ulaw_encode(pcm)).decode()
+    return {"event": "media", "streamSid": stream_sid, "sequenceNumber": str(chunk),
+            "media": {"track": track, "chunk": str(chunk), "timestamp": str(ts_ms), "payload": payload}}
 
 
 async def _poll(predicate, timeout_s: float, what: str, log_path=None):
@@ -67,6 +78,10 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
     db, migrated_database, redis_url, tmp_path
 ):
     world = await make_world(db)
+    call_sid, stream_sid = f"CA{uuid.uuid4().hex}", f"MZ{uuid.uuid4().hex}"
+    call = await create_call(db, NewCall(world.org_id, "twilio", "outbound", external_id=call_sid,
+                                         rep_id=world.rep, status="ringing"))
+    call_uuid = call["id"]
     key = f"k1:{new_master_key()}"
     env = recording_env(
         migrated_database,
@@ -76,22 +91,22 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         COACHLINE_TEST_MEDIA_ROUTE="1",
     )
     log_path = tmp_path / "server.log"
-    call_uuid = uuid.UUID(world.call_id)
     async with aiohttp.ClientSession() as http:
         first = _start(env, log_path)
         try:
             host = await _wait_ready(first, http, log_path)
-            ws = await http.ws_connect(f"ws://{host}/test/media")
-            await ws.send_json(
-                {"call_id": world.call_id, "org_id": world.org_id, "rep_id": world.rep}
-            )
-            for i in range(165):  # 3.3 s of both parties: six full chunks and part of a seventh
-                await ws.send_bytes(_frame(0, i * 20))
-                await ws.send_bytes(_frame(1, i * 20))
-            await ws.send_json({"ping": 1})
-            assert (await ws.receive_json(timeout=30)) == {"pong": 1}
-
-            # Then the call goes quiet: after the stall allowance (1 s) the silent time is
+            ws = await http.ws_connect(f"ws://{host}/media/twilio")
+            await ws.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+            await ws.send_json({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
+                "streamSid": stream_sid, "callSid": call_sid, "tracks": ["inbound", "outbound"],
+                "customParameters": {"call_id": str(call_uuid)},
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+            # 3.3 s of both parties: six full chunks and part of a seventh. On an outbound
+            # call the inbound track is the rep, the outbound track the customer.
+            for i in range(165):
+                await ws.send_json(_media(stream_sid, "inbound", i + 1, i * 20, _pcm(0, i * 20)))
+                await ws.send_json(_media(stream_sid, "outbound", i + 1, i * 20, _pcm(1, i * 20)))
+            # Then the call goes quiet: after the stall allowance (2 s) the silent time is
             # written too, so the seventh chunk (3.0-3.5 s) reaches the disk without new frames.
             async def seven_chunks_durable():
                 return await db.fetchval(
@@ -137,9 +152,11 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         pcm = np.frombuffer(reader.read_all(), "<i2")
         audio = reader.audio
     assert len(pcm) * 2 == length
-    expected_rep = np.repeat(np.arange(165), 160)
+    # µ-law on the way in: compare with what G.711 makes of the same samples.
+    expected_rep = ulaw_decode(ulaw_encode(np.concatenate([_pcm(0, i * 20) for i in range(165)])))
+    expected_cust = ulaw_decode(ulaw_encode(np.concatenate([_pcm(1, i * 20) for i in range(165)])))
     rep, cust = pcm[0::2], pcm[1::2]
-    assert (rep[:26400] == expected_rep).all() and (cust[:26400] == expected_rep + 1000).all()
+    assert (rep[:26400] == expected_rep).all() and (cust[:26400] == expected_cust).all()
     assert (pcm[2 * 26400 :] == 0).all()
     # It plays: a WAV reader accepts it as 8 kHz stereo of the recovered length.
     with wave.open(io.BytesIO(wav_header(audio, length) + pcm.tobytes())) as wav:
