@@ -43,7 +43,6 @@ def build_store(settings: Settings) -> LocalRecordingStore | None:
 
 
 def setup_recordings(app: web.Application, authenticate: Authenticate | None = None) -> None:
-    settings: Settings = app[SETTINGS]
     add_recording_routes(app, authenticate)
     add_privacy_routes(app)
     app.cleanup_ctx.append(_recording_lifecycle)

@@ -88,7 +88,7 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         redis_url,
         tmp_path / "data",
         COACHLINE_RECORDING_KEY=key,
-        COACHLINE_TEST_MEDIA_ROUTE="1",
+        COACHLINE_RECORDING_STALL_S="2",
     )
     log_path = tmp_path / "server.log"
     async with aiohttp.ClientSession() as http:
