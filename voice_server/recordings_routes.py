@@ -21,6 +21,8 @@ import asyncpg
 from aiohttp import web
 
 from crm_core import recordings as rows
+from crm_core.api_errors import ApiError
+from crm_core.auth import Principal, authenticate
 from crm_core.recording_access import RecordingSubject, may_listen, may_read_audit
 from storage.keys import KeyUnwrapError, UnknownKeyError
 from storage.recording_store import (
@@ -36,18 +38,15 @@ from voice_server.recorder import RecordingService
 
 log = logging.getLogger(__name__)
 
-Authenticate = Callable[[web.Request], Awaitable[object]]
+Authenticate = Callable[[web.Request], Awaitable[Principal]]
 AUTHENTICATE = web.AppKey("recording_authenticate", object)
 RECORDINGS = web.AppKey("recordings", RecordingService)
 WAV_HEADER_LEN = 44
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-async def _crm_authenticate(request: web.Request):
-    # The CRM's authentication (crm-api area); <audio> cannot send headers, so the
-    # short-lived access token may come in the query string.
-    from crm_core.auth import authenticate
-
+async def _crm_authenticate(request: web.Request) -> Principal:
+    # <audio> cannot send headers, so the short-lived access token may come in the query string.
     return await authenticate(request, allow_query_token=True)
 
 
@@ -128,14 +127,34 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
     return ByteRange(start, end)
 
 
-async def principal_of(request: web.Request):
+async def principal_of(request: web.Request) -> Principal:
+    """The caller (crm_core.auth); an unauthenticated request is audited, then refused."""
     try:
         return await request.app[AUTHENTICATE](request)
-    except Exception as exc:
-        response = getattr(exc, "response", None)
-        if callable(response) and getattr(exc, "status", 0) in (401, 403):
-            raise AuthRefused(response()) from None
-        raise
+    except ApiError as exc:
+        try:
+            async with request.app[RUNTIME].pool.acquire() as conn:
+                lead_id = request.match_info.get("lead_id")
+                await rows.write_audit(
+                    conn,
+                    rows.AuditEntry(
+                        org_id=None,
+                        actor_id=None,
+                        actor_kind="user",
+                        action="recording.play"
+                        if request.path.endswith("/recording")
+                        else "api.request",
+                        resource_type="lead" if lead_id else "recording",
+                        resource_id=lead_id or request.match_info.get("call_id"),
+                        outcome="denied",
+                        ip=request.remote,
+                        request_id=request_id_var.get(None),
+                        detail={"reason": exc.code, "range": request.headers.get("Range")},
+                    ),
+                )
+        except (asyncpg.PostgresError, OSError):
+            log.error("could not audit a refused unauthenticated request")
+        raise AuthRefused(exc.response()) from None
 
 
 class AuthRefused(Exception):

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest_asyncio
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from crm_core.auth.tokens import create_api_token
 from crm_core.calls import NewCall, create_call
 from media.frames import AudioFrame, Party
 from storage.database import connect
 from storage.keys import new_master_key
 from voice_server.app import create_app
 from voice_server.runtime import Runtime
-from voice_server.recordings_routes import AUTHENTICATE
 from voice_server.settings import load_settings
 
 
@@ -115,52 +114,18 @@ async def db(migrated_database):
     await conn.close()
 
 
-ROLE_PERMISSIONS = {
-    "rep": frozenset(),
-    "manager": frozenset({"recordings:listen"}),
-    "admin": frozenset({"recordings:listen"}),
-}
-
-
-@dataclass(frozen=True)
-class Principal:  # the shape crm_core.auth.authenticate returns
-    user_id: str
-    org_id: str
-    role: str
-    team_ids: tuple = ()
-    permissions: frozenset = field(default_factory=frozenset)
-
-
-class Unauthenticated(Exception):
-    status = 401
-
-    def response(self):
-        return web.json_response(
-            {"error": {"code": "unauthenticated", "message": "sign in"}}, status=401
-        )
-
-
-def authenticate_from(conn):
-    """Stands in for crm_core.auth.authenticate until the crm-api area is merged: X-Test-User: <user id>."""
-
-    async def authenticate(request):
-        user_id = request.headers.get("X-Test-User")
-        row = (
-            await conn.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(user_id))
-            if user_id
-            else None
-        )
-        if row is None:
-            raise Unauthenticated()
-        return Principal(
-            str(row["id"]),
-            str(row["org_id"]),
-            row["role"],
-            (str(row["team_id"]),) if row["team_id"] else (),
-            ROLE_PERMISSIONS[row["role"]],
-        )
-
-    return authenticate
+async def bearer(conn, user_id: str) -> dict[str, str]:
+    """Authorization for a user: a real API token of the CRM's auth (crm_core.auth)."""
+    org_id = await conn.fetchval("SELECT org_id FROM users WHERE id = $1", uuid.UUID(user_id))
+    issued = await create_api_token(
+        conn,
+        org_id=org_id,
+        user_id=user_id,
+        name="test",
+        scopes=["read", "write", "recordings:listen"],
+        expires_at=None,
+    )
+    return {"Authorization": f"Bearer {issued.token}"}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -169,7 +134,6 @@ async def node(migrated_database, redis_url, tmp_path, db):
     settings = load_settings(recording_env(migrated_database, redis_url, tmp_path / "data"))
     runtime = await Runtime(settings).start()
     app = create_app(settings, runtime)
-    app[AUTHENTICATE] = authenticate_from(db)
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client, app

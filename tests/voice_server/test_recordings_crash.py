@@ -60,8 +60,12 @@ def _pcm(party: int, ts_ms: int) -> np.ndarray:
 
 def _media(stream_sid: str, track: str, chunk: int, ts_ms: int, pcm: np.ndarray) -> dict:
     payload = base64.b64encode(ulaw_encode(pcm)).decode()
-    return {"event": "media", "streamSid": stream_sid, "sequenceNumber": str(chunk),
-            "media": {"track": track, "chunk": str(chunk), "timestamp": str(ts_ms), "payload": payload}}
+    return {
+        "event": "media",
+        "streamSid": stream_sid,
+        "sequenceNumber": str(chunk),
+        "media": {"track": track, "chunk": str(chunk), "timestamp": str(ts_ms), "payload": payload},
+    }
 
 
 async def _poll(predicate, timeout_s: float, what: str, log_path=None):
@@ -79,8 +83,17 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
 ):
     world = await make_world(db)
     call_sid, stream_sid = f"CA{uuid.uuid4().hex}", f"MZ{uuid.uuid4().hex}"
-    call = await create_call(db, NewCall(world.org_id, "twilio", "outbound", external_id=call_sid,
-                                         rep_id=world.rep, status="ringing"))
+    call = await create_call(
+        db,
+        NewCall(
+            world.org_id,
+            "twilio",
+            "outbound",
+            external_id=call_sid,
+            rep_id=world.rep,
+            status="ringing",
+        ),
+    )
     call_uuid = call["id"]
     key = f"k1:{new_master_key()}"
     env = recording_env(
@@ -97,15 +110,30 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
             host = await _wait_ready(first, http, log_path)
             ws = await http.ws_connect(f"ws://{host}/media/twilio")
             await ws.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-            await ws.send_json({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
-                "streamSid": stream_sid, "callSid": call_sid, "tracks": ["inbound", "outbound"],
-                "customParameters": {"call_id": str(call_uuid)},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+            await ws.send_json(
+                {
+                    "event": "start",
+                    "sequenceNumber": "1",
+                    "streamSid": stream_sid,
+                    "start": {
+                        "streamSid": stream_sid,
+                        "callSid": call_sid,
+                        "tracks": ["inbound", "outbound"],
+                        "customParameters": {"call_id": str(call_uuid)},
+                        "mediaFormat": {
+                            "encoding": "audio/x-mulaw",
+                            "sampleRate": 8000,
+                            "channels": 1,
+                        },
+                    },
+                }
+            )
             # 3.3 s of both parties: six full chunks and part of a seventh. On an outbound
             # call the inbound track is the rep, the outbound track the customer.
             for i in range(165):
                 await ws.send_json(_media(stream_sid, "inbound", i + 1, i * 20, _pcm(0, i * 20)))
                 await ws.send_json(_media(stream_sid, "outbound", i + 1, i * 20, _pcm(1, i * 20)))
+
             # Then the call goes quiet: after the stall allowance (2 s) the silent time is
             # written too, so the seventh chunk (3.0-3.5 s) reaches the disk without new frames.
             async def seven_chunks_durable():

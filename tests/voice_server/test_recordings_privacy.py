@@ -2,7 +2,7 @@ import uuid
 
 from crm_core.calls import NewCall, SegmentRow, add_final_segments, create_call
 from media.frames import Party
-from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
+from tests.voice_server.recording_world import bearer, db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
 from voice_server.recordings_routes import RECORDINGS
@@ -58,14 +58,14 @@ async def test_export_then_erase_a_lead(node, db):
     world = await make_world(db)
     lead, call_id = await _lead_with_a_recorded_call(app, db, world)
     rec_id = await db.fetchval("SELECT id FROM recordings WHERE call_id = $1", uuid.UUID(call_id))
-    admin = {"X-Test-User": world.admin}
+    admin = await bearer(db, world.admin)
 
     for user in (world.manager_a, world.rep):
         assert (
-            await client.get(f"/api/v1/leads/{lead}/export", headers={"X-Test-User": user})
+            await client.get(f"/api/v1/leads/{lead}/export", headers=await bearer(db, user))
         ).status == 403
         assert (
-            await client.post(f"/api/v1/leads/{lead}/erasure", headers={"X-Test-User": user})
+            await client.post(f"/api/v1/leads/{lead}/erasure", headers=await bearer(db, user))
         ).status == 403
     resp = await client.get(f"/api/v1/leads/{lead}/export", headers=admin)
     assert resp.status == 200

@@ -7,7 +7,7 @@ import pytest
 import pytest_asyncio
 
 from media.frames import Party
-from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
+from tests.voice_server.recording_world import bearer, db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
 from voice_server.recordings_routes import ByteRange, parse_range
@@ -24,6 +24,7 @@ async def recorded(node, db):
         session.push_audio(rep)
         session.push_audio(cust)
     await sessions.close(world.call_id)
+    client.db = db  # for _get's tokens
     return client, world
 
 
@@ -32,7 +33,7 @@ def _url(world):
 
 
 async def _get(client, world, user, **headers):
-    return await client.get(_url(world), headers={"X-Test-User": user, **headers})
+    return await client.get(_url(world), headers={**await bearer(client.db, user), **headers})
 
 
 async def test_a_manager_gets_the_whole_recording_as_stereo_wav(recorded):
@@ -100,8 +101,13 @@ async def test_refusals_are_403_and_audited_and_grants_record_the_range(recorded
         199,
     ]
     assert str(granted["ip"]) == "127.0.0.1" and granted["occurred_at"] is not None
-    resp = await client.get(_url(world))  # no credentials
+    resp = await client.get(_url(world), headers={"Range": "bytes=0-9"})  # no credentials
     assert resp.status == 401
+    anonymous = await db.fetchrow(
+        "SELECT * FROM audit_log WHERE resource_id = $1 AND actor_id IS NULL AND outcome = 'denied'",
+        world.call_id,
+    )
+    assert anonymous["detail"]["range"] == "bytes=0-9" and str(anonymous["ip"]) == "127.0.0.1"
 
 
 async def test_reps_hear_their_own_calls_only_where_the_org_allows(recorded, db):
@@ -120,25 +126,25 @@ async def test_reps_hear_their_own_calls_only_where_the_org_allows(recorded, db)
     )
 
 
-async def test_the_access_log_is_for_managers_and_admins(recorded):
+async def test_the_access_log_is_for_managers_and_admins(recorded, db):
     client, world = recorded
     await _get(client, world, world.manager_b)
     await _get(client, world, world.manager_a, Range="bytes=0-9")
-    resp = await client.get(_url(world) + "/audit", headers={"X-Test-User": world.manager_a})
+    resp = await client.get(_url(world) + "/audit", headers=await bearer(db, world.manager_a))
     assert resp.status == 200
     entries = (await resp.json())["data"]
     assert entries[0]["actor_id"] == world.manager_a and entries[0]["outcome"] == "ok"
     assert any(e["actor_id"] == world.manager_b and e["outcome"] == "denied" for e in entries)
     assert all(e["ip"] == "127.0.0.1" for e in entries)
     for user in (world.rep, world.manager_b):
-        resp = await client.get(_url(world) + "/audit", headers={"X-Test-User": user})
+        resp = await client.get(_url(world) + "/audit", headers=await bearer(db, user))
         assert resp.status == 403
 
 
-async def test_unknown_and_malformed_calls_are_404(recorded):
+async def test_unknown_and_malformed_calls_are_404(recorded, db):
     client, world = recorded
     for path in (f"/api/v1/calls/{uuid.uuid4()}/recording", "/api/v1/calls/not-a-uuid/recording"):
-        resp = await client.get(path, headers={"X-Test-User": world.admin})
+        resp = await client.get(path, headers=await bearer(db, world.admin))
         assert resp.status == 404
 
 
