@@ -26,15 +26,12 @@ from typing import Callable
 
 import asyncpg
 
-from coaching.records import SegmentError, SegmentInput
-from coaching.redaction import RedactionError, Redactor
 from crm_core import recordings as rows
 from crm_core.calls import mark_call_ended
 from media.frames import AudioFrame
 from media.recording import ChannelLayout, RecordingAligner, RecordingOptions
-from storage.events import EventBus
 from storage.recording_store import AudioFormat, RecordingError, RecordingNotFound, RecordingStore
-from voice_server.call_session import CallInfo, CallSession
+from voice_server.call_session import CallSession
 from voice_server.logs import call_id_var
 
 log = logging.getLogger(__name__)
@@ -71,9 +68,10 @@ SILENCE_PAD_MS = 150
 class CallRecorder:
     """The recording consumer of one call (see ``AudioConsumer`` in call_session)."""
 
-    def __init__(self, service: "RecordingService", info: CallInfo) -> None:
+    def __init__(self, service: "RecordingService", session: CallSession) -> None:
         self._service = service
-        self.info = info
+        self._session = session
+        self.info = session.info
         self.recording_id = str(uuid.uuid4())
         self._aligner: RecordingAligner | None = None
         self._audio: AudioFormat | None = None
@@ -136,6 +134,14 @@ class CallRecorder:
         if written is not None:
             self._queue.put_nowait(("silence", written, 0))
 
+    def silence_redacted(self, spans) -> None:
+        """A ``CallIntelligence.pii_listeners`` entry: silence card numbers / CVVs over their word
+        times (``RedactedSpan``: kind, start_ms, end_ms), widened for ASR timing."""
+        for span in spans:
+            if span.kind in SILENCED_KINDS and span.end_ms > span.start_ms:
+                self.silence(max(0, span.start_ms - SILENCE_PAD_MS), span.end_ms + SILENCE_PAD_MS)
+                self._service.spans_silenced += 1
+
     # -- internals ---------------------------------------------------------------------------
     def _start(self, layout: ChannelLayout) -> None:
         opts = self._service.options
@@ -144,6 +150,12 @@ class CallRecorder:
         )
         self._audio = AudioFormat(opts.sample_rate, layout.channels)
         self._service.live[self.info.call_id] = self
+        # The call's transcription (CallIntelligence) reports the PII it redacts; by the first
+        # frame every consumer of the session is attached.
+        for consumer in self._session.consumers:
+            listeners = getattr(consumer, "pii_listeners", None)
+            if isinstance(listeners, list):
+                listeners.append(self.silence_redacted)
         self._worker = asyncio.get_running_loop().create_task(
             self._run(), name=f"recorder-{self.info.call_id}"
         )
@@ -184,7 +196,6 @@ class CallRecorder:
             await self._finish_row(status)
         finally:
             self._service.live.pop(self.info.call_id, None)
-            self._service._redactors.pop(self.info.call_id, None)
             call_id_var.reset(token)
 
     async def _write_until_closed(self) -> str:
@@ -284,13 +295,11 @@ class RecordingService:
         self.pool = pool
         self.options = options
         self.live: dict[str, CallRecorder] = {}
-        # Card context carries across a live call's segments ("my card number is" … digits).
-        self._redactors: dict[str, Redactor] = {}
         self.spans_silenced = 0
         self.totals: Counter[str] = Counter()  # cumulative, for /metrics
 
     def consumer_for(self, session: CallSession) -> CallRecorder:
-        return CallRecorder(self, session.info)
+        return CallRecorder(self, session)
 
     def advance_stalled(self) -> None:
         now = time.monotonic()
@@ -344,42 +353,6 @@ class RecordingService:
                 done += 1
         self.spans_silenced += done
         return done
-
-    async def silence_from_transcript(self, payload: dict) -> int:
-        """Find card numbers / CVVs in a ``transcript.final`` payload and silence them; returns spans silenced."""
-        call_id = payload["call_id"]
-        data = dict(payload, text=payload.get("text_raw") or payload.get("text", ""))
-        if data.get("party") not in ("rep", "customer"):
-            data["party"] = "customer"  # a mixed channel: who spoke does not matter for silencing
-        if call_id in self.live:
-            redactor = self._redactors.setdefault(call_id, Redactor())
-        else:
-            redactor = self._redactors.pop(call_id, None) or Redactor()
-        try:
-            spans = redactor.redact_segment(SegmentInput.from_mapping(data)).spans
-        except (SegmentError, RedactionError) as exc:
-            log.warning("transcript segment of call %s not checked for PII: %s", call_id, exc)
-            return 0
-        return await self.silence_spans(call_id, spans) if spans else 0
-
-    async def follow_transcripts(self, bus: EventBus) -> None:
-        """Silence PII as final transcript segments are published (every node; each acts on what it holds)."""
-        async with await bus.subscribe("transcript.final") as subscription:
-            async for delivery in subscription:
-                try:
-                    await self.silence_from_transcript(delivery.event.payload)
-                except (
-                    KeyError,
-                    TypeError,
-                    ValueError,
-                    RecordingError,
-                    OSError,
-                    asyncpg.PostgresError,
-                ) as exc:
-                    log.error(
-                        "could not silence PII of transcript event %s: %s", delivery.event.id, exc
-                    )
-                await delivery.ack()
 
     async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
         """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""

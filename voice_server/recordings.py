@@ -76,7 +76,6 @@ async def _recording_lifecycle(app: web.Application):
     stale_s = settings.recording_stale_s
     jobs = [
         asyncio.create_task(_every(stale_s / 3, service.renew, stop), name="recording-renew"),
-        asyncio.create_task(service.follow_transcripts(runtime.bus), name="recording-pii"),
         asyncio.create_task(
             _every(0.5, _sync(service.advance_stalled), stop), name="recording-stalls"
         ),
