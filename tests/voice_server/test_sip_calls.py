@@ -184,7 +184,12 @@ async def test_siprec_invite_gives_two_parties_by_participant(
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sender.sendto(b"\x00garbage", ("127.0.0.1", media.streams[1].port))
-            for packet in rep_packets:
+            # The network's usual mischief: pairs swapped, one packet twice.
+            shuffled = list(rep_packets)
+            for i in range(1, len(shuffled) - 1, 7):
+                shuffled[i], shuffled[i + 1] = shuffled[i + 1], shuffled[i]
+            shuffled.insert(20, shuffled[10])
+            for packet in shuffled:
                 sender.sendto(packet, ("127.0.0.1", media.streams[1].port))
                 await asyncio.sleep(0.005)
         finally:

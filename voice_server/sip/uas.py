@@ -146,6 +146,8 @@ class SipUserAgentServer:
         self._client: dict[str, SipCall] = {}  # branch of our BYE → call
         self._tasks: set[asyncio.Task] = set()
         self.rejected = 0  # datagrams we could not read (for metrics)
+        # Scanners probe SIP ports all day: one log line per source per minute, not per packet.
+        self._logged: dict[str, float] = {}
 
     # ---------------------------------------------------------------- input
 
@@ -172,8 +174,9 @@ class SipUserAgentServer:
 
     def _answer_unparseable(self, data: bytes, address: Address, exc: SipParseError) -> None:
         """400 (or 413) to a request we could not read, if it has a Via to answer to."""
-        log.warning("malformed SIP from %s:%d (%d bytes): %s",
-                    address[0], address[1], len(data), exc)
+        if self._may_log(address[0]):
+            log.warning("malformed SIP from %s:%d (%d bytes): %s",
+                        address[0], address[1], len(data), exc)
         head = data[:8192].split(b"\r\n\r\n")[0].split(b"\n\n")[0]
         if not head[:1].isalpha() or head.startswith((b"SIP/", b"ACK ")):
             return  # never answer a response or an ACK
@@ -226,7 +229,8 @@ class SipUserAgentServer:
             return  # a retransmission, answered by the transaction layer
         decision = self.peers.decide(address[0])
         if not decision.allowed:
-            log.warning("SIP %s from forbidden peer %s", request.method, address[0])
+            if self._may_log(address[0]):
+                log.warning("SIP %s from forbidden peer %s", request.method, address[0])
             self._respond(txn, response_to(request, 403, to_tag=new_tag()))
             return
         to_tag = NameAddr.parse(request.headers.get("To") or "").tag
@@ -263,6 +267,15 @@ class SipUserAgentServer:
             self._respond(txn, response_to(request, 501, to_tag=new_tag(), extra=[("Allow", ALLOW)]))
 
     # ------------------------------------------------------------- helpers
+
+    def _may_log(self, source: str, every_s: float = 60.0) -> bool:
+        now = asyncio.get_running_loop().time()
+        if now - self._logged.get(source, -every_s) < every_s:
+            return False
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[source] = now
+        return True
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
