@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,11 +58,13 @@ from voice_server.sip.transactions import (
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 ACCEPT = "application/sdp, multipart/mixed"
 SUPPORTED = "siprec"
-_KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "INFO", "UPDATE",
+_KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE",
                       "PRACK", "PUBLISH"}
+_DTMF_RELAY_RE = re.compile(r"^\s*signal\s*=\s*([0-9*#A-Da-d])\s*$", re.IGNORECASE | re.MULTILINE)
+_DURATION_RE = re.compile(r"^\s*duration\s*=\s*([0-9]{1,6})\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 class CallRejected(Exception):
@@ -105,6 +108,8 @@ class CallApplication(Protocol):
     async def media_changed(self, handle: object, answer: Answer) -> None: ...
 
     async def ended(self, handle: object, reason: str, abnormal: bool) -> None: ...
+
+    async def dtmf(self, handle: object, digit: str, duration_ms: int) -> None: ...
 
 
 @dataclass(eq=False)
@@ -493,10 +498,32 @@ class SipUserAgentServer:
             self._spawn(self._on_reinvite(call, request, txn))
         elif request.method == "OPTIONS":
             self._respond(txn, self._options_response(request))
+        elif request.method == "INFO":
+            self._on_info(call, request, txn)
         elif request.method in _KNOWN_UNSUPPORTED:
             self._respond(txn, response_to(request, 405, extra=[("Allow", ALLOW)]))
         else:
             self._respond(txn, response_to(request, 501, extra=[("Allow", ALLOW)]))
+
+    def _on_info(self, call: SipCall, request: SipRequest, txn: ServerTransaction) -> None:
+        """Key presses some PBXs send as SIP INFO instead of RFC 4733 packets."""
+        text = request.body.decode("utf-8", "replace")[:512]
+        if request.content_type == "application/dtmf-relay":
+            signal, duration = _DTMF_RELAY_RE.search(text), _DURATION_RE.search(text)
+            digit = signal.group(1).upper() if signal else None
+            duration_ms = int(duration.group(1)) if duration else 0
+        elif request.content_type == "application/dtmf" and text.strip()[:1] in "0123456789*#":
+            digit, duration_ms = text.strip()[:1] or None, 0
+        else:
+            self._respond(txn, response_to(request, 415, extra=[
+                ("Accept", "application/dtmf-relay, application/dtmf")]))
+            return
+        if digit is None:
+            self._respond(txn, response_to(request, 400, "No DTMF signal"))
+            return
+        self._respond(txn, response_to(request, 200))
+        if call.admission is not None:
+            self._spawn(self.app.dtmf(call.admission.handle, digit, duration_ms))
 
     async def _on_reinvite(self, call: SipCall, request: SipRequest,
                            txn: ServerTransaction) -> None:

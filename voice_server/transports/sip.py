@@ -480,6 +480,13 @@ class SipEdge:
             if negotiated is not None:
                 stream.resume()  # the peer may move its media (re-anchoring)
 
+    async def dtmf(self, handle: object, digit: str, duration_ms: int) -> None:
+        media = handle
+        assert isinstance(media, SipCallMedia)
+        if media.session is not None:
+            at_ms = int((asyncio.get_running_loop().time() - media.answered_at) * 1000)
+            await media.session.push_dtmf(digit, max(0, at_ms), duration_ms)
+
     async def ended(self, handle: object, reason: str, abnormal: bool) -> None:
         media = handle
         assert isinstance(media, SipCallMedia)
