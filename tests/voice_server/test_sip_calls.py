@@ -236,3 +236,20 @@ async def test_rtp_timeout_hangs_up_and_ends_the_call_abnormally(
 
         [row] = await node.eventually(ended)
         assert row["ended_abnormally"] and row["status"] == "failed"
+
+
+async def test_database_unavailable_gives_503_not_500(migrated_database, redis_url, tmp_path,
+                                                      monkeypatch):
+    from voice_server.transports import sip as sip_transport
+
+    monkeypatch.setattr(sip_transport, "DB_TIMEOUT_S", 0.5)
+    async with sip_node(migrated_database, redis_url, COACHLINE_DB_POOL_MIN="1",
+                        COACHLINE_DB_POOL_MAX="1") as node:
+        conn = await node.runtime.pool.acquire()  # no connection left for the INVITE
+        try:
+            result = await run_sipp(node.port, scenario(tmp_path, "rejected.xml", STATUS=503),
+                                    service=REP_DIALLED, timeout_s=15)
+        finally:
+            await node.runtime.pool.release(conn)
+        assert result.returncode == 0, result.stdout + result.errors
+        assert await node.call_rows() == []

@@ -151,6 +151,7 @@ class SipUserAgentServer:
         self._client: dict[str, SipCall] = {}  # branch of our BYE → call
         self._tasks: set[asyncio.Task] = set()
         self.rejected = 0  # datagrams we could not read (for metrics)
+        self._admitting = 0  # INVITEs waiting on the application (they count as calls)
         # Scanners probe SIP ports all day: one log line per source per minute, not per packet.
         self._logged: dict[str, float] = {}
 
@@ -385,7 +386,7 @@ class SipUserAgentServer:
             raise CallRejected(420, ", ".join(unsupported))
         if not self.app.accepting():
             raise CallRejected(503)
-        if len(self._dialogs) >= self.options.max_calls:
+        if len(self._dialogs) + self._admitting >= self.options.max_calls:
             raise CallRejected(503, "Too many calls")
         offer, metadata = self._read_offer(request)
         usable = _usable_audio(offer)
@@ -403,7 +404,11 @@ class SipUserAgentServer:
             audio_streams=usable if metadata is not None else 1, siprec=metadata,
             username=username,
         )
-        call.admission = await self.app.admit(incoming)
+        self._admitting += 1
+        try:
+            call.admission = await self.app.admit(incoming)
+        finally:
+            self._admitting -= 1
         if call.canceled:
             await self._end(call, "canceled", abnormal=False)
             return

@@ -59,6 +59,8 @@ _DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {"PCMU": ulaw_decode, "PCM
 _MAX_RTP_PAYLOAD = 1500
 # Reordering window: a frame with a hole waits this long (in later audio) for the packet.
 JITTER_DEPTH_MS = 60
+# How long an INVITE may wait for a database connection before it gets 503.
+DB_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +394,15 @@ class SipEdge:
         pool = self._pool()
         if pool is None:
             raise CallRejected(503, "Database not ready")
-        async with pool.acquire() as conn:
+        try:
+            return await self._admit(pool, call)
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            # The trunk should try another node rather than hear a 500.
+            log.warning("SIP call %s refused, database unavailable: %s", call.sip_call_id, exc)
+            raise CallRejected(503, "Database unavailable") from None
+
+    async def _admit(self, pool: asyncpg.Pool, call: IncomingCall) -> Admission:
+        async with pool.acquire(timeout=DB_TIMEOUT_S) as conn:
             route, parties, direction = await self._route(conn, call)
             customer = call.caller if direction == "inbound" else call.callee
             lead_id = await find_lead_by_phone(conn, route.org_id, customer.uri.user)
@@ -518,9 +528,9 @@ class SipEdge:
         if pool is None:
             return
         try:
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=DB_TIMEOUT_S) as conn:
                 await update_call_status(conn, media.call_id, status)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
             # The call goes on; the status catches up with the next update or call.ended.
             log.warning("could not set call %s to %s: %s", media.call_id, status, exc)
 
