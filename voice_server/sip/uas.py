@@ -45,6 +45,7 @@ from voice_server.sip.sdp import (
     SessionDescription,
     negotiate,
     parse_sdp,
+    receivable_streams,
 )
 from voice_server.sip.siprec import RecordingMetadata, SiprecError, read_siprec_body
 from voice_server.sip.transactions import (
@@ -389,7 +390,7 @@ class SipUserAgentServer:
         if len(self._dialogs) + self._admitting >= self.options.max_calls:
             raise CallRejected(503, "Too many calls")
         offer, metadata = self._read_offer(request)
-        usable = _usable_audio(offer)
+        usable = len(receivable_streams(offer))
         if usable == 0:
             raise SdpNegotiationError("no PCMU/PCMA audio stream in the offer")
         try:
@@ -617,16 +618,3 @@ class SipUserAgentServer:
 
     def __len__(self) -> int:
         return len(self._dialogs)
-
-
-def _usable_audio(offer: SessionDescription) -> int:
-    count = 0
-    for m in offer.media:
-        if m.media != "audio" or m.port == 0 or "RTP/AVP" not in m.proto.upper():
-            continue
-        for fmt in m.formats:
-            enc = m.encoding(int(fmt)) if fmt.isdigit() else None
-            if enc and enc[0] in ("PCMU", "PCMA") and enc[1] == 8000:
-                count += 1
-                break
-    return count

@@ -42,7 +42,7 @@ from voice_server.settings import Settings
 from voice_server.sip.addresses import SipUri
 from voice_server.sip.message import SipParseError
 from voice_server.sip.peers import PeerPolicy
-from voice_server.sip.sdp import Answer, NegotiatedStream
+from voice_server.sip.sdp import Answer, NegotiatedStream, receivable_streams
 from voice_server.sip.transactions import Address, TimerConfig
 from voice_server.sip.uas import (
     Admission,
@@ -435,7 +435,7 @@ class SipEdge:
                      ) -> tuple[RepRoute, list[Party], str]:
         if call.siprec is not None:
             # One stream per participant, in the offer's order (RFC 7866 §8.1.1).
-            labels = [m.label for m in call.offer.media if m.media == "audio" and m.port]
+            labels = [m.label for m in receivable_streams(call.offer)]
             parties, route = [], None
             for label in labels[: call.audio_streams]:
                 sender = call.siprec.sender_of(label)
