@@ -202,3 +202,26 @@ async def test_unsupported_body_and_extension_are_refused(migrated_database, red
         finally:
             peer.close()
         assert await node.call_rows() == []
+
+
+async def test_a_full_node_answers_503_and_keeps_its_calls(migrated_database, redis_url):
+    async with sip_node(migrated_database, redis_url, COACHLINE_SIP_MAX_CALLS="1") as node:
+        peer = Peer(node.port)
+        try:
+            peer.send(_request(peer, "INVITE", body=SDP, call_id="m1", branch="z9hG4bKm1"))
+            first = await _final(peer, cseq=1)
+            assert first.status == 200
+            peer.send(_request(peer, "INVITE", body=SDP, call_id="m2", branch="z9hG4bKm2"))
+            while (second := await _final(peer)).call_id != "m2":
+                pass  # the first call's 200 may come again before our ACK
+            assert second.status == 503 and second.headers.get("Retry-After")
+            assert len(node.edge.calls) == 1
+            to_tag = NameAddr.parse(first.headers.get("To")).tag
+            peer.send(_request(peer, "ACK", call_id="m1", to_tag=to_tag, branch="z9hG4bKm1a"))
+            peer.send(_request(peer, "BYE", call_id="m1", to_tag=to_tag, cseq=2,
+                               branch="z9hG4bKm1b"))
+            assert (await _final(peer, cseq=2)).status == 200
+        finally:
+            peer.close()
+        await node.logs[0].closed.wait()
+        assert node.logs[0].abnormal is False
