@@ -41,7 +41,7 @@ class SessionObserver:
         self.sessions: dict[str, CallSession] = {}
         self._ended: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
-    def __call__(self, session: CallSession) -> "_Consumer":
+    def __call__(self, session: CallSession) -> _Consumer:
         self.sessions[session.call_id] = session
         return _Consumer(self, session.call_id)
 

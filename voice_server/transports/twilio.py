@@ -222,8 +222,7 @@ class TwilioMediaStream:
             for frame in track.timeline.place(chunk.timestamp_ms, pcm):
                 session.push_audio(frame)
                 track.frames.inc()
-            if chunk.timestamp_ms > self._clock_ms:
-                self._clock_ms = chunk.timestamp_ms
+            self._clock_ms = max(self._clock_ms, chunk.timestamp_ms)
             self._handling.observe(time.perf_counter() - chunk.arrived)
 
     def _check_sequence(self, value: object) -> None:
