@@ -276,3 +276,17 @@ async def test_a_second_stream_for_a_live_call_is_refused_and_the_first_goes_on(
     assert await ca.observer.ended(call_id) is False
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
     assert (await ca.call_row(call_id))["answered_at"] is not None
+
+
+def test_party_timeline_tolerates_jitter_fills_holes_and_jumps_past_long_ones():
+    from voice_server.transports.track_clock import PartyTimeline
+
+    timeline = PartyTimeline(Party.REP, 8000, max_fill_ms=100)
+    chunk = np.ones(160, np.int16)
+    assert [f.timestamp_ms for f in timeline.place(0, chunk)] == [0]
+    assert [f.timestamp_ms for f in timeline.place(25, chunk)] == [20]  # 5 ms late: jitter, contiguous
+    holes = list(timeline.place(80, chunk))  # 40 ms missing: two silent frames, then the audio
+    assert [(f.timestamp_ms, int(f.pcm.any())) for f in holes] == [(40, 0), (60, 0), (80, 1)]
+    jumped = list(timeline.place(1000, chunk))  # beyond max_fill: no silence, the clock still holds
+    assert [f.timestamp_ms for f in jumped] == [1000]
+    assert timeline.position_ms == 1020
