@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    # live transcription and coaching (speech model from a PyPI package, see README "Speech engine")
+    stt_enabled: bool = True
+    stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
