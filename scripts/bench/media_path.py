@@ -53,7 +53,8 @@ def serve(port_file: Path, data_dir: Path, use_uvloop: bool = False) -> None:
     settings = load_settings({
         "COACHLINE_DATA_DIR": str(data_dir), "COACHLINE_EVENT_BUS": "memory",
         "COACHLINE_TWILIO_AUTH_TOKEN": TOKEN, "COACHLINE_LOG_LEVEL": "WARNING",
-        "COACHLINE_DB_POOL_MAX": "20", "PATH": os.environ.get("PATH", ""),
+        "COACHLINE_DB_POOL_MAX": "20", "COACHLINE_STT_ENABLED": "false",
+        "PATH": os.environ.get("PATH", ""),
     })
     app = create_app(settings)
     # Arrival (monotonic, shared by both processes) of every frame: call -> [[party, ts, t]].
