@@ -60,6 +60,8 @@ def test_chunk_order_reorders_within_its_window_and_gives_up_on_lost_chunks():
     late = order.add(6, "f")  # 3 never comes: with 3 held the window is exceeded
     assert (late.items, late.missing) == (["d", "e", "f"], 1)
     assert order.add(3, "c").stale
+    assert order.add(10_000, "far").out_of_range  # a bogus number cannot skip the track ahead
+    assert order.add(7, "g").items == ["g"]
 
 
 async def test_inbound_call_keeps_two_wavs_apart_sample_for_sample_on_one_clock(carrier_app):

@@ -73,7 +73,7 @@ class _Chunk:
 class _Track:
     def __init__(self, party: Party, metrics: CarrierMetrics) -> None:
         self.party = party
-        self.order: ChunkOrder[_Chunk] = ChunkOrder(REORDER_WINDOW)
+        self.order: ChunkOrder[_Chunk] = ChunkOrder(REORDER_WINDOW, first=1)  # Twilio counts from 1
         self.timeline = PartyTimeline(party, SAMPLE_RATE)
         self.frames = metrics.media_frames.labels("twilio", str(party))
         self.gaps = metrics.media_gaps.labels("twilio", str(party))
@@ -195,6 +195,8 @@ class TwilioMediaStream:
         released = track.order.add(chunk, _Chunk(timestamp_ms, payload, arrived))
         if released.stale:
             raise MessageRejected("stale_chunk", f"{track.party} chunk {chunk}")
+        if released.out_of_range:
+            raise MessageRejected("chunk_out_of_range", f"{track.party} chunk {chunk}")
         if released.late:
             self._reordered.inc()
         self._deliver(track, released.items, released.missing)
