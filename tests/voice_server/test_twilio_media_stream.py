@@ -145,6 +145,7 @@ async def test_bad_messages_are_counted_and_skipped_and_other_calls_are_untouche
         json.dumps({**media, "media": {**media["media"], "payload": "!!not base64!!"}}),
         json.dumps({**media, "media": {**media["media"], "track": "sideways"}}),
         json.dumps({**media, "media": {**media["media"], "chunk": "x"}}),
+        json.dumps({**media, "media": {**media["media"], "chunk": "2", "timestamp": str(10**12)}}),
         json.dumps({**media, "media": {**media["media"], "chunk": "900",
                                        "payload": base64.b64encode(b"\xff" * 5000).decode()}}),
         json.dumps({"event": "dtmf", "dtmf": {"digit": "Z"}}),
@@ -159,6 +160,7 @@ async def test_bad_messages_are_counted_and_skipped_and_other_calls_are_untouche
     assert np.array_equal(ca.observer.pcm(good_id, Party.CUSTOMER), _decoded(customer))
     text = await ca.metric("coachline_carrier_rejected_messages_total")
     for reason in ("before_start", "malformed_json", "unknown_event", "bad_base64", "unknown_track",
+                   "timestamp_out_of_range",
                    "malformed_media", "bad_frame_size", "malformed_dtmf", "binary_message"):
         assert f'reason="{reason}"' in text, reason
     assert 'reason="malformed_json"} 2.0' in text

@@ -44,6 +44,7 @@ SAMPLE_RATE = 8000
 MAX_CHUNK_BYTES = 1600  # 200 ms of µ-law; Twilio sends 160-byte (20 ms) chunks
 REORDER_WINDOW = 5  # chunks (100 ms) a track waits for a late chunk before calling it lost
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+MAX_CLOCK_JUMP_MS = 60_000  # a timestamp this far past the stream's clock is bogus, not a gap
 
 TRACK_PARTIES: dict[str, dict[str, Party]] = {
     "inbound": {"inbound": Party.CUSTOMER, "outbound": Party.REP},
@@ -186,6 +187,8 @@ class TwilioMediaStream:
             raise MessageRejected("malformed_media", "chunk/timestamp missing or not numbers") from None
         if chunk < 0 or timestamp_ms < 0:
             raise MessageRejected("malformed_media", "negative chunk/timestamp")
+        if timestamp_ms > self._clock_ms + MAX_CLOCK_JUMP_MS:
+            raise MessageRejected("timestamp_out_of_range", f"{timestamp_ms} ms")
         try:
             payload = base64.b64decode(media.get("payload") or "", validate=True)
         except (binascii.Error, ValueError, TypeError):
