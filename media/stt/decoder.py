@@ -42,6 +42,7 @@ class DecoderOptions:
     cpu_threads: int = 0  # 0: CTranslate2 picks (all cores)
     encoder_windows_s: tuple[int, ...] = (10, 20, 30)
     max_new_tokens: int = 120
+    context_tokens: int = 48  # hot words + previous text given to the model, at most
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     language: str = "en"
@@ -125,27 +126,38 @@ class WhisperDecoder:
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode a batch of utterances with greedy search (temperature 0).
 
+        CTranslate2 needs every prompt of one generate call to have the same
+        length, so the batch is split into groups by prompt length (contexts
+        are cut to ``context_tokens``, so a running call's prompts match).
         A short encoder window sometimes makes Whisper loop on a word
         ("Messages Messages Messages ..."); such items are decoded again
         alone with the full 30 s window, which does not loop.
         """
         if not requests:
             return []
-        results, looped = self._decode(requests, self._windows_frames)
+        prompts = [self._prompt(r) for r in requests]
+        groups: dict[int, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(len(prompt), []).append(i)
+        results: list[DecodeResult | None] = [None] * len(requests)
         full = [self._windows_frames[-1]]
-        for i in looped:
-            self.fallbacks += 1
-            results[i] = self._decode([requests[i]], full)[0][0]
+        for members in groups.values():
+            batch = [requests[i] for i in members]
+            decoded, looped = self._decode(batch, [prompts[i] for i in members], self._windows_frames)
+            for j in looped:
+                self.fallbacks += 1
+                decoded[j] = self._decode([batch[j]], [prompts[members[j]]], full)[0][0]
+            for i, result in zip(members, decoded):
+                results[i] = result
         self.decodes += len(requests)
         return results
 
     def _decode(
-        self, requests: list[DecodeRequest], windows: list[int]
+        self, requests: list[DecodeRequest], prompts: list[list[int]], windows: list[int]
     ) -> tuple[list[DecodeResult], list[int]]:
         features, num_frames = self._features(requests, windows)
         short_window = features.shape[-1] < _MAX_FRAMES
         encoder_output = self._whisper.encode(features)
-        prompts = [self._prompt(r) for r in requests]
         budgets = [_token_budget(len(r.audio) / SAMPLE_RATE) for r in requests]
         max_new = min(self.options.max_new_tokens, max(budgets))
         results = self._whisper.model.generate(
@@ -233,15 +245,13 @@ class WhisperDecoder:
 
     def _prompt(self, request: DecodeRequest) -> list[int]:
         tok = self._tokenizer
-        prompt: list[int] = []
-        context: list[int] = []
-        if request.hotwords:
-            context += tok.encode(" " + request.hotwords.strip())
-        if request.prompt:
-            context += tok.encode(" " + request.prompt.strip())
-        if context:
-            # keep the most recent context; Whisper allows half its 448-token window for it
-            prompt = [tok.sot_prev] + context[-(448 // 2 - 1) :]
+        limit = self.options.context_tokens
+        hotwords = tok.encode(" " + request.hotwords.strip())[: limit // 2] if request.hotwords else []
+        previous = tok.encode(" " + request.prompt.strip()) if request.prompt else []
+        # hot words first, then the most recent text, cut to exactly `limit` tokens when there is
+        # enough: equal prompt lengths let a running call's requests share one batch
+        context = hotwords + previous[-(limit - len(hotwords)) :] if limit > len(hotwords) else hotwords
+        prompt = [tok.sot_prev] + context if context and limit else []
         # timestamp mode (no <|notimestamps|>): with an encoder window shorter than 30 s, text-only
         # decoding often ends after the first sentence; letting the model place segment
         # timestamps keeps it going to the end of the audio (measured: tests and the benchmark)

@@ -139,7 +139,8 @@ class SpeechModelPool:
 
     def stats(self) -> PoolStats:
         now = time.monotonic()
-        oldest = [j.submitted for j in self._finals] + [j.submitted for j in self._partials.values()]
+        oldest = [j.submitted for j in self._finals if not j.future.done()]
+        oldest += [j.submitted for j in self._partials.values()]
         waits = sorted(self._waits)
         return PoolStats(
             queue_lag_ms=1000 * (now - min(oldest)) if oldest else 0.0,
@@ -189,13 +190,16 @@ class SpeechModelPool:
             batch, seen, rest = [], set(), deque()
             while self._finals and len(batch) < self.options.max_batch:
                 job = self._finals.popleft()
+                if job.future.done():  # cancelled by its stream (an early final made stale)
+                    continue
                 if job.stream_id in seen:
                     rest.append(job)
                 else:
                     seen.add(job.stream_id)
                     batch.append(job)
             self._finals.extendleft(reversed(rest))
-            return batch
+            if batch:
+                return batch
         now = time.monotonic()
         limit = self.options.max_partial_wait_ms / 1000
         for stream_id, job in list(self._partials.items()):

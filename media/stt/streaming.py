@@ -25,7 +25,7 @@ from media.resample import Resampler
 from media.stt.decoder import DecodeRequest, DecodeResult
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment, Word
-from media.vad import WINDOW, SpeechEnd, SpeechStart, VadOptions, VoiceActivityDetector
+from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
 from media.wer import normalize_words
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,10 @@ class TranscriberClosedError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class StreamingOptions:
-    partial_interval_ms: int = 500  # new speech between partial decodes
+    partial_interval_ms: int = 300  # new speech between partial decodes (the pool sheds them under load)
     max_utterance_ms: int = 9600  # longer speech is cut (fits the 10 s encoder window)
     max_gap_fill_ms: int = 2000  # a timestamp jump up to this is filled with silence
-    context_chars: int = 160  # previous final text given to the model as a prompt
+    context_chars: int = 400  # previous final text kept as the prompt (the decoder cuts it to tokens)
     vad: VadOptions = field(default_factory=VadOptions)
 
 
@@ -84,6 +84,7 @@ class StreamingTranscriber:
         self._previous_hypothesis: list[str] = []
         self._stable: list[str] = []
         self._last_partial_text = ""
+        self._early: tuple[int, asyncio.Future] | None = None  # (end sample, decode) begun at a pause
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -130,6 +131,8 @@ class StreamingTranscriber:
             if isinstance(event, SpeechStart):
                 self._utt_start = max(event.sample, self._buf_start)
                 self._begin_utterance()
+            elif isinstance(event, SpeechPause) and self._utt_start is not None:
+                self._start_early_final(min(event.sample, self._total))
             elif isinstance(event, SpeechEnd) and self._utt_start is not None:
                 self._end_utterance(min(event.sample, self._total))
         if self._utt_start is None:
@@ -144,7 +147,10 @@ class StreamingTranscriber:
         length = self._total - self._utt_start
         if length >= self.options.max_utterance_ms * _SAMPLES_PER_MS:
             self._cut_long_utterance()
-        elif self._total - self._last_partial_at >= self.options.partial_interval_ms * _SAMPLES_PER_MS:
+        elif (
+            self._total - self._last_partial_at >= self.options.partial_interval_ms * _SAMPLES_PER_MS
+            and not self._vad.in_pause  # nothing new is being said: a partial would repeat itself
+        ):
             self._request_partial()
 
     # -- utterances ------------------------------------------------------------------------------
@@ -157,6 +163,9 @@ class StreamingTranscriber:
         self._stable = []
         self._last_partial_text = ""
         self._last_partial_at = self._total
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
 
     def _audio(self, start: int, end: int) -> np.ndarray:
         pcm = self._buf[start - self._buf_start : end - self._buf_start]
@@ -183,13 +192,30 @@ class StreamingTranscriber:
         self._begin_utterance()
         self._probs = [(s, p) for s, p in self._probs if s > cut]
 
+    def _start_early_final(self, end: int) -> None:
+        """Decode the utterance as it stands at a pause; used as the final if speech does not resume.
+
+        The final's audio ends at the same sample as the pause's, so the result is the same, and the
+        final shows up when the end-of-utterance silence is over instead of one decode later.
+        """
+        if self._early is not None:
+            self._early[1].cancel()
+        request = self._request(self._utt_start, end, words=True)
+        self._early = (end, self._pool.submit(self._stream_id, request, final=True))
+
     def _end_utterance(self, end: int) -> None:
         start, self._utt_start = self._utt_start, None
         shown_partial = self._revision > 0
         self._pool.forget(self._stream_id)
+        early, self._early = self._early, None
+        if early is not None and early[0] != end:
+            early[1].cancel()  # speech went on after that pause: its decode is out of date
+            early = None
         if end - start >= 100 * _SAMPLES_PER_MS:
-            request = self._request(start, end, words=True)
-            future = self._pool.submit(self._stream_id, request, final=True)
+            if early is not None:
+                future = early[1]
+            else:
+                future = self._pool.submit(self._stream_id, self._request(start, end, words=True), final=True)
             self._finals_pending.add(future)
             utterance, revision = self._utterance, self._revision
             future.add_done_callback(

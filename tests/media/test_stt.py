@@ -202,3 +202,14 @@ async def test_closed_pool_refuses_work():
     await closed.close()
     with pytest.raises(PoolClosedError):
         closed.submit("s", DecodeRequest(np.zeros(16000, np.float32)), final=True)
+
+
+async def test_a_batch_mixing_prompts_of_different_lengths_decodes_every_item(pool):
+    audio = _float16k("vm-prev")
+    requests = [
+        DecodeRequest(audio),
+        DecodeRequest(audio, prompt="Thanks for calling."),
+        DecodeRequest(audio, prompt="A much longer earlier turn of this call " * 8, hotwords="Acme"),
+    ]
+    results = pool.decoder.decode(requests)
+    assert all(word_errors("Press 4 for the previous message", r.text).wer == 0 for r in results)
