@@ -55,6 +55,7 @@ class DecodeRequest:
     audio: np.ndarray
     prompt: str | None = None  # previous text of the call, or an initial prompt
     hotwords: str | None = None  # names to favour: company, product, competitors
+    prefix: str | None = None  # text the utterance is known to begin with; the result continues it
     word_timestamps: bool = True
 
 
@@ -175,8 +176,11 @@ class WhisperDecoder:
         token_lists: list[list[int]] = []
         decoded: list[DecodeResult] = []
         looped: list[int] = []
+        sot_end = len(self._tokenizer.sot_sequence)
         for i, result in enumerate(results):
-            tokens = [t for t in result.sequences_ids[0] if t < eot]
+            # the result repeats a forced prefix (tokens after the SOT sequence): keep what follows
+            forced = len(prompts[i]) - (prompts[i].index(self._tokenizer.sot) + sot_end)
+            tokens = [t for t in result.sequences_ids[0][forced:] if t < eot]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
             no_speech = float(result.no_speech_prob)
             text = self._tokenizer.decode(tokens).strip()
@@ -255,7 +259,10 @@ class WhisperDecoder:
         # timestamp mode (no <|notimestamps|>): with an encoder window shorter than 30 s, text-only
         # decoding often ends after the first sentence; letting the model place segment
         # timestamps keeps it going to the end of the audio (measured: tests and the benchmark)
-        return prompt + list(tok.sot_sequence)
+        prompt = prompt + list(tok.sot_sequence)
+        if request.prefix:
+            prompt += [tok.timestamp_begin] + tok.encode(" " + request.prefix.strip())
+        return prompt
 
 
 def _merge_punctuation(words: list[dict]) -> list[dict]:
@@ -282,6 +289,10 @@ def _is_loop(text: str) -> bool:
     words = [w.strip(string.punctuation) for w in text.lower().split()]
     if len(words) >= 3 and len(set(words)) == 1:
         return True  # "Messages messages messages" for a one-word prompt
+    # the same phrase of three or more words twice in a row at the end ("Press 9. Press 9.")
+    for period in range(3, len(words) // 2 + 1):
+        if words[-2 * period : -period] == words[-period:]:
+            return True
     if len(words) < 6:
         return False
     # Whisper's own test is gzip compression ratio > 2.4; on short texts a repeated tail is clearer

@@ -171,16 +171,22 @@ class StreamingTranscriber:
         pcm = self._buf[start - self._buf_start : end - self._buf_start]
         return pcm.astype(np.float32) / 32768.0
 
-    def _request(self, start: int, end: int, *, words: bool) -> DecodeRequest:
+    def _request(self, start: int, end: int, *, words: bool, prefix: str | None = None) -> DecodeRequest:
         prompt = self._context[-self.options.context_chars :] or None
-        return DecodeRequest(self._audio(start, end), prompt, self._hotwords, word_timestamps=words)
+        return DecodeRequest(
+            self._audio(start, end), prompt, self._hotwords, prefix=prefix, word_timestamps=words
+        )
 
     def _request_partial(self) -> None:
         self._last_partial_at = self._total
         start, end = self._utt_start, self._total
-        future = self._pool.submit(self._stream_id, self._request(start, end, words=False), final=False)
+        # the stable words are forced as the decoder's prefix (as LocalAgreement streaming does):
+        # the hypothesis cannot contradict what is already shown, and those tokens cost no search
+        stable = list(self._stable)
+        request = self._request(start, end, words=False, prefix=" ".join(stable) or None)
+        future = self._pool.submit(self._stream_id, request, final=False)
         utterance = self._utterance
-        future.add_done_callback(lambda f: self._on_partial(f, utterance, start, end))
+        future.add_done_callback(lambda f: self._on_partial(f, utterance, start, end, stable))
 
     def _cut_long_utterance(self) -> None:
         # cut where the speech probability is lowest in the last 3 s: likely a pause between words
@@ -230,16 +236,20 @@ class StreamingTranscriber:
     def _segment_id(self, utterance: int) -> str:
         return f"{self.party}-{utterance}"
 
-    def _on_partial(self, future: asyncio.Future, utterance: int, start: int, end: int) -> None:
+    def _on_partial(
+        self, future: asyncio.Future, utterance: int, start: int, end: int, prefix: list[str]
+    ) -> None:
         if future.cancelled() or self._closed or utterance != self._utterance or self._utt_start is None:
             return
         if future.exception() is not None:
             log.warning("partial decode failed for %s: %s", self._stream_id, future.exception())
             return
         result: DecodeResult | None = future.result()
-        if result is None or not result.text:
+        if result is None:
             return
-        words = result.text.split()
+        words = prefix + result.text.split()
+        if not words:
+            return
         self._extend_stable(words)
         # the stable prefix stays as it was even when this hypothesis disagrees with it
         shown = self._stable + words[len(self._stable) :]
@@ -263,10 +273,11 @@ class StreamingTranscriber:
         )
 
     def _extend_stable(self, words: list[str]) -> None:
-        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part."""
+        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part.
+
+        Both hypotheses began with the stable words (forced prefix), so they line up word by word.
+        """
         previous, self._previous_hypothesis = self._previous_hypothesis, words
-        if not _agrees(words, self._stable) or not _agrees(previous, self._stable):
-            return
         n = len(self._stable)
         while (
             n < min(len(previous), len(words))
@@ -336,9 +347,3 @@ class StreamingTranscriber:
         if self._finals_pending:
             await asyncio.gather(*list(self._finals_pending), return_exceptions=True)
         self._out.put_nowait(None)
-
-
-def _agrees(words: list[str], prefix: list[str]) -> bool:
-    return len(words) >= len(prefix) and all(
-        normalize_words(a) == normalize_words(b) for a, b in zip(words, prefix)
-    )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import os
 import platform
@@ -161,17 +162,22 @@ def word_latencies(emissions: list[Emission]) -> tuple[list[float], list[float],
             continue
         words = final.segment.words
         finals.append(final.wall_ms - words[-1].end_ms)
+        final_keys = [" ".join(normalize_words(w.text)) for w in words]
+        first_stable = [final.wall_ms] * len(words)
+        first_shown = [final.wall_ms] * len(words)
+        for e in history[:-1]:
+            seg = e.segment
+            keys = [" ".join(normalize_words(w.text)) for w in seg.words]
+            # align by content, not position: a corrected word must not shift every later word
+            for block in difflib.SequenceMatcher(None, final_keys, keys, autojunk=False).get_matching_blocks():
+                for k in range(block.size):
+                    i, j = block.a + k, block.b + k
+                    first_shown[i] = min(first_shown[i], e.wall_ms)
+                    if j < seg.stable_words:
+                        first_stable[i] = min(first_stable[i], e.wall_ms)
         for i, word in enumerate(words):
-            key = normalize_words(word.text)
-            first_stable = first_shown = final.wall_ms
-            for e in history[:-1]:
-                seg = e.segment
-                if i < len(seg.words) and normalize_words(seg.words[i].text) == key:
-                    first_shown = min(first_shown, e.wall_ms)
-                    if i < seg.stable_words:
-                        first_stable = min(first_stable, e.wall_ms)
-            stable.append(first_stable - word.end_ms)
-            shown.append(first_shown - word.end_ms)
+            stable.append(first_stable[i] - word.end_ms)
+            shown.append(first_shown[i] - word.end_ms)
     return stable, shown, finals
 
 
