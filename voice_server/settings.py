@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # speech engine (speech): the shared Whisper model and its decode pool (media.stt)
+    stt_model: str = "tiny.en"  # tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
+    stt_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    stt_compute_type: str = "int8"  # int8 on CPU; float16 / int8_float16 on a GPU
+    stt_threads: int = Field(0, ge=0, le=256)  # 0: CTranslate2 uses every core
+    stt_workers: int = Field(1, ge=1, le=16)
+    stt_max_batch: int = Field(4, ge=1, le=64)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -56,6 +56,7 @@ class DecodeRequest:
     prompt: str | None = None  # previous text of the call, or an initial prompt
     hotwords: str | None = None  # names to favour: company, product, competitors
     prefix: str | None = None  # text the utterance is known to begin with; the result continues it
+    # (requests with a prefix get no word times: alignment would not cover the prefix)
     word_timestamps: bool = True
 
 
@@ -127,9 +128,10 @@ class WhisperDecoder:
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode a batch of utterances with greedy search (temperature 0).
 
-        CTranslate2 needs every prompt of one generate call to have the same
-        length, so the batch is split into groups by prompt length (contexts
-        are cut to ``context_tokens``, so a running call's prompts match).
+        CTranslate2 needs the start-of-transcript token at the same position
+        in every prompt of one generate call, so the batch is split into groups
+        by context length (contexts are cut to ``context_tokens``, so a running
+        call's prompts match).
         A short encoder window sometimes makes Whisper loop on a word
         ("Messages Messages Messages ..."); such items are decoded again
         alone with the full 30 s window, which does not loop.
@@ -138,8 +140,10 @@ class WhisperDecoder:
             return []
         prompts = [self._prompt(r) for r in requests]
         groups: dict[int, list[int]] = {}
+        sot = self._tokenizer.sot
         for i, prompt in enumerate(prompts):
-            groups.setdefault(len(prompt), []).append(i)
+            # only the start-of-transcript position must match; forced prefixes after it may differ
+            groups.setdefault(prompt.index(sot), []).append(i)
         results: list[DecodeResult | None] = [None] * len(requests)
         full = [self._windows_frames[-1]]
         for members in groups.values():
@@ -192,7 +196,10 @@ class WhisperDecoder:
             token_lists.append(tokens)
             decoded.append(DecodeResult(text, (), avg_logprob, no_speech))
         want_words = {
-            i for i, r in enumerate(requests) if r.word_timestamps and token_lists[i] and i not in looped
+            i
+            for i, r in enumerate(requests)
+            # a forced prefix is not aligned, so the continuation's times would be wrong: none given
+            if r.word_timestamps and not r.prefix and token_lists[i] and i not in looped
         }
         if want_words:
             # alignment takes the whole batch; items without text align an empty list cheaply

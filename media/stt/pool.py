@@ -38,7 +38,8 @@ class PoolClosedError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
     workers: int = 1  # decode threads; >1 only helps with a GPU or many cores
-    max_batch: int = 4  # utterances per encoder/decoder call
+    max_batch: int = 4  # finals per encoder/decoder call
+    max_partial_batch: int = 2  # partials per call: small, so a final arriving meanwhile waits less
     max_partial_wait_ms: int = 1000  # older partial requests are dropped, not decoded
 
 
@@ -207,7 +208,8 @@ class SpeechModelPool:
                 del self._partials[stream_id]
                 self._dropped += 1
                 _resolve(job.future, None)
-        oldest = sorted(self._partials.values(), key=lambda j: j.submitted)[: self.options.max_batch]
+        oldest = sorted(self._partials.values(), key=lambda j: j.submitted)
+        oldest = oldest[: min(self.options.max_batch, self.options.max_partial_batch)]
         for job in oldest:
             del self._partials[job.stream_id]
         return oldest

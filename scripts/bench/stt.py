@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=4)
     args = parser.parse_args()
     args.calls = args.calls or ("1,4,8" if args.quick else "1,2,4,6,8,10,12,16")
-    args.seconds = args.seconds or (12.0 if args.quick else 60.0)
+    args.seconds = args.seconds or (10.0 if args.quick else 60.0)
     args.loadavg = [round(x, 2) for x in os.getloadavg()]
     result = asyncio.run(main_async(args))
     print(json.dumps(result))
