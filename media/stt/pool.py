@@ -23,6 +23,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Self
 
 from media.stt.decoder import DecodeRequest, DecodeResult, DecoderOptions, WhisperDecoder
 from media.stt.models import DEFAULT_MODEL, locate_model
@@ -173,7 +174,7 @@ class SpeechModelPool:
             await asyncio.gather(*self._runners, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def __aenter__(self) -> SpeechModelPool:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -230,8 +230,8 @@ class StreamingTranscriber:
 
     # -- results ---------------------------------------------------------------------------------
 
-    def _ms(self, sample: int | float) -> int:
-        return int(round(self._origin_ms + sample / _SAMPLES_PER_MS))
+    def _ms(self, sample: float) -> int:
+        return round(self._origin_ms + sample / _SAMPLES_PER_MS)
 
     def _segment_id(self, utterance: int) -> str:
         return f"{self.party}-{utterance}"
@@ -307,8 +307,8 @@ class StreamingTranscriber:
         words = tuple(
             Word(
                 w.text,
-                min(end_ms, start_ms + int(round(w.start_s * 1000))),
-                min(end_ms, start_ms + int(round(w.end_s * 1000))),
+                min(end_ms, start_ms + round(w.start_s * 1000)),
+                min(end_ms, start_ms + round(w.end_s * 1000)),
                 round(w.probability, 4),
             )
             for w in result.words

@@ -43,12 +43,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from media.frames import AudioFrame, Party  # noqa: E402
-from media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
-from media.stt import DecoderOptions, PoolOptions, SpeechModelPool, StreamingTranscriber  # noqa: E402
-from media.stt.models import locate_model  # noqa: E402
-from media.wer import WerResult, normalize_words, word_errors  # noqa: E402
-from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts  # noqa: E402
+from media.frames import AudioFrame, Party
+from media.g711 import ulaw_decode, ulaw_encode
+from media.stt import DecoderOptions, PoolOptions, SpeechModelPool, StreamingTranscriber
+from media.stt.models import locate_model
+from media.wer import WerResult, normalize_words, word_errors
+from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
 
 FRAME_MS = 20
 RATE = 8000
