@@ -1,5 +1,6 @@
 """Streaming speech-to-text: one shared Whisper model, one transcriber per party."""
 
+from media.stt.call import CallTranscriber
 from media.stt.decoder import (
     DecodeRequest,
     DecoderError,
@@ -13,6 +14,7 @@ from media.stt.streaming import StreamingOptions, StreamingTranscriber, Transcri
 
 __all__ = [
     "DEFAULT_MODEL",
+    "CallTranscriber",
     "DecodeRequest",
     "DecodeResult",
     "DecoderError",
