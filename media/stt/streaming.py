@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -73,7 +74,8 @@ class StreamingTranscriber:
         self._input_rate: int | None = None
         self._resample = None
         self._origin_ms: float | None = None  # call-clock time of sample 0
-        self._buf = np.zeros(0, np.int16)  # 16 kHz audio kept from sample self._buf_start on
+        # 16 kHz audio kept from sample self._buf_start on, as the frames came (joined only to decode)
+        self._chunks: deque[np.ndarray] = deque()
         self._buf_start = 0
         self._total = 0  # 16 kHz samples received so far
         self._utterance = 0
@@ -125,7 +127,7 @@ class StreamingTranscriber:
     def _append(self, pcm: np.ndarray) -> None:
         if len(pcm) == 0:
             return
-        self._buf = np.concatenate([self._buf, pcm])
+        self._chunks.append(pcm)
         self._total += len(pcm)
         for event in self._vad.process(pcm):
             if isinstance(event, SpeechStart):
@@ -135,13 +137,8 @@ class StreamingTranscriber:
                 self._start_early_final(min(event.sample, self._total))
             elif isinstance(event, SpeechEnd) and self._utt_start is not None:
                 self._end_utterance(min(event.sample, self._total))
+        self._trim()
         if self._utt_start is None:
-            # idle: keep only what a future start's pre-roll can reach back to
-            keep = (self.options.vad.pre_roll_ms + self.options.vad.min_speech_ms + 64) * _SAMPLES_PER_MS
-            if len(self._buf) > 2 * keep:
-                drop = len(self._buf) - keep
-                self._buf = self._buf[drop:]
-                self._buf_start += drop
             return
         self._probs.append((self._total, self._vad.last_probability))
         length = self._total - self._utt_start
@@ -152,6 +149,16 @@ class StreamingTranscriber:
             and not self._vad.in_pause  # nothing new is being said: a partial would repeat itself
         ):
             self._request_partial()
+
+    def _trim(self) -> None:
+        """Forget audio no decode can need: before the utterance, or beyond a future pre-roll."""
+        if self._utt_start is not None:
+            keep_from = self._utt_start
+        else:
+            vad = self.options.vad
+            keep_from = self._total - (vad.pre_roll_ms + vad.min_speech_ms + 64) * _SAMPLES_PER_MS
+        while self._chunks and self._buf_start + len(self._chunks[0]) <= keep_from:
+            self._buf_start += len(self._chunks.popleft())
 
     # -- utterances ------------------------------------------------------------------------------
 
@@ -168,7 +175,8 @@ class StreamingTranscriber:
             self._early = None
 
     def _audio(self, start: int, end: int) -> np.ndarray:
-        pcm = self._buf[start - self._buf_start : end - self._buf_start]
+        joined = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        pcm = joined[start - self._buf_start : end - self._buf_start]
         return pcm.astype(np.float32) / 32768.0
 
     def _request(self, start: int, end: int, *, words: bool, prefix: str | None = None) -> DecodeRequest:
@@ -186,7 +194,9 @@ class StreamingTranscriber:
         request = self._request(start, end, words=False, prefix=" ".join(stable) or None)
         future = self._pool.submit(self._stream_id, request, final=False)
         utterance = self._utterance
-        future.add_done_callback(lambda f: self._on_partial(f, utterance, start, end, stable))
+        # call-clock times are fixed now: a later hole in the stream moves the clock's origin
+        span = (self._ms(start), self._ms(end))
+        future.add_done_callback(lambda f: self._on_partial(f, utterance, span, stable))
 
     def _cut_long_utterance(self) -> None:
         # cut where the speech probability is lowest in the last 3 s: likely a pause between words
@@ -224,8 +234,9 @@ class StreamingTranscriber:
                 future = self._pool.submit(self._stream_id, self._request(start, end, words=True), final=True)
             self._finals_pending.add(future)
             utterance, revision = self._utterance, self._revision
+            span = (self._ms(start), self._ms(end))
             future.add_done_callback(
-                lambda f: self._on_final(f, utterance, revision, start, end, shown_partial)
+                lambda f: self._on_final(f, utterance, revision, span, shown_partial)
             )
 
     # -- results ---------------------------------------------------------------------------------
@@ -237,7 +248,7 @@ class StreamingTranscriber:
         return f"{self.party}-{utterance}"
 
     def _on_partial(
-        self, future: asyncio.Future, utterance: int, start: int, end: int, prefix: list[str]
+        self, future: asyncio.Future, utterance: int, span: tuple[int, int], prefix: list[str]
     ) -> None:
         if future.cancelled() or self._closed or utterance != self._utterance or self._utt_start is None:
             return
@@ -258,7 +269,7 @@ class StreamingTranscriber:
             return
         self._last_partial_text = text
         self._revision += 1
-        start_ms, end_ms = self._ms(start), self._ms(end)
+        start_ms, end_ms = span
         step = (end_ms - start_ms) / max(1, len(shown))
         # partial word times are spread over the audio so far; finals carry aligned times
         timed = tuple(
@@ -290,7 +301,7 @@ class StreamingTranscriber:
             self._stable = self._stable + words[len(self._stable) : n]
 
     def _on_final(
-        self, future: asyncio.Future, utterance: int, revision: int, start: int, end: int, shown: bool
+        self, future: asyncio.Future, utterance: int, revision: int, span: tuple[int, int], shown: bool
     ) -> None:
         self._finals_pending.discard(future)
         if future.cancelled():
@@ -303,7 +314,7 @@ class StreamingTranscriber:
             return  # nothing was said (or shown): no segment at all
         if result.text:
             self._context = (self._context + " " + result.text).strip()[-1000:]
-        start_ms, end_ms = self._ms(start), self._ms(end)
+        start_ms, end_ms = span
         words = tuple(
             Word(
                 w.text,

@@ -243,3 +243,27 @@ async def test_a_call_transcriber_merges_both_parties(pool):
     assert word_errors("Press 4 for the previous message", finals["rep"]).wer == 0
     with pytest.raises(TranscriberClosedError):
         call.push(AudioFrame(np.zeros(160, np.int16), 8000, Party.REP, 9000))
+
+
+async def test_a_hole_in_the_stream_keeps_word_times_on_the_call_clock(pool):
+    transcriber = StreamingTranscriber(Party.REP, pool)
+    first = np.concatenate([load_clip("vm-prev"), np.zeros(8000, np.int16)])
+    second = np.concatenate([load_clip("demo-nomatch"), np.zeros(8000, np.int16)])
+    segments = []
+
+    async def collect():
+        async for s in transcriber:
+            segments.append(s)
+
+    reader = asyncio.create_task(collect())
+    # 60 s of nothing between the two (a hold, or a carrier that stops sending on silence)
+    for frame in list(_frames(first, Party.REP, start_ms=0)) + list(_frames(second, Party.REP, start_ms=60_000)):
+        transcriber.push(frame)
+        await asyncio.sleep(0)
+    await transcriber.close()
+    await reader
+    finals = [s for s in segments if s.is_final]
+    assert len(finals) == 2
+    assert finals[0].end_ms < 5_000
+    assert 60_000 <= finals[1].start_ms < 61_500
+    assert all(60_000 <= w.start_ms for w in finals[1].words)
