@@ -40,6 +40,7 @@ class DecoderOptions:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0  # 0: CTranslate2 picks (all cores)
+    num_workers: int = 1  # decodes CTranslate2 runs at once (match the pool's workers)
     encoder_windows_s: tuple[int, ...] = (10, 20, 30)
     max_new_tokens: int = 120
     context_tokens: int = 48  # hot words + previous text given to the model, at most
@@ -97,6 +98,7 @@ class WhisperDecoder:
                 device=self.options.device,
                 compute_type=self.options.compute_type,
                 cpu_threads=self.options.cpu_threads,
+                num_workers=self.options.num_workers,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:

@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Self
 
 from media.stt.decoder import DecodeRequest, DecodeResult, DecoderOptions, WhisperDecoder
@@ -110,6 +110,11 @@ class SpeechModelPool:
         options: PoolOptions | None = None,
     ) -> SpeechModelPool:
         """Load a packaged model (``tiny.en``, ``base``) or a CTranslate2 directory; takes ~1 s."""
+        options = options or PoolOptions()
+        decoder_options = decoder_options or DecoderOptions()
+        if decoder_options.num_workers < options.workers:
+            # each pool worker needs its own CTranslate2 worker, or their decodes queue inside it
+            decoder_options = replace(decoder_options, num_workers=options.workers)
         return cls(WhisperDecoder(locate_model(name), decoder_options), options)
 
     def submit(self, stream_id: str, request: DecodeRequest, *, final: bool) -> asyncio.Future:
