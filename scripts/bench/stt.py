@@ -276,6 +276,7 @@ async def main_async(args) -> dict:
         "machine_shared": True,
         "cpus": os.cpu_count(),
         "loadavg_at_start": args.loadavg,
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "call_seconds": args.seconds,
         "levels": results,
         "word_latency_p50_ms_1call": one["word_latency_p50_ms"],
