@@ -123,6 +123,7 @@ async def run_calls(pool, calls: list[list[PartyTrack]]) -> dict:
             readers.append(asyncio.create_task(read(transcriber, sink)))
 
     cpu0 = time.process_time()
+    wall0 = time.monotonic()
     longest = max(len(track.pcm) for _, track in transcribers)
     late_frames = 0
     for i in range(0, longest, FRAME):
@@ -141,12 +142,14 @@ async def run_calls(pool, calls: list[list[PartyTrack]]) -> dict:
         await transcriber.close()
     await asyncio.gather(*readers)
     cpu = time.process_time() - cpu0
+    wall = time.monotonic() - wall0
     return {
         "emitted": emitted,
         "tracks": [track for _, track in transcribers],
         "cpu_s": cpu,
         "call_audio_s": longest / RATE,
         "late_frames": late_frames,
+        "wall_s": wall,
     }
 
 
@@ -201,6 +204,7 @@ async def measure(pool, prompts, k: int, seconds: float, seed: int) -> dict:
         text = " ".join(e.segment.text for e in emissions if e.segment.is_final)
         wer = wer + word_errors(" ".join(track.reference), text)
     party_seconds = run["call_audio_s"] * 2 * k
+    busy = stats1.busy_seconds - stats0.busy_seconds
     batches = stats1.batches - stats0.batches
     items = stats1.finals_decoded + stats1.partials_decoded - stats0.finals_decoded - stats0.partials_decoded
     return {
@@ -220,6 +224,9 @@ async def measure(pool, prompts, k: int, seconds: float, seed: int) -> dict:
         "partials_dropped": stats1.partials_dropped - stats0.partials_dropped,
         "mean_batch": round(items / batches, 2) if batches else 0,
         "queue_wait_p95_ms": round(stats1.wait_p95_ms, 1),
+        # decoding share of the wall time; near 1 with low CPU use means other work held the cores
+        "pool_busy_fraction": round(busy / run["wall_s"], 3),
+        "process_cores_used": round(run["cpu_s"] / run["wall_s"], 2),
         "late_frames": run["late_frames"],
     }
 
