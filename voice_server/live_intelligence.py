@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from aiohttp import web
 
-from media.stt.pool import SpeechModelPool
+from media.stt.decoder import DecoderOptions
+from media.stt.pool import PoolOptions, SpeechModelPool
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
@@ -23,7 +25,18 @@ async def live_intelligence_ctx(app: web.Application):
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
     # Loading reads ~75 MB from disk: keep it off the event loop.
-    pool = await loop.run_in_executor(None, SpeechModelPool.from_model, settings.stt_model)
+    load = functools.partial(
+        SpeechModelPool.from_model,
+        settings.stt_model,
+        # speech: where and how the shared model runs (COACHLINE_STT_* settings)
+        decoder_options=DecoderOptions(
+            device=settings.stt_device,
+            compute_type=settings.stt_compute_type,
+            cpu_threads=settings.stt_threads,
+        ),
+        options=PoolOptions(workers=settings.stt_workers, max_batch=settings.stt_max_batch),
+    )
+    pool = await loop.run_in_executor(None, load)
     app[SPEECH_POOL] = pool
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
     log.info("speech model %s loaded; live transcription on", settings.stt_model)
