@@ -30,7 +30,7 @@ import numpy as np
 
 from media.frames import AudioFormatError, AudioFrame, Party
 from media.mel import MelFrontEnd
-from media.resample import resample
+from media.resample import Resampler, resample
 from media.torch_weights import CheckpointFormatError, load_checkpoint
 
 __all__ = [
@@ -374,7 +374,9 @@ class OnlineDiarizer:
         self._frame_base = 0
         self._noise: list[float] = []
         self._next_block = 0
-        self._resampler_rate: int | None = None
+        self._resampler: Resampler | None = None
+        self._input_rate = 0
+        self._expected_ms = 0.0  # call-clock end of the audio received so far
         # The turn being built: [voice index, start frame, last speech frame, similarity sum, n].
         self._open: list | None = None
         self._closed: list[SpeakerTurn] = []
@@ -487,19 +489,24 @@ class OnlineDiarizer:
         if not isinstance(frame, AudioFrame):
             raise SpeakerAudioError("OnlineDiarizer.push expects an AudioFrame")
         if self._origin_ms is None:
-            self._origin_ms = frame.timestamp_ms
-        if self._resampler_rate is None:
-            self._resampler_rate = frame.sample_rate
-        elif frame.sample_rate != self._resampler_rate:
+            self._origin_ms = self._expected_ms = frame.timestamp_ms
+            if frame.sample_rate != ENCODER_RATE:
+                # Streaming (stateful) resampler: per-frame one-shot resampling
+                # would put a filter edge every 20 ms.
+                self._resampler = Resampler(frame.sample_rate, ENCODER_RATE)
+            self._input_rate = frame.sample_rate
+        elif frame.sample_rate != self._input_rate:
             raise SpeakerAudioError(
-                f"sample rate changed mid-call ({self._resampler_rate} -> {frame.sample_rate} Hz)"
+                f"sample rate changed mid-call ({self._input_rate} -> {frame.sample_rate} Hz)"
             )
-        wav = self.encoder.to_float(frame.pcm, frame.sample_rate)
+        check_pcm(frame.pcm, frame.sample_rate)
+        pcm = self._resampler.process(frame.pcm) if self._resampler else frame.pcm
+        wav = pcm.astype(np.float32) / 32768.0
         # A gap on the call clock (lost packets, muted leg) is silence, so times stay aligned.
-        expected_ms = self._origin_ms + 1000 * self._next_sample // ENCODER_RATE
-        gap = (frame.timestamp_ms - expected_ms) * ENCODER_RATE // 1000
-        if gap > _FRAME:
-            wav = np.concatenate([np.zeros(gap, np.float32), wav])
+        gap_ms = frame.timestamp_ms - self._expected_ms
+        if gap_ms > 2 * _FRAME_MS:
+            wav = np.concatenate([np.zeros(gap_ms * ENCODER_RATE // 1000, np.float32), wav])
+        self._expected_ms = max(self._expected_ms, frame.timestamp_ms) + frame.duration_ms
         self._append(wav)
         self._decide(final=False)
         return self._take_closed()
@@ -512,6 +519,8 @@ class OnlineDiarizer:
 
     def flush(self) -> list[SpeakerTurn]:
         """End of call: decide what is left and close the open turn."""
+        if self._resampler is not None:
+            self._append(self._resampler.flush().astype(np.float32) / 32768.0)
         self._decide(final=True)
         self._close_open()
         return self._take_closed()
