@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # speakers: local pyannote-audio diarization pipeline directory for recordings after
+    # the call (needs the optional "diarization" extra); unset: the live method is used.
+    pyannote_checkpoint: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod

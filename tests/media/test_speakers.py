@@ -286,3 +286,50 @@ def test_recording_with_missing_checkpoint_warns_and_falls_back(encoder, sample,
 def test_recording_rejects_garbage(encoder):
     with pytest.raises(SpeakerAudioError):
         diarize_recording(np.zeros(100, np.float64), RATE, encoder)
+
+
+# -- a rep enrolled from another recording, on a telephone-band mixed call -------
+
+ASTERISK = Path("/usr/share/asterisk/sounds/en")  # Debian asterisk-core-sounds-en-wav (apt-test)
+
+
+def _prompt(name: str) -> np.ndarray:
+    with wave.open(str(ASTERISK / f"{name}.wav")) as w:
+        assert w.getframerate() == 8000
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16)
+
+
+def test_rep_enrolled_from_earlier_recordings_is_found_on_a_mixed_8khz_call(encoder, sample):
+    """Rep = the Asterisk prompts' voice (enrolled from two other prompts); customer =
+    speaker91 of the pyannote sample; the call alternates them at 8 kHz."""
+    rep_print = build_voiceprint(
+        encoder, [(_prompt("screen-callee-options"), 8000), (_prompt("conf-invalid"), 8000)]
+    )
+    rep_says = [
+        _prompt(n) for n in ("all-circuits-busy-now", "vm-repeat", "confbridge-inc-list-vol-out")
+    ]
+    customer_says = [
+        resample(_cut(sample, a, b), RATE, 8000)
+        for a, b in ((14.8, 17.9), (22.0, 24.9), (24.9, 27.8))
+    ]
+    pause = np.zeros(2400, np.int16)  # 300 ms
+    pieces, reference, t = [], [], 0
+    for rep_part, customer_part in zip(rep_says, customer_says, strict=True):
+        for who, part in (("rep", rep_part), ("customer", customer_part)):
+            reference.append(LabelledSegment(t, t + len(part) // 8, who))
+            pieces += [part, pause]
+            t += (len(part) + len(pause)) // 8
+    diarizer = OnlineDiarizer(encoder)
+    diarizer.enrol(rep_print.embedding)
+    turns = _stream(diarizer, np.concatenate(pieces), rate=8000)
+    # Score with the names as given: no relabelling may rescue a swapped rep/customer.
+    named = [LabelledSegment(x.start_ms, x.end_ms, x.speaker) for x in turns]
+    result = diarization_error_rate(reference, named)
+    correct = sum(
+        max(0, min(h.end_ms, r.end_ms) - max(h.start_ms, r.start_ms))
+        for h in named
+        for r in reference
+        if h.speaker == r.speaker
+    )
+    assert correct / result.reference_ms > 0.8, (correct, result)
+    assert turns[0].speaker == "rep" and turns[-1].speaker == "customer"
