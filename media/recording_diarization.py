@@ -64,16 +64,15 @@ def diarize_recording(
             return turns
     else:
         log.info("no pyannote checkpoint configured; diarizing the recording with the live method")
-    diarizer = OnlineDiarizer(encoder, options.online)
+    diarizer = OnlineDiarizer(encoder, options.online, keep_windows=True)
     if rep is not None:
         diarizer.enrol(rep.embedding)
     step = sample_rate * _CHUNK_MS // 1000
-    turns: list[SpeakerTurn] = []
     for start in range(0, len(pcm), step):
-        turns += diarizer.push_pcm(
-            pcm[start : start + step], sample_rate, 1000 * start // sample_rate
-        )
-    return turns + diarizer.flush()
+        diarizer.push_pcm(pcm[start : start + step], sample_rate, 1000 * start // sample_rate)
+    diarizer.flush()
+    # The whole recording is known: label every window with the final voices.
+    return diarizer.second_pass()
 
 
 def _pyannote(pcm, sample_rate, encoder, checkpoint: Path, rep) -> list[SpeakerTurn] | None:

@@ -353,8 +353,18 @@ class OnlineDiarizer:
     as decided). Not thread-safe; one instance per call, sharing one encoder.
     """
 
-    def __init__(self, encoder: SpeakerEncoder, options: DiarizerOptions | None = None) -> None:
+    def __init__(
+        self,
+        encoder: SpeakerEncoder,
+        options: DiarizerOptions | None = None,
+        keep_windows: bool = False,
+    ) -> None:
         self.encoder = encoder
+        # Every decided hop and its embedding, for ``second_pass`` (recordings only:
+        # it grows with the call, about 2.5 kB per hop).
+        self._blocks: list[tuple[int, np.ndarray, np.ndarray | None]] | None = (
+            [] if keep_windows else None
+        )
         self.options = options or DiarizerOptions()
         o = self.options
         self._hop = ENCODER_RATE * o.hop_ms // 1000
@@ -596,20 +606,73 @@ class OnlineDiarizer:
             windows.append(window)
         embeddings = self.encoder.embed_batch(windows)
         labels = {k: self._assign(e) for (k, _), e in zip(speech, embeddings)}
+        by_block = {k: e for (k, _), e in zip(speech, embeddings)}
         for k, flags in ready:
             index, sim = labels.get(k, (None, 0.0))
-            if index is None and self._open and flags.any():
-                index = self._open[0]
-            for j, is_speech in enumerate(flags):
-                frame = k * frames_per_block + j
-                if is_speech and index is not None:
-                    self._extend(index, frame)
-                elif self._open and (frame - self._open[2]) * _FRAME_MS > self.options.max_pause_ms:
-                    self._close_open()
-            if index is not None and self._open and self._open[0] == index:
-                self._open[3] += sim
-                self._open[4] += 1
+            self._emit_block(k, flags, index, sim)
+            if self._blocks is not None:
+                self._blocks.append((k, flags, by_block.get(k)))
         self._trim()
+
+    def _emit_block(self, k: int, flags: np.ndarray, index: int | None, sim: float) -> None:
+        """Grow, switch or close the turn in progress with one decided hop."""
+        frames_per_block = self._hop // _FRAME
+        if index is None and self._open and flags.any():
+            index = self._open[0]
+        for j, is_speech in enumerate(flags):
+            frame = k * frames_per_block + j
+            if is_speech and index is not None:
+                self._extend(index, frame)
+            elif self._open and (frame - self._open[2]) * _FRAME_MS > self.options.max_pause_ms:
+                self._close_open()
+        if index is not None and self._open and self._open[0] == index:
+            self._open[3] += sim
+            self._open[4] += 1
+
+    def second_pass(self) -> list[SpeakerTurn]:
+        """After ``flush``: all turns again, every window re-assigned to the final voices.
+
+        For recordings, where nothing has to be decided early: the voices are
+        re-estimated from every window of the call and each hop is labelled
+        with them, so the first seconds get the same quality as the rest.
+        Needs ``keep_windows=True`` at construction.
+        """
+        if self._blocks is None:
+            raise RuntimeError("second_pass needs OnlineDiarizer(..., keep_windows=True)")
+        embedded = [e for _, _, e in self._blocks if e is not None]
+        if len(embedded) >= self.options.min_split_windows:
+            self._history = [np.asarray(e, np.float64) for e in embedded]
+            self._refine()
+        self._open = None
+        decided: list[tuple[int | None, float]] = []
+        for _, _, e in self._blocks:
+            if e is None:
+                decided.append((None, 0.0))
+                continue
+            index = 0
+            if len(self._raw) > 1:
+                centred = _unit_rows(np.asarray(e, np.float64) - self._mean)
+                index = int(np.argmax(self._centred @ centred))
+            decided.append((index, cosine(self._raw[index], e)))
+        # Speech too short to embed that starts a turn (e.g. the first word of the
+        # call) takes the voice of the next decided hop, when that is near.
+        reach = max(1, self.options.max_pause_ms // self.options.hop_ms)
+        for i in range(len(decided) - 1, -1, -1):
+            if decided[i][0] is None and i + 1 < len(decided) and self._blocks[i][1].any():
+                ahead = next(
+                    (
+                        j
+                        for j in range(i + 1, min(len(decided), i + 1 + reach))
+                        if decided[j][0] is not None
+                    ),
+                    None,
+                )
+                if ahead is not None:
+                    decided[i] = (decided[ahead][0], 0.0)
+        for (k, flags, _), (index, sim) in zip(self._blocks, decided):
+            self._emit_block(k, flags, index, sim)
+        self._close_open()
+        return self._take_closed()
 
     def _speech_window(self, centre: int) -> np.ndarray:
         """Up to one window of *speech* samples nearest ``centre`` (silence left out).

@@ -38,6 +38,8 @@ RATE = 16000
 # Measured 0.248 (collar 0) with the default options, streaming 20 ms frames;
 # the bound leaves room for numeric differences across BLAS builds.
 ONLINE_DER_BOUND = 0.32
+# Recordings get a second pass over the final voices: measured 0.141.
+RECORDING_DER_BOUND = 0.20
 
 
 def _load_sample() -> np.ndarray:
@@ -274,7 +276,12 @@ def test_recording_falls_back_to_live_method_and_says_so(encoder, sample, caplog
     turns = diarize_recording(sample, RATE, encoder)
     assert "no pyannote checkpoint configured" in caplog.text
     der = diarization_error_rate(read_rttm(DATA / "sample.rttm"), _hypothesis(turns)).der
-    assert der < ONLINE_DER_BOUND
+    assert der < RECORDING_DER_BOUND
+
+
+def test_second_pass_needs_kept_windows(encoder):
+    with pytest.raises(RuntimeError, match="keep_windows"):
+        OnlineDiarizer(encoder).second_pass()
 
 
 def test_recording_with_missing_checkpoint_warns_and_falls_back(encoder, sample, tmp_path, caplog):
