@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     recording_retention_days: int = Field(0, ge=0, le=36500)
     recording_reps_review_own: bool = False
     recording_purge_every_s: float = Field(3600.0, ge=1)
+    # speakers: local pyannote-audio diarization pipeline directory for recordings after
+    # the call (needs the optional "diarization" extra); unset: the live method is used.
+    pyannote_checkpoint: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
