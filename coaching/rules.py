@@ -60,10 +60,11 @@ class RuleEngine:
 
     # -- triggers ---------------------------------------------------------------------------
 
-    def on_keywords(self, hits: list[KeywordHit]) -> list[CoachingPrompt]:
+    def on_keywords(self, hits: list[KeywordHit], partial: bool = False) -> list[CoachingPrompt]:
+        """Prompts for keyword hits; hits from a partial transcript tick no checklist item."""
         prompts = []
         for hit in hits:
-            for rule in self._by_trigger.get("checklist", ()):
+            for rule in () if partial else self._by_trigger.get("checklist", ()):
                 if rule.category == hit.category and rule.party in (None, hit.party):
                     self.checklist_done.setdefault(rule.id, hit.end_ms)
             for rule in self._by_trigger.get("keyword", ()):

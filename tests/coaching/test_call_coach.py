@@ -118,13 +118,23 @@ def test_insights_of_one_final_segment():
     assert as_event(next(x for x in out if isinstance(x, CoachingPrompt)))[0] == "coaching.prompt"
 
 
-def test_partials_and_redelivered_finals_give_nothing():
+def test_a_partial_prompts_early_and_the_final_does_not_prompt_again():
     coach = CallCoach()
     partial = SegmentInput.build("s1", "customer", "We use Gong", 0, 1_000, is_final=False)
-    final = SegmentInput.build("s1", "customer", "We use Gong.", 0, 1_200)
-    assert coach.feed(partial) == []
-    assert any(isinstance(x, CoachingPrompt) for x in coach.feed(final))
-    assert coach.feed(final) == []
+    final = SegmentInput.build("s1", "customer", "We use Gong, it's fine.", 0, 2_000)
+    early = coach.feed(partial)
+    assert [type(x) for x in early] == [CoachingPrompt] and early[0].title == "Competitor: Gong"
+    assert coach.feed(partial) == []                       # same partial again: cooldown
+    later = coach.feed(final)
+    assert [x.keyword for x in later if isinstance(x, KeywordHit)] == ["Gong"]
+    assert not any(isinstance(x, CoachingPrompt) for x in later)
+    assert coach.feed(final) == []                         # a redelivered final gives nothing
+
+
+def test_partials_can_be_ignored():
+    coach = CallCoach(prompts_on_partials=False)
+    assert coach.feed(SegmentInput.build("s1", "customer", "We use Gong", 0, 1_000,
+                                         is_final=False)) == []
 
 
 def test_segments_from_mappings_and_transcript_like_objects():
