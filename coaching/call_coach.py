@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from coaching.keywords import KeywordMatcher, hotwords
-from coaching.records import (CallSummary, CoachingPrompt, KeywordHit, SegmentInput,
-                              SentimentScore, TalkMetrics)
+from coaching.records import (
+    CallSummary,
+    CoachingPrompt,
+    KeywordHit,
+    SegmentInput,
+    SentimentScore,
+    TalkMetrics,
+)
 from coaching.redaction import Redactor
 from coaching.rule_set import RuleSet, default_rule_set, load_rule_set
 from coaching.rules import RuleEngine

@@ -78,9 +78,9 @@ class SegmentInput:
     @classmethod
     def from_transcript(cls, segment: Any) -> SegmentInput:
         """From any object with TranscriptSegment's attributes (media.transcript's record)."""
-        return cls.build(getattr(segment, "segment_id"), getattr(segment, "party"),
-                         getattr(segment, "text"), getattr(segment, "start_ms"),
-                         getattr(segment, "end_ms"), getattr(segment, "words", ()) or (),
+        return cls.build(segment.segment_id, segment.party,
+                         segment.text, segment.start_ms,
+                         segment.end_ms, getattr(segment, "words", ()) or (),
                          getattr(segment, "is_final", True))
 
 
@@ -175,7 +175,7 @@ class TalkMetrics:
 @dataclass(frozen=True, slots=True)
 class CoachingPrompt:
     rule_id: str
-    kind: str               # the rule's trigger kind: keyword, metric, sentiment, silence, checklist
+    kind: str               # the rule's trigger: keyword, metric, sentiment, silence, checklist
     severity: str
     title: str
     body: str

@@ -89,7 +89,8 @@ class RuleEngine:
                 prompt = self._fire(rule, None, score.at_ms, score.party,
                                     {"value": trend.value, "peak": trend.peak,
                                      "party": score.party},
-                                    evidence=(f"trend {trend.value:+.2f} from peak {trend.peak:+.2f}",))
+                                    evidence=(f"trend {trend.value:+.2f} from peak "
+                                              + f"{trend.peak:+.2f}",))
                 if prompt:
                     prompts.append(prompt)
         return prompts
@@ -137,7 +138,8 @@ class RuleEngine:
         return prompts
 
     def missed_checklist(self) -> list[str]:
-        return [r.id for r in self._by_trigger.get("checklist", ()) if r.id not in self.checklist_done]
+        return [r.id for r in self._by_trigger.get("checklist", ())
+                if r.id not in self.checklist_done]
 
     # -- firing -------------------------------------------------------------------------------
 

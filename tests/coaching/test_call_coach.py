@@ -4,9 +4,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from coaching import (CallCoach, CallCoachError, CallSummary, CoachingPrompt, KeywordHit,
-                      SegmentError, SegmentInput, SentimentScore, TalkMetrics, as_event,
-                      load_rule_set)
+from coaching import (
+    CallCoach,
+    CallCoachError,
+    CallSummary,
+    CoachingPrompt,
+    KeywordHit,
+    SegmentError,
+    SegmentInput,
+    SentimentScore,
+    TalkMetrics,
+    as_event,
+    load_rule_set,
+)
 
 MONOLOGUE = "Let me walk you through how the platform works for your group."
 

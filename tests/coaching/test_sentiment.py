@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from coaching.sentiment import (EmbeddingSentiment, SentimentTrend, VaderSentiment, default_model,
-                                label_of)
+from coaching.sentiment import (
+    EmbeddingSentiment,
+    SentimentTrend,
+    VaderSentiment,
+    default_model,
+    label_of,
+)
 
 
 def test_vader_with_sales_terms_reads_sales_objections_as_negative():
