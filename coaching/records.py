@@ -78,10 +78,13 @@ class SegmentInput:
     @classmethod
     def from_transcript(cls, segment: Any) -> SegmentInput:
         """From any object with TranscriptSegment's attributes (media.transcript's record)."""
-        return cls.build(segment.segment_id, segment.party,
-                         segment.text, segment.start_ms,
-                         segment.end_ms, getattr(segment, "words", ()) or (),
-                         getattr(segment, "is_final", True))
+        try:
+            return cls.build(segment.segment_id, segment.party, segment.text, segment.start_ms,
+                             segment.end_ms, getattr(segment, "words", ()) or (),
+                             getattr(segment, "is_final", True))
+        except AttributeError as exc:
+            raise SegmentError(f"not a transcript segment ({type(segment).__name__}): "
+                               f"{exc}") from None
 
 
 def _party_name(party: Any) -> str:

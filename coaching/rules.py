@@ -121,7 +121,7 @@ class RuleEngine:
             quiet_s = (now_ms - last_speech_end_ms) / 1000
             for rule in self._by_trigger.get("silence", ()):
                 if quiet_s >= rule.seconds:
-                    # one prompt per stretch of silence: the stretch is the cooldown subject
+                    # the stretch is the cooldown subject: one prompt per cooldown_s of it
                     prompt = self._fire(rule, last_speech_end_ms, now_ms, None,
                                         {"value": quiet_s}, evidence=(f"silent {quiet_s:.0f} s",))
                     if prompt:

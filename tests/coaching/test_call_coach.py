@@ -170,6 +170,9 @@ def test_segments_from_mappings_and_transcript_like_objects():
     ({"segment_id": "x", "party": "rep", "end_ms": 1}, "missing field 'start_ms'"),
     ({"segment_id": "x", "party": "rep", "start_ms": 0, "end_ms": 1, "words": [("a",)]},
      "word must be"),
+    ("not a segment", "not a transcript segment"),
+    ({"segment_id": "x", "party": "rep", "start_ms": 0, "end_ms": 1, "text": None},
+     "text must be a string"),
 ])
 def test_bad_segments_are_rejected_clearly_and_the_call_goes_on(bad, message):
     coach = CallCoach()
