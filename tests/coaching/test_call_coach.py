@@ -196,3 +196,23 @@ def test_an_empty_call_still_has_a_summary():
     summary = CallCoach().finish(5_000)
     assert summary.metrics is None and summary.action_items == ()
     assert "No next step" in summary.text
+
+
+def test_every_insight_and_the_summary_serialise_to_json():
+    import json
+
+    coach = CallCoach()
+    out = coach.feed(SegmentInput.build("s1", "customer", "We use Gong, too expensive.", 0, 2_000))
+    out += coach.tick(40_000)
+    for record in [*out, coach.finish(41_000)]:
+        event_type, payload = as_event(record)
+        assert json.loads(json.dumps(payload)) == payload
+    assert as_event(coach.finish())[0] == "insight.summary"
+    with pytest.raises(TypeError):
+        as_event("not a record")
+
+
+def test_profile_gives_the_transcriber_hot_words():
+    from coaching import CoachingProfile
+
+    assert CoachingProfile().hotwords.startswith("Gong, Chorus")
