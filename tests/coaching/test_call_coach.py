@@ -205,7 +205,7 @@ def test_every_insight_and_the_summary_serialise_to_json():
     out = coach.feed(SegmentInput.build("s1", "customer", "We use Gong, too expensive.", 0, 2_000))
     out += coach.tick(40_000)
     for record in [*out, coach.finish(41_000)]:
-        event_type, payload = as_event(record)
+        _event_type, payload = as_event(record)
         assert json.loads(json.dumps(payload)) == payload
     assert as_event(coach.finish())[0] == "insight.summary"
     with pytest.raises(TypeError):
