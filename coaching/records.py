@@ -223,8 +223,8 @@ class CallSummary:
 # Bus event type per insight record, so the wiring needs no isinstance ladder.
 EVENT_TYPES: dict[type, str] = {
     KeywordHit: "insight.keyword",
-    SentimentScore: "sentiment",
-    TalkMetrics: "metrics",
+    SentimentScore: "insight.sentiment",
+    TalkMetrics: "insight.metrics",
     CoachingPrompt: "coaching.prompt",
     CallSummary: "insight.summary",
 }
