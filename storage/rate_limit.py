@@ -1,0 +1,104 @@
+"""A global rate limiter in Redis: one budget per key, shared by every node.
+
+The algorithm is GCRA (the generic cell rate algorithm, as in leaky-bucket
+"as a meter"): per key Redis stores one number, the theoretical arrival time
+(TAT) of the next request. A rule of ``limit`` requests per ``period_s``
+spaces requests ``period_s / limit`` apart and tolerates a burst of
+``limit``. The check-and-update runs as one Lua script, so two nodes hitting
+the same key at once cannot both spend the last unit, and it reads the clock
+from Redis (``TIME``), so nodes with skewed clocks still agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from storage.errors import StorageError
+
+# KEYS[1]: the key; ARGV: interval_us (period / limit), period_us, cost.
+# Returns {allowed (0|1), remaining, retry_after_us, reset_after_us}.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval * cost
+local over = (new_tat - now) - period
+if over > 0 then
+    local remaining = math.floor((period - (tat - now)) / interval)
+    if remaining < 0 then remaining = 0 end
+    return {0, remaining, over, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor(-over / interval), 0, new_tat - now}
+"""
+
+
+class RateLimitUnavailable(StorageError):
+    """Redis did not answer; the caller decides whether to fail open or closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    limit: int  # requests allowed per period (and the largest burst)
+    period_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.period_s <= 0:
+            raise ValueError(f"a rate limit needs limit >= 1 and period_s > 0, got {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int  # requests still allowed right now
+    retry_after_s: float  # 0 when allowed; else wait this long before the next try
+    reset_after_s: float  # until the budget is full again
+
+
+class RateLimiter:
+    """Shared budgets keyed by any string (an organisation, a token, an IP)."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "coachline:rl:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_GCRA)
+
+    async def hit(self, key: str, rule: RateLimit, cost: int = 1) -> RateDecision:
+        """Spend ``cost`` units of ``key``'s budget if it has them."""
+        if cost < 1 or cost > rule.limit:
+            raise ValueError(f"cost must be between 1 and the limit {rule.limit}, got {cost}")
+        period_us = int(rule.period_s * 1_000_000)
+        interval_us = max(1, period_us // rule.limit)
+        try:
+            allowed, remaining, retry_us, reset_us = await self._script(
+                keys=[self._prefix + key], args=[interval_us, period_us, cost]
+            )
+        except RedisError as exc:
+            raise RateLimitUnavailable(f"rate limiter unavailable: {exc}") from exc
+        return RateDecision(
+            allowed=bool(allowed),
+            limit=rule.limit,
+            remaining=int(remaining),
+            retry_after_s=int(retry_us) / 1_000_000,
+            reset_after_s=int(reset_us) / 1_000_000,
+        )
+
+    async def reset(self, key: str) -> None:
+        try:
+            await self._client.delete(self._prefix + key)
+        except RedisError as exc:
+            raise RateLimitUnavailable(f"rate limiter unavailable: {exc}") from exc
+
+
+def retry_after_header(decision: RateDecision) -> str:
+    """Whole seconds for ``Retry-After``, rounded up and never 0 for a refusal."""
+    return str(max(1, math.ceil(decision.retry_after_s)))

@@ -1,0 +1,67 @@
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from storage.rate_limit import RateLimit, RateLimiter, RateLimitUnavailable, retry_after_header
+
+
+async def test_two_limiters_on_separate_connections_share_one_budget(redis_url):
+    clients = [aioredis.from_url(redis_url) for _ in range(2)]
+    a, b = (RateLimiter(c) for c in clients)
+    key, rule = f"org:{uuid.uuid4()}", RateLimit(10, 60.0)
+    try:
+        results = [await (a if i % 2 else b).hit(key, rule) for i in range(10)]
+        assert all(r.allowed for r in results)
+        assert [r.remaining for r in results] == list(range(9, -1, -1))
+        refused_a, refused_b = await a.hit(key, rule), await b.hit(key, rule)
+        assert not refused_a.allowed and not refused_b.allowed
+        # One request is freed every period/limit = 6 s.
+        assert 0 < refused_a.retry_after_s <= 6.0
+        assert retry_after_header(refused_a) in {"1", "2", "3", "4", "5", "6"}
+        # Another key has its own budget.
+        assert (await b.hit(f"org:{uuid.uuid4()}", rule)).allowed
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_concurrent_hits_from_two_nodes_never_overspend(redis_url):
+    clients = [aioredis.from_url(redis_url) for _ in range(2)]
+    limiters = [RateLimiter(c) for c in clients]
+    key, rule = f"ip:{uuid.uuid4()}", RateLimit(25, 60.0)
+    try:
+        decisions = await asyncio.gather(*(limiters[i % 2].hit(key, rule) for i in range(60)))
+        assert sum(d.allowed for d in decisions) == 25
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_budget_refills_after_retry_after(redis_url):
+    client = aioredis.from_url(redis_url)
+    limiter = RateLimiter(client)
+    key, rule = f"k:{uuid.uuid4()}", RateLimit(2, 0.4)
+    try:
+        assert (await limiter.hit(key, rule)).allowed
+        assert (await limiter.hit(key, rule)).allowed
+        refused = await limiter.hit(key, rule)
+        assert not refused.allowed
+        await asyncio.sleep(refused.retry_after_s + 0.05)
+        assert (await limiter.hit(key, rule)).allowed
+        await limiter.reset(key)
+        assert (await limiter.hit(key, rule)).remaining == 1
+    finally:
+        await client.aclose()
+
+
+async def test_bad_rules_and_a_dead_redis_are_clear_errors():
+    with pytest.raises(ValueError):
+        RateLimit(0)
+    client = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(RateLimitUnavailable):
+            await RateLimiter(client).hit("x", RateLimit(5))
+    finally:
+        await client.aclose()

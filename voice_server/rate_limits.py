@@ -1,0 +1,135 @@
+"""Rate limits on the HTTP API: one shared budget per organisation (by plan) or per client IP.
+
+Budgets live in Redis (``storage.rate_limit``), so every node spends from the
+same one. A request from an authenticated principal spends its
+organisation's budget, sized by the plan tier (Starter 60/min, Professional
+300/min, Enterprise custom); an anonymous request spends its client IP's.
+A refusal is ``429`` with ``Retry-After`` and the API's error shape; every
+limited response carries ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
+If Redis is down the request is let through (and logged): the limiter
+protects the service, it must not take it down.
+
+Wiring: ``rate_limit_middleware`` must come *after* the middleware that sets
+``request["principal"]`` (aiohttp runs middlewares in list order). Handlers
+that authenticate inside the handler can call ``enforce_rate_limit`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from storage.rate_limit import (
+    RateDecision,
+    RateLimit,
+    RateLimiter,
+    RateLimitUnavailable,
+    retry_after_header,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PRINCIPAL_KEY = "principal"  # where the auth layer leaves the authenticated principal
+PLAN_LIMITS_PER_MIN = {"starter": 60, "professional": 300, "enterprise": 3000}
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    plan_limits_per_min: dict[str, int] = field(default_factory=lambda: dict(PLAN_LIMITS_PER_MIN))
+    default_plan: str = "starter"
+    anonymous_per_min: int = 60
+    # Only behind a proxy you run: otherwise clients could pick their own bucket.
+    trust_forwarded_for: bool = False
+    exempt_paths: frozenset[str] = frozenset({"/live", "/ready", "/metrics"})
+
+    def rule_for(self, request: web.Request) -> tuple[str, RateLimit] | None:
+        """The bucket and its rule for ``request``; None means "not limited"."""
+        if request.path in self.exempt_paths:
+            return None
+        principal = request.get(PRINCIPAL_KEY)
+        org_id = _field(principal, "org_id")
+        if org_id is not None:
+            custom = _field(principal, "rate_limit_per_min")
+            if isinstance(custom, int) and custom > 0:
+                per_min = custom
+            else:
+                plan = str(_field(principal, "plan") or self.default_plan).lower()
+                per_min = self.plan_limits_per_min.get(plan, self.plan_limits_per_min[self.default_plan])
+            return f"org:{org_id}", RateLimit(per_min, 60.0)
+        return f"ip:{self.client_ip(request)}", RateLimit(self.anonymous_per_min, 60.0)
+
+    def client_ip(self, request: web.Request) -> str:
+        if self.trust_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            first = forwarded.split(",")[0].strip()
+            if first:
+                return first
+        return request.remote or "unknown"
+
+
+def _field(principal: Any, name: str) -> Any:
+    if principal is None:
+        return None
+    if isinstance(principal, dict):
+        return principal.get(name)
+    return getattr(principal, name, None)
+
+
+def too_many_requests(decision: RateDecision, period_s: float) -> web.HTTPTooManyRequests:
+    retry = retry_after_header(decision)
+    return web.HTTPTooManyRequests(
+        text=json.dumps({"error": {
+            "code": "rate_limited",
+            "message": f"rate limit of {decision.limit} requests per {period_s:g} s exceeded; "
+                       f"retry after {retry} s",
+            "details": {"limit": decision.limit, "period_s": period_s,
+                        "retry_after_s": round(decision.retry_after_s, 3)},
+        }}),
+        content_type="application/json",
+        headers={"Retry-After": retry, **_headers(decision)},
+    )
+
+
+def _headers(decision: RateDecision) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(max(0, round(decision.reset_after_s))),
+    }
+
+
+async def enforce_rate_limit(
+    request: web.Request, limiter: RateLimiter, policy: RateLimitPolicy
+) -> RateDecision | None:
+    """Spend one unit of the request's budget; raise 429 when it is spent. None: not limited."""
+    rule = policy.rule_for(request)
+    if rule is None:
+        return None
+    key, limit = rule
+    try:
+        decision = await limiter.hit(key, limit)
+    except RateLimitUnavailable as exc:
+        log.warning("rate limit not enforced for %s: %s", key, exc)
+        return None
+    if not decision.allowed:
+        raise too_many_requests(decision, limit.period_s)
+    return decision
+
+
+def rate_limit_middleware(limiter: RateLimiter, policy: RateLimitPolicy | None = None):
+    policy = policy or RateLimitPolicy()
+
+    @web.middleware
+    async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        decision = await enforce_rate_limit(request, limiter, policy)
+        response = await handler(request)
+        if decision is not None and not response.prepared:
+            response.headers.update(_headers(decision))
+        return response
+
+    return _rate_limit
