@@ -196,10 +196,11 @@ async def recording_audit(
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
-        SELECT id, actor_id, actor_kind, action, outcome, detail, host(ip) AS ip, request_id, occurred_at
-        FROM audit_log
-        WHERE org_id = $1 AND resource_type = 'recording' AND resource_id = $2
-        ORDER BY occurred_at DESC, id DESC LIMIT $3
+        SELECT a.id, a.actor_id, u.name AS actor_name, a.actor_kind, a.action, a.outcome, a.detail,
+               host(a.ip) AS ip, a.request_id, a.occurred_at
+        FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id
+        WHERE a.org_id = $1 AND a.resource_type = 'recording' AND a.resource_id = $2
+        ORDER BY a.occurred_at DESC, a.id DESC LIMIT $3
         """,
         org_id,
         call_id,

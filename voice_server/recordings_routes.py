@@ -378,6 +378,7 @@ async def recording_audit(request: web.Request) -> web.Response:
                 {
                     "id": e["id"],
                     "actor_id": str(e["actor_id"]) if e["actor_id"] else None,
+                    "actor_name": e["actor_name"],
                     "actor_kind": e["actor_kind"],
                     "action": e["action"],
                     "outcome": e["outcome"],

@@ -134,6 +134,7 @@ async def test_the_access_log_is_for_managers_and_admins(recorded, db):
     assert resp.status == 200
     entries = (await resp.json())["data"]
     assert entries[0]["actor_id"] == world.manager_a and entries[0]["outcome"] == "ok"
+    assert entries[0]["actor_name"] == "mgr-a"  # what the review page shows
     assert any(e["actor_id"] == world.manager_b and e["outcome"] == "denied" for e in entries)
     assert all(e["ip"] == "127.0.0.1" for e in entries)
     for user in (world.rep, world.manager_b):
