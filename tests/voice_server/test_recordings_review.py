@@ -157,3 +157,22 @@ def test_parse_range():
     for bad in ("bytes=100-", "bytes=5-4", "bytes=-0"):
         with pytest.raises(ValueError):
             parse_range(bad, 100)
+
+
+async def test_a_browser_audio_element_plays_with_an_access_token_in_the_url(recorded, db):
+    from crm_core.auth.tokens import create_access_token, create_browser_session
+
+    client, world = recorded
+    user = await db.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(world.manager_a))
+    session = await create_browser_session(db, user, 3600)
+    access = await create_access_token(
+        db, org_id=user["org_id"], user_id=user["id"], parent_id=session.session_id, ttl_s=300
+    )
+    url = f"{_url(world)}?access_token={access.token}"
+    resp = await client.get(url, headers={"Range": "bytes=44-"})  # what <audio> asks when seeking
+    assert resp.status == 206 and len(await resp.read()) == 2 * 8000 * 4
+    head = await client.head(url)
+    assert head.status == 200 and head.headers["Accept-Ranges"] == "bytes"
+    long_lived = (await bearer(db, world.manager_a))["Authorization"].split()[1]
+    refused = await client.get(f"{_url(world)}?access_token={long_lived}")
+    assert refused.status == 401  # API tokens never travel in URLs
