@@ -156,6 +156,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app.router.add_get("/ws/live", _handle_own_calls)
     app.router.add_get("/ws/calls/{call_id}", _handle_one_call)
     add_page_routes(app, lambda request: _signed_in_user(request))
+    # SIP/RTP edge: its own UDP sockets, started only when enabled.
+    if settings.sip_enabled:
+        from voice_server.app_keys import SIP_EDGE
+        from voice_server.transports.sip import SipEdge, SipEdgeOptions
+
+        async def _sip_edge(app: web.Application):
+            edge = SipEdge(SipEdgeOptions.from_settings(settings), app[CALL_SESSIONS],
+                           lambda: app[RUNTIME].pool, draining=app[DRAINING], metrics=metrics)
+            app[SIP_EDGE] = edge
+            await edge.start()
+            yield
+            await edge.close()
+
+        app.cleanup_ctx.append(_sip_edge)
 
     # recording (issue 7): recorder on every call, recovery/retention jobs, review API
     setup_recordings(app)

@@ -36,7 +36,10 @@ async def live_intelligence_ctx(app: web.Application):
 
     async def export_stats() -> None:
         while True:
-            app[METRICS].observe_speech_pool(pool.stats())
+            try:
+                app[METRICS].observe_speech_pool(pool.stats())
+            except Exception:  # metrics must never take the node down
+                log.exception("could not export speech pool stats")
             await asyncio.sleep(1.0)
 
     exporter = asyncio.create_task(export_stats(), name="stt-metrics")

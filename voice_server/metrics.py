@@ -68,3 +68,15 @@ class NodeMetrics:
         self.stt_decoded.labels("partial").set(stats.partials_decoded)
         self.stt_partials_shed.set(stats.partials_dropped + stats.partials_superseded)
         self.stt_busy.set(stats.busy_seconds)
+        # --- SIP/RTP edge (voice_server/transports/sip.py) ---
+        self.sip_rejected = Counter(
+            "coachline_sip_malformed_total",
+            "Datagrams on the SIP port that were not SIP we could read (answered 400 or dropped).",
+            registry=self.registry,
+        )
+        self.rtp_dropped = Counter(
+            "coachline_rtp_dropped_total",
+            "RTP datagrams dropped, by reason (malformed, foreign source, unknown payload type).",
+            ["reason"],
+            registry=self.registry,
+        )

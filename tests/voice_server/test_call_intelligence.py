@@ -126,7 +126,11 @@ async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(
         await asyncio.sleep(0.2)
     assert [r["text"] for r in stored] == [f["text"] for f in sorted(finals, key=lambda f: f["start_ms"])]
 
-    scrape = app[METRICS].registry.get_sample_value("coachline_stt_decoded", {"kind": "final"})
+    for _ in range(30):  # the exporter copies the pool's stats into the gauges once a second
+        scrape = app[METRICS].registry.get_sample_value("coachline_stt_decoded", {"kind": "final"})
+        if scrape is not None and scrape >= len(finals):
+            break
+        await asyncio.sleep(0.2)
     assert scrape is not None and scrape >= len(finals)
 
 
