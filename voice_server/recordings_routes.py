@@ -388,6 +388,8 @@ async def recording_audit(request: web.Request) -> web.Response:
                     "occurred_at": e["occurred_at"].isoformat(),
                 }
                 for e in entries
-            ]
+            ],
+            # The API's list shape; the newest 200 entries are one page.
+            "next_cursor": None,
         }
     )
