@@ -354,11 +354,20 @@ class RecordingService:
         self.spans_silenced += done
         return done
 
-    async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
-        """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""
+    async def recover_abandoned(
+        self, stale_s: float, *, own_node: bool = False
+    ) -> list[RecoveredRecording]:
+        """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal.
+
+        ``own_node``: also every recording this node's id left open that it is not writing now
+        (at start-up: what the previous process of this node left, without waiting ``stale_s``).
+        """
         async with self.pool().acquire() as conn:
             claimed = await rows.claim_abandoned(
-                conn, stale_s, exclude=[r.recording_id for r in self.live.values()]
+                conn,
+                stale_s,
+                exclude=[r.recording_id for r in self.live.values()],
+                node_id=self.options.node_id if own_node else None,
             )
         recovered = []
         for row in claimed:

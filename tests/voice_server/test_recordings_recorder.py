@@ -340,3 +340,44 @@ async def test_recording_metrics_are_exported(node, db):
     assert (
         "coachline_recording_bytes_total 8000.0" in text and "coachline_recordings_live 0.0" in text
     )
+
+
+async def test_recordings_this_node_left_open_are_recovered_at_once_whatever_their_heartbeat(
+    node, db
+):
+    from crm_core.recordings import NewRecording, insert_recording
+
+    client, app = node
+    world = await make_world(db)
+    service = app[RECORDINGS]
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    for rid, node_id in ((mine, service.options.node_id), (other, "another-live-node")):
+        await insert_recording(
+            db,
+            NewRecording(
+                str(rid),
+                world.org_id,
+                world.call_id,
+                service.store.storage_key(rid),
+                "k1",
+                2,
+                8000,
+                16000,
+                node_id,
+            ),
+        )
+    # The other node keeps renewing its heartbeat (here: far ahead, so no staleness check claims it).
+    await db.execute(
+        "UPDATE recordings SET heartbeat_at = now() + interval '1 hour' WHERE id = $1", other
+    )
+    recovered = await service.recover_abandoned(stale_s=3600, own_node=True)
+    assert [r.recording_id for r in recovered] == [str(mine)]  # its file never existed: 0 bytes
+    statuses = dict(
+        await db.fetch(
+            "SELECT id, status FROM recordings WHERE id = ANY($1::uuid[])", [mine, other]
+        )
+    )
+    assert statuses == {
+        mine: "incomplete",
+        other: "recording",
+    }  # a fresh heartbeat elsewhere is left alone
