@@ -128,7 +128,7 @@ class CallRecorder:
     # -- silencing (PCI) ---------------------------------------------------------------------
     def silence(self, start_ms: float, end_ms: float) -> None:
         """Silence call-clock ``start_ms``..``end_ms`` on every channel, wherever that audio is now."""
-        if self._aligner is None:
+        if self._aligner is None or self.failed:
             return
         written = self._aligner.silence(start_ms, end_ms)
         if written is not None:
