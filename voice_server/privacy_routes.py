@@ -14,7 +14,7 @@ from crm_core.lead_privacy import LeadNotFound, erase_lead, export_lead
 from crm_core.recordings import AuditEntry, write_audit
 from voice_server.app_keys import RUNTIME
 from voice_server.logs import request_id_var
-from voice_server.recordings_routes import RECORDINGS, ReviewError, principal_of, AuthRefused
+from voice_server.recordings_routes import RECORDINGS, AuthRefused, ReviewError, principal_of
 
 RAW_TEXT_PERMISSION = "transcripts:raw"
 

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     stt_enabled: bool = True
     stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # speech engine (speech): the shared Whisper model and its decode pool (media.stt)
+    # stt_model (above): tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
+    stt_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    stt_compute_type: str = "int8"  # int8 on CPU; float16 / int8_float16 on a GPU
+    stt_threads: int = Field(0, ge=0, le=256)  # 0: CTranslate2 uses every core
+    stt_workers: int = Field(1, ge=1, le=16)
+    stt_max_batch: int = Field(4, ge=1, le=64)
     # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
     cookie_secure: bool = False
@@ -125,6 +132,9 @@ class Settings(BaseSettings):
     recording_retention_days: int = Field(0, ge=0, le=36500)
     recording_reps_review_own: bool = False
     recording_purge_every_s: float = Field(3600.0, ge=1)
+    # speakers: local pyannote-audio diarization pipeline directory for recordings after
+    # the call (needs the optional "diarization" extra); unset: the live method is used.
+    pyannote_checkpoint: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
