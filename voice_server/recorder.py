@@ -70,7 +70,6 @@ class CallRecorder:
 
     def __init__(self, service: "RecordingService", session: CallSession) -> None:
         self._service = service
-        self._session = session
         self.info = session.info
         self.recording_id = str(uuid.uuid4())
         self._aligner: RecordingAligner | None = None
@@ -150,12 +149,6 @@ class CallRecorder:
         )
         self._audio = AudioFormat(opts.sample_rate, layout.channels)
         self._service.live[self.info.call_id] = self
-        # The call's transcription (CallIntelligence) reports the PII it redacts; by the first
-        # frame every consumer of the session is attached.
-        for consumer in self._session.consumers:
-            listeners = getattr(consumer, "pii_listeners", None)
-            if isinstance(listeners, list):
-                listeners.append(self.silence_redacted)
         self._worker = asyncio.get_running_loop().create_task(
             self._run(), name=f"recorder-{self.info.call_id}"
         )

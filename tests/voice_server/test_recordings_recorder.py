@@ -9,6 +9,7 @@ from storage.recording_store import RecordingTruncatedError
 from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
+from voice_server.recorder import CallRecorder
 from voice_server.recordings_routes import RECORDINGS
 
 
@@ -273,7 +274,13 @@ async def test_pii_reported_by_the_calls_transcription_is_silenced_in_the_record
     world = await make_world(db)
     sessions = app[CALL_SESSIONS]
     transcription = Transcription()
-    sessions.consumer_factories.insert(0, lambda session: transcription)
+
+    def attach(session):  # as voice_server.live_intelligence wires CallIntelligence
+        transcription.pii_listeners.append(lambda spans: [
+            c.silence_redacted(spans) for c in session.consumers if isinstance(c, CallRecorder)])
+        return transcription
+
+    sessions.consumer_factories.insert(0, attach)
     try:
         session = await sessions.open(
             CallInfo(world.call_id, world.org_id, "simulator", "outbound")
