@@ -78,7 +78,7 @@ class LeadCreate(_LeadFields):
     status: LeadStatus = "new"
 
     @model_validator(mode="after")
-    def _identifiable(self) -> "LeadCreate":
+    def _identifiable(self) -> LeadCreate:
         if not any((self.first_name, self.last_name, self.email, self.phone, self.company)):
             raise ValueError("a lead needs at least a name, an email, a phone or a company")
         return self
@@ -161,7 +161,7 @@ class DealUpdate(Input):
     owner_id: UUID | None = None
 
     @model_validator(mode="after")
-    def _required_not_null(self) -> "DealUpdate":
+    def _required_not_null(self) -> DealUpdate:
         for name in ("name", "value", "currency", "pipeline", "stage"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -241,7 +241,7 @@ class ActivityCreate(Input):
     occurred_at: datetime | None = None
 
     @model_validator(mode="after")
-    def _one_subject(self) -> "ActivityCreate":
+    def _one_subject(self) -> ActivityCreate:
         if (self.lead_id is None) == (self.deal_id is None):
             raise ValueError("give exactly one of lead_id or deal_id")
         return self

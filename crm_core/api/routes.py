@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
-from crm_core.api import activities, api_tokens, calls, deals, imports, leads, sessions, teams, users
+from crm_core.api import (
+    activities,
+    api_tokens,
+    calls,
+    deals,
+    imports,
+    leads,
+    sessions,
+    teams,
+    users,
+)
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions

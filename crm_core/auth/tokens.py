@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -85,7 +85,7 @@ async def create_browser_session(conn: asyncpg.Connection, user: asyncpg.Record,
         VALUES ($1, $2, 'browser', $3, $4, $5) RETURNING id
         """,
         user["org_id"], user["id"], token_hash(token), csrf,
-        datetime.now(timezone.utc) + timedelta(seconds=ttl_s),
+        datetime.now(UTC) + timedelta(seconds=ttl_s),
     )
     return IssuedSession(str(session_id), token, csrf, ttl_s)
 

@@ -4,8 +4,6 @@ import re
 
 from jsonschema import Draft202012Validator
 
-from crm_core.api import ENDPOINTS
-
 
 async def test_the_document_is_openapi_3_1_with_valid_schemas(world):
     doc = world.openapi
