@@ -13,12 +13,20 @@ from crm_core.api_errors import Forbidden
 from crm_core.auth.principal import Principal
 
 
-def visible_clause(me: Principal, params: SqlParams, *, alias: str, owner_column: str) -> list[str]:
-    """WHERE fragments limiting ``alias`` to the organization and the principal's reach."""
+def visible_clause(me: Principal, params: SqlParams, *, alias: str, owner_column: str,
+                   territory_column: str | None = None) -> list[str]:
+    """WHERE fragments limiting ``alias`` to the organization and the principal's reach.
+
+    With ``territory_column`` (leads), a non-admin who has a territory sees only records in
+    that territory or in none.
+    """
     clauses = [f"{alias}.org_id = {params.add(me.org_id)}"]
     owner = f"{alias}.{owner_column}"
     if me.role == "admin":
         return clauses
+    if territory_column is not None and me.territory:
+        column = f"{alias}.{territory_column}"
+        clauses.append(f"({column} IS NULL OR {column} = {params.add(me.territory)})")
     if me.role == "manager" and me.team_ids:
         user = params.add(me.user_id)
         teams = params.add(list(me.team_ids))

@@ -38,9 +38,11 @@ def _reach(call: Call, params: SqlParams) -> list[str]:
     if me.role == "admin":
         return where
     parts = []
-    for table, column, owner in (("leads", "lead_id", "owner_id"), ("deals", "deal_id", "owner_id"),
-                                 ("calls", "call_id", "rep_id")):
-        clause = " AND ".join(visible_clause(me, params, alias="v", owner_column=owner))
+    for table, column, owner, territory in (("leads", "lead_id", "owner_id", "territory"),
+                                            ("deals", "deal_id", "owner_id", None),
+                                            ("calls", "call_id", "rep_id", None)):
+        clause = " AND ".join(visible_clause(me, params, alias="v", owner_column=owner,
+                                             territory_column=territory))
         parts.append(f"EXISTS (SELECT 1 FROM {table} v WHERE v.id = a.{column} AND {clause})")
     where.append("(" + " OR ".join(parts) + ")")
     return where
@@ -65,7 +67,7 @@ async def create_activity(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         if body.lead_id is not None:
             subject = await load_visible(conn, me, table="leads", record_id=str(body.lead_id),
-                                         owner_column="owner_id", what="lead")
+                                         owner_column="owner_id", what="lead", territory_column="territory")
             subject_type, lead_id, deal_id = "lead", subject["id"], None
         else:
             subject = await load_visible(conn, me, table="deals", record_id=str(body.deal_id),

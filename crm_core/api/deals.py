@@ -56,7 +56,8 @@ def deal_out(row: asyncpg.Record) -> Deal:
 
 async def _check_lead(conn: asyncpg.Connection, call: Call, lead_id: str | None) -> None:
     if lead_id is not None:
-        await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id", what="lead")
+        await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id",
+                           what="lead", territory_column="territory")
 
 
 async def list_deals(call: Call) -> Reply:

@@ -71,7 +71,8 @@ def score_columns(fields: dict[str, Any]) -> dict[str, Any]:
 async def list_leads(call: Call) -> Reply:
     ctx = call.context.options
     params = SqlParams()
-    base = visible_clause(call.me, params, alias="l", owner_column="owner_id")
+    base = visible_clause(call.me, params, alias="l", owner_column="owner_id",
+                          territory_column="territory")
     page = plan_page(LEADS, call.request.query, params, alias="l",
                      default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
     sql = select_page_sql(page, table="leads", alias="l", base_where=base, params=params)
@@ -83,7 +84,7 @@ async def list_leads(call: Call) -> Reply:
 async def get_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="leads", record_id=call.path_id(),
-                                 owner_column="owner_id", what="lead")
+                                 owner_column="owner_id", what="lead", territory_column="territory")
     return Reply(lead_out(row), headers={"ETag": etag(row)})
 
 
@@ -120,7 +121,8 @@ async def update_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True)
+                                     owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         check_if_match(call.request, current)
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
@@ -141,7 +143,8 @@ async def delete_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True)
+                                     owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         check_if_match(call.request, current)
         await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
         await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
@@ -156,7 +159,8 @@ async def rescore_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True)
+                                     owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         columns = score_columns(dict(current))
         row = await update_row(conn, "leads", current["id"], columns, me.org_id)
         out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
@@ -177,7 +181,8 @@ async def convert_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         lead = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                  owner_column="owner_id", what="lead", for_update=True)
+                                  owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         if lead["status"] == "converted":
             raise Conflict("the lead is already converted", {"lead_id": str(lead["id"])},
                            code="already_converted")

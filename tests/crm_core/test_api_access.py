@@ -133,3 +133,18 @@ async def test_activities_timeline_is_newest_first_and_follows_reach(world):
     assert resp.status == 404
     resp, err = await world.request("POST", "/api/v1/activities", as_=org.rep, json={"text": "no subject"})
     assert resp.status == 422
+
+
+async def test_a_territory_narrows_what_non_admins_see(world):
+    org = await world.make_org()
+    emea = await world.create_lead(org.rep, territory="EMEA")
+    apac = await world.create_lead(org.rep, territory="APAC")
+    anywhere = await world.create_lead(org.rep)
+    async with world.pool.acquire() as conn:
+        await conn.execute("UPDATE users SET territory = 'EMEA' WHERE id = $1", org.manager.user_id)
+    _, page = await world.request("GET", "/api/v1/leads", as_=org.manager)
+    assert {x["id"] for x in page["data"]} == {emea["id"], anywhere["id"]}
+    resp, _ = await world.request("GET", f"/api/v1/leads/{apac['id']}", as_=org.manager)
+    assert resp.status == 404
+    _, page = await world.request("GET", "/api/v1/leads", as_=org.admin)
+    assert {x["id"] for x in page["data"]} >= {emea["id"], apac["id"], anywhere["id"]}
