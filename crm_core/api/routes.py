@@ -22,7 +22,7 @@ from crm_core.api import (
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
-from crm_core.api_errors import ApiError, NotFound
+from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,23 @@ def add_api_routes(
         else:
             app.router.add_route(ep.method, ep.path, _catching(ep))
 
-    async def not_found(_request: web.Request) -> web.Response:
+    async def not_found(request: web.Request) -> web.Response:
+        # The catch-all keeps unknown paths in the error shape; a known path with the wrong
+        # method is a 405 naming the methods it has.
+        allowed: set[str] = set()
+        for resource in api.router.resources():
+            if resource is catch_all:
+                continue
+            match, methods = await resource.resolve(request)
+            if match is None:
+                allowed |= methods
+        if allowed:
+            raise MethodNotAllowed(f"{request.method} is not allowed here",
+                                   {"allowed": sorted(allowed)}, headers={"Allow": ", ".join(sorted(allowed))})
         raise NotFound("no such API path")
 
-    api.router.add_route("*", "/{tail:.*}", not_found)
+    catch_all = api.router.add_resource("/{tail:.*}")
+    catch_all.add_route("*", not_found)
     app.add_subapp(PREFIX, api)
     app.on_shutdown.append(_stop_imports)
 

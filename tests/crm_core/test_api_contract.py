@@ -112,5 +112,9 @@ async def test_unknown_paths_and_bad_ids_use_the_error_shape(world):
     assert resp.status == 404 and body["error"]["code"] == "not_found"
     resp, body = await world.request("GET", "/api/v1/leads/not-a-uuid", as_=org.admin)
     assert resp.status == 404 and body["error"]["code"] == "not_found"
+    resp = await world.client.put("/api/v1/leads", headers=org.admin.auth)
+    body = await resp.json()
+    assert (resp.status, body["error"]["code"]) == (405, "method_not_allowed")
+    assert resp.headers["Allow"] == "GET, POST"
     resp = await world.client.get("/api/v1/openapi.json")
     assert resp.status == 200  # the document itself needs no credentials
