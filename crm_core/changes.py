@@ -12,6 +12,7 @@ crm.activity.created, crm.leads.imported.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +57,12 @@ class ChangeSet:
             self.events.append(event)
 
     async def publish(self, pool: asyncpg.Pool, bus: EventBus | None) -> None:
-        """Send the committed events; failures leave them pending in the outbox."""
+        """Send the committed events; failures leave them pending in the outbox.
+
+        Marking the outbox rows published is a second commit, done in the background so
+        the client does not wait for it; if it is lost (node stops), ``relay_outbox``
+        sends the event again, which at-least-once delivery allows.
+        """
         if bus is None or not self.events:
             return
         sent: list[str] = []
@@ -67,12 +73,31 @@ class ChangeSet:
             except Exception as exc:  # noqa: BLE001 - the outbox keeps it for the relay
                 log.warning("event %s (%s) not published now, left in the outbox: %s",
                             event.id, event.type, exc)
-        if sent:
-            async with pool.acquire() as conn:
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::uuid[])", sent
-                )
         self.events.clear()
+        if sent:
+            task = asyncio.create_task(_mark_published(pool, sent))
+            _MARKING.add(task)
+            task.add_done_callback(_MARKING.discard)
+
+
+# Background "published" marks in flight (referenced so they are not garbage-collected).
+_MARKING: set[asyncio.Task] = set()
+
+
+async def _mark_published(pool: asyncpg.Pool, event_ids: list[str]) -> None:
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::uuid[])", event_ids
+            )
+    except Exception as exc:  # noqa: BLE001 - the relay re-sends; duplicates are allowed
+        log.warning("could not mark %d outbox event(s) published: %s", len(event_ids), exc)
+
+
+async def flush_published_marks() -> None:
+    """Wait for background publish marks (shutdown, tests)."""
+    if _MARKING:
+        await asyncio.gather(*list(_MARKING), return_exceptions=True)
 
 
 async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100) -> int:

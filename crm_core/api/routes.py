@@ -23,6 +23,7 @@ from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
+from crm_core.changes import flush_published_marks
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ def add_api_routes(
     catch_all.add_route("*", not_found)
     app.add_subapp(PREFIX, api)
     app.on_shutdown.append(_stop_imports)
+    app.on_shutdown.append(_flush_marks)
+
+
+async def _flush_marks(_app: web.Application) -> None:
+    await flush_published_marks()
 
 
 async def _stop_imports(_app: web.Application) -> None:

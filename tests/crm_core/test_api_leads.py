@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 
+from crm_core.changes import flush_published_marks
 from storage.events import Event
 
 
@@ -48,6 +49,7 @@ async def test_lead_created_event_goes_on_the_bus_and_its_outbox_row_is_marked_p
         delivery = await asyncio.wait_for(sub.__anext__(), 5)
     event: Event = delivery.event
     assert (event.type, event.org_id, event.payload["id"]) == ("crm.lead.created", org.id, lead["id"])
+    await flush_published_marks()
     async with world.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT published_at FROM outbox WHERE event_id = $1", event.id)
     assert row["published_at"] is not None
@@ -180,3 +182,21 @@ async def test_rescore_and_convert(world):
     assert (resp.status, err["error"]["code"]) == (409, "already_converted")
     _, timeline = await world.request("GET", "/api/v1/activities", as_=org.rep, params={"lead_id": lead["id"]})
     assert [a["kind"] for a in timeline["data"]] == ["converted"]
+
+
+async def test_events_the_bus_missed_are_relayed_from_the_outbox(world):
+    from crm_core.changes import ChangeSet, relay_outbox
+
+    org = await world.make_org()
+    changes = ChangeSet(org.id, org.admin.user_id)
+    async with world.pool.acquire() as conn, conn.transaction():
+        await changes.record(conn, action="lead.note", resource_type="lead", resource_id=None,
+                             event_type="crm.test.relayed", payload={"n": 1})
+    await changes.publish(world.pool, None)  # no bus: the event stays pending
+    event_id = changes.events[0].id
+    sub = await world.bus.subscribe("crm.test.*")
+    async with sub:
+        assert await relay_outbox(world.pool, world.bus) >= 1
+        delivery = await asyncio.wait_for(sub.__anext__(), 5)
+    assert (delivery.event.id, delivery.event.payload) == (event_id, {"n": 1})
+    assert await relay_outbox(world.pool, world.bus) == 0
