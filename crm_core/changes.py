@@ -100,10 +100,12 @@ async def flush_published_marks() -> None:
         await asyncio.gather(*list(_MARKING), return_exceptions=True)
 
 
-async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100) -> int:
+async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100,
+                       min_age_s: float = 0.0) -> int:
     """Publish outbox rows still pending (e.g. the bus was down); returns how many were sent.
 
-    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED.
+    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED. ``min_age_s``
+    leaves young rows to the request that wrote them (it publishes right after its commit).
     """
     sent = 0
     async with pool.acquire() as conn:
@@ -112,9 +114,10 @@ async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100) -
                 """
                 SELECT id, event_id, org_id, type, payload, extract(epoch FROM created_at) AS at
                 FROM outbox WHERE published_at IS NULL AND next_attempt_at <= now()
+                  AND created_at <= now() - make_interval(secs => $2)
                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
                 """,
-                batch,
+                batch, min_age_s,
             )
             for row in rows:
                 event = Event(row["type"], row["payload"], org_id=str(row["org_id"]) if row["org_id"] else None,

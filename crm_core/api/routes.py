@@ -112,7 +112,48 @@ def add_api_routes(
     catch_all.add_route("*", not_found)
     app.add_subapp(PREFIX, api)
     app.on_shutdown.append(_stop_imports)
+    app.cleanup_ctx.append(_housekeeping(pool, bus))
     app.on_shutdown.append(_flush_marks)
+
+
+RELAY_EVERY_S = 15.0
+RELAY_MIN_AGE_S = 30.0
+PRUNE_EVERY_S = 3600.0
+
+
+def _housekeeping(pool: Callable[[], asyncpg.Pool], bus: Callable[[], EventBus | None]):
+    """Per node, in the background: re-send outbox events the bus missed (SKIP LOCKED makes
+    that safe on many nodes) and forget day-old idempotency keys."""
+    import asyncio
+    import time
+
+    from crm_core.api.idempotency import prune_idempotency_keys
+    from crm_core.changes import relay_outbox
+
+    async def loop() -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(RELAY_EVERY_S)
+            try:
+                current_pool, current_bus = pool(), bus()
+                if current_pool is None or current_bus is None:
+                    continue
+                await relay_outbox(current_pool, current_bus, min_age_s=RELAY_MIN_AGE_S)
+                if time.monotonic() - last_prune > PRUNE_EVERY_S:
+                    await prune_idempotency_keys(current_pool)
+                    last_prune = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - housekeeping retries on its next round
+                log.warning("CRM API housekeeping failed; retrying in %.0f s", RELAY_EVERY_S, exc_info=True)
+
+    async def ctx(_app: web.Application):
+        task = asyncio.create_task(loop(), name="crm-api-housekeeping")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
 
 
 async def _flush_marks(_app: web.Application) -> None:

@@ -200,3 +200,15 @@ async def test_events_the_bus_missed_are_relayed_from_the_outbox(world):
         delivery = await asyncio.wait_for(sub.__anext__(), 5)
     assert (delivery.event.id, delivery.event.payload) == (event_id, {"n": 1})
     assert await relay_outbox(world.pool, world.bus) == 0
+
+
+async def test_old_idempotency_keys_are_pruned(world):
+    from crm_core.api.idempotency import prune_idempotency_keys
+
+    org = await world.make_org()
+    await world.request("POST", "/api/v1/leads", as_=org.rep, json={"first_name": "P"},
+                        headers={"Idempotency-Key": "old"})
+    async with world.pool.acquire() as conn:
+        await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days' "
+                           "WHERE org_id = $1", org.id)
+    assert await prune_idempotency_keys(world.pool) == 1
