@@ -17,8 +17,26 @@ _STAGE = r"^[a-z0-9_]{1,40}$"
 Text = Field(None, max_length=200)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather than fail there.
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL (U+0000) characters")
+        return data
 
 
 class Output(BaseModel):
@@ -129,7 +147,7 @@ class LeadScoreResult(BaseModel):
 
 class LeadConvert(Input):
     name: str | None = Field(None, max_length=200, description="Deal name; default: the lead's company or name.")
-    value: float = Field(0, ge=0, le=1e12)
+    value: float = Field(0, ge=0, lt=1e12)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     pipeline: str = Field("default", max_length=60)
     stage: str = Field("qualification", pattern=_STAGE)
@@ -142,7 +160,7 @@ class DealCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     lead_id: UUID | None = None
     company: str | None = Text
-    value: float = Field(0, ge=0, le=1e12)
+    value: float = Field(0, ge=0, lt=1e12)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     pipeline: str = Field("default", min_length=1, max_length=60)
     stage: str = Field("qualification", pattern=_STAGE)
@@ -153,7 +171,7 @@ class DealCreate(Input):
 class DealUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     company: str | None = Text
-    value: float | None = Field(None, ge=0, le=1e12)
+    value: float | None = Field(None, ge=0, lt=1e12)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     pipeline: str | None = Field(None, min_length=1, max_length=60)
     stage: str | None = Field(None, pattern=_STAGE)

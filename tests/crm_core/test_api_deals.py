@@ -34,7 +34,8 @@ async def test_stage_change_is_an_activity_an_audit_row_and_an_event(world):
 
 async def test_deal_validation_and_filters(world):
     org = await world.make_org()
-    for body in ({"name": ""}, {"name": "x", "value": -1}, {"name": "x", "currency": "usd"},
+    for body in ({"name": ""}, {"name": "x", "value": -1}, {"name": "x", "value": 1e12},
+                 {"name": "x", "currency": "usd"},
                  {"name": "x", "stage": "Closed Won!"}):
         resp, err = await world.request("POST", "/api/v1/deals", as_=org.rep, json=body)
         assert resp.status == 422, body
