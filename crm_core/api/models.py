@@ -147,7 +147,7 @@ class LeadScoreResult(BaseModel):
 
 class LeadConvert(Input):
     name: str | None = Field(None, max_length=200, description="Deal name; default: the lead's company or name.")
-    value: float = Field(0, ge=0, lt=1e12)
+    value: float = Field(0, ge=0, le=999_999_999_999.99)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     pipeline: str = Field("default", max_length=60)
     stage: str = Field("qualification", pattern=_STAGE)
@@ -160,7 +160,7 @@ class DealCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     lead_id: UUID | None = None
     company: str | None = Text
-    value: float = Field(0, ge=0, lt=1e12)
+    value: float = Field(0, ge=0, le=999_999_999_999.99)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     pipeline: str = Field("default", min_length=1, max_length=60)
     stage: str = Field("qualification", pattern=_STAGE)
@@ -171,7 +171,7 @@ class DealCreate(Input):
 class DealUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     company: str | None = Text
-    value: float | None = Field(None, ge=0, lt=1e12)
+    value: float | None = Field(None, ge=0, le=999_999_999_999.99)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     pipeline: str | None = Field(None, min_length=1, max_length=60)
     stage: str | None = Field(None, pattern=_STAGE)

@@ -188,3 +188,30 @@ async def test_create_admin_command(world, migrated_database, redis_url):
     resp, _ = await _sign_in(world, "root@cli.test", "from the environment")
     assert resp.status == 200
     world.client.session.cookie_jar.clear()
+
+
+async def test_query_tokens_are_for_handlers_that_opt_in_and_only_short_lived_ones(world):
+    from aiohttp.test_utils import make_mocked_request
+
+    from crm_core.api_context import CRM_API
+    from crm_core.api_errors import Unauthenticated
+    from crm_core.auth import authenticate
+
+    org = await world.make_org()
+    _, body = await _sign_in(world, org.rep.email)
+    world.client.session.cookie_jar.clear()
+    app = world.client.app
+
+    def request(query):
+        return make_mocked_request("GET", f"/live/feed?{query}", app=app)
+
+    assert app[CRM_API] is not None
+    principal = await authenticate(request(f"token={body['token']}"), allow_query_token=True)
+    assert principal.user_id == org.rep.user_id and principal.via == "session"
+    for query, allow in ((f"token={body['token']}", False), (f"access_token={org.rep.token}", True)):
+        try:
+            await authenticate(request(query), allow_query_token=allow)
+        except Unauthenticated:
+            pass
+        else:
+            raise AssertionError(query)
