@@ -22,6 +22,8 @@ _ERROR_TEXT = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "The body failed validation",
+    502: "The carrier refused or could not be reached",
+    503: "Not available on this node",
 }
 
 
