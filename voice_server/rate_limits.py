@@ -23,7 +23,13 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from storage.rate_limit import RateDecision, RateLimit, RateLimiter, RateLimitUnavailable, retry_after_header
+from storage.rate_limit import (
+    RateDecision,
+    RateLimit,
+    RateLimiter,
+    RateLimitUnavailable,
+    retry_after_header,
+)
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    # live transcription and coaching (speech model from a PyPI package, see README "Speech engine")
+    stt_enabled: bool = True
+    stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
@@ -64,6 +67,43 @@ class Settings(BaseSettings):
     webhooks_timeout_s: float = Field(10.0, gt=0, le=120)
     lead_rescoring_every_s: float = Field(30.0, gt=0, le=86400)
     # --- end crm-intel
+
+    # --- carriers (Twilio, Vonage, outbound dialing) ---------------------------------
+    # The URL carriers use to reach this server (scheme://host[:port], no path). Webhook
+    # signatures are computed over it, so behind a proxy it must be the public one.
+    public_url: str = "http://127.0.0.1:8080"
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_caller_id: str | None = None  # our number shown to customers on outbound calls
+    vonage_application_id: str = ""
+    vonage_private_key_path: Path | None = None
+    vonage_signature_secret: str = ""
+    vonage_signature_max_age_s: float = Field(300.0, gt=0)
+    vonage_api_host: str = "api.nexmo.com"  # host[:port]; the SDK always speaks HTTPS
+    vonage_number: str | None = None
+    # Our carrier numbers -> the rep user id whose phone/SIP address a call to it rings.
+    carrier_numbers: dict[str, str] = Field(default_factory=dict)
+    media_max_message_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    media_idle_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # --- end carriers ----------------------------------------------------------------
+    # --- SIP/RTP edge (voice_server/transports/sip.py) ---
+    sip_enabled: bool = False
+    sip_host: str = "127.0.0.1"  # where the SIP and RTP sockets bind
+    sip_port: int = Field(5060, ge=0, le=65535)  # 0: any free port (tests)
+    # The address peers must use (Contact, SDP c=); defaults to sip_host.
+    sip_advertised_host: str | None = None
+    rtp_port_min: int = Field(20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(20999, ge=1025, le=65535)
+    # Comma-separated "network" (trusted by IP) or "user:password@network" (IP + digest).
+    sip_peers: str = "127.0.0.1/32,::1/128"
+    sip_realm: str = "coachline"
+    sip_nonce_ttl_s: float = Field(300.0, gt=0, le=86400)
+    sip_max_calls: int = Field(500, ge=1, le=100000)
+    # No RTP for this long (and the call not on hold) ends the call as abnormal.
+    rtp_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # The org that owns SIP calls whose rep cannot be found (unset: such calls get 404).
+    sip_default_org_id: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -91,6 +131,16 @@ class Settings(BaseSettings):
     def model_post_init(self, _context: object) -> None:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("COACHLINE_DB_POOL_MIN must not exceed COACHLINE_DB_POOL_MAX")
+        if self.rtp_port_min >= self.rtp_port_max:  # SIP/RTP edge
+            raise ValueError("COACHLINE_RTP_PORT_MIN must be below COACHLINE_RTP_PORT_MAX")
+        if self.sip_enabled and self.sip_host in ("0.0.0.0", "::") and not self.sip_advertised_host:
+            raise ValueError("COACHLINE_SIP_ADVERTISED_HOST is needed when COACHLINE_SIP_HOST "
+                             "binds all addresses (peers must be told where to send)")
+        from voice_server.sip.peers import PeerSpecError, parse_peers
+        try:
+            parse_peers(self.sip_peers)
+        except PeerSpecError as exc:
+            raise ValueError(f"COACHLINE_SIP_PEERS: {exc}") from None
 
     @property
     def uses_shared_redis(self) -> bool:
