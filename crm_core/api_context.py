@@ -38,9 +38,6 @@ class ApiContext:
 
 
 CRM_API = web.AppKey("crm_api", ApiContext)
-# The carrier edge puts its crm_core.dialing.Dialer here (before the app starts) to enable
-# POST /api/v1/calls/outbound; without one that endpoint answers 503.
-OUTBOUND_DIALER = web.AppKey("crm_outbound_dialer", object)
 
 
 def api_context(request: web.Request) -> ApiContext:

@@ -71,14 +71,6 @@ class Unprocessable(ApiError):
     status, code = 422, "validation_failed"
 
 
-class BadGateway(ApiError):
-    status, code = 502, "carrier_error"
-
-
-class ServiceUnavailable(ApiError):
-    status, code = 503, "unavailable"
-
-
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 

@@ -234,15 +234,6 @@ class CallRecord(Output):
     created_at: datetime
 
 
-class OutboundCallCreate(Input):
-    to_number: str = Field(pattern=r"^\+?[0-9]{3,20}$", description="E.164 preferred, e.g. +14155550100.")
-    from_number: str | None = Field(None, pattern=r"^\+?[0-9]{3,20}$")
-    carrier: Literal["twilio", "vonage", "sip"] | None = Field(
-        None, description="Default: the first carrier the node can dial with.")
-    lead_id: UUID | None = None
-    deal_id: UUID | None = None
-
-
 class TranscriptSegment(BaseModel):
     segment_key: str
     party: Literal["rep", "customer", "mixed"]

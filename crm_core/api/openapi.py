@@ -22,8 +22,6 @@ _ERROR_TEXT = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "The body failed validation",
-    502: "The carrier refused or could not be reached",
-    503: "Not available on this node",
 }
 
 

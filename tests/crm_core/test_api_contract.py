@@ -38,7 +38,7 @@ async def test_every_route_the_server_has_is_documented(world):
     assert app_routes - {("GET", "/api/v1/openapi.json")} == documented
 
 
-async def test_every_operation_answers_as_documented(carrier, world):
+async def test_every_operation_answers_as_documented(world):
     """Drive every endpoint once as an admin (plus its error paths); ``world`` checks each reply."""
     org = await world.make_org()
     admin = org.admin
@@ -69,7 +69,6 @@ async def test_every_operation_answers_as_documented(carrier, world):
         ("POST", "/api/v1/users"): {"email": "d@c.test", "name": "D"},
         ("POST", "/api/v1/teams"): {"name": "Contract 3"},
         ("POST", "/api/v1/api-tokens"): {"name": "d"},
-        ("POST", "/api/v1/calls/outbound"): {"to_number": "+15550100"},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import")}
     order = {"get": 0, "post": 1, "patch": 2, "delete": 3}
