@@ -40,8 +40,15 @@ def visible_clause(me: Principal, params: SqlParams, *, alias: str, owner_column
 
 
 async def check_assignable(conn, me: Principal, owner_id: str | None) -> None:
-    """May ``me`` give a record to ``owner_id``? Reps: only themselves; managers: their team."""
-    if owner_id is None or owner_id == me.user_id:
+    """May ``me`` give a record to ``owner_id``? Reps: only themselves; managers: their team.
+
+    ``None`` (unassigned) is for managers and admins: a rep would lose sight of the record.
+    """
+    if owner_id == me.user_id:
+        return
+    if owner_id is None:
+        if me.role == "rep":
+            raise Forbidden("reps cannot unassign records", code="invalid_owner")
         return
     row = await conn.fetchrow("SELECT team_id, is_active FROM users WHERE id = $1 AND org_id = $2",
                               owner_id, me.org_id)

@@ -55,6 +55,11 @@ async def test_assigning_records_follows_the_same_reach(world):
     resp, err = await world.request("PATCH", f"/api/v1/leads/{lead['id']}", as_=org.rep,
                                     json={"owner_id": org.other_rep.user_id})
     assert (resp.status, err["error"]["code"]) == (403, "invalid_owner")
+    resp, err = await world.request("PATCH", f"/api/v1/leads/{lead['id']}", as_=org.rep, json={"owner_id": None})
+    assert (resp.status, err["error"]["code"]) == (403, "invalid_owner")
+    resp, unassigned = await world.request("PATCH", f"/api/v1/leads/{lead['id']}", as_=org.manager,
+                                           json={"owner_id": None})
+    assert resp.status == 200 and unassigned["owner_id"] is None
 
 
 async def test_organizations_never_see_each_other(world):

@@ -215,3 +215,27 @@ async def test_query_tokens_are_for_handlers_that_opt_in_and_only_short_lived_on
             pass
         else:
             raise AssertionError(query)
+
+
+async def test_cookies_are_secure_when_the_node_is_served_over_tls(migrated_database, redis_url):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from crm_core.auth.accounts import create_admin
+    from voice_server.app import create_app
+    from voice_server.runtime import Runtime
+    from voice_server.settings import load_settings
+
+    settings = load_settings({"DATABASE_URL": migrated_database, "REDIS_URL": redis_url,
+                              "COACHLINE_EVENT_BUS": "memory", "COACHLINE_COOKIE_SECURE": "true"})
+    runtime = await Runtime(settings).start()
+    client = TestClient(TestServer(create_app(settings, runtime)))
+    await client.start_server()
+    try:
+        async with runtime.pool.acquire() as conn:
+            await create_admin(conn, email="tls@x.test", org_slug="tls", password="a long password")
+        resp = await client.post("/auth/token", json={"email": "tls@x.test", "password": "a long password"})
+        assert resp.status == 200
+        assert resp.cookies["coachline_session"]["secure"] and resp.cookies["coachline_csrf"]["secure"]
+    finally:
+        await client.close()
+        await runtime.close()
