@@ -212,3 +212,16 @@ async def test_old_idempotency_keys_are_pruned(world):
         await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days' "
                            "WHERE org_id = $1", org.id)
     assert await prune_idempotency_keys(world.pool) == 1
+
+
+async def test_concurrent_retries_with_one_key_create_one_lead(world):
+    org = await world.make_org()
+    headers = {"Idempotency-Key": "race"}
+    results = await asyncio.gather(*[
+        world.request("POST", "/api/v1/leads", as_=org.rep, json={"first_name": "Race"}, headers=headers)
+        for _ in range(5)])
+    statuses = sorted(resp.status for resp, _ in results)
+    assert set(statuses) <= {201, 409} and 201 in statuses
+    assert all(body["error"]["code"] == "idempotency_in_progress" for resp, body in results if resp.status == 409)
+    async with world.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads WHERE org_id = $1", org.id) == 1
