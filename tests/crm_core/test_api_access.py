@@ -136,7 +136,7 @@ async def test_activities_timeline_is_newest_first_and_follows_reach(world):
     resp, _ = await world.request("POST", "/api/v1/activities", as_=org.other_rep,
                                   json={"lead_id": lead["id"], "text": "sneaky"})
     assert resp.status == 404
-    resp, err = await world.request("POST", "/api/v1/activities", as_=org.rep, json={"text": "no subject"})
+    resp, _ = await world.request("POST", "/api/v1/activities", as_=org.rep, json={"text": "no subject"})
     assert resp.status == 422
 
 

@@ -69,7 +69,7 @@ async def test_logout_revokes_the_session_and_its_bearer_tokens(world):
     resp, _ = await world.request("POST", "/auth/logout", headers={"X-CSRF-Token": csrf})
     assert resp.status == 204
     world.client.session.cookie_jar.clear()
-    resp, err = await world.request("GET", "/api/v1/me", headers=bearer)
+    resp, _ = await world.request("GET", "/api/v1/me", headers=bearer)
     assert resp.status == 401
 
 
@@ -131,7 +131,7 @@ async def test_users_and_teams_are_managed_by_admins(world):
     resp, err = await world.request("POST", "/api/v1/users", as_=org.admin, json={
         "email": "new.rep@example.com", "name": "Again"})
     assert (resp.status, err["error"]["code"]) == (409, "duplicate_email")
-    resp, signed = await world.request("POST", "/auth/token", json={
+    resp, _ = await world.request("POST", "/auth/token", json={
         "email": "new.rep@example.com", "password": "a long enough password"})
     assert resp.status == 200
     world.client.session.cookie_jar.clear()

@@ -31,7 +31,7 @@ async def test_no_operation_fails_on_junk(world):
             if fields is not None:
                 for field in fields:
                     for value in rng.sample(JUNK, 5):
-                        attempts.append(({"json": {field: value}}))
+                        attempts.append({"json": {field: value}})
                 attempts += [{"json": v} for v in ([], "text", 42, None)]
                 attempts.append({"data": b"\xff\xfe\x00", "headers": {"Content-Type": "application/json"}})
             for param in op.get("parameters", []):

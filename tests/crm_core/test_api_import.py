@@ -84,7 +84,7 @@ async def test_oversized_files_are_413(world):
 async def test_import_jobs_follow_reach_and_replay_with_idempotency_key(world):
     org = await world.make_org()
     key = {"Idempotency-Key": "import-1"}
-    resp1, job1 = await _import(world, org.manager, GOOD, headers=key)
+    _, job1 = await _import(world, org.manager, GOOD, headers=key)
     resp2, job2 = await world.request("POST", "/api/v1/leads/import", as_=org.manager, data=GOOD.encode(),
                                       headers={"Content-Type": "text/csv", **key})
     assert resp2.status == 202 and job2["id"] == job1["id"]
