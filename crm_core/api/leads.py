@@ -21,6 +21,7 @@ from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreRe
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import Conflict, Unprocessable
 from crm_core.changes import ChangeSet
+from crm_core.lead_engagement import lead_engagement
 from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
 
 # Fields whose change makes the stored score stale.
@@ -127,7 +128,8 @@ async def update_lead(call: Call) -> Reply:
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
         if _SCORED_FIELDS & updates.keys():
-            updates.update(score_columns({**dict(current), **updates}))
+            engagement = await lead_engagement(conn, me.org_id, current["id"])
+            updates.update(score_columns({**dict(current), **updates, "engagement": engagement}))
         row = await update_row(conn, "leads", current["id"], updates, me.org_id)
         before, after = lead_out(current), lead_out(row)
         await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
@@ -161,7 +163,8 @@ async def rescore_lead(call: Call) -> Reply:
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
                                      owner_column="owner_id", what="lead", for_update=True,
                                   territory_column="territory")
-        columns = score_columns(dict(current))
+        engagement = await lead_engagement(conn, me.org_id, current["id"])
+        columns = score_columns({**dict(current), "engagement": engagement})
         row = await update_row(conn, "leads", current["id"], columns, me.org_id)
         out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
                               reasons=columns["score_factors"]["reasons"],
@@ -226,7 +229,8 @@ ENDPOINTS = (
              response=Lead, errors=(400, 401, 403, 404, 412, 413, 422)),
     Endpoint("DELETE", "/api/v1/leads/{id}", delete_lead, "Delete a lead", "leads", status=204,
              errors=(401, 403, 404, 412)),
-    Endpoint("POST", "/api/v1/leads/{id}/score", rescore_lead, "Re-score a lead", "leads",
+    Endpoint("POST", "/api/v1/leads/{id}/score", rescore_lead,
+             "Re-score a lead (profile plus what its calls showed: talk time, sentiment)", "leads",
              response=LeadScoreResult),
     Endpoint("POST", "/api/v1/leads/{id}/convert", convert_lead, "Convert a lead into a deal", "leads",
              body=LeadConvert, response=Deal, status=201, errors=(400, 401, 403, 404, 409, 413, 422)),

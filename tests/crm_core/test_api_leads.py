@@ -225,3 +225,21 @@ async def test_concurrent_retries_with_one_key_create_one_lead(world):
     assert all(body["error"]["code"] == "idempotency_in_progress" for resp, body in results if resp.status == 409)
     async with world.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM leads WHERE org_id = $1", org.id) == 1
+
+
+async def test_rescoring_reads_the_leads_calls(world):
+    from crm_core.calls import NewCall, SegmentRow, add_final_segments, create_call, update_call_status
+
+    org = await world.make_org()
+    lead = await world.create_lead(org.rep, title="Director of Sales", company_size=250)
+    _, before = await world.request("POST", f"/api/v1/leads/{lead['id']}/score", as_=org.rep)
+    async with world.pool.acquire() as conn:
+        call = await create_call(conn, NewCall(org.id, "twilio", "outbound", external_id="CA-eng",
+                                               rep_id=org.rep.user_id, lead_id=lead["id"]))
+        await update_call_status(conn, call["id"], "in-progress")
+        await update_call_status(conn, call["id"], "completed", duration_s=1800)
+        await add_final_segments(conn, org.id, str(call["id"]), [
+            SegmentRow("c1", "customer", 0, 900, "this sounds great", [], sentiment=0.9)])
+    _, after = await world.request("POST", f"/api/v1/leads/{lead['id']}/score", as_=org.rep)
+    assert after["score"] != before["score"]
+    assert any("30 min talk time" in r or "sentiment" in r.lower() for r in after["reasons"]), after
