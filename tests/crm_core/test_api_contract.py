@@ -118,3 +118,10 @@ async def test_unknown_paths_and_bad_ids_use_the_error_shape(world):
     assert resp.headers["Allow"] == "GET, POST"
     resp = await world.client.get("/api/v1/openapi.json")
     assert resp.status == 200  # the document itself needs no credentials
+
+
+async def test_form_posts_are_415_and_documented(world):
+    org = await world.make_org()
+    resp, body = await world.request("POST", "/api/v1/leads", as_=org.rep, data="first_name=A",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (resp.status, body["error"]["code"]) == (415, "unsupported_media_type")
