@@ -24,6 +24,9 @@ from storage.events import Event, EventBus
 log = logging.getLogger(__name__)
 
 
+WRITER_GRACE_S = 10.0
+
+
 @dataclass(slots=True)
 class ChangeSet:
     """Collects the events of one transaction so they are published only after it commits."""
@@ -50,9 +53,14 @@ class ChangeSet:
         )
         if event_type is not None:
             event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
+            # The writer publishes right after its commit; the relay waits out that grace so
+            # it does not send the same event a second time meanwhile.
             await conn.execute(
-                "INSERT INTO outbox (event_id, org_id, type, payload) VALUES ($1, $2, $3, $4)",
-                event.id, self.org_id, event.type, event.payload,
+                """
+                INSERT INTO outbox (event_id, org_id, type, payload, next_attempt_at)
+                VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+                """,
+                event.id, self.org_id, event.type, event.payload, WRITER_GRACE_S,
             )
             self.events.append(event)
 
@@ -100,12 +108,11 @@ async def flush_published_marks() -> None:
         await asyncio.gather(*list(_MARKING), return_exceptions=True)
 
 
-async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100,
-                       min_age_s: float = 0.0) -> int:
+async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100) -> int:
     """Publish outbox rows still pending (e.g. the bus was down); returns how many were sent.
 
-    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED. ``min_age_s``
-    leaves young rows to the request that wrote them (it publishes right after its commit).
+    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED. Rows written
+    through ``ChangeSet`` become due only after ``WRITER_GRACE_S`` (their writer publishes them).
     """
     sent = 0
     async with pool.acquire() as conn:
@@ -114,10 +121,9 @@ async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100,
                 """
                 SELECT id, event_id, org_id, type, payload, extract(epoch FROM created_at) AS at
                 FROM outbox WHERE published_at IS NULL AND next_attempt_at <= now()
-                  AND created_at <= now() - make_interval(secs => $2)
                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
                 """,
-                batch, min_age_s,
+                batch,
             )
             for row in rows:
                 event = Event(row["type"], row["payload"], org_id=str(row["org_id"]) if row["org_id"] else None,

@@ -117,7 +117,6 @@ def add_api_routes(
 
 
 RELAY_EVERY_S = 15.0
-RELAY_MIN_AGE_S = 30.0
 PRUNE_EVERY_S = 3600.0
 
 
@@ -138,7 +137,7 @@ def _housekeeping(pool: Callable[[], asyncpg.Pool], bus: Callable[[], EventBus |
                 current_pool, current_bus = pool(), bus()
                 if current_pool is None or current_bus is None:
                     continue
-                await relay_outbox(current_pool, current_bus, min_age_s=RELAY_MIN_AGE_S)
+                await relay_outbox(current_pool, current_bus)
                 if time.monotonic() - last_prune > PRUNE_EVERY_S:
                     await prune_idempotency_keys(current_pool)
                     last_prune = time.monotonic()
