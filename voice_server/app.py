@@ -33,6 +33,7 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
+from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
 from voice_server.web import SignedInUser, add_page_routes
@@ -169,6 +170,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
             await edge.close()
 
         app.cleanup_ctx.append(_sip_edge)
+
+    # recording (issue 7): recorder on every call, recovery/retention jobs, review API
+    setup_recordings(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)

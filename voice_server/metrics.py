@@ -59,15 +59,6 @@ class NodeMetrics:
             "Wall time the speech model has spent decoding since start.",
             registry=self.registry,
         )
-
-    def observe_speech_pool(self, stats) -> None:
-        self.stt_queue_lag.set(stats.queue_lag_ms / 1000.0)
-        self.stt_pending.labels("final").set(stats.finals_pending)
-        self.stt_pending.labels("partial").set(stats.partials_pending)
-        self.stt_decoded.labels("final").set(stats.finals_decoded)
-        self.stt_decoded.labels("partial").set(stats.partials_decoded)
-        self.stt_partials_shed.set(stats.partials_dropped + stats.partials_superseded)
-        self.stt_busy.set(stats.busy_seconds)
         # --- SIP/RTP edge (voice_server/transports/sip.py) ---
         self.sip_rejected = Counter(
             "coachline_sip_malformed_total",
@@ -80,3 +71,12 @@ class NodeMetrics:
             ["reason"],
             registry=self.registry,
         )
+
+    def observe_speech_pool(self, stats) -> None:
+        self.stt_queue_lag.set(stats.queue_lag_ms / 1000.0)
+        self.stt_pending.labels("final").set(stats.finals_pending)
+        self.stt_pending.labels("partial").set(stats.partials_pending)
+        self.stt_decoded.labels("final").set(stats.finals_decoded)
+        self.stt_decoded.labels("partial").set(stats.partials_decoded)
+        self.stt_partials_shed.set(stats.partials_dropped + stats.partials_superseded)
+        self.stt_busy.set(stats.busy_seconds)

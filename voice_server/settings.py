@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     stt_enabled: bool = True
     stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # speech engine (speech): the shared Whisper model and its decode pool (media.stt)
+    # stt_model (above): tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
+    stt_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    stt_compute_type: str = "int8"  # int8 on CPU; float16 / int8_float16 on a GPU
+    stt_threads: int = Field(0, ge=0, le=256)  # 0: CTranslate2 uses every core
+    stt_workers: int = Field(1, ge=1, le=16)
+    stt_max_batch: int = Field(4, ge=1, le=64)
     # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
     cookie_secure: bool = False
@@ -104,6 +111,30 @@ class Settings(BaseSettings):
     rtp_timeout_s: float = Field(30.0, gt=0, le=3600)
     # The org that owns SIP calls whose rep cannot be found (unset: such calls get 404).
     sip_default_org_id: str | None = None
+
+    # --- recording (issue 7): encrypted call recordings ---
+    recording_enabled: bool = True
+    # Master keys "id:base64[,id:base64…]" (first = current), or a file of such lines.
+    # Neither set: calls are not recorded (a key is never generated beside the data).
+    recording_key: SecretStr | None = None
+    recording_key_file: Path | None = None
+    recording_dir: Path | None = None  # default <data_dir>/recordings
+    recording_sample_rate: Literal[8000, 16000] = 8000
+    # Seconds of audio per encrypted chunk: a crash loses at most this (plus the jitter window).
+    recording_chunk_s: float = Field(2.0, ge=0.1, le=60)
+    recording_max_lag_ms: int = Field(500, ge=0, le=10_000)
+    # No frame for this long: the silent time is written (jitter tolerated beyond the lag window).
+    recording_stall_s: float = Field(2.0, ge=0.2, le=60)
+    # A 'recording' row not renewed for this long was left by a dead process.
+    recording_stale_s: float = Field(30.0, ge=1, le=3600)
+    # Defaults for organizations whose settings do not say (organizations.settings keys
+    # recording_retention_days, reps_review_own_recordings). 0 days = keep forever.
+    recording_retention_days: int = Field(0, ge=0, le=36500)
+    recording_reps_review_own: bool = False
+    recording_purge_every_s: float = Field(3600.0, ge=1)
+    # speakers: local pyannote-audio diarization pipeline directory for recordings after
+    # the call (needs the optional "diarization" extra); unset: the live method is used.
+    pyannote_checkpoint: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -184,7 +184,12 @@ async def test_siprec_invite_gives_two_parties_by_participant(
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sender.sendto(b"\x00garbage", ("127.0.0.1", media.streams[1].port))
-            for packet in rep_packets:
+            # The network's usual mischief: pairs swapped, one packet twice.
+            shuffled = list(rep_packets)
+            for i in range(1, len(shuffled) - 1, 7):
+                shuffled[i], shuffled[i + 1] = shuffled[i + 1], shuffled[i]
+            shuffled.insert(20, shuffled[10])
+            for packet in shuffled:
                 sender.sendto(packet, ("127.0.0.1", media.streams[1].port))
                 await asyncio.sleep(0.005)
         finally:
@@ -231,3 +236,20 @@ async def test_rtp_timeout_hangs_up_and_ends_the_call_abnormally(
 
         [row] = await node.eventually(ended)
         assert row["ended_abnormally"] and row["status"] == "failed"
+
+
+async def test_database_unavailable_gives_503_not_500(migrated_database, redis_url, tmp_path,
+                                                      monkeypatch):
+    from voice_server.transports import sip as sip_transport
+
+    monkeypatch.setattr(sip_transport, "DB_TIMEOUT_S", 0.5)
+    async with sip_node(migrated_database, redis_url, COACHLINE_DB_POOL_MIN="1",
+                        COACHLINE_DB_POOL_MAX="1") as node:
+        conn = await node.runtime.pool.acquire()  # no connection left for the INVITE
+        try:
+            result = await run_sipp(node.port, scenario(tmp_path, "rejected.xml", STATUS=503),
+                                    service=REP_DIALLED, timeout_s=15)
+        finally:
+            await node.runtime.pool.release(conn)
+        assert result.returncode == 0, result.stdout + result.errors
+        assert await node.call_rows() == []

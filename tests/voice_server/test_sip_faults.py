@@ -149,13 +149,18 @@ async def test_retransmitted_invite_is_absorbed_and_200_repeats_until_ack(
             peer.send(_request(peer, "ACK", call_id="rt1", to_tag=to_tag, cseq=2,
                                branch="z9hG4bKack2"))
             await asyncio.sleep(0)
-            peer.send(_request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=3,
+            info = _request(peer, "INFO", call_id="rt1", to_tag=to_tag, cseq=3,
+                            branch="z9hG4bKinfo", body="Signal=7\r\nDuration=160\r\n").replace(
+                b"application/sdp", b"application/dtmf-relay")
+            peer.send(info)
+            assert (await _final(peer, cseq=3)).status == 200
+            peer.send(_request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=4,
                                branch="z9hG4bKbye"))
             while (response := await peer.recv()).status == 200 and \
                     response.cseq.method == "INVITE":
                 pass
             assert response.cseq.method == "BYE" and response.status == 200
-            stale = _request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=4,
+            stale = _request(peer, "BYE", call_id="rt1", to_tag=to_tag, cseq=5,
                              branch="z9hG4bKbye2")
             peer.send(stale)
             assert (await peer.recv()).status == 481  # the dialog is gone
@@ -163,6 +168,7 @@ async def test_retransmitted_invite_is_absorbed_and_200_repeats_until_ack(
             peer.close()
         await node.logs[0].closed.wait()
         assert node.logs[0].abnormal is False
+        assert [(d, dur) for d, _at, dur in node.logs[0].digits] == [("7", 160)]
 
 
 async def _final(peer: Peer, cseq: int | None = None) -> SipResponse:
@@ -196,3 +202,26 @@ async def test_unsupported_body_and_extension_are_refused(migrated_database, red
         finally:
             peer.close()
         assert await node.call_rows() == []
+
+
+async def test_a_full_node_answers_503_and_keeps_its_calls(migrated_database, redis_url):
+    async with sip_node(migrated_database, redis_url, COACHLINE_SIP_MAX_CALLS="1") as node:
+        peer = Peer(node.port)
+        try:
+            peer.send(_request(peer, "INVITE", body=SDP, call_id="m1", branch="z9hG4bKm1"))
+            first = await _final(peer, cseq=1)
+            assert first.status == 200
+            peer.send(_request(peer, "INVITE", body=SDP, call_id="m2", branch="z9hG4bKm2"))
+            while (second := await _final(peer)).call_id != "m2":
+                pass  # the first call's 200 may come again before our ACK
+            assert second.status == 503 and second.headers.get("Retry-After")
+            assert len(node.edge.calls) == 1
+            to_tag = NameAddr.parse(first.headers.get("To")).tag
+            peer.send(_request(peer, "ACK", call_id="m1", to_tag=to_tag, branch="z9hG4bKm1a"))
+            peer.send(_request(peer, "BYE", call_id="m1", to_tag=to_tag, cseq=2,
+                               branch="z9hG4bKm1b"))
+            assert (await _final(peer, cseq=2)).status == 200
+        finally:
+            peer.close()
+        await node.logs[0].closed.wait()
+        assert node.logs[0].abnormal is False

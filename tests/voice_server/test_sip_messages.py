@@ -203,3 +203,17 @@ def test_sip_settings_are_checked():
             load_settings(bad)
     assert load_settings({"COACHLINE_SIP_ENABLED": "true", "COACHLINE_SIP_HOST": "0.0.0.0",
                           "COACHLINE_SIP_ADVERTISED_HOST": "203.0.113.5"}).sip_advertised_host
+
+
+def test_receivable_streams_are_the_ones_negotiate_takes():
+    from voice_server.sip.sdp import receivable_streams
+
+    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n"
+           "m=audio 40000 RTP/AVP 18\r\na=label:g729\r\n"
+           "m=audio 40002 RTP/AVP 0\r\na=label:a\r\n"
+           "m=audio 0 RTP/AVP 0\r\na=label:off\r\n"
+           "m=audio 40004 RTP/AVP 8\r\na=label:b\r\n").encode()
+    offer = parse_sdp(sdp)
+    assert [m.label for m in receivable_streams(offer)] == ["a", "b"]
+    answer = negotiate(offer, "127.0.0.1", [20000, 20002], audio_streams=2)
+    assert [(s.label, s.local_port) for s in answer.streams] == [("a", 20000), ("b", 20002)]

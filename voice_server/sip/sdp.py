@@ -185,6 +185,13 @@ def _choose_dtmf(m: MediaDescription) -> int | None:
     return None
 
 
+def receivable_streams(offer: SessionDescription) -> list[MediaDescription]:
+    """The offer's audio streams we can take (G.711 over RTP/AVP, port not 0), in order;
+    ``negotiate`` gives the ports it is handed to exactly these, in this order."""
+    return [m for m in offer.media
+            if m.media == "audio" and m.port and "RTP/AVP" in m.proto.upper() and _choose_codec(m)]
+
+
 def _answer_direction(offered: str) -> str:
     # We never send media: sendrecv/sendonly offers get recvonly, the rest inactive.
     return "recvonly" if offered in ("sendrecv", "sendonly") else "inactive"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -44,6 +45,7 @@ from voice_server.sip.sdp import (
     SessionDescription,
     negotiate,
     parse_sdp,
+    receivable_streams,
 )
 from voice_server.sip.siprec import RecordingMetadata, SiprecError, read_siprec_body
 from voice_server.sip.transactions import (
@@ -57,11 +59,13 @@ from voice_server.sip.transactions import (
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 ACCEPT = "application/sdp, multipart/mixed"
 SUPPORTED = "siprec"
-_KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "INFO", "UPDATE",
+_KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE",
                       "PRACK", "PUBLISH"}
+_DTMF_RELAY_RE = re.compile(r"^\s*signal\s*=\s*([0-9*#A-Da-d])\s*$", re.IGNORECASE | re.MULTILINE)
+_DURATION_RE = re.compile(r"^\s*duration\s*=\s*([0-9]{1,6})\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 class CallRejected(Exception):
@@ -106,6 +110,8 @@ class CallApplication(Protocol):
 
     async def ended(self, handle: object, reason: str, abnormal: bool) -> None: ...
 
+    async def dtmf(self, handle: object, digit: str, duration_ms: int) -> None: ...
+
 
 @dataclass(eq=False)
 class SipCall:
@@ -146,6 +152,9 @@ class SipUserAgentServer:
         self._client: dict[str, SipCall] = {}  # branch of our BYE → call
         self._tasks: set[asyncio.Task] = set()
         self.rejected = 0  # datagrams we could not read (for metrics)
+        self._admitting = 0  # INVITEs waiting on the application (they count as calls)
+        # Scanners probe SIP ports all day: one log line per source per minute, not per packet.
+        self._logged: dict[str, float] = {}
 
     # ---------------------------------------------------------------- input
 
@@ -172,8 +181,9 @@ class SipUserAgentServer:
 
     def _answer_unparseable(self, data: bytes, address: Address, exc: SipParseError) -> None:
         """400 (or 413) to a request we could not read, if it has a Via to answer to."""
-        log.warning("malformed SIP from %s:%d (%d bytes): %s",
-                    address[0], address[1], len(data), exc)
+        if self._may_log(address[0]):
+            log.warning("malformed SIP from %s:%d (%d bytes): %s",
+                        address[0], address[1], len(data), exc)
         head = data[:8192].split(b"\r\n\r\n")[0].split(b"\n\n")[0]
         if not head[:1].isalpha() or head.startswith((b"SIP/", b"ACK ")):
             return  # never answer a response or an ACK
@@ -226,7 +236,8 @@ class SipUserAgentServer:
             return  # a retransmission, answered by the transaction layer
         decision = self.peers.decide(address[0])
         if not decision.allowed:
-            log.warning("SIP %s from forbidden peer %s", request.method, address[0])
+            if self._may_log(address[0]):
+                log.warning("SIP %s from forbidden peer %s", request.method, address[0])
             self._respond(txn, response_to(request, 403, to_tag=new_tag()))
             return
         to_tag = NameAddr.parse(request.headers.get("To") or "").tag
@@ -263,6 +274,15 @@ class SipUserAgentServer:
             self._respond(txn, response_to(request, 501, to_tag=new_tag(), extra=[("Allow", ALLOW)]))
 
     # ------------------------------------------------------------- helpers
+
+    def _may_log(self, source: str, every_s: float = 60.0) -> bool:
+        now = asyncio.get_running_loop().time()
+        if now - self._logged.get(source, -every_s) < every_s:
+            return False
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[source] = now
+        return True
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -367,10 +387,10 @@ class SipUserAgentServer:
             raise CallRejected(420, ", ".join(unsupported))
         if not self.app.accepting():
             raise CallRejected(503)
-        if len(self._dialogs) >= self.options.max_calls:
+        if len(self._dialogs) + self._admitting >= self.options.max_calls:
             raise CallRejected(503, "Too many calls")
         offer, metadata = self._read_offer(request)
-        usable = _usable_audio(offer)
+        usable = len(receivable_streams(offer))
         if usable == 0:
             raise SdpNegotiationError("no PCMU/PCMA audio stream in the offer")
         try:
@@ -385,7 +405,11 @@ class SipUserAgentServer:
             audio_streams=usable if metadata is not None else 1, siprec=metadata,
             username=username,
         )
-        call.admission = await self.app.admit(incoming)
+        self._admitting += 1
+        try:
+            call.admission = await self.app.admit(incoming)
+        finally:
+            self._admitting -= 1
         if call.canceled:
             await self._end(call, "canceled", abnormal=False)
             return
@@ -480,10 +504,32 @@ class SipUserAgentServer:
             self._spawn(self._on_reinvite(call, request, txn))
         elif request.method == "OPTIONS":
             self._respond(txn, self._options_response(request))
+        elif request.method == "INFO":
+            self._on_info(call, request, txn)
         elif request.method in _KNOWN_UNSUPPORTED:
             self._respond(txn, response_to(request, 405, extra=[("Allow", ALLOW)]))
         else:
             self._respond(txn, response_to(request, 501, extra=[("Allow", ALLOW)]))
+
+    def _on_info(self, call: SipCall, request: SipRequest, txn: ServerTransaction) -> None:
+        """Key presses some PBXs send as SIP INFO instead of RFC 4733 packets."""
+        text = request.body.decode("utf-8", "replace")[:512]
+        if request.content_type == "application/dtmf-relay":
+            signal, duration = _DTMF_RELAY_RE.search(text), _DURATION_RE.search(text)
+            digit = signal.group(1).upper() if signal else None
+            duration_ms = int(duration.group(1)) if duration else 0
+        elif request.content_type == "application/dtmf" and text.strip()[:1] in "0123456789*#":
+            digit, duration_ms = text.strip()[:1] or None, 0
+        else:
+            self._respond(txn, response_to(request, 415, extra=[
+                ("Accept", "application/dtmf-relay, application/dtmf")]))
+            return
+        if digit is None:
+            self._respond(txn, response_to(request, 400, "No DTMF signal"))
+            return
+        self._respond(txn, response_to(request, 200))
+        if call.admission is not None:
+            self._spawn(self.app.dtmf(call.admission.handle, digit, duration_ms))
 
     async def _on_reinvite(self, call: SipCall, request: SipRequest,
                            txn: ServerTransaction) -> None:
@@ -572,16 +618,3 @@ class SipUserAgentServer:
 
     def __len__(self) -> int:
         return len(self._dialogs)
-
-
-def _usable_audio(offer: SessionDescription) -> int:
-    count = 0
-    for m in offer.media:
-        if m.media != "audio" or m.port == 0 or "RTP/AVP" not in m.proto.upper():
-            continue
-        for fmt in m.formats:
-            enc = m.encoding(int(fmt)) if fmt.isdigit() else None
-            if enc and enc[0] in ("PCMU", "PCMA") and enc[1] == 8000:
-                count += 1
-                break
-    return count

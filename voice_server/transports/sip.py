@@ -42,7 +42,7 @@ from voice_server.settings import Settings
 from voice_server.sip.addresses import SipUri
 from voice_server.sip.message import SipParseError
 from voice_server.sip.peers import PeerPolicy
-from voice_server.sip.sdp import Answer, NegotiatedStream
+from voice_server.sip.sdp import Answer, NegotiatedStream, receivable_streams
 from voice_server.sip.transactions import Address, TimerConfig
 from voice_server.sip.uas import (
     Admission,
@@ -59,6 +59,8 @@ _DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {"PCMU": ulaw_decode, "PCM
 _MAX_RTP_PAYLOAD = 1500
 # Reordering window: a frame with a hole waits this long (in later audio) for the packet.
 JITTER_DEPTH_MS = 60
+# How long an INVITE may wait for a database connection before it gets 503.
+DB_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +394,15 @@ class SipEdge:
         pool = self._pool()
         if pool is None:
             raise CallRejected(503, "Database not ready")
-        async with pool.acquire() as conn:
+        try:
+            return await self._admit(pool, call)
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            # The trunk should try another node rather than hear a 500.
+            log.warning("SIP call %s refused, database unavailable: %s", call.sip_call_id, exc)
+            raise CallRejected(503, "Database unavailable") from None
+
+    async def _admit(self, pool: asyncpg.Pool, call: IncomingCall) -> Admission:
+        async with pool.acquire(timeout=DB_TIMEOUT_S) as conn:
             route, parties, direction = await self._route(conn, call)
             customer = call.caller if direction == "inbound" else call.callee
             lead_id = await find_lead_by_phone(conn, route.org_id, customer.uri.user)
@@ -425,7 +435,7 @@ class SipEdge:
                      ) -> tuple[RepRoute, list[Party], str]:
         if call.siprec is not None:
             # One stream per participant, in the offer's order (RFC 7866 §8.1.1).
-            labels = [m.label for m in call.offer.media if m.media == "audio" and m.port]
+            labels = [m.label for m in receivable_streams(call.offer)]
             parties, route = [], None
             for label in labels[: call.audio_streams]:
                 sender = call.siprec.sender_of(label)
@@ -480,6 +490,13 @@ class SipEdge:
             if negotiated is not None:
                 stream.resume()  # the peer may move its media (re-anchoring)
 
+    async def dtmf(self, handle: object, digit: str, duration_ms: int) -> None:
+        media = handle
+        assert isinstance(media, SipCallMedia)
+        if media.session is not None:
+            at_ms = int((asyncio.get_running_loop().time() - media.answered_at) * 1000)
+            await media.session.push_dtmf(digit, max(0, at_ms), duration_ms)
+
     async def ended(self, handle: object, reason: str, abnormal: bool) -> None:
         media = handle
         assert isinstance(media, SipCallMedia)
@@ -511,9 +528,9 @@ class SipEdge:
         if pool is None:
             return
         try:
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=DB_TIMEOUT_S) as conn:
                 await update_call_status(conn, media.call_id, status)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
             # The call goes on; the status catches up with the next update or call.ended.
             log.warning("could not set call %s to %s: %s", media.call_id, status, exc)
 
