@@ -234,6 +234,21 @@ class CallRecord(Output):
     created_at: datetime
 
 
+_E164 = r"^\+[1-9][0-9]{6,14}$"
+
+
+class OutboundCallCreate(Input):
+    carrier: Literal["twilio", "vonage", "sip"] = Field(
+        description="The carrier to dial through; it must be configured on the server.")
+    to_number: str | None = Field(None, pattern=_E164,
+                                  description="E.164 number to call; defaults to the lead's phone.")
+    lead_id: UUID | None = None
+    deal_id: UUID | None = None
+    rep_id: UUID | None = Field(None, description="The rep placing the call; defaults to the caller.")
+    from_number: str | None = Field(None, pattern=_E164,
+                                    description="Caller id; defaults to the carrier's configured number.")
+
+
 class TranscriptSegment(BaseModel):
     segment_key: str
     party: Literal["rep", "customer", "mixed"]

@@ -23,6 +23,8 @@ _ERROR_TEXT = {
     415: "Unsupported media type",
     429: "Rate limit exceeded; see Retry-After",
     422: "The body failed validation",
+    502: "The carrier refused the call or could not be reached",
+    503: "A service this route needs is unavailable; try again",
 }
 
 
@@ -93,6 +95,8 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, version: str = "1.0.0") ->
             op["responses"][str(ep.status)] = {"description": ep.summary,
                                                "content": {"application/json": {"schema": schema}}}
         statuses = set(ep.errors) | {429}
+        if ep.idempotent_post:
+            statuses |= {409}  # a retry while the first request with its Idempotency-Key still runs
         if ep.body is not None or ep.raw_body is not None:
             statuses |= {413, 415} if ep.body is not None else {413}
         for status in sorted(statuses):

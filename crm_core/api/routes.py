@@ -15,6 +15,7 @@ from crm_core.api import (
     deals,
     imports,
     leads,
+    outbound,
     sessions,
     teams,
     users,
@@ -24,6 +25,7 @@ from crm_core.api.openapi import build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
 from crm_core.changes import flush_published_marks
+from crm_core.dialing import Dialer
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS,
+    *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
 )
 
@@ -71,15 +73,19 @@ def add_api_routes(
     bus: Callable[[], EventBus | None],
     options: ApiOptions | None = None,
     after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None,
+    dialers: dict[str, Dialer] | None = None,
 ) -> None:
     """Mount ``/api/v1`` (a sub-application), ``/auth/token`` and ``/auth/logout`` on ``app``.
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
     ``after_authenticate(request, principal)`` runs before each authenticated handler
-    (rate limits per organization).
+    (rate limits per organization). ``dialers`` (carrier name -> ``crm_core.dialing.Dialer``)
+    is the registry ``POST /calls/outbound`` dials through; it is read per request, so the
+    carrier edge may fill ``app[CRM_API].dialers`` after this call.
     """
     app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
-                              after_authenticate=after_authenticate)
+                              after_authenticate=after_authenticate,
+                              dialers=dialers if dialers is not None else {})
     api = web.Application(middlewares=[_error_shape])
     document = build_openapi(ENDPOINTS)
 
