@@ -381,3 +381,36 @@ class LeadImport(Output):
     errors: list[ImportRowError]
     created_at: datetime
     finished_at: datetime | None
+
+
+# --- recording review and GDPR requests (served by voice_server, documented here) ---
+
+class RecordingAccessEntry(BaseModel):
+    id: int
+    actor_id: UUID | None
+    actor_name: str | None
+    actor_kind: Literal["user", "system", "carrier"]
+    action: str = Field(description="recording.play, recording.deleted, ...")
+    outcome: Literal["ok", "denied", "error"]
+    ip: str | None
+    request_id: str | None
+    detail: dict[str, Any] = Field(description="Role, byte range, reason of a refusal, ...")
+    occurred_at: datetime
+
+
+class LeadErasure(BaseModel):
+    lead_id: UUID
+    calls: int = Field(description="Calls of the lead whose personal data was erased.")
+    recordings_shredded: int
+    segments_deleted: int
+
+
+class LeadExport(BaseModel):
+    """Everything held about a lead (GDPR access request); raw transcript text only with transcripts:raw."""
+
+    lead: dict[str, Any]
+    deals: list[dict[str, Any]]
+    calls: list[dict[str, Any]]
+    recordings: list[dict[str, Any]]
+    transcript_segments: list[dict[str, Any]]
+    activities: list[dict[str, Any]]
