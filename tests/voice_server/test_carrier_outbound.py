@@ -172,6 +172,13 @@ async def _token(ca) -> str:
     return issued.token
 
 
+async def _contract(ca):
+    """Checks answers against the OpenAPI document the server publishes."""
+    from tests.crm_core.api_world import ApiWorld
+
+    return ApiWorld(ca.client, ca.pool, None, await (await ca.client.get("/api/v1/openapi.json")).json())
+
+
 async def test_the_outbound_api_route_places_and_records_the_call(dialing):
     ca, fake = dialing
     auth = {"Authorization": f"Bearer {await _token(ca)}"}
@@ -207,6 +214,7 @@ async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(diali
         async with ca.pool.acquire() as conn:
             await conn.execute("UPDATE users SET phone = $2 WHERE id = $1", ca.rep_id, REP_PHONE)
     assert resp.status == 502
+    (await _contract(ca)).check_contract("POST", "/api/v1/calls/outbound", 502, await resp.json())
     error = (await resp.json())["error"]
     assert error["code"] == "carrier_error"
     assert (await ca.call_row(error["details"]["call_id"]))["status"] == "failed"
@@ -238,6 +246,7 @@ async def test_a_retried_outbound_post_with_the_same_idempotency_key_dials_once(
     first = await ca.client.post("/api/v1/calls/outbound", json=body, headers=headers)
     assert first.status == 201, await first.text()
     call = await first.json()
+    (await _contract(ca)).check_contract("POST", "/api/v1/calls/outbound", 201, call)
     # the client timed out and retries, once in turn and twice at the same time
     again = [await ca.client.post("/api/v1/calls/outbound", json=body, headers=headers)]
     again += await asyncio.gather(*(ca.client.post("/api/v1/calls/outbound", json=body, headers=headers)
