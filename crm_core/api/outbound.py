@@ -13,6 +13,7 @@ so only a new key dials again.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from crm_core.api.access import check_assignable
@@ -24,6 +25,7 @@ from crm_core.calls import NewCall, create_call, get_call, update_call_status
 from crm_core.changes import ChangeSet
 from crm_core.dialing import DialerError, OutboundCallRequest, place_call
 
+log = logging.getLogger(__name__)
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
@@ -69,6 +71,13 @@ async def place_outbound_call(call: Call) -> Reply:
         async with call.pool.acquire() as conn:
             await update_call_status(conn, call_id, "failed")
         raise CarrierUnavailable(str(exc), {"call_id": call_id}) from None
+    except Exception:  # noqa: BLE001 - see below
+        # Once dialling began we cannot tell whether the carrier placed the call. A 500 would
+        # free the Idempotency-Key and let the client's retry dial the customer again, so the
+        # answer is a 502 that the key replays.
+        log.exception("outbound call %s: dialling failed unexpectedly", call_id)
+        raise CarrierUnavailable("placing the call failed; check the call before dialling again",
+                                 {"call_id": call_id}) from None
     async with call.pool.acquire() as conn:
         placed = await get_call(conn, call_id)
     return Reply(CallRecord.model_validate(dict(placed)), status=201)
