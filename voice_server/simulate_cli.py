@@ -137,7 +137,7 @@ class FeedWatcher:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
 
     async def close(self) -> None:
@@ -190,7 +190,8 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> dict:
                     raise sip_sim.SimulationError(f"--server for sip is host:port of the SIP socket, not {server!r}")
                 report = await sip_sim.simulate_sip_call(sip_sim.SimulatedSipCall(
                     (host, int(port)), args.to or "", args.rep_wav, args.customer_wav,
-                    codec=args.codec, realtime=not args.fast))
+                    codec=args.codec, realtime=not args.fast, username=args.sip_user,
+                    password=args.sip_password or os.environ.get("COACHLINE_SIM_SIP_PASSWORD")))
                 if report.status != 200:
                     raise sip_sim.SimulationError(f"the server answered the INVITE with {report.status}")
                 result: dict[str, Any] = {"carrier": "sip", "call_id": None, **asdict(report)}
@@ -227,7 +228,7 @@ def _cmd_simulate_call(settings: Settings, args: argparse.Namespace) -> int:
     except SimulatorUnavailable as exc:
         print(f"coachline simulate-call: {exc}", file=sys.stderr)
         return 2
-    except (WatchError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, WatchError, OSError, aiohttp.ClientError) as exc:
         print(f"coachline simulate-call: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # the players' SimulationError (a RuntimeError)
@@ -250,6 +251,8 @@ def add_simulate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", help="the URL carriers use to reach the server, for webhook "
                    "signatures (default COACHLINE_PUBLIC_URL)")
     p.add_argument("--codec", choices=["PCMA", "PCMU"], default="PCMA", help="sip only")
+    p.add_argument("--sip-user", help="sip only: digest user, when the server challenges this peer")
+    p.add_argument("--sip-password", help="sip only: digest password (or COACHLINE_SIM_SIP_PASSWORD)")
     p.add_argument("--fast", action="store_true", help="send as fast as possible, not in real time")
     p.add_argument("--watch", action="store_true", help="sign in as the rep and report the live feed")
     p.add_argument("--email", help="the rep's email (--watch)")

@@ -24,11 +24,9 @@ a sum over n segments within 2 × 400 × n ms, a single gap or length within
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-import os
-import sys
 import uuid
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -145,7 +143,7 @@ def _expected_metrics(turns) -> dict:
             interruptions[t.turn.party] += 1
     # Patience: each rep turn that answers a (multi-word) customer turn, after it ended.
     gaps = []
-    for prev, t in zip(turns, turns[1:]):
+    for prev, t in itertools.pairwise(turns):
         if t.turn.party == "rep" and prev.turn.party == "customer" and t.start_ms >= prev.end_ms:
             gaps.append(t.start_ms - prev.end_ms)
     return {"talk_ms": talk, "silence_ms": silence, "interruptions": interruptions,
