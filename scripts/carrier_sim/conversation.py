@@ -99,12 +99,13 @@ def build(turns: list[Turn], tail_ms: int = 1500) -> Conversation:
 
 
 # The sales call the tests and the benchmark play: the customer names a
-# competitor ("conference", in the test organization's rule set) twice within
+# competitor ("conference", in the test organization's rule set) first as the
+# last word of a sentence (so the word's end is the clip's voiced end), twice within
 # the rule's cooldown, the rep once (the rule coaches customer mentions only);
 # the customer interrupts the rep once; the rep answers three customer turns.
 SALES_CALL = [
     Turn("rep", "hello", 500, "Hello."),
-    Turn("customer", "conf-full", 2000, "That conference is full."),
+    Turn("customer", "conf-leaderhasleft", 2000, "The leader has left the conference."),
     Turn("rep", "conf-onlyperson", 4500, "You are currently the only person in this conference."),
     Turn("customer", "conf-locked", 6600, "This conference is locked!"),
     Turn("rep", "agent-loginok", 9500, "Agent logged in."),

@@ -13,12 +13,12 @@ not. Talk metrics are hand-computed from the script's turn table.
 Tolerances: a final segment's span comes from the transcriber's VAD and
 Whisper's word timings, not from the clip's energy-voiced span. Measured on
 the 2-core machine (tiny.en, int8): finals started 40–130 ms before the voiced
-start and ended 0–280 ms after the voiced end (e.g. "That conference is
-full." voiced 2040–3540, final 1920–3820), so talk came out +520 ms (rep) and
-+620 ms (customer) over four turns each, silence −1.1 s over seven gaps and
-patience −155 ms. Each segment edge may therefore be off by EDGE_MS = 400 ms:
-a sum over n segments within 2 × 400 × n ms, a single gap or length within
-2 × 400 ms. Interruptions and prompt counts are exact.
+start and ended 0–280 ms after the voiced end, so talk came out +500 ms
+(rep) and +400 ms (customer) over four turns each, silence −0.9 s over seven
+gaps, patience −81 ms; the prompt's at_ms (the end of "conference" by the
+transcriber's word timing) was 60 ms after the clip's voiced end. Each
+segment edge may therefore be off by EDGE_MS = 400 ms: a sum over n segments
+within 2 × 400 × n ms, a single gap or length within 2 × 400 ms. Interruptions and prompt counts are exact.
 """
 
 from __future__ import annotations
@@ -213,10 +213,11 @@ async def test_a_coached_twilio_call_end_to_end(migrated_database, redis_url, tm
         everything = {p["id"]: p for p in prompts_first + prompts_second}
         competitor = [p for p in everything.values() if p["rule_id"] == "competitor-battlecard"]
         assert len(competitor) == 1, competitor  # not for the rep's mention, not inside the cooldown
-        conf_full = next(t for t in conversation.turns if t.turn.clip == "conf-full")
-        # at_ms is the end of the word "conference" on the call clock: inside the customer's
-        # first sentence ("That conference is full."), not the second one or the rep's.
-        assert conf_full.start_ms <= competitor[0]["at_ms"] <= conf_full.end_ms + EDGE_MS, competitor
+        trigger = next(t for t in conversation.turns if t.turn.clip == "conf-leaderhasleft")
+        # at_ms is the end of the word "conference" on the call clock. It is the last word of
+        # the customer's first sentence ("The leader has left the conference."), so it ends
+        # where that clip's speech ends: not at the customer's second mention, nor the rep's.
+        assert abs(competitor[0]["at_ms"] - trigger.end_ms) <= EDGE_MS, (competitor, trigger)
         assert competitor[0]["party"] == "customer" and "conference" in competitor[0]["title"].lower()
         assert not [p for p in live_second if p["id"] in {q["id"] for q in prompts_first}]
 
