@@ -215,7 +215,8 @@ async def bench(stages: list[int], turns: int) -> dict:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="coaching-bench-") as tmp:
         port_file = Path(tmp) / "port"
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), tmp, str(max(stages))],
+        # The server child lives for the whole run; Popen itself returns at once.
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), tmp, str(max(stages))],  # noqa: ASYNC220
                                  stdin=subprocess.PIPE)
         try:
             for _ in range(1200):
