@@ -16,7 +16,13 @@ import pytest
 from crm_core.auth.passwords import hash_password
 from scripts.carrier_sim.conversation import Turn, build
 from tests.media.speech_corpus import requires_corpus
-from tests.voice_server.carrier_app import OUR_NUMBER, PUBLIC_URL, TWILIO_TOKEN, stop_carrier_app
+from tests.voice_server.carrier_app import (
+    OUR_NUMBER,
+    PUBLIC_URL,
+    TWILIO_TOKEN,
+    VONAGE_SECRET,
+    stop_carrier_app,
+)
 from tests.voice_server.sip_node import REP_DIALLED, sip_node
 from tests.voice_server.test_coaching_calls import PASSWORD, _coached_server
 
@@ -65,6 +71,16 @@ async def test_twilio_call_reports_transcript_and_prompts(migrated_database, red
         assert "conference" in customer
         assert [p["rule_id"] for p in report["prompts"]] == ["competitor-battlecard"], report["prompts"]
         assert report["summary"]["metrics"]["talk_ms"]["customer"] > 0
+
+        # Vonage: one mixed channel through the answer webhook and its websocket.
+        code, out, err = await _run(["--carrier", "vonage", "--server", base, "--rep-wav", str(rep_wav),
+                                     "--customer-wav", str(customer_wav), "--fast"],
+                                    {**env, "COACHLINE_VONAGE_SIGNATURE_SECRET": VONAGE_SECRET})
+        assert code == 0, err
+        vonage = json.loads(out.strip().splitlines()[-1])
+        row = await ca.call_row(vonage["call_id"])
+        assert row["carrier"] == "vonage" and str(row["rep_id"]) == ca.rep_id
+        assert vonage["messages_sent"] > 100  # 20 ms frames of the whole call
 
         # Wrong password: a clear error, exit 1, no traceback.
         code, out, err = await _run(["--carrier", "twilio", "--server", base, "--rep-wav", str(rep_wav),
