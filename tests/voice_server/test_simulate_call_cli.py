@@ -119,3 +119,20 @@ async def test_bad_arguments_are_clear_errors(tmp_path):
     assert code == 1 and "host:port" in err and "Traceback" not in err
     code, _, err = await _run(["--carrier", "twilio", "--server", "http://127.0.0.1:9"], _env())
     assert code == 1 and "--to" in err  # no number configured or given
+
+
+async def test_outside_a_source_checkout_it_says_so(tmp_path, repo_root):
+    # An installed server without the repository's scripts/: copy the packages (no scripts/)
+    # and run from elsewhere, so neither the install nor the working directory has them.
+    import shutil
+
+    site = tmp_path / "site"
+    for package in ("voice_server", "media", "coaching", "storage", "crm_core"):
+        shutil.copytree(repo_root / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = await asyncio.create_subprocess_exec(
+        *COACHLINE, "--carrier", "twilio", "--server", "http://127.0.0.1:9", "--to", "+15550100000",
+        env={**_env(), "PYTHONPATH": str(site)}, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 2, err
+    assert b"source checkout" in err and b"Traceback" not in err
