@@ -33,7 +33,7 @@ import pytest
 
 from crm_core.auth.passwords import hash_password
 from scripts.carrier_sim.call import SimulatedCall, simulate_call
-from scripts.carrier_sim.conversation import SALES_CALL, build
+from scripts.carrier_sim.conversation import SALES_CALL, Turn, build
 from tests.media.speech_corpus import requires_corpus
 from tests.voice_server.carrier_app import (
     OUR_NUMBER,
@@ -248,5 +248,56 @@ async def test_a_coached_twilio_call_end_to_end(migrated_database, redis_url, tm
         # The live metrics the rep saw last agree with the summary's.
         live = second.of(call_id, "insight.metrics")
         assert live and live[-1]["interruptions"] == final_metrics["interruptions"]
+    finally:
+        await stop_carrier_app(ca)
+
+
+# Nobody speaks for 12.9 s mid-call and the rep never says the recording disclosure:
+# the default rules' time-based prompts must come once each, at their moments.
+QUIET_CALL = [
+    Turn("rep", "hello", 500),
+    Turn("customer", "conf-full", 2000),
+    Turn("rep", "agent-loginok", 4500),
+    Turn("customer", "demo-echodone", 19000),
+    Turn("rep", "agent-loggedoff", 23000),
+    Turn("customer", "vm-goodbye", 30500),
+]
+TICK_SLACK_MS = 3000  # time prompts come from a once-a-second ticker on the audio clock, under load
+
+
+async def test_silence_and_disclosure_deadline_prompt_once_at_their_time(migrated_database, redis_url,
+                                                                         tmp_path):
+    ca = await _coached_server(migrated_database, redis_url)
+    conversation = build(QUIET_CALL)
+    rep_wav, customer_wav = conversation.write(tmp_path)
+    base = str(ca.client.make_url("")).rstrip("/")
+    try:
+        async with aiohttp.ClientSession() as http:
+            feed = await _feed(http, base, await _token(http, base, "rep@acme.test"))
+            report = await simulate_call(SimulatedCall(
+                carrier="twilio", server=base, public_url=PUBLIC_URL, rep_wav=rep_wav,
+                customer_wav=customer_wav, to_number=OUR_NUMBER, twilio_auth_token=TWILIO_TOKEN,
+                realtime=True))
+            await feed.wait_for(lambda m: m["type"] == "call.ended" and m["call_id"] == report.call_id)
+            await feed.close()
+        prompts = [m["prompt"] for m in feed.of(report.call_id, "coaching.prompt")]
+        by_rule: dict[str, list[dict]] = {}
+        for p in prompts:
+            by_rule.setdefault(p["rule_id"], []).append(p)
+        assert sorted(by_rule) == ["competitor-battlecard", "long-silence", "recording-disclosure"], prompts
+        assert all(len(v) == 1 for v in by_rule.values()), prompts
+
+        quiet_from = next(t for t in conversation.turns if t.turn.clip == "agent-loginok").end_ms
+        silence_at = by_rule["long-silence"][0]["at_ms"]
+        # 10 s after the last words (the default rule), counted from the transcriber's end of them.
+        assert quiet_from + 10_000 - EDGE_MS <= silence_at <= quiet_from + 10_000 + TICK_SLACK_MS, silence_at
+        disclosure_at = by_rule["recording-disclosure"][0]["at_ms"]
+        assert 30_000 <= disclosure_at <= 30_000 + TICK_SLACK_MS, disclosure_at
+        assert by_rule["recording-disclosure"][0]["party"] == "rep"
+        trigger = next(t for t in conversation.turns if t.turn.clip == "conf-full")
+        assert trigger.start_ms <= by_rule["competitor-battlecard"][0]["at_ms"] <= trigger.end_ms + EDGE_MS
+        # The summary lists the disclosure as a checklist item the rep missed.
+        [summary] = feed.of(report.call_id, "insight.summary")
+        assert "recording-disclosure" in json.dumps(summary)
     finally:
         await stop_carrier_app(ca)
