@@ -171,6 +171,8 @@ class WebhookDispatcher:
                 busy = fanned >= self.options.batch_size or delivered >= self.options.batch_size
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
                 log.warning("webhook dispatcher: database unavailable: %s", exc)
+            except Exception:  # noqa: BLE001 - the loop must outlive any one bad pass
+                log.exception("webhook dispatcher pass failed")
             if not busy:
                 try:
                     await asyncio.wait_for(stop.wait(), self.options.poll_every_s)

@@ -16,6 +16,7 @@ from crm_core.call_events import CallEventWriter
 from voice_server import health
 from voice_server.app_keys import CALL_SESSIONS, DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_session import CallSessions
+from voice_server.crm_jobs import install_crm_jobs  # crm-intel
 from voice_server.live_calls import LiveCalls
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
@@ -111,6 +112,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         await writer.close()
 
     app.cleanup_ctx.append(_persist_call_events)
+    # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
+    install_crm_jobs(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)

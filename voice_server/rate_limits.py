@@ -115,12 +115,31 @@ async def enforce_rate_limit(
     return decision
 
 
-def rate_limit_middleware(limiter: RateLimiter, policy: RateLimitPolicy | None = None):
+def policy_from_settings(settings: Any) -> RateLimitPolicy:
+    return RateLimitPolicy(
+        plan_limits_per_min={
+            "starter": settings.rate_limit_starter_per_min,
+            "professional": settings.rate_limit_professional_per_min,
+            "enterprise": settings.rate_limit_enterprise_per_min,
+        },
+        anonymous_per_min=settings.rate_limit_anonymous_per_min,
+        trust_forwarded_for=settings.rate_limit_trust_forwarded_for,
+    )
+
+
+def rate_limit_middleware(
+    limiter: RateLimiter | Callable[[], RateLimiter | None],
+    policy: RateLimitPolicy | None = None,
+):
+    """``limiter`` may be a callable, for apps whose Redis client opens on startup
+    (it returning None means "not open yet": requests pass)."""
     policy = policy or RateLimitPolicy()
+    source = limiter if callable(limiter) and not isinstance(limiter, RateLimiter) else (lambda: limiter)
 
     @web.middleware
     async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        decision = await enforce_rate_limit(request, limiter, policy)
+        current = source()
+        decision = None if current is None else await enforce_rate_limit(request, current, policy)
         response = await handler(request)
         if decision is not None and not response.prepared:
             response.headers.update(_headers(decision))

@@ -1,0 +1,198 @@
+"""Re-scoring leads whose inputs changed, as one job across all nodes.
+
+A lead needs a (new) score when it has none, when its row changed after it
+was scored (``updated_at > scored_at``), or when one of its calls or timeline
+entries changed after that (a call ended, a signal was heard). So nothing
+has to remember "dirty" leads: the job asks the database, and a call.ended
+event re-scores its lead simply by the call row's ``updated_at`` moving.
+
+Each run scores at most ``batch_size`` leads, oldest score first, and stamps
+them with the database time taken *before* it read their inputs: a change
+that lands while the run is working is newer than that stamp and is picked
+up by the next run. ``LeadRescoringJob.run`` keeps one runner across nodes
+via ``storage.leases.run_singleton``.
+
+Engagement read from the database (the contract with whoever writes calls
+and timeline entries):
+
+* calls: completed calls of the lead (count, ``sum(duration_s)`` as talk time);
+* sentiment: mean ``transcript_segments.sentiment`` of the customer's speech;
+* buying signals / objections: ``activities`` of the lead with ``kind`` in
+  ``call_signal`` / ``deal_signal`` and ``body.signal`` = ``buying_intent`` or
+  ``objection`` (``body.count`` optional), plus ``body.keyword_hits`` /
+  ``body.objection_hits`` on ``kind = 'call'`` entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from crm_core.lead_features import LeadInputError
+from crm_core.lead_scoring import LeadScore, lead_score_columns, score_lead
+from storage.leases import run_singleton
+
+log = logging.getLogger(__name__)
+
+JOB_NAME = "lead-rescoring"
+_LEAD_COLUMNS = "id, org_id, title, company_size, industry, source, email, status"
+
+
+@dataclass(frozen=True, slots=True)
+class RescoringOptions:
+    batch_size: int = 200
+    every_s: float = 30.0
+    lease_ttl_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RescoreRun:
+    scored: int
+    unreadable: int
+
+
+async def lead_engagement(conn: asyncpg.Connection, lead_ids: list[Any]) -> dict[Any, dict[str, Any]]:
+    """Engagement per lead id (see the module docstring for where each number comes from)."""
+    engagement: dict[Any, dict[str, Any]] = {lid: {} for lid in lead_ids}
+    for row in await conn.fetch(
+        """
+        SELECT lead_id, count(*) AS calls, coalesce(sum(duration_s), 0) AS talk_time_s
+        FROM calls WHERE lead_id = any($1::uuid[]) AND status = 'completed' GROUP BY lead_id
+        """,
+        lead_ids,
+    ):
+        engagement[row["lead_id"]].update(calls=int(row["calls"]), talk_time_s=float(row["talk_time_s"]))
+    for row in await conn.fetch(
+        """
+        SELECT c.lead_id, avg(s.sentiment) AS sentiment
+        FROM transcript_segments s JOIN calls c ON c.id = s.call_id
+        WHERE c.lead_id = any($1::uuid[]) AND s.party = 'customer' AND s.sentiment IS NOT NULL
+        GROUP BY c.lead_id
+        """,
+        lead_ids,
+    ):
+        engagement[row["lead_id"]]["avg_sentiment"] = float(row["sentiment"])
+    for row in await conn.fetch(
+        f"""
+        SELECT lead_id,
+          sum(CASE
+            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'buying_intent'
+              THEN {_count_sql("count", 1)}
+            WHEN kind = 'call' THEN {_count_sql("keyword_hits", 0)} ELSE 0 END) AS intent,
+          sum(CASE
+            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'objection'
+              THEN {_count_sql("count", 1)}
+            WHEN kind = 'call' THEN {_count_sql("objection_hits", 0)} ELSE 0 END) AS objections
+        FROM activities
+        WHERE lead_id = any($1::uuid[]) AND kind IN ('call', 'call_signal', 'deal_signal')
+        GROUP BY lead_id
+        """,
+        lead_ids,
+    ):
+        engagement[row["lead_id"]].update(keyword_hits=max(0, int(row["intent"])),
+                                          objection_hits=max(0, int(row["objections"])))
+    return engagement
+
+
+def _count_sql(key: str, default: int) -> str:
+    # A hand-written body with "count": "lots" must not break the whole query.
+    value = f"body->>'{key}'"
+    return f"(CASE WHEN {value} ~ '^[0-9]{{1,6}}$' THEN ({value})::int ELSE {default} END)"
+
+
+async def _write_score(conn: asyncpg.Connection, lead_id: Any, result: LeadScore, at: datetime) -> None:
+    cols = lead_score_columns(result, scored_at=at)
+    await conn.execute(
+        "UPDATE leads SET ai_score = $2, grade = $3, score_factors = $4, scored_at = $5 WHERE id = $1",
+        lead_id, cols["ai_score"], cols["grade"], cols["score_factors"], cols["scored_at"],
+    )
+
+
+async def rescore_lead(conn: asyncpg.Connection, org_id: str, lead_id: str) -> LeadScore | None:
+    """Score one lead now from its row and its engagement, and store it (None: no such lead).
+
+    For ``POST /leads/{id}/score`` and for scoring right after a create.
+    """
+    at = await conn.fetchval("SELECT now()")
+    row = await conn.fetchrow(f"SELECT {_LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND id = $2",
+                              org_id, lead_id)
+    if row is None:
+        return None
+    engagement = await lead_engagement(conn, [row["id"]])
+    result = score_lead({**dict(row), "engagement": engagement[row["id"]]})
+    await _write_score(conn, row["id"], result, at)
+    return result
+
+
+async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) -> RescoreRun:
+    """Score up to ``batch_size`` leads whose inputs changed since they were last scored."""
+    async with pool.acquire() as conn:
+        snapshot = await conn.fetchval("SELECT now()")
+        leads = await conn.fetch(
+            f"""
+            SELECT {_LEAD_COLUMNS} FROM leads l
+            WHERE l.status <> 'converted' AND (
+                l.scored_at IS NULL OR l.updated_at > l.scored_at
+                OR EXISTS (SELECT 1 FROM calls c
+                           WHERE c.org_id = l.org_id AND c.lead_id = l.id AND c.updated_at > l.scored_at)
+                OR EXISTS (SELECT 1 FROM activities a
+                           WHERE a.org_id = l.org_id AND a.lead_id = l.id AND a.created_at > l.scored_at))
+            ORDER BY l.scored_at NULLS FIRST, l.id
+            LIMIT $1
+            """,
+            batch_size,
+        )
+        if not leads:
+            return RescoreRun(0, 0)
+        engagement = await lead_engagement(conn, [r["id"] for r in leads])
+        scored = unreadable = 0
+        async with conn.transaction():
+            for row in leads:
+                try:
+                    result = score_lead({**dict(row), "engagement": engagement[row["id"]]})
+                except LeadInputError as exc:
+                    # Stamp it anyway, so one bad row is not retried every run.
+                    log.error("lead %s cannot be scored: %s", row["id"], exc)
+                    await conn.execute("UPDATE leads SET scored_at = $2 WHERE id = $1", row["id"], snapshot)
+                    unreadable += 1
+                    continue
+                await _write_score(conn, row["id"], result, snapshot)
+                scored += 1
+    if scored or unreadable:
+        log.info("re-scored %d leads (%d unreadable)", scored, unreadable)
+    return RescoreRun(scored, unreadable)
+
+
+class LeadRescoringJob:
+    """Run on every node; the lease makes exactly one of them do the work at a time."""
+
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis,
+                 options: RescoringOptions | None = None) -> None:
+        self._pool = pool
+        self._redis = redis
+        self.options = options or RescoringOptions()
+        self.runs = 0
+
+    async def run_once(self) -> RescoreRun:
+        self.runs += 1
+        # Drain a backlog within one lease turn, but never past a few batches.
+        total = RescoreRun(0, 0)
+        for _ in range(5):
+            run = await rescore_changed_leads(self._pool, batch_size=self.options.batch_size)
+            total = RescoreRun(total.scored + run.scored, total.unreadable + run.unreadable)
+            if run.scored + run.unreadable < self.options.batch_size:
+                break
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async def job() -> None:
+            await self.run_once()
+
+        await run_singleton(self._redis, JOB_NAME, job, every_s=self.options.every_s,
+                            ttl_s=self.options.lease_ttl_s, stop=stop)
