@@ -1,7 +1,8 @@
-"""The CRM's background work on each node: webhooks out and lead re-scoring.
+"""The CRM's background work on each node: events and webhooks out, lead re-scoring.
 
-Every node runs both; neither does anything twice across nodes (webhook
-deliveries are claimed with ``SKIP LOCKED``, re-scoring holds a Redis lease).
+Every node runs all of them; none does anything twice across nodes (outbox
+rows and webhook deliveries are claimed with ``SKIP LOCKED``, ``call.ended`` is
+read by one consumer group, re-scoring holds a Redis lease).
 ``install_crm_jobs(app)`` must be called after the runtime's own start-up is
 registered, so the pool and Redis are open when the jobs start.
 """
@@ -13,11 +14,12 @@ import logging
 
 from aiohttp import web
 
+from crm_core.outbox import CallCompletedEvents, OutboxRelay
 from crm_core.rescoring import LeadRescoringJob, RescoringOptions
 from crm_core.webhooks_out import WebhookDispatcher, WebhookOptions
+from storage.rate_limit import RateLimiter
 from voice_server.app_keys import RUNTIME, SETTINGS
 from voice_server.rate_limits import policy_from_settings, rate_limit_middleware
-from storage.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ def install_crm_jobs(app: web.Application) -> None:
         runtime, settings = app[RUNTIME], app[SETTINGS]
         stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
+        relay = OutboxRelay(runtime.pool, runtime.bus)
+        tasks.append(asyncio.create_task(relay.run(stop), name="crm:outbox-relay"))
+        calls_completed = CallCompletedEvents(runtime.pool, runtime.bus)
+        await calls_completed.start()
         dispatcher = None
         if settings.webhooks_enabled:
             dispatcher = WebhookDispatcher(runtime.pool, WebhookOptions(
@@ -46,6 +52,7 @@ def install_crm_jobs(app: web.Application) -> None:
         for task in pending:  # an HTTP delivery in flight: its claim lapses and another node retries
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await calls_completed.close()
         if dispatcher is not None:
             await dispatcher.close()
 

@@ -64,6 +64,13 @@ async def test_a_running_node_rescores_leads_delivers_webhooks_and_limits_reques
             await asyncio.sleep(0.05)
         assert grade in ("A", "B", "C", "D")
         assert [e["id"] for e in got] == [str(event_id)]
+        for _ in range(100):  # the relay publishes the same outbox row on the bus
+            async with runtime.pool.acquire() as conn:
+                published = await conn.fetchval("SELECT published_at FROM outbox WHERE event_id = $1", event_id)
+            if published:
+                break
+            await asyncio.sleep(0.05)
+        assert published is not None
 
         statuses = [(await client.get("/api/v1/ping")).status for _ in range(3)]
         assert statuses == [200, 200, 429]
