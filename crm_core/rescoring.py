@@ -10,17 +10,9 @@ Each run scores at most ``batch_size`` leads, oldest score first, and stamps
 them with the database time taken *before* it read their inputs: a change
 that lands while the run is working is newer than that stamp and is picked
 up by the next run. ``LeadRescoringJob.run`` keeps one runner across nodes
-via ``storage.leases.run_singleton``.
-
-Engagement read from the database (the contract with whoever writes calls
-and timeline entries):
-
-* calls: completed calls of the lead (count, ``sum(duration_s)`` as talk time);
-* sentiment: mean ``transcript_segments.sentiment`` of the customer's speech;
-* buying signals / objections: ``activities`` of the lead with ``kind`` in
-  ``call_signal`` / ``deal_signal`` and ``body.signal`` = ``buying_intent`` or
-  ``objection`` (``body.count`` optional), plus ``body.keyword_hits`` /
-  ``body.objection_hits`` on ``kind = 'call'`` entries.
+via ``storage.leases.run_singleton``. Each organisation's leads are scored
+with its active trained model when it has one (``crm_core.lead_model_training``).
+Engagement comes from ``crm_core.lead_engagement``.
 """
 
 from __future__ import annotations
@@ -34,14 +26,15 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from crm_core.lead_engagement import LEAD_COLUMNS, lead_engagement
 from crm_core.lead_features import LeadInputError
+from crm_core.lead_model_training import active_lead_model
 from crm_core.lead_scoring import LeadScore, lead_score_columns, score_lead
 from storage.leases import run_singleton
 
 log = logging.getLogger(__name__)
 
 JOB_NAME = "lead-rescoring"
-_LEAD_COLUMNS = "id, org_id, title, company_size, industry, source, email, status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,55 +48,6 @@ class RescoringOptions:
 class RescoreRun:
     scored: int
     unreadable: int
-
-
-async def lead_engagement(conn: asyncpg.Connection, lead_ids: list[Any]) -> dict[Any, dict[str, Any]]:
-    """Engagement per lead id (see the module docstring for where each number comes from)."""
-    engagement: dict[Any, dict[str, Any]] = {lid: {} for lid in lead_ids}
-    for row in await conn.fetch(
-        """
-        SELECT lead_id, count(*) AS calls, coalesce(sum(duration_s), 0) AS talk_time_s
-        FROM calls WHERE lead_id = any($1::uuid[]) AND status = 'completed' GROUP BY lead_id
-        """,
-        lead_ids,
-    ):
-        engagement[row["lead_id"]].update(calls=int(row["calls"]), talk_time_s=float(row["talk_time_s"]))
-    for row in await conn.fetch(
-        """
-        SELECT c.lead_id, avg(s.sentiment) AS sentiment
-        FROM transcript_segments s JOIN calls c ON c.id = s.call_id
-        WHERE c.lead_id = any($1::uuid[]) AND s.party = 'customer' AND s.sentiment IS NOT NULL
-        GROUP BY c.lead_id
-        """,
-        lead_ids,
-    ):
-        engagement[row["lead_id"]]["avg_sentiment"] = float(row["sentiment"])
-    for row in await conn.fetch(
-        f"""
-        SELECT lead_id,
-          sum(CASE
-            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'buying_intent'
-              THEN {_count_sql("count", 1)}
-            WHEN kind = 'call' THEN {_count_sql("keyword_hits", 0)} ELSE 0 END) AS intent,
-          sum(CASE
-            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'objection'
-              THEN {_count_sql("count", 1)}
-            WHEN kind = 'call' THEN {_count_sql("objection_hits", 0)} ELSE 0 END) AS objections
-        FROM activities
-        WHERE lead_id = any($1::uuid[]) AND kind IN ('call', 'call_signal', 'deal_signal')
-        GROUP BY lead_id
-        """,
-        lead_ids,
-    ):
-        engagement[row["lead_id"]].update(keyword_hits=max(0, int(row["intent"])),
-                                          objection_hits=max(0, int(row["objections"])))
-    return engagement
-
-
-def _count_sql(key: str, default: int) -> str:
-    # A hand-written body with "count": "lots" must not break the whole query.
-    value = f"body->>'{key}'"
-    return f"(CASE WHEN {value} ~ '^[0-9]{{1,6}}$' THEN ({value})::int ELSE {default} END)"
 
 
 async def _write_score(conn: asyncpg.Connection, lead_id: Any, result: LeadScore, at: datetime) -> None:
@@ -120,12 +64,13 @@ async def rescore_lead(conn: asyncpg.Connection, org_id: str, lead_id: str) -> L
     For ``POST /leads/{id}/score`` and for scoring right after a create.
     """
     at = await conn.fetchval("SELECT now()")
-    row = await conn.fetchrow(f"SELECT {_LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND id = $2",
+    row = await conn.fetchrow(f"SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND id = $2",
                               org_id, lead_id)
     if row is None:
         return None
     engagement = await lead_engagement(conn, [row["id"]])
-    result = score_lead({**dict(row), "engagement": engagement[row["id"]]})
+    model = await active_lead_model(conn, row["org_id"])
+    result = score_lead({**dict(row), "engagement": engagement[row["id"]]}, model)
     await _write_score(conn, row["id"], result, at)
     return result
 
@@ -136,7 +81,7 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
         snapshot = await conn.fetchval("SELECT now()")
         leads = await conn.fetch(
             f"""
-            SELECT {_LEAD_COLUMNS} FROM leads l
+            SELECT {LEAD_COLUMNS} FROM leads l
             WHERE l.status <> 'converted' AND (
                 l.scored_at IS NULL OR l.updated_at > l.scored_at
                 OR EXISTS (SELECT 1 FROM calls c
@@ -151,11 +96,13 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
         if not leads:
             return RescoreRun(0, 0)
         engagement = await lead_engagement(conn, [r["id"] for r in leads])
+        models = {org: await active_lead_model(conn, org) for org in {r["org_id"] for r in leads}}
         scored = unreadable = 0
         async with conn.transaction():
             for row in leads:
                 try:
-                    result = score_lead({**dict(row), "engagement": engagement[row["id"]]})
+                    result = score_lead({**dict(row), "engagement": engagement[row["id"]]},
+                                        models[row["org_id"]])
                 except LeadInputError as exc:
                     # Stamp it anyway, so one bad row is not retried every run.
                     log.error("lead %s cannot be scored: %s", row["id"], exc)
