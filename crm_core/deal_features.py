@@ -8,7 +8,7 @@ The activity list is the deal's timeline (``activities`` rows as dicts:
   ``body.competitor_hits``, ``body.budget_hits`` counts from the call;
 * call signals: ``kind`` in ``call_signal``, ``deal_signal`` with ``body.signal`` one of
   ``objection`` | ``competitor`` | ``budget`` (and optional ``body.count``);
-* stage changes: ``kind == "stage_change"`` with ``body.to``: the latest one into
+* stage changes: ``kind == "stage_change"`` with ``body.to`` (or ``to_stage``): the latest one into
   the current stage says when the deal entered it (else ``deal["stage_entered_at"]``,
   else ``deal["created_at"]``).
 """
@@ -165,7 +165,9 @@ def profile_of(deal: dict[str, Any], activities: list[dict[str, Any]], now: date
     objections = competitors = budget = 0
     for at, item in timeline:
         kind, body = item["kind"], item["body"]
-        if kind == "stage_change" and stage_of(body.get("to", "?") or "?") == stage:
+        target = body.get("to") or body.get("to_stage") or body.get("stage")
+        if kind == "stage_change" and isinstance(target, str) and target.strip() \
+                and stage_of(target) == stage:
             entered = at
         elif kind in CALL_KINDS:
             s = body.get("sentiment")
