@@ -1,12 +1,10 @@
-"""Domain events out: written to the outbox with the change, then relayed to the event bus.
+"""Domain events from the live path into the outbox.
 
-``enqueue_event`` is called inside the transaction that makes a change
-(``crm.lead.created``, ``crm.deal.updated`` …), so an event exists exactly
-when its change committed. ``OutboxRelay`` then publishes unpublished rows on
-the bus (``SKIP LOCKED``, so every node may run one; a row is published by
-one of them), keeping the outbox's event id as the bus event id for
-de-duplication, and backs off while the bus is down. Webhooks read the same
-outbox independently (``crm_core.webhooks_out``).
+The API's writes put their events in the outbox through ``crm_core.changes``
+(with the audit row); ``crm_core.changes.relay_outbox`` publishes leftovers on
+the bus, and webhooks read the outbox independently (``crm_core.webhooks_out``).
+``enqueue_event`` is for writers without an audit row: idempotent on the
+event id, so retried work stays single.
 
 ``CallCompletedEvents`` turns the live path's ``call.ended`` into the domain
 event ``crm.call.completed``; its event id is derived from the call id, so a
@@ -23,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from storage.events import Delivery, Event, EventBus
+from storage.events import Delivery, EventBus
 
 log = logging.getLogger(__name__)
 
@@ -51,66 +49,6 @@ async def enqueue_event(
         event_id, org_id, event_type, json.loads(json.dumps(payload, default=str)),
     )
     return event_id
-
-
-class OutboxRelay:
-    """Publishes outbox rows on the event bus, once each across nodes (at-least-once on crashes)."""
-
-    def __init__(self, pool: asyncpg.Pool, bus: EventBus, *, batch_size: int = 100,
-                 poll_every_s: float = 0.5, max_backoff_s: float = 60.0) -> None:
-        self._pool = pool
-        self._bus = bus
-        self.batch_size = batch_size
-        self.poll_every_s = poll_every_s
-        self.max_backoff_s = max_backoff_s
-
-    async def relay_once(self) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """
-                SELECT id, event_id, org_id, type, payload, created_at, attempts FROM outbox
-                WHERE published_at IS NULL AND next_attempt_at <= now()
-                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-                """,
-                self.batch_size,
-            )
-            published: list[int] = []
-            for row in rows:
-                event = Event(
-                    type=row["type"], payload=dict(row["payload"]),
-                    org_id=None if row["org_id"] is None else str(row["org_id"]),
-                    id=str(row["event_id"]), occurred_at=row["created_at"].timestamp(),
-                )
-                try:
-                    await self._bus.publish(event)
-                except Exception as exc:  # noqa: BLE001 - bus down: back off, keep order
-                    delay = min(self.max_backoff_s, 2.0 ** min(row["attempts"], 10))
-                    await conn.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, "
-                        "next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
-                        row["id"], str(exc)[:500], delay,
-                    )
-                    log.warning("outbox relay: bus refused event %s: %s", row["event_id"], exc)
-                    break
-                published.append(row["id"])
-            if published:
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = any($1::bigint[])", published
-                )
-            return len(published)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            relayed = 0
-            try:
-                relayed = await self.relay_once()
-            except Exception:  # noqa: BLE001 - database down: try again next poll
-                log.exception("outbox relay pass failed")
-            if relayed < self.batch_size:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.poll_every_s)
-                except asyncio.TimeoutError:
-                    pass
 
 
 class CallCompletedEvents:

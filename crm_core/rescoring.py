@@ -9,7 +9,8 @@ event re-scores its lead simply by the call row's ``updated_at`` moving.
 Each run scores at most ``batch_size`` leads, oldest score first, and stamps
 them with the database time taken *before* it read their inputs: a change
 that lands while the run is working is newer than that stamp and is picked
-up by the next run. ``LeadRescoringJob.run`` keeps one runner across nodes
+up by the next run. A changed grade is announced as ``crm.lead.scored``
+through the outbox (so webhooks and the bus hear it). ``LeadRescoringJob.run`` keeps one runner across nodes
 via ``storage.leases.run_singleton``. Each organisation's leads are scored
 with its active trained model when it has one (``crm_core.lead_model_training``).
 Engagement comes from ``crm_core.lead_engagement``.
@@ -30,6 +31,7 @@ from crm_core.lead_engagement import LEAD_COLUMNS, lead_engagement
 from crm_core.lead_features import LeadInputError
 from crm_core.lead_model_training import active_lead_model
 from crm_core.lead_scoring import LeadScore, lead_score_columns, score_lead
+from crm_core.outbox import enqueue_event
 from storage.leases import run_singleton
 
 log = logging.getLogger(__name__)
@@ -58,19 +60,22 @@ async def _write_score(conn: asyncpg.Connection, lead_id: Any, result: LeadScore
     )
 
 
-async def rescore_lead(conn: asyncpg.Connection, org_id: str, lead_id: str) -> LeadScore | None:
-    """Score one lead now from its row and its engagement, and store it (None: no such lead).
+async def score_in_context(conn: asyncpg.Connection, lead: dict[str, Any]) -> LeadScore:
+    """Score a leads row (dict with ``id`` and ``org_id``) with its calls' engagement and its
+    organisation's active model; writes nothing. For ``POST /leads/{id}/score``."""
+    engagement = (await lead_engagement(conn, [lead["id"]]))[lead["id"]] if lead.get("id") else {}
+    model = await active_lead_model(conn, lead["org_id"])
+    return score_lead({**lead, "engagement": engagement}, model)
 
-    For ``POST /leads/{id}/score`` and for scoring right after a create.
-    """
+
+async def rescore_lead(conn: asyncpg.Connection, org_id: str, lead_id: str) -> LeadScore | None:
+    """Score one lead now from its row and its engagement, and store it (None: no such lead)."""
     at = await conn.fetchval("SELECT now()")
     row = await conn.fetchrow(f"SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND id = $2",
                               org_id, lead_id)
     if row is None:
         return None
-    engagement = await lead_engagement(conn, [row["id"]])
-    model = await active_lead_model(conn, row["org_id"])
-    result = score_lead({**dict(row), "engagement": engagement[row["id"]]}, model)
+    result = await score_in_context(conn, dict(row))
     await _write_score(conn, row["id"], result, at)
     return result
 
@@ -81,7 +86,7 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
         snapshot = await conn.fetchval("SELECT now()")
         leads = await conn.fetch(
             f"""
-            SELECT {LEAD_COLUMNS} FROM leads l
+            SELECT {LEAD_COLUMNS}, grade AS previous_grade FROM leads l
             WHERE l.status <> 'converted' AND (
                 l.scored_at IS NULL OR l.updated_at > l.scored_at
                 OR EXISTS (SELECT 1 FROM calls c
@@ -110,6 +115,13 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
                     unreadable += 1
                     continue
                 await _write_score(conn, row["id"], result, snapshot)
+                if result.grade != row["previous_grade"]:
+                    # Subscribers (webhooks, the rep's screen) hear about grade changes only.
+                    await enqueue_event(conn, row["org_id"], "crm.lead.scored", {
+                        "lead_id": str(row["id"]), "score": result.score, "grade": result.grade,
+                        "previous_grade": row["previous_grade"], "reasons": result.reasons,
+                        "model_version": result.model_version,
+                    })
                 scored += 1
     if scored or unreadable:
         log.info("re-scored %d leads (%d unreadable)", scored, unreadable)

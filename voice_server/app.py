@@ -12,16 +12,32 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from crm_core.api import ApiOptions, add_api_routes  # crm-api
+from crm_core.api_errors import ApiError
+from crm_core.auth import authenticate
 from crm_core.call_events import CallEventWriter
 from voice_server import health
-from voice_server.app_keys import CALL_SESSIONS, DRAINING, LIVE_CALLS, METRICS, RUNTIME, SETTINGS
+from voice_server.app_keys import (
+    CALL_SESSIONS,
+    DRAINING,
+    LIVE_CALLS,
+    LIVE_FEED,
+    METRICS,
+    RUNTIME,
+    SETTINGS,
+)
 from voice_server.call_session import CallSessions
 from voice_server.crm_jobs import install_crm_jobs  # crm-intel
+from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
+from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
+from voice_server.live_feed import LiveFeedHub
+from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
+from voice_server.web import SignedInUser, add_page_routes
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +128,65 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         await writer.close()
 
     app.cleanup_ctx.append(_persist_call_events)
+    if settings.stt_enabled:
+        app.cleanup_ctx.append(live_intelligence_ctx)
+
+    # crm-api: the CRM REST API (/api/v1, /auth/token, /auth/logout)
+    add_api_routes(
+        app,
+        pool=lambda: app[RUNTIME].pool,
+        bus=lambda: app[RUNTIME].bus,
+        options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s),
+        after_authenticate=api_rate_limit_hook(app),  # crm-intel: per-organisation rate limits
+    )
+
+    async def _live_feed(app: web.Application):
+        hub = LiveFeedHub(_bus_of(app), CrmFeedAccess(lambda: app[RUNTIME].pool))
+        app[LIVE_FEED] = hub
+        await hub.start()
+        yield
+        await hub.close()
+
+    app.cleanup_ctx.append(_live_feed)
+
+    async def _handle_own_calls(request: web.Request) -> web.StreamResponse:
+        return await request.app[LIVE_FEED].handle_own_calls(request)
+
+    async def _handle_one_call(request: web.Request) -> web.StreamResponse:
+        return await request.app[LIVE_FEED].handle_one_call(request)
+
+    app.router.add_get("/ws/live", _handle_own_calls)
+    app.router.add_get("/ws/calls/{call_id}", _handle_one_call)
+    add_page_routes(app, lambda request: _signed_in_user(request))
+
     # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
     install_crm_jobs(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", _metrics)
+
+    # carriers: Twilio/Vonage webhooks and media WebSockets, outbound dialers
+    from voice_server.carriers.edge import setup_carriers
+
+    setup_carriers(app)
     return app
+
+
+async def _signed_in_user(request: web.Request) -> SignedInUser | None:
+    """The browser's user for the HTML pages: only a session cookie counts."""
+    try:
+        principal = await authenticate(request)
+    except ApiError:
+        return None
+    if principal.via != "cookie":
+        return None
+    row = await request.app[RUNTIME].pool.fetchrow(
+        "SELECT name, email FROM users WHERE id = $1 AND org_id = $2 AND is_active",
+        principal.user_id, principal.org_id)
+    if row is None:
+        return None
+    return SignedInUser(principal.user_id, principal.org_id, principal.role, row["name"], row["email"])
 
 
 def start_draining(app: web.Application) -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from voice_server.call_session import CallSessions
 from voice_server.live_calls import LiveCalls
+from voice_server.live_feed import LiveFeedHub
 from voice_server.metrics import NodeMetrics
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
@@ -18,3 +19,4 @@ METRICS = web.AppKey("metrics", NodeMetrics)
 LIVE_CALLS = web.AppKey("live_calls", LiveCalls)
 DRAINING = web.AppKey("draining", asyncio.Event)
 CALL_SESSIONS = web.AppKey("call_sessions", CallSessions)
+LIVE_FEED = web.AppKey("live_feed", LiveFeedHub)

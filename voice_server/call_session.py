@@ -11,11 +11,12 @@ must only queue work, never block.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Awaitable, Callable, Protocol
 
 from media.frames import AudioFrame
 from storage.events import Event, EventBus
@@ -114,7 +115,8 @@ class CallSession:
         )
 
 
-ConsumerFactory = Callable[[CallSession], AudioConsumer | None]
+# A factory may be async (e.g. it reads the organization's settings first).
+ConsumerFactory = Callable[[CallSession], "AudioConsumer | None | Awaitable[AudioConsumer | None]"]
 
 
 class CallSessions:
@@ -139,7 +141,14 @@ class CallSessions:
             return self._sessions[info.call_id]
         session = CallSession(info, self._bus_source())
         for factory in self.consumer_factories:
-            consumer = factory(session)
+            try:
+                consumer = factory(session)
+                if inspect.isawaitable(consumer):
+                    consumer = await consumer
+            except Exception:  # a call without transcription is better than no call
+                log.exception("consumer factory %s failed for call %s",
+                              getattr(factory, "__name__", factory), info.call_id)
+                continue
             if consumer is not None:
                 session.consumers.append(consumer)
         self._sessions[info.call_id] = session

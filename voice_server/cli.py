@@ -53,6 +53,40 @@ def _cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    # crm-api: the first admin of a fresh install (also resets an admin's password)
+    import os
+    import secrets
+
+    from crm_core.auth.accounts import InvalidSlug, create_admin
+    from crm_core.auth.passwords import WeakPassword
+    from voice_server.runtime import Runtime
+
+    password = os.environ.get("COACHLINE_ADMIN_PASSWORD") or secrets.token_urlsafe(15)
+    generated = "COACHLINE_ADMIN_PASSWORD" not in os.environ
+
+    async def run() -> int:
+        runtime = Runtime(settings)
+        try:
+            await runtime.start()
+            assert runtime.pool is not None
+            async with runtime.pool.acquire() as conn:
+                created = await create_admin(conn, email=args.email, org_slug=args.org, password=password)
+        finally:
+            await runtime.close()
+        print(f"admin {args.email} in organization {args.org}"
+              + (" (organization created)" if created.created_org else ""))
+        if generated:
+            print(f"password: {password}")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (InvalidSlug, WeakPassword) as exc:
+        print(f"coachline create-admin: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coachline",
@@ -67,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_cmd_migrate)
     config = sub.add_parser("config", help="print the effective settings")
     config.set_defaults(func=_cmd_config)
+    # crm-api
+    admin = sub.add_parser("create-admin", help="create the first admin (password from "
+                           "COACHLINE_ADMIN_PASSWORD, else generated and printed once)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--org", required=True, help="organization slug (created if missing)")
+    admin.set_defaults(func=_cmd_create_admin)
     return parser
 
 

@@ -14,16 +14,29 @@ import logging
 
 from aiohttp import web
 
-from crm_core.outbox import CallCompletedEvents, OutboxRelay
+from crm_core.changes import relay_outbox
+from crm_core.outbox import CallCompletedEvents
 from crm_core.rescoring import LeadRescoringJob, RescoringOptions
 from crm_core.webhooks_out import WebhookDispatcher, WebhookOptions
-from storage.rate_limit import RateLimiter
 from voice_server.app_keys import RUNTIME, SETTINGS
-from voice_server.rate_limits import policy_from_settings, rate_limit_middleware
 
 log = logging.getLogger(__name__)
 
 _STOP_GRACE_S = 2.0
+_RELAY_EVERY_S = 1.0
+
+
+async def _relay_outbox(runtime, stop: asyncio.Event) -> None:
+    """Publish outbox events the writer could not publish at once (bus down, crash)."""
+    while not stop.is_set():
+        try:
+            await relay_outbox(runtime.pool, runtime.bus)
+        except Exception:  # noqa: BLE001 - database or bus down: next round
+            log.exception("outbox relay pass failed")
+        try:
+            await asyncio.wait_for(stop.wait(), _RELAY_EVERY_S)
+        except asyncio.TimeoutError:
+            pass
 
 
 def install_crm_jobs(app: web.Application) -> None:
@@ -31,8 +44,7 @@ def install_crm_jobs(app: web.Application) -> None:
         runtime, settings = app[RUNTIME], app[SETTINGS]
         stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
-        relay = OutboxRelay(runtime.pool, runtime.bus)
-        tasks.append(asyncio.create_task(relay.run(stop), name="crm:outbox-relay"))
+        tasks.append(asyncio.create_task(_relay_outbox(runtime, stop), name="crm:outbox-relay"))
         calls_completed = CallCompletedEvents(runtime.pool, runtime.bus)
         await calls_completed.start()
         dispatcher = None
@@ -58,24 +70,3 @@ def install_crm_jobs(app: web.Application) -> None:
 
     app.cleanup_ctx.append(_jobs)
 
-
-def api_rate_limit_middleware(app: web.Application):
-    """The rate-limit middleware for ``app``, reading its settings and its runtime's Redis.
-
-    Place it after the middleware that authenticates (``request["principal"]``).
-    """
-    settings = app[SETTINGS]
-    limiters: dict[int, RateLimiter] = {}
-
-    def limiter() -> RateLimiter | None:
-        if not settings.rate_limit_enabled:
-            return None
-        redis = app[RUNTIME].redis
-        if redis is None:
-            return None
-        if id(redis) not in limiters:
-            limiters.clear()
-            limiters[id(redis)] = RateLimiter(redis)
-        return limiters[id(redis)]
-
-    return rate_limit_middleware(limiter, policy_from_settings(settings))

@@ -82,8 +82,14 @@ class _Watcher:
             self.overflowed = True
 
 
+# Raw (unmasked) transcript text never goes to a browser feed; it is read
+# through the REST API by those with the right to see it.
+_PRIVATE_FIELDS = ("text_raw",)
+
+
 def _message(event: Event) -> dict:
-    return {"type": event.type, "id": event.id, "at": event.occurred_at, **event.payload}
+    payload = {k: v for k, v in event.payload.items() if k not in _PRIVATE_FIELDS}
+    return {"type": event.type, "id": event.id, "at": event.occurred_at, **payload}
 
 
 class LiveFeedHub:

@@ -31,3 +31,40 @@ class NodeMetrics:
             "1 while this node is shutting down and refuses new calls.",
             registry=self.registry,
         )
+        # The shared speech model (updated from SpeechModelPool.stats() once a second).
+        self.stt_queue_lag = Gauge(
+            "coachline_stt_queue_lag_seconds",
+            "Age of the oldest decode request waiting for the speech model.",
+            registry=self.registry,
+        )
+        self.stt_pending = Gauge(
+            "coachline_stt_pending",
+            "Decode requests waiting for the speech model, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.stt_decoded = Gauge(
+            "coachline_stt_decoded",
+            "Utterances decoded since start, by kind (final, partial).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.stt_partials_shed = Gauge(
+            "coachline_stt_partials_shed",
+            "Partial decodes skipped since start because the model was busy (load shedding).",
+            registry=self.registry,
+        )
+        self.stt_busy = Gauge(
+            "coachline_stt_busy_seconds",
+            "Wall time the speech model has spent decoding since start.",
+            registry=self.registry,
+        )
+
+    def observe_speech_pool(self, stats) -> None:
+        self.stt_queue_lag.set(stats.queue_lag_ms / 1000.0)
+        self.stt_pending.labels("final").set(stats.finals_pending)
+        self.stt_pending.labels("partial").set(stats.partials_pending)
+        self.stt_decoded.labels("final").set(stats.finals_decoded)
+        self.stt_decoded.labels("partial").set(stats.partials_decoded)
+        self.stt_partials_shed.set(stats.partials_dropped + stats.partials_superseded)
+        self.stt_busy.set(stats.busy_seconds)

@@ -44,7 +44,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    # live transcription and coaching (speech model from a PyPI package, see README "Speech engine")
+    stt_enabled: bool = True
+    stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
+    # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
+    cookie_secure: bool = False
+    session_ttl_s: int = Field(8 * 3600, ge=300, le=30 * 24 * 3600)
 
     # --- crm-intel: API rate limits (voice_server/rate_limits.py) and webhooks out
     rate_limit_enabled: bool = True
@@ -60,6 +67,26 @@ class Settings(BaseSettings):
     webhooks_timeout_s: float = Field(10.0, gt=0, le=120)
     lead_rescoring_every_s: float = Field(30.0, gt=0, le=86400)
     # --- end crm-intel
+
+    # --- carriers (Twilio, Vonage, outbound dialing) ---------------------------------
+    # The URL carriers use to reach this server (scheme://host[:port], no path). Webhook
+    # signatures are computed over it, so behind a proxy it must be the public one.
+    public_url: str = "http://127.0.0.1:8080"
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_caller_id: str | None = None  # our number shown to customers on outbound calls
+    vonage_application_id: str = ""
+    vonage_private_key_path: Path | None = None
+    vonage_signature_secret: str = ""
+    vonage_signature_max_age_s: float = Field(300.0, gt=0)
+    vonage_api_host: str = "api.nexmo.com"  # host[:port]; the SDK always speaks HTTPS
+    vonage_number: str | None = None
+    # Our carrier numbers -> the rep user id whose phone/SIP address a call to it rings.
+    carrier_numbers: dict[str, str] = Field(default_factory=dict)
+    media_max_message_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    media_idle_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # --- end carriers ----------------------------------------------------------------
 
     @field_validator("log_level", mode="before")
     @classmethod

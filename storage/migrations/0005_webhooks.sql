@@ -1,9 +1,6 @@
--- crm-intel (the number reserved for this area): webhooks out, plus the
--- re-scoring index and per-organisation scoring models.
---
--- Webhooks: organisations register endpoints; every outbox event an endpoint
--- subscribes to becomes one delivery row, retried with backoff until it
--- succeeds or is dead-lettered.
+-- crm-intel: webhooks out. Organisations register endpoints; every outbox
+-- event an endpoint subscribes to becomes one delivery row, retried with
+-- backoff until it succeeds or is dead-lettered.
 
 CREATE TABLE webhook_endpoints (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -63,17 +60,3 @@ CREATE INDEX outbox_webhook_fanout_idx ON outbox (id) WHERE webhooks_fanned_out_
 
 -- Leads whose scoring inputs changed are found by comparing with scored_at.
 CREATE INDEX leads_rescoring_idx ON leads (scored_at NULLS FIRST);
-
--- Lead-scoring models trained on one organisation's own converted / unqualified
--- leads (crm_core/lead_model_training.py); at most one active per org and kind.
-CREATE TABLE scoring_models (
-    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    org_id       uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
-    kind         text NOT NULL CHECK (kind IN ('lead', 'deal')),
-    version      text NOT NULL UNIQUE,
-    model        jsonb NOT NULL,
-    metrics      jsonb NOT NULL DEFAULT '{}'::jsonb,
-    active       boolean NOT NULL DEFAULT false,
-    created_at   timestamptz NOT NULL DEFAULT now()
-);
-CREATE UNIQUE INDEX scoring_models_active_idx ON scoring_models (org_id, kind) WHERE active;

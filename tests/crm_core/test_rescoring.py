@@ -53,6 +53,11 @@ async def test_only_leads_whose_inputs_changed_are_rescored_with_their_call_enga
         factors = rows[called]["score_factors"]["reasons"]
         assert any("1 call, 25 min talk time" in r for r in factors) or any("buying-signal" in r for r in factors)
         assert rows[quiet]["scored_at"] == quiet_before  # untouched: nothing changed
+        async with pool.acquire() as conn:
+            events = await conn.fetch("SELECT payload FROM outbox WHERE type = 'crm.lead.scored'")
+        # Each grade that changed (from none; from D if it moved) is announced once.
+        expected = {str(new)} | ({str(called)} if rows[called]["grade"] != "D" else set())
+        assert sorted(e["payload"]["lead_id"] for e in events) == sorted(expected)
         # A second run finds nothing to do.
         assert (await rescore_changed_leads(pool)).scored == 0
         async with pool.acquire() as conn:

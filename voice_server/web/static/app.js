@@ -46,3 +46,13 @@ document.addEventListener("click", (ev) => {
 });
 window.addEventListener("popstate", render);
 render();
+
+document.getElementById("signout")?.addEventListener("click", async () => {
+  const m = document.cookie.match(/(?:^|; )coachline_csrf=([^;]+)/);
+  await fetch("/auth/logout", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-CSRF-Token": m ? decodeURIComponent(m[1]) : "" },
+  }).catch(() => null);
+  window.location.assign("/login");
+});

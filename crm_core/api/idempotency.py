@@ -1,0 +1,89 @@
+"""``Idempotency-Key`` on POST: the first response is stored and replayed for retries.
+
+Keys are scoped to the user. A retry with the same key but a different
+request is refused (422); a retry while the first is still running gets 409.
+Server errors are not stored, so the client may retry them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from crm_core.api.endpoint import RAW_BODY_KEY, Call, Handler, Reply, render
+from crm_core.api_errors import ApiError, BadRequest, Conflict, Unprocessable
+
+MAX_KEY_LENGTH = 255
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _request_hash(call: Call) -> str:
+    raw = call.request.get(RAW_BODY_KEY, b"")
+    digest = hashlib.sha256()
+    digest.update(call.request.method.encode() + b" " + call.request.path_qs.encode() + b"\n")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+async def run_idempotent(call: Call, key: str, handler: Handler) -> web.Response:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise BadRequest(f"Idempotency-Key must have 1 to {MAX_KEY_LENGTH} characters",
+                         code="invalid_idempotency_key")
+    me = call.me
+    request_hash = _request_hash(call)
+    async with call.pool.acquire() as conn:
+        claimed = await conn.fetchval(
+            """
+            INSERT INTO idempotency_keys (org_id, user_id, key, method, path, request_hash)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (org_id, user_id, key) DO NOTHING
+            RETURNING true
+            """,
+            me.org_id, me.user_id, key, call.request.method, call.request.path, request_hash,
+        )
+        if not claimed:
+            first = await conn.fetchrow(
+                "SELECT * FROM idempotency_keys WHERE org_id = $1 AND user_id = $2 AND key = $3",
+                me.org_id, me.user_id, key,
+            )
+    if not claimed:
+        if first is None:  # expired between the two statements: treat as new
+            return render(await handler(call))
+        if first["request_hash"] != request_hash:
+            raise Unprocessable("this Idempotency-Key was used for a different request",
+                                code="idempotency_key_reused")
+        if first["status_code"] is None:
+            raise Conflict("the first request with this Idempotency-Key is still being processed",
+                           code="idempotency_in_progress")
+        reply = Reply(first["response"], status=first["status_code"], headers={REPLAY_HEADER: "true"})
+        return render(reply)
+
+    try:
+        reply = await handler(call)
+        status, body = reply.status, reply.json_body()
+    except ApiError as exc:
+        status, body = exc.status, exc.body()
+        await _store(call, key, status, body)
+        raise
+    except BaseException:
+        async with call.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE org_id = $1 AND user_id = $2 AND key = $3",
+                me.org_id, me.user_id, key,
+            )
+        raise
+    await _store(call, key, status, body)
+    return render(reply)
+
+
+async def _store(call: Call, key: str, status: int, body: object) -> None:
+    me = call.me
+    async with call.pool.acquire() as conn:
+        await conn.execute(
+            """
+            UPDATE idempotency_keys SET status_code = $4, response = $5
+            WHERE org_id = $1 AND user_id = $2 AND key = $3
+            """,
+            me.org_id, me.user_id, key, status, body,
+        )

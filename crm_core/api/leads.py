@@ -1,0 +1,220 @@
+"""/api/v1/leads: list, get, create (scored), update, delete, re-score, convert to a deal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from crm_core.api.access import check_assignable, visible_clause
+from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
+from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api_errors import Conflict, Unprocessable
+from crm_core.changes import ChangeSet
+from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
+
+# Fields whose change makes the stored score stale.
+_SCORED_FIELDS = frozenset({"title", "company_size", "industry", "source", "email", "phone", "company"})
+
+LEADS = Collection(
+    filters=(
+        Filter("status", "enum", "l.status = ANY({})", "Lead status.", many=True,
+               choices=("new", "contacted", "qualified", "unqualified", "converted")),
+        Filter("owner_id", "uuid", "l.owner_id = ANY({}::uuid[])", "Owner user id.", many=True),
+        Filter("grade", "enum", "l.grade = ANY({})", "Score grade.", many=True, choices=("A", "B", "C", "D")),
+        Filter("territory", "text", "l.territory = {}", "Territory (exact)."),
+        Filter("source", "text", "l.source = {}", "Source (exact)."),
+        Filter("industry", "text", "l.industry = {}", "Industry (exact)."),
+        Filter("email", "text", "lower(l.email) = lower({})", "Email (case-insensitive)."),
+        Filter("company", "text", "l.company ILIKE {} || '%'", "Company name prefix."),
+        Filter("min_score", "number", "l.ai_score >= {}", "Lowest ai_score."),
+        Filter("created_after", "datetime", "l.created_at >= {}", "Created at or after."),
+        Filter("created_before", "datetime", "l.created_at < {}", "Created before."),
+        Filter("updated_after", "datetime", "l.updated_at >= {}", "Updated at or after."),
+    ),
+    sorts=(
+        SortKey("created_at", "l.created_at", "timestamptz"),
+        SortKey("updated_at", "l.updated_at", "timestamptz"),
+        SortKey("ai_score", "coalesce(l.ai_score, -1)", "real"),
+        SortKey("last_name", "coalesce(l.last_name, '')", "text"),
+    ),
+)
+
+
+def lead_out(row: asyncpg.Record) -> Lead:
+    data = dict(row)
+    factors = data.get("score_factors") or {}
+    data["score_reasons"] = list(factors.get("reasons", []) if isinstance(factors, dict) else factors)
+    data["score_model_version"] = factors.get("model_version") if isinstance(factors, dict) else None
+    data["enrichment"] = data.get("enrichment") or {}
+    return Lead.model_validate(data)
+
+
+def score_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """ai_score, grade, score_factors and scored_at for a lead's fields (422 if unscorable)."""
+    try:
+        return lead_score_columns(score_lead(fields))
+    except LeadInputError as exc:
+        raise Unprocessable(f"the lead cannot be scored: {exc}", code="unscorable_lead") from None
+
+
+async def list_leads(call: Call) -> Reply:
+    ctx = call.context.options
+    params = SqlParams()
+    base = visible_clause(call.me, params, alias="l", owner_column="owner_id")
+    page = plan_page(LEADS, call.request.query, params, alias="l",
+                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
+    sql = select_page_sql(page, table="leads", alias="l", base_where=base, params=params)
+    async with call.pool.acquire() as conn:
+        rows = await conn.fetch(sql, *params.values)
+    return Reply(page_result(page, rows, lambda r: lead_out(r).model_dump(mode="json")))
+
+
+async def get_lead(call: Call) -> Reply:
+    async with call.pool.acquire() as conn:
+        row = await load_visible(conn, call.me, table="leads", record_id=call.path_id(),
+                                 owner_column="owner_id", what="lead")
+    return Reply(lead_out(row), headers={"ETag": etag(row)})
+
+
+async def create_lead(call: Call) -> Reply:
+    body: LeadCreate = call.body
+    me = call.me
+    fields = body.model_dump(mode="json")
+    fields["owner_id"] = fields["owner_id"] or me.user_id
+    fields["enrichment"] = fields["enrichment"] or {}
+    fields.update(score_columns(fields))
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        await check_assignable(conn, me, fields["owner_id"])
+        params = SqlParams(me.org_id)
+        columns = ", ".join(fields)
+        values = ", ".join(params.add(v) for v in fields.values())
+        row = await conn.fetchrow(
+            f"INSERT INTO leads (org_id, {columns}) VALUES ($1, {values}) RETURNING *",
+            *params.values,
+        )
+        lead = lead_out(row)
+        await changes.record(conn, action="lead.create", resource_type="lead", resource_id=str(lead.id),
+                             after=lead.model_dump(mode="json"), event_type="crm.lead.created")
+    await changes.publish(call.pool, call.bus)
+    return Reply(lead, 201, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": etag(row)})
+
+
+async def update_lead(call: Call) -> Reply:
+    body: LeadUpdate = call.body
+    me = call.me
+    updates = body.model_dump(mode="json", exclude_unset=True)
+    if "enrichment" in updates and updates["enrichment"] is None:
+        updates["enrichment"] = {}
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
+                                     owner_column="owner_id", what="lead", for_update=True)
+        check_if_match(call.request, current)
+        if "owner_id" in updates:
+            await check_assignable(conn, me, updates["owner_id"])
+        if _SCORED_FIELDS & updates.keys():
+            updates.update(score_columns({**dict(current), **updates}))
+        row = await update_row(conn, "leads", current["id"], updates, me.org_id)
+        before, after = lead_out(current), lead_out(row)
+        await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
+                             before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
+                             event_type="crm.lead.updated",
+                             payload={"lead": after.model_dump(mode="json"), "changed": sorted(body.model_fields_set)})
+    await changes.publish(call.pool, call.bus)
+    return Reply(after, headers={"ETag": etag(row)})
+
+
+async def delete_lead(call: Call) -> Reply:
+    me = call.me
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
+                                     owner_column="owner_id", what="lead", for_update=True)
+        check_if_match(call.request, current)
+        await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
+        await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
+                             before=lead_out(current).model_dump(mode="json"), event_type="crm.lead.deleted",
+                             payload={"id": str(current["id"])})
+    await changes.publish(call.pool, call.bus)
+    return Reply(None, 204)
+
+
+async def rescore_lead(call: Call) -> Reply:
+    me = call.me
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
+                                     owner_column="owner_id", what="lead", for_update=True)
+        columns = score_columns(dict(current))
+        row = await update_row(conn, "leads", current["id"], columns, me.org_id)
+        out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
+                              reasons=columns["score_factors"]["reasons"],
+                              model_version=columns["score_factors"]["model_version"])
+        await changes.record(conn, action="lead.score", resource_type="lead", resource_id=str(row["id"]),
+                             before={"ai_score": current["ai_score"], "grade": current["grade"]},
+                             after=out.model_dump(mode="json"), event_type="crm.lead.scored")
+    await changes.publish(call.pool, call.bus)
+    return Reply(out)
+
+
+async def convert_lead(call: Call) -> Reply:
+    from crm_core.api.deals import deal_out
+
+    body: LeadConvert = call.body
+    me = call.me
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        lead = await load_visible(conn, me, table="leads", record_id=call.path_id(),
+                                  owner_column="owner_id", what="lead", for_update=True)
+        if lead["status"] == "converted":
+            raise Conflict("the lead is already converted", {"lead_id": str(lead["id"])},
+                           code="already_converted")
+        person = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
+        name = body.name or lead["company"] or person or "Deal"
+        deal = await conn.fetchrow(
+            """
+            INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, pipeline,
+                               stage, expected_close)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *
+            """,
+            me.org_id, lead["id"], lead["owner_id"] or me.user_id, name, lead["company"], body.value,
+            body.currency, body.pipeline, body.stage, body.expected_close,
+        )
+        await conn.execute("UPDATE leads SET status = 'converted', updated_at = now() WHERE id = $1", lead["id"])
+        await conn.execute(
+            """
+            INSERT INTO activities (org_id, kind, subject_type, subject_id, lead_id, deal_id, actor_id, body)
+            VALUES ($1, 'converted', 'lead', $2, $2, $3, $4, $5)
+            """,
+            me.org_id, lead["id"], deal["id"], me.user_id, {"deal_id": str(deal["id"]), "deal_name": name},
+        )
+        out = deal_out(deal)
+        await changes.record(conn, action="lead.convert", resource_type="lead", resource_id=str(lead["id"]),
+                             before={"status": lead["status"]}, after={"status": "converted"},
+                             event_type="crm.lead.converted",
+                             payload={"lead_id": str(lead["id"]), "deal": out.model_dump(mode="json")})
+        await changes.record(conn, action="deal.create", resource_type="deal", resource_id=str(out.id),
+                             after=out.model_dump(mode="json"), event_type="crm.deal.created")
+    await changes.publish(call.pool, call.bus)
+    return Reply(out, 201, headers={"Location": f"/api/v1/deals/{out.id}"})
+
+
+ENDPOINTS = (
+    Endpoint("GET", "/api/v1/leads", list_leads, "List leads", "leads", response=Lead, paginated=True,
+             query=LEADS.query_params()),
+    Endpoint("POST", "/api/v1/leads", create_lead, "Create a lead (scored on creation)", "leads",
+             body=LeadCreate, response=Lead, status=201, errors=(400, 401, 403, 409, 413, 422)),
+    Endpoint("GET", "/api/v1/leads/{id}", get_lead, "Get a lead", "leads", response=Lead),
+    Endpoint("PATCH", "/api/v1/leads/{id}", update_lead, "Update a lead", "leads", body=LeadUpdate,
+             response=Lead, errors=(400, 401, 403, 404, 412, 413, 422)),
+    Endpoint("DELETE", "/api/v1/leads/{id}", delete_lead, "Delete a lead", "leads", status=204,
+             errors=(401, 403, 404, 412)),
+    Endpoint("POST", "/api/v1/leads/{id}/score", rescore_lead, "Re-score a lead", "leads",
+             response=LeadScoreResult),
+    Endpoint("POST", "/api/v1/leads/{id}/convert", convert_lead, "Convert a lead into a deal", "leads",
+             body=LeadConvert, response=Deal, status=201, errors=(400, 401, 403, 404, 409, 413, 422)),
+)

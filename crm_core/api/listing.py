@@ -1,0 +1,212 @@
+"""List endpoints: documented filters, sort, and stable cursor (keyset) pagination.
+
+Filter syntax, the same on every collection:
+
+* ``?field=value`` — equals; ``?field=a,b`` — any of (for fields marked *many*);
+* ``?created_after=…`` / ``?created_before=…`` (and ``updated_…``): ISO 8601 times;
+* ``?sort=field`` ascending, ``?sort=-field`` descending (default ``-created_at``);
+* ``?limit=1..200`` (default 50) and ``?cursor=`` from the previous page's ``next_cursor``.
+
+Pages are cut on (sort value, id), so rows inserted or deleted between two
+page requests never make a row appear twice or be skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Literal
+
+from multidict import MultiMapping
+
+from crm_core.api.endpoint import QueryParam
+from crm_core.api_errors import BadRequest
+
+FilterKind = Literal["text", "uuid", "datetime", "int", "number", "bool", "enum"]
+
+
+class SqlParams:
+    """Positional parameters for one statement: ``add(value)`` returns its ``$n``."""
+
+    def __init__(self, *initial: Any) -> None:
+        self.values: list[Any] = list(initial)
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    name: str
+    kind: FilterKind
+    # SQL with "{}" where the parameter goes, e.g. "t.status = ANY({})" for many.
+    sql: str
+    description: str
+    many: bool = False
+    choices: tuple[str, ...] = ()
+
+    def parse(self, raw: str) -> Any:
+        values = [v.strip() for v in raw.split(",")] if self.many else [raw]
+        parsed = [self._one(v) for v in values]
+        return parsed if self.many else parsed[0]
+
+    def _one(self, raw: str) -> Any:
+        try:
+            if self.kind == "uuid":
+                return str(uuid.UUID(raw))
+            if self.kind == "datetime":
+                value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+                if value.tzinfo is None:
+                    raise ValueError("give a time zone (e.g. Z)")
+                return value
+            if self.kind == "int":
+                return int(raw)
+            if self.kind == "number":
+                return float(raw)
+            if self.kind == "bool":
+                if raw not in ("true", "false"):
+                    raise ValueError("true or false")
+                return raw == "true"
+        except ValueError as exc:
+            raise BadRequest(f"filter {self.name}: {exc}", {"filter": self.name, "value": raw},
+                             code="invalid_filter") from None
+        if self.kind == "enum" and raw not in self.choices:
+            raise BadRequest(f"filter {self.name}: one of {', '.join(self.choices)}",
+                             {"filter": self.name, "value": raw}, code="invalid_filter")
+        return raw
+
+    def doc(self) -> QueryParam:
+        base: dict[str, Any] = {
+            "uuid": {"type": "string", "format": "uuid"},
+            "datetime": {"type": "string", "format": "date-time"},
+            "int": {"type": "integer"},
+            "number": {"type": "number"},
+            "bool": {"type": "boolean"},
+            "text": {"type": "string"},
+            "enum": {"type": "string", "enum": list(self.choices)},
+        }[self.kind]
+        description = self.description + (" Comma-separated values match any of them." if self.many else "")
+        schema = {"type": "string", "description": "comma-separated"} if self.many else base
+        return QueryParam(self.name, schema, description)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    name: str
+    sql: str  # a non-null expression
+    pg_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """How one table is listed: its filters and sort keys."""
+
+    filters: tuple[Filter, ...]
+    sorts: tuple[SortKey, ...]
+    default_sort: str = "-created_at"
+
+    def query_params(self) -> tuple[QueryParam, ...]:
+        sort_names = [s.name for s in self.sorts] + [f"-{s.name}" for s in self.sorts]
+        return tuple(f.doc() for f in self.filters) + (
+            QueryParam("sort", {"type": "string", "enum": sort_names, "default": self.default_sort},
+                       "Sort field; a leading '-' sorts descending."),
+            QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                       "Page size."),
+            QueryParam("cursor", {"type": "string"}, "The next_cursor of the previous page."),
+        )
+
+
+@dataclass(slots=True)
+class Page:
+    where: list[str]
+    order_by: str
+    limit: int
+    sort_key: SortKey
+    descending: bool
+    sort_label: str
+
+
+def _encode_cursor(sort_label: str, value: str, row_id: str) -> str:
+    raw = json.dumps([sort_label, value, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        label, value, row_id = json.loads(raw)
+        uuid.UUID(row_id)
+        return str(label), str(value), str(row_id)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("the cursor is not one this API issued", code="invalid_cursor") from exc
+
+
+def plan_page(
+    collection: Collection, query: MultiMapping[str], params: SqlParams, *,
+    alias: str, default_limit: int, max_limit: int,
+) -> Page:
+    """Turn the query string into WHERE fragments, ORDER BY and LIMIT; unknown parameters are 400."""
+    by_name = {f.name: f for f in collection.filters}
+    where: list[str] = []
+    for name in set(query.keys()):
+        if name in ("sort", "limit", "cursor"):
+            continue
+        flt = by_name.get(name)
+        if flt is None:
+            raise BadRequest(f"unknown query parameter {name!r}",
+                             {"allowed": sorted(by_name) + ["cursor", "limit", "sort"]},
+                             code="invalid_filter")
+        values = query.getall(name)
+        if len(values) > 1:
+            raise BadRequest(f"give {name} once (use commas for several values)", code="invalid_filter")
+        where.append(flt.sql.format(params.add(flt.parse(values[0]))))
+
+    sort_label = query.get("sort", collection.default_sort)
+    descending = sort_label.startswith("-")
+    sort_key = next((s for s in collection.sorts if s.name == sort_label.lstrip("-")), None)
+    if sort_key is None:
+        raise BadRequest(f"cannot sort by {sort_label!r}",
+                         {"allowed": [s.name for s in collection.sorts]}, code="invalid_sort")
+
+    try:
+        limit = int(query.get("limit", default_limit))
+    except ValueError:
+        raise BadRequest("limit must be an integer", code="invalid_limit") from None
+    if not 1 <= limit <= max_limit:
+        raise BadRequest(f"limit must be between 1 and {max_limit}", code="invalid_limit")
+
+    cursor = query.get("cursor")
+    if cursor:
+        label, value, row_id = _decode_cursor(cursor)
+        if label != sort_label:
+            raise BadRequest("the cursor belongs to a different sort order", code="invalid_cursor")
+        op = "<" if descending else ">"
+        where.append(
+            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::uuid)"
+        )
+    direction = "DESC" if descending else "ASC"
+    order_by = f"{sort_key.sql} {direction}, {alias}.id {direction}"
+    return Page(where, order_by, limit, sort_key, descending, sort_label)
+
+
+def select_page_sql(page: Page, *, table: str, alias: str, base_where: list[str],
+                    params: SqlParams) -> str:
+    conditions = " AND ".join(base_where + page.where) or "true"
+    return (
+        f"SELECT {alias}.*, ({page.sort_key.sql})::text AS _sort_value FROM {table} {alias} "
+        f"WHERE {conditions} ORDER BY {page.order_by} LIMIT {params.add(page.limit + 1)}"
+    )
+
+
+def page_result(page: Page, rows: list[Any], to_item: Callable[[Any], Any]) -> dict[str, Any]:
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        next_cursor = _encode_cursor(page.sort_label, last["_sort_value"], str(last["id"]))
+    return {"data": [to_item(r) for r in rows], "next_cursor": next_cursor}

@@ -1,0 +1,350 @@
+"""The API's request and response bodies (pydantic); the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
+Role = Literal["rep", "manager", "admin"]
+
+_EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+_PHONE = r"^\+?[0-9 ()./-]{3,32}$"
+_STAGE = r"^[a-z0-9_]{1,40}$"
+Text = Field(None, max_length=200)
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+# --- auth ---------------------------------------------------------------
+
+class TokenRequest(Input):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    organization: str | None = Field(None, description="Organization slug, when the email is in several.")
+
+
+class TokenResponse(BaseModel):
+    token: str = Field(description="A short-lived bearer token for API calls.")
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class Me(BaseModel):
+    user_id: UUID
+    org_id: UUID
+    role: Role
+    team_ids: list[UUID]
+    permissions: list[str]
+
+
+# --- leads ----------------------------------------------------------------
+
+class _LeadFields(Input):
+    first_name: str | None = Text
+    last_name: str | None = Text
+    email: str | None = Field(None, max_length=320, pattern=_EMAIL)
+    phone: str | None = Field(None, pattern=_PHONE)
+    company: str | None = Text
+    title: str | None = Text
+    company_size: int | None = Field(None, ge=0, le=10_000_000)
+    industry: str | None = Text
+    source: str | None = Text
+    territory: str | None = Text
+    owner_id: UUID | None = None
+    enrichment: dict[str, Any] | None = None
+
+
+class LeadCreate(_LeadFields):
+    status: LeadStatus = "new"
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> "LeadCreate":
+        if not any((self.first_name, self.last_name, self.email, self.phone, self.company)):
+            raise ValueError("a lead needs at least a name, an email, a phone or a company")
+        return self
+
+
+class LeadUpdate(_LeadFields):
+    status: LeadStatus | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _status_not_null(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("status cannot be null")
+        return value
+
+
+class Lead(Output):
+    id: UUID
+    owner_id: UUID | None
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    company: str | None
+    title: str | None
+    company_size: int | None
+    industry: str | None
+    source: str | None
+    territory: str | None
+    status: LeadStatus
+    ai_score: float | None
+    grade: str | None
+    score_reasons: list[str] = Field(description="The score's strongest factors, in words.")
+    score_model_version: str | None
+    scored_at: datetime | None
+    enrichment: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LeadScoreResult(BaseModel):
+    lead_id: UUID
+    score: float
+    grade: str
+    reasons: list[str]
+    model_version: str
+
+
+class LeadConvert(Input):
+    name: str | None = Field(None, max_length=200, description="Deal name; default: the lead's company or name.")
+    value: float = Field(0, ge=0, le=1e12)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    pipeline: str = Field("default", max_length=60)
+    stage: str = Field("qualification", pattern=_STAGE)
+    expected_close: date | None = None
+
+
+# --- deals ----------------------------------------------------------------
+
+class DealCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    lead_id: UUID | None = None
+    company: str | None = Text
+    value: float = Field(0, ge=0, le=1e12)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    pipeline: str = Field("default", min_length=1, max_length=60)
+    stage: str = Field("qualification", pattern=_STAGE)
+    expected_close: date | None = None
+    owner_id: UUID | None = None
+
+
+class DealUpdate(Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    company: str | None = Text
+    value: float | None = Field(None, ge=0, le=1e12)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    pipeline: str | None = Field(None, min_length=1, max_length=60)
+    stage: str | None = Field(None, pattern=_STAGE)
+    expected_close: date | None = None
+    owner_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> "DealUpdate":
+        for name in ("name", "value", "currency", "pipeline", "stage"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class Deal(Output):
+    id: UUID
+    lead_id: UUID | None
+    owner_id: UUID | None
+    name: str
+    company: str | None
+    value: float
+    currency: str
+    pipeline: str
+    stage: str
+    expected_close: date | None
+    closed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DealPredictionResult(BaseModel):
+    id: UUID
+    deal_id: UUID
+    win_probability: float = Field(ge=0, le=1)
+    predicted_close: date | None
+    risk_flags: list[str] = Field(description="Machine-readable risks, e.g. stalled_in_stage.")
+    reasons: list[str]
+    model_version: str
+    created_at: datetime
+
+
+# --- calls and transcripts -----------------------------------------------
+
+class CallRecord(Output):
+    id: UUID
+    carrier: str
+    direction: Literal["inbound", "outbound"]
+    external_id: str | None
+    from_number: str | None
+    to_number: str | None
+    rep_id: UUID | None
+    lead_id: UUID | None
+    deal_id: UUID | None
+    status: str
+    ended_abnormally: bool
+    started_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_s: int | None
+    created_at: datetime
+
+
+class TranscriptSegment(BaseModel):
+    segment_key: str
+    party: Literal["rep", "customer", "mixed"]
+    speaker: str | None
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class Transcript(BaseModel):
+    call_id: UUID
+    masked: bool = Field(description="True when personal data in the text is masked.")
+    segments: list[TranscriptSegment]
+
+
+# --- activities -----------------------------------------------------------
+
+class ActivityCreate(Input):
+    kind: Literal["note", "email", "meeting", "task"] = "note"
+    lead_id: UUID | None = None
+    deal_id: UUID | None = None
+    text: str = Field(min_length=1, max_length=20_000)
+    occurred_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> "ActivityCreate":
+        if (self.lead_id is None) == (self.deal_id is None):
+            raise ValueError("give exactly one of lead_id or deal_id")
+        return self
+
+
+class Activity(Output):
+    id: UUID
+    kind: str
+    subject_type: Literal["lead", "deal", "call"]
+    subject_id: UUID
+    lead_id: UUID | None
+    deal_id: UUID | None
+    call_id: UUID | None
+    actor_id: UUID | None
+    body: dict[str, Any]
+    occurred_at: datetime
+    created_at: datetime
+
+
+# --- users, teams, tokens --------------------------------------------------
+
+class UserCreate(Input):
+    email: str = Field(max_length=320, pattern=_EMAIL)
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = "rep"
+    team_id: UUID | None = None
+    territory: str | None = Text
+    phone: str | None = Field(None, pattern=_PHONE)
+    password: str | None = Field(None, min_length=10, max_length=1024)
+
+
+class UserUpdate(Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    role: Role | None = None
+    team_id: UUID | None = None
+    territory: str | None = Text
+    phone: str | None = Field(None, pattern=_PHONE)
+    password: str | None = Field(None, min_length=10, max_length=1024)
+    is_active: bool | None = None
+
+
+class User(Output):
+    id: UUID
+    email: str
+    name: str
+    role: Role
+    team_id: UUID | None
+    territory: str | None
+    phone: str | None
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class TeamCreate(Input):
+    name: str = Field(min_length=1, max_length=120)
+
+
+class Team(Output):
+    id: UUID
+    name: str
+    created_at: datetime
+
+
+class ApiTokenCreate(Input):
+    name: str = Field(min_length=1, max_length=120)
+    scopes: list[str] = Field(default_factory=lambda: ["read", "write"], max_length=20)
+    expires_at: datetime | None = None
+    user_id: UUID | None = Field(None, description="Whose rights the token carries; default: you.")
+
+
+class ApiToken(Output):
+    id: UUID
+    user_id: UUID
+    name: str
+    token_prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(ApiToken):
+    token: str = Field(description="The secret; shown only in this response.")
+
+
+# --- imports --------------------------------------------------------------
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="1-based data row number (the header is row 0).")
+    field: str | None
+    message: str
+
+
+class LeadImport(Output):
+    id: UUID
+    mode: Literal["all_or_nothing", "partial"]
+    status: Literal["running", "completed", "failed"]
+    total_rows: int
+    processed_rows: int
+    imported_rows: int
+    progress: float = Field(description="processed_rows / total_rows, 0..1")
+    errors: list[ImportRowError]
+    created_at: datetime
+    finished_at: datetime | None

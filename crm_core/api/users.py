@@ -1,0 +1,152 @@
+"""/api/v1/users and /api/v1/me: the organization's people (admins manage them)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from crm_core.api.access import require
+from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.models import Me, User, UserCreate, UserUpdate
+from crm_core.api.records import load_visible, update_row
+from crm_core.api_errors import Conflict, Forbidden, NotFound
+from crm_core.auth.passwords import hash_password
+from crm_core.changes import ChangeSet
+
+USERS = Collection(
+    filters=(
+        Filter("role", "enum", "u.role = ANY({})", "Role.", many=True, choices=("rep", "manager", "admin")),
+        Filter("team_id", "uuid", "u.team_id = {}::uuid", "Team."),
+        Filter("is_active", "bool", "u.is_active = {}", "Active or deactivated."),
+        Filter("email", "text", "lower(u.email) = lower({})", "Email (case-insensitive)."),
+    ),
+    sorts=(SortKey("created_at", "u.created_at", "timestamptz"), SortKey("name", "u.name", "text")),
+)
+
+
+def user_out(row: asyncpg.Record) -> User:
+    return User.model_validate(dict(row))
+
+
+async def me(call: Call) -> Reply:
+    p = call.me
+    return Reply(Me(user_id=p.user_id, org_id=p.org_id, role=p.role, team_ids=list(p.team_ids),
+                    permissions=sorted(p.permissions)))
+
+
+async def list_users(call: Call) -> Reply:
+    ctx = call.context.options
+    params = SqlParams()
+    base = [f"u.org_id = {params.add(call.me.org_id)}"]
+    page = plan_page(USERS, call.request.query, params, alias="u",
+                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
+    sql = select_page_sql(page, table="users", alias="u", base_where=base, params=params)
+    async with call.pool.acquire() as conn:
+        rows = await conn.fetch(sql, *params.values)
+    return Reply(page_result(page, rows, lambda r: user_out(r).model_dump(mode="json")))
+
+
+async def get_user(call: Call) -> Reply:
+    async with call.pool.acquire() as conn:
+        row = await load_visible(conn, call.me, table="users", record_id=call.path_id(), owner_column=None,
+                                 what="user")
+    return Reply(user_out(row))
+
+
+async def _check_team(conn: asyncpg.Connection, org_id: str, team_id: object) -> None:
+    if team_id is not None and not await conn.fetchval(
+        "SELECT true FROM teams WHERE id = $1 AND org_id = $2", str(team_id), org_id
+    ):
+        raise NotFound("no such team", {"team_id": str(team_id)})
+
+
+async def create_user(call: Call) -> Reply:
+    require(call.me, "users:manage")
+    body: UserCreate = call.body
+    me = call.me
+    password_hash = await asyncio.to_thread(hash_password, body.password) if body.password else None
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        await _check_team(conn, me.org_id, body.team_id)
+        try:
+            row = await conn.fetchrow(
+                """
+                INSERT INTO users (org_id, email, name, role, team_id, territory, phone, password_hash)
+                VALUES ($1, lower($2), $3, $4, $5, $6, $7, $8) RETURNING *
+                """,
+                me.org_id, body.email, body.name, body.role, body.team_id, body.territory, body.phone,
+                password_hash,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("a user with this email exists", {"email": body.email}, code="duplicate_email") from None
+        out = user_out(row)
+        await changes.record(conn, action="user.create", resource_type="user", resource_id=str(out.id),
+                             after=out.model_dump(mode="json"), event_type="crm.user.created")
+    await changes.publish(call.pool, call.bus)
+    return Reply(out, 201, headers={"Location": f"/api/v1/users/{out.id}"})
+
+
+async def update_user(call: Call) -> Reply:
+    require(call.me, "users:manage")
+    body: UserUpdate = call.body
+    me = call.me
+    updates = body.model_dump(exclude_unset=True)
+    if "team_id" in updates and updates["team_id"] is not None:
+        updates["team_id"] = str(updates["team_id"])
+    for name in ("name", "role", "is_active"):
+        if name in updates and updates[name] is None:
+            updates.pop(name)
+    if "password" in updates:
+        password = updates.pop("password")
+        updates["password_hash"] = await asyncio.to_thread(hash_password, password) if password else None
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="users", record_id=call.path_id(), owner_column=None,
+                                     what="user", for_update=True)
+        if str(current["id"]) == me.user_id and (updates.get("role", "admin") != "admin"
+                                                 or updates.get("is_active") is False):
+            raise Forbidden("admins cannot demote or deactivate themselves", code="self_lockout")
+        await _check_team(conn, me.org_id, updates.get("team_id"))
+        row = await update_row(conn, "users", current["id"], updates, me.org_id)
+        before, after = user_out(current), user_out(row)
+        await changes.record(conn, action="user.update", resource_type="user", resource_id=str(after.id),
+                             before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
+                             event_type="crm.user.updated")
+    await changes.publish(call.pool, call.bus)
+    return Reply(after)
+
+
+async def deactivate_user(call: Call) -> Reply:
+    """Users are deactivated, not deleted: their calls and audit trail keep pointing at them."""
+    require(call.me, "users:manage")
+    me = call.me
+    changes = ChangeSet(me.org_id, me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        current = await load_visible(conn, me, table="users", record_id=call.path_id(), owner_column=None,
+                                     what="user", for_update=True)
+        if str(current["id"]) == me.user_id:
+            raise Forbidden("admins cannot deactivate themselves", code="self_lockout")
+        row = await update_row(conn, "users", current["id"], {"is_active": False}, me.org_id)
+        await conn.execute("UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+                           current["id"])
+        await changes.record(conn, action="user.deactivate", resource_type="user", resource_id=str(row["id"]),
+                             before=user_out(current).model_dump(mode="json"),
+                             after=user_out(row).model_dump(mode="json"), event_type="crm.user.deactivated")
+    await changes.publish(call.pool, call.bus)
+    return Reply(None, 204)
+
+
+ENDPOINTS = (
+    Endpoint("GET", "/api/v1/me", me, "Who am I: role, teams, permissions", "users", response=Me),
+    Endpoint("GET", "/api/v1/users", list_users, "List the organization's users", "users", response=User,
+             paginated=True, query=USERS.query_params()),
+    Endpoint("POST", "/api/v1/users", create_user, "Create a user (admin)", "users", body=UserCreate,
+             response=User, status=201, errors=(400, 401, 403, 404, 409, 413, 422)),
+    Endpoint("GET", "/api/v1/users/{id}", get_user, "Get a user", "users", response=User),
+    Endpoint("PATCH", "/api/v1/users/{id}", update_user, "Update a user (admin)", "users", body=UserUpdate,
+             response=User, errors=(400, 401, 403, 404, 413, 422)),
+    Endpoint("DELETE", "/api/v1/users/{id}", deactivate_user, "Deactivate a user (admin)", "users", status=204,
+             errors=(401, 403, 404)),
+)

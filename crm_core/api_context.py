@@ -1,0 +1,44 @@
+"""What the CRM API needs from the node that serves it, stored on the root app.
+
+Kept on the root application (not the /api/v1 sub-application) so that other
+areas' handlers can call ``crm_core.auth.authenticate(request)`` too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+
+from storage.events import EventBus
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    # Secure flag on cookies: set when the node is served over TLS or behind a TLS proxy.
+    secure_cookies: bool = False
+    session_ttl_s: int = 8 * 3600
+    max_json_bytes: int = 256 * 1024
+    max_import_bytes: int = 10 * 1024 * 1024
+    max_import_rows: int = 50_000
+    page_size_default: int = 50
+    page_size_max: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    pool: Callable[[], asyncpg.Pool]
+    bus: Callable[[], EventBus | None]
+    options: ApiOptions
+    # Called with (request, principal) once a request is authenticated, before its handler:
+    # where the node plugs in per-organization rate limits. It may raise an HTTP error.
+    after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None
+
+
+CRM_API = web.AppKey("crm_api", ApiContext)
+
+
+def api_context(request: web.Request) -> ApiContext:
+    return request.config_dict[CRM_API]

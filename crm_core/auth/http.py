@@ -1,0 +1,109 @@
+"""Authentication of HTTP requests: Bearer tokens for API clients, cookies for the browser.
+
+``authenticate(request)`` is the one entry point; other areas (live feed,
+recordings) call it too. Accepted credentials, in order:
+
+* ``Authorization: Bearer cl_…`` (API token) or ``Bearer cla_…`` (a browser's
+  short-lived access token from ``POST /auth/token``);
+* with ``allow_query_token=True`` (WebSockets, <audio> sources, which cannot
+  send headers): ``?access_token=cla_…`` — access tokens only;
+* the ``coachline_session`` HttpOnly cookie. Cookie-authenticated requests
+  that change state must echo the ``coachline_csrf`` cookie in an
+  ``X-CSRF-Token`` header (double submit, also checked against the session).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from crm_core.api_context import api_context
+from crm_core.api_errors import Forbidden, Unauthenticated
+from crm_core.auth.principal import Principal, principal_for_user
+from crm_core.auth.tokens import (
+    ACCESS_TOKEN_MARK,
+    API_TOKEN_MARK,
+    principal_from_api_token,
+    session_by_token,
+)
+
+SESSION_COOKIE = "coachline_session"
+CSRF_COOKIE = "coachline_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# aiohttp >= 3.13 has typed request keys; older ones take strings.
+_PRINCIPAL_KEY: Any = (web.RequestKey("crm_core.principal", Principal) if hasattr(web, "RequestKey")
+                       else "crm_core.principal")
+
+
+class CsrfRejected(Forbidden):
+    code = "csrf_failed"
+
+
+async def authenticate(request: web.Request, *, allow_query_token: bool = False) -> Principal:
+    """The principal behind ``request``; raises ``Unauthenticated`` (401) or ``Forbidden`` (403).
+
+    The result is cached on the request, so calling it twice costs one lookup.
+    """
+    cached = request.get(_PRINCIPAL_KEY)
+    if cached is not None:
+        return cached
+    principal = await _resolve(request, allow_query_token)
+    if principal.via == "api_token":
+        needed = "read" if request.method in SAFE_METHODS else "write"
+        if needed not in principal.scopes:
+            raise Forbidden(f"this API token lacks the '{needed}' scope", code="insufficient_scope")
+    request[_PRINCIPAL_KEY] = principal
+    return principal
+
+
+async def _resolve(request: web.Request, allow_query_token: bool) -> Principal:
+    pool = api_context(request).pool()
+    token: str | None = None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+    elif allow_query_token and request.query.get("access_token"):
+        token = request.query["access_token"]
+        if not token.startswith(ACCESS_TOKEN_MARK):
+            raise Unauthenticated("only short-lived access tokens may travel in the URL")
+
+    if token is not None:
+        async with pool.acquire() as conn:
+            if token.startswith(ACCESS_TOKEN_MARK):
+                row = await session_by_token(conn, token, "access")
+                if row is not None:
+                    return principal_for_user(
+                        dict(row), via="session", session_id=str(row["browser_session_id"])
+                    )
+            elif token.startswith(API_TOKEN_MARK):
+                principal = await principal_from_api_token(conn, token)
+                if principal is not None:
+                    return principal
+        raise Unauthenticated("the token is unknown, expired or revoked")
+
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise Unauthenticated()
+    async with pool.acquire() as conn:
+        row = await session_by_token(conn, cookie, "browser")
+    if row is None:
+        raise Unauthenticated("the session has expired; sign in again")
+    if request.method not in SAFE_METHODS:
+        check_csrf(request, row["csrf_token"])
+    return principal_for_user(dict(row), via="cookie", session_id=str(row["session_id"]))
+
+
+def check_csrf(request: web.Request, expected: str | None) -> None:
+    sent = request.headers.get(CSRF_HEADER, "")
+    cookie_value = request.cookies.get(CSRF_COOKIE, "")
+    if not (sent and expected and hmac.compare_digest(sent, cookie_value)
+            and hmac.compare_digest(sent, expected)):
+        raise CsrfRejected(
+            f"cookie-authenticated writes need the {CSRF_HEADER} header matching the {CSRF_COOKIE} cookie"
+        )

@@ -1,0 +1,111 @@
+"""Every CRM write leaves two traces in its own transaction: an audit_log row
+(who, what, before/after) and, for changes others care about, an outbox row
+with the domain event. After the commit the events go on the bus and their
+outbox rows are marked published; if the bus is down they stay pending for
+``relay_outbox`` to send later (at-least-once; consumers de-duplicate on the
+event id).
+
+Event types: crm.lead.created|updated|deleted|scored|converted,
+crm.deal.created|updated|deleted|stage_changed|predicted,
+crm.activity.created, crm.leads.imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from storage.events import Event, EventBus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """Collects the events of one transaction so they are published only after it commits."""
+
+    org_id: str
+    actor_id: str | None
+    actor_kind: str = "user"
+    request_id: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    async def record(
+        self, conn: asyncpg.Connection, *, action: str, resource_type: str, resource_id: str | None,
+        before: Any = None, after: Any = None, event_type: str | None = None,
+        payload: dict[str, Any] | None = None, detail: dict[str, Any] | None = None,
+    ) -> None:
+        await conn.execute(
+            """
+            INSERT INTO audit_log (org_id, actor_id, actor_kind, action, resource_type, resource_id,
+                                   before, after, detail, request_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            """,
+            self.org_id, self.actor_id, self.actor_kind, action, resource_type, resource_id,
+            before, after, detail or {}, self.request_id,
+        )
+        if event_type is not None:
+            event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
+            await conn.execute(
+                "INSERT INTO outbox (event_id, org_id, type, payload) VALUES ($1, $2, $3, $4)",
+                event.id, self.org_id, event.type, event.payload,
+            )
+            self.events.append(event)
+
+    async def publish(self, pool: asyncpg.Pool, bus: EventBus | None) -> None:
+        """Send the committed events; failures leave them pending in the outbox."""
+        if bus is None or not self.events:
+            return
+        sent: list[str] = []
+        for event in self.events:
+            try:
+                await bus.publish(event)
+                sent.append(event.id)
+            except Exception as exc:  # noqa: BLE001 - the outbox keeps it for the relay
+                log.warning("event %s (%s) not published now, left in the outbox: %s",
+                            event.id, event.type, exc)
+        if sent:
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::uuid[])", sent
+                )
+        self.events.clear()
+
+
+async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100) -> int:
+    """Publish outbox rows still pending (e.g. the bus was down); returns how many were sent.
+
+    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED.
+    """
+    sent = 0
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT id, event_id, org_id, type, payload, extract(epoch FROM created_at) AS at
+                FROM outbox WHERE published_at IS NULL AND next_attempt_at <= now()
+                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+                """,
+                batch,
+            )
+            for row in rows:
+                event = Event(row["type"], row["payload"], org_id=str(row["org_id"]) if row["org_id"] else None,
+                              id=str(row["event_id"]), occurred_at=float(row["at"]))
+                try:
+                    await bus.publish(event)
+                except Exception as exc:  # noqa: BLE001 - retried with backoff
+                    await conn.execute(
+                        """
+                        UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                            next_attempt_at = now() + make_interval(secs => least(300, 2 ^ attempts))
+                        WHERE id = $1
+                        """,
+                        row["id"], str(exc)[:500],
+                    )
+                    continue
+                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", row["id"])
+                sent += 1
+    return sent

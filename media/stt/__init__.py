@@ -1,0 +1,25 @@
+"""Streaming speech-to-text: one shared Whisper model, one transcriber per party."""
+
+from media.stt.decoder import DecodeRequest, DecodeResult, DecoderError, DecoderOptions, WhisperDecoder
+from media.stt.models import DEFAULT_MODEL, ModelChecksumError, ModelNotInstalledError, locate_model
+from media.stt.pool import PoolClosedError, PoolOptions, PoolStats, SpeechModelPool
+from media.stt.streaming import StreamingOptions, StreamingTranscriber, TranscriberClosedError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DecodeRequest",
+    "DecodeResult",
+    "DecoderError",
+    "DecoderOptions",
+    "ModelChecksumError",
+    "ModelNotInstalledError",
+    "PoolClosedError",
+    "PoolOptions",
+    "PoolStats",
+    "SpeechModelPool",
+    "StreamingOptions",
+    "StreamingTranscriber",
+    "TranscriberClosedError",
+    "WhisperDecoder",
+    "locate_model",
+]

@@ -1,0 +1,279 @@
+"""One Whisper model (faster-whisper on CTranslate2) that decodes batches of short utterances.
+
+faster-whisper's ``transcribe`` pads every chunk to 30 s of features, so a
+2 s utterance costs as much encoder work as 30 s.  This decoder calls the
+CTranslate2 model directly: the features of each batch are padded only to
+the smallest *encoder window* that holds the longest utterance (the
+windows are configurable; ``scripts/bench/stt.py`` measures their accuracy),
+several utterances share one encoder and one greedy decoder call, and
+word timestamps come from the same encoder output.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+_FRAMES_PER_SECOND = 100  # Whisper's log-Mel hop is 10 ms
+_MAX_FRAMES = 3000  # the encoder positional table holds 30 s
+
+
+class DecoderError(RuntimeError):
+    """The speech model could not be loaded or could not decode a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecoderOptions:
+    """How the model runs and decodes.
+
+    ``encoder_windows_s`` are the encoder input lengths a batch may use;
+    the shortest one that holds the batch's longest utterance is chosen.
+    ``(30,)`` is Whisper's own behaviour (always pad to 30 s).
+    """
+
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0  # 0: CTranslate2 picks (all cores)
+    encoder_windows_s: tuple[int, ...] = (10, 20, 30)
+    max_new_tokens: int = 120
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeRequest:
+    """Audio of one utterance (float32 mono 16 kHz in [-1, 1]) plus what should steer its words."""
+
+    audio: np.ndarray
+    prompt: str | None = None  # previous text of the call, or an initial prompt
+    hotwords: str | None = None  # names to favour: company, product, competitors
+    word_timestamps: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedWord:
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """Text of one utterance; word times are seconds from the start of the request's audio."""
+
+    text: str
+    words: tuple[DecodedWord, ...] = field(default=())
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+
+
+class WhisperDecoder:
+    """Wraps ``faster_whisper.WhisperModel``; thread-safe for one caller at a time per batch."""
+
+    def __init__(self, model_dir: str | os.PathLike, options: DecoderOptions | None = None):
+        # never let huggingface_hub try the network: models come from installed packages
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.options = options or DecoderOptions()
+        path = Path(model_dir)
+        if not (path / "model.bin").is_file():
+            raise DecoderError(f"no CTranslate2 Whisper model in {path} (model.bin missing)")
+        try:
+            self._whisper = WhisperModel(
+                str(path),
+                device=self.options.device,
+                compute_type=self.options.compute_type,
+                cpu_threads=self.options.cpu_threads,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise DecoderError(f"cannot load the Whisper model in {path}: {exc}") from exc
+        model = self._whisper.model
+        language = self.options.language if model.is_multilingual else None
+        self._tokenizer = Tokenizer(
+            self._whisper.hf_tokenizer, model.is_multilingual, task="transcribe", language=language
+        )
+        self._suppress = list(self._tokenizer.non_speech_tokens) + [
+            self._tokenizer.transcribe,
+            self._tokenizer.translate,
+            self._tokenizer.sot,
+            self._tokenizer.sot_prev,
+            self._tokenizer.sot_lm,
+            self._tokenizer.no_timestamps,
+        ]
+        windows = sorted({int(w) for w in self.options.encoder_windows_s})
+        if not windows or windows[0] <= 0 or windows[-1] > 30:
+            raise DecoderError("encoder_windows_s must hold lengths between 1 and 30 seconds")
+        self._windows_frames = [w * _FRAMES_PER_SECOND for w in windows]
+        self.decodes = 0
+        self.fallbacks = 0  # items re-decoded with the full window after a loop
+
+    @property
+    def max_audio_s(self) -> float:
+        return self._windows_frames[-1] / _FRAMES_PER_SECOND
+
+    def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        """Decode a batch of utterances with greedy search (temperature 0).
+
+        A short encoder window sometimes makes Whisper loop on a word
+        ("Messages Messages Messages ..."); such items are decoded again
+        alone with the full 30 s window, which does not loop.
+        """
+        if not requests:
+            return []
+        results, looped = self._decode(requests, self._windows_frames)
+        full = [self._windows_frames[-1]]
+        for i in looped:
+            self.fallbacks += 1
+            results[i] = self._decode([requests[i]], full)[0][0]
+        self.decodes += len(requests)
+        return results
+
+    def _decode(
+        self, requests: list[DecodeRequest], windows: list[int]
+    ) -> tuple[list[DecodeResult], list[int]]:
+        features, num_frames = self._features(requests, windows)
+        short_window = features.shape[-1] < _MAX_FRAMES
+        encoder_output = self._whisper.encode(features)
+        prompts = [self._prompt(r) for r in requests]
+        budgets = [_token_budget(len(r.audio) / SAMPLE_RATE) for r in requests]
+        max_new = min(self.options.max_new_tokens, max(budgets))
+        results = self._whisper.model.generate(
+            encoder_output,
+            prompts,
+            beam_size=1,
+            max_length=min(448, max(len(p) for p in prompts) + max_new),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+            max_initial_timestamp_index=50,  # first segment starts within 1 s, as Whisper does
+        )
+        eot = self._tokenizer.eot
+        token_lists: list[list[int]] = []
+        decoded: list[DecodeResult] = []
+        looped: list[int] = []
+        for i, result in enumerate(results):
+            tokens = [t for t in result.sequences_ids[0] if t < eot]
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
+            no_speech = float(result.no_speech_prob)
+            text = self._tokenizer.decode(tokens).strip()
+            if short_window and (len(tokens) >= budgets[i] or _is_loop(text)):
+                looped.append(i)
+            # Whisper's own rule: a confident "no speech" with a weak transcript means silence
+            if no_speech > self.options.no_speech_threshold and avg_logprob < self.options.log_prob_threshold:
+                tokens, text = [], ""
+            token_lists.append(tokens)
+            decoded.append(DecodeResult(text, (), avg_logprob, no_speech))
+        want_words = {
+            i for i, r in enumerate(requests) if r.word_timestamps and token_lists[i] and i not in looped
+        }
+        if want_words:
+            # alignment takes the whole batch; items without text align an empty list cheaply
+            alignments = self._whisper.find_alignment(
+                self._tokenizer,
+                [token_lists[i] if i in want_words else [] for i in range(len(requests))],
+                encoder_output,
+                num_frames,
+            )
+            for i in want_words:
+                duration = len(requests[i].audio) / SAMPLE_RATE
+                words = tuple(
+                    DecodedWord(
+                        w["word"].strip(),
+                        min(float(w["start"]), duration),
+                        min(float(w["end"]), duration),
+                        float(w["probability"]),
+                    )
+                    for w in _merge_punctuation(alignments[i])
+                    if w["word"].strip()
+                )
+                decoded[i] = DecodeResult(
+                    decoded[i].text, words, decoded[i].avg_logprob, decoded[i].no_speech_prob
+                )
+        return decoded, looped
+
+    def _features(
+        self, requests: list[DecodeRequest], windows: list[int]
+    ) -> tuple[np.ndarray, list[int]]:
+        feats = []
+        for request in requests:
+            audio = request.audio
+            if audio.dtype != np.float32 or audio.ndim != 1:
+                raise DecoderError("DecodeRequest.audio must be 1-D float32 at 16 kHz")
+            if len(audio) > self.max_audio_s * SAMPLE_RATE:
+                raise DecoderError(
+                    f"utterance of {len(audio) / SAMPLE_RATE:.1f} s is longer than the "
+                    f"{self.max_audio_s:.0f} s encoder window"
+                )
+            feats.append(len(audio) // 160 + 1)
+        longest = max(feats)
+        window = next((w for w in windows if w >= longest), windows[-1])
+        feats = [self._padded_features(r.audio, window) for r in requests]
+        batch = np.zeros((len(feats), feats[0].shape[0], window), dtype=np.float32)
+        num_frames = []
+        for i, f in enumerate(feats):
+            n = min(f.shape[-1], window)
+            batch[i, :, :n] = f[:, :n]
+            num_frames.append(n)
+        return batch, num_frames
+
+    def _padded_features(self, audio: np.ndarray, window: int) -> np.ndarray:
+        return self._whisper.feature_extractor(audio)[:, :window]
+
+    def _prompt(self, request: DecodeRequest) -> list[int]:
+        tok = self._tokenizer
+        prompt: list[int] = []
+        context: list[int] = []
+        if request.hotwords:
+            context += tok.encode(" " + request.hotwords.strip())
+        if request.prompt:
+            context += tok.encode(" " + request.prompt.strip())
+        if context:
+            # keep the most recent context; Whisper allows half its 448-token window for it
+            prompt = [tok.sot_prev] + context[-(448 // 2 - 1) :]
+        # timestamp mode (no <|notimestamps|>): with an encoder window shorter than 30 s, text-only
+        # decoding often ends after the first sentence; letting the model place segment
+        # timestamps keeps it going to the end of the audio (measured: tests and the benchmark)
+        return prompt + list(tok.sot_sequence)
+
+
+def _merge_punctuation(words: list[dict]) -> list[dict]:
+    """Attach stand-alone punctuation tokens to the word before them ("Hello" "," -> "Hello,")."""
+    merged: list[dict] = []
+    for w in words:
+        text = w["word"]
+        if merged and text.strip() and all(ch in string.punctuation for ch in text.strip()):
+            prev = dict(merged[-1])
+            prev["word"] = prev["word"] + text.strip()
+            merged[-1] = prev
+            continue
+        merged.append(dict(w))
+    return merged
+
+
+def _token_budget(duration_s: float) -> int:
+    # fast speech is ~4 words (~5 tokens) a second; a hypothesis far longer than that is a loop
+    return int(duration_s * 7) + 8
+
+
+def _is_loop(text: str) -> bool:
+    """True when the text repeats itself the way Whisper's decoding loops do."""
+    words = [w.strip(string.punctuation) for w in text.lower().split()]
+    if len(words) >= 3 and len(set(words)) == 1:
+        return True  # "Messages messages messages" for a one-word prompt
+    if len(words) < 6:
+        return False
+    # Whisper's own test is gzip compression ratio > 2.4; on short texts a repeated tail is clearer
+    tail = words[-6:]
+    return len(set(tail)) <= 2 or len(zlib.compress(text.encode())) * 2.4 < len(text.encode())

@@ -1,0 +1,318 @@
+"""Live transcription of one party: VAD-gated utterances, revised partials, timed finals.
+
+``push(frame)`` is synchronous and cheap (resampling plus a VAD score per
+32 ms); decoding happens in the shared ``SpeechModelPool``.  While someone
+speaks, a partial decode of the utterance so far is requested every
+``partial_interval_ms`` of new speech; words that two successive
+partials agree on (LocalAgreement-2) become the segment's stable prefix
+and never change in later partials.  At the VAD end of the utterance, or
+when it reaches ``max_utterance_ms`` (cut at the quietest point), the
+whole utterance is decoded once more with word timestamps: the final.
+Silence never reaches the decoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from media.frames import AudioFormatError, AudioFrame
+from media.resample import Resampler
+from media.stt.decoder import DecodeRequest, DecodeResult
+from media.stt.pool import SpeechModelPool
+from media.transcript import TranscriptSegment, Word
+from media.vad import WINDOW, SpeechEnd, SpeechStart, VadOptions, VoiceActivityDetector
+from media.wer import normalize_words
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+_SAMPLES_PER_MS = RATE // 1000
+
+
+class TranscriberClosedError(RuntimeError):
+    """Audio was pushed to a transcriber after ``close()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingOptions:
+    partial_interval_ms: int = 500  # new speech between partial decodes
+    max_utterance_ms: int = 9600  # longer speech is cut (fits the 10 s encoder window)
+    max_gap_fill_ms: int = 2000  # a timestamp jump up to this is filled with silence
+    context_chars: int = 160  # previous final text given to the model as a prompt
+    vad: VadOptions = field(default_factory=VadOptions)
+
+
+class StreamingTranscriber:
+    """Transcribes one party of one call; iterate it (``async for``) to receive segments."""
+
+    def __init__(
+        self,
+        party: str,
+        pool: SpeechModelPool,
+        *,
+        stream_id: str | None = None,
+        options: StreamingOptions | None = None,
+        hotwords: str | None = None,
+        initial_prompt: str | None = None,
+    ):
+        self.party = str(party)
+        self.options = options or StreamingOptions()
+        self._pool = pool
+        self._stream_id = stream_id or f"{id(self):x}:{self.party}"
+        self._hotwords = hotwords
+        self._context = (initial_prompt or "").strip()
+        self._vad = VoiceActivityDetector(pool.vad_model, self.options.vad)
+        self._out: asyncio.Queue[TranscriptSegment | None] = asyncio.Queue()
+        self._finals_pending: set[asyncio.Future] = set()
+        self._closed = False
+        self._input_rate: int | None = None
+        self._resample = None
+        self._origin_ms: float | None = None  # call-clock time of sample 0
+        self._buf = np.zeros(0, np.int16)  # 16 kHz audio kept from sample self._buf_start on
+        self._buf_start = 0
+        self._total = 0  # 16 kHz samples received so far
+        self._utterance = 0
+        self._utt_start: int | None = None
+        self._probs: list[tuple[int, float]] = []  # (window end sample, speech probability)
+        self._last_partial_at = 0
+        self._revision = 0
+        self._previous_hypothesis: list[str] = []
+        self._stable: list[str] = []
+        self._last_partial_text = ""
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def push(self, frame: AudioFrame) -> None:
+        """Add one frame of this party's audio (any supported rate; 8 kHz telephone is typical)."""
+        if self._closed:
+            raise TranscriberClosedError("push() after close()")
+        if str(frame.party) != self.party:
+            raise AudioFormatError(f"frame of party {frame.party!s} pushed to the {self.party} transcriber")
+        if self._input_rate is None:
+            self._input_rate = frame.sample_rate
+            if frame.sample_rate != RATE:
+                self._resample = Resampler(frame.sample_rate, RATE).process
+            self._origin_ms = float(frame.timestamp_ms)
+        elif frame.sample_rate != self._input_rate:
+            raise AudioFormatError(
+                f"sample rate changed mid-stream from {self._input_rate} to {frame.sample_rate} Hz"
+            )
+        if len(frame.pcm) == 0:
+            return  # carriers send empty keep-alive frames; they carry no time
+        self._fill_gap(frame.timestamp_ms)
+        pcm = self._resample(frame.pcm) if self._resample else frame.pcm
+        self._append(pcm)
+
+    def _fill_gap(self, timestamp_ms: int) -> None:
+        expected_ms = self._origin_ms + self._total / _SAMPLES_PER_MS
+        gap_ms = timestamp_ms - expected_ms
+        if gap_ms <= 40:  # jitter and overlap: audio continuity matters more than the stamp
+            return
+        if gap_ms <= self.options.max_gap_fill_ms:
+            self._append(np.zeros(int(gap_ms * _SAMPLES_PER_MS), np.int16))
+            return
+        # a long hole (hold, lost stream): close the utterance and move the clock past the hole
+        if self._utt_start is not None:
+            self._end_utterance(self._total)
+        self._origin_ms += gap_ms
+
+    def _append(self, pcm: np.ndarray) -> None:
+        if len(pcm) == 0:
+            return
+        self._buf = np.concatenate([self._buf, pcm])
+        self._total += len(pcm)
+        for event in self._vad.process(pcm):
+            if isinstance(event, SpeechStart):
+                self._utt_start = max(event.sample, self._buf_start)
+                self._begin_utterance()
+            elif isinstance(event, SpeechEnd) and self._utt_start is not None:
+                self._end_utterance(min(event.sample, self._total))
+        if self._utt_start is None:
+            # idle: keep only what a future start's pre-roll can reach back to
+            keep = (self.options.vad.pre_roll_ms + self.options.vad.min_speech_ms + 64) * _SAMPLES_PER_MS
+            if len(self._buf) > 2 * keep:
+                drop = len(self._buf) - keep
+                self._buf = self._buf[drop:]
+                self._buf_start += drop
+            return
+        self._probs.append((self._total, self._vad.last_probability))
+        length = self._total - self._utt_start
+        if length >= self.options.max_utterance_ms * _SAMPLES_PER_MS:
+            self._cut_long_utterance()
+        elif self._total - self._last_partial_at >= self.options.partial_interval_ms * _SAMPLES_PER_MS:
+            self._request_partial()
+
+    # -- utterances ------------------------------------------------------------------------------
+
+    def _begin_utterance(self) -> None:
+        self._utterance += 1
+        self._revision = 0
+        self._probs = []
+        self._previous_hypothesis = []
+        self._stable = []
+        self._last_partial_text = ""
+        self._last_partial_at = self._total
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        pcm = self._buf[start - self._buf_start : end - self._buf_start]
+        return pcm.astype(np.float32) / 32768.0
+
+    def _request(self, start: int, end: int, *, words: bool) -> DecodeRequest:
+        prompt = self._context[-self.options.context_chars :] or None
+        return DecodeRequest(self._audio(start, end), prompt, self._hotwords, word_timestamps=words)
+
+    def _request_partial(self) -> None:
+        self._last_partial_at = self._total
+        start, end = self._utt_start, self._total
+        future = self._pool.submit(self._stream_id, self._request(start, end, words=False), final=False)
+        utterance = self._utterance
+        future.add_done_callback(lambda f: self._on_partial(f, utterance, start, end))
+
+    def _cut_long_utterance(self) -> None:
+        # cut where the speech probability is lowest in the last 3 s: likely a pause between words
+        horizon = self._total - 3000 * _SAMPLES_PER_MS
+        candidates = [(p, s) for s, p in self._probs if s >= horizon] or [(0.0, self._total)]
+        _, cut = min(candidates)
+        self._end_utterance(cut)
+        self._utt_start = cut
+        self._begin_utterance()
+        self._probs = [(s, p) for s, p in self._probs if s > cut]
+
+    def _end_utterance(self, end: int) -> None:
+        start, self._utt_start = self._utt_start, None
+        shown_partial = self._revision > 0
+        self._pool.forget(self._stream_id)
+        if end - start >= 100 * _SAMPLES_PER_MS:
+            request = self._request(start, end, words=True)
+            future = self._pool.submit(self._stream_id, request, final=True)
+            self._finals_pending.add(future)
+            utterance, revision = self._utterance, self._revision
+            future.add_done_callback(
+                lambda f: self._on_final(f, utterance, revision, start, end, shown_partial)
+            )
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _ms(self, sample: int | float) -> int:
+        return int(round(self._origin_ms + sample / _SAMPLES_PER_MS))
+
+    def _segment_id(self, utterance: int) -> str:
+        return f"{self.party}-{utterance}"
+
+    def _on_partial(self, future: asyncio.Future, utterance: int, start: int, end: int) -> None:
+        if future.cancelled() or self._closed or utterance != self._utterance or self._utt_start is None:
+            return
+        if future.exception() is not None:
+            log.warning("partial decode failed for %s: %s", self._stream_id, future.exception())
+            return
+        result: DecodeResult | None = future.result()
+        if result is None or not result.text:
+            return
+        words = result.text.split()
+        self._extend_stable(words)
+        # the stable prefix stays as it was even when this hypothesis disagrees with it
+        shown = self._stable + words[len(self._stable) :]
+        text = " ".join(shown)
+        if text == self._last_partial_text:
+            return
+        self._last_partial_text = text
+        self._revision += 1
+        start_ms, end_ms = self._ms(start), self._ms(end)
+        step = (end_ms - start_ms) / max(1, len(shown))
+        # partial word times are spread over the audio so far; finals carry aligned times
+        timed = tuple(
+            Word(w, int(start_ms + i * step), int(start_ms + (i + 1) * step), 0.0)
+            for i, w in enumerate(shown)
+        )
+        self._out.put_nowait(
+            TranscriptSegment(
+                self._segment_id(utterance), self.party, text, start_ms, end_ms, timed,
+                is_final=False, revision=self._revision, stable_words=len(self._stable),
+            )
+        )
+
+    def _extend_stable(self, words: list[str]) -> None:
+        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part."""
+        previous, self._previous_hypothesis = self._previous_hypothesis, words
+        if not _agrees(words, self._stable) or not _agrees(previous, self._stable):
+            return
+        n = len(self._stable)
+        while (
+            n < min(len(previous), len(words))
+            and normalize_words(previous[n]) == normalize_words(words[n])
+        ):
+            n += 1
+        # the last word of a hypothesis may be cut mid-way by the chunk edge: never commit it
+        n = min(n, len(words) - 1)
+        if n > len(self._stable):
+            self._stable = self._stable + words[len(self._stable) : n]
+
+    def _on_final(
+        self, future: asyncio.Future, utterance: int, revision: int, start: int, end: int, shown: bool
+    ) -> None:
+        self._finals_pending.discard(future)
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            log.error("final decode failed for %s: %s", self._stream_id, future.exception())
+            return
+        result: DecodeResult = future.result()
+        if not result.text and not shown:
+            return  # nothing was said (or shown): no segment at all
+        if result.text:
+            self._context = (self._context + " " + result.text).strip()[-1000:]
+        start_ms, end_ms = self._ms(start), self._ms(end)
+        words = tuple(
+            Word(
+                w.text,
+                min(end_ms, start_ms + int(round(w.start_s * 1000))),
+                min(end_ms, start_ms + int(round(w.end_s * 1000))),
+                round(w.probability, 4),
+            )
+            for w in result.words
+        )
+        if words:
+            start_ms, end_ms = words[0].start_ms, max(words[-1].end_ms, words[0].start_ms)
+        # an empty final retracts partials that turned out to be noise
+        self._out.put_nowait(
+            TranscriptSegment(
+                self._segment_id(utterance), self.party, result.text, start_ms, end_ms, words,
+                is_final=True, revision=revision + 1, stable_words=len(words),
+            )
+        )
+
+    # -- output and shutdown ---------------------------------------------------------------------
+
+    async def segments(self) -> AsyncIterator[TranscriptSegment]:
+        """Partials and finals in the order they are ready; ends after ``close()``."""
+        while True:
+            segment = await self._out.get()
+            if segment is None:
+                return
+            yield segment
+
+    def __aiter__(self) -> AsyncIterator[TranscriptSegment]:
+        return self.segments()
+
+    async def close(self) -> None:
+        """Finish the utterance in progress, wait for its final, then end the segment stream."""
+        if self._closed:
+            return
+        if self._utt_start is not None:
+            self._end_utterance(self._total)
+        self._closed = True
+        self._pool.forget(self._stream_id)
+        if self._finals_pending:
+            await asyncio.gather(*list(self._finals_pending), return_exceptions=True)
+        self._out.put_nowait(None)
+
+
+def _agrees(words: list[str], prefix: list[str]) -> bool:
+    return len(words) >= len(prefix) and all(
+        normalize_words(a) == normalize_words(b) for a, b in zip(words, prefix)
+    )

@@ -1,0 +1,231 @@
+"""Media path benchmark: N concurrent simulated Twilio calls into one server.
+
+    python scripts/bench/media_path.py [--quick] [--stages 50,100,200] [--seconds 8]
+
+A server (``create_app`` with its own local PostgreSQL/Redis, transcription
+off, one counting consumer) runs in a child process; this process plays N
+Twilio Media Streams (two µ-law tracks each, real time, 20 ms chunks) into it,
+stage after stage. Per stage it reports:
+  * frames/s handed to call sessions,
+  * server CPU per frame (µs) and per call (% of one core),
+  * p99 of the server's own handling time (message read -> frame in session),
+  * p99 delay of a frame reaching its session, relative to the call's
+    least-delayed frame (queueing included: socket, event loop, handling),
+  * how late the client itself sent (if the client cannot keep real time,
+    the stage measures the client, and says so).
+``max_streams`` is the largest stage with delay p99 < 20 ms on this machine.
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import numpy as np  # noqa: E402
+
+TOKEN = "bench-auth-token"
+
+
+# -- the server (child process) -------------------------------------------------------
+
+def serve(port_file: Path, data_dir: Path) -> None:
+    from aiohttp import web
+
+    from voice_server.app import create_app
+    from voice_server.app_keys import CALL_SESSIONS, RUNTIME
+    from voice_server.settings import load_settings
+
+    settings = load_settings({
+        "COACHLINE_DATA_DIR": str(data_dir), "COACHLINE_EVENT_BUS": "memory",
+        "COACHLINE_TWILIO_AUTH_TOKEN": TOKEN, "COACHLINE_LOG_LEVEL": "WARNING",
+        "COACHLINE_DB_POOL_MAX": "20", "PATH": os.environ.get("PATH", ""),
+    })
+    app = create_app(settings)
+    lags: list[float] = []
+    frames = [0]
+
+    class Lag:
+        """Per call: (arrival - call-clock time); the call's minimum is its zero."""
+
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_audio(self, frame) -> None:
+            frames[0] += 1
+            self.values.append(time.monotonic() - frame.timestamp_ms / 1000)
+
+        def on_dtmf(self, *_): ...
+
+        async def close(self, abnormal: bool) -> None:
+            if self.values:
+                v = np.asarray(self.values)
+                lags.extend((v - v.min()).tolist())
+
+    app[CALL_SESSIONS].consumer_factories.append(lambda session: Lag())
+
+    async def calls(request: web.Request) -> web.Response:
+        n = int(request.query["n"])
+        async with app[RUNTIME].pool.acquire() as conn:
+            org = await conn.fetchval(
+                "INSERT INTO organizations (name, slug) VALUES ('Bench', 'bench-' || gen_random_uuid())"
+                " RETURNING id")
+            ids = await conn.fetch(
+                "INSERT INTO calls (org_id, carrier, direction, external_id, status, started_at)"
+                " SELECT $1, 'twilio', 'inbound', 'CA' || md5(random()::text), 'in-progress', now()"
+                " FROM generate_series(1, $2) RETURNING id, external_id", org, n)
+        return web.json_response([[str(r["id"]), r["external_id"]] for r in ids])
+
+    async def stats(request: web.Request) -> web.Response:
+        values = np.asarray(lags) if lags else np.zeros(1)
+        body = {"cpu_s": time.process_time(), "frames": frames[0],
+                "lag_p50_ms": float(np.percentile(values, 50) * 1000),
+                "lag_p99_ms": float(np.percentile(values, 99) * 1000)}
+        if request.query.get("reset"):
+            lags.clear()
+        return web.json_response(body)
+
+    app.router.add_post("/bench/calls", calls)
+    app.router.add_get("/bench/stats", stats)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port_file.write_text(str(site._server.sockets[0].getsockname()[1]))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+# -- the carrier side (this process) --------------------------------------------------
+
+def _histogram_p99(text: str) -> float | None:
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith('coachline_carrier_frame_handling_seconds_bucket{carrier="twilio"'):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    return next(le for le, count in buckets if count >= 0.99 * total)
+
+
+async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
+    from scripts.carrier_sim.media_players import TwilioStream
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        ids = await (await http.post(f"{base}/bench/calls", params={"n": n})).json()
+        samples = int(seconds * 8000)
+        audio = np.resize(pcm, samples)
+        streams = [TwilioStream({"call_id": cid}, sid, inbound=audio, outbound=audio[::-1].copy()).messages()
+                   for cid, sid in ids]
+        before = await (await http.get(f"{base}/bench/stats", params={"reset": "1"})).json()
+        hist_before = await (await http.get(f"{base}/metrics")).text()
+        late: list[float] = []
+
+        async def one(messages, offset: float) -> None:
+            await asyncio.sleep(offset)
+            async with http.ws_connect(base.replace("http", "ws") + "/media/twilio") as ws:
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                for tick, message in messages:
+                    due = start + tick * 0.02
+                    delay = due - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    else:
+                        late.append(-delay)
+                    await ws.send_str(message)
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(m, 0.02 * i / n) for i, m in enumerate(streams)))
+        wall = time.monotonic() - started
+        await asyncio.sleep(0.5)  # the last stops are handled
+        after = await (await http.get(f"{base}/bench/stats")).json()
+        hist_after = await (await http.get(f"{base}/metrics")).text()
+    frames = after["frames"] - before["frames"]
+    cpu = after["cpu_s"] - before["cpu_s"]
+    late_arr = np.asarray(late) if late else np.zeros(1)
+    del hist_before  # the histogram is cumulative; the first stage dominates nothing we report
+    return {
+        "streams": n,
+        "seconds": round(wall, 2),
+        "frames": frames,
+        "frames_per_s": round(frames / wall, 1),
+        "server_cpu_us_per_frame": round(1e6 * cpu / max(frames, 1), 1),
+        "server_cpu_pct_per_call": round(100 * cpu / wall / n, 3),
+        "delay_p50_ms": round(after["lag_p50_ms"], 2),
+        "delay_p99_ms": round(after["lag_p99_ms"], 2),
+        "handling_p99_le_ms": (lambda v: None if v is None else v * 1000)(_histogram_p99(hist_after)),
+        "client_late_p99_ms": round(float(np.percentile(late_arr, 99) * 1000), 2),
+        "client_limited": bool(np.percentile(late_arr, 99) > 0.02),
+    }
+
+
+async def bench(stages: list[int], seconds: float) -> dict:
+    from scripts.carrier_sim.wav import read_wav, sound
+
+    pcm, _ = read_wav(sound("hello-world"))
+    with tempfile.TemporaryDirectory(prefix="media-path-bench-") as tmp:
+        port_file = Path(tmp) / "port"
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), tmp],
+                                 stdin=subprocess.PIPE)
+        try:
+            for _ in range(600):
+                if port_file.exists() and port_file.read_text():
+                    break
+                if child.poll() is not None:
+                    raise SystemExit("the bench server did not start")
+                await asyncio.sleep(0.1)
+            base = f"http://127.0.0.1:{port_file.read_text()}"
+            results = []
+            for n in stages:
+                result = await run_stage(base, n, seconds, pcm)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+        finally:
+            child.stdin.close()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    ok = [r["streams"] for r in results if r["delay_p99_ms"] < 20 and not r["client_limited"]]
+    return {"bench": "media_path", "cpu_count": os.cpu_count(), "audio_seconds": seconds,
+            "stages": results, "max_streams_p99_under_20ms": max(ok) if ok else 0,
+            "note": "transcription off; client and server share this machine's cores"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter stages (< 1 min)")
+    parser.add_argument("--stages", default=None, help="comma-separated stream counts")
+    parser.add_argument("--seconds", type=float, default=None, help="audio per call per stage")
+    parser.add_argument("--serve", nargs=2, metavar=("PORT_FILE", "DATA_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), Path(args.serve[1]))
+        return
+    stages = [int(s) for s in (args.stages or ("25,50,100" if args.quick else "50,100,200,300")).split(",")]
+    seconds = args.seconds or (5.0 if args.quick else 15.0)
+    print(json.dumps(asyncio.run(bench(stages, seconds))))
+
+
+if __name__ == "__main__":
+    main()

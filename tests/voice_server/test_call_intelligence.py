@@ -1,0 +1,161 @@
+"""The live path end to end inside one server: real speech in, transcript and coaching events out.
+
+A call is opened through the app's CallSessions (as a carrier edge does), real
+8 kHz telephone speech is pushed as µ-law round-tripped frames, and the test
+watches the event bus and the database: masked transcript segments, the
+organization's coaching prompt, talk metrics, sentiment, the summary before
+call.ended, and the finals persisted by the CRM writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import numpy as np
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm_core.calls import NewCall, create_call
+from media.frames import AudioFrame, Party
+from media.g711 import ulaw_decode, ulaw_encode
+from storage.database import connect
+from tests.media.speech_corpus import load_clip, requires_corpus
+from voice_server.app import create_app
+from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME
+from voice_server.call_session import CallInfo
+from voice_server.runtime import Runtime
+from voice_server.settings import load_settings
+
+pytestmark = requires_corpus
+
+# The organization's own rule set: "conference" is a competitor's name here.
+ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def server(migrated_database, redis_url):
+    settings = load_settings({"DATABASE_URL": migrated_database, "REDIS_URL": redis_url,
+                              "COACHLINE_LOG_FORMAT": "text"})
+    runtime = await Runtime(settings).start()
+    app = create_app(settings, runtime)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    conn = await connect(migrated_database)
+    try:
+        org_id = await conn.fetchval(
+            "INSERT INTO organizations (name, slug, settings) VALUES ('Acme', $1, $2) RETURNING id::text",
+            f"acme-{uuid.uuid4().hex[:8]}", {"coaching_rules": ORG_RULES})
+        rep_id = await conn.fetchval(
+            "INSERT INTO users (org_id, email, name, role) VALUES ($1, 'rep@acme.test', 'Rita Rep', 'rep') "
+            "RETURNING id::text", org_id)
+        call = await create_call(conn, NewCall(org_id=org_id, carrier="twilio", direction="inbound",
+                                               external_id=f"CA{uuid.uuid4().hex}", rep_id=rep_id,
+                                               status="in-progress"))
+    finally:
+        await conn.close()
+    yield app, str(call["id"]), org_id, rep_id
+    await client.close()
+    await runtime.close()
+
+
+def _telephone_frames(names: list[str], party: Party, start_ms: int = 0):
+    """µ-law round-tripped 20 ms frames of the clips, with 1.2 s of silence after each."""
+    at = start_ms
+    for name in names:
+        pcm = ulaw_decode(ulaw_encode(load_clip(name)))
+        audio = np.concatenate([pcm, np.zeros(9600, dtype=np.int16)])
+        for i in range(0, len(audio) - 159, 160):
+            yield AudioFrame(audio[i:i + 160].copy(), 8000, party, at)
+            at += 20
+
+
+async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(server):
+    app, call_id, org_id, rep_id = server
+    bus = app[RUNTIME].bus
+    events: list = []
+    subs = [await bus.subscribe(p) for p in ("transcript.*", "coaching.*", "insight.*", "call.*")]
+
+    async def watch(sub):
+        async for delivery in sub:
+            if delivery.event.payload.get("call_id") == call_id:
+                events.append(delivery.event)
+
+    watchers = [asyncio.create_task(watch(s)) for s in subs]
+    session = await app[CALL_SESSIONS].open(CallInfo(call_id, org_id, "twilio", "inbound", rep_id=rep_id))
+    for n, frame in enumerate(_telephone_frames(["conf-full", "conf-locked"], Party.CUSTOMER)):
+        session.push_audio(frame)
+        if n % 10 == 0:
+            await asyncio.sleep(0.02)  # faster than real time, but let the decoder keep up
+    await app[CALL_SESSIONS].close(call_id, reason="hangup")
+    await asyncio.sleep(1.0)
+    for sub in subs:
+        await sub.close()
+    for task in watchers:
+        task.cancel()
+    await asyncio.gather(*watchers, return_exceptions=True)
+
+    types = [e.type for e in events]
+    finals = [e.payload for e in events if e.type == "transcript.final"]
+    assert finals, types
+    assert all(f["party"] == "customer" and f["speaker"] == "customer" for f in finals)
+    text = " ".join(f["text"] for f in finals).lower()
+    assert "conference" in text and "full" in text and "locked" in text
+    for final in finals:
+        assert final["words"] and final["start_ms"] < final["end_ms"]
+        assert all(w["start_ms"] >= final["start_ms"] - 100 for w in final["words"])
+
+    prompts = [e.payload["prompt"] for e in events if e.type == "coaching.prompt"]
+    assert any(p["rule_id"] == "competitor-battlecard" and "conference" in p["title"].lower()
+               for p in prompts), prompts
+    metrics = [e.payload for e in events if e.type == "insight.metrics"]
+    assert metrics and metrics[-1]["talk_ms"]["customer"] > 0 and metrics[-1]["talk_ms"]["rep"] == 0
+    assert any(e.type == "insight.sentiment" and e.payload["party"] == "customer" for e in events)
+    keyword_hits = [e.payload for e in events if e.type == "insight.keyword"]
+    assert any(h["category"] == "competitor" and h["party"] == "customer" for h in keyword_hits)
+    # The summary is published before the call ends, so the CRM has it with the call.
+    assert types.index("insight.summary") < types.index("call.ended")
+
+    pool = app[RUNTIME].pool
+    for _ in range(50):  # the CRM writer persists finals asynchronously (bus consumer group)
+        stored = await pool.fetch("SELECT party, text FROM transcript_segments WHERE call_id = $1 "
+                                  "ORDER BY start_ms", uuid.UUID(call_id))
+        if len(stored) == len(finals):
+            break
+        await asyncio.sleep(0.2)
+    assert [r["text"] for r in stored] == [f["text"] for f in sorted(finals, key=lambda f: f["start_ms"])]
+
+    scrape = app[METRICS].registry.get_sample_value("coachline_stt_decoded", {"kind": "final"})
+    assert scrape is not None and scrape >= len(finals)
+
+
+async def test_invalid_org_rule_set_falls_back_to_the_default_and_the_call_is_still_transcribed(server):
+    app, _, org_id, rep_id = server
+    pool = app[RUNTIME].pool
+    other_org = await pool.fetchval(
+        "INSERT INTO organizations (name, slug, settings) VALUES ('Broken', $1, $2) RETURNING id::text",
+        f"broken-{uuid.uuid4().hex[:8]}", {"coaching_rules": {"keywords": "not a mapping"}})
+    call_id = str(uuid.uuid4())
+    bus = app[RUNTIME].bus
+    sub = await bus.subscribe("transcript.final")
+    got: list = []
+
+    async def watch():
+        async for delivery in sub:
+            if delivery.event.payload.get("call_id") == call_id:
+                got.append(delivery.event.payload)
+
+    task = asyncio.create_task(watch())
+    session = await app[CALL_SESSIONS].open(CallInfo(call_id, other_org, "sip", "inbound"))
+    for n, frame in enumerate(_telephone_frames(["conf-full"], Party.REP)):
+        session.push_audio(frame)
+        if n % 10 == 0:
+            await asyncio.sleep(0.02)
+    await app[CALL_SESSIONS].close(call_id)
+    await asyncio.sleep(0.5)
+    await sub.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert got and "conference" in " ".join(p["text"] for p in got).lower()
+    assert json.dumps(got)  # payloads are JSON-ready

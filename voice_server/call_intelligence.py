@@ -1,0 +1,234 @@
+"""The live path of a call after the carrier edge: audio → words → insights → events.
+
+``CallIntelligence`` is the ``AudioConsumer`` that ``CallSessions`` attaches
+to every call. Per party it runs a ``StreamingTranscriber`` on the server's
+shared ``SpeechModelPool``; every segment is PII-masked and published
+(``transcript.partial`` / ``transcript.final``); finals go through the
+organization's ``CallCoach``, whose insights are published as
+``insight.keyword``, ``insight.sentiment``, ``insight.metrics`` and
+``coaching.prompt``; a ticker asks the coach for time-based prompts
+(silence, checklist deadlines) once a second; at the end the call's summary
+is published as ``insight.summary`` before ``call.ended``.
+
+The bus payloads are the wire format of the live feed and the CRM writer;
+they are shaped here, once, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+from coaching.call_coach import CallCoach, CoachingProfile
+from coaching.records import (
+    CallSummary,
+    CoachingPrompt,
+    KeywordHit,
+    SegmentInput,
+    SentimentScore,
+    TalkMetrics,
+    WordTiming,
+)
+from coaching.redaction import RedactedSpan, Redactor
+from media.frames import AudioFrame, Party
+from media.stt.pool import SpeechModelPool
+from media.stt.streaming import StreamingTranscriber
+from media.transcript import TranscriptSegment
+from voice_server.call_session import CallSession
+from voice_server.logs import call_id_var
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+# Redacted spans are handed to whoever silences the recording (the recorder).
+PiiListener = Callable[[list[RedactedSpan]], None]
+
+
+class CallIntelligence:
+    """Transcription and coaching for one live call."""
+
+    def __init__(self, session: CallSession, pool: SpeechModelPool, profile: CoachingProfile, *,
+                 keep_raw_text: bool = False) -> None:
+        self._session = session
+        self._pool = pool
+        self._profile = profile
+        self._keep_raw_text = keep_raw_text
+        self._coach = CallCoach(profile)
+        self._redactor = Redactor()
+        self._transcribers: dict[str, StreamingTranscriber] = {}
+        self._readers: list[asyncio.Task] = []
+        self._ticker: asyncio.Task | None = None
+        self._closed = False
+        self._started = time.monotonic()
+        self._last_ms = 0
+        self.pii_listeners: list[PiiListener] = []
+        self.segments_published = 0
+
+    # -- AudioConsumer ---------------------------------------------------------------------------
+
+    def on_audio(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        party = str(frame.party)
+        transcriber = self._transcribers.get(party)
+        if transcriber is None:
+            transcriber = self._start_party(party)
+        self._last_ms = max(self._last_ms, int(frame.end_ms))
+        transcriber.push(frame)
+
+    def on_dtmf(self, digit: str, at_ms: int, duration_ms: int) -> None:
+        pass  # digits are published by the session itself; coaching does not use them
+
+    async def close(self, abnormal: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        # Closing a transcriber decodes the utterance in progress: the last words are kept.
+        await asyncio.gather(*(t.close() for t in self._transcribers.values()),
+                             return_exceptions=True)
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        summary = self._coach.finish(self._last_ms)
+        await self._session.publish("insight.summary", _summary_payload(summary, abnormal))
+
+    # -- the pipeline ----------------------------------------------------------------------------
+
+    def _start_party(self, party: str) -> StreamingTranscriber:
+        transcriber = StreamingTranscriber(
+            party, self._pool, stream_id=f"{self._session.call_id}:{party}",
+            hotwords=self._profile.hotwords or None,
+        )
+        self._transcribers[party] = transcriber
+        self._readers.append(asyncio.create_task(self._read(transcriber),
+                                                 name=f"stt:{self._session.call_id}:{party}"))
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name=f"coach:{self._session.call_id}")
+        return transcriber
+
+    async def _read(self, transcriber: StreamingTranscriber) -> None:
+        token = call_id_var.set(self._session.call_id)
+        try:
+            async for segment in transcriber:
+                try:
+                    await self._on_segment(segment)
+                except Exception:  # one bad segment must not stop the call's transcript
+                    log.exception("could not process segment %s", segment.segment_id)
+        finally:
+            call_id_var.reset(token)
+
+    async def _on_segment(self, segment: TranscriptSegment) -> None:
+        coach_input = SegmentInput(
+            segment_id=segment.segment_id, party=segment.party, text=segment.text,
+            start_ms=segment.start_ms, end_ms=segment.end_ms,
+            words=tuple(WordTiming(w.text, w.start_ms, w.end_ms) for w in segment.words),
+            is_final=segment.is_final,
+        )
+        redacted = self._redactor.redact_segment(coach_input)
+        masked_words = _mask_words(segment, redacted.spans)
+        payload: dict[str, Any] = {
+            "segment_id": segment.segment_id,
+            "party": segment.party,
+            "speaker": segment.party,
+            "start_ms": segment.start_ms,
+            "end_ms": segment.end_ms,
+            "text": redacted.text,
+            "revision": segment.revision,
+            "is_final": segment.is_final,
+            "stable_words": segment.stable_words,
+            "words": masked_words,
+            "redacted": [span.kind for span in redacted.spans],
+        }
+        if not segment.is_final:
+            await self._session.publish("transcript.partial", payload)
+            return
+        if self._keep_raw_text and redacted.spans:
+            payload["text_raw"] = segment.text
+        await self._session.publish("transcript.final", payload)
+        self.segments_published += 1
+        if redacted.spans:
+            for listener in self.pii_listeners:
+                listener(list(redacted.spans))
+        for insight in self._coach.feed(coach_input):
+            await self._publish_insight(insight)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                for prompt in self._coach.tick(self._last_ms):
+                    await self._publish_insight(prompt)
+            except Exception:
+                log.exception("coaching tick failed")
+
+    async def _publish_insight(self, insight: Any) -> None:
+        if isinstance(insight, CoachingPrompt):
+            await self._session.publish("coaching.prompt", _prompt_payload(insight))
+        elif isinstance(insight, SentimentScore):
+            await self._session.publish("insight.sentiment", {
+                "segment_id": insight.segment_id, "party": insight.party, "score": insight.score,
+                "label": insight.label, "trend": insight.trend, "at_ms": insight.at_ms,
+                "model": insight.model,
+            })
+        elif isinstance(insight, TalkMetrics):
+            await self._session.publish("insight.metrics", _metrics_payload(insight))
+        elif isinstance(insight, KeywordHit):
+            await self._session.publish("insight.keyword", asdict(insight))
+
+
+def _mask_words(segment: TranscriptSegment, spans) -> list[dict]:
+    masked = set()
+    for span in spans:
+        if span.word_start >= 0:
+            masked.update(range(span.word_start, span.word_end))
+    return [
+        {"text": "[redacted]" if i in masked else w.text, "start_ms": w.start_ms,
+         "end_ms": w.end_ms, "probability": round(w.probability, 3)}
+        for i, w in enumerate(segment.words)
+    ]
+
+
+def _prompt_payload(prompt: CoachingPrompt) -> dict:
+    body = asdict(prompt)
+    body["evidence"] = list(prompt.evidence)
+    # A stable id per rule and moment: the browser de-duplicates replays by it.
+    body["id"] = f"{prompt.rule_id}@{prompt.at_ms}"
+    return {"prompt": body}
+
+
+def _metrics_payload(m: TalkMetrics) -> dict:
+    monologue = {Party.REP.value: 0, Party.CUSTOMER.value: 0}
+    if m.longest_monologue_party in monologue:
+        monologue[m.longest_monologue_party] = m.longest_monologue_ms
+    return {
+        "at_ms": m.at_ms,
+        "talk_ratio": {"rep": round(m.talk_ratio, 4), "customer": round(1 - m.talk_ratio, 4)},
+        "talk_ms": {"rep": m.rep_talk_ms, "customer": m.customer_talk_ms},
+        "longest_monologue_ms": monologue,
+        "current_monologue": {"party": m.current_monologue_party, "ms": m.current_monologue_ms},
+        "interruptions": {"rep": m.rep_interruptions, "customer": m.customer_interruptions},
+        "wpm": {"rep": round(m.rep_wpm, 1), "customer": round(m.customer_wpm, 1)},
+        "fillers": {"rep": m.rep_fillers, "customer": m.customer_fillers},
+        "silence_ms": m.silence_ms,
+        "longest_silence_ms": m.longest_silence_ms,
+        "patience_ms": round(m.patience_ms, 1),
+    }
+
+
+def _summary_payload(summary: CallSummary, abnormal: bool) -> dict:
+    body = asdict(summary)
+    body["metrics"] = _metrics_payload(summary.metrics) if summary.metrics else None
+    body["abnormal"] = abnormal
+    return _json_ready(body)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value

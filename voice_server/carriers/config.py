@@ -1,0 +1,54 @@
+"""What the carrier edge needs to know, taken once from the node's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from voice_server.settings import Settings
+
+
+@dataclass(frozen=True)
+class CarrierConfig:
+    public_url: str  # scheme://host[:port] carriers reach us at
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_caller_id: str | None = None
+    vonage_application_id: str = ""
+    vonage_private_key_path: Path | None = None
+    vonage_signature_secret: str = ""
+    vonage_signature_max_age_s: float = 300.0
+    vonage_api_host: str = "api.nexmo.com"
+    vonage_number: str | None = None
+    carrier_numbers: dict[str, str] = field(default_factory=dict)
+    media_max_message_bytes: int = 64 * 1024
+    media_idle_timeout_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "CarrierConfig":
+        return cls(
+            public_url=s.public_url.rstrip("/"),
+            twilio_account_sid=s.twilio_account_sid,
+            twilio_auth_token=s.twilio_auth_token,
+            twilio_api_base=s.twilio_api_base,
+            twilio_caller_id=s.twilio_caller_id,
+            vonage_application_id=s.vonage_application_id,
+            vonage_private_key_path=s.vonage_private_key_path,
+            vonage_signature_secret=s.vonage_signature_secret,
+            vonage_signature_max_age_s=s.vonage_signature_max_age_s,
+            vonage_api_host=s.vonage_api_host,
+            vonage_number=s.vonage_number,
+            carrier_numbers=dict(s.carrier_numbers),
+            media_max_message_bytes=s.media_max_message_bytes,
+            media_idle_timeout_s=s.media_idle_timeout_s,
+        )
+
+    def url(self, path: str) -> str:
+        return self.public_url + path
+
+    def ws_url(self, path: str) -> str:
+        parts = urlsplit(self.public_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{path}"

@@ -1,0 +1,279 @@
+"""Twilio Media Streams: ``GET /media/twilio``, one WebSocket per forked call.
+
+Twilio sends JSON text messages: ``connected``, ``start`` (stream and call ids,
+our ``<Parameter>``s, the media format), then ``media`` (base64 µ-law, 8 kHz,
+20 ms per chunk, one track per message), ``dtmf``, ``mark`` and ``stop``.
+
+Tracks and parties. ``inbound`` is the audio Twilio receives from the call leg
+the stream is attached to; ``outbound`` is what Twilio plays to that leg. Which
+person that is depends on who the leg is:
+
+* inbound call (a customer rang our number; we ``<Dial>`` the rep):
+  the leg is the customer -> inbound = customer, outbound = rep;
+* outbound call (Coachline rings the rep first, then ``<Dial>``s the customer):
+  the leg is the rep -> inbound = rep, outbound = customer.
+
+Each track keeps its own chunk order and its own timeline; both timelines use
+the stream's timestamps, so the two parties line up on one call clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import WSCloseCode, web
+
+from media.frames import Party
+from media.g711 import ulaw_decode
+from voice_server.call_session import CallSession, CallSessions
+from voice_server.carriers.metrics import CarrierMetrics
+from voice_server.logs import call_id_var
+from voice_server.transports.media_socket import serve_media_socket
+from voice_server.transports.stream_calls import open_stream_session
+from voice_server.transports.track_clock import ChunkOrder, PartyTimeline
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 8000
+MAX_CHUNK_BYTES = 1600  # 200 ms of µ-law; Twilio sends 160-byte (20 ms) chunks
+REORDER_WINDOW = 5  # chunks (100 ms) a track waits for a late chunk before calling it lost
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+TRACK_PARTIES: dict[str, dict[str, Party]] = {
+    "inbound": {"inbound": Party.CUSTOMER, "outbound": Party.REP},
+    "outbound": {"inbound": Party.REP, "outbound": Party.CUSTOMER},
+}
+
+
+def track_party(direction: str, track: str) -> Party:
+    """The party a Twilio track carries on a call of ``direction`` (see the module notes)."""
+    return TRACK_PARTIES[direction][track]
+
+
+class MessageRejected(ValueError):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _Chunk:
+    timestamp_ms: int
+    payload: bytes
+    arrived: float
+
+
+class _Track:
+    def __init__(self, party: Party, metrics: CarrierMetrics) -> None:
+        self.party = party
+        self.order: ChunkOrder[_Chunk] = ChunkOrder(REORDER_WINDOW)
+        self.timeline = PartyTimeline(party, SAMPLE_RATE)
+        self.frames = metrics.media_frames.labels("twilio", str(party))
+        self.gaps = metrics.media_gaps.labels("twilio", str(party))
+
+
+class TwilioMediaStream:
+    """One Twilio media stream, from ``connected`` to ``stop`` (or a dropped socket)."""
+
+    carrier = "twilio"
+
+    def __init__(self, pool: asyncpg.Pool, sessions: CallSessions, metrics: CarrierMetrics) -> None:
+        self._pool = pool
+        self._sessions = sessions
+        self._metrics = metrics
+        self._handling = metrics.frame_handling.labels("twilio")
+        self._reordered = metrics.reordered.labels("twilio")
+        self.session: CallSession | None = None
+        self.stream_sid: str | None = None
+        self.done = False
+        self.close_code = WSCloseCode.OK
+        self.rejections = 0
+        self._tracks: dict[str, _Track] = {}
+        self._last_sequence: int | None = None
+        self._clock_ms = 0  # the latest media timestamp seen: where DTMF lands on the call clock
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def on_text(self, data: str, arrived: float) -> None:
+        try:
+            message = json.loads(data)
+            if not isinstance(message, dict):
+                raise MessageRejected("malformed_json", "not a JSON object")
+            event = message.get("event")
+            self._check_sequence(message.get("sequenceNumber"))
+            if event == "media":
+                self._on_media(message, arrived)
+            elif event == "start":
+                await self._on_start(message)
+            elif event == "dtmf":
+                await self._on_dtmf(message)
+            elif event == "stop":
+                self.done = True
+            elif event in ("connected", "mark"):
+                pass  # nothing to do: connected announces the protocol, marks echo playback
+            else:
+                raise MessageRejected("unknown_event", repr(event)[:60])
+        except json.JSONDecodeError as exc:
+            self.reject("malformed_json", str(exc))
+        except MessageRejected as exc:
+            self.reject(exc.reason, exc.detail)
+
+    async def on_binary(self, data: bytes, arrived: float) -> None:
+        self.reject("binary_message", f"{len(data)} bytes")
+
+    def reject(self, reason: str, detail: str = "") -> None:
+        self.rejections += 1
+        self._metrics.rejected_messages.labels("twilio", reason).inc()
+        # The first few say what is wrong; a flood of the same must not flood the log.
+        level = logging.WARNING if self.rejections <= 10 else logging.DEBUG
+        log.log(level, "twilio media message rejected: %s %s", reason, detail,
+                extra={"stream_sid": self.stream_sid})
+
+    async def _on_start(self, message: dict) -> None:
+        if self.session is not None:
+            raise MessageRejected("duplicate_start")
+        start = message.get("start")
+        if not isinstance(start, dict):
+            raise MessageRejected("malformed_start", "no start object")
+        media_format = start.get("mediaFormat") or {}
+        if (media_format.get("encoding"), media_format.get("sampleRate"), media_format.get("channels")) != (
+            "audio/x-mulaw", SAMPLE_RATE, 1
+        ):
+            self._refuse(WSCloseCode.UNSUPPORTED_DATA)
+            raise MessageRejected("unsupported_format", repr(media_format)[:120])
+        params = start.get("customParameters") or {}
+        call_id = params.get("call_id") if isinstance(params, dict) else None
+        call_sid = start.get("callSid")
+        if not isinstance(call_id, str) or not isinstance(call_sid, str):
+            self._refuse(WSCloseCode.POLICY_VIOLATION)
+            raise MessageRejected("unknown_call", "start names no call_id/callSid")
+        session = await open_stream_session(self._pool, self._sessions, "twilio", call_id, call_sid)
+        if session is None:
+            self._refuse(WSCloseCode.POLICY_VIOLATION)
+            raise MessageRejected("unknown_call", f"call_id={call_id[:64]} callSid={call_sid[:64]}")
+        self.session = session
+        self.stream_sid = start.get("streamSid") or message.get("streamSid")
+        direction = session.info.direction
+        for track in ("inbound", "outbound"):
+            self._tracks[track] = _Track(track_party(direction, track), self._metrics)
+        token = call_id_var.set(session.call_id)
+        try:
+            log.info("twilio media stream %s started (%s call; tracks %s)", self.stream_sid,
+                     direction, start.get("tracks"))
+        finally:
+            call_id_var.reset(token)
+
+    def _on_media(self, message: dict, arrived: float) -> None:
+        if self.session is None:
+            raise MessageRejected("before_start", "media before start")
+        media = message.get("media")
+        if not isinstance(media, dict):
+            raise MessageRejected("malformed_media", "no media object")
+        track = self._tracks.get(media.get("track"))
+        if track is None:
+            raise MessageRejected("unknown_track", repr(media.get("track"))[:40])
+        try:
+            chunk = int(media["chunk"])
+            timestamp_ms = int(media["timestamp"])
+        except (KeyError, TypeError, ValueError):
+            raise MessageRejected("malformed_media", "chunk/timestamp missing or not numbers") from None
+        if chunk < 0 or timestamp_ms < 0:
+            raise MessageRejected("malformed_media", "negative chunk/timestamp")
+        try:
+            payload = base64.b64decode(media.get("payload") or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise MessageRejected("bad_base64") from None
+        if not 0 < len(payload) <= MAX_CHUNK_BYTES:
+            raise MessageRejected("bad_frame_size", f"{len(payload)} bytes")
+        released = track.order.add(chunk, _Chunk(timestamp_ms, payload, arrived))
+        if released.stale:
+            raise MessageRejected("stale_chunk", f"{track.party} chunk {chunk}")
+        if released.late:
+            self._reordered.inc()
+        self._deliver(track, released.items, released.missing)
+
+    async def _on_dtmf(self, message: dict) -> None:
+        if self.session is None:
+            raise MessageRejected("before_start", "dtmf before start")
+        dtmf = message.get("dtmf")
+        digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
+        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
+            raise MessageRejected("malformed_dtmf", repr(digit)[:20])
+        await self.session.push_dtmf(digit, self._clock_ms, 0)
+
+    # -- delivery ---------------------------------------------------------------------
+
+    def _deliver(self, track: _Track, chunks: list[_Chunk], missing: int) -> None:
+        session = self.session
+        assert session is not None
+        if missing:
+            track.gaps.inc(missing)
+            log.info("twilio %s track lost %d chunk(s); filled with silence", track.party, missing,
+                     extra={"stream_sid": self.stream_sid})
+        for chunk in chunks:
+            pcm = ulaw_decode(chunk.payload)
+            for frame in track.timeline.place(chunk.timestamp_ms, pcm):
+                session.push_audio(frame)
+                track.frames.inc()
+            if chunk.timestamp_ms > self._clock_ms:
+                self._clock_ms = chunk.timestamp_ms
+            self._handling.observe(time.perf_counter() - chunk.arrived)
+
+    def _check_sequence(self, value: object) -> None:
+        # sequenceNumber counts every message of the stream; a jump means Twilio's messages
+        # were lost on the way (the per-track chunk numbers say which audio).
+        try:
+            sequence = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return
+        if self._last_sequence is not None and sequence > self._last_sequence + 1:
+            log.info("twilio stream %s: messages %d..%d missing", self.stream_sid,
+                     self._last_sequence + 1, sequence - 1)
+        if self._last_sequence is None or sequence > self._last_sequence:
+            self._last_sequence = sequence
+
+    def _refuse(self, code: int) -> None:
+        self.done = True
+        self.close_code = code
+
+    async def finish(self, outcome: str) -> None:
+        """Pass on what is still held, then end the call (abnormally unless Twilio said stop)."""
+        if self.session is None:
+            self._metrics.streams.labels("twilio", "rejected" if self.done else outcome).inc()
+            return
+        for track in self._tracks.values():
+            released = track.order.flush()
+            self._deliver(track, released.items, released.missing)
+        normal = outcome == "completed"
+        # Twilio always says stop before it closes; a socket closed without it was dropped.
+        reason = "stop" if normal else ("dropped" if outcome == "closed" else outcome)
+        self._metrics.streams.labels("twilio", outcome).inc()
+        await self._sessions.close(self.session.call_id, abnormal=not normal, reason=reason)
+
+
+def twilio_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetrics, *,
+                         max_message_bytes: int, idle_timeout_s: float, signature_ok=None):
+    """The aiohttp handler for ``GET /media/twilio``; ``pool_of()`` gives the live DB pool.
+
+    ``signature_ok(request)`` checks the handshake's X-Twilio-Signature (None: no check).
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if signature_ok is not None and not signature_ok(request):
+            metrics.webhook_rejections.labels("twilio", "media").inc()
+            log.warning("twilio media stream refused: invalid X-Twilio-Signature (from %s)",
+                        request.remote)
+            return web.json_response(
+                {"error": {"code": "forbidden", "message": "invalid Twilio signature"}}, status=403)
+        stream = TwilioMediaStream(pool_of(), sessions, metrics)
+        return await serve_media_socket(request, stream, max_message_bytes=max_message_bytes,
+                                        idle_timeout_s=idle_timeout_s)
+
+    return handle
