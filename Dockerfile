@@ -19,6 +19,7 @@ COPY storage ./storage
 # project installs them, so nothing is fetched when a pod starts.
 RUN python -m venv /opt/coachline \
     && /opt/coachline/bin/pip install . \
+    && /opt/coachline/bin/pip install --no-deps resemblyzer==0.1.4 \
     && /opt/coachline/bin/python -m compileall -q /opt/coachline/lib
 
 FROM python:3.11-slim-bookworm AS runtime

@@ -41,6 +41,7 @@ class VadOptions:
     min_silence_ms: int = 480  # silence needed to close one (telephone turn-taking pauses)
     pre_roll_ms: int = 224  # audio kept before the detected start (soft word onsets)
     post_roll_ms: int = 128  # audio kept after the last speech window (trailing consonants)
+    pause_ms: int = 224  # silence that announces a likely end (lets a caller start work early)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.neg_threshold <= self.threshold < 1.0:
@@ -50,6 +51,14 @@ class VadOptions:
 @dataclass(frozen=True, slots=True)
 class SpeechStart:
     """Speech begins at ``sample`` (16 kHz samples since the stream began, pre-roll included)."""
+
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPause:
+    """Speech has paused for ``pause_ms``; if it stays quiet, ``SpeechEnd(sample)`` follows
+    with this same ``sample``.  A caller may start decoding the utterance now."""
 
     sample: int
 
@@ -128,7 +137,12 @@ class VoiceActivityDetector:
     def speaking(self) -> bool:
         return self._speaking
 
-    def process(self, pcm: np.ndarray) -> list[SpeechStart | SpeechEnd]:
+    @property
+    def in_pause(self) -> bool:
+        """Inside speech, but the latest window was below the lower threshold."""
+        return self._speaking and self._silent_windows > 0
+
+    def process(self, pcm: np.ndarray) -> list[SpeechStart | SpeechPause | SpeechEnd]:
         """Score new audio (int16, or float32 in [-1, 1]) and return the events it caused."""
         if self._upsampler is not None:
             if pcm.dtype != np.int16:
@@ -146,7 +160,7 @@ class VoiceActivityDetector:
         contexts[1:] = block[:-1, -_CONTEXT:]
         self._context = block[-1, -_CONTEXT:].copy()
         probs, self._state = self._model.score(np.concatenate([contexts, block], axis=1), self._state)
-        events: list[SpeechStart | SpeechEnd] = []
+        events: list[SpeechStart | SpeechPause | SpeechEnd] = []
         for p in probs:
             event = self._step(float(p))
             if event is not None:
@@ -154,7 +168,7 @@ class VoiceActivityDetector:
             self._scored += WINDOW
         return events
 
-    def _step(self, p: float) -> SpeechStart | SpeechEnd | None:
+    def _step(self, p: float) -> SpeechStart | SpeechPause | SpeechEnd | None:
         o = self.options
         self.last_probability = p
         window_start = self._scored
@@ -175,10 +189,14 @@ class VoiceActivityDetector:
             return None
         if p < o.neg_threshold:
             self._silent_windows += 1
-            if self._silent_windows * WINDOW * 1000 >= o.min_silence_ms * VAD_RATE:
+            silence_ms = self._silent_windows * WINDOW * 1000 // VAD_RATE
+            end = self._last_speech_end + o.post_roll_ms * VAD_RATE // 1000
+            if silence_ms >= o.min_silence_ms:
                 self._speaking = False
                 self._silent_windows = 0
-                return SpeechEnd(self._last_speech_end + o.post_roll_ms * VAD_RATE // 1000)
+                return SpeechEnd(end)
+            if silence_ms >= o.pause_ms and (self._silent_windows - 1) * WINDOW * 1000 < o.pause_ms * VAD_RATE:
+                return SpeechPause(end)
         else:
             self._silent_windows = 0
             self._last_speech_end = window_start + WINDOW

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from voice_server.settings import Settings
@@ -75,7 +76,7 @@ def test_probes_point_at_the_app_probes_and_grace_outlasts_the_drain():
         assert grace_s > drain_s + pre_stop_s
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert "requests" in container["resources"] and "limits" in container["resources"]
-    assert seen >= 1
+    assert seen >= 2
 
 
 def test_every_variable_the_manifests_set_is_a_setting_coachline_reads():
@@ -99,3 +100,17 @@ def test_the_configmap_is_a_valid_configuration():
     settings = load_settings(environ)
     assert settings.event_bus_kind == "redis"
     assert settings.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("rtp", ["networkpolicy.yaml", "sip-service.yaml"])
+def test_rtp_ranges_agree_with_the_sip_pods(rtp):
+    env = {e["name"]: e.get("value") for _, c in _containers("StatefulSet") for e in c.get("env", [])}
+    low, high = int(env["COACHLINE_RTP_PORT_MIN"]), int(env["COACHLINE_RTP_PORT_MAX"])
+    doc = _manifests()[rtp][0]
+    if doc["kind"] == "Service":
+        ports = {p["port"] for p in doc["spec"]["ports"] if p["name"].startswith("rtp-")}
+        assert ports == set(range(low, high + 1))
+    else:
+        ranges = [(p["port"], p.get("endPort")) for rule in doc["spec"]["ingress"]
+                  for p in rule.get("ports", []) if p.get("endPort")]
+        assert ranges == [(low, high)]

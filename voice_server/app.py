@@ -35,6 +35,7 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
+from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
 from voice_server.web import SignedInUser, add_page_routes
@@ -158,6 +159,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app.router.add_get("/ws/live", _handle_own_calls)
     app.router.add_get("/ws/calls/{call_id}", _handle_one_call)
     add_page_routes(app, lambda request: _signed_in_user(request))
+    # SIP/RTP edge: its own UDP sockets, started only when enabled.
+    if settings.sip_enabled:
+        from voice_server.app_keys import SIP_EDGE
+        from voice_server.transports.sip import SipEdge, SipEdgeOptions
+
+        async def _sip_edge(app: web.Application):
+            edge = SipEdge(SipEdgeOptions.from_settings(settings), app[CALL_SESSIONS],
+                           lambda: app[RUNTIME].pool, draining=app[DRAINING], metrics=metrics)
+            app[SIP_EDGE] = edge
+            await edge.start()
+            yield
+            await edge.close()
+
+        app.cleanup_ctx.append(_sip_edge)
+
+    # recording (issue 7): recorder on every call, recovery/retention jobs, review API
+    setup_recordings(app)
 
     # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
     install_crm_jobs(app)

@@ -20,3 +20,7 @@ LIVE_CALLS = web.AppKey("live_calls", LiveCalls)
 DRAINING = web.AppKey("draining", asyncio.Event)
 CALL_SESSIONS = web.AppKey("call_sessions", CallSessions)
 LIVE_FEED = web.AppKey("live_feed", LiveFeedHub)
+
+# SIP/RTP edge (present only when COACHLINE_SIP_ENABLED); typed loosely to keep
+# app_keys free of the transport's imports.
+SIP_EDGE = web.AppKey("sip_edge", object)

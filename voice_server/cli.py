@@ -8,6 +8,7 @@ import logging
 import sys
 
 from voice_server.logs import configure_logging
+from voice_server.recordings_cli import add_recordings_commands  # recording (issue 7)
 from voice_server.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("coachline")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--org", required=True, help="organization slug (created if missing)")
     admin.set_defaults(func=_cmd_create_admin)
+    add_recordings_commands(sub)  # recording (issue 7)
     return parser
 
 

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from aiohttp import web
 
-from media.stt.pool import SpeechModelPool
+from media.speakers import SpeakerEncoder, SpeakerModelError
+from media.stt.decoder import DecoderOptions
+from media.stt.pool import PoolOptions, SpeechModelPool
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
 from voice_server.coaching_profiles import OrgCoachingProfiles
+from voice_server.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
+
+
+def _speaker_encoder() -> SpeakerEncoder | None:
+    """The voice encoder for mixed-channel calls; without it they are transcribed unlabelled."""
+    try:
+        return SpeakerEncoder()
+    except (SpeakerModelError, OSError) as exc:
+        log.warning("speaker attribution off for mixed-channel calls: %s", exc)
+        return None
 
 SPEECH_POOL = web.AppKey("speech_pool", SpeechModelPool)
 
@@ -23,20 +36,41 @@ async def live_intelligence_ctx(app: web.Application):
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
     # Loading reads ~75 MB from disk: keep it off the event loop.
-    pool = await loop.run_in_executor(None, SpeechModelPool.from_model, settings.stt_model)
+    load = functools.partial(
+        SpeechModelPool.from_model,
+        settings.stt_model,
+        # speech: where and how the shared model runs (COACHLINE_STT_* settings)
+        decoder_options=DecoderOptions(
+            device=settings.stt_device,
+            compute_type=settings.stt_compute_type,
+            cpu_threads=settings.stt_threads,
+        ),
+        options=PoolOptions(workers=settings.stt_workers, max_batch=settings.stt_max_batch),
+    )
+    pool = await loop.run_in_executor(None, load)
     app[SPEECH_POOL] = pool
+    speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
     log.info("speech model %s loaded; live transcription on", settings.stt_model)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)
-        return CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text)
+        intelligence = CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text,
+                                        speaker_encoder=speaker_encoder)
+        # Card numbers spoken on the call are silenced in its recording too (PCI).
+        intelligence.pii_listeners.append(
+            lambda spans: [c.silence_redacted(spans) for c in session.consumers
+                           if isinstance(c, CallRecorder)])
+        return intelligence
 
     app[CALL_SESSIONS].consumer_factories.append(attach)
 
     async def export_stats() -> None:
         while True:
-            app[METRICS].observe_speech_pool(pool.stats())
+            try:
+                app[METRICS].observe_speech_pool(pool.stats())
+            except Exception:  # metrics must never take the node down
+                log.exception("could not export speech pool stats")
             await asyncio.sleep(1.0)
 
     exporter = asyncio.create_task(export_stats(), name="stt-metrics")

@@ -59,6 +59,18 @@ class NodeMetrics:
             "Wall time the speech model has spent decoding since start.",
             registry=self.registry,
         )
+        # --- SIP/RTP edge (voice_server/transports/sip.py) ---
+        self.sip_rejected = Counter(
+            "coachline_sip_malformed_total",
+            "Datagrams on the SIP port that were not SIP we could read (answered 400 or dropped).",
+            registry=self.registry,
+        )
+        self.rtp_dropped = Counter(
+            "coachline_rtp_dropped_total",
+            "RTP datagrams dropped, by reason (malformed, foreign source, unknown payload type).",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def observe_speech_pool(self, stats) -> None:
         self.stt_queue_lag.set(stats.queue_lag_ms / 1000.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     stt_enabled: bool = True
     stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # speech engine (speech): the shared Whisper model and its decode pool (media.stt)
+    # stt_model (above): tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
+    stt_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    stt_compute_type: str = "int8"  # int8 on CPU; float16 / int8_float16 on a GPU
+    stt_threads: int = Field(0, ge=0, le=256)  # 0: CTranslate2 uses every core
+    stt_workers: int = Field(1, ge=1, le=16)
+    stt_max_batch: int = Field(4, ge=1, le=64)
     # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
     cookie_secure: bool = False
@@ -87,6 +94,47 @@ class Settings(BaseSettings):
     media_max_message_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     media_idle_timeout_s: float = Field(30.0, gt=0, le=3600)
     # --- end carriers ----------------------------------------------------------------
+    # --- SIP/RTP edge (voice_server/transports/sip.py) ---
+    sip_enabled: bool = False
+    sip_host: str = "127.0.0.1"  # where the SIP and RTP sockets bind
+    sip_port: int = Field(5060, ge=0, le=65535)  # 0: any free port (tests)
+    # The address peers must use (Contact, SDP c=); defaults to sip_host.
+    sip_advertised_host: str | None = None
+    rtp_port_min: int = Field(20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(20999, ge=1025, le=65535)
+    # Comma-separated "network" (trusted by IP) or "user:password@network" (IP + digest).
+    sip_peers: str = "127.0.0.1/32,::1/128"
+    sip_realm: str = "coachline"
+    sip_nonce_ttl_s: float = Field(300.0, gt=0, le=86400)
+    sip_max_calls: int = Field(500, ge=1, le=100000)
+    # No RTP for this long (and the call not on hold) ends the call as abnormal.
+    rtp_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # The org that owns SIP calls whose rep cannot be found (unset: such calls get 404).
+    sip_default_org_id: str | None = None
+
+    # --- recording (issue 7): encrypted call recordings ---
+    recording_enabled: bool = True
+    # Master keys "id:base64[,id:base64…]" (first = current), or a file of such lines.
+    # Neither set: calls are not recorded (a key is never generated beside the data).
+    recording_key: SecretStr | None = None
+    recording_key_file: Path | None = None
+    recording_dir: Path | None = None  # default <data_dir>/recordings
+    recording_sample_rate: Literal[8000, 16000] = 8000
+    # Seconds of audio per encrypted chunk: a crash loses at most this (plus the jitter window).
+    recording_chunk_s: float = Field(2.0, ge=0.1, le=60)
+    recording_max_lag_ms: int = Field(500, ge=0, le=10_000)
+    # No frame for this long: the silent time is written (jitter tolerated beyond the lag window).
+    recording_stall_s: float = Field(2.0, ge=0.2, le=60)
+    # A 'recording' row not renewed for this long was left by a dead process.
+    recording_stale_s: float = Field(30.0, ge=1, le=3600)
+    # Defaults for organizations whose settings do not say (organizations.settings keys
+    # recording_retention_days, reps_review_own_recordings). 0 days = keep forever.
+    recording_retention_days: int = Field(0, ge=0, le=36500)
+    recording_reps_review_own: bool = False
+    recording_purge_every_s: float = Field(3600.0, ge=1)
+    # speakers: local pyannote-audio diarization pipeline directory for recordings after
+    # the call (needs the optional "diarization" extra); unset: the live method is used.
+    pyannote_checkpoint: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -114,6 +162,16 @@ class Settings(BaseSettings):
     def model_post_init(self, _context: object) -> None:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("COACHLINE_DB_POOL_MIN must not exceed COACHLINE_DB_POOL_MAX")
+        if self.rtp_port_min >= self.rtp_port_max:  # SIP/RTP edge
+            raise ValueError("COACHLINE_RTP_PORT_MIN must be below COACHLINE_RTP_PORT_MAX")
+        if self.sip_enabled and self.sip_host in ("0.0.0.0", "::") and not self.sip_advertised_host:
+            raise ValueError("COACHLINE_SIP_ADVERTISED_HOST is needed when COACHLINE_SIP_HOST "
+                             "binds all addresses (peers must be told where to send)")
+        from voice_server.sip.peers import PeerSpecError, parse_peers
+        try:
+            parse_peers(self.sip_peers)
+        except PeerSpecError as exc:
+            raise ValueError(f"COACHLINE_SIP_PEERS: {exc}") from None
 
     @property
     def uses_shared_redis(self) -> bool:

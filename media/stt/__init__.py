@@ -1,12 +1,20 @@
 """Streaming speech-to-text: one shared Whisper model, one transcriber per party."""
 
-from media.stt.decoder import DecodeRequest, DecodeResult, DecoderError, DecoderOptions, WhisperDecoder
+from media.stt.call import CallTranscriber
+from media.stt.decoder import (
+    DecodeRequest,
+    DecoderError,
+    DecodeResult,
+    DecoderOptions,
+    WhisperDecoder,
+)
 from media.stt.models import DEFAULT_MODEL, ModelChecksumError, ModelNotInstalledError, locate_model
 from media.stt.pool import PoolClosedError, PoolOptions, PoolStats, SpeechModelPool
 from media.stt.streaming import StreamingOptions, StreamingTranscriber, TranscriberClosedError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "CallTranscriber",
     "DecodeRequest",
     "DecodeResult",
     "DecoderError",

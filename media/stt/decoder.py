@@ -40,8 +40,10 @@ class DecoderOptions:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0  # 0: CTranslate2 picks (all cores)
+    num_workers: int = 1  # decodes CTranslate2 runs at once (match the pool's workers)
     encoder_windows_s: tuple[int, ...] = (10, 20, 30)
     max_new_tokens: int = 120
+    context_tokens: int = 48  # hot words + previous text given to the model, at most
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     language: str = "en"
@@ -54,6 +56,8 @@ class DecodeRequest:
     audio: np.ndarray
     prompt: str | None = None  # previous text of the call, or an initial prompt
     hotwords: str | None = None  # names to favour: company, product, competitors
+    prefix: str | None = None  # text the utterance is known to begin with; the result continues it
+    # (requests with a prefix get no word times: alignment would not cover the prefix)
     word_timestamps: bool = True
 
 
@@ -94,6 +98,7 @@ class WhisperDecoder:
                 device=self.options.device,
                 compute_type=self.options.compute_type,
                 cpu_threads=self.options.cpu_threads,
+                num_workers=self.options.num_workers,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
@@ -125,27 +130,41 @@ class WhisperDecoder:
     def decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode a batch of utterances with greedy search (temperature 0).
 
+        CTranslate2 needs the start-of-transcript token at the same position
+        in every prompt of one generate call, so the batch is split into groups
+        by context length (contexts are cut to ``context_tokens``, so a running
+        call's prompts match).
         A short encoder window sometimes makes Whisper loop on a word
         ("Messages Messages Messages ..."); such items are decoded again
         alone with the full 30 s window, which does not loop.
         """
         if not requests:
             return []
-        results, looped = self._decode(requests, self._windows_frames)
+        prompts = [self._prompt(r) for r in requests]
+        groups: dict[int, list[int]] = {}
+        sot = self._tokenizer.sot
+        for i, prompt in enumerate(prompts):
+            # only the start-of-transcript position must match; forced prefixes after it may differ
+            groups.setdefault(prompt.index(sot), []).append(i)
+        results: list[DecodeResult | None] = [None] * len(requests)
         full = [self._windows_frames[-1]]
-        for i in looped:
-            self.fallbacks += 1
-            results[i] = self._decode([requests[i]], full)[0][0]
+        for members in groups.values():
+            batch = [requests[i] for i in members]
+            decoded, looped = self._decode(batch, [prompts[i] for i in members], self._windows_frames)
+            for j in looped:
+                self.fallbacks += 1
+                decoded[j] = self._decode([batch[j]], [prompts[members[j]]], full)[0][0]
+            for i, result in zip(members, decoded):
+                results[i] = result
         self.decodes += len(requests)
         return results
 
     def _decode(
-        self, requests: list[DecodeRequest], windows: list[int]
+        self, requests: list[DecodeRequest], prompts: list[list[int]], windows: list[int]
     ) -> tuple[list[DecodeResult], list[int]]:
         features, num_frames = self._features(requests, windows)
         short_window = features.shape[-1] < _MAX_FRAMES
         encoder_output = self._whisper.encode(features)
-        prompts = [self._prompt(r) for r in requests]
         budgets = [_token_budget(len(r.audio) / SAMPLE_RATE) for r in requests]
         max_new = min(self.options.max_new_tokens, max(budgets))
         results = self._whisper.model.generate(
@@ -163,8 +182,11 @@ class WhisperDecoder:
         token_lists: list[list[int]] = []
         decoded: list[DecodeResult] = []
         looped: list[int] = []
+        sot_end = len(self._tokenizer.sot_sequence)
         for i, result in enumerate(results):
-            tokens = [t for t in result.sequences_ids[0] if t < eot]
+            # the result repeats a forced prefix (tokens after the SOT sequence): keep what follows
+            forced = len(prompts[i]) - (prompts[i].index(self._tokenizer.sot) + sot_end)
+            tokens = [t for t in result.sequences_ids[0][forced:] if t < eot]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
             no_speech = float(result.no_speech_prob)
             text = self._tokenizer.decode(tokens).strip()
@@ -176,7 +198,10 @@ class WhisperDecoder:
             token_lists.append(tokens)
             decoded.append(DecodeResult(text, (), avg_logprob, no_speech))
         want_words = {
-            i for i, r in enumerate(requests) if r.word_timestamps and token_lists[i] and i not in looped
+            i
+            for i, r in enumerate(requests)
+            # a forced prefix is not aligned, so the continuation's times would be wrong: none given
+            if r.word_timestamps and not r.prefix and token_lists[i] and i not in looped
         }
         if want_words:
             # alignment takes the whole batch; items without text align an empty list cheaply
@@ -233,19 +258,20 @@ class WhisperDecoder:
 
     def _prompt(self, request: DecodeRequest) -> list[int]:
         tok = self._tokenizer
-        prompt: list[int] = []
-        context: list[int] = []
-        if request.hotwords:
-            context += tok.encode(" " + request.hotwords.strip())
-        if request.prompt:
-            context += tok.encode(" " + request.prompt.strip())
-        if context:
-            # keep the most recent context; Whisper allows half its 448-token window for it
-            prompt = [tok.sot_prev] + context[-(448 // 2 - 1) :]
+        limit = self.options.context_tokens
+        hotwords = tok.encode(" " + request.hotwords.strip())[: limit // 2] if request.hotwords else []
+        previous = tok.encode(" " + request.prompt.strip()) if request.prompt else []
+        # hot words first, then the most recent text, cut to exactly `limit` tokens when there is
+        # enough: equal prompt lengths let a running call's requests share one batch
+        context = hotwords + previous[-(limit - len(hotwords)) :] if limit > len(hotwords) else hotwords
+        prompt = [tok.sot_prev] + context if context and limit else []
         # timestamp mode (no <|notimestamps|>): with an encoder window shorter than 30 s, text-only
         # decoding often ends after the first sentence; letting the model place segment
         # timestamps keeps it going to the end of the audio (measured: tests and the benchmark)
-        return prompt + list(tok.sot_sequence)
+        prompt = prompt + list(tok.sot_sequence)
+        if request.prefix:
+            prompt += [tok.timestamp_begin] + tok.encode(" " + request.prefix.strip())
+        return prompt
 
 
 def _merge_punctuation(words: list[dict]) -> list[dict]:
@@ -272,6 +298,10 @@ def _is_loop(text: str) -> bool:
     words = [w.strip(string.punctuation) for w in text.lower().split()]
     if len(words) >= 3 and len(set(words)) == 1:
         return True  # "Messages messages messages" for a one-word prompt
+    # the same phrase of three or more words twice in a row at the end ("Press 9. Press 9.")
+    for period in range(3, len(words) // 2 + 1):
+        if words[-2 * period : -period] == words[-period:]:
+            return True
     if len(words) < 6:
         return False
     # Whisper's own test is gzip compression ratio > 2.4; on short texts a repeated tail is clearer

@@ -22,7 +22,8 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Self
 
 from media.stt.decoder import DecodeRequest, DecodeResult, DecoderOptions, WhisperDecoder
 from media.stt.models import DEFAULT_MODEL, locate_model
@@ -38,7 +39,8 @@ class PoolClosedError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
     workers: int = 1  # decode threads; >1 only helps with a GPU or many cores
-    max_batch: int = 4  # utterances per encoder/decoder call
+    max_batch: int = 4  # finals per encoder/decoder call
+    max_partial_batch: int = 2  # partials per call: small, so a final arriving meanwhile waits less
     max_partial_wait_ms: int = 1000  # older partial requests are dropped, not decoded
 
 
@@ -108,6 +110,11 @@ class SpeechModelPool:
         options: PoolOptions | None = None,
     ) -> SpeechModelPool:
         """Load a packaged model (``tiny.en``, ``base``) or a CTranslate2 directory; takes ~1 s."""
+        options = options or PoolOptions()
+        decoder_options = decoder_options or DecoderOptions()
+        if decoder_options.num_workers < options.workers:
+            # each pool worker needs its own CTranslate2 worker, or their decodes queue inside it
+            decoder_options = replace(decoder_options, num_workers=options.workers)
         return cls(WhisperDecoder(locate_model(name), decoder_options), options)
 
     def submit(self, stream_id: str, request: DecodeRequest, *, final: bool) -> asyncio.Future:
@@ -139,7 +146,8 @@ class SpeechModelPool:
 
     def stats(self) -> PoolStats:
         now = time.monotonic()
-        oldest = [j.submitted for j in self._finals] + [j.submitted for j in self._partials.values()]
+        oldest = [j.submitted for j in self._finals if not j.future.done()]
+        oldest += [j.submitted for j in self._partials.values()]
         waits = sorted(self._waits)
         return PoolStats(
             queue_lag_ms=1000 * (now - min(oldest)) if oldest else 0.0,
@@ -171,7 +179,7 @@ class SpeechModelPool:
             await asyncio.gather(*self._runners, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def __aenter__(self) -> SpeechModelPool:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -189,13 +197,16 @@ class SpeechModelPool:
             batch, seen, rest = [], set(), deque()
             while self._finals and len(batch) < self.options.max_batch:
                 job = self._finals.popleft()
+                if job.future.done():  # cancelled by its stream (an early final made stale)
+                    continue
                 if job.stream_id in seen:
                     rest.append(job)
                 else:
                     seen.add(job.stream_id)
                     batch.append(job)
             self._finals.extendleft(reversed(rest))
-            return batch
+            if batch:
+                return batch
         now = time.monotonic()
         limit = self.options.max_partial_wait_ms / 1000
         for stream_id, job in list(self._partials.items()):
@@ -203,7 +214,8 @@ class SpeechModelPool:
                 del self._partials[stream_id]
                 self._dropped += 1
                 _resolve(job.future, None)
-        oldest = sorted(self._partials.values(), key=lambda j: j.submitted)[: self.options.max_batch]
+        oldest = sorted(self._partials.values(), key=lambda j: j.submitted)
+        oldest = oldest[: min(self.options.max_batch, self.options.max_partial_batch)]
         for job in oldest:
             del self._partials[job.stream_id]
         return oldest

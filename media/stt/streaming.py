@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from media.resample import Resampler
 from media.stt.decoder import DecodeRequest, DecodeResult
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment, Word
-from media.vad import WINDOW, SpeechEnd, SpeechStart, VadOptions, VoiceActivityDetector
+from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
 from media.wer import normalize_words
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ class TranscriberClosedError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class StreamingOptions:
-    partial_interval_ms: int = 500  # new speech between partial decodes
+    partial_interval_ms: int = 300  # new speech between partial decodes (the pool sheds them under load)
     max_utterance_ms: int = 9600  # longer speech is cut (fits the 10 s encoder window)
     max_gap_fill_ms: int = 2000  # a timestamp jump up to this is filled with silence
-    context_chars: int = 160  # previous final text given to the model as a prompt
+    context_chars: int = 400  # previous final text kept as the prompt (the decoder cuts it to tokens)
     vad: VadOptions = field(default_factory=VadOptions)
 
 
@@ -73,7 +74,8 @@ class StreamingTranscriber:
         self._input_rate: int | None = None
         self._resample = None
         self._origin_ms: float | None = None  # call-clock time of sample 0
-        self._buf = np.zeros(0, np.int16)  # 16 kHz audio kept from sample self._buf_start on
+        # 16 kHz audio kept from sample self._buf_start on, as the frames came (joined only to decode)
+        self._chunks: deque[np.ndarray] = deque()
         self._buf_start = 0
         self._total = 0  # 16 kHz samples received so far
         self._utterance = 0
@@ -84,6 +86,7 @@ class StreamingTranscriber:
         self._previous_hypothesis: list[str] = []
         self._stable: list[str] = []
         self._last_partial_text = ""
+        self._early: tuple[int, asyncio.Future] | None = None  # (end sample, decode) begun at a pause
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -124,28 +127,38 @@ class StreamingTranscriber:
     def _append(self, pcm: np.ndarray) -> None:
         if len(pcm) == 0:
             return
-        self._buf = np.concatenate([self._buf, pcm])
+        self._chunks.append(pcm)
         self._total += len(pcm)
         for event in self._vad.process(pcm):
             if isinstance(event, SpeechStart):
                 self._utt_start = max(event.sample, self._buf_start)
                 self._begin_utterance()
+            elif isinstance(event, SpeechPause) and self._utt_start is not None:
+                self._start_early_final(min(event.sample, self._total))
             elif isinstance(event, SpeechEnd) and self._utt_start is not None:
                 self._end_utterance(min(event.sample, self._total))
+        self._trim()
         if self._utt_start is None:
-            # idle: keep only what a future start's pre-roll can reach back to
-            keep = (self.options.vad.pre_roll_ms + self.options.vad.min_speech_ms + 64) * _SAMPLES_PER_MS
-            if len(self._buf) > 2 * keep:
-                drop = len(self._buf) - keep
-                self._buf = self._buf[drop:]
-                self._buf_start += drop
             return
         self._probs.append((self._total, self._vad.last_probability))
         length = self._total - self._utt_start
         if length >= self.options.max_utterance_ms * _SAMPLES_PER_MS:
             self._cut_long_utterance()
-        elif self._total - self._last_partial_at >= self.options.partial_interval_ms * _SAMPLES_PER_MS:
+        elif (
+            self._total - self._last_partial_at >= self.options.partial_interval_ms * _SAMPLES_PER_MS
+            and not self._vad.in_pause  # nothing new is being said: a partial would repeat itself
+        ):
             self._request_partial()
+
+    def _trim(self) -> None:
+        """Forget audio no decode can need: before the utterance, or beyond a future pre-roll."""
+        if self._utt_start is not None:
+            keep_from = self._utt_start
+        else:
+            vad = self.options.vad
+            keep_from = self._total - (vad.pre_roll_ms + vad.min_speech_ms + 64) * _SAMPLES_PER_MS
+        while self._chunks and self._buf_start + len(self._chunks[0]) <= keep_from:
+            self._buf_start += len(self._chunks.popleft())
 
     # -- utterances ------------------------------------------------------------------------------
 
@@ -157,21 +170,33 @@ class StreamingTranscriber:
         self._stable = []
         self._last_partial_text = ""
         self._last_partial_at = self._total
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
 
     def _audio(self, start: int, end: int) -> np.ndarray:
-        pcm = self._buf[start - self._buf_start : end - self._buf_start]
+        joined = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        pcm = joined[start - self._buf_start : end - self._buf_start]
         return pcm.astype(np.float32) / 32768.0
 
-    def _request(self, start: int, end: int, *, words: bool) -> DecodeRequest:
+    def _request(self, start: int, end: int, *, words: bool, prefix: str | None = None) -> DecodeRequest:
         prompt = self._context[-self.options.context_chars :] or None
-        return DecodeRequest(self._audio(start, end), prompt, self._hotwords, word_timestamps=words)
+        return DecodeRequest(
+            self._audio(start, end), prompt, self._hotwords, prefix=prefix, word_timestamps=words
+        )
 
     def _request_partial(self) -> None:
         self._last_partial_at = self._total
         start, end = self._utt_start, self._total
-        future = self._pool.submit(self._stream_id, self._request(start, end, words=False), final=False)
+        # the stable words are forced as the decoder's prefix (as LocalAgreement streaming does):
+        # the hypothesis cannot contradict what is already shown, and those tokens cost no search
+        stable = list(self._stable)
+        request = self._request(start, end, words=False, prefix=" ".join(stable) or None)
+        future = self._pool.submit(self._stream_id, request, final=False)
         utterance = self._utterance
-        future.add_done_callback(lambda f: self._on_partial(f, utterance, start, end))
+        # call-clock times are fixed now: a later hole in the stream moves the clock's origin
+        span = (self._ms(start), self._ms(end))
+        future.add_done_callback(lambda f: self._on_partial(f, utterance, span, stable))
 
     def _cut_long_utterance(self) -> None:
         # cut where the speech probability is lowest in the last 3 s: likely a pause between words
@@ -183,37 +208,59 @@ class StreamingTranscriber:
         self._begin_utterance()
         self._probs = [(s, p) for s, p in self._probs if s > cut]
 
+    def _start_early_final(self, end: int) -> None:
+        """Decode the utterance as it stands at a pause; used as the final if speech does not resume.
+
+        The final's audio ends at the same sample as the pause's, so the result is the same, and the
+        final shows up when the end-of-utterance silence is over instead of one decode later.
+        """
+        if self._early is not None:
+            self._early[1].cancel()
+        request = self._request(self._utt_start, end, words=True)
+        self._early = (end, self._pool.submit(self._stream_id, request, final=True))
+
     def _end_utterance(self, end: int) -> None:
         start, self._utt_start = self._utt_start, None
         shown_partial = self._revision > 0
         self._pool.forget(self._stream_id)
+        early, self._early = self._early, None
+        if early is not None and early[0] != end:
+            early[1].cancel()  # speech went on after that pause: its decode is out of date
+            early = None
         if end - start >= 100 * _SAMPLES_PER_MS:
-            request = self._request(start, end, words=True)
-            future = self._pool.submit(self._stream_id, request, final=True)
+            if early is not None:
+                future = early[1]
+            else:
+                future = self._pool.submit(self._stream_id, self._request(start, end, words=True), final=True)
             self._finals_pending.add(future)
             utterance, revision = self._utterance, self._revision
+            span = (self._ms(start), self._ms(end))
             future.add_done_callback(
-                lambda f: self._on_final(f, utterance, revision, start, end, shown_partial)
+                lambda f: self._on_final(f, utterance, revision, span, shown_partial)
             )
 
     # -- results ---------------------------------------------------------------------------------
 
-    def _ms(self, sample: int | float) -> int:
-        return int(round(self._origin_ms + sample / _SAMPLES_PER_MS))
+    def _ms(self, sample: float) -> int:
+        return round(self._origin_ms + sample / _SAMPLES_PER_MS)
 
     def _segment_id(self, utterance: int) -> str:
         return f"{self.party}-{utterance}"
 
-    def _on_partial(self, future: asyncio.Future, utterance: int, start: int, end: int) -> None:
+    def _on_partial(
+        self, future: asyncio.Future, utterance: int, span: tuple[int, int], prefix: list[str]
+    ) -> None:
         if future.cancelled() or self._closed or utterance != self._utterance or self._utt_start is None:
             return
         if future.exception() is not None:
             log.warning("partial decode failed for %s: %s", self._stream_id, future.exception())
             return
         result: DecodeResult | None = future.result()
-        if result is None or not result.text:
+        if result is None:
             return
-        words = result.text.split()
+        words = prefix + result.text.split()
+        if not words:
+            return
         self._extend_stable(words)
         # the stable prefix stays as it was even when this hypothesis disagrees with it
         shown = self._stable + words[len(self._stable) :]
@@ -222,7 +269,7 @@ class StreamingTranscriber:
             return
         self._last_partial_text = text
         self._revision += 1
-        start_ms, end_ms = self._ms(start), self._ms(end)
+        start_ms, end_ms = span
         step = (end_ms - start_ms) / max(1, len(shown))
         # partial word times are spread over the audio so far; finals carry aligned times
         timed = tuple(
@@ -237,10 +284,11 @@ class StreamingTranscriber:
         )
 
     def _extend_stable(self, words: list[str]) -> None:
-        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part."""
+        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part.
+
+        Both hypotheses began with the stable words (forced prefix), so they line up word by word.
+        """
         previous, self._previous_hypothesis = self._previous_hypothesis, words
-        if not _agrees(words, self._stable) or not _agrees(previous, self._stable):
-            return
         n = len(self._stable)
         while (
             n < min(len(previous), len(words))
@@ -253,7 +301,7 @@ class StreamingTranscriber:
             self._stable = self._stable + words[len(self._stable) : n]
 
     def _on_final(
-        self, future: asyncio.Future, utterance: int, revision: int, start: int, end: int, shown: bool
+        self, future: asyncio.Future, utterance: int, revision: int, span: tuple[int, int], shown: bool
     ) -> None:
         self._finals_pending.discard(future)
         if future.cancelled():
@@ -266,12 +314,12 @@ class StreamingTranscriber:
             return  # nothing was said (or shown): no segment at all
         if result.text:
             self._context = (self._context + " " + result.text).strip()[-1000:]
-        start_ms, end_ms = self._ms(start), self._ms(end)
+        start_ms, end_ms = span
         words = tuple(
             Word(
                 w.text,
-                min(end_ms, start_ms + int(round(w.start_s * 1000))),
-                min(end_ms, start_ms + int(round(w.end_s * 1000))),
+                min(end_ms, start_ms + round(w.start_s * 1000)),
+                min(end_ms, start_ms + round(w.end_s * 1000)),
                 round(w.probability, 4),
             )
             for w in result.words
@@ -310,9 +358,3 @@ class StreamingTranscriber:
         if self._finals_pending:
             await asyncio.gather(*list(self._finals_pending), return_exceptions=True)
         self._out.put_nowait(None)
-
-
-def _agrees(words: list[str], prefix: list[str]) -> bool:
-    return len(words) >= len(prefix) and all(
-        normalize_words(a) == normalize_words(b) for a, b in zip(words, prefix)
-    )

@@ -9,8 +9,11 @@ stage after stage. Per stage it reports:
   * frames/s handed to call sessions,
   * server CPU per frame (µs) and per call (% of one core),
   * p99 of the server's own handling time (message read -> frame in session),
-  * p99 delay of a frame reaching its session, relative to the call's
-    least-delayed frame (queueing included: socket, event loop, handling),
+  * p50/p99 delay from the client sending a media message to its frame
+    reaching the session (both processes read the same monotonic clock;
+    socket, event loop and handling included), after each call's first
+    second; the first second (stream start: call lookup, session opening)
+    is reported on its own,
   * how late the client itself sent (if the client cannot keep real time,
     the stage measures the client, and says so).
 ``max_streams`` is the largest stage with delay p99 < 20 ms on this machine.
@@ -32,15 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
-import numpy as np  # noqa: E402
+import aiohttp
+import numpy as np
 
 TOKEN = "bench-auth-token"
 
 
 # -- the server (child process) -------------------------------------------------------
 
-def serve(port_file: Path, data_dir: Path) -> None:
+def serve(port_file: Path, data_dir: Path, use_uvloop: bool = False) -> None:
     from aiohttp import web
 
     from voice_server.app import create_app
@@ -50,30 +53,27 @@ def serve(port_file: Path, data_dir: Path) -> None:
     settings = load_settings({
         "COACHLINE_DATA_DIR": str(data_dir), "COACHLINE_EVENT_BUS": "memory",
         "COACHLINE_TWILIO_AUTH_TOKEN": TOKEN, "COACHLINE_LOG_LEVEL": "WARNING",
-        "COACHLINE_DB_POOL_MAX": "20", "PATH": os.environ.get("PATH", ""),
+        "COACHLINE_DB_POOL_MAX": "20", "COACHLINE_STT_ENABLED": "false",
+        "PATH": os.environ.get("PATH", ""),
     })
     app = create_app(settings)
-    lags: list[float] = []
+    # Arrival (monotonic, shared by both processes) of every frame: call -> [[party, ts, t]].
+    arrivals: dict[str, list] = {}
     frames = [0]
 
-    class Lag:
-        """Per call: (arrival - call-clock time); the call's minimum is its zero."""
-
-        def __init__(self) -> None:
-            self.values: list[float] = []
+    class Arrivals:
+        def __init__(self, call_id: str) -> None:
+            self.seen = arrivals.setdefault(call_id, [])
 
         def on_audio(self, frame) -> None:
             frames[0] += 1
-            self.values.append(time.monotonic() - frame.timestamp_ms / 1000)
+            self.seen.append((frame.party.value, frame.timestamp_ms, time.monotonic()))
 
         def on_dtmf(self, *_): ...
 
-        async def close(self, abnormal: bool) -> None:
-            if self.values:
-                v = np.asarray(self.values)
-                lags.extend((v - v.min()).tolist())
+        async def close(self, abnormal: bool) -> None: ...
 
-    app[CALL_SESSIONS].consumer_factories.append(lambda session: Lag())
+    app[CALL_SESSIONS].consumer_factories.append(lambda session: Arrivals(session.call_id))
 
     async def calls(request: web.Request) -> web.Response:
         n = int(request.query["n"])
@@ -88,12 +88,10 @@ def serve(port_file: Path, data_dir: Path) -> None:
         return web.json_response([[str(r["id"]), r["external_id"]] for r in ids])
 
     async def stats(request: web.Request) -> web.Response:
-        values = np.asarray(lags) if lags else np.zeros(1)
-        body = {"cpu_s": time.process_time(), "frames": frames[0],
-                "lag_p50_ms": float(np.percentile(values, 50) * 1000),
-                "lag_p99_ms": float(np.percentile(values, 99) * 1000)}
-        if request.query.get("reset"):
-            lags.clear()
+        body = {"cpu_s": time.process_time(), "frames": frames[0]}
+        if request.query.get("arrivals"):
+            body["arrivals"] = arrivals.copy()
+            arrivals.clear()
         return web.json_response(body)
 
     app.router.add_post("/bench/calls", calls)
@@ -110,21 +108,33 @@ def serve(port_file: Path, data_dir: Path) -> None:
         finally:
             await runner.cleanup()
 
-    asyncio.run(main())
+    if use_uvloop:
+        import uvloop  # optional: only when asked for, to compare event loops
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 # -- the carrier side (this process) --------------------------------------------------
 
-def _histogram_p99(text: str) -> float | None:
+def _handling_buckets(text: str) -> list[tuple[float, float]]:
     buckets = []
     for line in text.splitlines():
         if line.startswith('coachline_carrier_frame_handling_seconds_bucket{carrier="twilio"'):
             le = line.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
-    if not buckets or buckets[-1][1] == 0:
+    return buckets
+
+
+def _handling_p99_ms(before: str, after: str) -> float | None:
+    """The upper bound (bucket edge) of this stage's p99 server handling time."""
+    old = dict(_handling_buckets(before))
+    stage = [(le, count - old.get(le, 0.0)) for le, count in _handling_buckets(after)]
+    if not stage or stage[-1][1] <= 0:
         return None
-    total = buckets[-1][1]
-    return next(le for le, count in buckets if count >= 0.99 * total)
+    total = stage[-1][1]
+    return next(le for le, count in stage if count >= 0.99 * total) * 1000
 
 
 async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
@@ -136,11 +146,13 @@ async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
         audio = np.resize(pcm, samples)
         streams = [TwilioStream({"call_id": cid}, sid, inbound=audio, outbound=audio[::-1].copy()).messages()
                    for cid, sid in ids]
-        before = await (await http.get(f"{base}/bench/stats", params={"reset": "1"})).json()
+        before = await (await http.get(f"{base}/bench/stats", params={"arrivals": "1"})).json()
         hist_before = await (await http.get(f"{base}/metrics")).text()
         late: list[float] = []
+        sent: dict[str, dict[tuple[str, int], float]] = {}
 
-        async def one(messages, offset: float) -> None:
+        async def one(call_id: str, messages, offset: float) -> None:
+            sent_at = sent.setdefault(call_id, {})
             await asyncio.sleep(offset)
             async with http.ws_connect(base.replace("http", "ws") + "/media/twilio") as ws:
                 loop = asyncio.get_running_loop()
@@ -153,17 +165,28 @@ async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
                     else:
                         late.append(-delay)
                     await ws.send_str(message)
+                    if tick:  # media of tick n is stamped n * 20 ms; keep the send time per track
+                        track = "customer" if '"inbound"' in message[:160] else "rep"
+                        sent_at[(track, tick * 20)] = time.monotonic()
 
         started = time.monotonic()
-        await asyncio.gather(*(one(m, 0.02 * i / n) for i, m in enumerate(streams)))
+        # Calls start spread over one second, as a busy trunk's would.
+        await asyncio.gather(*(one(cid, m, i / n) for i, ((cid, _), m) in enumerate(zip(ids, streams))))
         wall = time.monotonic() - started
         await asyncio.sleep(0.5)  # the last stops are handled
-        after = await (await http.get(f"{base}/bench/stats")).json()
+        after = await (await http.get(f"{base}/bench/stats", params={"arrivals": "1"})).json()
         hist_after = await (await http.get(f"{base}/metrics")).text()
     frames = after["frames"] - before["frames"]
     cpu = after["cpu_s"] - before["cpu_s"]
     late_arr = np.asarray(late) if late else np.zeros(1)
-    del hist_before  # the histogram is cumulative; the first stage dominates nothing we report
+    steady, first = [], []
+    for call_id, seen in after["arrivals"].items():
+        for party, ts, arrived in seen:
+            at = sent.get(call_id, {}).get((party, ts))
+            if at is not None:  # silence fill has no message of its own
+                (steady if ts >= 1000 else first).append(arrived - at)
+    steady_arr = np.asarray(steady) if steady else np.zeros(1)
+    first_arr = np.asarray(first) if first else np.zeros(1)
     return {
         "streams": n,
         "seconds": round(wall, 2),
@@ -171,22 +194,24 @@ async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
         "frames_per_s": round(frames / wall, 1),
         "server_cpu_us_per_frame": round(1e6 * cpu / max(frames, 1), 1),
         "server_cpu_pct_per_call": round(100 * cpu / wall / n, 3),
-        "delay_p50_ms": round(after["lag_p50_ms"], 2),
-        "delay_p99_ms": round(after["lag_p99_ms"], 2),
-        "handling_p99_le_ms": (lambda v: None if v is None else v * 1000)(_histogram_p99(hist_after)),
+        "delay_p50_ms": round(float(np.percentile(steady_arr, 50)) * 1000, 2),
+        "delay_p99_ms": round(float(np.percentile(steady_arr, 99)) * 1000, 2),
+        "first_second_delay_p99_ms": round(float(np.percentile(first_arr, 99)) * 1000, 2),
+        "frames_matched": len(steady) + len(first),
+        "handling_p99_le_ms": _handling_p99_ms(hist_before, hist_after),
         "client_late_p99_ms": round(float(np.percentile(late_arr, 99) * 1000), 2),
         "client_limited": bool(np.percentile(late_arr, 99) > 0.02),
     }
 
 
-async def bench(stages: list[int], seconds: float) -> dict:
+async def bench(stages: list[int], seconds: float, use_uvloop: bool = False) -> dict:
     from scripts.carrier_sim.wav import read_wav, sound
 
     pcm, _ = read_wav(sound("hello-world"))
     with tempfile.TemporaryDirectory(prefix="media-path-bench-") as tmp:
         port_file = Path(tmp) / "port"
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), tmp],
-                                 stdin=subprocess.PIPE)
+        command = [sys.executable, __file__, "--serve", str(port_file), tmp]
+        child = subprocess.Popen(command + (["--uvloop"] if use_uvloop else []), stdin=subprocess.PIPE)
         try:
             for _ in range(600):
                 if port_file.exists() and port_file.read_text():
@@ -208,6 +233,8 @@ async def bench(stages: list[int], seconds: float) -> dict:
                 child.kill()
     ok = [r["streams"] for r in results if r["delay_p99_ms"] < 20 and not r["client_limited"]]
     return {"bench": "media_path", "cpu_count": os.cpu_count(), "audio_seconds": seconds,
+            "event_loop": "uvloop" if use_uvloop else "asyncio",
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "stages": results, "max_streams_p99_under_20ms": max(ok) if ok else 0,
             "note": "transcription off; client and server share this machine's cores"}
 
@@ -217,14 +244,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter stages (< 1 min)")
     parser.add_argument("--stages", default=None, help="comma-separated stream counts")
     parser.add_argument("--seconds", type=float, default=None, help="audio per call per stage")
+    parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop (if installed)")
     parser.add_argument("--serve", nargs=2, metavar=("PORT_FILE", "DATA_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), Path(args.serve[1]))
+        serve(Path(args.serve[0]), Path(args.serve[1]), args.uvloop)
         return
-    stages = [int(s) for s in (args.stages or ("25,50,100" if args.quick else "50,100,200,300")).split(",")]
-    seconds = args.seconds or (5.0 if args.quick else 15.0)
-    print(json.dumps(asyncio.run(bench(stages, seconds))))
+    stages = [int(s) for s in (args.stages or ("50,100,200" if args.quick else "50,100,200,300,400")).split(",")]
+    seconds = args.seconds or (4.0 if args.quick else 15.0)
+    print(json.dumps(asyncio.run(bench(stages, seconds, args.uvloop))))
 
 
 if __name__ == "__main__":

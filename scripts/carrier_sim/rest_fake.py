@@ -47,7 +47,7 @@ class CarrierRestFake:
     _runner: web.AppRunner | None = None
     _tmp: tempfile.TemporaryDirectory | None = None
 
-    async def __aenter__(self) -> "CarrierRestFake":
+    async def __aenter__(self) -> CarrierRestFake:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", self._twilio_create)
         app.router.add_post("/v1/calls", self._vonage_create)

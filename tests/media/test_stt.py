@@ -1,6 +1,7 @@
 """The speech engine with the real tiny.en model on real 8 kHz telephone speech."""
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
@@ -104,8 +105,10 @@ async def test_partials_then_finals_on_the_call_clock(pool):
         mine = [s for s in segments if s.segment_id == final.segment_id]
         assert mine[-1] is final
         assert [s.revision for s in mine] == sorted({s.revision for s in mine})
-        for earlier, later in zip(mine, mine[1:-1]):
-            assert later.words[: earlier.stable_words] == later.words[: earlier.stable_words]
+        for earlier, later in itertools.pairwise(mine[:-1]):
+            kept = earlier.stable_words
+            assert [w.text for w in later.words[:kept]] == [w.text for w in earlier.words[:kept]]
+            assert later.stable_words >= kept
             assert later.stable_text.startswith(earlier.stable_text)
     hypothesis = " ".join(f.text for f in finals)
     assert word_errors(" ".join(texts[n] for n in names), hypothesis).wer <= 0.15, hypothesis
@@ -202,3 +205,65 @@ async def test_closed_pool_refuses_work():
     await closed.close()
     with pytest.raises(PoolClosedError):
         closed.submit("s", DecodeRequest(np.zeros(16000, np.float32)), final=True)
+
+
+async def test_a_batch_mixing_prompts_of_different_lengths_decodes_every_item(pool):
+    audio = _float16k("vm-prev")
+    requests = [
+        DecodeRequest(audio),
+        DecodeRequest(audio, prompt="Thanks for calling."),
+        DecodeRequest(audio, prompt="A much longer earlier turn of this call " * 8, hotwords="Acme"),
+    ]
+    results = pool.decoder.decode(requests)
+    assert all(word_errors("Press 4 for the previous message", r.text).wer == 0 for r in results)
+
+
+async def test_a_call_transcriber_merges_both_parties(pool):
+    from media.stt import CallTranscriber
+
+    call = CallTranscriber("call-42", pool)
+    rep = np.concatenate([load_clip("vm-prev"), np.zeros(8000 * 3, np.int16)])
+    customer = np.concatenate([np.zeros(8000 * 2, np.int16), load_clip("demo-nomatch"), np.zeros(8000, np.int16)])
+    segments = []
+
+    async def collect():
+        async for s in call:
+            segments.append(s)
+
+    reader = asyncio.create_task(collect())
+    for n, (a, b) in enumerate(zip(_frames(rep, Party.REP, start_ms=0), _frames(customer, start_ms=0))):
+        call.push(a)
+        call.push(b)
+        if n % 10 == 0:
+            await asyncio.sleep(0.01)
+    await call.close()
+    await reader
+    finals = {s.party: s.text for s in segments if s.is_final}
+    assert set(finals) == {"rep", "customer"}
+    assert word_errors("Press 4 for the previous message", finals["rep"]).wer == 0
+    with pytest.raises(TranscriberClosedError):
+        call.push(AudioFrame(np.zeros(160, np.int16), 8000, Party.REP, 9000))
+
+
+async def test_a_hole_in_the_stream_keeps_word_times_on_the_call_clock(pool):
+    transcriber = StreamingTranscriber(Party.REP, pool)
+    first = np.concatenate([load_clip("vm-prev"), np.zeros(8000, np.int16)])
+    second = np.concatenate([load_clip("demo-nomatch"), np.zeros(8000, np.int16)])
+    segments = []
+
+    async def collect():
+        async for s in transcriber:
+            segments.append(s)
+
+    reader = asyncio.create_task(collect())
+    # 60 s of nothing between the two (a hold, or a carrier that stops sending on silence)
+    for frame in list(_frames(first, Party.REP, start_ms=0)) + list(_frames(second, Party.REP, start_ms=60_000)):
+        transcriber.push(frame)
+        await asyncio.sleep(0)
+    await transcriber.close()
+    await reader
+    finals = [s for s in segments if s.is_final]
+    assert len(finals) == 2
+    assert finals[0].end_ms < 5_000
+    assert 60_000 <= finals[1].start_ms < 61_500
+    assert all(60_000 <= w.start_ms for w in finals[1].words)

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from media.vad import SileroVadModel, SpeechEnd, SpeechStart, VadError, VadOptions, VoiceActivityDetector
+from media.vad import (
+    SileroVadModel,
+    SpeechEnd,
+    SpeechPause,
+    SpeechStart,
+    VadError,
+    VadOptions,
+    VoiceActivityDetector,
+)
 from tests.media.speech_corpus import load_clip, requires_corpus
 
 
@@ -34,6 +42,11 @@ def test_real_speech_between_silences_gives_one_start_and_end_each(model, rate):
     gap = np.zeros(2 * rate, np.int16)
     pcm = np.concatenate([gap, speech, gap, speech, gap])
     events = _events(VoiceActivityDetector(model, sample_rate=rate), pcm, rate // 50)
+    # a pause always precedes an end, at the same sample (callers may start decoding at the pause)
+    for i, event in enumerate(events):
+        if isinstance(event, SpeechEnd):
+            assert isinstance(events[i - 1], SpeechPause) and events[i - 1].sample == event.sample
+    events = [e for e in events if not isinstance(e, SpeechPause)]
     kinds = [type(e) for e in events]
     assert kinds == [SpeechStart, SpeechEnd, SpeechStart, SpeechEnd]
     starts = [e.sample / 16000 for e in events[0::2]]

@@ -41,7 +41,7 @@ class SessionObserver:
         self.sessions: dict[str, CallSession] = {}
         self._ended: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
-    def __call__(self, session: CallSession) -> "_Consumer":
+    def __call__(self, session: CallSession) -> _Consumer:
         self.sessions[session.call_id] = session
         return _Consumer(self, session.call_id)
 
@@ -119,7 +119,7 @@ async def start_carrier_app(dsn: str, redis_url: str, **env: str) -> CarrierApp:
     org_id, rep_id = await _org_and_rep(dsn)
     environ = {
         "DATABASE_URL": dsn, "REDIS_URL": redis_url, "COACHLINE_EVENT_BUS": "memory",
-        "COACHLINE_PUBLIC_URL": PUBLIC_URL,
+        "COACHLINE_PUBLIC_URL": PUBLIC_URL, "COACHLINE_STT_ENABLED": "false",  # audio path only
         "COACHLINE_TWILIO_ACCOUNT_SID": TWILIO_SID, "COACHLINE_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "COACHLINE_TWILIO_CALLER_ID": OUR_NUMBER,
         "COACHLINE_VONAGE_SIGNATURE_SECRET": VONAGE_SECRET, "COACHLINE_VONAGE_NUMBER": OUR_NUMBER,

@@ -60,6 +60,8 @@ def test_chunk_order_reorders_within_its_window_and_gives_up_on_lost_chunks():
     late = order.add(6, "f")  # 3 never comes: with 3 held the window is exceeded
     assert (late.items, late.missing) == (["d", "e", "f"], 1)
     assert order.add(3, "c").stale
+    assert order.add(10_000, "far").out_of_range  # a bogus number cannot skip the track ahead
+    assert order.add(7, "g").items == ["g"]
 
 
 async def test_inbound_call_keeps_two_wavs_apart_sample_for_sample_on_one_clock(carrier_app):
@@ -143,6 +145,7 @@ async def test_bad_messages_are_counted_and_skipped_and_other_calls_are_untouche
         json.dumps({**media, "media": {**media["media"], "payload": "!!not base64!!"}}),
         json.dumps({**media, "media": {**media["media"], "track": "sideways"}}),
         json.dumps({**media, "media": {**media["media"], "chunk": "x"}}),
+        json.dumps({**media, "media": {**media["media"], "chunk": "2", "timestamp": str(10**12)}}),
         json.dumps({**media, "media": {**media["media"], "chunk": "900",
                                        "payload": base64.b64encode(b"\xff" * 5000).decode()}}),
         json.dumps({"event": "dtmf", "dtmf": {"digit": "Z"}}),
@@ -157,6 +160,7 @@ async def test_bad_messages_are_counted_and_skipped_and_other_calls_are_untouche
     assert np.array_equal(ca.observer.pcm(good_id, Party.CUSTOMER), _decoded(customer))
     text = await ca.metric("coachline_carrier_rejected_messages_total")
     for reason in ("before_start", "malformed_json", "unknown_event", "bad_base64", "unknown_track",
+                   "timestamp_out_of_range",
                    "malformed_media", "bad_frame_size", "malformed_dtmf", "binary_message"):
         assert f'reason="{reason}"' in text, reason
     assert 'reason="malformed_json"} 2.0' in text
@@ -276,3 +280,17 @@ async def test_a_second_stream_for_a_live_call_is_refused_and_the_first_goes_on(
     assert await ca.observer.ended(call_id) is False
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
     assert (await ca.call_row(call_id))["answered_at"] is not None
+
+
+def test_party_timeline_tolerates_jitter_fills_holes_and_jumps_past_long_ones():
+    from voice_server.transports.track_clock import PartyTimeline
+
+    timeline = PartyTimeline(Party.REP, 8000, max_fill_ms=100)
+    chunk = np.ones(160, np.int16)
+    assert [f.timestamp_ms for f in timeline.place(0, chunk)] == [0]
+    assert [f.timestamp_ms for f in timeline.place(25, chunk)] == [20]  # 5 ms late: jitter, contiguous
+    holes = list(timeline.place(80, chunk))  # 40 ms missing: two silent frames, then the audio
+    assert [(f.timestamp_ms, int(f.pcm.any())) for f in holes] == [(40, 0), (60, 0), (80, 1)]
+    jumped = list(timeline.place(1000, chunk))  # beyond max_fill: no silence, the clock still holds
+    assert [f.timestamp_ms for f in jumped] == [1000]
+    assert timeline.position_ms == 1020

@@ -125,3 +125,12 @@ async def test_status_callbacks_for_unknown_calls_or_statuses_and_forged_ones(ca
     forged = await _post_form(ca.client, STATUS, {"CallSid": "CA1", "CallStatus": "completed"},
                               token="wrong")
     assert forged.status == 403
+
+
+async def test_a_rep_with_a_sip_address_is_dialed_over_sip(carrier_app):
+    ca = carrier_app
+    async with ca.pool.acquire() as conn:
+        await conn.execute("UPDATE users SET sip_uri = 'sip:rita@pbx.acme.test' WHERE id = $1::uuid", ca.rep_id)
+    root = ET.fromstring(await (await _post_form(ca.client, VOICE, _inbound("CA" + "7" * 32))).text())
+    assert root.find("./Dial/Sip").text == "sip:rita@pbx.acme.test"
+    assert root.find("./Dial/Number") is None

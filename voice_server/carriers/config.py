@@ -27,7 +27,7 @@ class CarrierConfig:
     media_idle_timeout_s: float = 30.0
 
     @classmethod
-    def from_settings(cls, s: Settings) -> "CarrierConfig":
+    def from_settings(cls, s: Settings) -> CarrierConfig:
         return cls(
             public_url=s.public_url.rstrip("/"),
             twilio_account_sid=s.twilio_account_sid,

@@ -35,8 +35,10 @@ from voice_server.carriers.twilio_webhooks import TWILIO_STATUSES, stream_twiml
 from voice_server.carriers.vonage_webhooks import (
     CONTENT_TYPE,
     EVENT_PATH,
-    MEDIA_PATH as VONAGE_MEDIA_PATH,
     stream_connect,
+)
+from voice_server.carriers.vonage_webhooks import (
+    MEDIA_PATH as VONAGE_MEDIA_PATH,
 )
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -49,7 +48,7 @@ async def _open(
             if row is not None:
                 # Media flowing means the call was answered, whatever callbacks still say.
                 await update_call_status(conn, row["id"], "in-progress")
-    except (asyncpg.PostgresError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, asyncpg.PostgresError, OSError):
         log.exception("could not look up call %s for a %s stream", call_id, carrier)
         return None
     if row is None or sessions.get(str(row["id"])) is not None:

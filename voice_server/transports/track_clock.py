@@ -9,8 +9,9 @@ party is the same instant of the call.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -26,13 +27,15 @@ class Released(Generic[T]):
     held: bool = False  # the chunk came early and waits for the ones before it
     late: bool = False  # the chunk came after later ones (it was out of order) and is in place now
     stale: bool = False  # a repeat, or later than a chunk already passed on
+    out_of_range: bool = False  # implausibly far ahead: refused, so it cannot skip the track
 
 
 class ChunkOrder(Generic[T]):
     """Re-orders one track's numbered chunks, holding at most ``window`` early ones."""
 
-    def __init__(self, window: int = 5, first: int | None = None) -> None:
+    def __init__(self, window: int = 5, first: int | None = None, max_ahead: int = 3000) -> None:
         self._window = window
+        self._max_ahead = max_ahead  # 3000 chunks: a minute of 20 ms media
         self._next = first
         self._held: dict[int, T] = {}
 
@@ -42,6 +45,9 @@ class ChunkOrder(Generic[T]):
             self._next = number
         if number < self._next or number in self._held:
             out.stale = True
+            return out
+        if number - self._next > self._max_ahead:
+            out.out_of_range = True
             return out
         out.held = number != self._next
         out.late = not out.held and bool(self._held)

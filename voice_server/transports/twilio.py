@@ -44,6 +44,7 @@ SAMPLE_RATE = 8000
 MAX_CHUNK_BYTES = 1600  # 200 ms of µ-law; Twilio sends 160-byte (20 ms) chunks
 REORDER_WINDOW = 5  # chunks (100 ms) a track waits for a late chunk before calling it lost
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+MAX_CLOCK_JUMP_MS = 60_000  # a timestamp this far past the stream's clock is bogus, not a gap
 
 TRACK_PARTIES: dict[str, dict[str, Party]] = {
     "inbound": {"inbound": Party.CUSTOMER, "outbound": Party.REP},
@@ -73,7 +74,7 @@ class _Chunk:
 class _Track:
     def __init__(self, party: Party, metrics: CarrierMetrics) -> None:
         self.party = party
-        self.order: ChunkOrder[_Chunk] = ChunkOrder(REORDER_WINDOW)
+        self.order: ChunkOrder[_Chunk] = ChunkOrder(REORDER_WINDOW, first=1)  # Twilio counts from 1
         self.timeline = PartyTimeline(party, SAMPLE_RATE)
         self.frames = metrics.media_frames.labels("twilio", str(party))
         self.gaps = metrics.media_gaps.labels("twilio", str(party))
@@ -186,6 +187,8 @@ class TwilioMediaStream:
             raise MessageRejected("malformed_media", "chunk/timestamp missing or not numbers") from None
         if chunk < 0 or timestamp_ms < 0:
             raise MessageRejected("malformed_media", "negative chunk/timestamp")
+        if timestamp_ms > self._clock_ms + MAX_CLOCK_JUMP_MS:
+            raise MessageRejected("timestamp_out_of_range", f"{timestamp_ms} ms")
         try:
             payload = base64.b64decode(media.get("payload") or "", validate=True)
         except (binascii.Error, ValueError, TypeError):
@@ -195,6 +198,8 @@ class TwilioMediaStream:
         released = track.order.add(chunk, _Chunk(timestamp_ms, payload, arrived))
         if released.stale:
             raise MessageRejected("stale_chunk", f"{track.party} chunk {chunk}")
+        if released.out_of_range:
+            raise MessageRejected("chunk_out_of_range", f"{track.party} chunk {chunk}")
         if released.late:
             self._reordered.inc()
         self._deliver(track, released.items, released.missing)
@@ -222,8 +227,7 @@ class TwilioMediaStream:
             for frame in track.timeline.place(chunk.timestamp_ms, pcm):
                 session.push_audio(frame)
                 track.frames.inc()
-            if chunk.timestamp_ms > self._clock_ms:
-                self._clock_ms = chunk.timestamp_ms
+            self._clock_ms = max(self._clock_ms, chunk.timestamp_ms)
             self._handling.observe(time.perf_counter() - chunk.arrived)
 
     def _check_sequence(self, value: object) -> None:

@@ -1,0 +1,207 @@
+"""Recording rows, their access log, and the queries recovery and retention run.
+
+The audio itself is in the encrypted recording store (``storage.recording_store``);
+these rows say which file belongs to which call, how far it got, and whether
+it finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+PLAYABLE_STATUSES = ("complete", "incomplete", "partial")
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecording:
+    recording_id: str
+    org_id: str
+    call_id: str
+    storage_key: str
+    key_id: str
+    channels: int
+    sample_rate: int
+    chunk_size: int
+    node_id: str
+
+
+async def insert_recording(conn: asyncpg.Connection, rec: NewRecording) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        INSERT INTO recordings (id, org_id, call_id, storage_key, key_id, status, channels,
+                                sample_rate, chunk_size, node_id, heartbeat_at)
+        VALUES ($1, $2, $3, $4, $5, 'recording', $6, $7, $8, $9, now())
+        RETURNING *
+        """,
+        rec.recording_id,
+        rec.org_id,
+        rec.call_id,
+        rec.storage_key,
+        rec.key_id,
+        rec.channels,
+        rec.sample_rate,
+        rec.chunk_size,
+        rec.node_id,
+    )
+
+
+async def renew_recordings(conn: asyncpg.Connection, progress: dict[str, tuple[int, int]]) -> None:
+    """Heartbeat of the recordings this node is writing: {id: (durable bytes, duration ms)}."""
+    if not progress:
+        return
+    ids = list(progress)
+    await conn.execute(
+        """
+        UPDATE recordings r SET heartbeat_at = now(), byte_length = p.bytes, duration_ms = p.ms
+        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS p(id, bytes, ms)
+        WHERE r.id = p.id AND r.status = 'recording'
+        """,
+        ids,
+        [progress[i][0] for i in ids],
+        [progress[i][1] for i in ids],
+    )
+
+
+async def finish_recording(
+    conn: asyncpg.Connection, recording_id: str, *, status: str, byte_length: int, duration_ms: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        UPDATE recordings SET status = $2, byte_length = $3, duration_ms = $4,
+                              finalized_at = coalesce(finalized_at, now())
+        WHERE id = $1 RETURNING *
+        """,
+        recording_id,
+        status,
+        byte_length,
+        duration_ms,
+    )
+
+
+async def claim_abandoned(
+    conn: asyncpg.Connection, stale_s: float, *, exclude: list[str] = (), limit: int = 100
+) -> list[asyncpg.Record]:
+    """Recordings left 'recording' by a dead process, marked 'incomplete' (each claimed once).
+
+    ``exclude``: recordings the caller is writing itself (never claimed, however late their heartbeat).
+    """
+    return await conn.fetch(
+        """
+        UPDATE recordings SET status = 'incomplete', finalized_at = now()
+        WHERE id IN (SELECT id FROM recordings
+                     WHERE status = 'recording' AND heartbeat_at < now() - make_interval(secs => $1)
+                       AND id <> ALL($3::uuid[])
+                     ORDER BY heartbeat_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+        RETURNING *
+        """,
+        float(stale_s),
+        limit,
+        list(exclude),
+    )
+
+
+async def recording_of_call(
+    conn: asyncpg.Connection, org_id: str, call_id: str
+) -> asyncpg.Record | None:
+    """The call's latest recording with what access checks need (rep, rep's team, org policy)."""
+    return await conn.fetchrow(
+        """
+        SELECT r.*, c.rep_id, u.team_id AS rep_team_id, o.settings AS org_settings,
+               c.org_id AS call_org_id
+        FROM calls c
+        JOIN organizations o ON o.id = c.org_id
+        LEFT JOIN users u ON u.id = c.rep_id
+        LEFT JOIN LATERAL (SELECT * FROM recordings WHERE call_id = c.id AND org_id = c.org_id
+                           ORDER BY created_at DESC LIMIT 1) r ON true
+        WHERE c.id = $1 AND c.org_id = $2
+        """,
+        call_id,
+        org_id,
+    )
+
+
+async def recording_by_id(conn: asyncpg.Connection, recording_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM recordings WHERE id = $1", recording_id)
+
+
+async def expired_recordings(
+    conn: asyncpg.Connection, default_days: int, limit: int = 200
+) -> list[asyncpg.Record]:
+    """Recordings older than their organization's retention (0 / unset and default 0 = forever)."""
+    return await conn.fetch(
+        """
+        SELECT r.* FROM recordings r JOIN organizations o ON o.id = r.org_id
+        WHERE r.status IN ('complete', 'incomplete', 'partial')
+          AND coalesce((o.settings->>'recording_retention_days')::int, $1) > 0
+          AND r.created_at < now() - make_interval(days => coalesce((o.settings->>'recording_retention_days')::int, $1))
+        ORDER BY r.created_at LIMIT $2
+        """,
+        default_days,
+        limit,
+    )
+
+
+async def mark_deleted(conn: asyncpg.Connection, recording_id: str) -> None:
+    await conn.execute(
+        "UPDATE recordings SET status = 'deleted', deleted_at = now() WHERE id = $1", recording_id
+    )
+
+
+async def set_key_id(conn: asyncpg.Connection, recording_ids: list, key_id: str) -> None:
+    """After key rotation: the recordings whose data keys are now wrapped by ``key_id``."""
+    await conn.execute(
+        "UPDATE recordings SET key_id = $2 WHERE id = ANY($1::uuid[])", recording_ids, key_id
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    org_id: str | None
+    action: str
+    resource_id: str
+    outcome: str = "ok"  # ok | denied | error
+    actor_id: str | None = None
+    actor_kind: str = "user"
+    ip: str | None = None
+    request_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    resource_type: str = "recording"
+
+
+async def write_audit(conn: asyncpg.Connection, entry: AuditEntry) -> None:
+    await conn.execute(
+        """
+        INSERT INTO audit_log (org_id, actor_id, actor_kind, action, resource_type, resource_id,
+                               outcome, detail, ip, request_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::inet, $10)
+        """,
+        entry.org_id,
+        entry.actor_id,
+        entry.actor_kind,
+        entry.action,
+        entry.resource_type,
+        entry.resource_id,
+        entry.outcome,
+        entry.detail,
+        entry.ip,
+        entry.request_id,
+    )
+
+
+async def recording_audit(
+    conn: asyncpg.Connection, org_id: str, call_id: str, limit: int = 200
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT id, actor_id, actor_kind, action, outcome, detail, host(ip) AS ip, request_id, occurred_at
+        FROM audit_log
+        WHERE org_id = $1 AND resource_type = 'recording' AND resource_id = $2
+        ORDER BY occurred_at DESC, id DESC LIMIT $3
+        """,
+        org_id,
+        call_id,
+        limit,
+    )

@@ -1,0 +1,108 @@
+"""GDPR endpoints for a lead: ``POST /api/v1/leads/{id}/erasure`` and ``GET /api/v1/leads/{id}/export``.
+
+Admins only; every request, granted or refused, is audited (the operations
+write their own audit rows, refusals are written here).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from crm_core.lead_privacy import LeadNotFound, erase_lead, export_lead
+from crm_core.recordings import AuditEntry, write_audit
+from voice_server.app_keys import RUNTIME
+from voice_server.logs import request_id_var
+from voice_server.recordings_routes import RECORDINGS, AuthRefused, ReviewError, principal_of
+
+RAW_TEXT_PERMISSION = "transcripts:raw"
+
+
+def add_privacy_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/leads/{lead_id}/erasure", erase)
+    app.router.add_get("/api/v1/leads/{lead_id}/export", export)
+
+
+async def _admin_for_lead(request: web.Request, action: str):
+    principal = await principal_of(request)
+    try:
+        lead_id = str(uuid.UUID(request.match_info["lead_id"]))
+    except ValueError:
+        raise ReviewError(404, "not_found", "no such lead") from None
+    if principal.role != "admin":
+        async with request.app[RUNTIME].pool.acquire() as conn:
+            await write_audit(
+                conn,
+                AuditEntry(
+                    org_id=str(principal.org_id),
+                    action=action,
+                    resource_type="lead",
+                    resource_id=lead_id,
+                    outcome="denied",
+                    actor_id=str(principal.user_id),
+                    ip=request.remote,
+                    request_id=request_id_var.get(None),
+                    detail={"role": principal.role},
+                ),
+            )
+        raise ReviewError(403, "forbidden", "only admins may erase or export a lead's data")
+    return principal, lead_id
+
+
+async def erase(request: web.Request) -> web.Response:
+    try:
+        principal, lead_id = await _admin_for_lead(request, "lead.erased")
+        service = request.app.get(RECORDINGS)
+        async with request.app[RUNTIME].pool.acquire() as conn:
+            result = await erase_lead(
+                conn,
+                service.store if service else None,
+                str(principal.org_id),
+                lead_id,
+                actor_id=str(principal.user_id),
+                ip=request.remote,
+                request_id=request_id_var.get(None),
+            )
+    except AuthRefused as rendered:
+        return rendered.response
+    except ReviewError as err:
+        return err.response()
+    except LeadNotFound:
+        return ReviewError(404, "not_found", "no such lead").response()
+    return web.json_response(
+        {
+            "lead_id": result.lead_id,
+            "calls": result.calls,
+            "recordings_shredded": result.recordings_shredded,
+            "segments_deleted": result.segments_deleted,
+        }
+    )
+
+
+async def export(request: web.Request) -> web.Response:
+    try:
+        principal, lead_id = await _admin_for_lead(request, "lead.exported")
+        async with request.app[RUNTIME].pool.acquire() as conn:
+            data = await export_lead(
+                conn,
+                str(principal.org_id),
+                lead_id,
+                include_raw_text=RAW_TEXT_PERMISSION in principal.permissions,
+                actor_id=str(principal.user_id),
+                ip=request.remote,
+                request_id=request_id_var.get(None),
+            )
+    except AuthRefused as rendered:
+        return rendered.response
+    except ReviewError as err:
+        return err.response()
+    except LeadNotFound:
+        return ReviewError(404, "not_found", "no such lead").response()
+    return web.json_response(
+        data,
+        headers={
+            "Content-Disposition": f'attachment; filename="lead-{lead_id}.json"',
+            "Cache-Control": "no-store",
+        },
+    )

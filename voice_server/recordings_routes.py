@@ -1,0 +1,392 @@
+"""Manager review of recordings: ``GET /api/v1/calls/{id}/recording`` (+ ``/audit``).
+
+The recording is decrypted while it streams, as a WAV file (stereo: rep
+left, customer right, when the parties were recorded apart), and honours
+HTTP Range requests so a browser ``<audio>`` element can seek: only the
+chunks a range touches are decrypted. Every request — granted, refused,
+or failed — writes an ``audit_log`` row with the user, time, IP and byte range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+
+from crm_core import recordings as rows
+from crm_core.api_errors import ApiError
+from crm_core.auth import Principal, authenticate
+from crm_core.recording_access import RecordingSubject, may_listen, may_read_audit
+from storage.keys import KeyUnwrapError, UnknownKeyError
+from storage.recording_store import (
+    AudioFormat,
+    RecordingError,
+    RecordingNotFound,
+    RecordingReader,
+    RecordingTruncatedError,
+)
+from voice_server.app_keys import RUNTIME, SETTINGS
+from voice_server.logs import request_id_var
+from voice_server.recorder import RecordingService
+
+log = logging.getLogger(__name__)
+
+Authenticate = Callable[[web.Request], Awaitable[Principal]]
+AUTHENTICATE = web.AppKey("recording_authenticate", object)
+RECORDINGS = web.AppKey("recordings", RecordingService)
+WAV_HEADER_LEN = 44
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+async def _crm_authenticate(request: web.Request) -> Principal:
+    # <audio> cannot send headers, so the short-lived access token may come in the query string.
+    return await authenticate(request, allow_query_token=True)
+
+
+def add_recording_routes(app: web.Application, authenticate: Authenticate | None = None) -> None:
+    app[AUTHENTICATE] = authenticate or _crm_authenticate
+    app.router.add_get("/api/v1/calls/{call_id}/recording", play_recording)
+    app.router.add_get("/api/v1/calls/{call_id}/recording/audit", recording_audit)
+
+
+class ReviewError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {"error": {"code": self.code, "message": self.message, "details": None}},
+            status=self.status,
+            headers=self.headers,
+        )
+
+
+def wav_header(audio: AudioFormat, data_len: int) -> bytes:
+    """A canonical 44-byte RIFF/WAVE PCM header."""
+    block_align = audio.channels * audio.sample_width
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_len)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack(
+            "<IHHIIHH",
+            16,
+            1,
+            audio.channels,
+            audio.sample_rate,
+            audio.sample_rate * block_align,
+            block_align,
+            8 * audio.sample_width,
+        )
+        + b"data"
+        + struct.pack("<I", data_len)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    end: int  # exclusive
+
+    @property
+    def content_range(self) -> str:
+        return f"bytes {self.start}-{self.end - 1}"
+
+
+def parse_range(header: str | None, total: int) -> ByteRange | None:
+    """The single range asked for, or None for the whole body; ValueError when unsatisfiable.
+
+    Malformed and multi-range headers are ignored (RFC 9110 lets a server answer 200).
+    """
+    if not header:
+        return None
+    match = _RANGE_RE.match(header.strip())
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # the last N bytes
+        n = int(last)
+        if n == 0:
+            raise ValueError("empty suffix range")
+        return ByteRange(max(0, total - n), total)
+    start = int(first)
+    end = total if last == "" else min(int(last) + 1, total)
+    if start >= total or (last != "" and int(last) < start):
+        raise ValueError("range starts past the end")
+    return ByteRange(start, end)
+
+
+async def principal_of(request: web.Request) -> Principal:
+    """The caller (crm_core.auth); an unauthenticated request is audited, then refused."""
+    try:
+        return await request.app[AUTHENTICATE](request)
+    except ApiError as exc:
+        try:
+            async with request.app[RUNTIME].pool.acquire() as conn:
+                lead_id = request.match_info.get("lead_id")
+                await rows.write_audit(
+                    conn,
+                    rows.AuditEntry(
+                        org_id=None,
+                        actor_id=None,
+                        actor_kind="user",
+                        action="recording.play"
+                        if request.path.endswith("/recording")
+                        else "api.request",
+                        resource_type="lead" if lead_id else "recording",
+                        resource_id=lead_id or request.match_info.get("call_id"),
+                        outcome="denied",
+                        ip=request.remote,
+                        request_id=request_id_var.get(None),
+                        detail={"reason": exc.code, "range": request.headers.get("Range")},
+                    ),
+                )
+        except (asyncpg.PostgresError, OSError):
+            log.error("could not audit a refused unauthenticated request")
+        raise AuthRefused(exc.response()) from None
+
+
+class AuthRefused(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+def _call_uuid(request: web.Request) -> str:
+    call_id = request.match_info["call_id"]
+    try:
+        return str(uuid.UUID(call_id))
+    except ValueError:
+        raise ReviewError(404, "not_found", "no such call") from None
+
+
+async def _audit(
+    request: web.Request, principal, call_id: str, action: str, outcome: str, **detail
+) -> None:
+    try:
+        async with request.app[RUNTIME].pool.acquire() as conn:
+            await rows.write_audit(
+                conn,
+                rows.AuditEntry(
+                    org_id=str(principal.org_id),
+                    actor_id=str(principal.user_id),
+                    action=action,
+                    resource_id=call_id,
+                    outcome=outcome,
+                    ip=request.remote,
+                    request_id=request_id_var.get(None),
+                    detail={"role": principal.role, **detail},
+                ),
+            )
+    except (asyncpg.PostgresError, OSError) as exc:
+        # Never serve audio whose access could not be recorded.
+        log.error("could not write recording audit row: %s", exc)
+        raise ReviewError(
+            503, "audit_unavailable", "the access log cannot be written; try again"
+        ) from None
+
+
+def _subject(row, settings) -> RecordingSubject:
+    org = row["org_settings"] or {}
+    return RecordingSubject(
+        org_id=str(row["call_org_id"]),
+        rep_id=str(row["rep_id"]) if row["rep_id"] else None,
+        rep_team_id=str(row["rep_team_id"]) if row["rep_team_id"] else None,
+        reps_review_own=bool(
+            org.get("reps_review_own_recordings", settings.recording_reps_review_own)
+        ),
+    )
+
+
+async def play_recording(request: web.Request) -> web.StreamResponse:
+    try:
+        principal = await principal_of(request)
+    except AuthRefused as rendered:
+        return rendered.response
+    range_header = request.headers.get("Range")
+    call_id = None
+    try:
+        call_id = _call_uuid(request)
+        async with request.app[RUNTIME].pool.acquire() as conn:
+            row = await rows.recording_of_call(conn, str(principal.org_id), call_id)
+        if row is None:
+            raise ReviewError(404, "not_found", "no such call")
+        decision = may_listen(principal, _subject(row, request.app[SETTINGS]))
+        if not decision.allowed:
+            await _audit(
+                request,
+                principal,
+                call_id,
+                "recording.play",
+                "denied",
+                reason=decision.reason,
+                range=range_header,
+            )
+            raise ReviewError(
+                403, "forbidden", f"you may not listen to this recording: {decision.reason}"
+            )
+        if row["id"] is None or row["status"] == "deleted":
+            raise ReviewError(404, "not_found", "this call has no recording")
+        if row["status"] == "recording":
+            raise ReviewError(409, "recording_in_progress", "the call is still being recorded")
+        reader = await _open_reader(request, row)
+    except ReviewError as err:
+        if err.status != 403 and call_id is not None:
+            await _audit_quietly(request, principal, call_id, err, range_header)
+        return err.response()
+    try:
+        return await _stream(request, principal, call_id, row, reader, range_header)
+    finally:
+        reader.close()
+
+
+async def _audit_quietly(request, principal, call_id, err: ReviewError, range_header) -> None:
+    try:
+        await _audit(
+            request,
+            principal,
+            call_id,
+            "recording.play",
+            "denied" if err.status == 404 else "error",
+            reason=err.code,
+            range=range_header,
+        )
+    except ReviewError:
+        pass
+
+
+async def _open_reader(request: web.Request, row) -> RecordingReader:
+    service = request.app.get(RECORDINGS)
+    if service is None:
+        raise ReviewError(
+            503, "recordings_unavailable", "recording keys are not configured on this node"
+        )
+    rid = row["id"]
+    try:
+        try:
+            return await asyncio.to_thread(service.store.open, rid)
+        except RecordingTruncatedError:
+            if row["status"] != "incomplete":
+                raise
+            # Marked incomplete but never sealed (recovery stopped between the two): seal now.
+            await asyncio.to_thread(service.store.seal, rid)
+            return await asyncio.to_thread(service.store.open, rid)
+    except RecordingNotFound:
+        raise ReviewError(404, "not_found", "the recording's file is missing") from None
+    except (UnknownKeyError, KeyUnwrapError) as exc:
+        log.error("recording %s: %s", rid, exc)
+        raise ReviewError(
+            503, "recording_key_unavailable", "the key of this recording is not loaded"
+        ) from None
+    except RecordingError as exc:
+        log.error("recording %s failed its integrity check: %s", rid, exc)
+        raise ReviewError(
+            500, "recording_corrupt", "the recording failed its integrity check"
+        ) from None
+
+
+async def _stream(
+    request, principal, call_id, row, reader: RecordingReader, range_header
+) -> web.StreamResponse:
+    header = wav_header(reader.audio, reader.length)
+    total = WAV_HEADER_LEN + reader.length
+    try:
+        wanted = parse_range(range_header, total)
+    except ValueError:
+        await _audit(
+            request,
+            principal,
+            call_id,
+            "recording.play",
+            "error",
+            reason="range_not_satisfiable",
+            range=range_header,
+            recording_id=str(row["id"]),
+        )
+        return web.Response(
+            status=416, headers={"Content-Range": f"bytes */{total}", "Accept-Ranges": "bytes"}
+        )
+    span = wanted or ByteRange(0, total)
+    await _audit(
+        request,
+        principal,
+        call_id,
+        "recording.play",
+        "ok",
+        range=range_header,
+        recording_id=str(row["id"]),
+        bytes=[span.start, span.end - 1] if span.end > span.start else [],
+        status=206 if wanted else 200,
+    )
+    response = web.StreamResponse(
+        status=206 if wanted else 200,
+        headers={
+            "Content-Type": "audio/wav",
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'inline; filename="call-{call_id}.wav"',
+        },
+    )
+    response.content_length = span.end - span.start
+    if wanted:
+        response.headers["Content-Range"] = f"{wanted.content_range}/{total}"
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    if span.start < WAV_HEADER_LEN:
+        await response.write(header[span.start : min(span.end, WAV_HEADER_LEN)])
+    if span.end > WAV_HEADER_LEN:
+        pieces = reader.read_range(max(0, span.start - WAV_HEADER_LEN), span.end - WAV_HEADER_LEN)
+        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+            await response.write(piece)
+    await response.write_eof()
+    return response
+
+
+async def recording_audit(request: web.Request) -> web.Response:
+    try:
+        principal = await principal_of(request)
+    except AuthRefused as rendered:
+        return rendered.response
+    try:
+        call_id = _call_uuid(request)
+        async with request.app[RUNTIME].pool.acquire() as conn:
+            row = await rows.recording_of_call(conn, str(principal.org_id), call_id)
+            if row is None:
+                raise ReviewError(404, "not_found", "no such call")
+            decision = may_read_audit(principal, _subject(row, request.app[SETTINGS]))
+            if not decision.allowed:
+                raise ReviewError(
+                    403, "forbidden", f"you may not read this access log: {decision.reason}"
+                )
+            entries = await rows.recording_audit(conn, str(principal.org_id), call_id)
+    except ReviewError as err:
+        return err.response()
+    return web.json_response(
+        {
+            "data": [
+                {
+                    "id": e["id"],
+                    "actor_id": str(e["actor_id"]) if e["actor_id"] else None,
+                    "actor_kind": e["actor_kind"],
+                    "action": e["action"],
+                    "outcome": e["outcome"],
+                    "ip": e["ip"],
+                    "request_id": e["request_id"],
+                    "detail": e["detail"],
+                    "occurred_at": e["occurred_at"].isoformat(),
+                }
+                for e in entries
+            ]
+        }
+    )
