@@ -126,6 +126,20 @@ async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(
         await asyncio.sleep(0.2)
     assert [r["text"] for r in stored] == [f["text"] for f in sorted(finals, key=lambda f: f["start_ms"])]
 
+    # The summary lands on the call, on the timeline, and goes out as crm.call.completed.
+    for _ in range(50):
+        call_row = await pool.fetchrow("SELECT summary FROM calls WHERE id = $1", uuid.UUID(call_id))
+        if call_row["summary"] is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert call_row["summary"]["competitors"] and call_row["summary"]["keyword_counts"]["competitor"] >= 1
+    activity = await pool.fetchrow("SELECT kind, subject_type, body FROM activities WHERE call_id = $1",
+                                   uuid.UUID(call_id))
+    assert activity["kind"] == "call.completed" and activity["body"]["competitor_hits"] >= 1
+    completed = await pool.fetch("SELECT payload FROM outbox WHERE type = 'crm.call.completed' "
+                                 "AND payload->>'call_id' = $1", call_id)
+    assert len(completed) == 1
+
     for _ in range(30):  # the exporter copies the pool's stats into the gauges once a second
         scrape = app[METRICS].registry.get_sample_value("coachline_stt_decoded", {"kind": "final"})
         if scrape is not None and scrape >= len(finals):
