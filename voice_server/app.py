@@ -27,6 +27,8 @@ from voice_server.app_keys import (
     SETTINGS,
 )
 from voice_server.call_session import CallSessions
+from voice_server.crm_jobs import install_crm_jobs  # crm-intel
+from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
 from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
 from voice_server.live_feed import LiveFeedHub
@@ -136,6 +138,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         pool=lambda: app[RUNTIME].pool,
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s),
+        after_authenticate=api_rate_limit_hook(app),  # crm-intel: per-organisation rate limits
     )
 
     async def _live_feed(app: web.Application):
@@ -173,6 +176,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
 
     # recording (issue 7): recorder on every call, recovery/retention jobs, review API
     setup_recordings(app)
+
+    # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
+    install_crm_jobs(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)
