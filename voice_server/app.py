@@ -26,7 +26,9 @@ from voice_server.app_keys import (
     RUNTIME,
     SETTINGS,
 )
+from voice_server.api_rate_limits import api_rate_limit_middleware, policy_for  # multinode
 from voice_server.call_session import CallSessions
+from voice_server.drain_gate import refuse_new_calls_while_draining  # multinode
 from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
 from voice_server.live_feed import LiveFeedHub
@@ -103,7 +105,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     Without ``runtime`` the app opens one on startup (starting local servers
     if needed) and closes it on cleanup; a runtime passed in stays the caller's.
     """
-    app = web.Application(middlewares=[_request_context], client_max_size=2 * 1024 * 1024)
+    # multinode: a draining node refuses new calls; the REST API's budgets are shared in Redis
+    middlewares = [_request_context, refuse_new_calls_while_draining]
+    if settings.rate_limit_enabled:
+        middlewares.append(api_rate_limit_middleware(policy_for(settings)))
+    app = web.Application(middlewares=middlewares, client_max_size=2 * 1024 * 1024)
     metrics = NodeMetrics()
     app[SETTINGS] = settings
     app[METRICS] = metrics

@@ -62,7 +62,7 @@ class FeedAccess(Protocol):
     async def live_calls_of(self, viewer: Viewer) -> list[CallRef]: ...
 
 
-@dataclass
+@dataclass(eq=False)  # multinode: kept in a set, so hashed by identity (was unhashable)
 class _Watcher:
     ws: web.WebSocketResponse
     viewer: Viewer
