@@ -48,6 +48,10 @@ def segment_from_event(payload: dict) -> SegmentRow:
     )
 
 
+# The bus consumer groups that persist calls: a stopping node waits for them to catch up.
+PERSISTING_GROUPS = ("crm-transcripts", "crm-call-ends")
+
+
 class CallEventWriter:
     """Background consumers that write transcript segments and call ends to PostgreSQL."""
 
@@ -61,8 +65,8 @@ class CallEventWriter:
 
     async def start(self) -> None:
         for pattern, group, handler in (
-            ("transcript.final", "crm-transcripts", self._write_segment),
-            ("call.ended", "crm-call-ends", self._write_call_end),
+            ("transcript.final", PERSISTING_GROUPS[0], self._write_segment),
+            ("call.ended", PERSISTING_GROUPS[1], self._write_call_end),
         ):
             sub = await self._bus.subscribe(pattern, group=group, redeliver_after_s=self._redeliver_after_s)
             self._subs.append(sub)

@@ -169,8 +169,39 @@ class RedisEventBus:
             self._client, self._stream, pattern, group, start_id, redeliver_after_s
         )
 
+    async def wait_consumed(self, groups: tuple[str, ...], timeout_s: float,
+                            poll_s: float = 0.1) -> bool:
+        """Wait until ``groups`` have read and acknowledged every event published so far.
+
+        A stopping node calls this so the events it published last (a call's final
+        transcript) are persisted before it exits. False if ``timeout_s`` passed first.
+        """
+        last = await self._client.xrevrange(self._stream, count=1)
+        if not last:
+            return True
+        target = _stream_id(last[0][0])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            infos = {_text(i["name"]): i for i in await self._client.xinfo_groups(self._stream)}
+            if all(name in infos and infos[name]["pending"] == 0
+                   and _stream_id(infos[name]["last-delivered-id"]) >= target for name in groups):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll_s)
+
     async def ping(self) -> None:
         await self._client.ping()
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    millis, _, seq = _text(value).partition("-")
+    return int(millis), int(seq or 0)

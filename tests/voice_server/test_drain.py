@@ -1,0 +1,130 @@
+"""Graceful drain of a real ``coachline serve`` process: SIGTERM during a live Twilio call.
+
+The node must stop being ready at once, refuse new calls, keep serving the
+stream it has until the call ends, persist the call's transcript and
+recording, and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+
+import aiohttp
+import asyncpg
+import numpy as np
+import pytest
+
+from scripts.carrier_sim.media_players import TwilioStream
+from scripts.carrier_sim.rest_fake import stream_from_twiml
+from scripts.carrier_sim.signing import twilio_form
+from tests.media.speech_corpus import load_clip, requires_corpus
+from tests.voice_server.coachline_nodes import (
+    OUR_NUMBER,
+    TWILIO_TOKEN,
+    CoachlineNode,
+    create_database,
+    create_tenant,
+    drop_database,
+    node_env,
+    start_nodes,
+)
+
+pytestmark = [requires_corpus, pytest.mark.timeout(900)]
+
+FRAME_MS = 20
+
+
+def _speech(*clips: str) -> np.ndarray:
+    """The clips one after another, 1.5 s of silence after each."""
+    gap = np.zeros(12_000, np.int16)
+    return np.concatenate([part for name in clips for part in (load_clip(name), gap)])
+
+
+async def _voice_webhook(http: aiohttp.ClientSession, node: CoachlineNode, call_sid: str):
+    params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+15557770000",
+              "To": OUR_NUMBER, "Direction": "inbound", "CallStatus": "ringing"}
+    path = "/carriers/twilio/voice"
+    body, headers = twilio_form(TWILIO_TOKEN, node.url + path, params)
+    return await http.post(node.url + path, data=body, headers=headers)
+
+
+async def _send(ws, messages, started: float) -> None:
+    """Each message in its 20 ms slot on the stream clock (as Twilio paces them)."""
+    loop = asyncio.get_running_loop()
+    for tick, message in messages:
+        delay = started + tick * FRAME_MS / 1000 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await ws.send_str(message)
+
+
+async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
+        local_postgres, local_redis, tmp_path):
+    dsn = await create_database(local_postgres)
+    tenant = await create_tenant(dsn)
+    node = CoachlineNode("node-drain", tmp_path / "node",
+                         node_env(tenant, local_redis.url, COACHLINE_SHUTDOWN_GRACE_S="300"))
+    try:
+        await start_nodes([node])
+        async with aiohttp.ClientSession() as http:
+            call_sid = "CAdrain0000000000000000000000001"
+            async with await _voice_webhook(http, node, call_sid) as resp:
+                assert resp.status == 200, await resp.text()
+                _, params, _ = stream_from_twiml(await resp.text())
+            call_id = params["call_id"]
+            # The customer says one thing before the node is told to stop, another after.
+            customer = _speech("hello-world", "conf-full")
+            before_sigterm_ms = (len(load_clip("hello-world")) + 8_000) // 8
+            messages = TwilioStream(params, call_sid, inbound=customer).messages()
+            first = [m for m in messages if m[0] * FRAME_MS < before_sigterm_ms]
+            rest = messages[len(first):]
+
+            async with http.ws_connect(node.ws_url + "/media/twilio", compress=0) as ws:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                await _send(ws, first, started)
+                node.terminate()
+
+                # Not ready at once (the stream keeps flowing meanwhile, paced as before).
+                rest_task = asyncio.create_task(_send(ws, rest[:-1], started))
+                for _ in range(300):
+                    if await node.ready_status(http) == 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert await node.ready_status(http) == 503, node.log_tail()
+                # New calls go elsewhere: the voice webhook and a new media stream get 503.
+                async with await _voice_webhook(http, node, "CAdrain0000000000000000000000002") as r:
+                    assert r.status == 503, await r.text()
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(node.ws_url + "/media/twilio")
+                assert refused.value.status == 503
+
+                await rest_task  # every remaining frame is still taken
+                assert not ws.closed, "the node closed a live call while draining"
+                assert node.process.poll() is None, "the node exited before its call ended"
+                await ws.send_str(rest[-1][1])  # Twilio's "stop": the call ends
+                await ws.close()
+
+        assert await node.wait_exit(timeout_s=240) == 0, node.log_tail()
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            segments = await conn.fetch(
+                "SELECT party, text FROM transcript_segments WHERE call_id = $1::uuid "
+                "ORDER BY start_ms", call_id)
+            recordings = await conn.fetch(
+                "SELECT status, duration_ms FROM recordings WHERE call_id = $1::uuid", call_id)
+            call = await conn.fetchrow("SELECT status, ended_at FROM calls WHERE id = $1::uuid", call_id)
+        finally:
+            await conn.close()
+        text = " ".join(r["text"] for r in segments).lower()
+        # Words from before and after SIGTERM: nothing said during the drain was lost.
+        assert "hello" in text and "conference" in text, (segments, node.log_tail())
+        assert len(recordings) == 1 and recordings[0]["status"] == "complete", recordings
+        # The whole call's audio is in the recording, up to its last frame.
+        assert recordings[0]["duration_ms"] >= len(customer) // 8 - 500, recordings
+        assert call["ended_at"] is not None, dict(call)
+    finally:
+        await node.stop(10)
+        await drop_database(local_postgres, dsn)
