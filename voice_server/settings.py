@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(8 * 3600, ge=300, le=30 * 24 * 3600)
 
     # --- crm-intel: API rate limits (voice_server/rate_limits.py) and webhooks out
-    # multinode: off unless set, because one client address's budget is shared by every node
-    # and every test in a run; k8s/configmap.yaml turns it on for deployments.
-    rate_limit_enabled: bool = False
+    rate_limit_enabled: bool = True
     rate_limit_anonymous_per_min: int = Field(60, ge=1, le=1_000_000)
     rate_limit_starter_per_min: int = Field(60, ge=1, le=1_000_000)
     rate_limit_professional_per_min: int = Field(300, ge=1, le=1_000_000)

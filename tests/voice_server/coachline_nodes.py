@@ -198,8 +198,23 @@ async def start_nodes(nodes: list[CoachlineNode]) -> None:
         raise
 
 
-async def sign_in(http: aiohttp.ClientSession, node: CoachlineNode) -> str:
+async def add_org_with_user(dsn: str, slug: str, email: str, settings: dict) -> str:
+    """Another organization (with ``settings``) and a rep in it who signs in with REP_PASSWORD."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        org = await conn.fetchval(
+            "INSERT INTO organizations (name, slug, settings) VALUES ($1, $1, $2::jsonb) RETURNING id",
+            slug, json.dumps(settings))
+        await conn.execute(
+            """INSERT INTO users (org_id, email, name, role, password_hash)
+               VALUES ($1, $2, 'Other Rep', 'rep', $3)""", org, email, hash_password(REP_PASSWORD))
+    finally:
+        await conn.close()
+    return str(org)
+
+
+async def sign_in(http: aiohttp.ClientSession, node: CoachlineNode, email: str = REP_EMAIL) -> str:
     async with http.post(node.url + "/auth/token",
-                         json={"email": REP_EMAIL, "password": REP_PASSWORD}) as resp:
+                         json={"email": email, "password": REP_PASSWORD}) as resp:
         assert resp.status == 200, await resp.text()
         return (await resp.json())["token"]

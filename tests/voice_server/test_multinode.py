@@ -15,7 +15,10 @@ import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
+from aiohttp import web
 
+from crm_core.webhook_endpoints import create_endpoint
 from scripts.carrier_sim.call import SimulatedCall, simulate_call
 from scripts.carrier_sim.wav import sound
 from tests.media.speech_corpus import requires_corpus
@@ -24,8 +27,10 @@ from tests.voice_server.coachline_nodes import (
     TWILIO_TOKEN,
     CoachlineNode,
     create_database,
+    add_org_with_user,
     create_tenant,
     drop_database,
+    free_port,
     node_env,
     sign_in,
     start_nodes,
@@ -36,12 +41,14 @@ pytestmark = [requires_corpus, pytest.mark.timeout(900)]
 # The organization's own rule: "conference" is a competitor's name here, so the
 # customer's prompt ("the conference is full") raises a battlecard prompt.
 ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
-ANONYMOUS_PER_MIN = 40  # the shared budget of one client address, across both nodes
+LIMITED_PER_MIN = 20  # the budget of the rate-limited organisation, across both nodes
+LIMITED_EMAIL = "ops@limited.test"
 
 
 class Cluster:
-    def __init__(self, a: CoachlineNode, b: CoachlineNode, tenant, pool: asyncpg.Pool) -> None:
-        self.a, self.b, self.tenant, self.pool = a, b, tenant, pool
+    def __init__(self, a: CoachlineNode, b: CoachlineNode, tenant, pool: asyncpg.Pool,
+                 redis_url: str) -> None:
+        self.a, self.b, self.tenant, self.pool, self.redis_url = a, b, tenant, pool, redis_url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -52,13 +59,15 @@ async def cluster(local_postgres, local_redis, tmp_path_factory):
     await pool.execute("UPDATE organizations SET settings = $1::jsonb WHERE id = $2::uuid",
                        json.dumps({"coaching_rules": ORG_RULES}), tenant.org_id)
     root = tmp_path_factory.mktemp("multinode")
-    env = node_env(tenant, local_redis.url,
-                   COACHLINE_RATE_LIMIT_ENABLED="true",
-                   COACHLINE_RATE_LIMIT_ANONYMOUS_PER_MIN=str(ANONYMOUS_PER_MIN))
+    await add_org_with_user(dsn, "limited", LIMITED_EMAIL, {"rate_limit_per_min": LIMITED_PER_MIN})
+    env = node_env(tenant, local_redis.url, COACHLINE_RATE_LIMIT_ENABLED="true",
+                   COACHLINE_WEBHOOKS_ALLOW_PRIVATE_URLS="true",
+                   # Short periods, so the recording jobs renew their leases while the tests run.
+                   COACHLINE_RECORDING_STALE_S="10", COACHLINE_RECORDING_PURGE_EVERY_S="5")
     nodes = [CoachlineNode(f"node-{name}", root / name, env) for name in ("a", "b")]
     try:
         await start_nodes(nodes)
-        yield Cluster(nodes[0], nodes[1], tenant, pool)
+        yield Cluster(nodes[0], nodes[1], tenant, pool, local_redis.url)
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
         await pool.close()
@@ -126,19 +135,86 @@ async def test_a_rep_on_node_a_sees_a_call_whose_media_lands_on_node_b(cluster):
     assert sorted(r["text"] for r in rows) == sorted(f["text"] for f in finals)
 
 
+async def test_webhooks_are_delivered_once_across_nodes_and_jobs_hold_leases(cluster):
+    """Events created through either node reach the organisation's endpoint exactly once."""
+    a, b = cluster.a, cluster.b
+    received: Counter = Counter()
+    got_all = asyncio.Event()
+    leads = 6
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["type"] == "crm.lead.created":
+            received[body["id"]] += 1
+            if len(received) >= leads:
+                got_all.set()
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", receive)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with cluster.pool.acquire() as conn:
+            await create_endpoint(conn, cluster.tenant.org_id, f"http://127.0.0.1:{port}/hook",
+                                  ["crm.lead.*"], allow_private=True)
+        async with aiohttp.ClientSession() as http:
+            tokens = {node.node_id: await sign_in(http, node) for node in (a, b)}
+            for i in range(leads):
+                node = (a, b)[i % 2]
+                async with http.post(node.url + "/api/v1/leads",
+                                     json={"company": f"Lead {i} Ltd"},
+                                     headers={"Authorization": f"Bearer {tokens[node.node_id]}"}) as resp:
+                    assert resp.status == 201, await resp.text()
+        await asyncio.wait_for(got_all.wait(), 180)
+        # Until every delivery row is settled, a second node could still be sending one.
+        for _ in range(300):
+            unsettled = await cluster.pool.fetchval(
+                "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'crm.lead.created' "
+                "AND status <> 'succeeded'")
+            if unsettled == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert unsettled == 0
+    finally:
+        await runner.cleanup()
+    assert len(received) == leads and set(received.values()) == {1}, received
+    rows = await cluster.pool.fetchval(
+        "SELECT count(*) FROM webhook_deliveries WHERE event_type = 'crm.lead.created'")
+    assert rows == leads
+
+    # The periodic jobs run under one Redis lease each, shared by both nodes.
+    client = aioredis.from_url(cluster.redis_url)
+    try:
+        for job in ("lead-rescoring", "recording-recovery", "recording-retention"):
+            for _ in range(300):  # a lease may lapse for a moment between two renewals
+                if await client.exists(f"coachline:lease:{job}"):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"no node holds the {job} lease")
+    finally:
+        await client.aclose()
+
+
 async def test_rate_limit_budget_is_shared_by_both_nodes(cluster):
-    """Anonymous requests from one address spend one budget, whichever node answers."""
+    """An organisation's API requests spend one budget, whichever node answers them."""
     a, b = cluster.a, cluster.b
     statuses: list[tuple[str, int, str | None]] = []
     async with aiohttp.ClientSession() as http:
-        for i in range(ANONYMOUS_PER_MIN + 10):
+        tokens = {node.node_id: await sign_in(http, node, LIMITED_EMAIL) for node in (a, b)}
+        for i in range(LIMITED_PER_MIN + 10):
             node = (a, b)[i % 2]
-            async with http.get(node.url + "/api/v1/leads") as resp:
+            async with http.get(node.url + "/api/v1/leads",
+                                headers={"Authorization": f"Bearer {tokens[node.node_id]}"}) as resp:
                 statuses.append((node.node_id, resp.status, resp.headers.get("Retry-After")))
     limited = [s for s in statuses if s[1] == 429]
-    served = [s for s in statuses if s[1] != 429]
-    # One shared budget: at most ANONYMOUS_PER_MIN answered in total (a per-node budget would
+    served = [s for s in statuses if s[1] == 200]
+    assert len(served) + len(limited) == len(statuses), Counter(s[1] for s in statuses)
+    # One shared budget: at most LIMITED_PER_MIN answered in total (per-node budgets would
     # answer all of them), and both nodes refuse once it is spent.
-    assert len(served) <= ANONYMOUS_PER_MIN, Counter(s[1] for s in statuses)
+    assert 0 < len(served) <= LIMITED_PER_MIN, Counter(s[1] for s in statuses)
     assert {s[0] for s in limited} == {a.node_id, b.node_id}
     assert all(s[2] is not None and int(s[2]) >= 1 for s in limited)
