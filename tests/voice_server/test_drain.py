@@ -128,3 +128,51 @@ async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
     finally:
         await node.stop(10)
         await drop_database(local_postgres, dsn)
+
+
+async def test_a_call_still_live_when_the_grace_period_ends_is_closed_and_kept(
+        local_postgres, local_redis, tmp_path):
+    """The drain deadline wins over a call that will not end; what it said is still persisted."""
+    dsn = await create_database(local_postgres)
+    tenant = await create_tenant(dsn)
+    node = CoachlineNode("node-grace", tmp_path / "node",
+                         node_env(tenant, local_redis.url, COACHLINE_SHUTDOWN_GRACE_S="3"))
+    try:
+        await start_nodes([node])
+        async with aiohttp.ClientSession() as http:
+            call_sid = "CAgrace0000000000000000000000001"
+            async with await _voice_webhook(http, node, call_sid) as resp:
+                assert resp.status == 200, await resp.text()
+                _, params, _ = stream_from_twiml(await resp.text())
+            call_id = params["call_id"]
+            # Speech, then a long silence the carrier keeps streaming: the call outlives the grace.
+            customer = np.concatenate([_speech("hello-world"), np.zeros(8000 * 120, np.int16)])
+            messages = TwilioStream(params, call_sid, inbound=customer).messages()
+            spoken = [m for m in messages if m[0] * FRAME_MS < len(_speech("hello-world")) // 8]
+            async with http.ws_connect(node.ws_url + "/media/twilio", compress=0) as ws:
+                started = asyncio.get_running_loop().time()
+                await _send(ws, spoken, started)
+                node.terminate()
+                sender = asyncio.create_task(_send(ws, messages[len(spoken):], started))
+                assert await node.wait_exit(timeout_s=240) == 0, node.log_tail()
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            text = " ".join(await conn.fetchval(
+                "SELECT array_agg(text ORDER BY start_ms) FROM transcript_segments "
+                "WHERE call_id = $1::uuid", call_id) or []).lower()
+            recording = await conn.fetchrow(
+                "SELECT status, duration_ms FROM recordings WHERE call_id = $1::uuid", call_id)
+            call = await conn.fetchrow("SELECT ended_at FROM calls WHERE id = $1::uuid", call_id)
+        finally:
+            await conn.close()
+        assert "hello" in text, node.log_tail()
+        assert recording is not None and recording["status"] in ("complete", "partial"), recording
+        assert recording["duration_ms"] >= len(_speech("hello-world")) // 8 - 500, recording
+        assert call["ended_at"] is not None
+        assert "still live after" in node.log_tail(200)
+    finally:
+        await node.stop(10)
+        await drop_database(local_postgres, dsn)
