@@ -154,9 +154,13 @@ async def test_a_call_still_live_when_the_grace_period_ends_is_closed_and_kept(
                 await _send(ws, spoken, started)
                 node.terminate()
                 sender = asyncio.create_task(_send(ws, messages[len(spoken):], started))
-                assert await node.wait_exit(timeout_s=240) == 0, node.log_tail()
+                # A carrier reads its socket too: it sees the node hang up when the grace ends.
+                closed = await ws.receive(timeout=240)
+                assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed
+                assert closed.data == aiohttp.WSCloseCode.GOING_AWAY, closed
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
+                assert await node.wait_exit(timeout_s=240) == 0, node.log_tail()
 
         conn = await asyncpg.connect(dsn)
         try:
