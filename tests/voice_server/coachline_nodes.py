@@ -20,10 +20,13 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import numpy as np
 
 from crm_core.auth.passwords import hash_password
+from scripts.carrier_sim.signing import twilio_form
 from storage.keys import new_master_key
 from storage.local_servers import LocalPostgres
+from tests.media.speech_corpus import load_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWILIO_SID = "AC" + "0" * 32
@@ -31,6 +34,7 @@ TWILIO_TOKEN = "multinode-auth-token"
 OUR_NUMBER = "+15550100000"
 REP_EMAIL = "rita@acme.test"
 REP_PASSWORD = "correct-horse-battery-staple"
+FRAME_MS = 20
 READY_TIMEOUT_S = 240.0  # two processes loading a speech model on a loaded 2-core machine
 
 
@@ -218,3 +222,27 @@ async def sign_in(http: aiohttp.ClientSession, node: CoachlineNode, email: str =
                          json={"email": email, "password": REP_PASSWORD}) as resp:
         assert resp.status == 200, await resp.text()
         return (await resp.json())["token"]
+
+
+def speech(*clips: str) -> np.ndarray:
+    """The clips one after another, 1.5 s of silence after each."""
+    gap = np.zeros(12_000, np.int16)
+    return np.concatenate([part for name in clips for part in (load_clip(name), gap)])
+
+
+async def voice_webhook(http: aiohttp.ClientSession, node: CoachlineNode, call_sid: str):
+    params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+15557770000",
+              "To": OUR_NUMBER, "Direction": "inbound", "CallStatus": "ringing"}
+    path = "/carriers/twilio/voice"
+    body, headers = twilio_form(TWILIO_TOKEN, node.url + path, params)
+    return await http.post(node.url + path, data=body, headers=headers)
+
+
+async def send_paced(ws, messages, started: float) -> None:
+    """Each message in its 20 ms slot on the stream clock (as Twilio paces them)."""
+    loop = asyncio.get_running_loop()
+    for tick, message in messages:
+        delay = started + tick * FRAME_MS / 1000 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await ws.send_str(message)

@@ -8,7 +8,6 @@ recording, and exit 0.
 from __future__ import annotations
 
 import asyncio
-import wave
 
 import aiohttp
 import asyncpg
@@ -17,47 +16,21 @@ import pytest
 
 from scripts.carrier_sim.media_players import TwilioStream
 from scripts.carrier_sim.rest_fake import stream_from_twiml
-from scripts.carrier_sim.signing import twilio_form
 from tests.media.speech_corpus import load_clip, requires_corpus
 from tests.voice_server.coachline_nodes import (
-    OUR_NUMBER,
-    TWILIO_TOKEN,
+    FRAME_MS,
     CoachlineNode,
     create_database,
     create_tenant,
     drop_database,
     node_env,
+    send_paced,
+    speech,
     start_nodes,
+    voice_webhook,
 )
 
 pytestmark = [requires_corpus, pytest.mark.timeout(900)]
-
-FRAME_MS = 20
-
-
-def _speech(*clips: str) -> np.ndarray:
-    """The clips one after another, 1.5 s of silence after each."""
-    gap = np.zeros(12_000, np.int16)
-    return np.concatenate([part for name in clips for part in (load_clip(name), gap)])
-
-
-async def _voice_webhook(http: aiohttp.ClientSession, node: CoachlineNode, call_sid: str):
-    params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+15557770000",
-              "To": OUR_NUMBER, "Direction": "inbound", "CallStatus": "ringing"}
-    path = "/carriers/twilio/voice"
-    body, headers = twilio_form(TWILIO_TOKEN, node.url + path, params)
-    return await http.post(node.url + path, data=body, headers=headers)
-
-
-async def _send(ws, messages, started: float) -> None:
-    """Each message in its 20 ms slot on the stream clock (as Twilio paces them)."""
-    loop = asyncio.get_running_loop()
-    for tick, message in messages:
-        delay = started + tick * FRAME_MS / 1000 - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await ws.send_str(message)
-
 
 async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
         local_postgres, local_redis, tmp_path):
@@ -69,12 +42,12 @@ async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
         await start_nodes([node])
         async with aiohttp.ClientSession() as http:
             call_sid = "CAdrain0000000000000000000000001"
-            async with await _voice_webhook(http, node, call_sid) as resp:
+            async with await voice_webhook(http, node, call_sid) as resp:
                 assert resp.status == 200, await resp.text()
                 _, params, _ = stream_from_twiml(await resp.text())
             call_id = params["call_id"]
             # The customer says one thing before the node is told to stop, another after.
-            customer = _speech("hello-world", "conf-full")
+            customer = speech("hello-world", "conf-full")
             before_sigterm_ms = (len(load_clip("hello-world")) + 8_000) // 8
             messages = TwilioStream(params, call_sid, inbound=customer).messages()
             first = [m for m in messages if m[0] * FRAME_MS < before_sigterm_ms]
@@ -83,18 +56,18 @@ async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
             async with http.ws_connect(node.ws_url + "/media/twilio", compress=0) as ws:
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                await _send(ws, first, started)
+                await send_paced(ws, first, started)
                 node.terminate()
 
                 # Not ready at once (the stream keeps flowing meanwhile, paced as before).
-                rest_task = asyncio.create_task(_send(ws, rest[:-1], started))
+                rest_task = asyncio.create_task(send_paced(ws, rest[:-1], started))
                 for _ in range(300):
                     if await node.ready_status(http) == 503:
                         break
                     await asyncio.sleep(0.1)
                 assert await node.ready_status(http) == 503, node.log_tail()
                 # New calls go elsewhere: the voice webhook and a new media stream get 503.
-                async with await _voice_webhook(http, node, "CAdrain0000000000000000000000002") as r:
+                async with await voice_webhook(http, node, "CAdrain0000000000000000000000002") as r:
                     assert r.status == 503, await r.text()
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                     await http.ws_connect(node.ws_url + "/media/twilio")
@@ -141,19 +114,19 @@ async def test_a_call_still_live_when_the_grace_period_ends_is_closed_and_kept(
         await start_nodes([node])
         async with aiohttp.ClientSession() as http:
             call_sid = "CAgrace0000000000000000000000001"
-            async with await _voice_webhook(http, node, call_sid) as resp:
+            async with await voice_webhook(http, node, call_sid) as resp:
                 assert resp.status == 200, await resp.text()
                 _, params, _ = stream_from_twiml(await resp.text())
             call_id = params["call_id"]
             # Speech, then a long silence the carrier keeps streaming: the call outlives the grace.
-            customer = np.concatenate([_speech("hello-world"), np.zeros(8000 * 120, np.int16)])
+            customer = np.concatenate([speech("hello-world"), np.zeros(8000 * 120, np.int16)])
             messages = TwilioStream(params, call_sid, inbound=customer).messages()
-            spoken = [m for m in messages if m[0] * FRAME_MS < len(_speech("hello-world")) // 8]
+            spoken = [m for m in messages if m[0] * FRAME_MS < len(speech("hello-world")) // 8]
             async with http.ws_connect(node.ws_url + "/media/twilio", compress=0) as ws:
                 started = asyncio.get_running_loop().time()
-                await _send(ws, spoken, started)
+                await send_paced(ws, spoken, started)
                 node.terminate()
-                sender = asyncio.create_task(_send(ws, messages[len(spoken):], started))
+                sender = asyncio.create_task(send_paced(ws, messages[len(spoken):], started))
                 # A carrier reads its socket too: it sees the node hang up when the grace ends.
                 closed = await ws.receive(timeout=240)
                 assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed
@@ -174,7 +147,7 @@ async def test_a_call_still_live_when_the_grace_period_ends_is_closed_and_kept(
             await conn.close()
         assert "hello" in text, node.log_tail()
         assert recording is not None and recording["status"] in ("complete", "partial"), recording
-        assert recording["duration_ms"] >= len(_speech("hello-world")) // 8 - 500, recording
+        assert recording["duration_ms"] >= len(speech("hello-world")) // 8 - 500, recording
         assert call["ended_at"] is not None
         assert "still live after" in node.log_tail(200)
     finally:

@@ -2,7 +2,8 @@
 
 One pair of nodes serves every test in this module (starting a node loads a
 speech model: slow on a loaded machine). Node A is where the rep's browser is
-connected; node B is where the carrier's media lands.
+connected; node B is where the carrier's media lands. The last test stops
+node B (SIGTERM mid-call), so it must stay last in the file.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from aiohttp import web
 
 from crm_core.webhook_endpoints import create_endpoint
 from scripts.carrier_sim.call import SimulatedCall, simulate_call
+from scripts.carrier_sim.media_players import TwilioStream
+from scripts.carrier_sim.rest_fake import stream_from_twiml
 from scripts.carrier_sim.wav import sound
-from tests.media.speech_corpus import requires_corpus
+from tests.media.speech_corpus import load_clip, requires_corpus
 from tests.voice_server.coachline_nodes import (
+    FRAME_MS,
     OUR_NUMBER,
     TWILIO_TOKEN,
     CoachlineNode,
@@ -32,8 +36,11 @@ from tests.voice_server.coachline_nodes import (
     drop_database,
     free_port,
     node_env,
+    send_paced,
     sign_in,
+    speech,
     start_nodes,
+    voice_webhook,
 )
 
 pytestmark = [requires_corpus, pytest.mark.timeout(900)]
@@ -218,3 +225,62 @@ async def test_rate_limit_budget_is_shared_by_both_nodes(cluster):
     assert 0 < len(served) <= LIMITED_PER_MIN, Counter(s[1] for s in statuses)
     assert {s[0] for s in limited} == {a.node_id, b.node_id}
     assert all(s[2] is not None and int(s[2]) >= 1 for s in limited)
+
+
+async def test_node_b_drains_mid_call_while_node_a_keeps_serving(cluster):
+    """Last in this module: node B is SIGTERMed mid-call while the rep watches through node A."""
+    a, b = cluster.a, cluster.b
+    async with aiohttp.ClientSession() as http:
+        token = await sign_in(http, a)
+        async with http.ws_connect(f"{a.ws_url}/ws/live?access_token={token}", compress=0) as feed:
+            assert (await feed.receive_json(timeout=30))["type"] == "feed.ready"
+            call_sid = "CAmndrain000000000000000000000001"
+            async with await voice_webhook(http, b, call_sid) as resp:
+                assert resp.status == 200, await resp.text()
+                _, params, _ = stream_from_twiml(await resp.text())
+            call_id = params["call_id"]
+            customer = speech("hello-world", "conf-full")
+            messages = TwilioStream(params, call_sid, inbound=customer).messages()
+            spoken_ms = (len(load_clip("hello-world")) + 8_000) // 8
+            first = [m for m in messages if m[0] * FRAME_MS < spoken_ms]
+            rest = messages[len(first):]
+            async with http.ws_connect(b.ws_url + "/media/twilio", compress=0) as media:
+                started = asyncio.get_running_loop().time()
+                await send_paced(media, first, started)
+                b.terminate()
+                rest_sent = asyncio.create_task(send_paced(media, rest[:-1], started))
+                for _ in range(300):
+                    if await b.ready_status(http) == 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert await b.ready_status(http) == 503, b.log_tail()
+                assert await a.ready_status(http) == 200
+                # New calls go to node A; node B refuses them.
+                async with await voice_webhook(http, b, "CAmndrain000000000000000000000002") as r:
+                    assert r.status == 503
+                async with await voice_webhook(http, a, "CAmndrain000000000000000000000003") as r:
+                    assert r.status == 200
+                await rest_sent
+                assert not media.closed and b.process.poll() is None
+                await media.send_str(rest[-1][1])  # "stop": the call ends
+
+            def ended(messages: list[dict]) -> bool:
+                return any(m["type"] == "call.ended" and m.get("call_id") == call_id for m in messages)
+
+            watched = await _feed_until(feed, ended, timeout_s=300)
+    assert await b.wait_exit(timeout_s=240) == 0, b.log_tail()
+
+    ours = [m for m in watched if m.get("call_id") == call_id]
+    types = [m["type"] for m in ours]
+    assert "call.ended" in types, types
+    heard = " ".join(m["text"] for m in ours if m["type"] == "transcript.final").lower()
+    # Words spoken after the SIGTERM reached the rep on node A, and the database.
+    assert "conference" in heard, (types, b.log_tail())
+    stored = " ".join(r["text"] for r in await cluster.pool.fetch(
+        "SELECT text FROM transcript_segments WHERE call_id = $1::uuid ORDER BY start_ms",
+        call_id)).lower()
+    assert "hello" in stored and "conference" in stored, stored
+    recording = await cluster.pool.fetchrow(
+        "SELECT status, duration_ms FROM recordings WHERE call_id = $1::uuid", call_id)
+    assert recording["status"] == "complete", recording
+    assert recording["duration_ms"] >= len(customer) // 8 - 500, recording
