@@ -210,19 +210,25 @@ async def test_rate_limit_budget_is_shared_by_both_nodes(cluster):
     """An organisation's API requests spend one budget, whichever node answers them."""
     a, b = cluster.a, cluster.b
     statuses: list[tuple[str, int, str | None]] = []
+    loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as http:
         tokens = {node.node_id: await sign_in(http, node, LIMITED_EMAIL) for node in (a, b)}
-        for i in range(LIMITED_PER_MIN + 10):
+        began = loop.time()
+        for i in range(2 * LIMITED_PER_MIN + 10):
             node = (a, b)[i % 2]
             async with http.get(node.url + "/api/v1/leads",
                                 headers={"Authorization": f"Bearer {tokens[node.node_id]}"}) as resp:
                 statuses.append((node.node_id, resp.status, resp.headers.get("Retry-After")))
+        spent_s = loop.time() - began
     limited = [s for s in statuses if s[1] == 429]
     served = [s for s in statuses if s[1] == 200]
     assert len(served) + len(limited) == len(statuses), Counter(s[1] for s in statuses)
-    # One shared budget: at most LIMITED_PER_MIN answered in total (per-node budgets would
-    # answer all of them), and both nodes refuse once it is spent.
-    assert 0 < len(served) <= LIMITED_PER_MIN, Counter(s[1] for s in statuses)
+    # One shared budget: a burst of LIMITED_PER_MIN plus what refilled meanwhile (a slow
+    # machine takes longer; the budget refills at LIMITED_PER_MIN a minute). Budgets per
+    # node would have answered 2 x LIMITED_PER_MIN.
+    refilled = int(spent_s * LIMITED_PER_MIN / 60) + 1
+    assert LIMITED_PER_MIN <= len(served) <= LIMITED_PER_MIN + refilled, (len(served), spent_s)
+    # Both nodes refuse once it is spent, saying when to come back.
     assert {s[0] for s in limited} == {a.node_id, b.node_id}
     assert all(s[2] is not None and int(s[2]) >= 1 for s in limited)
 
