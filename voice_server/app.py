@@ -29,6 +29,7 @@ from voice_server.app_keys import (
 from voice_server.call_session import CallSessions
 from voice_server.crm_jobs import install_crm_jobs  # crm-intel
 from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
+from voice_server.drain_gate import refuse_new_calls_while_draining  # multinode
 from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
 from voice_server.live_feed import LiveFeedHub
@@ -105,7 +106,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     Without ``runtime`` the app opens one on startup (starting local servers
     if needed) and closes it on cleanup; a runtime passed in stays the caller's.
     """
-    app = web.Application(middlewares=[_request_context], client_max_size=2 * 1024 * 1024)
+    # multinode: a draining node refuses new calls (voice_server/drain_gate.py)
+    app = web.Application(middlewares=[_request_context, refuse_new_calls_while_draining],
+                          client_max_size=2 * 1024 * 1024)
     metrics = NodeMetrics()
     app[SETTINGS] = settings
     app[METRICS] = metrics
