@@ -49,6 +49,10 @@ def segment_from_event(payload: dict) -> SegmentRow:
     )
 
 
+# The bus consumer groups that persist calls: a stopping node waits for them to catch up.
+PERSISTING_GROUPS = ("crm-transcripts", "crm-call-ends", "crm-call-summaries")
+
+
 class CallEventWriter:
     """Background consumers that write transcript segments and call ends to PostgreSQL."""
 
@@ -62,9 +66,9 @@ class CallEventWriter:
 
     async def start(self) -> None:
         for pattern, group, handler in (
-            ("transcript.final", "crm-transcripts", self._write_segment),
-            ("call.ended", "crm-call-ends", self._write_call_end),
-            ("insight.summary", "crm-call-summaries", self._write_summary),
+            ("transcript.final", PERSISTING_GROUPS[0], self._write_segment),
+            ("call.ended", PERSISTING_GROUPS[1], self._write_call_end),
+            ("insight.summary", PERSISTING_GROUPS[2], self._write_summary),
         ):
             sub = await self._bus.subscribe(pattern, group=group, redeliver_after_s=self._redeliver_after_s)
             self._subs.append(sub)

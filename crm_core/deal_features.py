@@ -6,9 +6,9 @@ The activity list is the deal's timeline (``activities`` rows as dicts:
 * calls: ``kind`` in ``call``, ``call.completed``, ``call.ended``; ``body.sentiment``
   (customer sentiment in [-1, 1]) and optional ``body.objection_hits``,
   ``body.competitor_hits``, ``body.budget_hits`` counts from the call;
-* deal signals: ``kind == "deal_signal"`` with ``body.signal`` one of
+* call signals: ``kind`` in ``call_signal``, ``deal_signal`` with ``body.signal`` one of
   ``objection`` | ``competitor`` | ``budget`` (and optional ``body.count``);
-* stage changes: ``kind == "stage_change"`` with ``body.to``: the latest one into
+* stage changes: ``kind == "stage_change"`` with ``body.to`` (or ``to_stage``): the latest one into
   the current stage says when the deal entered it (else ``deal["stage_entered_at"]``,
   else ``deal["created_at"]``).
 """
@@ -41,6 +41,7 @@ TYPICAL_DAYS_IN_STAGE = {"qualification": 14, "discovery": 14, "demo": 10, "prop
 TYPICAL_DAYS_TO_CLOSE = {"qualification": 75, "discovery": 60, "demo": 45, "proposal": 30,
                          "negotiation": 15}
 CALL_KINDS = frozenset({"call", "call.completed", "call.ended"})
+SIGNAL_KINDS = frozenset({"call_signal", "deal_signal"})
 
 FEATURES: tuple[str, ...] = (
     *(f"stage_{s}" for s in OPEN_STAGES[1:]),  # baseline: qualification
@@ -164,7 +165,9 @@ def profile_of(deal: dict[str, Any], activities: list[dict[str, Any]], now: date
     objections = competitors = budget = 0
     for at, item in timeline:
         kind, body = item["kind"], item["body"]
-        if kind == "stage_change" and stage_of(body.get("to", "?") or "?") == stage:
+        target = body.get("to") or body.get("to_stage") or body.get("stage")
+        if kind == "stage_change" and isinstance(target, str) and target.strip() \
+                and stage_of(target) == stage:
             entered = at
         elif kind in CALL_KINDS:
             s = body.get("sentiment")
@@ -173,7 +176,7 @@ def profile_of(deal: dict[str, Any], activities: list[dict[str, Any]], now: date
             objections += _count(body, "objection_hits")
             competitors += _count(body, "competitor_hits")
             budget += _count(body, "budget_hits")
-        elif kind == "deal_signal":
+        elif kind in SIGNAL_KINDS:
             n = _count(body, "count") if "count" in body else 1
             signal = body.get("signal")
             objections += n if signal == "objection" else 0

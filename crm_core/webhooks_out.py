@@ -171,6 +171,8 @@ class WebhookDispatcher:
                 busy = fanned >= self.options.batch_size or delivered >= self.options.batch_size
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
                 log.warning("webhook dispatcher: database unavailable: %s", exc)
+            except Exception:  # noqa: BLE001 - the loop must outlive any one bad pass
+                log.exception("webhook dispatcher pass failed")
             if not busy:
                 try:
                     await asyncio.wait_for(stop.wait(), self.options.poll_every_s)
@@ -260,7 +262,13 @@ class WebhookDispatcher:
 
     async def deliver_due(self) -> int:
         claims = await self.claim_due()
-        await asyncio.gather(*(self._deliver_and_record(c) for c in claims))
+        results = await asyncio.gather(*(self._deliver_and_record(c) for c in claims),
+                                       return_exceptions=True)
+        for claim, result in zip(claims, results):
+            if isinstance(result, Exception):
+                # The outcome was not stored: the claim lapses and the delivery is retried.
+                log.warning("webhook delivery %s: could not record attempt %d: %s",
+                            claim.id, claim.attempt, result)
         return len(claims)
 
     async def _deliver_and_record(self, claim: ClaimedDelivery) -> None:
@@ -303,6 +311,8 @@ class WebhookDispatcher:
         except aiohttp.ClientError as exc:
             cause = exc.__cause__ or getattr(exc, "os_error", None)
             return AttemptOutcome(False, None, f"{type(exc).__name__}: {cause or exc}"[:500])
+        except (OSError, ValueError) as exc:  # sockets and URL parsing outside aiohttp's wrapping
+            return AttemptOutcome(False, None, f"{type(exc).__name__}: {exc}"[:500])
 
     async def _record(self, claim: ClaimedDelivery, outcome: AttemptOutcome, duration_ms: int) -> None:
         if outcome.ok:

@@ -169,8 +169,55 @@ class RedisEventBus:
             self._client, self._stream, pattern, group, start_id, redeliver_after_s
         )
 
+    async def position(self) -> str | None:
+        """The id of the newest event on the stream (None when it is empty)."""
+        last = await self._client.xrevrange(self._stream, count=1)
+        return _text(last[0][0]) if last else None
+
+    async def wait_consumed(self, groups: tuple[str, ...], timeout_s: float, *,
+                            after: str | None = None, poll_s: float = 0.1) -> bool:
+        """Wait until ``groups`` have read and acknowledged every event published so far.
+
+        Only events newer than the position ``after`` count as unacknowledged: an
+        old event that keeps failing must not hold up the wait. A stopping node
+        calls this so the events it published last (a call's final transcript) are
+        persisted before it exits. False if ``timeout_s`` passed first.
+        """
+        target = await self.position()
+        if target is None:
+            return True
+        low = f"({after}" if after is not None else "-"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            infos = {_text(i["name"]): i for i in await self._client.xinfo_groups(self._stream)}
+            done = True
+            for name in groups:
+                info = infos.get(name)
+                if info is None or _stream_id(info["last-delivered-id"]) < _stream_id(target):
+                    done = False
+                    break
+                if info["pending"] and await self._client.xpending_range(
+                        self._stream, name, min=low, max=target, count=1):
+                    done = False
+                    break
+            if done:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll_s)
+
     async def ping(self) -> None:
         await self._client.ping()
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    millis, _, seq = _text(value).partition("-")
+    return int(millis), int(seq or 0)

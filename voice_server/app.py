@@ -27,6 +27,9 @@ from voice_server.app_keys import (
     SETTINGS,
 )
 from voice_server.call_session import CallSessions
+from voice_server.crm_jobs import install_crm_jobs  # crm-intel
+from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
+from voice_server.drain_gate import refuse_new_calls_while_draining  # multinode
 from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
 from voice_server.live_feed import LiveFeedHub
@@ -103,7 +106,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     Without ``runtime`` the app opens one on startup (starting local servers
     if needed) and closes it on cleanup; a runtime passed in stays the caller's.
     """
-    app = web.Application(middlewares=[_request_context], client_max_size=2 * 1024 * 1024)
+    # multinode: a draining node refuses new calls (voice_server/drain_gate.py)
+    app = web.Application(middlewares=[_request_context, refuse_new_calls_while_draining],
+                          client_max_size=2 * 1024 * 1024)
     metrics = NodeMetrics()
     app[SETTINGS] = settings
     app[METRICS] = metrics
@@ -136,6 +141,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         pool=lambda: app[RUNTIME].pool,
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s),
+        after_authenticate=api_rate_limit_hook(app),  # crm-intel: per-organisation rate limits
     )
 
     async def _live_feed(app: web.Application):
@@ -155,6 +161,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
 
     app.router.add_get("/ws/live", _handle_own_calls)
     app.router.add_get("/ws/calls/{call_id}", _handle_one_call)
+    # The product design's name for the per-call feed; the same socket.
+    app.router.add_get("/feeds/calls/{call_id}", _handle_one_call)
     add_page_routes(app, lambda request: _signed_in_user(request))
     # SIP/RTP edge: its own UDP sockets, started only when enabled.
     if settings.sip_enabled:
@@ -173,6 +181,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
 
     # recording (issue 7): recorder on every call, recovery/retention jobs, review API
     setup_recordings(app)
+
+    # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
+    install_crm_jobs(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)

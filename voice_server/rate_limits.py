@@ -9,15 +9,20 @@ limited response carries ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
 If Redis is down the request is let through (and logged): the limiter
 protects the service, it must not take it down.
 
-Wiring: ``rate_limit_middleware`` must come *after* the middleware that sets
-``request["principal"]`` (aiohttp runs middlewares in list order). Handlers
-that authenticate inside the handler can call ``enforce_rate_limit`` instead.
+Wiring: the CRM API authenticates inside its handlers and calls
+``api_rate_limit_hook(app)`` after each authentication (its
+``after_authenticate``); the organisation's plan and any custom limit are read
+from ``organizations.settings`` (``plan``, ``rate_limit_per_min``) and cached
+for a minute. ``rate_limit_middleware`` is the same limit as an aiohttp
+middleware, placed after whatever sets ``request["principal"]``, for routes
+outside the API (anonymous requests are limited per client IP).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -30,6 +35,7 @@ from storage.rate_limit import (
     RateLimitUnavailable,
     retry_after_header,
 )
+from voice_server.app_keys import RUNTIME, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +53,12 @@ class RateLimitPolicy:
     trust_forwarded_for: bool = False
     exempt_paths: frozenset[str] = frozenset({"/live", "/ready", "/metrics"})
 
-    def rule_for(self, request: web.Request) -> tuple[str, RateLimit] | None:
+    def rule_for(self, request: web.Request, principal: Any = None) -> tuple[str, RateLimit] | None:
         """The bucket and its rule for ``request``; None means "not limited"."""
         if request.path in self.exempt_paths:
             return None
-        principal = request.get(PRINCIPAL_KEY)
+        if principal is None:
+            principal = request.get(PRINCIPAL_KEY)
         org_id = _field(principal, "org_id")
         if org_id is not None:
             custom = _field(principal, "rate_limit_per_min")
@@ -104,10 +111,10 @@ def _headers(decision: RateDecision) -> dict[str, str]:
 
 
 async def enforce_rate_limit(
-    request: web.Request, limiter: RateLimiter, policy: RateLimitPolicy
+    request: web.Request, limiter: RateLimiter, policy: RateLimitPolicy, principal: Any = None
 ) -> RateDecision | None:
     """Spend one unit of the request's budget; raise 429 when it is spent. None: not limited."""
-    rule = policy.rule_for(request)
+    rule = policy.rule_for(request, principal)
     if rule is None:
         return None
     key, limit = rule
@@ -121,15 +128,107 @@ async def enforce_rate_limit(
     return decision
 
 
-def rate_limit_middleware(limiter: RateLimiter, policy: RateLimitPolicy | None = None):
+def policy_from_settings(settings: Any) -> RateLimitPolicy:
+    return RateLimitPolicy(
+        plan_limits_per_min={
+            "starter": settings.rate_limit_starter_per_min,
+            "professional": settings.rate_limit_professional_per_min,
+            "enterprise": settings.rate_limit_enterprise_per_min,
+        },
+        anonymous_per_min=settings.rate_limit_anonymous_per_min,
+        trust_forwarded_for=settings.rate_limit_trust_forwarded_for,
+    )
+
+
+def rate_limit_middleware(
+    limiter: RateLimiter | Callable[[], RateLimiter | None],
+    policy: RateLimitPolicy | None = None,
+):
+    """``limiter`` may be a callable, for apps whose Redis client opens on startup
+    (it returning None means "not open yet": requests pass)."""
     policy = policy or RateLimitPolicy()
+    source = limiter if callable(limiter) and not isinstance(limiter, RateLimiter) else (lambda: limiter)
 
     @web.middleware
     async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        decision = await enforce_rate_limit(request, limiter, policy)
+        current = source()
+        decision = None if current is None else await enforce_rate_limit(request, current, policy)
         response = await handler(request)
         if decision is not None and not response.prepared:
             response.headers.update(_headers(decision))
         return response
 
     return _rate_limit
+
+
+PLAN_CACHE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRateLimitPrincipal:
+    """What the policy needs to know about an authenticated caller."""
+
+    org_id: str
+    plan: str | None = None
+    rate_limit_per_min: int | None = None
+
+
+def _runtime_limiter(app: web.Application) -> Callable[[], RateLimiter | None]:
+    settings = app[SETTINGS]
+    limiters: dict[int, RateLimiter] = {}
+
+    def limiter() -> RateLimiter | None:
+        if not settings.rate_limit_enabled:
+            return None
+        redis = app[RUNTIME].redis
+        if redis is None:
+            return None
+        if id(redis) not in limiters:
+            limiters.clear()
+            limiters[id(redis)] = RateLimiter(redis)
+        return limiters[id(redis)]
+
+    return limiter
+
+
+def api_rate_limit_middleware(app: web.Application):
+    """``rate_limit_middleware`` reading ``app``'s settings and its runtime's Redis."""
+    return rate_limit_middleware(_runtime_limiter(app), policy_from_settings(app[SETTINGS]))
+
+
+def api_rate_limit_hook(app: web.Application) -> Callable[[web.Request, Any], Awaitable[None]]:
+    """``after_authenticate(request, principal)`` for the CRM API: spend the organisation's budget."""
+    policy = policy_from_settings(app[SETTINGS])
+    limiter = _runtime_limiter(app)
+    plans: dict[str, tuple[float, str | None, int | None]] = {}
+
+    async def org_plan(org_id: str) -> tuple[str | None, int | None]:
+        cached = plans.get(org_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        plan, custom = None, None
+        pool = app[RUNTIME].pool
+        if pool is not None:
+            try:
+                settings = await pool.fetchval("SELECT settings FROM organizations WHERE id = $1", org_id)
+            except Exception as exc:  # noqa: BLE001 - no plan known: the default plan applies
+                log.warning("rate limit: cannot read the plan of %s: %s", org_id, exc)
+                settings = None
+            if isinstance(settings, dict):
+                plan = settings.get("plan") if isinstance(settings.get("plan"), str) else None
+                raw = settings.get("rate_limit_per_min")
+                custom = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None
+        if len(plans) > 10_000:
+            plans.clear()
+        plans[org_id] = (time.monotonic() + PLAN_CACHE_S, plan, custom)
+        return plan, custom
+
+    async def hook(request: web.Request, principal: Any) -> None:
+        current = limiter()
+        org_id = _field(principal, "org_id")
+        if current is None or org_id is None:
+            return
+        plan, custom = await org_plan(str(org_id))
+        await enforce_rate_limit(request, current, policy, OrgRateLimitPrincipal(str(org_id), plan, custom))
+
+    return hook

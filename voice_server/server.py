@@ -9,10 +9,14 @@ import signal
 from aiohttp import web
 
 from voice_server.app import create_app, start_draining
-from voice_server.app_keys import CALL_SESSIONS, LIVE_CALLS
+from crm_core.call_events import PERSISTING_GROUPS
+from voice_server.app_keys import CALL_SESSIONS, LIVE_CALLS, RUNTIME
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How long a stopping node waits for the CRM to persist the events of the calls it ended.
+_PERSIST_WAIT_S = 30.0
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -31,6 +35,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         await stop.wait()
         log.info("shutdown requested")
         start_draining(app)
+        drain_position = await _bus_position(app)
         live = app[LIVE_CALLS]
         if len(live):
             if await live.wait_empty(settings.shutdown_grace_s):
@@ -39,8 +44,39 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 log.warning("%d call(s) still live after %.0f s; closing them",
                             len(live), settings.shutdown_grace_s)
                 await app[CALL_SESSIONS].close_all("node shutting down")
+        await _wait_events_persisted(app, drain_position)
     finally:
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("Coachline stopped")
+
+
+async def _bus_position(app: web.Application) -> str | None:
+    position = getattr(app[RUNTIME].bus, "position", None)
+    if position is None:
+        return None
+    try:
+        return await position()
+    except Exception as exc:  # noqa: BLE001 - Redis down: wait on everything instead
+        log.warning("could not read the event bus position: %s", exc)
+        return None
+
+
+async def _wait_events_persisted(app: web.Application, since: str | None) -> None:
+    """Let the CRM's consumers (on any node) persist the last calls' transcripts and endings.
+
+    The events are safe in Redis either way; waiting means they are in PostgreSQL
+    before this process is gone, even when no other node is running.
+    """
+    wait_consumed = getattr(app[RUNTIME].bus, "wait_consumed", None)
+    if wait_consumed is None:  # in-process bus: its consumers are closed with the app
+        return
+    try:
+        if await wait_consumed(PERSISTING_GROUPS, _PERSIST_WAIT_S, after=since):
+            log.info("call events persisted")
+        else:
+            log.warning("call events not yet persisted after %.0f s; another node will",
+                        _PERSIST_WAIT_S)
+    except Exception as exc:  # noqa: BLE001 - Redis down: the events wait in Redis
+        log.warning("could not check that call events were persisted: %s", exc)

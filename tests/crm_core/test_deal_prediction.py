@@ -107,3 +107,39 @@ async def test_prediction_row_inserts_into_the_predictions_table(migrated_databa
         await conn.close()
     with pytest.raises(DealInputError):
         prediction_row(predict_deal({"stage": "demo"}, [], now=NOW))
+
+
+async def test_predict_and_store_reads_the_timeline_and_call_sentiment(migrated_database):
+    from crm_core.deal_inputs import deal_inputs, predict_and_store
+
+    conn = await connect(migrated_database)
+    try:
+        org = await conn.fetchval("INSERT INTO organizations (name, slug) VALUES ('o', 'o') RETURNING id")
+        deal_id = await conn.fetchval(
+            "INSERT INTO deals (org_id, name, stage, value, created_at) "
+            "VALUES ($1, 'd', 'proposal', 5000, now() - interval '30 days') RETURNING id", org)
+        await conn.execute(
+            """INSERT INTO activities (org_id, kind, subject_type, subject_id, deal_id, body, occurred_at)
+               VALUES ($1, 'stage_change', 'deal', $2, $2, '{"from": "demo", "to": "proposal"}',
+                       now() - interval '40 days'),
+                      ($1, 'call_signal', 'deal', $2, $2, '{"signal": "competitor"}', now() - interval '39 days')""",
+            org, deal_id)
+        call = await conn.fetchval(
+            """INSERT INTO calls (org_id, carrier, direction, deal_id, status, ended_at)
+               VALUES ($1, 'simulator', 'outbound', $2, 'completed', now() - interval '38 days') RETURNING id""",
+            org, deal_id)
+        await conn.execute(
+            """INSERT INTO transcript_segments (org_id, call_id, segment_key, party, start_ms, end_ms, text, sentiment)
+               VALUES ($1, $2, 'c:1', 'customer', 0, 10, 'hmm', -0.6), ($1, $2, 'r:1', 'rep', 0, 10, 'hi', 0.9)""",
+            org, call)
+        deal, activities = await deal_inputs(conn, org, deal_id)
+        sentiments = [a["body"].get("sentiment") for a in activities if a["kind"] == "call"]
+        assert sentiments == [pytest.approx(-0.6)]  # the customer's speech only
+        pred = await predict_and_store(conn, org, deal_id)
+        assert {"stalled_in_stage", "no_recent_activity", "competitor_mentioned",
+                "negative_sentiment"} <= set(pred.risk_flags)
+        stored = await conn.fetchrow("SELECT * FROM predictions WHERE deal_id = $1", deal_id)
+        assert abs(stored["win_probability"] - pred.probability) < 1e-6
+        assert await predict_and_store(conn, org, uuid.uuid4()) is None
+    finally:
+        await conn.close()

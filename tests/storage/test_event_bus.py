@@ -166,3 +166,27 @@ async def test_redis_fanout_resumes_after_a_redis_outage(tmp_path):
     await sub.close()
     await client.aclose()
     server.stop()
+
+
+# multinode: a stopping node waits until the persisting groups have caught up.
+async def test_redis_bus_waits_until_a_group_has_acknowledged_what_was_published(redis_url):
+    client = aioredis.from_url(redis_url)
+    bus = RedisEventBus(client, stream=f"test:{uuid.uuid4().hex}")
+    try:
+        sub = await bus.subscribe("call.*", group="writers")
+        await bus.publish(Event("call.old", {"call_id": "x"}))
+        (poison,) = await _take(sub, 1)  # delivered, never acknowledged (its handler keeps failing)
+        since = await bus.position()
+        await bus.publish(Event("call.ended", {"call_id": "y"}))
+        assert not await bus.wait_consumed(("writers",), 0.3, after=since)  # not read yet
+        (last,) = await _take(sub, 1)
+        assert last.event.type == "call.ended"
+        assert not await bus.wait_consumed(("writers",), 0.3, after=since)  # read, not acked
+        await last.ack()
+        assert await bus.wait_consumed(("writers",), 5.0, after=since)
+        # Counting from the start, the old unacknowledged event still holds it up.
+        assert not await bus.wait_consumed(("writers",), 0.3)
+        assert poison.event.type == "call.old"
+        await sub.close()
+    finally:
+        await client.aclose()

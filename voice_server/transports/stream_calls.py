@@ -12,6 +12,12 @@ from voice_server.carriers.call_records import call_for_stream
 
 log = logging.getLogger(__name__)
 
+# Streams of this node between "no session yet" and "session open": two starts
+# for one call arriving together must not both pass the check while the first
+# is still waiting on the database (crm-intel: seen once background jobs kept
+# the pool's only warm connection busy).
+_opening: set[tuple[int, str]] = set()
+
 
 async def open_stream_session(
     pool: asyncpg.Pool, sessions: CallSessions, carrier: str, call_id: str,
@@ -22,9 +28,20 @@ async def open_stream_session(
     A call already streaming on this node is refused too: a second stream must not
     be able to end (or pour audio into) a live call.
     """
-    if sessions.get(call_id) is not None:
+    key = (id(sessions), call_id)
+    if sessions.get(call_id) is not None or key in _opening:
         log.warning("a second %s stream for live call %s refused", carrier, call_id)
         return None
+    _opening.add(key)
+    try:
+        return await _open(pool, sessions, carrier, call_id, external_id)
+    finally:
+        _opening.discard(key)
+
+
+async def _open(
+    pool: asyncpg.Pool, sessions: CallSessions, carrier: str, call_id: str, external_id: str | None,
+) -> CallSession | None:
     try:
         async with pool.acquire() as conn:
             row = await call_for_stream(conn, call_id, carrier, external_id)
