@@ -23,6 +23,7 @@ from aiohttp import web
 from crm_core import recordings as rows
 from crm_core.api import ForeignOperation, QueryParam, document_routes
 from crm_core.api.models import RecordingAccessEntry
+from crm_core.api_context import CRM_API
 from crm_core.api_errors import ApiError
 from crm_core.auth import Principal, authenticate
 from crm_core.recording_access import RecordingSubject, may_listen, may_read_audit
@@ -152,7 +153,7 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
 async def principal_of(request: web.Request) -> Principal:
     """The caller (crm_core.auth); an unauthenticated request is audited, then refused."""
     try:
-        return await request.app[AUTHENTICATE](request)
+        principal = await request.app[AUTHENTICATE](request)
     except ApiError as exc:
         try:
             async with request.app[RUNTIME].pool.acquire() as conn:
@@ -177,6 +178,11 @@ async def principal_of(request: web.Request) -> Principal:
         except (asyncpg.PostgresError, OSError):
             log.error("could not audit a refused unauthenticated request")
         raise AuthRefused(exc.response()) from None
+    # The CRM API's per-organisation rate limit covers these /api/v1 routes too (429, error shape).
+    context = request.config_dict.get(CRM_API)
+    if context is not None and context.after_authenticate is not None:
+        await context.after_authenticate(request, principal)
+    return principal
 
 
 class AuthRefused(Exception):
