@@ -62,7 +62,7 @@ class FeedAccess(Protocol):
     async def live_calls_of(self, viewer: Viewer) -> list[CallRef]: ...
 
 
-@dataclass
+@dataclass(eq=False)  # watchers live in a set: identity, not field equality
 class _Watcher:
     ws: web.WebSocketResponse
     viewer: Viewer

@@ -1,0 +1,40 @@
+"""The rep's live-call screen in a real browser, fed by a real call through the speech model."""
+
+from __future__ import annotations
+
+import asyncio
+
+from playwright.async_api import expect
+
+from media.frames import Party
+from tests.browser.conftest import SCREENSHOTS, push_real_time, sign_in, telephone_frames
+from tests.media.speech_corpus import requires_corpus
+
+pytestmark = requires_corpus
+
+
+async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_context):
+    page = await sign_in(browser_context, site, site.org.rep_email, "/app/live")
+    await expect(page.get_by_role("heading", name="Live call")).to_be_visible()
+    await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
+
+    call_id = await site.new_call(site.org.rep)
+    session = await site.open_call(call_id, site.org.rep)
+    pushing = asyncio.create_task(push_real_time(
+        session, telephone_frames(["conf-full", "conf-locked"], Party.CUSTOMER), speed=2.0))
+    try:
+        # The call appears by itself; the customer's words and the org's prompt follow.
+        await expect(page.locator(".call-info code")).to_have_text(call_id[:8])
+        line = page.locator(".transcript .line.customer").filter(has_text="conference").first
+        await expect(line).to_be_visible()
+        card = page.locator(".prompts .prompt").filter(has_text="onference").first
+        await expect(card).to_be_visible()
+        await pushing
+        await expect(page.locator(".transcript .line.customer:not(.partial)").filter(
+            has_text="locked")).to_be_visible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "rep-live-call.png"), full_page=True)
+    finally:
+        pushing.cancel()
+        await site.close_call(call_id)
+    await expect(page.locator(".status").first).to_have_text("Call ended")
