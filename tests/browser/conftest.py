@@ -9,120 +9,20 @@ watches it.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from crm_core.auth.passwords import hash_password
-from crm_core.calls import NewCall, create_call
-from media.frames import AudioFrame, Party
-from media.g711 import ulaw_decode, ulaw_encode
 from storage.database import connect
 from storage.keys import new_master_key
-from tests.media.speech_corpus import load_clip
+from tests.browser.world import CHROMIUM, UI_TIMEOUT_MS, Site, make_org
 from voice_server.app import create_app
-from voice_server.app_keys import CALL_SESSIONS, RUNTIME
-from voice_server.call_session import CallInfo
 from voice_server.runtime import Runtime
 from voice_server.settings import load_settings
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-
-CHROMIUM = Path("/usr/bin/chromium")
-PASSWORD = "correct horse battery"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-# The organization's own rule set: "conference" is a competitor's name here.
-ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
-UI_TIMEOUT_MS = 30_000  # generous: the CI box has two busy cores
-
-@dataclass
-class Org:
-    org_id: str
-    team_a: str
-    team_b: str
-    rep: str           # team A
-    rep_email: str
-    other_rep: str     # team B
-    other_rep_email: str
-    manager: str       # manager of team A
-    manager_email: str
-
-
-@dataclass
-class Site:
-    url: str
-    app: object
-    org: Org
-
-    async def new_call(self, rep_id: str, *, lead_id: str | None = None) -> str:
-        async with self.app[RUNTIME].pool.acquire() as conn:
-            call = await create_call(conn, NewCall(self.org.org_id, "simulator", "inbound",
-                                                   external_id=uuid.uuid4().hex, rep_id=rep_id,
-                                                   lead_id=lead_id, status="in-progress"))
-        return str(call["id"])
-
-    async def open_call(self, call_id: str, rep_id: str):
-        return await self.app[CALL_SESSIONS].open(
-            CallInfo(call_id, self.org.org_id, "simulator", "inbound", rep_id=rep_id))
-
-    async def close_call(self, call_id: str) -> None:
-        await self.app[CALL_SESSIONS].close(call_id, reason="hangup")
-
-
-def telephone_frames(names: list[str], party: Party, start_ms: int = 0, tail_ms: int = 1200):
-    """µ-law round-tripped 20 ms frames of real speech clips, with silence after each."""
-    at = start_ms
-    for name in names:
-        pcm = ulaw_decode(ulaw_encode(load_clip(name)))
-        audio = np.concatenate([pcm, np.zeros(tail_ms * 8, dtype=np.int16)])
-        for i in range(0, len(audio) - 159, 160):
-            yield AudioFrame(audio[i:i + 160].copy(), 8000, party, at)
-            at += 20
-
-
-async def push_real_time(session, frames, *, speed: float = 1.0) -> int:
-    """Push frames at (a multiple of) real time, as a carrier would; returns the end ms."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    end_ms = 0
-    for frame in frames:
-        due = started + frame.timestamp_ms / 1000 / speed
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        session.push_audio(frame)
-        end_ms = frame.timestamp_ms + 20
-    return end_ms
-
-
-async def _make_org(conn) -> Org:
-    slug = uuid.uuid4().hex[:8]
-    org = str(await conn.fetchval(
-        "INSERT INTO organizations (name, slug, settings) VALUES ('Acme', $1, $2) RETURNING id",
-        slug, {"coaching_rules": ORG_RULES}))
-    team_a = str(await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'East') RETURNING id", org))
-    team_b = str(await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'West') RETURNING id", org))
-    digest = hash_password(PASSWORD)
-
-    async def user(name, email, role, team):
-        address = f"{email}@{slug}.test"
-        uid = str(await conn.fetchval(
-            "INSERT INTO users (org_id, email, name, role, team_id, password_hash) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", org, address, name, role, team, digest))
-        return uid, address
-
-    rep, rep_email = await user("Rita Rep", "rita", "rep", team_a)
-    other, other_email = await user("Walt West", "walt", "rep", team_b)
-    manager, manager_email = await user("Maya Manager", "maya", "manager", team_a)
-    return Org(org, team_a, team_b, rep, rep_email, other, other_email, manager, manager_email)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -140,7 +40,7 @@ async def site(migrated_database, redis_url, tmp_path_factory):
     await server.start_server()
     conn = await connect(migrated_database)
     try:
-        org = await _make_org(conn)
+        org = await make_org(conn)
     finally:
         await conn.close()
     yield Site(str(server.make_url("")).rstrip("/"), app, org)
@@ -168,13 +68,3 @@ async def browser_context(chromium):
     context.set_default_timeout(UI_TIMEOUT_MS)
     yield context
     await context.close()
-
-
-async def sign_in(context, site: Site, email: str, next_path: str = "/app"):
-    page = await context.new_page()
-    await page.goto(f"{site.url}/login?next={next_path}")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(f"{site.url}{next_path}*")
-    return page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.world import sign_in
 
 # Test instrumentation, injected by the browser (not served by the app, so the CSP
 # stays strict): remember every WebSocket the page opens so the test can cut one.

@@ -7,7 +7,7 @@ import asyncio
 from playwright.async_api import expect
 
 from media.frames import Party
-from tests.browser.conftest import SCREENSHOTS, push_real_time, sign_in, telephone_frames
+from tests.browser.world import SCREENSHOTS, push_real_time, sign_in, telephone_frames
 from tests.media.speech_corpus import requires_corpus
 
 pytestmark = requires_corpus

@@ -8,7 +8,7 @@ import uuid
 from playwright.async_api import expect
 
 from media.frames import Party
-from tests.browser.conftest import SCREENSHOTS, push_real_time, sign_in, telephone_frames
+from tests.browser.world import SCREENSHOTS, push_real_time, sign_in, telephone_frames
 from tests.media.speech_corpus import requires_corpus
 from voice_server.app_keys import RUNTIME
 
@@ -46,7 +46,6 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
     await page.wait_for_url(f"**/app/calls/{call_id}")
     lines = page.locator(".transcript .line")
     await expect(lines.filter(has_text="locked")).to_be_visible()
-    audio = page.locator("audio")
     await page.wait_for_function("() => document.querySelector('audio').readyState >= 1")
 
     target = lines.filter(has_text="locked").first
