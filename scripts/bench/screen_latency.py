@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -29,18 +28,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
-from aiohttp.test_utils import TestServer  # noqa: E402
+from aiohttp.test_utils import TestServer
 
-from media.frames import Party  # noqa: E402
-from storage.keys import new_master_key  # noqa: E402
-from storage.local_servers import LocalPostgres, LocalRedis  # noqa: E402
-from storage.migrations import apply_migrations  # noqa: E402
-from tests.browser.world import CHROMIUM, Site, make_org, sign_in, telephone_frames  # noqa: E402
-from tests.media.speech_corpus import load_clip  # noqa: E402
-from voice_server.app import create_app  # noqa: E402
-from voice_server.runtime import Runtime  # noqa: E402
-from voice_server.settings import load_settings  # noqa: E402
+from media.frames import Party
+from storage.database import connect
+from storage.keys import new_master_key
+from storage.local_servers import LocalPostgres, LocalRedis
+from storage.migrations import apply_migrations
+from tests.browser.world import CHROMIUM, Site, make_org, sign_in, telephone_frames
+from tests.media.speech_corpus import load_clip
+from voice_server.app import create_app
+from voice_server.runtime import Runtime
+from voice_server.settings import load_settings
 
 _STAMPS = """
 (() => {
@@ -99,7 +98,7 @@ async def main(calls: int) -> dict:
     pg = LocalPostgres(work / "pg").start()
     rd = LocalRedis(work / "redis").start()
     try:
-        conn = await asyncpg.connect(pg.dsn)
+        conn = await connect(pg.dsn)
         try:
             await apply_migrations(conn)
             org = await make_org(conn)

@@ -20,8 +20,11 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
 
     call_id = await site.new_call(site.org.rep)
     session = await site.open_call(call_id, site.org.rep)
-    pushing = asyncio.create_task(push_real_time(
-        session, telephone_frames(["conf-full", "conf-locked"], Party.CUSTOMER), speed=2.0))
+    # Both parties speak, as on a real call: the rep greets, the customer names a competitor.
+    pushing = asyncio.gather(
+        push_real_time(session, telephone_frames(["dir-welcome"], Party.REP), speed=2.0),
+        push_real_time(session, telephone_frames(["conf-full", "conf-locked"], Party.CUSTOMER,
+                                                 start_ms=2500), speed=2.0))
     try:
         # The call appears by itself; the customer's words and the org's prompt follow.
         await expect(page.locator(".call-info code")).to_have_text(call_id[:8])
@@ -32,6 +35,9 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
         await pushing
         await expect(page.locator(".transcript .line.customer:not(.partial)").filter(
             has_text="locked")).to_be_visible()
+        rep_line = page.locator(".transcript .line.rep:not(.partial)").filter(has_text="irectory")
+        await expect(rep_line).to_be_visible()
+        await expect(rep_line.locator(".who")).to_contain_text("You")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SCREENSHOTS / "rep-live-call.png"), full_page=True)
     finally:
