@@ -18,8 +18,9 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
     await expect(page.get_by_role("heading", name="Live call")).to_be_visible()
     await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
 
-    call_id = await site.new_call(site.org.rep)
-    session = await site.open_call(call_id, site.org.rep)
+    lead_id = await site.new_lead(site.org.rep)
+    call_id = await site.new_call(site.org.rep, lead_id=lead_id)
+    session = await site.open_call(call_id, site.org.rep, lead_id=lead_id)
     # Both parties speak, as on a real call: the rep greets, the customer names a competitor.
     pushing = asyncio.gather(
         push_real_time(session, telephone_frames(["dir-welcome"], Party.REP), speed=2.0),
@@ -27,7 +28,10 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
                                                  start_ms=2500), speed=2.0))
     try:
         # The call appears by itself; the customer's words and the org's prompt follow.
-        await expect(page.locator(".call-info code")).to_have_text(call_id[:8])
+        # ...with its lead, score and grade, linked to the CRM record.
+        lead_link = page.locator(".call-info").get_by_role("link", name="Dana Diaz")
+        await expect(lead_link).to_have_attribute("href", f"/app/leads/{lead_id}")
+        await expect(page.locator(".call-info")).to_contain_text("Score 87 · A")
         line = page.locator(".transcript .line.customer").filter(has_text="conference").first
         await expect(line).to_be_visible()
         card = page.locator(".prompts .prompt").filter(has_text="onference").first
@@ -44,3 +48,8 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
         pushing.cancel()
         await site.close_call(call_id)
     await expect(page.locator(".status").first).to_have_text("Call ended")
+
+    # Why is this lead an A? The lead's page says.
+    await lead_link.click()
+    await expect(page.get_by_role("heading", name="Why this grade")).to_be_visible()
+    await expect(page.locator("main")).to_contain_text("Replied within a day")

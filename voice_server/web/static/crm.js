@@ -21,7 +21,7 @@ export async function mountLeads(root) {
 
 export async function mountLead(root, id) {
   const lead = await api(`/leads/${id}`);
-  const factors = lead.score_factors || [];
+  const factors = lead.score_reasons || [];
   root.replaceChildren(
     el("h1", {}, `${lead.first_name || ""} ${lead.last_name || ""}`.trim() || "Lead"),
     el("p", {}, `${lead.title || ""} ${lead.company ? "at " + lead.company : ""}`),
