@@ -14,6 +14,7 @@ import os
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
+from playwright.async_api import expect
 
 from storage.database import connect
 from storage.keys import new_master_key
@@ -23,6 +24,8 @@ from voice_server.runtime import Runtime
 from voice_server.settings import load_settings
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+# expect() has its own 5 s default, separate from the context's timeout.
+expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

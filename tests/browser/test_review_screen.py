@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 from playwright.async_api import expect
@@ -54,6 +55,8 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
     await page.wait_for_function(
         "(t) => Math.abs(document.querySelector('audio').currentTime - t) < 1.0", arg=start_s)
     assert 206 in ranged, ranged  # the <audio> element read the WAV through HTTP Range
+    # Playback moves the highlight: the line being heard is the current one.
+    await expect(lines.filter(has_text="locked")).to_have_class(re.compile(r"\bcurrent\b"))
 
     trail = page.locator("table").filter(has=page.get_by_role("columnheader", name="User"))
     await expect(trail.locator("tr").filter(has_text="Maya Manager").filter(has_text="ok").first).to_be_visible()
