@@ -7,7 +7,17 @@ import asyncio
 from playwright.async_api import expect
 
 from media.frames import Party
-from tests.browser.world import SCREENSHOTS, push_real_time, sign_in, telephone_frames
+from scripts.carrier_sim.call import SimulatedCall, simulate_call
+from scripts.carrier_sim.wav import sound
+from tests.browser.world import (
+    OUR_NUMBER,
+    PUBLIC_URL,
+    SCREENSHOTS,
+    TWILIO_TOKEN,
+    push_real_time,
+    sign_in,
+    telephone_frames,
+)
 from tests.media.speech_corpus import requires_corpus
 
 pytestmark = requires_corpus
@@ -53,3 +63,24 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
     await lead_link.click()
     await expect(page.get_by_role("heading", name="Why this grade")).to_be_visible()
     await expect(page.locator("main")).to_contain_text("Replied within a day")
+
+
+async def test_a_twilio_call_from_the_carrier_simulator_shows_up_on_the_reps_screen(site, browser_context):
+    """The whole edge: Twilio webhook + media stream (scripts/carrier_sim) → speech → the page."""
+    page = await sign_in(browser_context, site, site.org.rep_email, "/app/live")
+    await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
+    call = asyncio.create_task(simulate_call(SimulatedCall(
+        carrier="twilio", server=site.url, public_url=PUBLIC_URL, to_number=OUR_NUMBER,
+        rep_wav=sound("dir-welcome"), customer_wav=sound("conf-full"),
+        twilio_auth_token=TWILIO_TOKEN, rep_starts_ms=0, realtime=True)))
+    try:
+        customer = page.locator(".transcript .line.customer").filter(has_text="conference")
+        await expect(customer.first).to_be_visible()
+        await expect(page.locator(".prompts .prompt").filter(has_text="onference").first).to_be_visible()
+        await expect(page.locator(".transcript .line.rep").filter(has_text="irectory").first).to_be_visible()
+        await call  # the simulator hangs up when both WAVs have played
+        await expect(page.locator(".status").first).to_have_text("Call ended")
+        await expect(page.locator(".call-info")).to_contain_text("inbound call")
+    finally:
+        if not call.done():
+            call.cancel()

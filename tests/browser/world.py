@@ -26,6 +26,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # The organization's own rule set: "conference" is a competitor's name here.
 ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
 UI_TIMEOUT_MS = 30_000  # generous: the CI box has two busy cores
+# Twilio as scripts/carrier_sim plays it: what the server believes carriers use, and our number.
+PUBLIC_URL = "https://coachline.example.com"
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "sim-auth-token"
+OUR_NUMBER = "+15550100000"
 
 
 @dataclass
@@ -105,14 +110,16 @@ async def make_org(conn) -> Org:
     team_b = str(await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'West') RETURNING id", org))
     digest = hash_password(PASSWORD)
 
-    async def user(name, email, role, team):
+    async def user(name, email, role, team, phone=None):
         address = f"{email}@{slug}.test"
         uid = str(await conn.fetchval(
-            "INSERT INTO users (org_id, email, name, role, team_id, password_hash) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", org, address, name, role, team, digest))
+            "INSERT INTO users (org_id, email, name, role, team_id, password_hash, phone) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id", org, address, name, role, team, digest,
+            phone))
         return uid, address
 
-    rep, rep_email = await user("Rita Rep", "rita", "rep", team_a)
+    # Rita's desk phone is where calls to OUR_NUMBER are forwarded.
+    rep, rep_email = await user("Rita Rep", "rita", "rep", team_a, phone=f"+1555{uuid.uuid4().int % 10**7:07d}")
     other, other_email = await user("Walt West", "walt", "rep", team_b)
     manager, manager_email = await user("Maya Manager", "maya", "manager", team_a)
     return Org(org, team_a, team_b, rep, rep_email, other, other_email, manager, manager_email)
