@@ -39,6 +39,18 @@ async def _finished_call(site) -> str:
 
 async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_listen(site, browser_context):
     call_id = await _finished_call(site)
+    # The post-call summary as the CRM keeps it: a call.completed entry on the call's timeline
+    # (the body crm_core/call_summaries.py writes from coaching's CallSummary).
+    await site.app[RUNTIME].pool.execute(
+        "INSERT INTO activities (org_id, kind, subject_type, subject_id, call_id, actor_id, body) "
+        "VALUES ($1, 'call.completed', 'call', $2, $2, $3, $4)",
+        uuid.UUID(site.org.org_id), uuid.UUID(call_id), uuid.UUID(site.org.rep),
+        {"summary": "The customer said the conference is full and locked.",
+         "key_points": ["Conference is full"],
+         "action_items": [{"owner": "rep", "text": "Send the battle card", "at_ms": 3200, "due": None}],
+         "next_steps": [], "competitors": ["conference"],
+         "objections": [{"category": "objection.timing", "keyword": "locked",
+                         "text": "This conference is locked.", "at_ms": 3100}]})
     page = await sign_in(browser_context, site, site.org.manager_email, "/app/calls")
     ranged: list[int] = []
     page.on("response", lambda r: ranged.append(r.status) if "/recording?" in r.url else None)
@@ -57,6 +69,15 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
     assert 206 in ranged, ranged  # the <audio> element read the WAV through HTTP Range
     # Playback moves the highlight: the line being heard is the current one.
     await expect(lines.filter(has_text="locked")).to_have_class(re.compile(r"\bcurrent\b"))
+
+    # Summary, action items and the coaching moments on the timeline (click to seek there too).
+    await expect(page.locator("main")).to_contain_text("The customer said the conference is full")
+    await expect(page.locator(".actions")).to_contain_text("Send the battle card")
+    moment = page.locator(".timeline li").filter(has_text="Objection")
+    await expect(moment).to_contain_text("0:03")
+    await moment.get_by_role("button").click()
+    await page.wait_for_function(
+        "() => Math.abs(document.querySelector('audio').currentTime - 3.1) < 1.0")
 
     trail = page.locator("table").filter(has=page.get_by_role("columnheader", name="User"))
     await expect(trail.locator("tr").filter(has_text="Maya Manager").filter(has_text="ok").first).to_be_visible()

@@ -114,15 +114,29 @@ export async function mountCallReview(root, callId) {
     }
   });
 
+  // The post-call summary is a "call.completed" timeline entry the CRM writes when the call ends
+  // (crm_core/call_summaries.py): summary, action items, and the coaching moments with their times.
   try {
-    const insights = await api(`/calls/${callId}/insights`);
-    summary.replaceChildren(el("p", {}, insights.summary || "No summary."),
+    const page = await api("/activities", { query: { call_id: callId, kind: "call.completed", limit: 1 } });
+    const done = (page.data || [])[0];
+    if (!done) throw new Error("no summary yet");
+    const b = done.body || {};
+    const seekTo = (ms) => { audio.currentTime = (ms || 0) / 1000; audio.play().catch(() => {}); };
+    const item = (a) => el("li", {}, typeof a === "string" ? a : a.text,
+      a.at_ms != null ? [" ", el("button", { class: "seek", "aria-label": `Play from ${fmtMs(a.at_ms)}`, onclick: () => seekTo(a.at_ms) }, fmtMs(a.at_ms))] : null);
+    summary.replaceChildren(el("p", {}, b.summary || "No summary."),
+      (b.key_points || []).length ? el("ul", {}, ...b.key_points.map((k) => el("li", {}, k))) : "",
       el("h3", {}, "Action items"),
-      el("ul", {}, ...(insights.action_items || []).map((a) => el("li", {}, a.text || a))));
-    timeline.replaceChildren(...(insights.prompts || []).map((p) => el("li", {},
-      el("button", { class: "seek", onclick: () => { audio.currentTime = (p.at_ms || 0) / 1000; } },
-        `${fmtMs(p.at_ms || 0)} — ${p.title}`))));
-  } catch (e) { summary.textContent = "No insights for this call."; }
+      (b.action_items || []).length ? el("ul", { class: "actions" }, ...b.action_items.map(item)) : el("p", {}, "None."),
+      (b.next_steps || []).length ? [el("h3", {}, "Next steps"), el("ul", {}, ...b.next_steps.map(item))] : "");
+    const moments = [
+      ...(b.objections || []).map((o) => ({ at_ms: o.at_ms, label: `Objection (${o.category}): ${o.text}` })),
+      ...(b.action_items || []).map((a) => ({ at_ms: a.at_ms, label: `Action item: ${a.text}` })),
+    ].filter((m) => m.at_ms != null).sort((x, y) => x.at_ms - y.at_ms);
+    timeline.replaceChildren(...moments.map((m) => el("li", {},
+      el("button", { class: "seek", onclick: () => seekTo(m.at_ms) }, `${fmtMs(m.at_ms)} — ${m.label}`))));
+    if (b.competitors && b.competitors.length) timeline.before(el("p", {}, "Competitors mentioned: ", b.competitors.join(", ")));
+  } catch (e) { summary.textContent = "No summary for this call yet."; }
 
   async function loadAudit() {
     try {
