@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import date, timedelta
 
 from playwright.async_api import expect
 
@@ -55,6 +56,17 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
     ranged: list[int] = []
     page.on("response", lambda r: ranged.append(r.status) if "/recording?" in r.url else None)
 
+    # The calls list filters by rep and day (the API's rep_id / created_after / created_before).
+    filters = page.get_by_role("search", name="Filter calls")
+    await expect(page.get_by_role("row").filter(has_text="Rita Rep")).to_have_count(1)
+    await filters.get_by_label("Rep").select_option(label="Walt West")
+    await filters.get_by_role("button", name="Apply").click()
+    await expect(page.get_by_role("link", name="Review")).to_have_count(0)
+    await filters.get_by_label("Rep").select_option(label="Rita Rep")
+    await filters.get_by_label("From").fill((date.today() - timedelta(days=1)).isoformat())
+    await filters.get_by_role("button", name="Apply").click()
+    await expect(page).to_have_url(re.compile(r"rep_id=.*from="))
+    await expect(page.get_by_role("link", name="Review")).to_have_count(1)
     await page.get_by_role("link", name="Review").first.click()
     await page.wait_for_url(f"**/app/calls/{call_id}")
     lines = page.locator(".transcript .line")
