@@ -12,9 +12,9 @@ from scripts.carrier_sim.wav import sound
 from tests.browser.world import (
     OUR_NUMBER,
     PUBLIC_URL,
-    SCREENSHOTS,
     TWILIO_TOKEN,
     push_real_time,
+    screenshot,
     sign_in,
     telephone_frames,
 )
@@ -23,7 +23,7 @@ from tests.media.speech_corpus import requires_corpus
 pytestmark = requires_corpus
 
 
-async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_context):
+async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_context, tmp_path):
     page = await sign_in(browser_context, site, site.org.rep_email, "/app/live")
     await expect(page.get_by_role("heading", name="Live call")).to_be_visible()
     await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
@@ -52,8 +52,7 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
         rep_line = page.locator(".transcript .line.rep:not(.partial)").filter(has_text="irectory")
         await expect(rep_line).to_be_visible()
         await expect(rep_line.locator(".who")).to_contain_text("You")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(SCREENSHOTS / "rep-live-call.png"), full_page=True)
+        await screenshot(page, "rep-live-call", tmp_path)
     finally:
         pushing.cancel()
         await site.close_call(call_id)

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from playwright.async_api import expect
 
 from media.frames import Party
-from tests.browser.world import SCREENSHOTS, push_real_time, sign_in, telephone_frames
+from tests.browser.world import push_real_time, screenshot, sign_in, telephone_frames
 from tests.media.speech_corpus import requires_corpus
 from voice_server.app_keys import RUNTIME
 
@@ -38,7 +38,8 @@ async def _finished_call(site) -> str:
     raise AssertionError(f"call not persisted: {segments} segments, recording {recording}")
 
 
-async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_listen(site, browser_context):
+async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_listen(site, browser_context,
+                                                                                  tmp_path):
     call_id = await _finished_call(site)
     # The post-call summary as the CRM keeps it: a call.completed entry on the call's timeline
     # (the body crm_core/call_summaries.py writes from coaching's CallSummary).
@@ -93,8 +94,7 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
 
     trail = page.locator("table").filter(has=page.get_by_role("columnheader", name="User"))
     await expect(trail.locator("tr").filter(has_text="Maya Manager").filter(has_text="ok").first).to_be_visible()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "manager-call-review.png"), full_page=True)
+    await screenshot(page, "manager-call-review", tmp_path)
 
 
 async def test_a_rep_cannot_open_another_teams_call(site, browser_context):

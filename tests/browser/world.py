@@ -6,6 +6,7 @@ Shared by tests/browser and scripts/bench/screen_latency.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,3 +134,17 @@ async def sign_in(context, site: Site, email: str, next_path: str = "/app"):
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(f"{site.url}{next_path}*")
     return page
+
+
+async def screenshot(page, name: str, scratch: Path) -> Path:
+    """Capture the screen; into docs/screenshots (the README's) only when asked.
+
+    Every run would otherwise rewrite the committed PNGs (the times on screen differ), leaving
+    the checkout dirty: COACHLINE_UPDATE_SCREENSHOTS=1 ./scripts/test tests/browser refreshes them.
+    """
+    folder = SCREENSHOTS if os.environ.get("COACHLINE_UPDATE_SCREENSHOTS") == "1" else scratch
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000  # a real rendering, not an empty page
+    return path
