@@ -2,9 +2,19 @@
 
 from coaching.call_coach import CallCoach, CallCoachError, CoachingProfile, default_profile
 from coaching.keywords import KeywordMatcher, hotwords
-from coaching.records import (ActionItem, CallSummary, CoachingPrompt, KeywordHit, Objection,
-                              SegmentError, SegmentInput, SentimentScore, TalkMetrics, WordTiming,
-                              as_event)
+from coaching.records import (
+                              ActionItem,
+                              CallSummary,
+                              CoachingPrompt,
+                              KeywordHit,
+                              Objection,
+                              SegmentError,
+                              SegmentInput,
+                              SentimentScore,
+                              TalkMetrics,
+                              WordTiming,
+                              as_event,
+)
 from coaching.redaction import RedactedSpan, RedactionResult, Redactor, redact
 from coaching.rule_set import RuleSet, RuleSetError, default_rule_set, load_rule_set
 

@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from coaching.keywords import KeywordMatcher, hotwords
-from coaching.records import (CallSummary, CoachingPrompt, KeywordHit, SegmentInput,
-                              SentimentScore, TalkMetrics)
+from coaching.records import (
+    CallSummary,
+    CoachingPrompt,
+    KeywordHit,
+    SegmentInput,
+    SentimentScore,
+    TalkMetrics,
+)
 from coaching.redaction import Redactor
 from coaching.rule_set import RuleSet, default_rule_set, load_rule_set
 from coaching.rules import RuleEngine
@@ -61,7 +67,7 @@ def default_profile() -> CoachingProfile:
 
 class CallCoach:
     def __init__(self, profile: CoachingProfile | RuleSet | None = None, *,
-                 call_start_ms: int = 0) -> None:
+                 call_start_ms: int = 0, prompts_on_partials: bool = True) -> None:
         if profile is None:
             profile = default_profile()
         elif isinstance(profile, RuleSet):
@@ -69,6 +75,9 @@ class CallCoach:
         self.profile = profile
         rule_set = profile.rule_set
         self.call_start_ms = call_start_ms
+        # keyword prompts from partials reach the rep a segment earlier; the final's hit
+        # then falls inside the same (rule, keyword) cooldown and does not prompt again
+        self.prompts_on_partials = prompts_on_partials
         self._tracker = TalkTracker(rule_set.fillers, int(rule_set.option("turn_gap_ms")),
                                     int(rule_set.option("backchannel_max_words")))
         self._trend = SentimentTrend(float(rule_set.option("sentiment_alpha")))
@@ -85,7 +94,12 @@ class CallCoach:
         return self._summary is not None
 
     def feed(self, segment: SegmentInput | Mapping[str, Any] | Any) -> list[Insight]:
-        """Insights from one segment; partials and repeats of a final give nothing.
+        """Insights from one segment.
+
+        A final gives its keyword hits, sentiment, metrics and prompts; a repeat of
+        a final gives nothing. A partial gives only keyword prompts (when
+        ``prompts_on_partials``), so a competitor named mid-sentence is coached
+        before the sentence ends.
 
         Accepts a SegmentInput, a ``transcript.final``-shaped mapping, or any object
         with TranscriptSegment's attributes; a malformed one raises SegmentError.
@@ -95,8 +109,14 @@ class CallCoach:
         if not isinstance(segment, SegmentInput):
             segment = SegmentInput.from_mapping(segment) if isinstance(segment, Mapping) \
                 else SegmentInput.from_transcript(segment)
-        if not segment.is_final or segment.segment_id in self._seen:
+        if segment.segment_id in self._seen:
             return []
+        if not segment.is_final:
+            if not self.prompts_on_partials:
+                return []
+            text, tokens = segment_tokens(segment)
+            return list(self._engine.on_keywords(
+                self.profile.matcher.match_tokens(segment, text, tokens), partial=True))
         self._seen.add(segment.segment_id)
         self._last_ms = max(self._last_ms, segment.end_ms)
         text, tokens = segment_tokens(segment)

@@ -78,10 +78,13 @@ class SegmentInput:
     @classmethod
     def from_transcript(cls, segment: Any) -> SegmentInput:
         """From any object with TranscriptSegment's attributes (media.transcript's record)."""
-        return cls.build(getattr(segment, "segment_id"), getattr(segment, "party"),
-                         getattr(segment, "text"), getattr(segment, "start_ms"),
-                         getattr(segment, "end_ms"), getattr(segment, "words", ()) or (),
-                         getattr(segment, "is_final", True))
+        try:
+            return cls.build(segment.segment_id, segment.party, segment.text, segment.start_ms,
+                             segment.end_ms, getattr(segment, "words", ()) or (),
+                             getattr(segment, "is_final", True))
+        except AttributeError as exc:
+            raise SegmentError(f"not a transcript segment ({type(segment).__name__}): "
+                               f"{exc}") from None
 
 
 def _party_name(party: Any) -> str:
@@ -175,7 +178,7 @@ class TalkMetrics:
 @dataclass(frozen=True, slots=True)
 class CoachingPrompt:
     rule_id: str
-    kind: str               # the rule's trigger kind: keyword, metric, sentiment, silence, checklist
+    kind: str               # the rule's trigger: keyword, metric, sentiment, silence, checklist
     severity: str
     title: str
     body: str
@@ -220,8 +223,8 @@ class CallSummary:
 # Bus event type per insight record, so the wiring needs no isinstance ladder.
 EVENT_TYPES: dict[type, str] = {
     KeywordHit: "insight.keyword",
-    SentimentScore: "sentiment",
-    TalkMetrics: "metrics",
+    SentimentScore: "insight.sentiment",
+    TalkMetrics: "insight.metrics",
     CoachingPrompt: "coaching.prompt",
     CallSummary: "insight.summary",
 }

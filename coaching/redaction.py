@@ -185,7 +185,7 @@ class Redactor:
 
     def _classify(self, run: _Run, card_at, cvv_at, ssn_at) -> tuple[str | None, int, int]:
         n = len(run.digits)
-        near = lambda positions: any(p < run.first and run.first - p <= CONTEXT_WINDOW  # noqa: E731
+        near = lambda positions: any(p < run.first and run.first - p <= CONTEXT_WINDOW
                                      or p == -1 and run.first < CONTEXT_WINDOW for p in positions)
         if 13 <= n <= 19 and luhn_ok(run.digits):
             return "card_number", run.first, run.last
@@ -194,7 +194,7 @@ class Redactor:
         if n > 19:
             # a card number inside a longer run (e.g. followed by the expiry): mask it all
             for width in range(19, 12, -1):
-                for start in range(0, n - width + 1):
+                for start in range(n - width + 1):
                     if luhn_ok(run.digits[start:start + width]):
                         return "card_number", run.first, run.last
         if n in (3, 4) and near(cvv_at):

@@ -296,10 +296,9 @@ def _rule(index: int, data: Any, keywords: Mapping[str, Any]) -> Rule:
     category = data.get("category")
     metric = data.get("metric")
     op = data.get("op", ">")
-    if trigger in ("keyword", "checklist"):
-        if category not in keywords:
-            raise RuleSetError(f"{path}.category: {category!r} is not a keyword category "
-                               f"(known: {sorted(keywords)})")
+    if trigger in ("keyword", "checklist") and category not in keywords:
+        raise RuleSetError(f"{path}.category: {category!r} is not a keyword category "
+                           f"(known: {sorted(keywords)})")
     if trigger == "metric":
         if metric not in METRICS:
             raise RuleSetError(f"{path}.metric: {metric!r} is not one of {METRICS}")

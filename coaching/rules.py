@@ -60,10 +60,11 @@ class RuleEngine:
 
     # -- triggers ---------------------------------------------------------------------------
 
-    def on_keywords(self, hits: list[KeywordHit]) -> list[CoachingPrompt]:
+    def on_keywords(self, hits: list[KeywordHit], partial: bool = False) -> list[CoachingPrompt]:
+        """Prompts for keyword hits; hits from a partial transcript tick no checklist item."""
         prompts = []
         for hit in hits:
-            for rule in self._by_trigger.get("checklist", ()):
+            for rule in () if partial else self._by_trigger.get("checklist", ()):
                 if rule.category == hit.category and rule.party in (None, hit.party):
                     self.checklist_done.setdefault(rule.id, hit.end_ms)
             for rule in self._by_trigger.get("keyword", ()):
@@ -88,7 +89,8 @@ class RuleEngine:
                 prompt = self._fire(rule, None, score.at_ms, score.party,
                                     {"value": trend.value, "peak": trend.peak,
                                      "party": score.party},
-                                    evidence=(f"trend {trend.value:+.2f} from peak {trend.peak:+.2f}",))
+                                    evidence=(f"trend {trend.value:+.2f} from peak "
+                                              + f"{trend.peak:+.2f}",))
                 if prompt:
                     prompts.append(prompt)
         return prompts
@@ -119,7 +121,7 @@ class RuleEngine:
             quiet_s = (now_ms - last_speech_end_ms) / 1000
             for rule in self._by_trigger.get("silence", ()):
                 if quiet_s >= rule.seconds:
-                    # one prompt per stretch of silence: the stretch is the cooldown subject
+                    # the stretch is the cooldown subject: one prompt per cooldown_s of it
                     prompt = self._fire(rule, last_speech_end_ms, now_ms, None,
                                         {"value": quiet_s}, evidence=(f"silent {quiet_s:.0f} s",))
                     if prompt:
@@ -136,7 +138,8 @@ class RuleEngine:
         return prompts
 
     def missed_checklist(self) -> list[str]:
-        return [r.id for r in self._by_trigger.get("checklist", ()) if r.id not in self.checklist_done]
+        return [r.id for r in self._by_trigger.get("checklist", ())
+                if r.id not in self.checklist_done]
 
     # -- firing -------------------------------------------------------------------------------
 

@@ -76,6 +76,18 @@ def default_model() -> VaderSentiment:
     return VaderSentiment()
 
 
+MODEL_NAMES = ("vader", "minilm")
+
+
+def load_model(name: str = "vader") -> SentimentModel:
+    """The sentiment model a setting names; "minilm" needs the ``sentiment-model`` extra."""
+    if name == "vader":
+        return default_model()
+    if name == "minilm":
+        return EmbeddingSentiment()
+    raise ValueError(f"unknown sentiment model {name!r} (known: {MODEL_NAMES})")
+
+
 @cache
 def embedder():
     """The packaged all-MiniLM-L6-v2 as a SentenceTransformer on CPU (loaded once)."""

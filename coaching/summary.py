@@ -83,8 +83,9 @@ def extract_actions(utterances: list[Utterance]) -> tuple[list[ActionItem], list
     return actions, next_steps
 
 
-def build_summary(utterances: list[Utterance], hits: list[KeywordHit], objection_categories: set[str],
-                  metrics: TalkMetrics | None, trend: dict[str, tuple[tuple[int, float], ...]],
+def build_summary(utterances: list[Utterance], hits: list[KeywordHit],
+                  objection_categories: set[str], metrics: TalkMetrics | None,
+                  trend: dict[str, tuple[tuple[int, float], ...]],
                   checklist_missed: list[str], duration_ms: int) -> CallSummary:
     by_segment = {u.segment_id: u for u in utterances}
     actions, next_steps = extract_actions(utterances)
@@ -93,7 +94,8 @@ def build_summary(utterances: list[Utterance], hits: list[KeywordHit], objection
         if hit.category in objection_categories:
             u = by_segment.get(hit.segment_id)
             objections.append(Objection(hit.category, hit.keyword,
-                                        _sentence_with(u, hit.matched_text) if u else hit.matched_text,
+                                        _sentence_with(u, hit.matched_text) if u
+                                        else hit.matched_text,
                                         hit.start_ms))
     competitors = list(dict.fromkeys(h.keyword for h in hits if h.category == "competitor"))
     counts = Counter(h.category for h in hits)
@@ -162,7 +164,8 @@ def _text(duration_ms, metrics, objections, competitors, next_steps, actions, cu
     if actions:
         parts.append(f"{len(actions)} action item{'s' if len(actions) != 1 else ''}.")
     if len(customer) >= 2:
-        parts.append(f"Customer sentiment went from {customer[0][1]:+.2f} to {customer[-1][1]:+.2f}.")
+        parts.append(f"Customer sentiment went from {customer[0][1]:+.2f} "
+                     f"to {customer[-1][1]:+.2f}.")
     if missed:
         parts.append("Checklist missed: " + ", ".join(missed) + ".")
     return " ".join(parts)

@@ -33,16 +33,21 @@ from dataclasses import dataclass
 from coaching.records import SegmentInput, TalkMetrics
 
 # Words before "like" that make it a verb or comparison, not a filler.
-_LIKE_NOT_FILLER_AFTER = frozenset(
-    "i you we they he she i'd you'd we'd they'd would wouldn't don't didn't do does doesn't did "
-    "really just also look looks looked sound sounds sounded feel feels felt seem seems seemed "
-    "something anything nothing things more much is was be been not people it's that's what's "
-    "who'd should could might will".split())
+_LIKE_NOT_FILLER_AFTER = frozenset({
+    "i", "you", "we", "they", "he", "she", "i'd", "you'd", "we'd", "they'd", "would", "wouldn't",
+    "don't", "didn't", "do", "does", "doesn't", "did", "really", "just", "also", "look", "looks",
+    "looked", "sound", "sounds", "sounded", "feel", "feels", "felt", "seem", "seems", "seemed",
+    "something", "anything", "nothing", "things", "more", "much", "is", "was", "be", "been", "not",
+    "people", "it's", "that's", "what's", "who'd", "should", "could", "might", "will",
+})
+_DETERMINERS = frozenset({"a", "the", "what", "this", "that", "which", "any", "some", "every",
+                          "one", "same"})
 _PHRASE_NOT_FILLER_AFTER = {
-    ("kind", "of"): frozenset("a the what this that which any some every one same".split()),
-    ("sort", "of"): frozenset("a the what this that which any some every one same".split()),
-    ("you", "know"): frozenset("do did would if don't didn't as what let".split()),
-    ("i", "mean"): frozenset("what that's if".split()),
+    ("kind", "of"): _DETERMINERS,
+    ("sort", "of"): _DETERMINERS,
+    ("you", "know"): frozenset({"do", "did", "would", "if", "don't", "didn't", "as", "what",
+                                "let"}),
+    ("i", "mean"): frozenset({"what", "that's", "if"}),
 }
 
 

@@ -108,8 +108,7 @@ _STEMMER = snowballstemmer.stemmer("english")
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     # Snowball keeps "'s" on the stem; drop the possessive so "gong's" meets "gong"
-    if word.endswith("'s"):
-        word = word[:-2]
+    word = word.removesuffix("'s")
     return _STEMMER.stemWord(word.replace("'", ""))
 
 
@@ -121,7 +120,7 @@ def digits_of(norms: list[str], i: int) -> tuple[str, int] | None:
     word = norms[i]
     if word.isdigit():
         return word, 1
-    if word in DIGIT_WORDS and word not in ("o", "for") or word in ("o", "for") and _digit_next(norms, i):
+    if word in DIGIT_WORDS and (word not in ("o", "for") or _digit_next(norms, i)):
         return DIGIT_WORDS[word], 1
     if word in REPEAT_WORDS and i + 1 < len(norms):
         nxt = norms[i + 1]

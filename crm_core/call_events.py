@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
+from crm_core.call_summaries import store_call_summary
 from crm_core.calls import SegmentRow, add_final_segments, mark_call_ended
 from storage.events import Delivery, EventBus
 
@@ -63,6 +64,7 @@ class CallEventWriter:
         for pattern, group, handler in (
             ("transcript.final", "crm-transcripts", self._write_segment),
             ("call.ended", "crm-call-ends", self._write_call_end),
+            ("insight.summary", "crm-call-summaries", self._write_summary),
         ):
             sub = await self._bus.subscribe(pattern, group=group, redeliver_after_s=self._redeliver_after_s)
             self._subs.append(sub)
@@ -96,6 +98,12 @@ class CallEventWriter:
         self.written_segments += await add_final_segments(
             conn, payload["_org_id"], payload["call_id"], [segment]
         )
+
+    async def _write_summary(self, conn: asyncpg.Connection, payload: dict) -> None:
+        summary = {k: v for k, v in payload.items() if k not in ("call_id", "_org_id")}
+        changes = await store_call_summary(conn, payload["_org_id"], payload["call_id"], summary)
+        if changes is not None:
+            await changes.publish(self._pool(), self._bus)
 
     async def _write_call_end(self, conn: asyncpg.Connection, payload: dict) -> None:
         await mark_call_ended(conn, payload["call_id"], abnormal=bool(payload.get("abnormal")))

@@ -34,11 +34,13 @@ from coaching.records import (
 )
 from coaching.redaction import RedactedSpan, Redactor
 from media.frames import AudioFrame, Party
+from media.speakers import SpeakerEncoder
 from media.stt.pool import SpeechModelPool
 from media.stt.streaming import StreamingTranscriber
 from media.transcript import TranscriptSegment
 from voice_server.call_session import CallSession
 from voice_server.logs import call_id_var
+from voice_server.speaker_labels import SpeakerLabeller
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class CallIntelligence:
     """Transcription and coaching for one live call."""
 
     def __init__(self, session: CallSession, pool: SpeechModelPool, profile: CoachingProfile, *,
-                 keep_raw_text: bool = False) -> None:
+                 keep_raw_text: bool = False, speaker_encoder: SpeakerEncoder | None = None) -> None:
         self._session = session
         self._pool = pool
         self._profile = profile
@@ -64,6 +66,8 @@ class CallIntelligence:
         self._closed = False
         self._started = time.monotonic()
         self._last_ms = 0
+        self._speaker_encoder = speaker_encoder
+        self._labeller: SpeakerLabeller | None = None
         self.pii_listeners: list[PiiListener] = []
         self.segments_published = 0
 
@@ -78,6 +82,10 @@ class CallIntelligence:
             transcriber = self._start_party(party)
         self._last_ms = max(self._last_ms, int(frame.end_ms))
         transcriber.push(frame)
+        if party == Party.MIXED.value and self._speaker_encoder is not None:
+            if self._labeller is None:
+                self._labeller = SpeakerLabeller(self._speaker_encoder)
+            self._labeller.push(frame)
 
     def on_dtmf(self, digit: str, at_ms: int, duration_ms: int) -> None:
         pass  # digits are published by the session itself; coaching does not use them
@@ -93,6 +101,8 @@ class CallIntelligence:
         await asyncio.gather(*(t.close() for t in self._transcribers.values()),
                              return_exceptions=True)
         await asyncio.gather(*self._readers, return_exceptions=True)
+        if self._labeller is not None:
+            await self._labeller.close()
         summary = self._coach.finish(self._last_ms)
         await self._session.publish("insight.summary", _summary_payload(summary, abnormal))
 
@@ -122,8 +132,20 @@ class CallIntelligence:
             call_id_var.reset(token)
 
     async def _on_segment(self, segment: TranscriptSegment) -> None:
+        if segment.is_final and not segment.text.strip():
+            # The speech engine retracts partials that turned out to be noise.
+            await self._session.publish("transcript.retracted", {
+                "segment_id": segment.segment_id, "party": segment.party})
+            return
+        speaker = segment.party
+        if self._labeller is not None:
+            speaker = self._labeller.speaker_for(segment.start_ms, segment.end_ms) or segment.party
+        # Coaching reasons about the rep and the customer: a segment whose voice is not
+        # known as one of them (mixed channel, rep not enrolled) is transcribed, not coached.
+        coached = speaker in (Party.REP.value, Party.CUSTOMER.value)
+        coach_party = speaker if coached else Party.CUSTOMER.value
         coach_input = SegmentInput(
-            segment_id=segment.segment_id, party=segment.party, text=segment.text,
+            segment_id=segment.segment_id, party=coach_party, text=segment.text,
             start_ms=segment.start_ms, end_ms=segment.end_ms,
             words=tuple(WordTiming(w.text, w.start_ms, w.end_ms) for w in segment.words),
             is_final=segment.is_final,
@@ -133,7 +155,7 @@ class CallIntelligence:
         payload: dict[str, Any] = {
             "segment_id": segment.segment_id,
             "party": segment.party,
-            "speaker": segment.party,
+            "speaker": speaker,
             "start_ms": segment.start_ms,
             "end_ms": segment.end_ms,
             "text": redacted.text,
@@ -145,6 +167,10 @@ class CallIntelligence:
         }
         if not segment.is_final:
             await self._session.publish("transcript.partial", payload)
+            # Keyword prompts fire on partials, so a competitor is coached before the
+            # sentence ends; the coach does not prompt again for the final.
+            for insight in self._coach.feed(coach_input) if coached else ():
+                await self._publish_insight(insight)
             return
         if self._keep_raw_text and redacted.spans:
             payload["text_raw"] = segment.text
@@ -153,7 +179,7 @@ class CallIntelligence:
         if redacted.spans:
             for listener in self.pii_listeners:
                 listener(list(redacted.spans))
-        for insight in self._coach.feed(coach_input):
+        for insight in self._coach.feed(coach_input) if coached else ():
             await self._publish_insight(insight)
 
     async def _tick(self) -> None:

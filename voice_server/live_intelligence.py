@@ -8,14 +8,25 @@ import logging
 
 from aiohttp import web
 
+from media.speakers import SpeakerEncoder, SpeakerModelError
 from media.stt.decoder import DecoderOptions
 from media.stt.pool import PoolOptions, SpeechModelPool
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
 from voice_server.coaching_profiles import OrgCoachingProfiles
+from voice_server.recorder import CallRecorder
 
 log = logging.getLogger(__name__)
+
+
+def _speaker_encoder() -> SpeakerEncoder | None:
+    """The voice encoder for mixed-channel calls; without it they are transcribed unlabelled."""
+    try:
+        return SpeakerEncoder()
+    except (SpeakerModelError, OSError) as exc:
+        log.warning("speaker attribution off for mixed-channel calls: %s", exc)
+        return None
 
 SPEECH_POOL = web.AppKey("speech_pool", SpeechModelPool)
 
@@ -38,12 +49,19 @@ async def live_intelligence_ctx(app: web.Application):
     )
     pool = await loop.run_in_executor(None, load)
     app[SPEECH_POOL] = pool
+    speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
     log.info("speech model %s loaded; live transcription on", settings.stt_model)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)
-        return CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text)
+        intelligence = CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text,
+                                        speaker_encoder=speaker_encoder)
+        # Card numbers spoken on the call are silenced in its recording too (PCI).
+        intelligence.pii_listeners.append(
+            lambda spans: [c.silence_redacted(spans) for c in session.consumers
+                           if isinstance(c, CallRecorder)])
+        return intelligence
 
     app[CALL_SESSIONS].consumer_factories.append(attach)
 

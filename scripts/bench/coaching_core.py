@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from coaching import CallCoach, SegmentInput, default_profile  # noqa: E402
+from coaching import CallCoach, SegmentInput, default_profile
 
 REP_LINES = [
     "Hi, this is Sam from Coachline, just so you know this call is being recorded.",

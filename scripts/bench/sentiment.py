@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from coaching.sentiment import (EmbeddingSentiment, SentimentModelUnavailable,  # noqa: E402
-                                VaderSentiment)
-from sentiment_corpus import CORPUS_NAME, LABELS, load_split  # noqa: E402
+from sentiment_corpus import CORPUS_NAME, LABELS, load_split
+
+from coaching.sentiment import EmbeddingSentiment, SentimentModelUnavailable, VaderSentiment
 
 
 def report(name: str, predicted: np.ndarray, truth: np.ndarray, seconds: float) -> dict:

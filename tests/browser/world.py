@@ -24,8 +24,11 @@ from voice_server.call_session import CallInfo
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "correct horse battery"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-# The organization's own rule set: "conference" is a competitor's name here.
-ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
+# The organization's own rule set: "conference" is a competitor's name here, and a room that
+# "is locked" is an objection (so the post-call summary has a moment to put on the timeline).
+ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]},
+                          "objection_access": {"objection": True,
+                                               "phrases": [{"phrase": "is locked"}]}}}
 UI_TIMEOUT_MS = 30_000  # generous: the CI box has two busy cores
 # Twilio as scripts/carrier_sim plays it: what the server believes carriers use, and our number.
 PUBLIC_URL = "https://coachline.example.com"

@@ -4,9 +4,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from coaching import (CallCoach, CallCoachError, CallSummary, CoachingPrompt, KeywordHit,
-                      SegmentError, SegmentInput, SentimentScore, TalkMetrics, as_event,
-                      load_rule_set)
+from coaching import (
+    CallCoach,
+    CallCoachError,
+    CallSummary,
+    CoachingPrompt,
+    KeywordHit,
+    SegmentError,
+    SegmentInput,
+    SentimentScore,
+    TalkMetrics,
+    as_event,
+    load_rule_set,
+)
 
 MONOLOGUE = "Let me walk you through how the platform works for your group."
 
@@ -118,13 +128,23 @@ def test_insights_of_one_final_segment():
     assert as_event(next(x for x in out if isinstance(x, CoachingPrompt)))[0] == "coaching.prompt"
 
 
-def test_partials_and_redelivered_finals_give_nothing():
+def test_a_partial_prompts_early_and_the_final_does_not_prompt_again():
     coach = CallCoach()
     partial = SegmentInput.build("s1", "customer", "We use Gong", 0, 1_000, is_final=False)
-    final = SegmentInput.build("s1", "customer", "We use Gong.", 0, 1_200)
-    assert coach.feed(partial) == []
-    assert any(isinstance(x, CoachingPrompt) for x in coach.feed(final))
-    assert coach.feed(final) == []
+    final = SegmentInput.build("s1", "customer", "We use Gong, it's fine.", 0, 2_000)
+    early = coach.feed(partial)
+    assert [type(x) for x in early] == [CoachingPrompt] and early[0].title == "Competitor: Gong"
+    assert coach.feed(partial) == []                       # same partial again: cooldown
+    later = coach.feed(final)
+    assert [x.keyword for x in later if isinstance(x, KeywordHit)] == ["Gong"]
+    assert not any(isinstance(x, CoachingPrompt) for x in later)
+    assert coach.feed(final) == []                         # a redelivered final gives nothing
+
+
+def test_partials_can_be_ignored():
+    coach = CallCoach(prompts_on_partials=False)
+    assert coach.feed(SegmentInput.build("s1", "customer", "We use Gong", 0, 1_000,
+                                         is_final=False)) == []
 
 
 def test_segments_from_mappings_and_transcript_like_objects():
@@ -150,6 +170,9 @@ def test_segments_from_mappings_and_transcript_like_objects():
     ({"segment_id": "x", "party": "rep", "end_ms": 1}, "missing field 'start_ms'"),
     ({"segment_id": "x", "party": "rep", "start_ms": 0, "end_ms": 1, "words": [("a",)]},
      "word must be"),
+    ("not a segment", "not a transcript segment"),
+    ({"segment_id": "x", "party": "rep", "start_ms": 0, "end_ms": 1, "text": None},
+     "text must be a string"),
 ])
 def test_bad_segments_are_rejected_clearly_and_the_call_goes_on(bad, message):
     coach = CallCoach()
@@ -173,3 +196,23 @@ def test_an_empty_call_still_has_a_summary():
     summary = CallCoach().finish(5_000)
     assert summary.metrics is None and summary.action_items == ()
     assert "No next step" in summary.text
+
+
+def test_every_insight_and_the_summary_serialise_to_json():
+    import json
+
+    coach = CallCoach()
+    out = coach.feed(SegmentInput.build("s1", "customer", "We use Gong, too expensive.", 0, 2_000))
+    out += coach.tick(40_000)
+    for record in [*out, coach.finish(41_000)]:
+        _event_type, payload = as_event(record)
+        assert json.loads(json.dumps(payload)) == payload
+    assert as_event(coach.finish())[0] == "insight.summary"
+    with pytest.raises(TypeError):
+        as_event("not a record")
+
+
+def test_profile_gives_the_transcriber_hot_words():
+    from coaching import CoachingProfile
+
+    assert CoachingProfile().hotwords.startswith("Gong, Chorus")

@@ -28,14 +28,26 @@ def hits(matcher, text, party="customer", words=()):
     ("they moved to sales loft", "Salesloft"),
     ("we have ring central for phones", "RingCentral"),
     ("we're evaluating Gong's product", "Gong"),
+    ("we tried ring centrall", "RingCentral"),
+    ("our reps use out reech", "Outreach"),
 ])
 def test_competitor_names_survive_asr_misspellings(matcher, heard, keyword):
     found = [h for h in hits(matcher, heard) if h[0] == "competitor"]
     assert [h[1] for h in found] == [keyword]
 
 
+@pytest.mark.parametrize("heard, keyword, matched", [
+    ("we switched to dial pat", "Dialpad", "dial pat"),    # too far for spelling, same sound
+    ("we use air cole for the phones", "Aircall", "air cole"),
+])
+def test_names_that_sound_alike_match_phonetically(matcher, heard, keyword, matched):
+    assert [h[1:] for h in hits(matcher, heard) if h[0] == "competitor"] == [
+        (keyword, matched, "phonetic")]
+
+
 @pytest.mark.parametrize("heard", [
     "I'm going to check that, of course.",
+    "Gone are the days of cold calls, it's a course on sales.",
     "the course was fine and the gang was all there",
     "we'll drive out to the office",
 ])

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from coaching.sentiment import (EmbeddingSentiment, SentimentTrend, VaderSentiment, default_model,
-                                label_of)
+from coaching.sentiment import (
+    EmbeddingSentiment,
+    SentimentModelUnavailable,
+    SentimentTrend,
+    VaderSentiment,
+    default_model,
+    label_of,
+    load_model,
+)
 
 
 def test_vader_with_sales_terms_reads_sales_objections_as_negative():
@@ -42,3 +49,14 @@ def test_embedding_model_scores_when_the_extra_is_installed():
     pytest.importorskip("sentence_transformers")
     model = EmbeddingSentiment()
     assert model.score("I love this, it's wonderful") > 0 > model.score("this is awful, I hate it")
+
+
+def test_models_by_name():
+    assert load_model("vader") is default_model()
+    with pytest.raises(ValueError, match="unknown sentiment model"):
+        load_model("magic")
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(SentimentModelUnavailable, match="sentiment-model"):
+            load_model("minilm")

@@ -33,8 +33,8 @@ def test_summary_of_a_call_is_built_from_redacted_text():
         ("rep", 0, 5_000, "Hi, this call is being recorded for quality."),
         ("customer", 6_000, 12_000, "We already use HubSpot and the budget is tight."),
         ("customer", 13_000, 18_000, "Can you email me at jane.doe@acme.com? It's too expensive."),
-        ("rep", 19_000, 25_000, "I'll email you the ROI study today. Let's set up a call next week "
-                                "to go through it, what's the next step on your side?"),
+        ("rep", 19_000, 25_000, ("I'll email you the ROI study today. Let's set up a call next "
+                                 "week to go through it, what's the next step on your side?")),
     ]
     for i, (party, start, end, text) in enumerate(lines):
         coach.feed(SegmentInput.build(f"s{i}", party, text, start, end))

@@ -65,7 +65,7 @@ def test_call_coach_reports_the_same_metrics():
 
 def test_filler_context_rules():
     tracker = TalkTracker(load_rule_set().fillers)
-    count = lambda text: tracker.count_fillers(normalise(text).split())  # noqa: E731
+    count = lambda text: tracker.count_fillers(normalise(text).split())
     assert count("I'd like a demo, it looks like what we need") == []
     assert count("the onboarding took like three weeks") == ["like"]
     assert count("what kind of plan do you know the price") == []

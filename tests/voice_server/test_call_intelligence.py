@@ -126,6 +126,20 @@ async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(
         await asyncio.sleep(0.2)
     assert [r["text"] for r in stored] == [f["text"] for f in sorted(finals, key=lambda f: f["start_ms"])]
 
+    # The summary lands on the call, on the timeline, and goes out as crm.call.completed.
+    for _ in range(50):
+        call_row = await pool.fetchrow("SELECT summary FROM calls WHERE id = $1", uuid.UUID(call_id))
+        if call_row["summary"] is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert call_row["summary"]["competitors"] and call_row["summary"]["keyword_counts"]["competitor"] >= 1
+    activity = await pool.fetchrow("SELECT kind, subject_type, body FROM activities WHERE call_id = $1",
+                                   uuid.UUID(call_id))
+    assert activity["kind"] == "call.completed" and activity["body"]["competitor_hits"] >= 1
+    completed = await pool.fetch("SELECT payload FROM outbox WHERE type = 'crm.call.completed' "
+                                 "AND payload->>'call_id' = $1", call_id)
+    assert len(completed) == 1
+
     for _ in range(30):  # the exporter copies the pool's stats into the gauges once a second
         scrape = app[METRICS].registry.get_sample_value("coachline_stt_decoded", {"kind": "final"})
         if scrape is not None and scrape >= len(finals):
@@ -163,3 +177,40 @@ async def test_invalid_org_rule_set_falls_back_to_the_default_and_the_call_is_st
     await asyncio.gather(task, return_exceptions=True)
     assert got and "conference" in " ".join(p["text"] for p in got).lower()
     assert json.dumps(got)  # payloads are JSON-ready
+
+
+async def test_a_mixed_channel_call_is_transcribed_with_speakers_told_apart(server):
+    """Vonage-style single channel: the diarizer labels each final with a voice."""
+    import wave
+    from pathlib import Path
+
+    app, _, org_id, rep_id = server
+    with wave.open(str(Path(__file__).parent.parent / "data" / "diarization" / "sample.wav")) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
+    call_id = str(uuid.uuid4())
+    bus = app[RUNTIME].bus
+    sub = await bus.subscribe("transcript.final")
+    finals: list = []
+
+    async def watch():
+        async for delivery in sub:
+            if delivery.event.payload.get("call_id") == call_id:
+                finals.append(delivery.event.payload)
+
+    task = asyncio.create_task(watch())
+    session = await app[CALL_SESSIONS].open(CallInfo(call_id, org_id, "vonage", "inbound", rep_id=rep_id))
+    for n, i in enumerate(range(0, len(pcm) - 319, 320)):  # 20 ms of 16 kHz L16, as Vonage sends
+        session.push_audio(AudioFrame(pcm[i:i + 320].copy(), 16000, Party.MIXED, i // 16))
+        if n % 10 == 0:
+            await asyncio.sleep(0.2)  # real time: the labels come from a diarizer that runs live
+    await app[CALL_SESSIONS].close(call_id)
+    await asyncio.sleep(0.5)
+    await sub.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert finals and all(f["party"] == "mixed" for f in finals)
+    speakers = {f["speaker"] for f in finals}
+    # Two people talk in the sample: the segments carry two voice labels, not the channel name.
+    assert speakers <= {"speaker_1", "speaker_2", "mixed"}
+    assert {"speaker_1", "speaker_2"} <= speakers, [(f["speaker"], f["text"]) for f in finals]

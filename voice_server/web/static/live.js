@@ -118,6 +118,11 @@ export function mountLive(root, me) {
       switch (msg.type) {
         case "transcript.partial": return onTranscript(msg, false);
         case "transcript.final": return onTranscript(msg, true);
+        case "transcript.retracted": {
+          const gone = transcript.querySelector(`[data-key="${CSS.escape(`${msg.party}:${msg.segment_id}`)}"]`);
+          if (gone) gone.remove();
+          return;
+        }
         case "coaching.prompt": return onPrompt(msg);
         case "insight.metrics": return onMetrics(msg);
         case "insight.sentiment": return onSentiment(msg);

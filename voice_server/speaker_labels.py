@@ -1,0 +1,89 @@
+"""Who is speaking on a mixed-channel call (Vonage's one stream, a conference bridge).
+
+Two-track calls know each segment's party from its track. A ``MIXED``
+call gets a ``SpeakerLabeller``: the call's audio goes through an
+``OnlineDiarizer`` (media/speakers.py) in a worker thread, a batch every
+``BATCH_S`` so the event loop never runs the encoder, and each transcript
+segment is labelled with the voice that covers most of it. Labels are
+``speaker_1``/``speaker_2`` unless the rep's voice is enrolled, then
+``rep``/``customer``. A segment is never held back for its label: it gets
+the best label known when it is final (the diarizer lags ~1.2 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from media.frames import AudioFrame
+from media.speakers import OnlineDiarizer, SpeakerEncoder, SpeakerTurn
+
+log = logging.getLogger(__name__)
+
+BATCH_S = 0.4
+_MAX_PENDING_FRAMES = 3000  # one minute of 20 ms frames; beyond that the diarizer is skipped
+
+
+class SpeakerLabeller:
+    def __init__(self, encoder: SpeakerEncoder) -> None:
+        self._diarizer = OnlineDiarizer(encoder)
+        self._pending: list[AudioFrame] = []
+        self._turns: list[SpeakerTurn] = []
+        self._current: str | None = None
+        self._task: asyncio.Task | None = None
+        self._failed = False
+        self.frames_skipped = 0
+
+    def push(self, frame: AudioFrame) -> None:
+        if self._failed:
+            return
+        if len(self._pending) >= _MAX_PENDING_FRAMES:
+            self.frames_skipped += 1  # overloaded: labels degrade, the call does not
+            return
+        self._pending.append(frame)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="speaker-labels")
+
+    def speaker_for(self, start_ms: int, end_ms: int) -> str | None:
+        """The voice that covers most of ``start_ms..end_ms``, as far as decided now."""
+        best, overlap_best = None, 0
+        for turn in reversed(self._turns):
+            if turn.end_ms < start_ms:
+                break
+            overlap = min(end_ms, turn.end_ms) - max(start_ms, turn.start_ms)
+            if overlap > overlap_best:
+                best, overlap_best = turn.speaker, overlap
+        return best or self._current
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if not self._failed:
+            try:
+                self._turns.extend(await asyncio.to_thread(self._diarizer.flush))
+            except Exception:
+                log.exception("speaker diarization failed at the end of the call")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(BATCH_S)
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                turns, current = await asyncio.to_thread(self._feed, batch)
+            except Exception:
+                log.exception("speaker diarization failed; this call keeps unlabelled segments")
+                self._failed = True
+                return
+            self._turns.extend(turns)
+            self._current = current
+
+    def _feed(self, frames: list[AudioFrame]) -> tuple[list[SpeakerTurn], str | None]:
+        turns: list[SpeakerTurn] = []
+        for frame in frames:
+            turns.extend(self._diarizer.push(frame))
+        current = self._diarizer.current
+        return turns, current[0] if current else None
