@@ -71,7 +71,7 @@ async def place_outbound_call(call: Call) -> Reply:
         async with call.pool.acquire() as conn:
             await update_call_status(conn, call_id, "failed")
         raise CarrierUnavailable(str(exc), {"call_id": call_id}) from None
-    except Exception:  # noqa: BLE001 - see below
+    except Exception:  # any failure: see below
         # Once dialling began we cannot tell whether the carrier placed the call. A 500 would
         # free the Idempotency-Key and let the client's retry dial the customer again, so the
         # answer is a 502 that the key replays.
