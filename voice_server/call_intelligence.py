@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable
 
+import numpy as np
+
 from coaching.call_coach import CallCoach, CoachingProfile
 from coaching.records import (
     CallSummary,
@@ -53,7 +55,8 @@ class CallIntelligence:
     """Transcription and coaching for one live call."""
 
     def __init__(self, session: CallSession, pool: SpeechModelPool, profile: CoachingProfile, *,
-                 keep_raw_text: bool = False, speaker_encoder: SpeakerEncoder | None = None) -> None:
+                 keep_raw_text: bool = False, speaker_encoder: SpeakerEncoder | None = None,
+                 rep_voiceprint: np.ndarray | None = None) -> None:
         self._session = session
         self._pool = pool
         self._profile = profile
@@ -68,6 +71,8 @@ class CallIntelligence:
         self._last_ms = 0
         self._speaker_encoder = speaker_encoder
         self._labeller: SpeakerLabeller | None = None
+        # voiceprints: the rep's enrolled voice makes mixed-call labels rep/customer
+        self._rep_voiceprint = rep_voiceprint
         self.pii_listeners: list[PiiListener] = []
         self.segments_published = 0
 
@@ -84,7 +89,7 @@ class CallIntelligence:
         transcriber.push(frame)
         if party == Party.MIXED.value and self._speaker_encoder is not None:
             if self._labeller is None:
-                self._labeller = SpeakerLabeller(self._speaker_encoder)
+                self._labeller = SpeakerLabeller(self._speaker_encoder, self._rep_voiceprint)
             self._labeller.push(frame)
 
     def on_dtmf(self, digit: str, at_ms: int, duration_ms: int) -> None:

@@ -16,6 +16,7 @@ from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
 from voice_server.coaching_profiles import OrgCoachingProfiles
 from voice_server.recorder import CallRecorder
+from voice_server.rep_voiceprints import RepVoiceprints
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,18 @@ async def live_intelligence_ctx(app: web.Application):
     app[SPEECH_POOL] = pool
     speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
+    # voiceprints: reps' voices learnt on two-track calls, enrolled on mixed-channel ones
+    voiceprints = (RepVoiceprints(speaker_encoder, lambda: app[RUNTIME].pool)
+                   if speaker_encoder is not None else None)
     log.info("speech model %s loaded; live transcription on", settings.stt_model)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)
+        rep_print = (await voiceprints.load(session.info.org_id, session.info.rep_id)
+                     if voiceprints is not None else None)
         intelligence = CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text,
-                                        speaker_encoder=speaker_encoder)
+                                        speaker_encoder=speaker_encoder,
+                                        rep_voiceprint=rep_print.embedding if rep_print else None)
         # Card numbers spoken on the call are silenced in its recording too (PCI).
         intelligence.pii_listeners.append(
             lambda spans: [c.silence_redacted(spans) for c in session.consumers
@@ -64,6 +71,8 @@ async def live_intelligence_ctx(app: web.Application):
         return intelligence
 
     app[CALL_SESSIONS].consumer_factories.append(attach)
+    if voiceprints is not None:
+        app[CALL_SESSIONS].consumer_factories.append(voiceprints.learner)
 
     async def export_stats() -> None:
         while True:
@@ -77,4 +86,6 @@ async def live_intelligence_ctx(app: web.Application):
     yield
     exporter.cancel()
     await asyncio.gather(exporter, return_exceptions=True)
+    if voiceprints is not None:
+        await voiceprints.drain()
     await pool.close()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import numpy as np
+
 from media.frames import AudioFrame
 from media.speakers import OnlineDiarizer, SpeakerEncoder, SpeakerTurn
 
@@ -25,8 +27,10 @@ _MAX_PENDING_FRAMES = 3000  # one minute of 20 ms frames; beyond that the diariz
 
 
 class SpeakerLabeller:
-    def __init__(self, encoder: SpeakerEncoder) -> None:
+    def __init__(self, encoder: SpeakerEncoder, rep_print: np.ndarray | None = None) -> None:
         self._diarizer = OnlineDiarizer(encoder)
+        if rep_print is not None:  # voiceprints: the rep's stored voice (voice_server/rep_voiceprints.py)
+            self._diarizer.enrol(rep_print)
         self._pending: list[AudioFrame] = []
         self._turns: list[SpeakerTurn] = []
         self._current: str | None = None
@@ -45,8 +49,16 @@ class SpeakerLabeller:
             self._task = asyncio.create_task(self._run(), name="speaker-labels")
 
     def speaker_for(self, start_ms: int, end_ms: int) -> str | None:
-        """The voice that covers most of ``start_ms..end_ms``, as far as decided now."""
+        """The voice that covers most of ``start_ms..end_ms``, as far as decided now.
+
+        The part after the last decided turn counts as a turn of the voice
+        speaking now: a short turn that closed just inside the segment must not
+        outvote the still open turn that covers the rest of it.
+        """
         best, overlap_best = None, 0
+        if self._current is not None:
+            decided_ms = self._turns[-1].end_ms if self._turns else start_ms
+            best, overlap_best = self._current, end_ms - max(start_ms, decided_ms)
         for turn in reversed(self._turns):
             if turn.end_ms < start_ms:
                 break
