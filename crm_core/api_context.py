@@ -6,8 +6,8 @@ areas' handlers can call ``crm_core.auth.authenticate(request)`` too.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web

@@ -51,6 +51,10 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+
 class Conflict(ApiError):
     status, code = 409, "conflict"
 

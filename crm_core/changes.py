@@ -12,6 +12,7 @@ crm.activity.created, crm.leads.imported.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ import asyncpg
 from storage.events import Event, EventBus
 
 log = logging.getLogger(__name__)
+
+
+WRITER_GRACE_S = 10.0
 
 
 @dataclass(slots=True)
@@ -49,14 +53,24 @@ class ChangeSet:
         )
         if event_type is not None:
             event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
+            # The writer publishes right after its commit; the relay waits out that grace so
+            # it does not send the same event a second time meanwhile.
             await conn.execute(
-                "INSERT INTO outbox (event_id, org_id, type, payload) VALUES ($1, $2, $3, $4)",
-                event.id, self.org_id, event.type, event.payload,
+                """
+                INSERT INTO outbox (event_id, org_id, type, payload, next_attempt_at)
+                VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+                """,
+                event.id, self.org_id, event.type, event.payload, WRITER_GRACE_S,
             )
             self.events.append(event)
 
     async def publish(self, pool: asyncpg.Pool, bus: EventBus | None) -> None:
-        """Send the committed events; failures leave them pending in the outbox."""
+        """Send the committed events; failures leave them pending in the outbox.
+
+        Marking the outbox rows published is a second commit, done in the background so
+        the client does not wait for it; if it is lost (node stops), ``relay_outbox``
+        sends the event again, which at-least-once delivery allows.
+        """
         if bus is None or not self.events:
             return
         sent: list[str] = []
@@ -67,18 +81,38 @@ class ChangeSet:
             except Exception as exc:  # noqa: BLE001 - the outbox keeps it for the relay
                 log.warning("event %s (%s) not published now, left in the outbox: %s",
                             event.id, event.type, exc)
-        if sent:
-            async with pool.acquire() as conn:
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::uuid[])", sent
-                )
         self.events.clear()
+        if sent:
+            task = asyncio.create_task(_mark_published(pool, sent))
+            _MARKING.add(task)
+            task.add_done_callback(_MARKING.discard)
+
+
+# Background "published" marks in flight (referenced so they are not garbage-collected).
+_MARKING: set[asyncio.Task] = set()
+
+
+async def _mark_published(pool: asyncpg.Pool, event_ids: list[str]) -> None:
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::uuid[])", event_ids
+            )
+    except Exception as exc:  # noqa: BLE001 - the relay re-sends; duplicates are allowed
+        log.warning("could not mark %d outbox event(s) published: %s", len(event_ids), exc)
+
+
+async def flush_published_marks() -> None:
+    """Wait for background publish marks (shutdown, tests)."""
+    if _MARKING:
+        await asyncio.gather(*list(_MARKING), return_exceptions=True)
 
 
 async def relay_outbox(pool: asyncpg.Pool, bus: EventBus, *, batch: int = 100) -> int:
     """Publish outbox rows still pending (e.g. the bus was down); returns how many were sent.
 
-    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED.
+    Safe to run on several nodes at once: rows are claimed with SKIP LOCKED. Rows written
+    through ``ChangeSet`` become due only after ``WRITER_GRACE_S`` (their writer publishes them).
     """
     sent = 0
     async with pool.acquire() as conn:

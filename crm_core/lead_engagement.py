@@ -1,13 +1,17 @@
-"""What calls told us about a lead, read from the database.
+"""What the organization's calls say about a lead, in the shape lead scoring reads
+(``crm_core.lead_features.engagement_of``): calls, talk time, customer sentiment,
+buying-signal and objection counts.
 
-The contract with whoever writes calls and timeline entries:
+Where each number comes from (one contract for the API, the re-scoring job
+and per-organisation training):
 
-* calls: completed calls of the lead (count, ``sum(duration_s)`` as talk time);
+* calls / talk time: the lead's answered calls (``answered_at`` set), ``sum(duration_s)``;
 * sentiment: mean ``transcript_segments.sentiment`` of the customer's speech;
-* buying signals / objections: ``activities`` of the lead with ``kind`` in
-  ``call_signal`` / ``deal_signal`` and ``body.signal`` = ``buying_intent`` or
-  ``objection`` (``body.count`` optional), plus ``body.keyword_hits`` /
-  ``body.objection_hits`` on ``kind = 'call'`` entries.
+* buying signals / objections: timeline entries of the lead — one per
+  ``buying_signal`` / ``objection`` activity; ``call_signal`` / ``deal_signal``
+  entries with ``body.signal`` = ``buying_intent`` | ``objection`` (optional
+  ``body.count``); and the ``body.keyword_hits`` / ``body.objection_hits``
+  counts on ``call`` / ``call.completed`` entries (the call summary's).
 """
 
 from __future__ import annotations
@@ -20,50 +24,72 @@ import asyncpg
 LEAD_COLUMNS = "id, org_id, title, company_size, industry, source, email, status"
 
 
-async def lead_engagement(conn: asyncpg.Connection, lead_ids: list[Any]) -> dict[Any, dict[str, Any]]:
-    """Engagement per lead id (see the module docstring for where each number comes from)."""
-    engagement: dict[Any, dict[str, Any]] = {lid: {} for lid in lead_ids}
-    for row in await conn.fetch(
-        """
-        SELECT lead_id, count(*) AS calls, coalesce(sum(duration_s), 0) AS talk_time_s
-        FROM calls WHERE lead_id = any($1::uuid[]) AND status = 'completed' GROUP BY lead_id
-        """,
-        lead_ids,
-    ):
-        engagement[row["lead_id"]].update(calls=int(row["calls"]), talk_time_s=float(row["talk_time_s"]))
-    for row in await conn.fetch(
-        """
-        SELECT c.lead_id, avg(s.sentiment) AS sentiment
-        FROM transcript_segments s JOIN calls c ON c.id = s.call_id
-        WHERE c.lead_id = any($1::uuid[]) AND s.party = 'customer' AND s.sentiment IS NOT NULL
-        GROUP BY c.lead_id
-        """,
-        lead_ids,
-    ):
-        engagement[row["lead_id"]]["avg_sentiment"] = float(row["sentiment"])
-    for row in await conn.fetch(
-        f"""
-        SELECT lead_id,
-          sum(CASE
-            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'buying_intent'
-              THEN {_count_sql("count", 1)}
-            WHEN kind = 'call' THEN {_count_sql("keyword_hits", 0)} ELSE 0 END) AS intent,
-          sum(CASE
-            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'objection'
-              THEN {_count_sql("count", 1)}
-            WHEN kind = 'call' THEN {_count_sql("objection_hits", 0)} ELSE 0 END) AS objections
-        FROM activities
-        WHERE lead_id = any($1::uuid[]) AND kind IN ('call', 'call_signal', 'deal_signal')
-        GROUP BY lead_id
-        """,
-        lead_ids,
-    ):
-        engagement[row["lead_id"]].update(keyword_hits=max(0, int(row["intent"])),
-                                          objection_hits=max(0, int(row["objections"])))
-    return engagement
+async def lead_engagement(conn: asyncpg.Connection, org_id: str, lead_id: str) -> dict[str, Any]:
+    """One lead's engagement (``engagement_by_lead`` for many at once)."""
+    rows = await engagement_by_lead(conn, [lead_id], org_id=org_id)
+    found = next(iter(rows.values()), {})
+    return {"calls": 0, "talk_time_s": 0.0, "avg_sentiment": None, "keyword_hits": 0,
+            "objection_hits": 0, **found}
 
 
 def _count_sql(key: str, default: int) -> str:
     # A hand-written body with "count": "lots" must not break the whole query.
     value = f"body->>'{key}'"
     return f"(CASE WHEN {value} ~ '^[0-9]{{1,6}}$' THEN ({value})::int ELSE {default} END)"
+
+
+async def engagement_by_lead(conn: asyncpg.Connection, lead_ids: list[Any], *,
+                             org_id: Any = None) -> dict[Any, dict[str, Any]]:
+    """Engagement per lead id (keys as given), for a batch of leads; ``org_id`` narrows it."""
+    engagement: dict[Any, dict[str, Any]] = {lid: {} for lid in lead_ids}
+    if not lead_ids:
+        return engagement
+    keys = {str(lid): lid for lid in lead_ids}
+    org_clause = "" if org_id is None else " AND org_id = $2"
+    args: list[Any] = [list(keys)] + ([] if org_id is None else [org_id])
+    for row in await conn.fetch(
+        f"""
+        SELECT lead_id::text AS lead_id, count(*) AS calls, coalesce(sum(duration_s), 0) AS talk_time_s
+        FROM calls WHERE lead_id = any($1::uuid[]) AND answered_at IS NOT NULL{org_clause}
+        GROUP BY lead_id
+        """,
+        *args,
+    ):
+        engagement[keys[row["lead_id"]]].update(calls=int(row["calls"]),
+                                                talk_time_s=float(row["talk_time_s"]))
+    for row in await conn.fetch(
+        f"""
+        SELECT lead_id::text AS lead_id, avg(s.sentiment) AS sentiment
+        FROM transcript_segments s JOIN calls c ON c.id = s.call_id
+        WHERE c.lead_id = any($1::uuid[]) AND s.party = 'customer' AND s.sentiment IS NOT NULL
+              {org_clause.replace("org_id", "c.org_id")}
+        GROUP BY c.lead_id
+        """,
+        *args,
+    ):
+        engagement[keys[row["lead_id"]]]["avg_sentiment"] = float(row["sentiment"])
+    for row in await conn.fetch(
+        f"""
+        SELECT lead_id::text AS lead_id,
+          sum(CASE
+            WHEN kind = 'buying_signal' THEN 1
+            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'buying_intent'
+              THEN {_count_sql("count", 1)}
+            WHEN kind IN ('call', 'call.completed') THEN {_count_sql("keyword_hits", 0)}
+            ELSE 0 END) AS intent,
+          sum(CASE
+            WHEN kind = 'objection' THEN 1
+            WHEN kind IN ('call_signal', 'deal_signal') AND body->>'signal' = 'objection'
+              THEN {_count_sql("count", 1)}
+            WHEN kind IN ('call', 'call.completed') THEN {_count_sql("objection_hits", 0)}
+            ELSE 0 END) AS objections
+        FROM activities
+        WHERE lead_id = any($1::uuid[]){org_clause}
+          AND kind IN ('buying_signal', 'objection', 'call', 'call.completed', 'call_signal', 'deal_signal')
+        GROUP BY lead_id
+        """,
+        *args,
+    ):
+        engagement[keys[row["lead_id"]]].update(keyword_hits=max(0, int(row["intent"])),
+                                                objection_hits=max(0, int(row["objections"])))
+    return engagement

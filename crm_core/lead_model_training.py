@@ -23,7 +23,7 @@ import numpy as np
 from crm_core.lead_features import FEATURES, profile_of, vector_of
 from crm_core.lead_scoring import lead_model
 from crm_core.logistic_model import LogisticModel, fit_logistic, roc_auc
-from crm_core.lead_engagement import LEAD_COLUMNS, lead_engagement
+from crm_core.lead_engagement import LEAD_COLUMNS, engagement_by_lead
 
 MIN_PER_CLASS = 50
 HOLDOUT_FRACTION = 0.25
@@ -55,7 +55,7 @@ async def train_org_lead_model(conn: asyncpg.Connection, org_id: str, *, seed: i
             f"need at least {MIN_PER_CLASS} converted and {MIN_PER_CLASS} unqualified leads, "
             f"have {positives} and {negatives}"
         )
-    engagement = await lead_engagement(conn, [r["id"] for r in rows])
+    engagement = await engagement_by_lead(conn, [r["id"] for r in rows])
     x = np.vstack([vector_of(profile_of({**dict(r), "engagement": engagement[r["id"]]})) for r in rows])
     order = np.random.default_rng(seed).permutation(len(rows))
     cut = int(len(rows) * (1 - HOLDOUT_FRACTION))

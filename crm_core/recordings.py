@@ -82,24 +82,32 @@ async def finish_recording(
 
 
 async def claim_abandoned(
-    conn: asyncpg.Connection, stale_s: float, *, exclude: list[str] = (), limit: int = 100
+    conn: asyncpg.Connection,
+    stale_s: float,
+    *,
+    exclude: list[str] = (),
+    node_id: str | None = None,
+    limit: int = 100,
 ) -> list[asyncpg.Record]:
     """Recordings left 'recording' by a dead process, marked 'incomplete' (each claimed once).
 
-    ``exclude``: recordings the caller is writing itself (never claimed, however late their heartbeat).
+    A row is abandoned when its heartbeat is older than ``stale_s``, or when it names
+    ``node_id`` — the caller's own node id (stable across restarts, e.g. a pod name) —
+    and is not among ``exclude``, the recordings the caller is writing itself.
     """
     return await conn.fetch(
         """
         UPDATE recordings SET status = 'incomplete', finalized_at = now()
         WHERE id IN (SELECT id FROM recordings
-                     WHERE status = 'recording' AND heartbeat_at < now() - make_interval(secs => $1)
-                       AND id <> ALL($3::uuid[])
+                     WHERE status = 'recording' AND id <> ALL($3::uuid[])
+                       AND (heartbeat_at < now() - make_interval(secs => $1) OR node_id = $4)
                      ORDER BY heartbeat_at LIMIT $2 FOR UPDATE SKIP LOCKED)
         RETURNING *
         """,
         float(stale_s),
         limit,
         list(exclude),
+        node_id,
     )
 
 
@@ -196,10 +204,11 @@ async def recording_audit(
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
-        SELECT id, actor_id, actor_kind, action, outcome, detail, host(ip) AS ip, request_id, occurred_at
-        FROM audit_log
-        WHERE org_id = $1 AND resource_type = 'recording' AND resource_id = $2
-        ORDER BY occurred_at DESC, id DESC LIMIT $3
+        SELECT a.id, a.actor_id, u.name AS actor_name, a.actor_kind, a.action, a.outcome, a.detail,
+               host(a.ip) AS ip, a.request_id, a.occurred_at
+        FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id
+        WHERE a.org_id = $1 AND a.resource_type = 'recording' AND a.resource_id = $2
+        ORDER BY a.occurred_at DESC, a.id DESC LIMIT $3
         """,
         org_id,
         call_id,

@@ -10,7 +10,7 @@ Each run scores at most ``batch_size`` leads, oldest score first, and stamps
 them with the database time taken *before* it read their inputs: a change
 that lands while the run is working is newer than that stamp and is picked
 up by the next run. A changed grade is announced as ``crm.lead.scored``
-through the outbox (so webhooks and the bus hear it). ``LeadRescoringJob.run`` keeps one runner across nodes
+through the outbox (so webhooks and the bus hear it) and audited. ``LeadRescoringJob.run`` keeps one runner across nodes
 via ``storage.leases.run_singleton``. Each organisation's leads are scored
 with its active trained model when it has one (``crm_core.lead_model_training``).
 Engagement comes from ``crm_core.lead_engagement``.
@@ -27,11 +27,11 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from crm_core.lead_engagement import LEAD_COLUMNS, lead_engagement
+from crm_core.changes import ChangeSet
+from crm_core.lead_engagement import LEAD_COLUMNS, engagement_by_lead
 from crm_core.lead_features import LeadInputError
 from crm_core.lead_model_training import active_lead_model
 from crm_core.lead_scoring import LeadScore, lead_score_columns, score_lead
-from crm_core.outbox import enqueue_event
 from storage.leases import run_singleton
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ async def _write_score(conn: asyncpg.Connection, lead_id: Any, result: LeadScore
 async def score_in_context(conn: asyncpg.Connection, lead: dict[str, Any]) -> LeadScore:
     """Score a leads row (dict with ``id`` and ``org_id``) with its calls' engagement and its
     organisation's active model; writes nothing. For ``POST /leads/{id}/score``."""
-    engagement = (await lead_engagement(conn, [lead["id"]]))[lead["id"]] if lead.get("id") else {}
+    engagement = (await engagement_by_lead(conn, [lead["id"]]))[lead["id"]] if lead.get("id") else {}
     model = await active_lead_model(conn, lead["org_id"])
     return score_lead({**lead, "engagement": engagement}, model)
 
@@ -100,7 +100,7 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
         )
         if not leads:
             return RescoreRun(0, 0)
-        engagement = await lead_engagement(conn, [r["id"] for r in leads])
+        engagement = await engagement_by_lead(conn, [r["id"] for r in leads])
         models = {org: await active_lead_model(conn, org) for org in {r["org_id"] for r in leads}}
         scored = unreadable = 0
         async with conn.transaction():
@@ -116,12 +116,18 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
                     continue
                 await _write_score(conn, row["id"], result, snapshot)
                 if result.grade != row["previous_grade"]:
-                    # Subscribers (webhooks, the rep's screen) hear about grade changes only.
-                    await enqueue_event(conn, row["org_id"], "crm.lead.scored", {
-                        "lead_id": str(row["id"]), "score": result.score, "grade": result.grade,
-                        "previous_grade": row["previous_grade"], "reasons": result.reasons,
-                        "model_version": result.model_version,
-                    })
+                    # Subscribers (webhooks, the rep's screen) hear about grade changes only;
+                    # the API's outbox relay publishes the event, the audit log keeps the change.
+                    changes = ChangeSet(org_id=str(row["org_id"]), actor_id=None, actor_kind="system")
+                    await changes.record(
+                        conn, action="lead.rescore", resource_type="lead", resource_id=str(row["id"]),
+                        before={"grade": row["previous_grade"]},
+                        after={"ai_score": result.score, "grade": result.grade},
+                        event_type="crm.lead.scored",
+                        payload={"lead_id": str(row["id"]), "score": result.score, "grade": result.grade,
+                                 "previous_grade": row["previous_grade"], "reasons": result.reasons,
+                                 "model_version": result.model_version},
+                    )
                 scored += 1
     if scored or unreadable:
         log.info("re-scored %d leads (%d unreadable)", scored, unreadable)

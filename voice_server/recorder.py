@@ -70,7 +70,6 @@ class CallRecorder:
 
     def __init__(self, service: "RecordingService", session: CallSession) -> None:
         self._service = service
-        self._session = session
         self.info = session.info
         self.recording_id = str(uuid.uuid4())
         self._aligner: RecordingAligner | None = None
@@ -128,7 +127,7 @@ class CallRecorder:
     # -- silencing (PCI) ---------------------------------------------------------------------
     def silence(self, start_ms: float, end_ms: float) -> None:
         """Silence call-clock ``start_ms``..``end_ms`` on every channel, wherever that audio is now."""
-        if self._aligner is None:
+        if self._aligner is None or self.failed:
             return
         written = self._aligner.silence(start_ms, end_ms)
         if written is not None:
@@ -150,12 +149,6 @@ class CallRecorder:
         )
         self._audio = AudioFormat(opts.sample_rate, layout.channels)
         self._service.live[self.info.call_id] = self
-        # The call's transcription (CallIntelligence) reports the PII it redacts; by the first
-        # frame every consumer of the session is attached.
-        for consumer in self._session.consumers:
-            listeners = getattr(consumer, "pii_listeners", None)
-            if isinstance(listeners, list):
-                listeners.append(self.silence_redacted)
         self._worker = asyncio.get_running_loop().create_task(
             self._run(), name=f"recorder-{self.info.call_id}"
         )
@@ -354,11 +347,20 @@ class RecordingService:
         self.spans_silenced += done
         return done
 
-    async def recover_abandoned(self, stale_s: float) -> list[RecoveredRecording]:
-        """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal."""
+    async def recover_abandoned(
+        self, stale_s: float, *, own_node: bool = False
+    ) -> list[RecoveredRecording]:
+        """Finish recordings whose writer died: seal the file, mark row incomplete and call abnormal.
+
+        ``own_node``: also every recording this node's id left open that it is not writing now
+        (at start-up: what the previous process of this node left, without waiting ``stale_s``).
+        """
         async with self.pool().acquire() as conn:
             claimed = await rows.claim_abandoned(
-                conn, stale_s, exclude=[r.recording_id for r in self.live.values()]
+                conn,
+                stale_s,
+                exclude=[r.recording_id for r in self.live.values()],
+                node_id=self.options.node_id if own_node else None,
             )
         recovered = []
         for row in claimed:

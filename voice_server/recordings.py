@@ -74,6 +74,11 @@ async def _recording_lifecycle(app: web.Application):
     app[CALL_SESSIONS].consumer_factories.append(service.consumer_for)
     stop = asyncio.Event()
     stale_s = settings.recording_stale_s
+    try:
+        # What the previous process of this node (same COACHLINE_NODE_ID) left open.
+        await service.recover_abandoned(stale_s, own_node=True)
+    except Exception:
+        log.exception("could not recover this node's unfinished recordings at start-up")
     jobs = [
         asyncio.create_task(_every(stale_s / 3, service.renew, stop), name="recording-renew"),
         asyncio.create_task(

@@ -378,6 +378,7 @@ async def recording_audit(request: web.Request) -> web.Response:
                 {
                     "id": e["id"],
                     "actor_id": str(e["actor_id"]) if e["actor_id"] else None,
+                    "actor_name": e["actor_name"],
                     "actor_kind": e["actor_kind"],
                     "action": e["action"],
                     "outcome": e["outcome"],
@@ -387,6 +388,8 @@ async def recording_audit(request: web.Request) -> web.Response:
                     "occurred_at": e["occurred_at"].isoformat(),
                 }
                 for e in entries
-            ]
+            ],
+            # The API's list shape; the newest 200 entries are one page.
+            "next_cursor": None,
         }
     )

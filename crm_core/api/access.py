@@ -13,12 +13,20 @@ from crm_core.api_errors import Forbidden
 from crm_core.auth.principal import Principal
 
 
-def visible_clause(me: Principal, params: SqlParams, *, alias: str, owner_column: str) -> list[str]:
-    """WHERE fragments limiting ``alias`` to the organization and the principal's reach."""
+def visible_clause(me: Principal, params: SqlParams, *, alias: str, owner_column: str,
+                   territory_column: str | None = None) -> list[str]:
+    """WHERE fragments limiting ``alias`` to the organization and the principal's reach.
+
+    With ``territory_column`` (leads), a non-admin who has a territory sees only records in
+    that territory or in none.
+    """
     clauses = [f"{alias}.org_id = {params.add(me.org_id)}"]
     owner = f"{alias}.{owner_column}"
     if me.role == "admin":
         return clauses
+    if territory_column is not None and me.territory:
+        column = f"{alias}.{territory_column}"
+        clauses.append(f"({column} IS NULL OR {column} = {params.add(me.territory)})")
     if me.role == "manager" and me.team_ids:
         user = params.add(me.user_id)
         teams = params.add(list(me.team_ids))
@@ -32,8 +40,15 @@ def visible_clause(me: Principal, params: SqlParams, *, alias: str, owner_column
 
 
 async def check_assignable(conn, me: Principal, owner_id: str | None) -> None:
-    """May ``me`` give a record to ``owner_id``? Reps: only themselves; managers: their team."""
-    if owner_id is None or owner_id == me.user_id:
+    """May ``me`` give a record to ``owner_id``? Reps: only themselves; managers: their team.
+
+    ``None`` (unassigned) is for managers and admins: a rep would lose sight of the record.
+    """
+    if owner_id == me.user_id:
+        return
+    if owner_id is None:
+        if me.role == "rep":
+            raise Forbidden("reps cannot unassign records", code="invalid_owner")
         return
     row = await conn.fetchrow("SELECT team_id, is_active FROM users WHERE id = $1 AND org_id = $2",
                               owner_id, me.org_id)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from crm_core.api.access import visible_clause
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    Filter,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import Activity, ActivityCreate
 from crm_core.api.records import load_visible
 from crm_core.changes import ChangeSet
@@ -30,9 +38,11 @@ def _reach(call: Call, params: SqlParams) -> list[str]:
     if me.role == "admin":
         return where
     parts = []
-    for table, column, owner in (("leads", "lead_id", "owner_id"), ("deals", "deal_id", "owner_id"),
-                                 ("calls", "call_id", "rep_id")):
-        clause = " AND ".join(visible_clause(me, params, alias="v", owner_column=owner))
+    for table, column, owner, territory in (("leads", "lead_id", "owner_id", "territory"),
+                                            ("deals", "deal_id", "owner_id", None),
+                                            ("calls", "call_id", "rep_id", None)):
+        clause = " AND ".join(visible_clause(me, params, alias="v", owner_column=owner,
+                                             territory_column=territory))
         parts.append(f"EXISTS (SELECT 1 FROM {table} v WHERE v.id = a.{column} AND {clause})")
     where.append("(" + " OR ".join(parts) + ")")
     return where
@@ -57,7 +67,7 @@ async def create_activity(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         if body.lead_id is not None:
             subject = await load_visible(conn, me, table="leads", record_id=str(body.lead_id),
-                                         owner_column="owner_id", what="lead")
+                                         owner_column="owner_id", what="lead", territory_column="territory")
             subject_type, lead_id, deal_id = "lead", subject["id"], None
         else:
             subject = await load_visible(conn, me, table="deals", record_id=str(body.deal_id),

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from crm_core.api.access import require
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    Filter,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import ApiToken, ApiTokenCreate, ApiTokenCreated
 from crm_core.api.records import load_visible
 from crm_core.api_errors import Unprocessable

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from crm_core.api.access import visible_clause
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    Filter,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import CallRecord, Transcript, TranscriptSegment
 from crm_core.api.records import load_visible
 from crm_core.calls import CALL_STATUSES, list_segments

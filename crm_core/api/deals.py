@@ -6,7 +6,15 @@ import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    Filter,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import Unprocessable
@@ -48,7 +56,8 @@ def deal_out(row: asyncpg.Record) -> Deal:
 
 async def _check_lead(conn: asyncpg.Connection, call: Call, lead_id: str | None) -> None:
     if lead_id is not None:
-        await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id", what="lead")
+        await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id",
+                           what="lead", territory_column="territory")
 
 
 async def list_deals(call: Call) -> Reply:

@@ -9,8 +9,9 @@ the server cannot drift apart.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from aiohttp import web

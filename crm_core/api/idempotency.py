@@ -87,3 +87,17 @@ async def _store(call: Call, key: str, status: int, body: object) -> None:
             """,
             me.org_id, me.user_id, key, status, body,
         )
+
+
+async def prune_idempotency_keys(pool, *, older_than_s: float = 24 * 3600) -> int:
+    """Forget stored first responses older than ``older_than_s`` (keys are for retries, not
+    forever), and sign-in sessions that ended more than a day ago."""
+    async with pool.acquire() as conn:
+        result = await conn.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+            older_than_s,
+        )
+        await conn.execute(
+            "DELETE FROM sessions WHERE parent_id IS NULL AND expires_at < now() - interval '1 day'"
+        )
+    return int(result.split()[-1])

@@ -8,11 +8,20 @@ import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    Filter,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import Conflict, Unprocessable
 from crm_core.changes import ChangeSet
+from crm_core.lead_engagement import lead_engagement
 from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
 
 # Fields whose change makes the stored score stale.
@@ -63,7 +72,8 @@ def score_columns(fields: dict[str, Any]) -> dict[str, Any]:
 async def list_leads(call: Call) -> Reply:
     ctx = call.context.options
     params = SqlParams()
-    base = visible_clause(call.me, params, alias="l", owner_column="owner_id")
+    base = visible_clause(call.me, params, alias="l", owner_column="owner_id",
+                          territory_column="territory")
     page = plan_page(LEADS, call.request.query, params, alias="l",
                      default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
     sql = select_page_sql(page, table="leads", alias="l", base_where=base, params=params)
@@ -75,7 +85,7 @@ async def list_leads(call: Call) -> Reply:
 async def get_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="leads", record_id=call.path_id(),
-                                 owner_column="owner_id", what="lead")
+                                 owner_column="owner_id", what="lead", territory_column="territory")
     return Reply(lead_out(row), headers={"ETag": etag(row)})
 
 
@@ -112,12 +122,14 @@ async def update_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True)
+                                     owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         check_if_match(call.request, current)
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
         if _SCORED_FIELDS & updates.keys():
-            updates.update(score_columns({**dict(current), **updates}))
+            engagement = await lead_engagement(conn, me.org_id, current["id"])
+            updates.update(score_columns({**dict(current), **updates, "engagement": engagement}))
         row = await update_row(conn, "leads", current["id"], updates, me.org_id)
         before, after = lead_out(current), lead_out(row)
         await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
@@ -133,7 +145,8 @@ async def delete_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True)
+                                     owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         check_if_match(call.request, current)
         await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
         await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
@@ -148,8 +161,10 @@ async def rescore_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True)
-        columns = score_columns(dict(current))
+                                     owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
+        engagement = await lead_engagement(conn, me.org_id, current["id"])
+        columns = score_columns({**dict(current), "engagement": engagement})
         row = await update_row(conn, "leads", current["id"], columns, me.org_id)
         out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
                               reasons=columns["score_factors"]["reasons"],
@@ -169,7 +184,8 @@ async def convert_lead(call: Call) -> Reply:
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         lead = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                  owner_column="owner_id", what="lead", for_update=True)
+                                  owner_column="owner_id", what="lead", for_update=True,
+                                  territory_column="territory")
         if lead["status"] == "converted":
             raise Conflict("the lead is already converted", {"lead_id": str(lead["id"])},
                            code="already_converted")
@@ -213,7 +229,8 @@ ENDPOINTS = (
              response=Lead, errors=(400, 401, 403, 404, 412, 413, 422)),
     Endpoint("DELETE", "/api/v1/leads/{id}", delete_lead, "Delete a lead", "leads", status=204,
              errors=(401, 403, 404, 412)),
-    Endpoint("POST", "/api/v1/leads/{id}/score", rescore_lead, "Re-score a lead", "leads",
+    Endpoint("POST", "/api/v1/leads/{id}/score", rescore_lead,
+             "Re-score a lead (profile plus what its calls showed: talk time, sentiment)", "leads",
              response=LeadScoreResult),
     Endpoint("POST", "/api/v1/leads/{id}/convert", convert_lead, "Convert a lead into a deal", "leads",
              body=LeadConvert, response=Deal, status=201, errors=(400, 401, 403, 404, 409, 413, 422)),

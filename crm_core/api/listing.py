@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from multidict import MultiMapping
 
@@ -55,6 +57,9 @@ class Filter:
         return parsed if self.many else parsed[0]
 
     def _one(self, raw: str) -> Any:
+        if "\x00" in raw:
+            raise BadRequest(f"filter {self.name}: NUL characters are not allowed",
+                             {"filter": self.name}, code="invalid_filter")
         try:
             if self.kind == "uuid":
                 return str(uuid.UUID(raw))
@@ -140,9 +145,28 @@ def _decode_cursor(cursor: str) -> tuple[str, str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         label, value, row_id = json.loads(raw)
         uuid.UUID(row_id)
+        if "\x00" in str(value):
+            raise ValueError("NUL in cursor")
         return str(label), str(value), str(row_id)
     except (ValueError, TypeError) as exc:
         raise BadRequest("the cursor is not one this API issued", code="invalid_cursor") from exc
+
+
+_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)?$")
+_DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}|infinity)$")
+
+
+def _cursor_value_ok(value: str, pg_type: str) -> bool:
+    """A forged cursor must fail here (400), not as a cast error in PostgreSQL."""
+    if pg_type == "timestamptz":
+        return bool(_TIMESTAMP_RE.match(value))
+    if pg_type == "date":
+        return bool(_DATE_RE.match(value))
+    if pg_type == "integer":
+        return re.fullmatch(r"-?\d{1,10}", value) is not None and abs(int(value)) < 2**31
+    if pg_type in ("real", "numeric"):
+        return re.fullmatch(r"-?\d{1,20}(\.\d{1,20})?(e[+-]?\d{1,3})?", value) is not None
+    return True
 
 
 def plan_page(
@@ -184,6 +208,8 @@ def plan_page(
         label, value, row_id = _decode_cursor(cursor)
         if label != sort_label:
             raise BadRequest("the cursor belongs to a different sort order", code="invalid_cursor")
+        if not _cursor_value_ok(value, sort_key.pg_type):
+            raise BadRequest("the cursor is not one this API issued", code="invalid_cursor")
         op = "<" if descending else ">"
         where.append(
             f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::uuid)"

@@ -17,8 +17,26 @@ _STAGE = r"^[a-z0-9_]{1,40}$"
 Text = Field(None, max_length=200)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather than fail there.
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL (U+0000) characters")
+        return data
 
 
 class Output(BaseModel):
@@ -78,7 +96,7 @@ class LeadCreate(_LeadFields):
     status: LeadStatus = "new"
 
     @model_validator(mode="after")
-    def _identifiable(self) -> "LeadCreate":
+    def _identifiable(self) -> LeadCreate:
         if not any((self.first_name, self.last_name, self.email, self.phone, self.company)):
             raise ValueError("a lead needs at least a name, an email, a phone or a company")
         return self
@@ -129,7 +147,7 @@ class LeadScoreResult(BaseModel):
 
 class LeadConvert(Input):
     name: str | None = Field(None, max_length=200, description="Deal name; default: the lead's company or name.")
-    value: float = Field(0, ge=0, le=1e12)
+    value: float = Field(0, ge=0, le=999_999_999_999.99)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     pipeline: str = Field("default", max_length=60)
     stage: str = Field("qualification", pattern=_STAGE)
@@ -142,7 +160,7 @@ class DealCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     lead_id: UUID | None = None
     company: str | None = Text
-    value: float = Field(0, ge=0, le=1e12)
+    value: float = Field(0, ge=0, le=999_999_999_999.99)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     pipeline: str = Field("default", min_length=1, max_length=60)
     stage: str = Field("qualification", pattern=_STAGE)
@@ -153,7 +171,7 @@ class DealCreate(Input):
 class DealUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     company: str | None = Text
-    value: float | None = Field(None, ge=0, le=1e12)
+    value: float | None = Field(None, ge=0, le=999_999_999_999.99)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     pipeline: str | None = Field(None, min_length=1, max_length=60)
     stage: str | None = Field(None, pattern=_STAGE)
@@ -161,7 +179,7 @@ class DealUpdate(Input):
     owner_id: UUID | None = None
 
     @model_validator(mode="after")
-    def _required_not_null(self) -> "DealUpdate":
+    def _required_not_null(self) -> DealUpdate:
         for name in ("name", "value", "currency", "pipeline", "stage"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -241,7 +259,7 @@ class ActivityCreate(Input):
     occurred_at: datetime | None = None
 
     @model_validator(mode="after")
-    def _one_subject(self) -> "ActivityCreate":
+    def _one_subject(self) -> ActivityCreate:
         if (self.lead_id is None) == (self.deal_id is None):
             raise ValueError("give exactly one of lead_id or deal_id")
         return self

@@ -21,6 +21,7 @@ _ERROR_TEXT = {
     412: "If-Match does not match the record's ETag",
     413: "Body too large",
     415: "Unsupported media type",
+    429: "Rate limit exceeded; see Retry-After",
     422: "The body failed validation",
 }
 
@@ -91,7 +92,10 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, version: str = "1.0.0") ->
                 }
             op["responses"][str(ep.status)] = {"description": ep.summary,
                                                "content": {"application/json": {"schema": schema}}}
-        for status in ep.errors:
+        statuses = set(ep.errors) | {429}
+        if ep.body is not None or ep.raw_body is not None:
+            statuses |= {413, 415} if ep.body is not None else {413}
+        for status in sorted(statuses):
             op["responses"][str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},

@@ -35,7 +35,7 @@ def parse_uuid(value: str, what: str = "id") -> str:
 
 async def load_visible(
     conn: asyncpg.Connection, me: Principal, *, table: str, record_id: str, owner_column: str | None,
-    what: str, for_update: bool = False,
+    what: str, for_update: bool = False, territory_column: str | None = None,
 ) -> asyncpg.Record:
     """The row if it exists in the principal's organization and reach, else 404."""
     record_id = parse_uuid(record_id, what)
@@ -43,7 +43,8 @@ async def load_visible(
     if owner_column is None:
         where = [f"t.org_id = {params.add(me.org_id)}"]
     else:
-        where = visible_clause(me, params, alias="t", owner_column=owner_column)
+        where = visible_clause(me, params, alias="t", owner_column=owner_column,
+                               territory_column=territory_column)
     where.append(f"t.id = {params.add(record_id)}")
     lock = " FOR UPDATE OF t" if for_update else ""
     row = await conn.fetchrow(f"SELECT t.* FROM {table} t WHERE {' AND '.join(where)}{lock}", *params.values)

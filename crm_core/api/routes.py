@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
-from crm_core.api import activities, api_tokens, calls, deals, imports, leads, sessions, teams, users
+from crm_core.api import (
+    activities,
+    api_tokens,
+    calls,
+    deals,
+    imports,
+    leads,
+    sessions,
+    teams,
+    users,
+)
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
-from crm_core.api_errors import ApiError, NotFound
+from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
+from crm_core.changes import flush_published_marks
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -82,12 +93,70 @@ def add_api_routes(
         else:
             app.router.add_route(ep.method, ep.path, _catching(ep))
 
-    async def not_found(_request: web.Request) -> web.Response:
+    async def not_found(request: web.Request) -> web.Response:
+        # The catch-all keeps unknown paths in the error shape; a known path with the wrong
+        # method is a 405 naming the methods it has.
+        allowed: set[str] = set()
+        for resource in api.router.resources():
+            if resource is catch_all:
+                continue
+            match, methods = await resource.resolve(request)
+            if match is None:
+                allowed |= methods
+        if allowed:
+            raise MethodNotAllowed(f"{request.method} is not allowed here",
+                                   {"allowed": sorted(allowed)}, headers={"Allow": ", ".join(sorted(allowed))})
         raise NotFound("no such API path")
 
-    api.router.add_route("*", "/{tail:.*}", not_found)
+    catch_all = api.router.add_resource("/{tail:.*}")
+    catch_all.add_route("*", not_found)
     app.add_subapp(PREFIX, api)
     app.on_shutdown.append(_stop_imports)
+    app.cleanup_ctx.append(_housekeeping(pool, bus))
+    app.on_shutdown.append(_flush_marks)
+
+
+RELAY_EVERY_S = 15.0
+PRUNE_EVERY_S = 3600.0
+
+
+def _housekeeping(pool: Callable[[], asyncpg.Pool], bus: Callable[[], EventBus | None]):
+    """Per node, in the background: re-send outbox events the bus missed (SKIP LOCKED makes
+    that safe on many nodes) and forget day-old idempotency keys."""
+    import asyncio
+    import time
+
+    from crm_core.api.idempotency import prune_idempotency_keys
+    from crm_core.changes import relay_outbox
+
+    async def loop() -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(RELAY_EVERY_S)
+            try:
+                current_pool, current_bus = pool(), bus()
+                if current_pool is None or current_bus is None:
+                    continue
+                await relay_outbox(current_pool, current_bus)
+                if time.monotonic() - last_prune > PRUNE_EVERY_S:
+                    await prune_idempotency_keys(current_pool)
+                    last_prune = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - housekeeping retries on its next round
+                log.warning("CRM API housekeeping failed; retrying in %.0f s", RELAY_EVERY_S, exc_info=True)
+
+    async def ctx(_app: web.Application):
+        task = asyncio.create_task(loop(), name="crm-api-housekeeping")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
+
+
+async def _flush_marks(_app: web.Application) -> None:
+    await flush_published_marks()
 
 
 async def _stop_imports(_app: web.Application) -> None:

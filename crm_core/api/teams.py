@@ -6,7 +6,14 @@ import asyncpg
 
 from crm_core.api.access import require
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import Team, TeamCreate
 from crm_core.api.records import load_visible
 from crm_core.api_errors import Conflict

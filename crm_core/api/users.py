@@ -8,7 +8,15 @@ import asyncpg
 
 from crm_core.api.access import require
 from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, page_result, plan_page, select_page_sql
+from crm_core.api.listing import (
+    Collection,
+    Filter,
+    SortKey,
+    SqlParams,
+    page_result,
+    plan_page,
+    select_page_sql,
+)
 from crm_core.api.models import Me, User, UserCreate, UserUpdate
 from crm_core.api.records import load_visible, update_row
 from crm_core.api_errors import Conflict, Forbidden, NotFound

@@ -4,6 +4,12 @@ from crm_core.auth.http import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, CsrfRej
 from crm_core.auth.principal import PERMISSIONS_BY_ROLE, ROLES, Principal
 
 __all__ = [
-    "CSRF_COOKIE", "CSRF_HEADER", "SESSION_COOKIE", "CsrfRejected", "PERMISSIONS_BY_ROLE",
-    "Principal", "ROLES", "authenticate",
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "PERMISSIONS_BY_ROLE",
+    "ROLES",
+    "SESSION_COOKIE",
+    "CsrfRejected",
+    "Principal",
+    "authenticate",
 ]

@@ -11,6 +11,7 @@ import asyncpg
 from crm_core.auth.passwords import hash_password, verify_password
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_DUMMY_HASH = hash_password("no such user, no such password")
 
 
 class InvalidSlug(ValueError):
@@ -63,6 +64,10 @@ async def user_for_password(
         """,
         email, org_slug,
     )
+    if not rows:
+        # Spend the same time as a real check, so response times do not reveal which emails exist.
+        await asyncio.to_thread(verify_password, password, _DUMMY_HASH)
+        return None
     matches = []
     for row in rows:
         if await asyncio.to_thread(verify_password, password, row["password_hash"]):

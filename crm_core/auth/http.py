@@ -6,7 +6,7 @@ recordings) call it too. Accepted credentials, in order:
 * ``Authorization: Bearer cl_…`` (API token) or ``Bearer cla_…`` (a browser's
   short-lived access token from ``POST /auth/token``);
 * with ``allow_query_token=True`` (WebSockets, <audio> sources, which cannot
-  send headers): ``?access_token=cla_…`` — access tokens only;
+  send headers): ``?access_token=cla_…`` (or ``?token=``) — access tokens only;
 * the ``coachline_session`` HttpOnly cookie. Cookie-authenticated requests
   that change state must echo the ``coachline_csrf`` cookie in an
   ``X-CSRF-Token`` header (double submit, also checked against the session).
@@ -68,8 +68,8 @@ async def _resolve(request: web.Request, allow_query_token: bool) -> Principal:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
-    elif allow_query_token and request.query.get("access_token"):
-        token = request.query["access_token"]
+    elif allow_query_token and (request.query.get("access_token") or request.query.get("token")):
+        token = request.query.get("access_token") or request.query["token"]
         if not token.startswith(ACCESS_TOKEN_MARK):
             raise Unauthenticated("only short-lived access tokens may travel in the URL")
 

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 
+from crm_core.changes import flush_published_marks
 from storage.events import Event
 
 
@@ -48,6 +49,7 @@ async def test_lead_created_event_goes_on_the_bus_and_its_outbox_row_is_marked_p
         delivery = await asyncio.wait_for(sub.__anext__(), 5)
     event: Event = delivery.event
     assert (event.type, event.org_id, event.payload["id"]) == ("crm.lead.created", org.id, lead["id"])
+    await flush_published_marks()
     async with world.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT published_at FROM outbox WHERE event_id = $1", event.id)
     assert row["published_at"] is not None
@@ -180,3 +182,67 @@ async def test_rescore_and_convert(world):
     assert (resp.status, err["error"]["code"]) == (409, "already_converted")
     _, timeline = await world.request("GET", "/api/v1/activities", as_=org.rep, params={"lead_id": lead["id"]})
     assert [a["kind"] for a in timeline["data"]] == ["converted"]
+
+
+async def test_events_the_bus_missed_are_relayed_from_the_outbox(world):
+    from crm_core.changes import ChangeSet, relay_outbox
+
+    org = await world.make_org()
+    changes = ChangeSet(org.id, org.admin.user_id)
+    async with world.pool.acquire() as conn, conn.transaction():
+        await changes.record(conn, action="lead.note", resource_type="lead", resource_id=None,
+                             event_type="crm.test.relayed", payload={"n": 1})
+    await changes.publish(world.pool, None)  # no bus: the event stays pending
+    event_id = changes.events[0].id
+    assert await relay_outbox(world.pool, world.bus) == 0  # the writer's grace period
+    async with world.pool.acquire() as conn:
+        await conn.execute("UPDATE outbox SET next_attempt_at = now() WHERE event_id = $1", event_id)
+    sub = await world.bus.subscribe("crm.test.*")
+    async with sub:
+        assert await relay_outbox(world.pool, world.bus) >= 1
+        delivery = await asyncio.wait_for(sub.__anext__(), 5)
+    assert (delivery.event.id, delivery.event.payload) == (event_id, {"n": 1})
+    assert await relay_outbox(world.pool, world.bus) == 0
+
+
+async def test_old_idempotency_keys_are_pruned(world):
+    from crm_core.api.idempotency import prune_idempotency_keys
+
+    org = await world.make_org()
+    await world.request("POST", "/api/v1/leads", as_=org.rep, json={"first_name": "P"},
+                        headers={"Idempotency-Key": "old"})
+    async with world.pool.acquire() as conn:
+        await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days' "
+                           "WHERE org_id = $1", org.id)
+    assert await prune_idempotency_keys(world.pool) == 1
+
+
+async def test_concurrent_retries_with_one_key_create_one_lead(world):
+    org = await world.make_org()
+    headers = {"Idempotency-Key": "race"}
+    results = await asyncio.gather(*[
+        world.request("POST", "/api/v1/leads", as_=org.rep, json={"first_name": "Race"}, headers=headers)
+        for _ in range(5)])
+    statuses = sorted(resp.status for resp, _ in results)
+    assert set(statuses) <= {201, 409} and 201 in statuses
+    assert all(body["error"]["code"] == "idempotency_in_progress" for resp, body in results if resp.status == 409)
+    async with world.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM leads WHERE org_id = $1", org.id) == 1
+
+
+async def test_rescoring_reads_the_leads_calls(world):
+    from crm_core.calls import NewCall, SegmentRow, add_final_segments, create_call, update_call_status
+
+    org = await world.make_org()
+    lead = await world.create_lead(org.rep, title="Director of Sales", company_size=250)
+    _, before = await world.request("POST", f"/api/v1/leads/{lead['id']}/score", as_=org.rep)
+    async with world.pool.acquire() as conn:
+        call = await create_call(conn, NewCall(org.id, "twilio", "outbound", external_id="CA-eng",
+                                               rep_id=org.rep.user_id, lead_id=lead["id"]))
+        await update_call_status(conn, call["id"], "in-progress")
+        await update_call_status(conn, call["id"], "completed", duration_s=1800)
+        await add_final_segments(conn, org.id, str(call["id"]), [
+            SegmentRow("c1", "customer", 0, 900, "this sounds great", [], sentiment=0.9)])
+    _, after = await world.request("POST", f"/api/v1/leads/{lead['id']}/score", as_=org.rep)
+    assert after["score"] != before["score"]
+    assert any("30 min talk time" in r or "sentiment" in r.lower() for r in after["reasons"]), after

@@ -32,8 +32,8 @@ async def test_only_leads_whose_inputs_changed_are_rescored_with_their_call_enga
             quiet_before = await conn.fetchval("SELECT scored_at FROM leads WHERE id = $1", quiet)
             # A call with this lead ends (what call.ended leads to), with upbeat customer speech.
             call = await conn.fetchval(
-                """INSERT INTO calls (org_id, carrier, direction, lead_id, status, duration_s, ended_at)
-                   VALUES ($1, 'simulator', 'outbound', $2, 'completed', 1500, now()) RETURNING id""",
+                """INSERT INTO calls (org_id, carrier, direction, lead_id, status, duration_s, answered_at, ended_at)
+                   VALUES ($1, 'simulator', 'outbound', $2, 'completed', 1500, now(), now()) RETURNING id""",
                 org, called)
             await conn.execute(
                 """INSERT INTO transcript_segments (org_id, call_id, segment_key, party, start_ms, end_ms, text, sentiment)

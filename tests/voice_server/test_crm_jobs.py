@@ -68,13 +68,6 @@ async def test_a_running_node_rescores_leads_delivers_webhooks_and_limits_reques
         (scored,) = [e for e in got if e["type"] == "crm.lead.scored"]
         assert scored["data"]["lead_id"] == str(lead) and scored["data"]["grade"] == grade
         assert len(got) == 2
-        for _ in range(100):  # the relay publishes the same outbox row on the bus
-            async with runtime.pool.acquire() as conn:
-                published = await conn.fetchval("SELECT published_at FROM outbox WHERE event_id = $1", event_id)
-            if published:
-                break
-            await asyncio.sleep(0.05)
-        assert published is not None
 
         statuses = [(await client.get("/x/ping")).status for _ in range(3)]
         assert statuses == [200, 200, 429]

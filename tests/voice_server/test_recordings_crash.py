@@ -102,6 +102,7 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         tmp_path / "data",
         COACHLINE_RECORDING_KEY=key,
         COACHLINE_RECORDING_STALL_S="2",
+        COACHLINE_NODE_ID="crash-node",  # like a pod name: the same after the restart
     )
     log_path = tmp_path / "server.log"
     async with aiohttp.ClientSession() as http:
@@ -152,7 +153,9 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         row = await db.fetchrow("SELECT * FROM recordings WHERE call_id = $1", call_uuid)
         assert row["status"] == "recording", open(log_path).read()[-4000:]  # the process is gone
 
-        second = _start(env, log_path)
+        # The restarted node finds what its previous process left at once, by its node id:
+        # with a heartbeat staleness of 5 minutes, nothing else could recover it in time.
+        second = _start({**env, "COACHLINE_RECORDING_STALE_S": "300"}, log_path)
         try:
             await _wait_ready(second, http, log_path)
 

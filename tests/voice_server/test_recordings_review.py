@@ -134,6 +134,7 @@ async def test_the_access_log_is_for_managers_and_admins(recorded, db):
     assert resp.status == 200
     entries = (await resp.json())["data"]
     assert entries[0]["actor_id"] == world.manager_a and entries[0]["outcome"] == "ok"
+    assert entries[0]["actor_name"] == "mgr-a"  # what the review page shows
     assert any(e["actor_id"] == world.manager_b and e["outcome"] == "denied" for e in entries)
     assert all(e["ip"] == "127.0.0.1" for e in entries)
     for user in (world.rep, world.manager_b):
@@ -156,3 +157,22 @@ def test_parse_range():
     for bad in ("bytes=100-", "bytes=5-4", "bytes=-0"):
         with pytest.raises(ValueError):
             parse_range(bad, 100)
+
+
+async def test_a_browser_audio_element_plays_with_an_access_token_in_the_url(recorded, db):
+    from crm_core.auth.tokens import create_access_token, create_browser_session
+
+    client, world = recorded
+    user = await db.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(world.manager_a))
+    session = await create_browser_session(db, user, 3600)
+    access = await create_access_token(
+        db, org_id=user["org_id"], user_id=user["id"], parent_id=session.session_id, ttl_s=300
+    )
+    url = f"{_url(world)}?access_token={access.token}"
+    resp = await client.get(url, headers={"Range": "bytes=44-"})  # what <audio> asks when seeking
+    assert resp.status == 206 and len(await resp.read()) == 2 * 8000 * 4
+    head = await client.head(url)
+    assert head.status == 200 and head.headers["Accept-Ranges"] == "bytes"
+    long_lived = (await bearer(db, world.manager_a))["Authorization"].split()[1]
+    refused = await client.get(f"{_url(world)}?access_token={long_lived}")
+    assert refused.status == 401  # API tokens never travel in URLs
