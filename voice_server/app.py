@@ -161,6 +161,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
 
     app.router.add_get("/ws/live", _handle_own_calls)
     app.router.add_get("/ws/calls/{call_id}", _handle_one_call)
+    # The product design's name for the per-call feed; the same socket.
+    app.router.add_get("/feeds/calls/{call_id}", _handle_one_call)
     add_page_routes(app, lambda request: _signed_in_user(request))
     # SIP/RTP edge: its own UDP sockets, started only when enabled.
     if settings.sip_enabled:

@@ -10,6 +10,7 @@ import sys
 from voice_server.logs import configure_logging
 from voice_server.recordings_cli import add_recordings_commands  # recording (issue 7)
 from voice_server.settings import Settings, SettingsError, load_settings
+from voice_server.simulate_cli import add_simulate_command  # e2e (issue 4.5): simulate-call
 
 log = logging.getLogger("coachline")
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--org", required=True, help="organization slug (created if missing)")
     admin.set_defaults(func=_cmd_create_admin)
     add_recordings_commands(sub)  # recording (issue 7)
+    add_simulate_command(sub)  # e2e (issue 4.5)
     return parser
 
 

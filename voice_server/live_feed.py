@@ -62,7 +62,8 @@ class FeedAccess(Protocol):
     async def live_calls_of(self, viewer: Viewer) -> list[CallRef]: ...
 
 
-@dataclass(eq=False)  # multinode: kept in a set, so hashed by identity (was unhashable)
+# eq=False: watchers live in a set, by identity (a generated __eq__ would make them unhashable)
+@dataclass(eq=False)
 class _Watcher:
     ws: web.WebSocketResponse
     viewer: Viewer

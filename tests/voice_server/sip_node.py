@@ -30,6 +30,7 @@ class SipNode:
     rep_id: str
     logs: list[FrameLog] = field(default_factory=list)
     by_call: dict[str, FrameLog] = field(default_factory=dict)
+    http_url: str = ""  # e2e: the node's HTTP server (webhooks, /auth/token, /ws/live)
 
     @property
     def port(self) -> int:
@@ -71,7 +72,8 @@ async def sip_node(database_url: str, redis_url: str, **env: str):
     app = create_app(settings, runtime)
     server = TestServer(app)
     await server.start_server()
-    node = SipNode(app, app[SIP_EDGE], runtime, org_id, rep_id)
+    node = SipNode(app, app[SIP_EDGE], runtime, org_id, rep_id,
+                   http_url=str(server.make_url("")).rstrip("/"))
 
     def observe(session):
         log = FrameLog()
