@@ -18,6 +18,7 @@ from crm_core.api import (
     sessions,
     teams,
     users,
+    webhooks,  # crmfix
 )
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import build_openapi
@@ -33,6 +34,7 @@ PREFIX = "/api/v1"
 ENDPOINTS: tuple[Endpoint, ...] = (
     *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
+    *webhooks.ENDPOINTS,  # crmfix
 )
 
 
