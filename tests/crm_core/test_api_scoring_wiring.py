@@ -60,3 +60,15 @@ async def test_a_completed_call_with_competitor_mentions_changes_the_prediction(
     assert set(rows) == {before["id"], after["id"]}
     assert rows[before["id"]] != rows[after["id"]]
     assert "4" in str(rows[after["id"]])  # the stored factors name the four mentions
+
+
+async def test_the_schema_takes_grades_a_to_f_only(world):
+    import asyncpg
+    import pytest
+
+    org = await world.make_org()
+    async with world.pool.acquire() as conn:
+        for grade in "ABCDEF":
+            await conn.execute("INSERT INTO leads (org_id, first_name, grade) VALUES ($1, 'G', $2)", org.id, grade)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO leads (org_id, first_name, grade) VALUES ($1, 'G', 'G')", org.id)
