@@ -1,5 +1,6 @@
 """The configurable rule-based ideal-customer-profile score, alone and as the API uses it."""
 
+import asyncio
 import uuid
 
 import pytest
@@ -88,3 +89,20 @@ async def test_a_broken_icp_falls_back_to_the_shipped_model(world):
     await _set_icp(world, org.id, {"seniority": {"emperor": 50}})
     lead = await world.create_lead(org.rep, first_name="Ada", **FIT)
     assert lead["score_model_version"] == lead_model().version
+
+
+async def test_csv_imports_score_with_the_orgs_icp_too(world):
+    org = await world.make_org()
+    await _set_icp(world, org.id, ICP)
+    csv = b"first_name,title,industry,company_size,source,email\nAda,VP of Sales,Software,200,referral,a@acme.com\n"
+    resp, job = await world.request("POST", "/api/v1/leads/import", as_=org.admin, data=csv,
+                                    headers={"Content-Type": "text/csv"})
+    assert resp.status == 202, job
+    for _ in range(100):
+        _, job = await world.request("GET", f"/api/v1/imports/{job['id']}", as_=org.admin)
+        if job["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "completed" and job["imported_rows"] == 1
+    _, page = await world.request("GET", "/api/v1/leads", as_=org.admin)
+    assert [(x["ai_score"], x["score_model_version"]) for x in page["data"]] == [(100, icp_rules_of(ICP).version)]
