@@ -7,11 +7,12 @@ areas' handlers can call ``crm_core.auth.authenticate(request)`` too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from aiohttp import web
 
+from crm_core.dialing import Dialer
 from storage.events import EventBus
 
 
@@ -37,6 +38,9 @@ class ApiContext:
     # Called with (request, principal) once a request is authenticated, before its handler:
     # where the node plugs in per-organization rate limits. It may raise an HTTP error.
     after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None
+    # Carrier name -> Dialer. The node's carrier edge fills this registry (crm_core never
+    # imports the edge); POST /calls/outbound looks the carrier up in it per request.
+    dialers: dict[str, Dialer] = field(default_factory=dict)
 
 
 CRM_API = web.AppKey("crm_api", ApiContext)

@@ -83,6 +83,20 @@ async def find_call(conn: asyncpg.Connection, carrier: str, external_id: str) ->
     )
 
 
+async def attach_external_id(
+    conn: asyncpg.Connection, call_id: str, external_id: str
+) -> asyncpg.Record | None:
+    """Store the carrier's id for a call once; a second, different id is refused (None)."""
+    return await conn.fetchrow(
+        """
+        UPDATE calls SET external_id = $2, updated_at = now()
+        WHERE id = $1::uuid AND (external_id IS NULL OR external_id = $2)
+        RETURNING *
+        """,
+        call_id, external_id,
+    )
+
+
 async def update_call_status(
     conn: asyncpg.Connection,
     call_id: str,

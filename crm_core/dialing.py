@@ -7,8 +7,14 @@ API an object satisfying ``Dialer``, so the CRM never imports upward.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from crm_core.calls import attach_external_id, update_call_status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +43,28 @@ class Dialer(Protocol):
     carriers: frozenset[str]
 
     async def place_call(self, request: OutboundCallRequest) -> PlacedCall: ...
+
+
+class CarrierNotConfigured(DialerError):
+    """No dialer is registered for the carrier on this node (no credentials for it)."""
+
+
+async def place_call(pool, dialers: Mapping[str, Dialer], request: OutboundCallRequest) -> PlacedCall:
+    """Dial ``request`` through its carrier's dialer and record the carrier's id and status.
+
+    The calls row (``request.call_id``) must exist. Raises ``CarrierNotConfigured`` when
+    no dialer serves the carrier and ``DialerError`` when the carrier refuses; the row is
+    left for the caller to mark failed.
+    """
+    dialer = dialers.get(request.carrier)
+    if dialer is None:
+        raise CarrierNotConfigured(f"carrier {request.carrier!r} is not configured for outbound calls")
+    placed = await dialer.place_call(request)
+    async with pool.acquire() as conn:
+        row = await attach_external_id(conn, request.call_id, placed.external_id)
+        if row is None:
+            log.error("outbound call %s: row already has another carrier id", request.call_id)
+        else:
+            await update_call_status(conn, request.call_id, placed.status)
+    log.info("outbound %s call %s placed (%s)", request.carrier, request.call_id, placed.external_id)
+    return placed

@@ -10,6 +10,8 @@ import uuid
 
 from aiohttp import web
 
+from crm_core.api import ForeignOperation, document_routes
+from crm_core.api.models import LeadErasure, LeadExport
 from crm_core.lead_privacy import LeadNotFound, erase_lead, export_lead
 from crm_core.recordings import AuditEntry, write_audit
 from voice_server.app_keys import RUNTIME
@@ -19,9 +21,20 @@ from voice_server.recordings_routes import RECORDINGS, AuthRefused, ReviewError,
 RAW_TEXT_PERMISSION = "transcripts:raw"
 
 
+OPERATIONS = (
+    ForeignOperation("POST", "/api/v1/leads/{lead_id}/erasure",
+                     "Erase a lead's personal data: its record, transcripts and recordings (admins; audited)",
+                     "gdpr", response=LeadErasure, operation_id="erase_lead"),
+    ForeignOperation("GET", "/api/v1/leads/{lead_id}/export",
+                     "Everything held about a lead, as one JSON document (admins; audited)",
+                     "gdpr", response=LeadExport, operation_id="export_lead"),
+)
+
+
 def add_privacy_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/leads/{lead_id}/erasure", erase)
     app.router.add_get("/api/v1/leads/{lead_id}/export", export)
+    document_routes(app, OPERATIONS)
 
 
 async def _admin_for_lead(request: web.Request, action: str):
@@ -70,14 +83,7 @@ async def erase(request: web.Request) -> web.Response:
         return err.response()
     except LeadNotFound:
         return ReviewError(404, "not_found", "no such lead").response()
-    return web.json_response(
-        {
-            "lead_id": result.lead_id,
-            "calls": result.calls,
-            "recordings_shredded": result.recordings_shredded,
-            "segments_deleted": result.segments_deleted,
-        }
-    )
+    return web.json_response(LeadErasure.model_validate(result, from_attributes=True).model_dump(mode="json"))
 
 
 async def export(request: web.Request) -> web.Response:

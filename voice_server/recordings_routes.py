@@ -21,6 +21,9 @@ import asyncpg
 from aiohttp import web
 
 from crm_core import recordings as rows
+from crm_core.api import ForeignOperation, QueryParam, document_routes
+from crm_core.api.models import RecordingAccessEntry
+from crm_core.api_context import CRM_API
 from crm_core.api_errors import ApiError
 from crm_core.auth import Principal, authenticate
 from crm_core.recording_access import RecordingSubject, may_listen, may_read_audit
@@ -50,10 +53,30 @@ async def _crm_authenticate(request: web.Request) -> Principal:
     return await authenticate(request, allow_query_token=True)
 
 
+_QUERY_TOKEN = QueryParam("access_token", {"type": "string"},
+                          "A short-lived access token (cla_…), for <audio> elements that cannot send headers.")
+OPERATIONS = (
+    ForeignOperation(
+        "GET", "/api/v1/calls/{call_id}/recording",
+        "A call's recording as WAV (rep left, customer right when recorded apart); Range requests "
+        "seek; every request is in the access log", "recordings",
+        media_type="audio/wav", other_responses=((206, "The byte range asked for"),),
+        query=(_QUERY_TOKEN,),
+        headers=(QueryParam("Range", {"type": "string"}, "One byte range, e.g. bytes=44-"),),
+        errors=(401, 403, 404, 409, 500, 503), empty_errors=(416,), operation_id="get_call_recording"),
+    ForeignOperation(
+        "GET", "/api/v1/calls/{call_id}/recording/audit",
+        "Who listened to a call's recording, newest first (the newest 200 entries)", "recordings",
+        response=RecordingAccessEntry, paginated=True, query=(_QUERY_TOKEN,),
+        operation_id="get_call_recording_audit"),
+)
+
+
 def add_recording_routes(app: web.Application, authenticate: Authenticate | None = None) -> None:
     app[AUTHENTICATE] = authenticate or _crm_authenticate
     app.router.add_get("/api/v1/calls/{call_id}/recording", play_recording)
     app.router.add_get("/api/v1/calls/{call_id}/recording/audit", recording_audit)
+    document_routes(app, OPERATIONS)
 
 
 class ReviewError(Exception):
@@ -130,7 +153,7 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
 async def principal_of(request: web.Request) -> Principal:
     """The caller (crm_core.auth); an unauthenticated request is audited, then refused."""
     try:
-        return await request.app[AUTHENTICATE](request)
+        principal = await request.app[AUTHENTICATE](request)
     except ApiError as exc:
         try:
             async with request.app[RUNTIME].pool.acquire() as conn:
@@ -155,6 +178,11 @@ async def principal_of(request: web.Request) -> Principal:
         except (asyncpg.PostgresError, OSError):
             log.error("could not audit a refused unauthenticated request")
         raise AuthRefused(exc.response()) from None
+    # The CRM API's per-organisation rate limit covers these /api/v1 routes too (429, error shape).
+    context = request.config_dict.get(CRM_API)
+    if context is not None and context.after_authenticate is not None:
+        await context.after_authenticate(request, principal)
+    return principal
 
 
 class AuthRefused(Exception):
@@ -374,21 +402,7 @@ async def recording_audit(request: web.Request) -> web.Response:
         return err.response()
     return web.json_response(
         {
-            "data": [
-                {
-                    "id": e["id"],
-                    "actor_id": str(e["actor_id"]) if e["actor_id"] else None,
-                    "actor_name": e["actor_name"],
-                    "actor_kind": e["actor_kind"],
-                    "action": e["action"],
-                    "outcome": e["outcome"],
-                    "ip": e["ip"],
-                    "request_id": e["request_id"],
-                    "detail": e["detail"],
-                    "occurred_at": e["occurred_at"].isoformat(),
-                }
-                for e in entries
-            ],
+            "data": [RecordingAccessEntry.model_validate(dict(e)).model_dump(mode="json") for e in entries],
             # The API's list shape; the newest 200 entries are one page.
             "next_cursor": None,
         }

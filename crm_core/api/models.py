@@ -234,6 +234,21 @@ class CallRecord(Output):
     created_at: datetime
 
 
+_E164 = r"^\+[1-9][0-9]{6,14}$"
+
+
+class OutboundCallCreate(Input):
+    carrier: Literal["twilio", "vonage", "sip"] = Field(
+        description="The carrier to dial through; it must be configured on the server.")
+    to_number: str | None = Field(None, pattern=_E164,
+                                  description="E.164 number to call; defaults to the lead's phone.")
+    lead_id: UUID | None = None
+    deal_id: UUID | None = None
+    rep_id: UUID | None = Field(None, description="The rep placing the call; defaults to the caller.")
+    from_number: str | None = Field(None, pattern=_E164,
+                                    description="Caller id; defaults to the carrier's configured number.")
+
+
 class TranscriptSegment(BaseModel):
     segment_key: str
     party: Literal["rep", "customer", "mixed"]
@@ -366,6 +381,39 @@ class LeadImport(Output):
     errors: list[ImportRowError]
     created_at: datetime
     finished_at: datetime | None
+
+
+# --- recording review and GDPR requests (served by voice_server, documented here) ---
+
+class RecordingAccessEntry(BaseModel):
+    id: int
+    actor_id: UUID | None
+    actor_name: str | None
+    actor_kind: Literal["user", "system", "carrier"]
+    action: str = Field(description="recording.play, recording.deleted, ...")
+    outcome: Literal["ok", "denied", "error"]
+    ip: str | None
+    request_id: str | None
+    detail: dict[str, Any] = Field(description="Role, byte range, reason of a refusal, ...")
+    occurred_at: datetime
+
+
+class LeadErasure(BaseModel):
+    lead_id: UUID
+    calls: int = Field(description="Calls of the lead whose personal data was erased.")
+    recordings_shredded: int
+    segments_deleted: int
+
+
+class LeadExport(BaseModel):
+    """Everything held about a lead (GDPR access request); raw transcript text only with transcripts:raw."""
+
+    lead: dict[str, Any]
+    deals: list[dict[str, Any]]
+    calls: list[dict[str, Any]]
+    recordings: list[dict[str, Any]]
+    transcript_segments: list[dict[str, Any]]
+    activities: list[dict[str, Any]]
 
 
 # --- webhooks (crmfix) ---------------------------------------------------------

@@ -1,14 +1,20 @@
-"""The OpenAPI 3.1 document, generated from the endpoint table and its pydantic models."""
+"""The OpenAPI 3.1 document, generated from the endpoint table and its pydantic models.
+
+Routes other areas serve with their own handlers under /api/v1 (recording review,
+GDPR) are described by ``ForeignOperation`` records, registered with
+``crm_core.api.document_routes(app, ops)``, so the API still has one document.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from crm_core.api.endpoint import Endpoint
+from crm_core.api.endpoint import Endpoint, QueryParam
 from crm_core.api.models import Error
 
 _REF = "#/components/schemas/{model}"
@@ -22,28 +28,114 @@ _ERROR_TEXT = {
     413: "Body too large",
     415: "Unsupported media type",
     429: "Rate limit exceeded; see Retry-After",
+    416: "The Range asked for lies outside the body",
     422: "The body failed validation",
+    500: "The stored data failed an integrity check",
+    502: "The carrier refused the call or could not be reached",
+    503: "A service this route needs is unavailable; try again",
 }
 
 
-def _models(endpoints: tuple[Endpoint, ...]) -> list[type[BaseModel]]:
+@dataclass(frozen=True, slots=True)
+class ForeignOperation:
+    """A route another area serves with its own handler, documented in the API's one document.
+
+    Its handler must answer errors in the API's shape (``{"error": {code, message,
+    details}}``) and only with the statuses listed here; the contract tests hold it to that.
+    Foreign operations take no JSON body and do not replay ``Idempotency-Key``.
+    """
+
+    method: str
+    path: str  # the full path, e.g. /api/v1/calls/{call_id}/recording
+    summary: str
+    tag: str
+    response: type[BaseModel] | None = None  # the JSON success body; None with media_type or for 204
+    status: int = 200
+    paginated: bool = False
+    media_type: str | None = None  # a non-JSON success body (e.g. audio/wav), documented as bytes
+    other_responses: tuple[tuple[int, str], ...] = ()  # more successes, e.g. (206, "Partial content")
+    query: tuple[QueryParam, ...] = ()
+    headers: tuple[QueryParam, ...] = ()  # request headers the handler reads (e.g. Range)
+    errors: tuple[int, ...] = (401, 403, 404)
+    empty_errors: tuple[int, ...] = ()  # error statuses answered without a body (e.g. 416)
+    operation_id: str = ""
+    public: bool = False
+
+
+def _models(endpoints: tuple[Endpoint, ...], foreign: tuple[ForeignOperation, ...] = ()) -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {"Error": Error}
     for ep in endpoints:
         for model in (ep.body, ep.response, ep.raw_body_model):
             if model is not None:
                 seen[model.__name__] = model
+    for op in foreign:
+        if op.response is not None:
+            seen[op.response.__name__] = op.response
     return list(seen.values())
 
 
-def _op_id(ep: Endpoint) -> str:
+def _op_id(ep: Endpoint | ForeignOperation) -> str:
     if ep.operation_id:
         return ep.operation_id
     words = re.sub(r"[{}]", "", ep.path.removeprefix("/api/v1/")).replace("-", "_").split("/")
     return ep.method.lower() + "_" + "_".join(w for w in words if w)
 
 
-def build_openapi(endpoints: tuple[Endpoint, ...], *, version: str = "1.0.0") -> dict[str, Any]:
-    models = _models(endpoints)
+def _success_schema(response: type[BaseModel], paginated: bool) -> dict[str, Any]:
+    ref = {"$ref": _REF.format(model=response.__name__)}
+    if not paginated:
+        return ref
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {"data": {"type": "array", "items": ref},
+                       "next_cursor": {"type": ["string", "null"]}},
+    }
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    return {
+        "description": _ERROR_TEXT.get(status, "Error"),
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
+
+
+def _foreign_operation(op: ForeignOperation) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": _op_id(op), "summary": op.summary, "tags": [op.tag], "responses": {}}
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        for name in re.findall(r"{(\w+)}", op.path)
+    ]
+    params += [{"name": q.name, "in": "query", "required": False, "schema": q.schema,
+                "description": q.description} for q in op.query]
+    params += [{"name": h.name, "in": "header", "required": False, "schema": h.schema,
+                "description": h.description} for h in op.headers]
+    if params:
+        out["parameters"] = params
+    successes = ((op.status, op.summary), *op.other_responses)
+    for status, text in successes:
+        if op.media_type is not None:
+            content = {op.media_type: {"schema": {"type": "string", "contentMediaType": op.media_type}}}
+            out["responses"][str(status)] = {"description": text, "content": content}
+        elif op.response is not None:
+            out["responses"][str(status)] = {
+                "description": text,
+                "content": {"application/json": {"schema": _success_schema(op.response, op.paginated)}},
+            }
+        else:
+            out["responses"][str(status)] = {"description": text}
+    for status in sorted(set(op.errors) | {429}):
+        out["responses"][str(status)] = _error_response(status)
+    for status in op.empty_errors:
+        out["responses"][str(status)] = {"description": _ERROR_TEXT.get(status, "Error")}
+    if not op.public:
+        out["security"] = [{"bearer": []}, {"session": []}]
+    return out
+
+
+def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOperation, ...] = (),
+                  version: str = "1.0.0") -> dict[str, Any]:
+    models = _models(endpoints, foreign)
     modes = [(m, "serialization") for m in models] + [(m, "validation") for m in models]
     _, defs = models_json_schema(modes, ref_template=_REF)
     schemas = defs.get("$defs", {})
@@ -81,34 +173,28 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, version: str = "1.0.0") ->
         if ep.response is None:
             op["responses"][str(ep.status)] = {"description": "Done, no content"}
         else:
-            ref = {"$ref": _REF.format(model=ep.response.__name__)}
-            schema = ref
-            if ep.paginated:
-                schema = {
-                    "type": "object",
-                    "required": ["data", "next_cursor"],
-                    "properties": {"data": {"type": "array", "items": ref},
-                                   "next_cursor": {"type": ["string", "null"]}},
-                }
+            schema = _success_schema(ep.response, ep.paginated)
             op["responses"][str(ep.status)] = {"description": ep.summary,
                                                "content": {"application/json": {"schema": schema}}}
         statuses = set(ep.errors) | {429}
+        if ep.idempotent_post:
+            statuses |= {409}  # a retry while the first request with its Idempotency-Key still runs
         if ep.body is not None or ep.raw_body is not None:
             statuses |= {413, 415} if ep.body is not None else {413}
         for status in sorted(statuses):
-            op["responses"][str(status)] = {
-                "description": _ERROR_TEXT.get(status, "Error"),
-                "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
-            }
+            op["responses"][str(status)] = _error_response(status)
         if not ep.public:
             op["security"] = [{"bearer": []}, {"session": []}]
         paths.setdefault(ep.path, {})[ep.method.lower()] = op
+    for fop in foreign:
+        paths.setdefault(fop.path, {})[fop.method.lower()] = _foreign_operation(fop)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Coachline CRM API",
             "version": version,
-            "description": "Leads, deals, calls, transcripts, activities, users, teams and API tokens. "
+            "description": "Leads, deals, calls, transcripts, recordings, activities, users, teams, API tokens "
+                           "and GDPR requests. "
                            "Errors: {\"error\": {\"code\", \"message\", \"details\"}}. "
                            "Lists: {\"data\": [...], \"next_cursor\"}; pass next_cursor as ?cursor=.",
         },

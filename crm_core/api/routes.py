@@ -15,24 +15,28 @@ from crm_core.api import (
     deals,
     imports,
     leads,
+    outbound,
     sessions,
     teams,
     users,
     webhooks,  # crmfix
 )
 from crm_core.api.endpoint import Endpoint, wrap
-from crm_core.api.openapi import build_openapi
+from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
 from crm_core.changes import flush_published_marks
+from crm_core.dialing import Dialer
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
+# Operations other areas serve under /api/v1 with their own handlers (see document_routes).
+FOREIGN_OPERATIONS = web.AppKey("crm_api_foreign_operations", list)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS,
+    *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
     *webhooks.ENDPOINTS,  # crmfix
 )
@@ -66,6 +70,19 @@ def _catching(endpoint: Endpoint):
     return handle
 
 
+def document_routes(app: web.Application, operations: tuple[ForeignOperation, ...]) -> None:
+    """Put routes another area serves itself under /api/v1 into the API's OpenAPI document.
+
+    Call it next to the ``router.add_*`` calls, before the app starts; the handlers must
+    answer errors in the API's one shape (``crm_core.api_errors``).
+    """
+    if app.frozen:
+        raise RuntimeError("document_routes must be called before the application starts")
+    if FOREIGN_OPERATIONS not in app:
+        app[FOREIGN_OPERATIONS] = []
+    app[FOREIGN_OPERATIONS].extend(operations)
+
+
 def add_api_routes(
     app: web.Application,
     *,
@@ -73,20 +90,30 @@ def add_api_routes(
     bus: Callable[[], EventBus | None],
     options: ApiOptions | None = None,
     after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None,
+    dialers: dict[str, Dialer] | None = None,
 ) -> None:
     """Mount ``/api/v1`` (a sub-application), ``/auth/token`` and ``/auth/logout`` on ``app``.
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
     ``after_authenticate(request, principal)`` runs before each authenticated handler
-    (rate limits per organization).
+    (rate limits per organization). ``dialers`` (carrier name -> ``crm_core.dialing.Dialer``)
+    is the registry ``POST /calls/outbound`` dials through; it is read per request, so the
+    carrier edge may fill ``app[CRM_API].dialers`` after this call.
     """
     app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
-                              after_authenticate=after_authenticate)
+                              after_authenticate=after_authenticate,
+                              dialers=dialers if dialers is not None else {})
     api = web.Application(middlewares=[_error_shape])
-    document = build_openapi(ENDPOINTS)
+    if FOREIGN_OPERATIONS not in app:
+        app[FOREIGN_OPERATIONS] = []
+    foreign: list[ForeignOperation] = app[FOREIGN_OPERATIONS]
+    built: dict[str, dict] = {}
 
     async def openapi(_request: web.Request) -> web.Response:
-        return web.json_response(document)
+        # Built on first use: areas set up after this call register their routes until start-up.
+        if "document" not in built:
+            built["document"] = build_openapi(ENDPOINTS, foreign=tuple(foreign))
+        return web.json_response(built["document"])
 
     api.router.add_get("/openapi.json", openapi)
     for ep in ENDPOINTS:

@@ -10,7 +10,8 @@ naming the application) answers 201 with ``uuid``/``status``/``direction``/
 TLS with a throwaway CA (trustme); point the SDK at ``vonage_host`` and
 ``REQUESTS_CA_BUNDLE`` at ``ca_path``.
 
-Every request is recorded (``twilio_calls``, ``vonage_calls``) for tests.
+Every call created is recorded (``twilio_calls``, ``vonage_calls``) for tests, and every
+create request, refused or not, is counted (``requests_received``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class CarrierRestFake:
     vonage_public_key: bytes | None = None  # PEM; when set, request JWTs must verify with it
     twilio_calls: list[dict] = field(default_factory=list)
     vonage_calls: list[dict] = field(default_factory=list)
+    requests_received: int = 0
     twilio_base: str = ""
     vonage_host: str = ""
     ca_path: str = ""
@@ -75,6 +77,7 @@ class CarrierRestFake:
             self._tmp.cleanup()
 
     async def _twilio_create(self, request: web.Request) -> web.Response:
+        self.requests_received += 1
         sid = request.match_info["sid"]
         expected = "Basic " + base64.b64encode(
             f"{self.twilio.sid}:{self.twilio.auth_token}".encode()).decode()
@@ -96,6 +99,7 @@ class CarrierRestFake:
         )
 
     async def _vonage_create(self, request: web.Request) -> web.Response:
+        self.requests_received += 1
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ")
         try:

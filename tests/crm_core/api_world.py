@@ -117,6 +117,9 @@ class ApiWorld:
         if content is None:
             if body is not None:
                 raise ContractError(f"{method} {template} {status} documents no body but sent {body}")
+        elif "application/json" not in content:  # a documented binary body (e.g. audio/wav)
+            if body is not None:
+                raise ContractError(f"{method} {template} {status} documents {sorted(content)} but sent JSON")
         else:
             schema = dict(content["application/json"]["schema"])
             schema["components"] = self.openapi["components"]

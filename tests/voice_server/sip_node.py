@@ -59,6 +59,8 @@ async def sip_node(database_url: str, redis_url: str, **env: str):
         "COACHLINE_EVENT_BUS": "memory", "COACHLINE_LOG_FORMAT": "text",
         "COACHLINE_SIP_ENABLED": "true", "COACHLINE_SIP_PORT": "0",
         "COACHLINE_RTP_PORT_MIN": str(base), "COACHLINE_RTP_PORT_MAX": str(base + 998),
+        # SIP tests check signalling and media; a test that wants transcripts turns it on.
+        "COACHLINE_STT_ENABLED": "false",
         **env,
     })
     runtime = await Runtime(settings).start()

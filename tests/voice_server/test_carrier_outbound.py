@@ -172,6 +172,13 @@ async def _token(ca) -> str:
     return issued.token
 
 
+async def _contract(ca):
+    """Checks answers against the OpenAPI document the server publishes."""
+    from tests.crm_core.api_world import ApiWorld
+
+    return ApiWorld(ca.client, ca.pool, None, await (await ca.client.get("/api/v1/openapi.json")).json())
+
+
 async def test_the_outbound_api_route_places_and_records_the_call(dialing):
     ca, fake = dialing
     auth = {"Authorization": f"Bearer {await _token(ca)}"}
@@ -196,13 +203,87 @@ async def test_the_outbound_api_route_places_and_records_the_call(dialing):
 
 
 async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(dialing):
+    ca, fake = dialing
+    auth = {"Authorization": f"Bearer {await _token(ca)}"}
+    async with ca.pool.acquire() as conn:  # a rep with nothing to ring: Twilio's dialer refuses
+        await conn.execute("UPDATE users SET phone = NULL WHERE id = $1", ca.rep_id)
+    try:
+        resp = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "twilio", "to_number": CUSTOMER},
+                                    headers=auth)
+    finally:
+        async with ca.pool.acquire() as conn:
+            await conn.execute("UPDATE users SET phone = $2 WHERE id = $1", ca.rep_id, REP_PHONE)
+    assert resp.status == 502
+    (await _contract(ca)).check_contract("POST", "/api/v1/calls/outbound", 502, await resp.json())
+    error = (await resp.json())["error"]
+    assert error["code"] == "carrier_error"
+    assert (await ca.call_row(error["details"]["call_id"]))["status"] == "failed"
+
+
+async def test_an_unconfigured_carrier_is_a_4xx_and_leaves_no_call_row(dialing):
     from voice_server.carriers.edge import DIALERS
 
     ca, fake = dialing
     ca.app[DIALERS].pop("vonage")
     resp = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "vonage", "to_number": CUSTOMER},
                                 headers={"Authorization": f"Bearer {await _token(ca)}"})
-    assert resp.status == 502
+    assert resp.status == 422
     error = (await resp.json())["error"]
-    assert error["code"] == "carrier_error"
-    assert (await ca.call_row(error["details"]["call_id"]))["status"] == "failed"
+    assert (error["code"], error["details"]) == ("carrier_not_configured",
+                                                 {"carrier": "vonage", "configured": ["twilio"]})
+    async with ca.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM calls WHERE carrier = 'vonage'") == 0
+    assert fake.requests_received == 0
+
+
+async def test_a_retried_outbound_post_with_the_same_idempotency_key_dials_once(dialing):
+    import asyncio
+
+    ca, fake = dialing
+    token = await _token(ca)
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "dial-lee-once"}
+    body = {"carrier": "twilio", "to_number": CUSTOMER}
+    first = await ca.client.post("/api/v1/calls/outbound", json=body, headers=headers)
+    assert first.status == 201, await first.text()
+    call = await first.json()
+    (await _contract(ca)).check_contract("POST", "/api/v1/calls/outbound", 201, call)
+    # the client timed out and retries, once in turn and twice at the same time
+    again = [await ca.client.post("/api/v1/calls/outbound", json=body, headers=headers)]
+    again += await asyncio.gather(*(ca.client.post("/api/v1/calls/outbound", json=body, headers=headers)
+                                    for _ in range(2)))
+    for resp in again:
+        assert resp.status == 201 and resp.headers["Idempotent-Replayed"] == "true"
+        assert await resp.json() == call
+    assert fake.requests_received == 1 and len(fake.twilio_calls) == 1
+    assert fake.twilio_calls[0]["sid"] == call["external_id"]
+    async with ca.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM calls WHERE direction = 'outbound'") == 1
+
+    # the same key for another request is refused, not dialled
+    other = await ca.client.post("/api/v1/calls/outbound", json={**body, "to_number": "+15557770001"},
+                                 headers=headers)
+    assert (other.status, (await other.json())["error"]["code"]) == (422, "idempotency_key_reused")
+    # a new key is a new call
+    fresh = await ca.client.post("/api/v1/calls/outbound", json=body,
+                                 headers={**headers, "Idempotency-Key": "dial-lee-twice"})
+    assert fresh.status == 201 and (await fresh.json())["id"] != call["id"]
+    assert fake.requests_received == 2
+
+
+async def test_a_retry_after_a_carrier_error_replays_the_502_without_dialling_again(dialing):
+    ca, fake = dialing
+    headers = {"Authorization": f"Bearer {await _token(ca)}", "Idempotency-Key": "refused-once"}
+    from voice_server.carriers.edge import DIALERS
+
+    # the carrier now refuses our credentials
+    wrong = CarrierConfig(public_url=PUBLIC_URL, twilio_account_sid=TWILIO_SID, twilio_auth_token="wrong-token",
+                          twilio_api_base=fake.twilio_base, twilio_caller_id=OUR_NUMBER)
+    ca.app[DIALERS]["twilio"] = TwilioDialer(wrong, lambda: ca.pool)
+    first = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "twilio", "to_number": CUSTOMER},
+                                 headers=headers)
+    assert first.status == 502
+    retry = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "twilio", "to_number": CUSTOMER},
+                                 headers=headers)
+    assert retry.status == 502 and await retry.json() == await first.json()
+    assert fake.requests_received == 1 and fake.twilio_calls == []
+

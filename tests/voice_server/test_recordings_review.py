@@ -176,3 +176,27 @@ async def test_a_browser_audio_element_plays_with_an_access_token_in_the_url(rec
     long_lived = (await bearer(db, world.manager_a))["Authorization"].split()[1]
     refused = await client.get(f"{_url(world)}?access_token={long_lived}")
     assert refused.status == 401  # API tokens never travel in URLs
+
+
+async def test_every_answer_matches_the_api_s_openapi_document(recorded, db):
+    """Granted, partial, unsatisfiable and refused plays, and the access log, as documented."""
+    from tests.crm_core.api_world import ApiWorld
+
+    client, world = recorded
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    contract = ApiWorld(client, None, None, document)
+    cases = [
+        (world.manager_a, {}, 200),
+        (world.manager_a, {"Range": "bytes=0-99"}, 206),
+        (world.manager_a, {"Range": "bytes=999999999-"}, 416),
+        (world.manager_b, {}, 403),
+    ]
+    for user, headers, status in cases:
+        resp = await _get(client, world, user, **headers)
+        body = await resp.json() if resp.content_type == "application/json" else None
+        assert resp.status == status
+        contract.check_contract("GET", _url(world), resp.status, body)
+    resp = await client.get(_url(world) + "/audit", headers=await bearer(db, world.manager_a))
+    assert resp.status == 200
+    contract.check_contract("GET", _url(world) + "/audit", 200, await resp.json())
+    assert {status for _, _, status in contract.checked} == {200, 206, 403, 416}

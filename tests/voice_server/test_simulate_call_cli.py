@@ -93,7 +93,7 @@ async def test_twilio_call_reports_transcript_and_prompts(migrated_database, red
 
 async def test_sip_call_through_the_sip_simulator(migrated_database, redis_url, tmp_path):
     rep_wav, customer_wav = build(SHORT_CALL).write(tmp_path)
-    async with sip_node(migrated_database, redis_url) as node:
+    async with sip_node(migrated_database, redis_url, COACHLINE_STT_ENABLED="true") as node:
         digest = await asyncio.to_thread(hash_password, PASSWORD)
         async with node.runtime.pool.acquire() as conn:
             await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1::uuid", node.rep_id, digest)

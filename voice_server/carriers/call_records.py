@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from crm_core.calls import attach_external_id  # re-exported: the edge's callers use it here
+
 
 @dataclass(frozen=True, slots=True)
 class RepRoute:
@@ -59,18 +61,3 @@ async def call_for_stream(
     if row["external_id"] is None:
         return await attach_external_id(conn, call_id, external_id)
     return None
-
-
-async def attach_external_id(
-    conn: asyncpg.Connection, call_id: str, external_id: str
-) -> asyncpg.Record | None:
-    """Store the carrier's id for a call once; a second, different id is refused (None)."""
-    row = await conn.fetchrow(
-        """
-        UPDATE calls SET external_id = $2, updated_at = now()
-        WHERE id = $1::uuid AND (external_id IS NULL OR external_id = $2)
-        RETURNING *
-        """,
-        call_id, external_id,
-    )
-    return row

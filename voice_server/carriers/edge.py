@@ -1,7 +1,9 @@
-"""The carrier edge on the app: webhook and media routes, metrics, dialers, outbound calls.
+"""The carrier edge on the app: webhook and media routes, metrics, dialers.
 
-``setup_carriers(app)`` is called by ``create_app``; ``place_outbound_call``
-is what an API route calls once the CRM has created the call row.
+``setup_carriers(app)`` is called by ``create_app``. Outbound calls are the CRM
+API's ``POST /api/v1/calls/outbound`` (``crm_core.api.outbound``): the edge
+registers its dialers in the API's registry (``ApiContext.dialers``), which is
+also ``app[DIALERS]``. ``place_outbound_call`` dials a call whose row exists.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ import logging
 
 from aiohttp import web
 
-from crm_core.calls import update_call_status
-from crm_core.dialing import Dialer, DialerError, OutboundCallRequest, PlacedCall
+from crm_core.api_context import CRM_API
+from crm_core.dialing import DialerError, OutboundCallRequest, PlacedCall, place_call
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
-from voice_server.carriers.call_records import attach_external_id
 from voice_server.carriers.config import CarrierConfig
 from voice_server.carriers.dialers import TwilioDialer, VonageDialer
 from voice_server.carriers.metrics import CarrierMetrics
@@ -34,7 +35,8 @@ def setup_carriers(app: web.Application) -> None:
     metrics = CarrierMetrics(app[METRICS].registry)
     app[CARRIER_CONFIG] = config
     app[CARRIER_METRICS] = metrics
-    app[DIALERS] = {}
+    # The CRM API's dialer registry when the API is mounted, so its outbound endpoint sees them.
+    app[DIALERS] = app[CRM_API].dialers if CRM_API in app else {}
 
     def pool_of():
         pool = app[RUNTIME].pool
@@ -56,12 +58,6 @@ def setup_carriers(app: web.Application) -> None:
     app.router.add_post("/carriers/vonage/event", vonage.event)
     app.router.add_get("/media/vonage", vonage_media_handler(pool_of, sessions, metrics, **limits))
 
-    # Resolved before the CRM's /api/v1 sub-application: aiohttp tries the longest prefix first.
-    from voice_server.carriers.outbound_route import PATH as OUTBOUND_PATH
-    from voice_server.carriers.outbound_route import outbound_call
-
-    app.router.add_post(OUTBOUND_PATH, outbound_call)
-
     # Dialers for the carriers that are configured; a carrier without credentials has none.
     if config.twilio_auth_token:
         app[DIALERS]["twilio"] = TwilioDialer(config, pool_of)
@@ -76,17 +72,6 @@ def setup_carriers(app: web.Application) -> None:
 async def place_outbound_call(app: web.Application, request: OutboundCallRequest) -> PlacedCall:
     """Dial ``request`` through its carrier and record the carrier's id and status on the row.
 
-    Raises DialerError when the carrier is not configured or refuses (the API answers 502).
+    Raises DialerError when the carrier is not configured or refuses.
     """
-    dialer: Dialer | None = app[DIALERS].get(request.carrier)
-    if dialer is None:
-        raise DialerError(f"carrier {request.carrier!r} is not configured for outbound calls")
-    placed = await dialer.place_call(request)
-    async with app[RUNTIME].pool.acquire() as conn:
-        row = await attach_external_id(conn, request.call_id, placed.external_id)
-        if row is None:
-            log.error("outbound call %s: row already has another carrier id", request.call_id)
-        else:
-            await update_call_status(conn, request.call_id, placed.status)
-    log.info("outbound %s call %s placed (%s)", request.carrier, request.call_id, placed.external_id)
-    return placed
+    return await place_call(app[RUNTIME].pool, app[DIALERS], request)

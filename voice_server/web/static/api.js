@@ -59,7 +59,7 @@ export function liveSocket(path, { onMessage, onState }) {
     let t;
     try { t = await bearer(); } catch (e) { return retry(); }
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${proto}//${location.host}${path}?token=${encodeURIComponent(t)}`);
+    ws = new WebSocket(`${proto}//${location.host}${path}?access_token=${encodeURIComponent(t)}`);
     ws.onopen = () => { attempt = 0; onState && onState("live"); };
     ws.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
     ws.onclose = () => { if (!closedByUs) retry(); };

@@ -21,7 +21,7 @@ export async function mountLeads(root) {
 
 export async function mountLead(root, id) {
   const lead = await api(`/leads/${id}`);
-  const factors = lead.score_factors || [];
+  const factors = lead.score_reasons || [];
   root.replaceChildren(
     el("h1", {}, `${lead.first_name || ""} ${lead.last_name || ""}`.trim() || "Lead"),
     el("p", {}, `${lead.title || ""} ${lead.company ? "at " + lead.company : ""}`),
@@ -50,7 +50,8 @@ export async function mountDeal(root, id) {
     prediction.replaceChildren(
       el("p", {}, "Win probability ", el("strong", {}, `${Math.round(p.win_probability * 100)} %`),
         p.predicted_close ? ` · close by ${p.predicted_close}` : ""),
-      el("ul", {}, ...(p.factors || p.risk_factors || []).map((f) => el("li", {}, typeof f === "string" ? f : (f.label || JSON.stringify(f))))));
+      el("ul", { class: "reasons" }, ...(p.reasons || []).map((r) => el("li", {}, r))),
+      (p.risk_flags || []).length ? el("p", {}, "Risks: ", p.risk_flags.map((f) => f.replaceAll("_", " ")).join(", ")) : "");
   }
   root.replaceChildren(el("h1", {}, deal.name),
     el("p", {}, `${deal.stage} · ${deal.value} ${deal.currency}`),

@@ -151,7 +151,14 @@ function meter(label, id) {
 
 function sparkRow(label, party) {
   return el("div", {}, el("div", { class: "status" }, label),
-    el("svg", { class: "sparkline", "data-party": party, viewBox: "0 0 100 40", preserveAspectRatio: "none", role: "img", "aria-label": `${label} sentiment` }));
+    svgEl({ class: "sparkline", "data-party": party, viewBox: "0 0 100 40", preserveAspectRatio: "none", role: "img", "aria-label": `${label} sentiment` }));
+}
+
+// document.createElement("svg") makes an unknown HTML element that never draws: SVG needs its namespace.
+function svgEl(attrs) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
 }
 
 function drawSpark(svg, series) {

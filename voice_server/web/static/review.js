@@ -1,6 +1,17 @@
 // The manager's screens: the calls list and one call's review.
 import { api, ApiError, bearer, el, fmtMs } from "./api.js";
 
+// Names of the organization's people, for showing ids as names (a rep may not list users).
+let names = null;
+async function userNames() {
+  if (names) return names;
+  try {
+    const page = await api("/users", { query: { limit: 100 } });
+    names = new Map((page.data || []).map((u) => [u.id, u.name || u.email]));
+  } catch (e) { names = new Map(); }
+  return names;
+}
+
 export async function mountCalls(root) {
   const params = new URLSearchParams(location.search);
   const form = el("form", { class: "filters", role: "search", "aria-label": "Filter calls" },
@@ -9,9 +20,6 @@ export async function mountCalls(root) {
     field("To", el("input", { type: "date", name: "to", value: params.get("to") || "" })),
     field("Outcome", el("select", { name: "status" }, ...["", "completed", "failed", "no-answer", "busy"].map(
       (s) => el("option", { value: s, selected: params.get("status") === s }, s || "Any")))),
-    field("Keyword hit", el("input", { name: "keyword", value: params.get("keyword") || "", placeholder: "e.g. competitor" })),
-    field("Sentiment", el("select", { name: "sentiment" }, ...["", "negative", "neutral", "positive"].map(
-      (s) => el("option", { value: s, selected: params.get("sentiment") === s }, s || "Any")))),
     el("button", { class: "primary", type: "submit" }, "Apply"));
   const body = el("tbody");
   const pager = el("div", { class: "pager" });
@@ -19,11 +27,9 @@ export async function mountCalls(root) {
     el("table", {}, el("caption", { class: "sr-only" }, "Calls"),
       el("thead", {}, el("tr", {}, ...["When", "Rep", "Direction", "Outcome", "Duration", ""].map((h) => el("th", { scope: "col" }, h)))),
       body), pager);
-  try {
-    const users = await api("/users", { query: { limit: 100 } });
-    const sel = form.querySelector("select[name=rep_id]");
-    for (const u of users.data || []) sel.append(el("option", { value: u.id, selected: params.get("rep_id") === u.id }, u.name));
-  } catch (e) { /* reps cannot list users; the filter stays at "Anyone" */ }
+  const who = await userNames();
+  const sel = form.querySelector("select[name=rep_id]");
+  for (const [id, name] of who) sel.append(el("option", { value: id, selected: params.get("rep_id") === id }, name));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams([...new FormData(form)].filter(([, v]) => v));
@@ -31,11 +37,19 @@ export async function mountCalls(root) {
     load(Object.fromEntries(q));
   });
 
+  // The form speaks in days; the API filters on instants (created_after / created_before).
+  function apiQuery(query) {
+    const out = { rep_id: query.rep_id, status: query.status };
+    if (query.from) out.created_after = new Date(query.from + "T00:00:00").toISOString();
+    if (query.to) out.created_before = new Date(new Date(query.to + "T00:00:00").getTime() + 86_400_000).toISOString();
+    return out;
+  }
+
   async function load(query, cursor) {
-    const page = await api("/calls", { query: { ...query, cursor, limit: 25 } });
+    const page = await api("/calls", { query: { ...apiQuery(query), cursor, limit: 25 } });
     body.replaceChildren(...(page.data || []).map((c) => el("tr", {},
       el("td", {}, new Date(c.created_at).toLocaleString()),
-      el("td", {}, c.rep_name || c.rep_id || "–"),
+      el("td", {}, who.get(c.rep_id) || c.rep_id || "–"),
       el("td", {}, c.direction),
       el("td", {}, c.status + (c.ended_abnormally ? " (dropped)" : "")),
       el("td", {}, c.duration_s != null ? fmtMs(c.duration_s * 1000) : "–"),
@@ -100,21 +114,36 @@ export async function mountCallReview(root, callId) {
     }
   });
 
+  // The post-call summary is a "call.completed" timeline entry the CRM writes when the call ends
+  // (crm_core/call_summaries.py): summary, action items, and the coaching moments with their times.
   try {
-    const insights = await api(`/calls/${callId}/insights`);
-    summary.replaceChildren(el("p", {}, insights.summary || "No summary."),
+    const page = await api("/activities", { query: { call_id: callId, kind: "call.completed", limit: 1 } });
+    const done = (page.data || [])[0];
+    if (!done) throw new Error("no summary yet");
+    const b = done.body || {};
+    const seekTo = (ms) => { audio.currentTime = (ms || 0) / 1000; audio.play().catch(() => {}); };
+    const item = (a) => el("li", {}, typeof a === "string" ? a : a.text,
+      a.at_ms != null ? [" ", el("button", { class: "seek", "aria-label": `Play from ${fmtMs(a.at_ms)}`, onclick: () => seekTo(a.at_ms) }, fmtMs(a.at_ms))] : null);
+    summary.replaceChildren(el("p", {}, b.summary || "No summary."),
+      (b.key_points || []).length ? el("ul", {}, ...b.key_points.map((k) => el("li", {}, k))) : "",
       el("h3", {}, "Action items"),
-      el("ul", {}, ...(insights.action_items || []).map((a) => el("li", {}, a.text || a))));
-    timeline.replaceChildren(...(insights.prompts || []).map((p) => el("li", {},
-      el("button", { class: "seek", onclick: () => { audio.currentTime = (p.at_ms || 0) / 1000; } },
-        `${fmtMs(p.at_ms || 0)} — ${p.title}`))));
-  } catch (e) { summary.textContent = "No insights for this call."; }
+      (b.action_items || []).length ? el("ul", { class: "actions" }, ...b.action_items.map(item)) : el("p", {}, "None."),
+      (b.next_steps || []).length ? [el("h3", {}, "Next steps"), el("ul", {}, ...b.next_steps.map(item))] : "");
+    const moments = [
+      ...(b.objections || []).map((o) => ({ at_ms: o.at_ms, label: `Objection (${o.category}): ${o.text}` })),
+      ...(b.action_items || []).map((a) => ({ at_ms: a.at_ms, label: `Action item: ${a.text}` })),
+    ].filter((m) => m.at_ms != null).sort((x, y) => x.at_ms - y.at_ms);
+    timeline.replaceChildren(...moments.map((m) => el("li", {},
+      el("button", { class: "seek", onclick: () => seekTo(m.at_ms) }, `${fmtMs(m.at_ms)} — ${m.label}`))));
+    if (b.competitors && b.competitors.length) timeline.before(el("p", {}, "Competitors mentioned: ", b.competitors.join(", ")));
+  } catch (e) { summary.textContent = "No summary for this call yet."; }
 
   async function loadAudit() {
     try {
       const rows = await api(`/calls/${callId}/recording/audit`);
+      const who = await userNames();
       audit.replaceChildren(...(rows.data || []).map((r) => el("tr", {},
-        el("td", {}, r.actor_name || r.actor_id), el("td", {}, new Date(r.occurred_at).toLocaleString()), el("td", {}, r.outcome))));
+        el("td", {}, who.get(r.actor_id) || r.actor_id || "(not signed in)"), el("td", {}, new Date(r.occurred_at).toLocaleString()), el("td", {}, r.outcome))));
     } catch (e) { audit.replaceChildren(el("tr", {}, el("td", { colspan: "3" }, "Only managers and admins see the audit trail."))); }
   }
   audio.addEventListener("play", () => setTimeout(loadAudit, 500), { once: true });
