@@ -167,7 +167,7 @@ def score_icp(lead: dict[str, Any], rules: IcpRules) -> LeadScore:
     """Score one lead against the organisation's ICP (raises ``LeadInputError`` like ``score_lead``)."""
     profile = profile_of(lead)
     factors = sorted(_factors(profile, rules), key=lambda f: f.effect, reverse=True)
-    score = int(round(min(100.0, max(0.0, rules.base + sum(f.effect for f in factors)))))
+    score = round(min(100.0, max(0.0, rules.base + sum(f.effect for f in factors))))
     positives = [f"Matches the ideal customer profile: {f.text}" for f in factors if f.effect > 0]
     negatives = [f"Held back by {f.text}" for f in reversed(factors) if f.effect < 0]
     return LeadScore(

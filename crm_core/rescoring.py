@@ -31,10 +31,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from crm_core.changes import ChangeSet
+from crm_core.icp_scoring import IcpConfigError, icp_rules_of, score_icp
 from crm_core.lead_engagement import LEAD_COLUMNS, engagement_by_lead
 from crm_core.lead_features import LeadInputError
 from crm_core.lead_model_training import active_lead_model
-from crm_core.icp_scoring import IcpConfigError, icp_rules_of, score_icp
 from crm_core.lead_scoring import LeadScore, lead_model, lead_score_columns, score_lead
 from storage.leases import run_singleton
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from crm_core.api.access import require
 from crm_core.api.endpoint import Call, Endpoint, QueryParam, Reply
-from crm_core.api.models import Webhook, WebhookCreate, WebhookCreated, WebhookDelivery, WebhookUpdate
+from crm_core.api.models import (
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookUpdate,
+)
 from crm_core.api.records import parse_uuid
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet

@@ -94,7 +94,7 @@ async def test_other_organisations_endpoints_are_404(world):
                                   json={"url": "https://hooks.example.com/t"})
     for method, suffix in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/rotate-secret"),
                            ("GET", "/deliveries")):
-        resp, body = await world.request(method, f"/api/v1/webhooks/{hook['id']}{suffix}", as_=mine.admin,
+        resp, _ = await world.request(method, f"/api/v1/webhooks/{hook['id']}{suffix}", as_=mine.admin,
                                          json={"active": False} if method == "PATCH" else None)
         assert resp.status == 404, (method, suffix)
     resp, listed = await world.request("GET", "/api/v1/webhooks", as_=mine.admin)
@@ -132,7 +132,7 @@ async def test_patch_and_delete(world):
     assert resp.status == 200
     assert (patched["active"], patched["event_types"], patched["url"]) == \
         (False, ["crm.deal.*", "crm.lead.created"], "https://hooks.example.com/q")
-    resp, body = await world.request("PATCH", f"/api/v1/webhooks/{hook['id']}", as_=org.admin, json={"url": None})
+    resp, _ = await world.request("PATCH", f"/api/v1/webhooks/{hook['id']}", as_=org.admin, json={"url": None})
     assert resp.status == 422
     resp, _ = await world.request("DELETE", f"/api/v1/webhooks/{hook['id']}", as_=org.admin)
     assert resp.status == 204
