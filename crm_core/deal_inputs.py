@@ -53,15 +53,23 @@ async def deal_inputs(conn: asyncpg.Connection, org_id: Any, deal_id: Any
 async def predict_and_store(conn: asyncpg.Connection, org_id: Any, deal_id: Any,
                             *, now: datetime | None = None) -> DealPrediction | None:
     """Predict the deal from the database and insert the ``predictions`` row; None: no such deal."""
+    stored = await predict_and_store_row(conn, org_id, deal_id, now=now)
+    return None if stored is None else stored[0]
+
+
+async def predict_and_store_row(conn: asyncpg.Connection, org_id: Any, deal_id: Any,
+                                *, now: datetime | None = None
+                                ) -> tuple[DealPrediction, asyncpg.Record] | None:
+    """``predict_and_store`` that also returns the stored ``predictions`` row (its id and time)."""
     inputs = await deal_inputs(conn, org_id, deal_id)
     if inputs is None:
         return None
     prediction = predict_deal(*inputs, now=now)
     row = prediction_row(prediction)
-    await conn.execute(
+    stored = await conn.fetchrow(
         "INSERT INTO predictions (org_id, deal_id, model_version, win_probability, predicted_close, factors) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
         row["org_id"], row["deal_id"], row["model_version"], row["win_probability"],
         row["predicted_close"], row["factors"],
     )
-    return prediction
+    return prediction, stored

@@ -1,4 +1,4 @@
-"""AI lead scoring: a 0-100 score, a grade A-D and the reasons behind them.
+"""AI lead scoring: a 0-100 score, a grade A-F and the reasons behind them.
 
 The model is a logistic regression trained by ``scripts/train_lead_scoring.py``
 (weights in ``crm_core/data/lead_scoring.json``). The score is the model's
@@ -33,8 +33,12 @@ from crm_core.logistic_model import LogisticModel, load_packaged
 __all__ = ["LeadInputError", "LeadScore", "grade_for", "lead_model", "lead_score_columns", "score_lead"]
 
 MODEL_FILE = "lead_scoring.json"
-# Grade cut-offs on the score (conversion probability in percent).
-GRADE_CUTOFFS = (("A", 60), ("B", 35), ("C", 15))
+# Grade cut-offs on the score (conversion probability in percent): A >= 60, B >= 35, C >= 15,
+# D >= 8, E >= 3, F below 3. A-C kept the meaning they had when grades stopped at D; the old
+# D band (< 15 %) is split so a rep can tell "worth a nurture email" (D) from "almost certainly
+# not buying" (F). Changing a cut-off changes stored grades only when leads are re-scored.
+GRADE_CUTOFFS = (("A", 60), ("B", 35), ("C", 15), ("D", 8), ("E", 3))
+LOWEST_GRADE = "F"
 _MIN_EFFECT = 0.05  # log-odds; smaller contributions are noise, not reasons
 _MAX_POSITIVE, _MAX_NEGATIVE = 3, 2
 _NO_OBJECTIONS = "No objections raised"
@@ -66,7 +70,7 @@ class ScoreFactor:
 @dataclass(frozen=True, slots=True)
 class LeadScore:
     score: int  # 0-100
-    grade: str  # A | B | C | D
+    grade: str  # A | B | C | D | E | F
     reasons: list[str]  # strongest factors in words, positives first
     model_version: str
     factors: list[ScoreFactor]  # every factor with its effect (for score_factors)
@@ -82,7 +86,7 @@ def grade_for(score: int) -> str:
     for grade, cutoff in GRADE_CUTOFFS:
         if score >= cutoff:
             return grade
-    return "D"
+    return LOWEST_GRADE
 
 
 def score_lead(lead: dict[str, Any], model: LogisticModel | None = None) -> LeadScore:

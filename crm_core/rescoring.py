@@ -12,14 +12,17 @@ that lands while the run is working is newer than that stamp and is picked
 up by the next run. A changed grade is announced as ``crm.lead.scored``
 through the outbox (so webhooks and the bus hear it) and audited. ``LeadRescoringJob.run`` keeps one runner across nodes
 via ``storage.leases.run_singleton``. Each organisation's leads are scored
-with its active trained model when it has one (``crm_core.lead_model_training``).
+with its active trained model when it has one (``crm_core.lead_model_training``),
+else with its configured ideal customer profile (``crm_core.icp_scoring``).
 Engagement comes from ``crm_core.lead_engagement``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,10 +31,11 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from crm_core.changes import ChangeSet
+from crm_core.icp_scoring import IcpConfigError, icp_rules_of, score_icp
 from crm_core.lead_engagement import LEAD_COLUMNS, engagement_by_lead
 from crm_core.lead_features import LeadInputError
 from crm_core.lead_model_training import active_lead_model
-from crm_core.lead_scoring import LeadScore, lead_score_columns, score_lead
+from crm_core.lead_scoring import LeadScore, lead_model, lead_score_columns, score_lead
 from storage.leases import run_singleton
 
 log = logging.getLogger(__name__)
@@ -60,12 +64,34 @@ async def _write_score(conn: asyncpg.Connection, lead_id: Any, result: LeadScore
     )
 
 
+LeadScorer = Callable[[dict[str, Any]], LeadScore]
+
+
+async def lead_scorer_for_org(conn: asyncpg.Connection, org_id: Any) -> LeadScorer:
+    """How this organisation's leads are scored: its active trained model when it has one;
+    else its rule-based ideal customer profile (``settings.icp``) when it configured one;
+    else the shipped model. A broken ICP config is logged and the shipped model used."""
+    model = await active_lead_model(conn, org_id)
+    if model.version == lead_model().version:
+        config = await conn.fetchval("SELECT settings->'icp' FROM organizations WHERE id = $1", org_id)
+        if isinstance(config, str):  # a pool without the jsonb codec
+            config = json.loads(config)
+        if config is not None:
+            try:
+                rules = icp_rules_of(config)
+            except IcpConfigError as exc:
+                log.warning("organisation %s: ignoring settings.icp (%s); using the shipped model", org_id, exc)
+            else:
+                return lambda lead: score_icp(lead, rules)
+    return lambda lead: score_lead(lead, model)
+
+
 async def score_in_context(conn: asyncpg.Connection, lead: dict[str, Any]) -> LeadScore:
-    """Score a leads row (dict with ``id`` and ``org_id``) with its calls' engagement and its
-    organisation's active model; writes nothing. For ``POST /leads/{id}/score``."""
+    """Score a leads row (dict with ``id`` and ``org_id``) with its calls' engagement, as its
+    organisation scores (``lead_scorer_for_org``); writes nothing. For the API's lead routes."""
     engagement = (await engagement_by_lead(conn, [lead["id"]]))[lead["id"]] if lead.get("id") else {}
-    model = await active_lead_model(conn, lead["org_id"])
-    return score_lead({**lead, "engagement": engagement}, model)
+    scorer = await lead_scorer_for_org(conn, lead["org_id"])
+    return scorer({**lead, "engagement": engagement})
 
 
 async def rescore_lead(conn: asyncpg.Connection, org_id: str, lead_id: str) -> LeadScore | None:
@@ -101,13 +127,12 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
         if not leads:
             return RescoreRun(0, 0)
         engagement = await engagement_by_lead(conn, [r["id"] for r in leads])
-        models = {org: await active_lead_model(conn, org) for org in {r["org_id"] for r in leads}}
+        scorers = {org: await lead_scorer_for_org(conn, org) for org in {r["org_id"] for r in leads}}
         scored = unreadable = 0
         async with conn.transaction():
             for row in leads:
                 try:
-                    result = score_lead({**dict(row), "engagement": engagement[row["id"]]},
-                                        models[row["org_id"]])
+                    result = scorers[row["org_id"]]({**dict(row), "engagement": engagement[row["id"]]})
                 except LeadInputError as exc:
                     # Stamp it anyway, so one bad row is not retried every run.
                     log.error("lead %s cannot be scored: %s", row["id"], exc)

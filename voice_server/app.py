@@ -140,7 +140,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         app,
         pool=lambda: app[RUNTIME].pool,
         bus=lambda: app[RUNTIME].bus,
-        options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s),
+        options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s,
+                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls),  # crmfix
         after_authenticate=api_rate_limit_hook(app),  # crm-intel: per-organisation rate limits
     )
 

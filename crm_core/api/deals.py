@@ -17,10 +17,10 @@ from crm_core.api.listing import (
 )
 from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
-from crm_core.api_errors import Unprocessable
+from crm_core.api_errors import NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.deal_features import DealInputError
-from crm_core.deal_prediction import predict_deal, prediction_row
+from crm_core.deal_inputs import predict_and_store_row  # crmfix: timeline + call signals, stored
 
 CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})
 
@@ -164,23 +164,14 @@ async def predict(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         deal = await load_visible(conn, me, table="deals", record_id=call.path_id(),
                                   owner_column="owner_id", what="deal")
-        activities = await conn.fetch(
-            "SELECT * FROM activities WHERE org_id = $1 AND deal_id = $2 ORDER BY occurred_at DESC LIMIT 500",
-            me.org_id, deal["id"],
-        )
         try:
-            result = predict_deal(dict(deal), [dict(a) for a in activities])
-            stored = prediction_row(result)
+            # the timeline and the calls' signals, read the same way the background jobs read them
+            stored = await predict_and_store_row(conn, me.org_id, deal["id"])
         except DealInputError as exc:
             raise Unprocessable(f"the deal cannot be predicted: {exc}", code="unpredictable_deal") from None
-        row = await conn.fetchrow(
-            """
-            INSERT INTO predictions (org_id, deal_id, model_version, win_probability, predicted_close, factors)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
-            """,
-            me.org_id, deal["id"], stored["model_version"], stored["win_probability"],
-            stored["predicted_close"], stored["factors"],
-        )
+        if stored is None:
+            raise NotFound("no such deal", {"id": str(deal["id"])})
+        result, row = stored
         out = DealPredictionResult(id=row["id"], deal_id=deal["id"], win_probability=row["win_probability"],
                                    predicted_close=row["predicted_close"], risk_flags=list(result.risk_flags),
                                    reasons=list(result.reasons), model_version=row["model_version"],

@@ -25,7 +25,8 @@ from crm_core.api.records import load_visible
 from crm_core.api_errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 from crm_core.auth.principal import Principal
 from crm_core.changes import ChangeSet
-from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
+from crm_core.lead_scoring import LeadInputError, lead_score_columns
+from crm_core.rescoring import lead_scorer_for_org
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,12 @@ async def _progress(conn: asyncpg.Connection, job_id: str, processed: int, impor
 async def _insert_batch(conn: asyncpg.Connection, me: Principal, batch: list[dict[str, Any]]) -> int:
     columns = [c for c in _COLUMNS]
     records = []
+    scorer = await lead_scorer_for_org(conn, me.org_id)  # the org's model or ICP, like POST /leads
     for row in batch:
         fields = {c: row.get(c) for c in columns}
         fields["owner_id"] = fields["owner_id"] or me.user_id
         try:
-            scored = lead_score_columns(score_lead(fields))
+            scored = lead_score_columns(scorer(fields))
         except LeadInputError:
             # validated rows are scorable; should the model disagree, the lead is stored unscored
             scored = {"ai_score": None, "grade": None, "score_factors": None, "scored_at": None}

@@ -21,8 +21,8 @@ from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreRe
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import Conflict, Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.lead_engagement import lead_engagement
-from crm_core.lead_scoring import LeadInputError, lead_score_columns, score_lead
+from crm_core.lead_scoring import LeadInputError, lead_score_columns
+from crm_core.rescoring import score_in_context  # crmfix: the org's trained model when active
 
 # Fields whose change makes the stored score stale.
 _SCORED_FIELDS = frozenset({"title", "company_size", "industry", "source", "email", "phone", "company"})
@@ -61,10 +61,12 @@ def lead_out(row: asyncpg.Record) -> Lead:
     return Lead.model_validate(data)
 
 
-def score_columns(fields: dict[str, Any]) -> dict[str, Any]:
-    """ai_score, grade, score_factors and scored_at for a lead's fields (422 if unscorable)."""
+async def score_columns_in_context(conn: asyncpg.Connection, lead: dict[str, Any]) -> dict[str, Any]:
+    """ai_score, grade, score_factors and scored_at for a lead (422 if unscorable), scored as the
+    re-scoring job does: the organisation's active trained model when it has one, and for a
+    stored lead its calls' engagement."""
     try:
-        return lead_score_columns(score_lead(fields))
+        return lead_score_columns(await score_in_context(conn, lead))
     except LeadInputError as exc:
         raise Unprocessable(f"the lead cannot be scored: {exc}", code="unscorable_lead") from None
 
@@ -95,10 +97,10 @@ async def create_lead(call: Call) -> Reply:
     fields = body.model_dump(mode="json")
     fields["owner_id"] = fields["owner_id"] or me.user_id
     fields["enrichment"] = fields["enrichment"] or {}
-    fields.update(score_columns(fields))
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         await check_assignable(conn, me, fields["owner_id"])
+        fields.update(await score_columns_in_context(conn, {**fields, "org_id": me.org_id}))
         params = SqlParams(me.org_id)
         columns = ", ".join(fields)
         values = ", ".join(params.add(v) for v in fields.values())
@@ -128,8 +130,7 @@ async def update_lead(call: Call) -> Reply:
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
         if _SCORED_FIELDS & updates.keys():
-            engagement = await lead_engagement(conn, me.org_id, current["id"])
-            updates.update(score_columns({**dict(current), **updates, "engagement": engagement}))
+            updates.update(await score_columns_in_context(conn, {**dict(current), **updates}))
         row = await update_row(conn, "leads", current["id"], updates, me.org_id)
         before, after = lead_out(current), lead_out(row)
         await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
@@ -163,8 +164,7 @@ async def rescore_lead(call: Call) -> Reply:
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
                                      owner_column="owner_id", what="lead", for_update=True,
                                   territory_column="territory")
-        engagement = await lead_engagement(conn, me.org_id, current["id"])
-        columns = score_columns({**dict(current), "engagement": engagement})
+        columns = await score_columns_in_context(conn, dict(current))
         row = await update_row(conn, "leads", current["id"], columns, me.org_id)
         out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
                               reasons=columns["score_factors"]["reasons"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -414,3 +414,67 @@ class LeadExport(BaseModel):
     recordings: list[dict[str, Any]]
     transcript_segments: list[dict[str, Any]]
     activities: list[dict[str, Any]]
+
+
+# --- webhooks (crmfix) ---------------------------------------------------------
+
+_EVENT_PATTERN = r"^[a-z0-9._*-]{1,100}$"
+
+
+class WebhookCreate(Input):
+    url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives signed POSTs.")
+    event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=50,
+        description="Shell-style patterns, e.g. crm.lead.*; default: every event.")
+    description: str | None = Field(None, max_length=500)
+
+
+class WebhookUpdate(Input):
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] | None = Field(None, min_length=1,
+                                                                                   max_length=50)
+    active: bool | None = None
+    description: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> WebhookUpdate:
+        for name in ("url", "event_types", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class Webhook(Output):
+    id: UUID
+    url: str
+    event_types: list[str]
+    active: bool
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(description="The signing secret (whsec_…); shown only in this response.")
+
+
+class WebhookDeliveryAttempt(BaseModel):
+    attempt: int
+    response_status: int | None
+    error: str | None
+    duration_ms: int
+    attempted_at: datetime
+
+
+class WebhookDelivery(Output):
+    id: int
+    event_id: UUID = Field(description="The event's id; receivers de-duplicate on it.")
+    event_type: str
+    status: Literal["pending", "delivering", "succeeded", "dead"]
+    attempts: int
+    next_attempt_at: datetime
+    response_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+    log: list[WebhookDeliveryAttempt] = Field(description="Every attempt, oldest first.")

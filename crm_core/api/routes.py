@@ -19,6 +19,7 @@ from crm_core.api import (
     sessions,
     teams,
     users,
+    webhooks,  # crmfix
 )
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
@@ -37,6 +38,7 @@ FOREIGN_OPERATIONS = web.AppKey("crm_api_foreign_operations", list)
 ENDPOINTS: tuple[Endpoint, ...] = (
     *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
+    *webhooks.ENDPOINTS,  # crmfix
 )
 
 

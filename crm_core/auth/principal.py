@@ -14,6 +14,7 @@ PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
     "admin": frozenset({
         "transcripts:raw", "recordings:listen", "leads:import",
         "users:manage", "teams:manage", "api_tokens:manage",
+        "webhooks:manage",  # crmfix: /api/v1/webhooks
     }),
 }
 

@@ -66,6 +66,8 @@ async def test_every_operation_answers_as_documented(world):
     _, job = await world.request("POST", "/api/v1/leads/import", as_=admin, data=b"first_name\nA\n",
                                  headers={"Content-Type": "text/csv"})
     ids["imports"] = job["id"]
+    _, hook = await world.request("POST", "/api/v1/webhooks", as_=admin, json={"url": "https://hooks.example.com/c"})
+    ids["webhooks"] = hook["id"]
 
     bodies = {
         ("PATCH", "/api/v1/leads/{id}"): {"status": "qualified"},
@@ -79,6 +81,8 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/users"): {"email": "d@c.test", "name": "D"},
         ("POST", "/api/v1/teams"): {"name": "Contract 3"},
         ("POST", "/api/v1/api-tokens"): {"name": "d"},
+        ("POST", "/api/v1/webhooks"): {"url": "https://hooks.example.com/d"},
+        ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN}

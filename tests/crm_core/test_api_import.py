@@ -35,7 +35,7 @@ async def test_good_file_imports_every_row_with_scores(world):
     _, page = await world.request("GET", "/api/v1/leads", as_=org.manager, params={"sort": "last_name"})
     assert [(x["last_name"], x["owner_id"]) for x in page["data"]] == [
         ("Hopper", org.manager.user_id), ("Lovelace", org.manager.user_id)]
-    assert all(x["grade"] in "ABCD" for x in page["data"])
+    assert all(x["grade"] in "ABCDEF" for x in page["data"])
 
 
 async def test_all_or_nothing_reports_every_bad_row_and_imports_nothing(world):

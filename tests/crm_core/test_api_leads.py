@@ -13,7 +13,7 @@ async def test_create_get_update_delete_a_lead(world):
                                    company_size=300, industry="Software")
     assert lead["owner_id"] == org.rep.user_id
     assert lead["status"] == "new"
-    assert 0 <= lead["ai_score"] <= 100 and lead["grade"] in "ABCD" and lead["score_reasons"]
+    assert 0 <= lead["ai_score"] <= 100 and lead["grade"] in "ABCDEF" and lead["score_reasons"]
 
     resp, got = await world.request("GET", f"/api/v1/leads/{lead['id']}", as_=org.rep)
     assert resp.status == 200 and got == lead

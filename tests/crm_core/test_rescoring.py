@@ -62,7 +62,7 @@ async def test_only_leads_whose_inputs_changed_are_rescored_with_their_call_enga
         assert (await rescore_changed_leads(pool)).scored == 0
         async with pool.acquire() as conn:
             result = await rescore_lead(conn, str(org), str(quiet))
-            assert result is not None and result.grade in "ABCD"
+            assert result is not None and result.grade in "ABCDEF"
             assert await rescore_lead(conn, str(org), str(uuid.uuid4())) is None
     finally:
         await pool.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
@@ -30,8 +31,9 @@ from tests.voice_server.coachline_nodes import (
     OUR_NUMBER,
     TWILIO_TOKEN,
     CoachlineNode,
-    create_database,
+    Tenant,
     add_org_with_user,
+    create_database,
     create_tenant,
     drop_database,
     free_port,
@@ -52,10 +54,13 @@ LIMITED_PER_MIN = 20  # the budget of the rate-limited organisation, across both
 LIMITED_EMAIL = "ops@limited.test"
 
 
+@dataclass
 class Cluster:
-    def __init__(self, a: CoachlineNode, b: CoachlineNode, tenant, pool: asyncpg.Pool,
-                 redis_url: str) -> None:
-        self.a, self.b, self.tenant, self.pool, self.redis_url = a, b, tenant, pool, redis_url
+    a: CoachlineNode  # where the rep's browser is connected
+    b: CoachlineNode  # where the carrier's media lands
+    tenant: Tenant
+    pool: asyncpg.Pool  # the shared database, for checking what was stored
+    redis_url: str
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
