@@ -7,7 +7,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +28,6 @@ from voice_server.app_keys import (
 )
 from voice_server.call_session import CallSessions
 from voice_server.crm_jobs import install_crm_jobs  # crm-intel
-from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
 from voice_server.drain_gate import refuse_new_calls_while_draining  # multinode
 from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
@@ -36,6 +35,7 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
+from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
 from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +67,6 @@ class CallIntelligence:
         self._readers: list[asyncio.Task] = []
         self._ticker: asyncio.Task | None = None
         self._closed = False
-        self._started = time.monotonic()
         self._last_ms = 0
         self._speaker_encoder = speaker_encoder
         self._labeller: SpeakerLabeller | None = None

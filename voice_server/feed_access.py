@@ -8,7 +8,7 @@ query string (``?access_token=…``) or the session cookie.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import asyncpg
 from aiohttp import web

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
