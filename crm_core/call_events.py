@@ -86,8 +86,10 @@ class CallEventWriter:
                 raise ConnectionError("database pool is not open")
             async with pool.acquire(timeout=5) as conn:
                 await handler(conn, {**event.payload, "_org_id": event.org_id})
-        except (KeyError, ValueError, TypeError) as exc:
-            # A malformed event will never succeed: log it and let it go.
+        except (KeyError, ValueError, TypeError, asyncpg.IntegrityConstraintViolationError,
+                asyncpg.DataError) as exc:
+            # A malformed event, or one whose call/organization no longer exists, will never
+            # succeed: log it and let it go instead of redelivering it forever.
             log.error("dropping malformed %s event %s: %s", event.type, event.id, exc)
             await delivery.ack()
             return

@@ -104,3 +104,33 @@ async def test_a_malformed_event_is_dropped_without_blocking_the_next(migrated_d
         await writer.close()
         await conn.close()
         await pool.close()
+
+
+async def test_an_event_for_a_vanished_organization_is_dropped_not_redelivered_forever(migrated_database, caplog):
+    """A foreign-key failure is permanent (another tenant's leftovers, a deleted org): ack, log, move on."""
+    pool = await create_pool(migrated_database)
+    conn = await connect(migrated_database)
+    org = str(await conn.fetchval("INSERT INTO organizations (name, slug) VALUES ('C','c') RETURNING id"))
+    call = await create_call(conn, NewCall(org, "twilio", "inbound", external_id=str(uuid.uuid4())))
+    bus = InProcessEventBus()
+    writer = CallEventWriter(lambda: pool, bus, redeliver_after_s=0.2)
+    await writer.start()
+    try:
+        ghost = str(uuid.uuid4())
+        await bus.publish(Event("transcript.final", _final(str(call["id"]), "1", "lost", 10), org_id=ghost))
+        await bus.publish(Event("transcript.final", _final(str(call["id"]), "2", "kept", 900), org_id=org))
+
+        async def one_row():
+            return await list_segments(conn, call["id"])
+
+        rows = await _eventually(one_row)
+        assert [r["text"] for r in rows] == ["kept"]
+        await asyncio.sleep(1.0)  # several redelivery periods: the ghost event is not retried
+        assert [r["text"] for r in await list_segments(conn, call["id"])] == ["kept"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "crm_core.call_events"]
+        assert sum("dropping" in m for m in messages) == 1, messages
+        assert not any("could not persist" in m for m in messages), messages
+    finally:
+        await writer.close()
+        await conn.close()
+        await pool.close()

@@ -65,7 +65,8 @@ def test_serve_starts_its_own_servers_becomes_ready_and_stops_them_on_sigterm(tm
     proc = subprocess.Popen(
         [*COACHLINE, "serve", "--port", str(port)],
         env=_env(COACHLINE_DATA_DIR=str(data)),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A file, not a pipe: a chatty server must never block on a full pipe buffer.
+        stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 90
@@ -78,15 +79,16 @@ def test_serve_starts_its_own_servers_becomes_ready_and_stops_them_on_sigterm(tm
             except OSError:
                 pass
             time.sleep(0.3)
-        assert status == 200, f"never ready; exit={proc.poll()}"
+        assert status == 200, f"never ready; exit={proc.poll()}\n{(tmp_path / 'serve.log').read_text()[-20000:]}"
         assert (data / "postgres" / "pgdata" / "PG_VERSION").exists()
         assert (data / "redis" / "redis.sock").exists()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out = (tmp_path / "serve.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
     assert proc.returncode == 0, out
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     messages = [line["msg"] for line in lines]
@@ -104,7 +106,8 @@ def test_serve_with_urls_set_uses_them_and_starts_no_servers(tmp_path: Path, loc
     proc = subprocess.Popen(
         [*COACHLINE, "serve", "--port", str(port)],
         env=_env(COACHLINE_DATA_DIR=str(data), DATABASE_URL=local_postgres.dsn, REDIS_URL=local_redis.url),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A file, not a pipe: a chatty server must never block on a full pipe buffer.
+        stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120  # a loaded CI machine loads the speech model slowly
@@ -117,13 +120,16 @@ def test_serve_with_urls_set_uses_them_and_starts_no_servers(tmp_path: Path, loc
         if status != 200:
             if proc.poll() is None:
                 proc.kill()
-            raise AssertionError(f"not ready (last status {status}); server said:\n{proc.communicate()[0]}")
+                proc.wait()
+            log = (tmp_path / "serve.log").read_text()[-20000:]
+            raise AssertionError(f"not ready (last status {status}); server said:\n{log}")
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out = (tmp_path / "serve.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
     assert proc.returncode == 0, out
     assert not data.exists(), "a local server was started although URLs were set"
     assert "started local" not in out
