@@ -143,12 +143,17 @@ class CallCoach:
         insights.extend(prompts)
         return insights
 
-    def tick(self, now_ms: int) -> list[CoachingPrompt]:
-        """Time-based prompts (silence, checklist deadlines); call every second or so."""
+    def tick(self, now_ms: int, *, speech_active: bool = False) -> list[CoachingPrompt]:
+        """Time-based prompts (silence, checklist deadlines); call every second or so.
+
+        ``speech_active``: someone is speaking, or speech is still being transcribed, so
+        the transcript is behind the audio and the call is not silent (no silence prompt).
+        """
         if self._summary is not None:
             return []
         self._last_ms = max(self._last_ms, now_ms)
-        return self._engine.on_tick(now_ms, self._tracker.last_speech_end_ms)
+        last_speech = None if speech_active else self._tracker.last_speech_end_ms
+        return self._engine.on_tick(now_ms, last_speech)
 
     def metrics(self) -> TalkMetrics:
         return self._tracker.snapshot()

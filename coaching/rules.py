@@ -57,6 +57,7 @@ class RuleEngine:
         self._recent: deque[int] = deque()
         self._max_per_minute = int(rule_set.option("max_prompts_per_minute"))
         self.checklist_done: dict[str, int] = {}
+        self._silence_prompted_at: dict[str, int] = {}
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -120,11 +121,15 @@ class RuleEngine:
         if last_speech_end_ms is not None:
             quiet_s = (now_ms - last_speech_end_ms) / 1000
             for rule in self._by_trigger.get("silence", ()):
+                prompted_at = self._silence_prompted_at.get(rule.id)
+                if prompted_at is not None and last_speech_end_ms <= prompted_at:
+                    continue  # one prompt per stretch: nobody has spoken since the last one
                 if quiet_s >= rule.seconds:
                     # the stretch is the cooldown subject: one prompt per cooldown_s of it
                     prompt = self._fire(rule, last_speech_end_ms, now_ms, None,
                                         {"value": quiet_s}, evidence=(f"silent {quiet_s:.0f} s",))
                     if prompt:
+                        self._silence_prompted_at[rule.id] = now_ms
                         prompts.append(prompt)
         for rule in self._by_trigger.get("checklist", ()):
             if rule.id in self.checklist_done:

@@ -74,6 +74,7 @@ class CallIntelligence:
         self._rep_voiceprint = rep_voiceprint
         self.pii_listeners: list[PiiListener] = []
         self.segments_published = 0
+        self._segments_in_flight = 0  # read from a transcriber, not yet through the coach
 
     # -- AudioConsumer ---------------------------------------------------------------------------
 
@@ -128,10 +129,13 @@ class CallIntelligence:
         token = call_id_var.set(self._session.call_id)
         try:
             async for segment in transcriber:
+                self._segments_in_flight += 1
                 try:
                     await self._on_segment(segment)
                 except Exception:  # one bad segment must not stop the call's transcript
                     log.exception("could not process segment %s", segment.segment_id)
+                finally:
+                    self._segments_in_flight -= 1
         finally:
             call_id_var.reset(token)
 
@@ -190,7 +194,9 @@ class CallIntelligence:
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                for prompt in self._coach.tick(self._last_ms):
+                speaking = self._segments_in_flight > 0 or any(
+                    t.speech_in_progress for t in self._transcribers.values())
+                for prompt in self._coach.tick(self._last_ms, speech_active=speaking):
                     await self._publish_insight(prompt)
             except Exception:
                 log.exception("coaching tick failed")

@@ -336,6 +336,11 @@ class StreamingTranscriber:
 
     # -- output and shutdown ---------------------------------------------------------------------
 
+    @property
+    def speech_in_progress(self) -> bool:
+        """An utterance is open, its final is being decoded, or segments await their reader."""
+        return self._utt_start is not None or bool(self._finals_pending) or not self._out.empty()
+
     async def segments(self) -> AsyncIterator[TranscriptSegment]:
         """Partials and finals in the order they are ready; ends after ``close()``."""
         while True:

@@ -216,3 +216,32 @@ def test_profile_gives_the_transcriber_hot_words():
     from coaching import CoachingProfile
 
     assert CoachingProfile().hotwords.startswith("Gong, Chorus")
+
+
+def test_a_silence_gets_one_prompt_even_when_a_late_final_moves_its_start():
+    """Finals lag the audio: a final that lands during the silence must not start a second prompt."""
+    coach = CallCoach()
+    coach.feed(SegmentInput.build("a", "rep", "Thanks for taking the call today.", 0, 2_000))
+    prompts = []
+    for now in range(3_000, 12_001, 1_000):
+        prompts += [p for p in coach.tick(now) if p.rule_id == "long-silence"]
+    assert [p.at_ms for p in prompts] == [12_000]
+    # The customer's last words (ended at 2.5 s) were still being decoded; they arrive now.
+    coach.feed(SegmentInput.build("b", "customer", "Sure.", 2_000, 2_500))
+    for now in range(13_000, 20_001, 1_000):
+        prompts += [p for p in coach.tick(now) if p.rule_id == "long-silence"]
+    assert [p.at_ms for p in prompts] == [12_000]
+    # Speech after the prompt opens a new stretch, which may prompt again.
+    coach.feed(SegmentInput.build("c", "rep", "Are you still there?", 80_000, 81_000))
+    for now in range(82_000, 92_001, 1_000):
+        prompts += [p for p in coach.tick(now) if p.rule_id == "long-silence"]
+    assert [p.at_ms for p in prompts] == [12_000, 91_000]
+
+
+def test_no_silence_prompt_while_speech_is_still_being_transcribed():
+    coach = CallCoach()
+    coach.feed(SegmentInput.build("a", "rep", "Let me explain how it works.", 0, 2_000))
+    busy = [p for now in range(3_000, 30_001, 1_000)
+            for p in coach.tick(now, speech_active=True) if p.rule_id == "long-silence"]
+    assert busy == []
+    assert [p.at_ms for p in coach.tick(31_000) if p.rule_id == "long-silence"] == [31_000]
