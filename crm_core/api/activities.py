@@ -9,9 +9,7 @@ from crm_core.api.listing import (
     Filter,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import Activity, ActivityCreate
 from crm_core.api.records import load_visible
@@ -49,15 +47,10 @@ def _reach(call: Call, params: SqlParams) -> list[str]:
 
 
 async def list_activities(call: Call) -> Reply:
-    ctx = call.context.options
     params = SqlParams()
     base = _reach(call, params)
-    page = plan_page(ACTIVITIES, call.request.query, params, alias="a",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="activities", alias="a", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: Activity.model_validate(dict(r)).model_dump(mode="json")))
+    return Reply(await fetch_page(call, ACTIVITIES, params, base, table="activities", alias="a",
+                                  to_item=lambda r: Activity.model_validate(dict(r)).model_dump(mode="json")))
 
 
 async def create_activity(call: Call) -> Reply:

@@ -9,9 +9,7 @@ from crm_core.api.listing import (
     Filter,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import ApiToken, ApiTokenCreate, ApiTokenCreated
 from crm_core.api.records import load_visible
@@ -33,15 +31,10 @@ TOKENS = Collection(
 
 async def list_tokens(call: Call) -> Reply:
     require(call.me, MANAGE)
-    ctx = call.context.options
     params = SqlParams()
     base = [f"k.org_id = {params.add(call.me.org_id)}"]
-    page = plan_page(TOKENS, call.request.query, params, alias="k",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="api_tokens", alias="k", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: ApiToken.model_validate(dict(r)).model_dump(mode="json")))
+    return Reply(await fetch_page(call, TOKENS, params, base, table="api_tokens", alias="k",
+                                  to_item=lambda r: ApiToken.model_validate(dict(r)).model_dump(mode="json")))
 
 
 async def create_token(call: Call) -> Reply:

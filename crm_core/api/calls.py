@@ -9,9 +9,7 @@ from crm_core.api.listing import (
     Filter,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import CallRecord, Transcript, TranscriptSegment
 from crm_core.api.records import load_visible
@@ -39,15 +37,10 @@ CALLS = Collection(
 
 
 async def list_calls(call: Call) -> Reply:
-    ctx = call.context.options
     params = SqlParams()
     base = visible_clause(call.me, params, alias="c", owner_column="rep_id")
-    page = plan_page(CALLS, call.request.query, params, alias="c",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="calls", alias="c", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: CallRecord.model_validate(dict(r)).model_dump(mode="json")))
+    return Reply(await fetch_page(call, CALLS, params, base, table="calls", alias="c",
+                                  to_item=lambda r: CallRecord.model_validate(dict(r)).model_dump(mode="json")))
 
 
 async def get_call(call: Call) -> Reply:

@@ -11,9 +11,7 @@ from crm_core.api.listing import (
     Filter,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
@@ -61,15 +59,10 @@ async def _check_lead(conn: asyncpg.Connection, call: Call, lead_id: str | None)
 
 
 async def list_deals(call: Call) -> Reply:
-    ctx = call.context.options
     params = SqlParams()
     base = visible_clause(call.me, params, alias="d", owner_column="owner_id")
-    page = plan_page(DEALS, call.request.query, params, alias="d",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="deals", alias="d", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: deal_out(r).model_dump(mode="json")))
+    return Reply(await fetch_page(call, DEALS, params, base, table="deals", alias="d",
+                                  to_item=lambda r: deal_out(r).model_dump(mode="json")))
 
 
 async def get_deal(call: Call) -> Reply:

@@ -13,9 +13,7 @@ from crm_core.api.listing import (
     Filter,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
@@ -72,16 +70,11 @@ async def score_columns_in_context(conn: asyncpg.Connection, lead: dict[str, Any
 
 
 async def list_leads(call: Call) -> Reply:
-    ctx = call.context.options
     params = SqlParams()
     base = visible_clause(call.me, params, alias="l", owner_column="owner_id",
                           territory_column="territory")
-    page = plan_page(LEADS, call.request.query, params, alias="l",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="leads", alias="l", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: lead_out(r).model_dump(mode="json")))
+    return Reply(await fetch_page(call, LEADS, params, base, table="leads", alias="l",
+                                  to_item=lambda r: lead_out(r).model_dump(mode="json")))
 
 
 async def get_lead(call: Call) -> Reply:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from multidict import MultiMapping
 
-from crm_core.api.endpoint import QueryParam
+from crm_core.api.endpoint import Call, QueryParam
 from crm_core.api_errors import BadRequest
 
 FilterKind = Literal["text", "uuid", "datetime", "int", "number", "bool", "enum"]
@@ -236,3 +236,18 @@ def page_result(page: Page, rows: list[Any], to_item: Callable[[Any], Any]) -> d
         last = rows[-1]
         next_cursor = _encode_cursor(page.sort_label, last["_sort_value"], str(last["id"]))
     return {"data": [to_item(r) for r in rows], "next_cursor": next_cursor}
+
+
+async def fetch_page(call: Call, collection: Collection, params: SqlParams, base_where: list[str], *,
+                     table: str, alias: str, to_item: Callable[[Any], Any]) -> dict[str, Any]:
+    """One list request: the query string planned into SQL, the page fetched and shaped.
+
+    ``base_where`` holds the request's reach (organization, ownership), already bound in ``params``.
+    """
+    options = call.context.options
+    page = plan_page(collection, call.request.query, params, alias=alias,
+                     default_limit=options.page_size_default, max_limit=options.page_size_max)
+    sql = select_page_sql(page, table=table, alias=alias, base_where=base_where, params=params)
+    async with call.pool.acquire() as conn:
+        rows = await conn.fetch(sql, *params.values)
+    return page_result(page, rows, to_item)

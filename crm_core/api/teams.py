@@ -10,9 +10,7 @@ from crm_core.api.listing import (
     Collection,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import Team, TeamCreate
 from crm_core.api.records import load_visible
@@ -24,15 +22,10 @@ TEAMS = Collection(filters=(), sorts=(SortKey("created_at", "t.created_at", "tim
 
 
 async def list_teams(call: Call) -> Reply:
-    ctx = call.context.options
     params = SqlParams()
     base = [f"t.org_id = {params.add(call.me.org_id)}"]
-    page = plan_page(TEAMS, call.request.query, params, alias="t",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="teams", alias="t", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: Team.model_validate(dict(r)).model_dump(mode="json")))
+    return Reply(await fetch_page(call, TEAMS, params, base, table="teams", alias="t",
+                                  to_item=lambda r: Team.model_validate(dict(r)).model_dump(mode="json")))
 
 
 async def get_team(call: Call) -> Reply:

@@ -13,9 +13,7 @@ from crm_core.api.listing import (
     Filter,
     SortKey,
     SqlParams,
-    page_result,
-    plan_page,
-    select_page_sql,
+    fetch_page,
 )
 from crm_core.api.models import Me, User, UserCreate, UserUpdate
 from crm_core.api.records import load_visible, update_row
@@ -45,15 +43,10 @@ async def me(call: Call) -> Reply:
 
 
 async def list_users(call: Call) -> Reply:
-    ctx = call.context.options
     params = SqlParams()
     base = [f"u.org_id = {params.add(call.me.org_id)}"]
-    page = plan_page(USERS, call.request.query, params, alias="u",
-                     default_limit=ctx.page_size_default, max_limit=ctx.page_size_max)
-    sql = select_page_sql(page, table="users", alias="u", base_where=base, params=params)
-    async with call.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    return Reply(page_result(page, rows, lambda r: user_out(r).model_dump(mode="json")))
+    return Reply(await fetch_page(call, USERS, params, base, table="users", alias="u",
+                                  to_item=lambda r: user_out(r).model_dump(mode="json")))
 
 
 async def get_user(call: Call) -> Reply:
