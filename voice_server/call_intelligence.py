@@ -33,6 +33,7 @@ from coaching.records import (
     SentimentScore,
     TalkMetrics,
     WordTiming,
+    as_event,
 )
 from coaching.redaction import RedactedSpan, Redactor
 from media.frames import AudioFrame, Party
@@ -256,15 +257,7 @@ def _metrics_payload(m: TalkMetrics) -> dict:
 
 
 def _summary_payload(summary: CallSummary, abnormal: bool) -> dict:
-    body = asdict(summary)
+    _, body = as_event(summary)  # coaching's JSON-ready form of its records
     body["metrics"] = _metrics_payload(summary.metrics) if summary.metrics else None
     body["abnormal"] = abnormal
-    return _json_ready(body)
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
+    return body
