@@ -10,12 +10,13 @@ together is merged twice, never overwritten.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from storage.ids import uuid_or_none
 
 __all__ = ["StoredVoiceprint", "delete_voiceprint", "load_voiceprint", "update_voiceprint"]
 
@@ -29,16 +30,10 @@ class StoredVoiceprint:
     updated_at: datetime | None = None
 
 
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
 
 async def load_voiceprint(conn, org_id: str, user_id: str) -> StoredVoiceprint | None:
     """The rep's stored print, or None (also for ids that are not UUIDs or not in the org)."""
-    org, user = _uuid(org_id), _uuid(user_id)
+    org, user = uuid_or_none(org_id), uuid_or_none(user_id)
     if org is None or user is None:
         return None
     row = await conn.fetchrow(
@@ -58,7 +53,7 @@ async def update_voiceprint(
     Returns what was stored, or None when the user is not a member of the org
     (a call's rep id comes from the carrier edge; it is checked, not trusted).
     """
-    org, user = _uuid(org_id), _uuid(user_id)
+    org, user = uuid_or_none(org_id), uuid_or_none(user_id)
     if org is None or user is None:
         return None
     async with conn.transaction():
@@ -86,7 +81,7 @@ async def update_voiceprint(
 
 async def delete_voiceprint(conn, org_id: str, user_id: str) -> bool:
     """Forget a rep's voice (the rep asked, or left); True when there was one."""
-    org, user = _uuid(org_id), _uuid(user_id)
+    org, user = uuid_or_none(org_id), uuid_or_none(user_id)
     if org is None or user is None:
         return False
     status = await conn.execute(

@@ -17,6 +17,7 @@ import asyncpg
 
 from coaching.call_coach import CoachingProfile, default_profile
 from coaching.rule_set import RuleSetError
+from storage.ids import uuid_or_none
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,11 @@ class OrgCoachingProfiles:
             return cached[1]
         settings: dict = {}
         try:
-            row = await self._pool_source().fetchrow(
-                "SELECT settings FROM organizations WHERE id::text = $1", org_id)
+            row = None
+            # Compare the uuid column itself, so the primary key serves the lookup.
+            if uuid_or_none(org_id) is not None:
+                row = await self._pool_source().fetchrow(
+                    "SELECT settings FROM organizations WHERE id = $1::uuid", org_id)
             value = row["settings"] if row else None
             settings = value if isinstance(value, dict) else {}
         except (asyncpg.PostgresError, OSError) as exc:
@@ -60,3 +64,4 @@ class OrgCoachingProfiles:
         result = OrgCoaching(profile, bool(settings.get("keep_raw_transcripts", False)))
         self._cache[org_id] = (time.monotonic(), result)
         return result
+
