@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
-from media.stt import DecoderOptions, PoolOptions, SpeechModelPool, StreamingTranscriber
+from media.stt import DecoderOptions, PoolOptions, SpeechModelPool, StreamingOptions, StreamingTranscriber
 from media.stt.models import locate_model
 from media.wer import WerResult, normalize_words, word_errors
 from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
@@ -104,7 +104,7 @@ class Emission:
     segment: object
 
 
-async def run_calls(pool, calls: list[list[PartyTrack]]) -> dict:
+async def run_calls(pool, calls: list[list[PartyTrack]], options: StreamingOptions | None = None) -> dict:
     """Push every party's audio at real-time pace; collect every segment with its wall time."""
     emitted: list[list[Emission]] = []
     transcribers, readers = [], []
@@ -116,7 +116,7 @@ async def run_calls(pool, calls: list[list[PartyTrack]]) -> dict:
 
     for c, tracks in enumerate(calls):
         for track in tracks:
-            transcriber = StreamingTranscriber(track.party, pool, stream_id=f"call{c}:{track.party}")
+            transcriber = StreamingTranscriber(track.party, pool, stream_id=f"call{c}:{track.party}", options=options)
             sink: list[Emission] = []
             emitted.append(sink)
             transcribers.append((transcriber, track))
@@ -184,20 +184,44 @@ def word_latencies(emissions: list[Emission]) -> tuple[list[float], list[float],
     return stable, shown, finals
 
 
+def stable_revisions(emissions: list[Emission]) -> tuple[int, int]:
+    """(stable partial words the final did not keep, stable partial words): how often "stable" lied."""
+    revised = total = 0
+    by_segment: dict[str, list[Emission]] = {}
+    for e in emissions:
+        by_segment.setdefault(e.segment.segment_id, []).append(e)
+    for history in by_segment.values():
+        final = history[-1].segment
+        partials = [e.segment for e in history if not e.segment.is_final]
+        if not final.is_final or not partials:
+            continue
+        shown = partials[-1]
+        stable = [" ".join(normalize_words(w.text)) for w in shown.words[: shown.stable_words]]
+        kept = [" ".join(normalize_words(w.text)) for w in final.words] or normalize_words(final.text)
+        matched = sum(b.size for b in difflib.SequenceMatcher(None, stable, kept, autojunk=False)
+                      .get_matching_blocks())
+        revised += len(stable) - matched
+        total += len(stable)
+    return revised, total
+
+
 def pct(values, q):
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-async def measure(pool, prompts, k: int, seconds: float, seed: int) -> dict:
+async def measure(pool, prompts, k: int, seconds: float, seed: int, options: StreamingOptions | None = None) -> dict:
     rng = random.Random(seed)
     calls = [conversation(prompts, seconds, rng) for _ in range(k)]
     stats0 = pool.stats()
-    run = await run_calls(pool, calls)
+    run = await run_calls(pool, calls, options)
     stats1 = pool.stats()
     stable, shown, final_lat = [], [], []
+    revised = stable_total = 0
     wer = WerResult(0, 0, 0, 0)
     for emissions, track in zip(run["emitted"], run["tracks"]):
         s, f, fl = word_latencies(emissions)
+        r, t = stable_revisions(emissions)
+        revised, stable_total = revised + r, stable_total + t
         stable += s
         shown += f
         final_lat += fl
@@ -217,6 +241,8 @@ async def measure(pool, prompts, k: int, seconds: float, seed: int) -> dict:
         "final_latency_p50_ms": pct(final_lat, 50),
         "final_latency_p95_ms": pct(final_lat, 95),
         "wer": round(wer.wer, 4),
+        # share of words shown as stable that the final then changed or dropped
+        "stable_words_revised": round(revised / stable_total, 4) if stable_total else None,
         "cpu_s_per_call_s": round(run["cpu_s"] / (run["call_audio_s"] * k), 3),
         "cpu_s_per_party_s": round(run["cpu_s"] / party_seconds, 3),
         "finals": stats1.finals_decoded - stats0.finals_decoded,
@@ -255,16 +281,17 @@ async def main_async(args) -> dict:
     pool = SpeechModelPool.from_model(
         args.model,
         decoder_options=DecoderOptions(cpu_threads=args.threads),
-        options=PoolOptions(max_batch=args.max_batch),
+        options=PoolOptions(max_batch=args.max_batch, workers=args.workers),
     )
     # warm the model so the first call does not pay for lazy initialisation
     from media.stt import DecodeRequest
 
     pool.decoder.decode([DecodeRequest(np.zeros(16000, np.float32) + 1e-4)])
+    options = StreamingOptions(stable_holdback_words=args.holdback, partial_interval_ms=args.partial_interval)
     results = []
     best = 0
     for k in levels:
-        r = await measure(pool, prompts, k, args.seconds, seed=k)
+        r = await measure(pool, prompts, k, args.seconds, seed=k + args.seed, options=options)
         print(json.dumps(r), flush=True)
         results.append(r)
         if r["word_latency_p95_ms"] is not None and r["word_latency_p95_ms"] <= 2000:
@@ -280,6 +307,10 @@ async def main_async(args) -> dict:
         "bench": "stt",
         "quick": args.quick,
         "model": args.model,
+        "stable_holdback_words": args.holdback,
+        "partial_interval_ms": args.partial_interval,
+        "workers": args.workers,
+        "threads": args.threads,
         "machine_shared": True,
         "cpus": os.cpu_count(),
         "loadavg_at_start": args.loadavg,
@@ -305,6 +336,12 @@ def main() -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: all cores)")
     parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=PoolOptions().workers, help="decode threads of the pool")
+    parser.add_argument("--holdback", type=int, default=StreamingOptions().stable_holdback_words,
+                        help="words after a word that make it stable without agreement (0: LocalAgreement-2 only)")
+    parser.add_argument("--partial-interval", type=int, default=StreamingOptions().partial_interval_ms,
+                        help="ms of new speech between partial decodes")
+    parser.add_argument("--seed", type=int, default=0, help="added to each level's conversation seed")
     args = parser.parse_args()
     args.calls = args.calls or ("1,4,8" if args.quick else "1,2,4,6,8,10,12,16")
     args.seconds = args.seconds or (10.0 if args.quick else 60.0)

@@ -13,6 +13,7 @@ from media.stt import (
     ModelNotInstalledError,
     PoolClosedError,
     SpeechModelPool,
+    StreamingOptions,
     StreamingTranscriber,
     TranscriberClosedError,
     locate_model,
@@ -123,6 +124,24 @@ async def test_partials_then_finals_on_the_call_clock(pool):
     # the second prompt starts after 1 s + the first prompt + 1 s of silence
     second_start = CALL_START_MS + (2 * 8000 + len(load_clip(names[0]))) // 8
     assert abs(finals[-1].start_ms - second_start) < 700
+
+
+@pytest.mark.parametrize("holdback", [0, 2])
+async def test_stable_prefix_follows_agreement_or_holdback(pool, holdback):
+    """With a hold-back of K, every partial shows all but its last K words as stable; with 0,
+    only words two successive hypotheses agreed on are stable (never the hypothesis' last word)."""
+    pcm = np.concatenate([np.zeros(4000, np.int16), load_clip("conf-adminmenu-162"), np.zeros(8000, np.int16)])
+    options = StreamingOptions(stable_holdback_words=holdback)
+    segments = await _stream(StreamingTranscriber(Party.CUSTOMER, pool, options=options), pcm)
+    partials = [s for s in segments if not s.is_final]
+    assert len(partials) >= 3
+    for partial in partials:
+        assert partial.stable_words <= len(partial.words) - 1  # the last word may still be cut
+        if holdback:
+            assert partial.stable_words >= len(partial.words) - holdback
+    if not holdback:
+        # the first partial has nothing to agree with: nothing of it is stable
+        assert partials[0].stable_words == 0
 
 
 async def test_silence_and_line_noise_are_never_decoded(pool):
