@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
-from media.stt import DecoderOptions, PoolOptions, SpeechModelPool, StreamingOptions, StreamingTranscriber
+from media.stt import DecodeRequest, DecoderOptions, PoolOptions, SpeechModelPool, StreamingOptions, StreamingTranscriber
 from media.stt.models import locate_model
 from media.wer import WerResult, normalize_words, word_errors
 from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
@@ -60,6 +60,7 @@ class PartyTrack:
     party: Party
     pcm: np.ndarray
     reference: list[str] = field(default_factory=list)
+    speech_samples: int = 0
 
 
 def prompt_set(min_s: float = 1.5, max_s: float = 9.0) -> list[tuple[str, np.ndarray, str]]:
@@ -87,6 +88,7 @@ def conversation(prompts, seconds: float, rng: random.Random) -> list[PartyTrack
         _, pcm, text = rng.choice(prompts)
         pieces[speaker.party].append((t, pcm))
         speaker.reference.append(text)
+        speaker.speech_samples += len(pcm)
         t += len(pcm) + int(rng.uniform(0.5, 1.2) * RATE)
         speaker = customer if speaker is rep else rep
     length = t + RATE
@@ -274,6 +276,50 @@ def batch_rtf(model_dir: Path, prompts, threads: int) -> float:
     return (time.process_time() - cpu0) / audio_s
 
 
+def capacity_model(decoder, prompts, seconds: float, partial_interval_ms: int, seed: int = 7) -> dict:
+    """Why the number of calls is what it is: decode costs measured one at a time on this machine,
+    the conversation's utterance rate, and the calls the pool could carry if it did nothing else.
+
+    A final decodes a whole utterance with word times; a partial decodes the utterance so far with
+    all but its last three words forced as the prefix (as the transcriber does once words are
+    stable).  Pool time per call-second = finals/s x final cost + speech share x partials/s x partial
+    cost; the pool saturates at 1 / that (it runs one decode at a time on every core)."""
+    rng = random.Random(seed)
+    sample = rng.sample(prompts, min(len(prompts), 24))
+    final_s, partial_s = [], []
+    for _, pcm, _ in sample:
+        audio = np.repeat(pcm, 2).astype(np.float32) / 32768.0
+        t = time.perf_counter()
+        decoder.decode([DecodeRequest(audio)])
+        final_s.append(time.perf_counter() - t)
+        cut = audio[: int(len(audio) * rng.uniform(0.4, 1.0))]
+        words = decoder.decode([DecodeRequest(cut, word_timestamps=False)])[0].text.split()
+        prefix = " ".join(words[:-3]) or None
+        t = time.perf_counter()
+        decoder.decode([DecodeRequest(cut, prefix=prefix, word_timestamps=False)])
+        partial_s.append(time.perf_counter() - t)
+    calls_made = 4
+    tracks = [t for _ in range(calls_made) for t in conversation(prompts, seconds, rng)]
+    call_s = calls_made * seconds
+    utterances = sum(len(t.reference) for t in tracks) / call_s
+    speech = sum(t.speech_samples for t in tracks) / RATE / call_s  # the parties take turns
+    final_cost, partial_cost = float(np.mean(final_s)), float(np.mean(partial_s))
+    finals_only = utterances * final_cost
+
+    def calls(interval_ms: int) -> float:
+        return round(1 / (finals_only + min(1.0, speech) * (1000 / interval_ms) * partial_cost), 2)
+
+    return {
+        "final_decode_ms": round(1000 * final_cost, 1),
+        "partial_decode_ms": round(1000 * partial_cost, 1),
+        "utterances_per_call_s": round(utterances, 3),
+        "speech_share_of_call": round(speech, 3),
+        "max_calls_finals_only": round(1 / finals_only, 2),
+        f"max_calls_partials_every_{partial_interval_ms}ms": calls(partial_interval_ms),
+        "max_calls_partials_every_1000ms": calls(1000),
+    }
+
+
 async def main_async(args) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     prompts = prompt_set()
@@ -284,8 +330,6 @@ async def main_async(args) -> dict:
         options=PoolOptions(max_batch=args.max_batch, workers=args.workers),
     )
     # warm the model so the first call does not pay for lazy initialisation
-    from media.stt import DecodeRequest
-
     pool.decoder.decode([DecodeRequest(np.zeros(16000, np.float32) + 1e-4)])
     options = StreamingOptions(stable_holdback_words=args.holdback, partial_interval_ms=args.partial_interval)
     results = []
@@ -298,6 +342,7 @@ async def main_async(args) -> dict:
             best = max(best, k)
         else:
             break  # more calls will not do better
+    capacity = capacity_model(pool.decoder, prompts, args.seconds, args.partial_interval)
     await pool.close()
     sample = prompts[:: max(1, len(prompts) // (8 if args.quick else 40))]
     rtf = batch_rtf(locate_model(args.model), sample, args.threads)
@@ -322,6 +367,7 @@ async def main_async(args) -> dict:
         "final_latency_p95_ms_1call": one["final_latency_p95_ms"],
         "wer_1call": one["wer"],
         "max_calls_p95_le_2s": best,
+        "capacity_model": capacity,
         "batch_rtf": round(rtf, 4),
         "streaming_efficiency": round(rtf / stream_cpu_per_party_s, 3) if stream_cpu_per_party_s else None,
         "python": platform.python_version(),
