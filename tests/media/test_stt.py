@@ -237,33 +237,6 @@ async def test_a_batch_mixing_prompts_of_different_lengths_decodes_every_item(po
     assert all(word_errors("Press 4 for the previous message", r.text).wer == 0 for r in results)
 
 
-async def test_a_call_transcriber_merges_both_parties(pool):
-    from media.stt import CallTranscriber
-
-    call = CallTranscriber("call-42", pool)
-    rep = np.concatenate([load_clip("vm-prev"), np.zeros(8000 * 3, np.int16)])
-    customer = np.concatenate([np.zeros(8000 * 2, np.int16), load_clip("demo-nomatch"), np.zeros(8000, np.int16)])
-    segments = []
-
-    async def collect():
-        async for s in call:
-            segments.append(s)
-
-    reader = asyncio.create_task(collect())
-    for n, (a, b) in enumerate(zip(_frames(rep, Party.REP, start_ms=0), _frames(customer, start_ms=0))):
-        call.push(a)
-        call.push(b)
-        if n % 10 == 0:
-            await asyncio.sleep(0.01)
-    await call.close()
-    await reader
-    finals = {s.party: s.text for s in segments if s.is_final}
-    assert set(finals) == {"rep", "customer"}
-    assert word_errors("Press 4 for the previous message", finals["rep"]).wer == 0
-    with pytest.raises(TranscriberClosedError):
-        call.push(AudioFrame(np.zeros(160, np.int16), 8000, Party.REP, 9000))
-
-
 async def test_a_hole_in_the_stream_keeps_word_times_on_the_call_clock(pool):
     transcriber = StreamingTranscriber(Party.REP, pool)
     first = np.concatenate([load_clip("vm-prev"), np.zeros(8000, np.int16)])
