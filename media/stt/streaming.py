@@ -264,7 +264,8 @@ class StreamingTranscriber:
         if result is None:
             return
         words = prefix + result.text.split()
-        if not words:
+        if len(words) <= len(self._stable):
+            # decoded against an older stable prefix that a newer hypothesis has since outgrown
             return
         self._extend_stable(words)
         # the stable prefix stays as it was even when this hypothesis disagrees with it
