@@ -97,7 +97,8 @@ class BoostedTrees:
             leaf = self.leaf[lo:hi]
             trees.append({
                 "feature": self.feature[lo:hi].tolist(),
-                "threshold": [None if not np.isfinite(v) else float(v) for v in self.threshold[lo:hi]],
+                "threshold": [None if is_leaf else _threshold_out(v)
+                              for v, is_leaf in zip(self.threshold[lo:hi], leaf)],
                 "left": np.where(leaf, -1, self.left[lo:hi] - lo).tolist(),
                 "right": np.where(leaf, -1, self.right[lo:hi] - lo).tolist(),
                 "value": self.value[lo:hi].tolist(),
@@ -160,7 +161,7 @@ def _tree_arrays(tree: dict[str, Any], n_features: int, index: int) -> TreeArray
     n = len(leaf)
     if n == 0:
         raise TreeModelError(f"{where} has no nodes")
-    thresholds = [np.nan if v is None else v for v in tree["threshold"]]
+    thresholds = [_threshold_in(v) for v in tree["threshold"]]
     arrays = TreeArrays(
         feature=np.asarray(tree["feature"], dtype=np.int64),
         threshold=np.asarray(thresholds, dtype=np.float64),
@@ -216,6 +217,22 @@ def assemble(version: str, features: tuple[str, ...], baseline: float, trees: li
         value=columns[4].astype(np.float64), missing_left=columns[5].astype(bool), leaf=columns[6].astype(bool),
         depth=depth, reference=np.asarray(reference, dtype=np.float64), metadata=dict(metadata),
     )
+
+
+# A split may send every non-missing value one way (threshold +inf) and missing ones the
+# other; PostgreSQL's jsonb has no Infinity, so infinite thresholds travel as strings.
+def _threshold_out(v: float) -> float | str:
+    return float(v) if np.isfinite(v) else ("inf" if v > 0 else "-inf")
+
+
+def _threshold_in(v: Any) -> float:
+    if v is None:
+        return np.nan  # a leaf
+    if v in ("inf", "-inf"):
+        return np.inf if v == "inf" else -np.inf
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TreeModelError(f"a threshold must be a number, 'inf' or '-inf', got {v!r}")
+    return float(v)
 
 
 def _depth(t: TreeArrays) -> int:

@@ -146,8 +146,11 @@ async def org_icp_rules(conn: asyncpg.Connection, org_id: Any) -> IcpRules | Non
 async def train_org_lead_model(conn: asyncpg.Connection, org_id: str, *, seed: int = 0,
                                trained_by: str | None = None) -> TrainingResult:
     rows = await conn.fetch(
-        f"SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND status IN ('converted', 'unqualified') "
-        f"ORDER BY updated_at DESC, id LIMIT {MAX_EXAMPLES}",
+        # The newest labelled leads, in id order: the seeded split depends on the rows only,
+        # not on when they were last touched.
+        f"SELECT * FROM (SELECT {LEAD_COLUMNS} FROM leads "
+        f"WHERE org_id = $1 AND status IN ('converted', 'unqualified') "
+        f"ORDER BY updated_at DESC, id LIMIT {MAX_EXAMPLES}) newest ORDER BY id",
         org_id,
     )
     labels = np.asarray([1 if r["status"] == "converted" else 0 for r in rows], dtype=int)
