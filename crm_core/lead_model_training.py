@@ -34,7 +34,7 @@ from crm_core.boosted_trees import FORMAT as TREES_FORMAT
 from crm_core.boosted_training import calibration_error, fit_boosted
 from crm_core.icp_scoring import IcpConfigError, IcpRules, icp_rules_of, score_icp
 from crm_core.lead_engagement import LEAD_COLUMNS, engagement_by_lead
-from crm_core.lead_features import FEATURES, profile_of, vector_of
+from crm_core.lead_features import FEATURES, LeadInputError, profile_of, vector_of
 from crm_core.lead_scoring import lead_model
 from crm_core.logistic_model import roc_auc
 from crm_core.org_models import active_model, store_model
@@ -98,7 +98,17 @@ class _Fitted:
 
 def _fit_and_compare(leads: list[dict[str, Any]], labels: np.ndarray, seed: int, org_id: str,
                      current: ScoringModel | None, rules: IcpRules | None) -> _Fitted:
-    x = np.vstack([vector_of(profile_of(lead)) for lead in leads])
+    vectors, keep = [], []
+    for i, lead in enumerate(leads):
+        try:
+            vectors.append(vector_of(profile_of(lead)))
+        except LeadInputError as exc:
+            log.warning("lead %s left out of training: %s", lead.get("id"), exc)
+            continue
+        keep.append(i)
+    leads, labels = [leads[i] for i in keep], labels[keep]
+    check_counts(labels, "readable converted leads", "readable unqualified leads")
+    x = np.vstack(vectors)
     train, test = split(labels, seed)
     model = fit_boosted(x[train], labels[train], FEATURES, version="pending", seed=seed, metadata={
         "data": f"organisation {org_id}: {len(leads)} converted/unqualified leads",
@@ -167,7 +177,7 @@ async def train_org_lead_model(conn: asyncpg.Connection, org_id: str, *, seed: i
         if fitted.activate:
             await conn.execute("UPDATE leads SET scored_at = NULL WHERE org_id = $1 AND status <> 'converted'",
                                org_id)
-    return TrainingResult(version, len(rows), fitted.metrics["conversion_rate"], fitted.auc, fitted.shipped_auc,
+    return TrainingResult(version, fitted.metrics["examples"], fitted.metrics["conversion_rate"], fitted.auc, fitted.shipped_auc,
                           fitted.activate, fitted.icp_auc, fitted.incumbent, fitted.incumbent_auc, fitted.metrics)
 
 

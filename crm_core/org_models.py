@@ -90,6 +90,18 @@ async def store_model(conn: asyncpg.Connection, org_id: Any, kind: str, *, famil
     return version
 
 
+async def model_version(conn: asyncpg.Connection, org_id: Any, version: str) -> ModelVersion | None:
+    row = await conn.fetchrow(
+        "SELECT version, kind, format, active, metrics, created_at, trained_by FROM scoring_models "
+        "WHERE org_id = $1 AND version = $2", org_id, version)
+    return None if row is None else _version_of(row)
+
+
+def _version_of(r: asyncpg.Record) -> ModelVersion:
+    return ModelVersion(r["version"], r["kind"], r["format"], r["active"], dict(_json(r["metrics"]) or {}),
+                        r["created_at"], None if r["trained_by"] is None else str(r["trained_by"]))
+
+
 async def model_versions(conn: asyncpg.Connection, org_id: Any, kind: str) -> list[ModelVersion]:
     """The organisation's models of ``kind``, newest first (at most ``MAX_LISTED``)."""
     rows = await conn.fetch(
@@ -97,6 +109,4 @@ async def model_versions(conn: asyncpg.Connection, org_id: Any, kind: str) -> li
         "WHERE org_id = $1 AND kind = $2 ORDER BY created_at DESC, version DESC LIMIT $3",
         org_id, kind, MAX_LISTED,
     )
-    return [ModelVersion(r["version"], r["kind"], r["format"], r["active"], dict(_json(r["metrics"]) or {}),
-                         r["created_at"], None if r["trained_by"] is None else str(r["trained_by"]))
-            for r in rows]
+    return [_version_of(r) for r in rows]

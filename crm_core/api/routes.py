@@ -19,6 +19,7 @@ from crm_core.api import (
     sessions,
     teams,
     users,
+    scoring,  # scoring-gbm
     webhooks,  # crmfix
 )
 from crm_core.api.endpoint import Endpoint, wrap
@@ -39,6 +40,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
     *webhooks.ENDPOINTS,  # crmfix
+    *scoring.ENDPOINTS,  # scoring-gbm
 )
 
 
