@@ -27,7 +27,8 @@ EARLY_STOPPING_MIN_ROWS = 2000
 def fit_boosted(x: np.ndarray, y: np.ndarray, features: tuple[str, ...], *, version: str, seed: int = 0,
                 metadata: dict[str, Any] | None = None) -> BoostedTrees:
     """Fit on ``x`` (rows x features) and ``y`` (0/1) and export; raises ``ValueError`` for one class."""
-    from sklearn.ensemble import HistGradientBoostingClassifier  # training only: not on the scoring path
+    # Imported here: training only, never on the scoring path.
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).astype(int)

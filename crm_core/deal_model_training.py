@@ -31,8 +31,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from crm_core.boosted_trees import FORMAT as TREES_FORMAT
 from crm_core.boosted_training import calibration_error, fit_boosted
+from crm_core.boosted_trees import FORMAT as TREES_FORMAT
 from crm_core.deal_features import (
     FEATURES,
     LOST_STAGES,

@@ -30,8 +30,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from crm_core.boosted_trees import FORMAT as TREES_FORMAT
 from crm_core.boosted_training import calibration_error, fit_boosted
+from crm_core.boosted_trees import FORMAT as TREES_FORMAT
 from crm_core.icp_scoring import IcpConfigError, IcpRules, icp_rules_of, score_icp
 from crm_core.lead_engagement import LEAD_COLUMNS, engagement_by_lead
 from crm_core.lead_features import FEATURES, LeadInputError, profile_of, vector_of

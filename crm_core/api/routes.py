@@ -16,10 +16,10 @@ from crm_core.api import (
     imports,
     leads,
     outbound,
+    scoring,  # scoring-gbm
     sessions,
     teams,
     users,
-    scoring,  # scoring-gbm
     webhooks,  # crmfix
 )
 from crm_core.api.endpoint import Endpoint, wrap

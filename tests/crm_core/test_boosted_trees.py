@@ -90,3 +90,13 @@ def test_a_damaged_row_is_refused_with_a_reason(damage, message):
     damage(data)
     with pytest.raises(TreeModelError, match=message):
         BoostedTrees.from_json(data, FEATURES)
+
+
+def test_scoring_and_the_api_load_without_scikit_learn():
+    """Only training imports scikit-learn: a server that scores never loads it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, crm_core.api.routes, crm_core.rescoring, crm_core.deal_inputs; "
+            "assert 'sklearn' not in sys.modules, 'sklearn was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

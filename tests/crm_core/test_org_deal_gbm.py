@@ -40,7 +40,8 @@ def test_the_trained_deal_model_is_calibrated_on_held_out_deals():
           f"reliability {[(round(o, 2), round(q, 2)) for o, q in bins]}")
     assert ece < 0.035
     assert all(abs(observed - predicted) < 0.06 for observed, predicted in bins)
-    assert [q for _, q in bins] == sorted(q for _, q in bins) and bins[0][0] < 0.15 < 0.75 < bins[-1][0]
+    assert [q for _, q in bins] == sorted(q for _, q in bins)
+    assert bins[0][0] < 0.15 and bins[-1][0] > 0.75
     assert auc > oracle - 0.03
 
 

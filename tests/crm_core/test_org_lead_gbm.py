@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from crm_core.icp_scoring import icp_rules_of, score_icp
-from crm_core.lead_features import FEATURES, profile_of, vector_of
+from crm_core.lead_features import profile_of, vector_of
 from crm_core.lead_model_training import TrainingRefused, active_lead_model, train_org_lead_model
 from crm_core.lead_scoring import lead_model
 from crm_core.logistic_model import roc_auc
@@ -126,7 +126,7 @@ async def test_the_org_model_learns_the_planted_signal_and_beats_icp_and_shipped
 async def test_too_little_history_is_refused_and_changes_nothing(pool):
     async with pool.acquire() as conn:
         org = await _org(conn)
-        leads, labels = planted_history(300, seed=5)
+        leads, _ = planted_history(300, seed=5)
         await _insert(conn, org, leads[:60], np.ones(60, dtype=int))
         await _insert(conn, org, leads[60:100], np.zeros(40, dtype=int))
         with pytest.raises(TrainingRefused, match="need at least 50 converted leads and 50 unqualified "
