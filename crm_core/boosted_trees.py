@@ -55,20 +55,26 @@ class BoostedTrees:
     depth: int  # longest root-to-leaf walk
     reference: np.ndarray  # rows of training features, the occlusion baseline of ``group_effects``
     metadata: dict[str, Any] = field(default_factory=dict)
+    # group -> roots of the trees that split on it (filled on first use; same model, same answer)
+    _roots_cache: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     # --- evaluation -------------------------------------------------------------------------
 
     def log_odds(self, x: np.ndarray) -> np.ndarray:
+        return self.baseline + self._leaf_sum(x, self.roots)
+
+    def _leaf_sum(self, x: np.ndarray, roots: np.ndarray) -> np.ndarray:
+        """Per row, the sum of the leaf values that the trees starting at ``roots`` give it."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         if x.shape[1] != len(self.features):
             raise TreeModelError(f"model {self.version} reads {len(self.features)} features, got {x.shape[1]}")
         rows = np.arange(len(x))[:, None]
-        node = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
+        node = np.broadcast_to(roots, (len(x), len(roots))).copy()
         for _ in range(self.depth):
             values = x[rows, self.feature[node]]
             go_left = np.where(np.isnan(values), self.missing_left[node], values <= self.threshold[node])
             node = np.where(go_left, self.left[node], self.right[node])  # leaves point to themselves
-        return self.baseline + self.value[node].sum(axis=1)
+        return self.value[node].sum(axis=1)
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-np.clip(self.log_odds(x), -500, 500)))
@@ -77,15 +83,29 @@ class BoostedTrees:
         """Each group's occlusion effect on the log-odds of one example (see the module docstring)."""
         x = np.asarray(x, dtype=np.float64)
         ref = self.reference
-        batch = [x[None, :]]
-        for idx in groups.values():
-            copies = np.repeat(x[None, :], len(ref), axis=0)
-            copies[:, idx] = ref[:, idx]
-            batch.append(copies)
-        z = self.log_odds(np.vstack(batch))
-        own = z[0]
-        occluded = z[1:].reshape(len(groups), len(ref)).mean(axis=1)
-        return {g: float(own - occluded[i]) for i, g in enumerate(groups)}
+        effects = {}
+        for group, idx in groups.items():
+            # Trees that never split on the group give the same leaf with or without it: only
+            # the others can move the difference, so only they are walked.
+            roots = self._roots_using(group, idx)
+            if len(roots) == 0:
+                effects[group] = 0.0
+                continue
+            copies = np.repeat(x[None, :], len(ref) + 1, axis=0)
+            copies[1:, idx] = ref[:, idx]
+            z = self._leaf_sum(copies, roots)
+            effects[group] = float(z[0] - z[1:].mean())
+        return effects
+
+    def _roots_using(self, group: str, idx: list[int]) -> np.ndarray:
+        key = (group, tuple(idx))
+        roots = self._roots_cache.get(key)
+        if roots is None:
+            uses = ~self.leaf & np.isin(self.feature, idx)
+            tree_of_node = np.searchsorted(self.roots, np.arange(len(self.feature)), side="right") - 1
+            roots = self.roots[np.unique(tree_of_node[uses])]
+            self._roots_cache[key] = roots
+        return roots
 
     # --- JSON ------------------------------------------------------------------------------
 

@@ -56,6 +56,13 @@ def test_group_effects_measure_what_the_trees_use():
     assert abs(effects["noise"]) < min(effects["product"], effects["flag"])
     weak = np.array([-0.78, 2.0, -2.0, 0.0, 0.0, 0.0])
     assert model.group_effects(weak, groups)["product"] < -0.5
+    # walking only the trees that split on a group gives the full occlusion difference
+    for x in (strong, weak, np.array([0.1, -0.3, 0.5, 1.0, -1.0, 0.0])):
+        for group, idx in groups.items():
+            copies = np.repeat(x[None, :], len(model.reference), axis=0)
+            copies[:, idx] = model.reference[:, idx]
+            full = model.log_odds(x)[0] - model.log_odds(copies).mean()
+            assert model.group_effects(x, groups)[group] == pytest.approx(full, abs=1e-9)
 
 
 def _tiny() -> dict:
