@@ -95,6 +95,8 @@ async def _icp_settings(conn, org_id: str) -> IcpSettings:
             version = icp_rules_of(config).version
         except IcpConfigError as exc:
             problem = str(exc)
+        if not isinstance(config, dict):  # written around the API: shown as absent, with the reason
+            config = None
     model = await active_model(conn, org_id, "lead", LEAD_FEATURES)
     in_use = model is None and version is not None
     scored_by = model.version if model is not None else version if in_use else lead_model().version

@@ -106,3 +106,10 @@ async def test_admins_set_the_icp_and_leads_are_scored_by_it(world):
         # the lead scored under the rules waits for the re-scoring job again
         assert await conn.fetchval("SELECT scored_at FROM leads WHERE id = $1", lead["id"]) is None
     assert [(a["before"]["icp"], a["after"]["icp"]) for a in audited] == [(None, rules), (rules, None)]
+
+    async with world.pool.acquire() as conn:  # a config written around the API is reported, not used
+        await conn.execute("""UPDATE organizations SET settings = settings || '{"icp": ["vp"]}'::jsonb
+                              WHERE id = $1""", org.id)
+    _, broken = await world.request("GET", "/api/v1/scoring/icp", as_=org.admin)
+    assert broken["icp"] is None and "non-empty object" in broken["problem"] and not broken["in_use"]
+    assert broken["scored_by"] == lead_model().version
