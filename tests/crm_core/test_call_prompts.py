@@ -12,6 +12,7 @@ from coaching.records import CoachingPrompt, SegmentInput, WordTiming
 from crm_core.call_events import CallEventWriter
 from crm_core.call_prompts import list_call_prompts
 from crm_core.calls import NewCall, create_call
+from crm_core.lead_privacy import erase_lead, export_lead
 from storage.database import connect, create_pool
 from storage.event_bus_memory import InProcessEventBus
 from storage.events import Event
@@ -180,3 +181,30 @@ async def test_prompts_survive_a_database_outage_and_bad_events_are_dropped(own_
     finally:
         await writer.close()
         await pool.close()
+
+
+async def test_a_leads_export_holds_its_calls_prompts_and_erasure_removes_them(world):
+    org = await world.make_org()
+    lead = await world.create_lead(org.rep)
+    async with world.pool.acquire() as conn:
+        call = await create_call(conn, NewCall(org.id, "twilio", "inbound", external_id=uuid.uuid4().hex,
+                                               rep_id=org.rep.user_id, lead_id=lead["id"]))
+    call_id = str(call["id"])
+    quoting = CoachingPrompt(rule_id="callback", kind="keyword", severity="info", title="Call back",
+                             body="they said 555 123 4567", at_ms=1200, party="customer",
+                             evidence=("555 123 4567",))
+    await world.bus.publish(_event(call_id, org.id, quoting, "customer:1"))
+
+    async def stored():
+        async with world.pool.acquire() as conn:
+            return await list_call_prompts(conn, call["id"])
+
+    await _eventually(stored)
+    async with world.pool.acquire() as conn:
+        masked = await export_lead(conn, org.id, lead["id"], include_raw_text=False, actor_id=None)
+        raw = await export_lead(conn, org.id, lead["id"], include_raw_text=True, actor_id=None)
+        assert [(p["call_id"], p["body"], p["evidence"]) for p in masked["coaching_prompts"]] == [
+            (call_id, "they said ##########", ["##########"])]
+        assert raw["coaching_prompts"][0]["body"] == "they said 555 123 4567"
+        await erase_lead(conn, None, org.id, lead["id"], actor_id=None)
+        assert await list_call_prompts(conn, call["id"]) == []
