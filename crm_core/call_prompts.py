@@ -49,6 +49,9 @@ def prompt_from_event(payload: dict) -> PromptRow:
     prompt = payload["prompt"]
     if not isinstance(prompt, dict):
         raise TypeError("prompt must be an object")
+    evidence = prompt.get("evidence") or []
+    if not isinstance(evidence, list):
+        raise TypeError("evidence must be a list")
     rule_id = _text(prompt["rule_id"], 200)
     at_ms = int(prompt["at_ms"])
     if at_ms < 0:
@@ -57,7 +60,7 @@ def prompt_from_event(payload: dict) -> PromptRow:
         rule_id=rule_id, kind=_text(prompt["kind"], 40), severity=_text(prompt["severity"], 40),
         title=_text(prompt["title"]), body=_text(prompt.get("body") or ""), at_ms=at_ms,
         party=_optional(prompt.get("party")), segment_key=_optional(prompt.get("segment_key")),
-        evidence=[_text(e) for e in prompt.get("evidence") or []], link=_optional(prompt.get("link")),
+        evidence=[_text(e) for e in evidence], link=_optional(prompt.get("link")),
     )
     # The live feed's id is rule@time; two subjects of one rule could share a millisecond,
     # so the key also carries a digest of what the card said. A redelivery has both equal.
