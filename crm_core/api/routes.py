@@ -11,6 +11,7 @@ from aiohttp import web
 from crm_core.api import (
     activities,
     api_tokens,
+    call_prompts,  # call-prompts
     calls,
     deals,
     imports,
@@ -41,6 +42,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
     *webhooks.ENDPOINTS,  # crmfix
     *scoring.ENDPOINTS,  # scoring-gbm
+    *call_prompts.ENDPOINTS,  # call-prompts
 )
 
 
