@@ -85,9 +85,10 @@ async def erase_lead(
             org_id,
             call_ids,
         )
+        # the post-call summary quotes the lead (key points, objections, next steps)
         await conn.execute(
-            "UPDATE calls SET from_number = NULL, to_number = NULL, metadata = '{}'::jsonb, updated_at = now()"
-            " WHERE id = ANY($1::uuid[])",
+            "UPDATE calls SET from_number = NULL, to_number = NULL, metadata = '{}'::jsonb, summary = NULL,"
+            " updated_at = now() WHERE id = ANY($1::uuid[])",
             call_ids,
         )
         await conn.execute(
