@@ -23,7 +23,7 @@ import numpy as np
 
 from media.frames import AudioFormatError, AudioFrame
 from media.resample import Resampler
-from media.stt.decoder import DecodeRequest, DecodeResult
+from media.stt.decoder import DecodeRequest, DecodeResult, is_loop
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment, Word
 from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 
 RATE = 16000
 _SAMPLES_PER_MS = RATE // 1000
+_MAX_WORDS_PER_S = 4.0  # sustained speech rarely passes ~3 words a second; auctioneers aside
+
+
+def plausible_hypothesis(words: list[str], duration_ms: float) -> bool:
+    """False for more words than anyone says in ``duration_ms``, or for a repeated phrase: what
+    Whisper produces when it continues its prompt on too little audio ("Press 1 to cancel the
+    message. Press 1 to cancel the message.")."""
+    return len(words) <= _MAX_WORDS_PER_S * duration_ms / 1000 + 3 and not is_loop(" ".join(words))
 
 
 class TranscriberClosedError(RuntimeError):
@@ -267,6 +275,11 @@ class StreamingTranscriber:
         if len(words) <= len(self._stable):
             # decoded against an older stable prefix that a newer hypothesis has since outgrown
             return
+        start_ms, end_ms = span
+        if not plausible_hypothesis(words, end_ms - start_ms):
+            # shown or made stable, it would be forced into every later partial of the utterance
+            log.debug("%s: implausible partial dropped: %r", self._stream_id, result.text)
+            return
         self._extend_stable(words)
         # the stable prefix stays as it was even when this hypothesis disagrees with it
         shown = self._stable + words[len(self._stable) :]
@@ -275,7 +288,6 @@ class StreamingTranscriber:
             return
         self._last_partial_text = text
         self._revision += 1
-        start_ms, end_ms = span
         step = (end_ms - start_ms) / max(1, len(shown))
         # partial word times are spread over the audio so far; finals carry aligned times
         timed = tuple(

@@ -146,6 +146,17 @@ async def test_stable_prefix_follows_agreement_or_holdback(pool, holdback):
         assert partials[0].stable_words == 0, shown
 
 
+def test_hallucinated_partial_hypotheses_are_recognised():
+    from media.stt.streaming import plausible_hypothesis
+
+    said = "Press 1 to switch to playback mode".split()
+    assert plausible_hypothesis(said, 2400)
+    # Whisper continuing its prompt over 1 s of audio: too many words, and a loop
+    assert not plausible_hypothesis((said * 2)[:10], 1000)
+    assert not plausible_hypothesis("Press 1 to cancel the message. Press 1 to cancel the message.".split(), 9000)
+    assert plausible_hypothesis([], 0)
+
+
 async def test_silence_and_line_noise_are_never_decoded(pool):
     rng = np.random.default_rng(3)
     seconds = 30
