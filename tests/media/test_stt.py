@@ -149,11 +149,11 @@ async def test_stable_prefix_follows_agreement_or_holdback(pool, holdback):
 def test_hallucinated_partial_hypotheses_are_recognised():
     from media.stt.streaming import plausible_hypothesis
 
-    said = "Press 1 to switch to playback mode".split()
+    said = ["Press", "1", "to", "switch", "to", "playback", "mode"]
     assert plausible_hypothesis(said, 2400)
     # Whisper continuing its prompt over 1 s of audio: too many words, and a loop
     assert not plausible_hypothesis((said * 2)[:10], 1000)
-    assert not plausible_hypothesis("Press 1 to cancel the message. Press 1 to cancel the message.".split(), 9000)
+    assert not plausible_hypothesis(["Press", "1", "to", "cancel", "the", "message.", "Press", "1", "to", "cancel", "the", "message."], 9000)
     assert plausible_hypothesis([], 0)
 
 
