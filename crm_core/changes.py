@@ -68,8 +68,9 @@ class ChangeSet:
         """Send the committed events; failures leave them pending in the outbox.
 
         Marking the outbox rows published is a second commit, done in the background so
-        the client does not wait for it; if it is lost (node stops), ``relay_outbox``
-        sends the event again, which at-least-once delivery allows.
+        the client does not wait for it, and shared by the writes of a short window
+        (``MARK_BATCH_S``); if it is lost (node stops), ``relay_outbox`` sends the event
+        again, which at-least-once delivery allows.
         """
         if bus is None or not self.events:
             return
@@ -83,13 +84,54 @@ class ChangeSet:
                             event.id, event.type, exc)
         self.events.clear()
         if sent:
-            task = asyncio.create_task(_mark_published(pool, sent))
-            _MARKING.add(task)
-            task.add_done_callback(_MARKING.discard)
+            _queue_published_marks(pool, sent)
 
 
+# How long a "published" mark may wait to share its UPDATE with others. The relay leaves a
+# writer's events alone for WRITER_GRACE_S, far longer, so the wait never causes a re-send.
+MARK_BATCH_S = 0.05
+
+
+class _PublishedMarks:
+    """The pending "published" marks of one pool, written by one background task in batches:
+    one UPDATE per ``MARK_BATCH_S`` window instead of one transaction per API write."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.pending: list[str] = []
+        self.now = asyncio.Event()  # set by flush_published_marks: write without waiting
+        self.task = asyncio.create_task(self._run())
+        _MARKING.add(self.task)
+        self.task.add_done_callback(_MARKING.discard)
+
+    async def _run(self) -> None:
+        try:
+            while self.pending or not self.now.is_set():
+                try:
+                    await asyncio.wait_for(self.now.wait(), MARK_BATCH_S)
+                except asyncio.TimeoutError:
+                    pass
+                if not self.pending:
+                    break
+                ids, self.pending = self.pending, []
+                await _mark_published(self.pool, ids)
+        finally:
+            # No await between the last look at `pending` and this: a mark queued later
+            # finds no marker and starts a new one.
+            if _MARKERS.get(id(self.pool)) is self:
+                del _MARKERS[id(self.pool)]
+
+
+_MARKERS: dict[int, _PublishedMarks] = {}
 # Background "published" marks in flight (referenced so they are not garbage-collected).
 _MARKING: set[asyncio.Task] = set()
+
+
+def _queue_published_marks(pool: asyncpg.Pool, event_ids: list[str]) -> None:
+    marker = _MARKERS.get(id(pool))
+    if marker is None or marker.pool is not pool or marker.task.done():
+        marker = _MARKERS[id(pool)] = _PublishedMarks(pool)
+    marker.pending.extend(event_ids)
 
 
 async def _mark_published(pool: asyncpg.Pool, event_ids: list[str]) -> None:
@@ -103,7 +145,9 @@ async def _mark_published(pool: asyncpg.Pool, event_ids: list[str]) -> None:
 
 
 async def flush_published_marks() -> None:
-    """Wait for background publish marks (shutdown, tests)."""
+    """Write the pending "published" marks now and wait for them (shutdown, tests)."""
+    for marker in list(_MARKERS.values()):
+        marker.now.set()
     if _MARKING:
         await asyncio.gather(*list(_MARKING), return_exceptions=True)
 

@@ -20,7 +20,9 @@ server) was the bottleneck. Load averages before/after are recorded because
 the machine is shared. The last stdout line is one JSON object.
 
 ``--profile FILE`` runs the server under cProfile and writes its stats there
-(``python -m pstats FILE``); ``--only NAME[,NAME]`` drives a subset.
+(``python -m pstats FILE``); ``--py-spy FILE`` samples the server with py-spy (when
+installed) during the measured phases and writes collapsed stacks; ``--only
+NAME[,NAME]`` drives a subset.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ SELECT $1, ($2::uuid[])[1 + i % array_length($2::uuid[], 1)], 'Deal ' || i, (i *
        current_date + (i % 120), now() - make_interval(days => i % 60), now() - make_interval(days => i % 60)
 FROM generate_series($3::int, $4::int) AS i
 """
-# A timeline for every deal (3 entries) and an answered call on every 10th lead.
+# A timeline for every deal (3 entries) and an answered call on every 10th lead, both in the
+# past: a call changed after its lead was scored would make the re-scoring job busy during the run.
 DEAL_ACTIVITIES_SQL = """
 INSERT INTO activities (org_id, kind, subject_type, subject_id, deal_id, occurred_at, body)
 SELECT d.org_id, (ARRAY['note','call','email'])[1 + k], 'deal', d.id, d.id,
@@ -85,9 +88,11 @@ SELECT d.org_id, (ARRAY['note','call','email'])[1 + k], 'deal', d.id, d.id,
 FROM (SELECT * FROM deals WHERE org_id = $1 ORDER BY id OFFSET $2 LIMIT $3) d, generate_series(0, 2) AS k
 """
 LEAD_CALLS_SQL = """
-INSERT INTO calls (org_id, lead_id, rep_id, direction, carrier, status, answered_at, ended_at, duration_s)
+INSERT INTO calls (org_id, lead_id, rep_id, direction, carrier, status, answered_at, ended_at, duration_s,
+                   created_at, updated_at)
 SELECT l.org_id, l.id, l.owner_id, 'outbound', 'twilio', 'completed', now() - interval '1 day',
-       now() - interval '1 day' + interval '5 minutes', 300
+       now() - interval '1 day' + interval '5 minutes', 300, now() - interval '1 day',
+       now() - interval '1 day' + interval '5 minutes'
 FROM (SELECT * FROM leads WHERE org_id = $1 ORDER BY id OFFSET $2 LIMIT $3) l
 WHERE hashtext(l.id::text) % 10 = 0
 """
@@ -206,6 +211,15 @@ async def wait_ready(session, base: str, server: subprocess.Popen, timeout_s: fl
     raise RuntimeError("the server did not become ready")
 
 
+def _start_py_spy(pid: int, out: str) -> subprocess.Popen:
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit("--py-spy needs py-spy in the venv (pip install py-spy)")
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                             "--output", out, "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 # --- CPU accounting ------------------------------------------------------------------------
 
 @dataclass
@@ -239,9 +253,20 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
+async def _pg_transactions(stats_conn) -> int | None:
+    """Transactions PostgreSQL has counted (an autocommitted statement is one): per request,
+    a steady measure of round trips and commits where timings are noisy."""
+    if stats_conn is None:
+        return None
+    # Backends report their counts when idle, at most once a second: let the last ones land.
+    await asyncio.sleep(1.1)
+    return await stats_conn.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+
+
 async def drive(session, base: str, headers: dict[str, str], name: str,
                 make_request: Callable[[int], tuple[str, str, Any]], rate: float, count: int,
-                server_cpu: CpuMeter, pg_cpu: CpuMeter) -> dict[str, Any]:
+                server_cpu: CpuMeter, pg_cpu: CpuMeter, stats_conn=None) -> dict[str, Any]:
     """Open loop: request i is due at start + i/rate and is sent then, whether or not earlier
     ones have finished; its latency runs from that due time to the last byte of the reply."""
     latencies: list[float] = []
@@ -261,6 +286,7 @@ async def drive(session, base: str, headers: dict[str, str], name: str,
         if not status.startswith("2"):
             statuses[status] = statuses.get(status, 0) + 1
 
+    xacts0 = await _pg_transactions(stats_conn)
     loop_cpu0, server0, pg0 = time.process_time(), server_cpu.total(), pg_cpu.total()
     began = time.perf_counter()
     tasks = []
@@ -277,12 +303,19 @@ async def drive(session, base: str, headers: dict[str, str], name: str,
     pg = (pg_cpu.total() - pg0) / elapsed * 100
     lag_p99 = _pct(send_lags, 99)
     achieved = count / elapsed
+    xacts1 = await _pg_transactions(stats_conn)
+    # The stats connection's own statement and its reading count too.
+    xacts = None if xacts0 is None or xacts1 is None else round((xacts1 - xacts0 - 1) / count, 2)
     return {
         "endpoint": name, "target_rps": rate, "requests": count, "achieved_rps": round(achieved, 1),
         "errors": sum(statuses.values()), "error_statuses": statuses,
         "p50_ms": _pct(latencies, 50), "p95_ms": _pct(latencies, 95), "p99_ms": _pct(latencies, 99),
         "max_ms": round(max(latencies), 2) if latencies else 0.0,
         "server_cpu_pct": round(server, 1), "postgres_cpu_pct": round(pg, 1),
+        # CPU per request is steadier than tail latency on a shared machine: compare changes by it.
+        "server_cpu_ms_per_req": round(server * 10 / achieved, 3),
+        "postgres_cpu_ms_per_req": round(pg * 10 / achieved, 3),
+        "pg_transactions_per_req": xacts,
         "client_cpu_pct": round(client_cpu, 1), "client_send_lag_p99_ms": lag_p99,
         # The generator could not keep to its schedule: these figures measure it, not the server.
         "client_limited": bool(lag_p99 > 5.0 or client_cpu > 85.0),
@@ -304,6 +337,7 @@ def request_makers(lead_ids: list[str], deal_ids: list[str], run_tag: str) -> di
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
+    import asyncpg
 
     from storage.local_servers import LocalPostgres, LocalRedis
 
@@ -340,6 +374,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             makers = request_makers(seeded["lead_ids"], seeded["deal_ids"], run_tag=str(port))
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=30)
+            stats_conn = await asyncpg.connect(pg.dsn)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 await wait_ready(session, base, server)
                 _progress("server ready; warming up")
@@ -347,12 +382,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     warm = request_makers(seeded["lead_ids"][::-1], seeded["deal_ids"][::-1], "warm")[name]
                     await drive(session, base, headers, f"warm-{name}", warm, min(rate, 100.0),
                                 int(min(rate, 100.0)), server_cpu, pg_cpu)
+                sampler = _start_py_spy(server.pid, args.py_spy) if args.py_spy else None
                 for name in only:
                     _progress(f"driving {name}: {count} requests at {rate:g}/s")
                     result = await drive(session, base, headers, name, makers[name], rate, count,
-                                         server_cpu, pg_cpu)
+                                         server_cpu, pg_cpu, stats_conn)
                     _progress(json.dumps(result))
                     results.append(result)
+                if sampler is not None:
+                    sampler.send_signal(signal.SIGINT)
+                    sampler.wait(timeout=60)
+            await stats_conn.close()
         finally:
             if server is not None and server.poll() is None:
                 server.send_signal(signal.SIGTERM)
@@ -376,7 +416,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for r in results:
         name = r["endpoint"]
         for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "achieved_rps", "errors", "server_cpu_pct",
-                    "postgres_cpu_pct"):
+                    "postgres_cpu_pct", "server_cpu_ms_per_req", "postgres_cpu_ms_per_req",
+                    "pg_transactions_per_req"):
             summary[f"{name}_{key}"] = r[key]
     summary["errors"] = sum(r["errors"] for r in results)
     summary["client_limited"] = any(r["client_limited"] for r in results)
@@ -391,6 +432,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(OPERATIONS))
     parser.add_argument("--pool-max", type=int, default=20, help="the server's PostgreSQL pool size")
     parser.add_argument("--profile", default=None, help="run the server under cProfile, stats to FILE")
+    parser.add_argument("--py-spy", default=None, help="sample the server with py-spy, collapsed stacks to FILE")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.serve:
