@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 WRITER_GRACE_S = 10.0
 
 
+_AUDIT_SQL = """
+    INSERT INTO audit_log (org_id, actor_id, actor_kind, action, resource_type, resource_id,
+                           before, after, detail, request_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+
 @dataclass(slots=True)
 class ChangeSet:
     """Collects the events of one transaction so they are published only after it commits."""
@@ -42,27 +49,24 @@ class ChangeSet:
         before: Any = None, after: Any = None, event_type: str | None = None,
         payload: dict[str, Any] | None = None, detail: dict[str, Any] | None = None,
     ) -> None:
+        if event_type is None:
+            await conn.execute(_AUDIT_SQL, self.org_id, self.actor_id, self.actor_kind, action, resource_type,
+                               resource_id, before, after, detail or {}, self.request_id)
+            return
+        event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
+        # The audit row and the outbox row in one statement (one round trip, same transaction).
+        # The writer publishes right after its commit; the relay waits out that grace so
+        # it does not send the same event a second time meanwhile.
         await conn.execute(
-            """
-            INSERT INTO audit_log (org_id, actor_id, actor_kind, action, resource_type, resource_id,
-                                   before, after, detail, request_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            f"""
+            WITH audit AS ({_AUDIT_SQL})
+            INSERT INTO outbox (event_id, org_id, type, payload, next_attempt_at)
+            VALUES ($11, $1, $12, $13, now() + make_interval(secs => $14))
             """,
             self.org_id, self.actor_id, self.actor_kind, action, resource_type, resource_id,
-            before, after, detail or {}, self.request_id,
+            before, after, detail or {}, self.request_id, event.id, event.type, event.payload, WRITER_GRACE_S,
         )
-        if event_type is not None:
-            event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
-            # The writer publishes right after its commit; the relay waits out that grace so
-            # it does not send the same event a second time meanwhile.
-            await conn.execute(
-                """
-                INSERT INTO outbox (event_id, org_id, type, payload, next_attempt_at)
-                VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-                """,
-                event.id, self.org_id, event.type, event.payload, WRITER_GRACE_S,
-            )
-            self.events.append(event)
+        self.events.append(event)
 
     async def publish(self, pool: asyncpg.Pool, bus: EventBus | None) -> None:
         """Send the committed events; failures leave them pending in the outbox.

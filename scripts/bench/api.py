@@ -96,6 +96,22 @@ SELECT l.org_id, l.id, l.owner_id, 'outbound', 'twilio', 'completed', now() - in
 FROM (SELECT * FROM leads WHERE org_id = $1 ORDER BY id OFFSET $2 LIMIT $3) l
 WHERE hashtext(l.id::text) % 10 = 0
 """
+# Each call: 8 transcript segments (the customer's with a sentiment) and a timeline entry on its
+# lead with the call summary's counts, as crm_core.call_events writes them.
+CALL_DETAILS_SQL = """
+WITH c AS (SELECT * FROM calls WHERE org_id = $1 ORDER BY id OFFSET $2 LIMIT $3),
+segments AS (
+    INSERT INTO transcript_segments (org_id, call_id, segment_key, party, start_ms, end_ms, text, sentiment)
+    SELECT c.org_id, c.id, 's' || k, CASE WHEN k % 2 = 0 THEN 'rep' ELSE 'customer' END,
+           k * 5000, k * 5000 + 4000, 'segment ' || k,
+           CASE WHEN k % 2 = 1 THEN ((hashtext(c.id::text || k) % 100) / 100.0) END
+    FROM c, generate_series(0, 7) AS k
+)
+INSERT INTO activities (org_id, kind, subject_type, subject_id, lead_id, call_id, occurred_at, body)
+SELECT c.org_id, 'call.completed', 'lead', c.lead_id, c.lead_id, c.id, c.ended_at,
+       jsonb_build_object('keyword_hits', abs(hashtext(c.id::text)) % 4, 'objection_hits', abs(hashtext(c.id::text)) % 2)
+FROM c
+"""
 
 
 async def _batched(conn, label: str, total: int, run: Callable[[int, int], Any]) -> None:
@@ -138,6 +154,9 @@ async def seed(dsn: str, n_leads: int, n_deals: int) -> dict[str, Any]:
             DEAL_ACTIVITIES_SQL, org, done, size))
         await _batched(conn, "lead calls", n_leads, lambda done, size: conn.execute(
             LEAD_CALLS_SQL, org, done, size))
+        n_calls = await conn.fetchval("SELECT count(*) FROM calls WHERE org_id = $1", org)
+        await _batched(conn, "call transcripts", n_calls, lambda done, size: conn.execute(
+            CALL_DETAILS_SQL, org, done, size))
         await conn.execute("VACUUM ANALYZE")
         issued = await create_api_token(conn, org_id=str(org), user_id=str(admin), name="bench",
                                         scopes=["read", "write"], expires_at=None)
