@@ -177,12 +177,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class GcPauses:
+    """The server's garbage-collector pauses (a full collection stops every request in flight),
+    with their wall-clock start, so the client can pick those inside its measured windows."""
+
+    def __init__(self) -> None:
+        self.started = (0.0, 0.0)
+        self.pauses: list[tuple[float, int, float]] = []  # (unix time, generation, ms)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        # CPU time, not wall time: on a busy machine a collection may also wait for a core.
+        if phase == "start":
+            self.started = (time.time(), time.thread_time())
+        else:
+            at, t0 = self.started
+            self.pauses.append((at, info["generation"], (time.thread_time() - t0) * 1000))
+
+
+def gc_summary(pauses: list[list[float]], windows: list[tuple[float, float]]) -> dict[str, Any]:
+    inside = [p for p in pauses if any(a <= p[0] <= b for a, b in windows)]
+    out = {}
+    for gen in (0, 1, 2):
+        ms = [p[2] for p in inside if p[1] == gen]
+        out[f"gen{gen}"] = {"count": len(ms), "max_cpu_ms": round(max(ms), 2) if ms else 0.0,
+                            "total_cpu_ms": round(sum(ms), 1)}
+    return out
+
+
 def serve_main(profile: str | None) -> None:
     """The child process: the real server until SIGTERM (optionally under cProfile)."""
+    import atexit
+    import gc
+
     from voice_server.server import serve
     from voice_server.settings import load_settings
 
     settings = load_settings()
+    gc_pauses = GcPauses()
+    gc.callbacks.append(gc_pauses)
+    if os.environ.get("BENCH_GC_STATS"):
+        atexit.register(lambda: Path(os.environ["BENCH_GC_STATS"]).write_text(json.dumps(gc_pauses.pauses)))
 
     async def run() -> None:
         await serve(settings)
@@ -207,7 +241,8 @@ def start_server(pg_dsn: str, redis_url: str, data_dir: Path, port: int, pool_ma
            "COACHLINE_PORT": str(port), "COACHLINE_DATA_DIR": str(data_dir),
            "COACHLINE_EVENT_BUS": "memory", "COACHLINE_DB_POOL_MAX": str(pool_max),
            "COACHLINE_LOG_LEVEL": "WARNING", "COACHLINE_STT_ENABLED": "false",
-           "COACHLINE_RECORDING_ENABLED": "false", "COACHLINE_WEBHOOKS_ENABLED": "false"}
+           "COACHLINE_RECORDING_ENABLED": "false", "COACHLINE_WEBHOOKS_ENABLED": "false",
+           "BENCH_GC_STATS": str(data_dir.parent / "gc.json")}
     command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     if profile:
         command += ["--profile", profile]
@@ -307,7 +342,7 @@ async def drive(session, base: str, headers: dict[str, str], name: str,
 
     xacts0 = await _pg_transactions(stats_conn)
     loop_cpu0, server0, pg0 = time.process_time(), server_cpu.total(), pg_cpu.total()
-    began = time.perf_counter()
+    began, began_wall = time.perf_counter(), time.time()
     tasks = []
     for i in range(count):
         due = began + i / rate
@@ -317,6 +352,7 @@ async def drive(session, base: str, headers: dict[str, str], name: str,
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
+    window = (began_wall, time.time())
     client_cpu = (time.process_time() - loop_cpu0) / elapsed * 100
     server = (server_cpu.total() - server0) / elapsed * 100
     pg = (pg_cpu.total() - pg0) / elapsed * 100
@@ -338,6 +374,7 @@ async def drive(session, base: str, headers: dict[str, str], name: str,
         "client_cpu_pct": round(client_cpu, 1), "client_send_lag_p99_ms": lag_p99,
         # The generator could not keep to its schedule: these figures measure it, not the server.
         "client_limited": bool(lag_p99 > 5.0 or client_cpu > 85.0),
+        "_window": window,
     }
 
 
@@ -406,7 +443,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     _progress(f"driving {name}: {count} requests at {rate:g}/s")
                     result = await drive(session, base, headers, name, makers[name], rate, count,
                                          server_cpu, pg_cpu, stats_conn)
-                    _progress(json.dumps(result))
+                    _progress(json.dumps({k: v for k, v in result.items() if k != "_window"}))
                     results.append(result)
                 if sampler is not None:
                     sampler.send_signal(signal.SIGINT)
@@ -422,6 +459,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     server.wait()
             if server is not None and server.returncode not in (0, None, -signal.SIGTERM):
                 _progress("server log tail:\n" + (Path(tmp) / "server.log").read_text()[-3000:])
+            gc_file = Path(tmp) / "gc.json"
+            windows = [r.pop("_window") for r in results]
+            server_gc = gc_summary(json.loads(gc_file.read_text()), windows) if gc_file.exists() else None
             redis.stop()
             pg.stop()
     load_after = os.getloadavg()
@@ -438,6 +478,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     "postgres_cpu_pct", "server_cpu_ms_per_req", "postgres_cpu_ms_per_req",
                     "pg_transactions_per_req"):
             summary[f"{name}_{key}"] = r[key]
+    summary["server_gc_in_measured_windows"] = server_gc
     summary["errors"] = sum(r["errors"] for r in results)
     summary["client_limited"] = any(r["client_limited"] for r in results)
     return summary
