@@ -187,11 +187,13 @@ class GcPauses:
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         # CPU time, not wall time: on a busy machine a collection may also wait for a core.
+        # Only full collections are timed (a CPU clock read is a system call; young ones are many).
+        generation = info["generation"]
         if phase == "start":
-            self.started = (time.time(), time.thread_time())
+            self.started = (time.time(), time.thread_time() if generation == 2 else 0.0)
         else:
             at, t0 = self.started
-            self.pauses.append((at, info["generation"], (time.thread_time() - t0) * 1000))
+            self.pauses.append((at, generation, (time.thread_time() - t0) * 1000 if generation == 2 else 0.0))
 
 
 def gc_summary(pauses: list[list[float]], windows: list[tuple[float, float]]) -> dict[str, Any]:
@@ -199,8 +201,9 @@ def gc_summary(pauses: list[list[float]], windows: list[tuple[float, float]]) ->
     out = {}
     for gen in (0, 1, 2):
         ms = [p[2] for p in inside if p[1] == gen]
-        out[f"gen{gen}"] = {"count": len(ms), "max_cpu_ms": round(max(ms), 2) if ms else 0.0,
-                            "total_cpu_ms": round(sum(ms), 1)}
+        out[f"gen{gen}"] = {"count": len(ms)}
+        if gen == 2:
+            out["gen2"].update(max_cpu_ms=round(max(ms), 2) if ms else 0.0, total_cpu_ms=round(sum(ms), 1))
     return out
 
 
@@ -270,7 +273,7 @@ def _start_py_spy(pid: int, out: str) -> subprocess.Popen:
     if not spy.exists():
         raise SystemExit("--py-spy needs py-spy in the venv (pip install py-spy)")
     return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-                             "--output", out, "--nonblocking"], stdout=subprocess.DEVNULL,
+                             "--output", out, "--nonblocking", "--gil"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
