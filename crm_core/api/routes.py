@@ -16,6 +16,7 @@ from crm_core.api import (
     imports,
     leads,
     outbound,
+    scoring,  # scoring-gbm
     sessions,
     teams,
     users,
@@ -39,6 +40,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
     *webhooks.ENDPOINTS,  # crmfix
+    *scoring.ENDPOINTS,  # scoring-gbm
 )
 
 

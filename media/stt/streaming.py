@@ -42,6 +42,11 @@ class TranscriberClosedError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class StreamingOptions:
     partial_interval_ms: int = 300  # new speech between partial decodes (the pool sheds them under load)
+    # a word followed by this many words in the latest hypothesis is committed even without two
+    # agreeing hypotheses: Whisper rarely changes a word once it has that much right context, and
+    # it bounds how long a word flip-flopping between hypotheses ("At" / "And") stays unstable
+    # (0 turns the rule off: LocalAgreement-2 only)
+    stable_holdback_words: int = 3
     max_utterance_ms: int = 9600  # longer speech is cut (fits the 10 s encoder window)
     max_gap_fill_ms: int = 2000  # a timestamp jump up to this is filled with silence
     context_chars: int = 400  # previous final text kept as the prompt (the decoder cuts it to tokens)
@@ -259,7 +264,8 @@ class StreamingTranscriber:
         if result is None:
             return
         words = prefix + result.text.split()
-        if not words:
+        if len(words) <= len(self._stable):
+            # decoded against an older stable prefix that a newer hypothesis has since outgrown
             return
         self._extend_stable(words)
         # the stable prefix stays as it was even when this hypothesis disagrees with it
@@ -284,7 +290,8 @@ class StreamingTranscriber:
         )
 
     def _extend_stable(self, words: list[str]) -> None:
-        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part.
+        """Commit the words two successive hypotheses share beyond the stable part (LocalAgreement-2),
+        and any word with ``stable_holdback_words`` words after it in the latest hypothesis.
 
         Both hypotheses began with the stable words (forced prefix), so they line up word by word.
         """
@@ -297,6 +304,9 @@ class StreamingTranscriber:
             n += 1
         # the last word of a hypothesis may be cut mid-way by the chunk edge: never commit it
         n = min(n, len(words) - 1)
+        holdback = self.options.stable_holdback_words
+        if holdback > 0:
+            n = max(n, len(words) - holdback)
         if n > len(self._stable):
             self._stable = self._stable + words[len(self._stable) : n]
 
