@@ -113,7 +113,7 @@ class _PublishedMarks:
             while self.pending or not self.now.is_set():
                 try:
                     await asyncio.wait_for(self.now.wait(), MARK_BATCH_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if not self.pending:
                     break

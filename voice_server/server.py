@@ -9,8 +9,8 @@ import signal
 
 from aiohttp import web
 
-from voice_server.app import create_app, start_draining
 from crm_core.call_events import PERSISTING_GROUPS
+from voice_server.app import create_app, start_draining
 from voice_server.app_keys import CALL_SESSIONS, LIVE_CALLS, RUNTIME
 from voice_server.settings import Settings
 

@@ -51,7 +51,7 @@ class Filter:
     many: bool = False
     choices: tuple[str, ...] = ()
 
-    def bind(self, params: "SqlParams", raw: str) -> str:
+    def bind(self, params: SqlParams, raw: str) -> str:
         """The filter's WHERE fragment with its value bound in ``params``."""
         value = self.parse(raw)
         if self.many and len(value) == 1 and "= ANY({})" in self.sql:
