@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 WRITER_GRACE_S = 10.0
 
 
+_AUDIT_SQL = """
+    INSERT INTO audit_log (org_id, actor_id, actor_kind, action, resource_type, resource_id,
+                           before, after, detail, request_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+
 @dataclass(slots=True)
 class ChangeSet:
     """Collects the events of one transaction so they are published only after it commits."""
@@ -42,34 +49,32 @@ class ChangeSet:
         before: Any = None, after: Any = None, event_type: str | None = None,
         payload: dict[str, Any] | None = None, detail: dict[str, Any] | None = None,
     ) -> None:
+        if event_type is None:
+            await conn.execute(_AUDIT_SQL, self.org_id, self.actor_id, self.actor_kind, action, resource_type,
+                               resource_id, before, after, detail or {}, self.request_id)
+            return
+        event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
+        # The audit row and the outbox row in one statement (one round trip, same transaction).
+        # The writer publishes right after its commit; the relay waits out that grace so
+        # it does not send the same event a second time meanwhile.
         await conn.execute(
-            """
-            INSERT INTO audit_log (org_id, actor_id, actor_kind, action, resource_type, resource_id,
-                                   before, after, detail, request_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            f"""
+            WITH audit AS ({_AUDIT_SQL})
+            INSERT INTO outbox (event_id, org_id, type, payload, next_attempt_at)
+            VALUES ($11, $1, $12, $13, now() + make_interval(secs => $14))
             """,
             self.org_id, self.actor_id, self.actor_kind, action, resource_type, resource_id,
-            before, after, detail or {}, self.request_id,
+            before, after, detail or {}, self.request_id, event.id, event.type, event.payload, WRITER_GRACE_S,
         )
-        if event_type is not None:
-            event = Event(event_type, payload if payload is not None else (after or {}), org_id=self.org_id)
-            # The writer publishes right after its commit; the relay waits out that grace so
-            # it does not send the same event a second time meanwhile.
-            await conn.execute(
-                """
-                INSERT INTO outbox (event_id, org_id, type, payload, next_attempt_at)
-                VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-                """,
-                event.id, self.org_id, event.type, event.payload, WRITER_GRACE_S,
-            )
-            self.events.append(event)
+        self.events.append(event)
 
     async def publish(self, pool: asyncpg.Pool, bus: EventBus | None) -> None:
         """Send the committed events; failures leave them pending in the outbox.
 
         Marking the outbox rows published is a second commit, done in the background so
-        the client does not wait for it; if it is lost (node stops), ``relay_outbox``
-        sends the event again, which at-least-once delivery allows.
+        the client does not wait for it, and shared by the writes of a short window
+        (``MARK_BATCH_S``); if it is lost (node stops), ``relay_outbox`` sends the event
+        again, which at-least-once delivery allows.
         """
         if bus is None or not self.events:
             return
@@ -83,13 +88,54 @@ class ChangeSet:
                             event.id, event.type, exc)
         self.events.clear()
         if sent:
-            task = asyncio.create_task(_mark_published(pool, sent))
-            _MARKING.add(task)
-            task.add_done_callback(_MARKING.discard)
+            _queue_published_marks(pool, sent)
 
 
+# How long a "published" mark may wait to share its UPDATE with others. The relay leaves a
+# writer's events alone for WRITER_GRACE_S, far longer, so the wait never causes a re-send.
+MARK_BATCH_S = 0.05
+
+
+class _PublishedMarks:
+    """The pending "published" marks of one pool, written by one background task in batches:
+    one UPDATE per ``MARK_BATCH_S`` window instead of one transaction per API write."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.pending: list[str] = []
+        self.now = asyncio.Event()  # set by flush_published_marks: write without waiting
+        self.task = asyncio.create_task(self._run())
+        _MARKING.add(self.task)
+        self.task.add_done_callback(_MARKING.discard)
+
+    async def _run(self) -> None:
+        try:
+            while self.pending or not self.now.is_set():
+                try:
+                    await asyncio.wait_for(self.now.wait(), MARK_BATCH_S)
+                except TimeoutError:
+                    pass
+                if not self.pending:
+                    break
+                ids, self.pending = self.pending, []
+                await _mark_published(self.pool, ids)
+        finally:
+            # No await between the last look at `pending` and this: a mark queued later
+            # finds no marker and starts a new one.
+            if _MARKERS.get(id(self.pool)) is self:
+                del _MARKERS[id(self.pool)]
+
+
+_MARKERS: dict[int, _PublishedMarks] = {}
 # Background "published" marks in flight (referenced so they are not garbage-collected).
 _MARKING: set[asyncio.Task] = set()
+
+
+def _queue_published_marks(pool: asyncpg.Pool, event_ids: list[str]) -> None:
+    marker = _MARKERS.get(id(pool))
+    if marker is None or marker.pool is not pool or marker.task.done():
+        marker = _MARKERS[id(pool)] = _PublishedMarks(pool)
+    marker.pending.extend(event_ids)
 
 
 async def _mark_published(pool: asyncpg.Pool, event_ids: list[str]) -> None:
@@ -103,7 +149,9 @@ async def _mark_published(pool: asyncpg.Pool, event_ids: list[str]) -> None:
 
 
 async def flush_published_marks() -> None:
-    """Wait for background publish marks (shutdown, tests)."""
+    """Write the pending "published" marks now and wait for them (shutdown, tests)."""
+    for marker in list(_MARKERS.values()):
+        marker.now.set()
     if _MARKING:
         await asyncio.gather(*list(_MARKING), return_exceptions=True)
 

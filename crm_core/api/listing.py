@@ -51,6 +51,17 @@ class Filter:
     many: bool = False
     choices: tuple[str, ...] = ()
 
+    def bind(self, params: SqlParams, raw: str) -> str:
+        """The filter's WHERE fragment with its value bound in ``params``."""
+        value = self.parse(raw)
+        if self.many and len(value) == 1 and "= ANY({})" in self.sql:
+            # One value: plain equality. PostgreSQL 16 reads an index such as leads
+            # (org_id, status, created_at) in order for "status = $1" but not for
+            # "status = ANY($1)", so the filtered, sorted page would scan and discard
+            # every newer row of other statuses (api-bench: 4.6 -> 0.4 ms at 100k leads).
+            return self.sql.replace("= ANY({})", "= {}").format(params.add(value[0]))
+        return self.sql.format(params.add(value))
+
     def parse(self, raw: str) -> Any:
         values = [v.strip() for v in raw.split(",")] if self.many else [raw]
         parsed = [self._one(v) for v in values]
@@ -187,7 +198,7 @@ def plan_page(
         values = query.getall(name)
         if len(values) > 1:
             raise BadRequest(f"give {name} once (use commas for several values)", code="invalid_filter")
-        where.append(flt.sql.format(params.add(flt.parse(values[0]))))
+        where.append(flt.bind(params, values[0]))
 
     sort_label = query.get("sort", collection.default_sort)
     descending = sort_label.startswith("-")
