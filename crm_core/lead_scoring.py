@@ -41,6 +41,7 @@ MODEL_FILE = "lead_scoring.json"
 # not buying" (F). Changing a cut-off changes stored grades only when leads are re-scored.
 GRADE_CUTOFFS = (("A", 60), ("B", 35), ("C", 15), ("D", 8), ("E", 3))
 LOWEST_GRADE = "F"
+GRADES = (*(grade for grade, _ in GRADE_CUTOFFS), LOWEST_GRADE)
 _MIN_EFFECT = 0.05  # log-odds; smaller contributions are noise, not reasons
 _MAX_POSITIVE, _MAX_NEGATIVE = 3, 2
 _NO_OBJECTIONS = "No objections raised"

@@ -19,7 +19,7 @@ from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreRe
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import Conflict, Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.lead_scoring import LeadInputError, lead_score_columns
+from crm_core.lead_scoring import GRADES, LeadInputError, lead_score_columns
 from crm_core.rescoring import score_in_context  # crmfix: the org's trained model when active
 
 # Fields whose change makes the stored score stale.
@@ -30,7 +30,7 @@ LEADS = Collection(
         Filter("status", "enum", "l.status = ANY({})", "Lead status.", many=True,
                choices=("new", "contacted", "qualified", "unqualified", "converted")),
         Filter("owner_id", "uuid", "l.owner_id = ANY({}::uuid[])", "Owner user id.", many=True),
-        Filter("grade", "enum", "l.grade = ANY({})", "Score grade.", many=True, choices=("A", "B", "C", "D")),
+        Filter("grade", "enum", "l.grade = ANY({})", "Score grade.", many=True, choices=GRADES),
         Filter("territory", "text", "l.territory = {}", "Territory (exact)."),
         Filter("source", "text", "l.source = {}", "Source (exact)."),
         Filter("industry", "text", "l.industry = {}", "Industry (exact)."),

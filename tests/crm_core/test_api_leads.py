@@ -102,6 +102,12 @@ async def test_filters_select_the_right_leads(world):
     _, page = await world.request("GET", "/api/v1/leads", as_=org.admin,
                                   params={"created_after": b["created_at"], "sort": "created_at"})
     assert [x["id"] for x in page["data"]] == [b["id"], c["id"]]
+    # every grade a score can get is a filter value, the lowest (F) included
+    resp, page = await world.request("GET", "/api/v1/leads", as_=org.admin, params={"grade": "E,F"})
+    assert resp.status == 200
+    assert {x["id"] for x in page["data"]} == {x["id"] for x in (a, b, c) if x["grade"] in ("E", "F")}
+    resp, _ = await world.request("GET", "/api/v1/leads", as_=org.admin, params={"grade": "G"})
+    assert resp.status == 400
 
 
 async def test_pagination_is_stable_while_rows_are_inserted(world):
