@@ -35,6 +35,7 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
+from voice_server.api_admission import ApiAdmission, api_admission_middleware
 from voice_server.rate_limits import api_rate_limit_hook, api_sign_in_limit_middleware  # crm-intel
 from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
@@ -116,6 +117,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app[DRAINING] = asyncio.Event()
     app[RUNTIME] = runtime if runtime is not None else Runtime(settings)
     app[CALL_SESSIONS] = CallSessions(lambda: _bus_of(app), app[LIVE_CALLS])
+    # an overloaded node sheds API requests (503) instead of letting every latency grow
+    app.middlewares.append(api_admission_middleware(ApiAdmission(
+        settings.api_max_in_flight, settings.api_max_queue_wait_ms / 1000,
+        on_in_flight=metrics.api_in_flight.set, on_shed=metrics.api_shed.inc,
+    )))
     # failed sign-ins spend per-IP and per-e-mail budgets, so password guessing stays slow
     app.middlewares.append(api_sign_in_limit_middleware(app))
 

@@ -21,6 +21,16 @@ class NodeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=self.registry,
         )
+        self.api_in_flight = Gauge(
+            "coachline_api_in_flight",
+            "CRM API requests being handled now (admission control caps it).",
+            registry=self.registry,
+        )
+        self.api_shed = Counter(
+            "coachline_api_shed_total",
+            "CRM API requests answered 503 because the node had no free slot in time.",
+            registry=self.registry,
+        )
         self.live_calls = Gauge(
             "coachline_live_calls",
             "Calls currently being handled by this node.",

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     rate_limit_enterprise_per_min: int = Field(3000, ge=1, le=1_000_000)
     rate_limit_trust_forwarded_for: bool = False
     rate_limit_sign_in_failures_per_email_per_min: int = Field(10, ge=1, le=1_000_000)
+    # API admission control (voice_server/api_admission.py): requests in flight, then 503
+    api_max_in_flight: int = Field(64, ge=1, le=100_000)
+    api_max_queue_wait_ms: int = Field(1000, ge=0, le=60_000)
     webhooks_enabled: bool = True
     # Off by default: customer-supplied URLs must not reach our own network (SSRF).
     webhooks_allow_private_urls: bool = False

@@ -32,8 +32,12 @@ _ERROR_TEXT = {
     422: "The body failed validation",
     500: "The stored data failed an integrity check",
     502: "The carrier refused the call or could not be reached",
-    503: "A service this route needs is unavailable; try again",
+    503: "A service this route needs is unavailable, or the node is overloaded; see Retry-After",
 }
+
+
+# any operation may be rate limited, or shed while the node is overloaded (voice_server.api_admission)
+_ALWAYS = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,7 @@ def _foreign_operation(op: ForeignOperation) -> dict[str, Any]:
             }
         else:
             out["responses"][str(status)] = {"description": text}
-    for status in sorted(set(op.errors) | {429}):
+    for status in sorted(set(op.errors) | _ALWAYS):
         out["responses"][str(status)] = _error_response(status)
     for status in op.empty_errors:
         out["responses"][str(status)] = {"description": _ERROR_TEXT.get(status, "Error")}
@@ -176,7 +180,7 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
             schema = _success_schema(ep.response, ep.paginated)
             op["responses"][str(ep.status)] = {"description": ep.summary,
                                                "content": {"application/json": {"schema": schema}}}
-        statuses = set(ep.errors) | {429}
+        statuses = set(ep.errors) | _ALWAYS
         if ep.idempotent_post:
             statuses |= {409}  # a retry while the first request with its Idempotency-Key still runs
         if ep.body is not None or ep.raw_body is not None:
