@@ -17,6 +17,7 @@ from crm_core.api_errors import ApiError
 from crm_core.auth import authenticate
 from crm_core.call_events import CallEventWriter
 from voice_server import health
+from voice_server.api_admission import ApiAdmission, api_admission_middleware
 from voice_server.app_keys import (
     CALL_SESSIONS,
     DRAINING,
@@ -35,7 +36,6 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
-from voice_server.api_admission import ApiAdmission, api_admission_middleware
 from voice_server.rate_limits import api_rate_limit_hook, api_sign_in_limit_middleware  # crm-intel
 from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
