@@ -165,7 +165,7 @@ async def train_org_lead_model(conn: asyncpg.Connection, org_id: str, *, seed: i
     )
     labels = np.asarray([1 if r["status"] == "converted" else 0 for r in rows], dtype=int)
     check_counts(labels, "converted leads", "unqualified leads")
-    engagement = await engagement_by_lead(conn, [r["id"] for r in rows])
+    engagement = await engagement_by_lead(conn, [r["id"] for r in rows], org_id=org_id)
     leads = [{**dict(r), "engagement": engagement[r["id"]]} for r in rows]
     current = await active_model(conn, org_id, "lead", FEATURES)
     rules = await org_icp_rules(conn, org_id)

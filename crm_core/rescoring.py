@@ -129,8 +129,12 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
         )
         if not leads:
             return RescoreRun(0, 0)
-        engagement = await engagement_by_lead(conn, [r["id"] for r in leads])
-        scorers = {org: await lead_scorer_for_org(conn, org) for org in {r["org_id"] for r in leads}}
+        orgs = {r["org_id"] for r in leads}
+        engagement: dict = {}
+        for org in orgs:  # per organisation, so the (org_id, lead_id) indexes serve the lookups
+            engagement.update(await engagement_by_lead(
+                conn, [r["id"] for r in leads if r["org_id"] == org], org_id=org))
+        scorers = {org: await lead_scorer_for_org(conn, org) for org in orgs}
         scored = unreadable = 0
         async with conn.transaction():
             for row in leads:
