@@ -39,18 +39,18 @@ def _count_sql(key: str, default: int) -> str:
 
 
 async def engagement_by_lead(conn: asyncpg.Connection, lead_ids: list[Any], *,
-                             org_id: Any = None) -> dict[Any, dict[str, Any]]:
-    """Engagement per lead id (keys as given), for a batch of leads; ``org_id`` narrows it."""
+                             org_id: Any) -> dict[Any, dict[str, Any]]:
+    """Engagement per lead id (keys as given), for a batch of one organisation's leads (the
+    organisation is required: without it the lookups cannot use the (org_id, lead_id) indexes)."""
     engagement: dict[Any, dict[str, Any]] = {lid: {} for lid in lead_ids}
     if not lead_ids:
         return engagement
     keys = {str(lid): lid for lid in lead_ids}
-    org_clause = "" if org_id is None else " AND org_id = $2"
-    args: list[Any] = [list(keys)] + ([] if org_id is None else [org_id])
+    args: list[Any] = [list(keys), org_id]
     for row in await conn.fetch(
-        f"""
+        """
         SELECT lead_id::text AS lead_id, count(*) AS calls, coalesce(sum(duration_s), 0) AS talk_time_s
-        FROM calls WHERE lead_id = any($1::uuid[]) AND answered_at IS NOT NULL{org_clause}
+        FROM calls WHERE org_id = $2 AND lead_id = any($1::uuid[]) AND answered_at IS NOT NULL
         GROUP BY lead_id
         """,
         *args,
@@ -58,11 +58,11 @@ async def engagement_by_lead(conn: asyncpg.Connection, lead_ids: list[Any], *,
         engagement[keys[row["lead_id"]]].update(calls=int(row["calls"]),
                                                 talk_time_s=float(row["talk_time_s"]))
     for row in await conn.fetch(
-        f"""
+        """
         SELECT lead_id::text AS lead_id, avg(s.sentiment) AS sentiment
         FROM transcript_segments s JOIN calls c ON c.id = s.call_id
-        WHERE c.lead_id = any($1::uuid[]) AND s.party = 'customer' AND s.sentiment IS NOT NULL
-              {org_clause.replace("org_id", "c.org_id")}
+        WHERE c.org_id = $2 AND c.lead_id = any($1::uuid[]) AND s.party = 'customer'
+              AND s.sentiment IS NOT NULL
         GROUP BY c.lead_id
         """,
         *args,
@@ -84,7 +84,7 @@ async def engagement_by_lead(conn: asyncpg.Connection, lead_ids: list[Any], *,
             WHEN kind IN ('call', 'call.completed') THEN {_count_sql("objection_hits", 0)}
             ELSE 0 END) AS objections
         FROM activities
-        WHERE lead_id = any($1::uuid[]){org_clause}
+        WHERE org_id = $2 AND lead_id = any($1::uuid[])
           AND kind IN ('buying_signal', 'objection', 'call', 'call.completed', 'call_signal', 'deal_signal')
         GROUP BY lead_id
         """,
