@@ -5,11 +5,12 @@ scikit-learn. The learner is ``HistGradientBoostingClassifier`` (binned
 histogram splits, native missing-value handling, log-loss, so its
 probabilities are calibrated on data like its training data). The settings
 suit the few hundred to tens of thousands of labelled rows one organisation
-has: shallow trees (depth 3, so at most three-way interactions), at least 30
-examples per leaf, L2 on leaf values (deeper, looser trees learned spurious
-corners from a few hundred leads in our planted-signal tests), and early stopping on a seeded, stratified validation part once
-there are enough rows for that part to mean something. Everything is seeded,
-so the same data gives the same trees.
+has: shallow trees (depth 3, at least 30 examples per leaf; depth 2 and 20 below
+``EARLY_STOPPING_MIN_ROWS``), L2 on leaf values (deeper, looser trees learned
+spurious corners from a few hundred leads in our planted-signal tests), and
+early stopping on a seeded, stratified validation part once there are enough
+rows for that part to mean something. Everything is seeded, so the same data
+gives the same trees.
 """
 
 from __future__ import annotations
