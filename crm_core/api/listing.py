@@ -113,6 +113,8 @@ class Collection:
     filters: tuple[Filter, ...]
     sorts: tuple[SortKey, ...]
     default_sort: str = "-created_at"
+    # The table's primary key type, the cursor's tie-breaker: "uuid" or "bigint" (a bigserial log).
+    id_type: Literal["uuid", "bigint"] = "uuid"
 
     def query_params(self) -> tuple[QueryParam, ...]:
         sort_names = [s.name for s in self.sorts] + [f"-{s.name}" for s in self.sorts]
@@ -140,11 +142,15 @@ def _encode_cursor(sort_label: str, value: str, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str, str]:
+def _decode_cursor(cursor: str, id_type: str = "uuid") -> tuple[str, str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         label, value, row_id = json.loads(raw)
-        uuid.UUID(row_id)
+        if id_type == "bigint":
+            if not (isinstance(row_id, str) and re.fullmatch(r"\d{1,18}", row_id)):
+                raise ValueError("not a row id")
+        else:
+            uuid.UUID(row_id)
         if "\x00" in str(value):
             raise ValueError("NUL in cursor")
         return str(label), str(value), str(row_id)
@@ -205,14 +211,14 @@ def plan_page(
 
     cursor = query.get("cursor")
     if cursor:
-        label, value, row_id = _decode_cursor(cursor)
+        label, value, row_id = _decode_cursor(cursor, collection.id_type)
         if label != sort_label:
             raise BadRequest("the cursor belongs to a different sort order", code="invalid_cursor")
         if not _cursor_value_ok(value, sort_key.pg_type):
             raise BadRequest("the cursor is not one this API issued", code="invalid_cursor")
         op = "<" if descending else ">"
         where.append(
-            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::uuid)"
+            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::{collection.id_type})"
         )
     direction = "DESC" if descending else "ASC"
     order_by = f"{sort_key.sql} {direction}, {alias}.id {direction}"
