@@ -27,16 +27,40 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+def _absent_or_set(*names: str) -> ConfigDict:
+    """Config for a PATCH body whose ``names`` may be left out but not set to null.
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
+    pydantic documents ``X | None = None`` as nullable; the model's validator refuses null for
+    these, so the document says what the server does: the type without null, no default.
+    """
+
+    def edit(schema: dict[str, Any]) -> None:
+        for name in names:
+            prop = schema["properties"][name]
+            prop.pop("default", None)
+            options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+            if len(options) == 1:
+                prop.update(options[0])
+            elif options:
+                prop["anyOf"] = options
+
+    return ConfigDict(json_schema_extra=edit)
+
+
+class Input(BaseModel):
+    # No whitespace stripping: the length limits and patterns in the document hold for the text
+    # as sent (a stripped " x…" passed maxLength on the server but not in the document).
+    # CSV imports strip their cells themselves.
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> Any:
         # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather than fail there.
-        if _has_nul(data):
+        # An "after" check: a "before" one would make pydantic validate JSON bodies in Python
+        # mode, where strict validation refuses the strings that carry dates and UUIDs.
+        if _has_nul(self.model_dump()):
             raise ValueError("text must not contain NUL (U+0000) characters")
-        return data
+        return self
 
 
 class Output(BaseModel):
@@ -103,6 +127,8 @@ class LeadCreate(_LeadFields):
 
 
 class LeadUpdate(_LeadFields):
+    model_config = _absent_or_set("status")
+
     status: LeadStatus | None = None
 
     @field_validator("status")
@@ -169,6 +195,8 @@ class DealCreate(Input):
 
 
 class DealUpdate(Input):
+    model_config = _absent_or_set("name", "value", "currency", "pipeline", "stage")
+
     name: str | None = Field(None, min_length=1, max_length=200)
     company: str | None = Text
     value: float | None = Field(None, ge=0, le=999_999_999_999.99)
@@ -430,6 +458,8 @@ class WebhookCreate(Input):
 
 
 class WebhookUpdate(Input):
+    model_config = _absent_or_set("url", "event_types", "active")
+
     url: str | None = Field(None, min_length=1, max_length=2048)
     event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] | None = Field(None, min_length=1,
                                                                                    max_length=50)

@@ -13,7 +13,9 @@ only 404s. Every reply must pass:
 * ``status_code_conformance`` — the status is one the operation documents;
 * ``content_type_conformance`` — the media type is the documented one;
 * ``response_schema_conformance`` — the body matches the documented schema;
-* ``response_headers_conformance`` — documented response headers are present.
+* ``response_headers_conformance`` — documented response headers are present;
+* ``negative_data_rejection`` — what the document forbids (wrong types, too long, missing
+  required parts) is refused with a 4xx, not stored.
 
 Nothing is excluded: ``POST /auth/logout`` with an API token is refused
 (400 ``not_a_session``) rather than revoking it, and the token's own id is
@@ -48,10 +50,11 @@ SEED = 20261125
 # COACHLINE_FUZZ_EXAMPLES=500 makes a deeper run by hand.
 MAX_EXAMPLES = int(os.environ.get("COACHLINE_FUZZ_EXAMPLES", "12"))
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_schema_conformance", "response_headers_conformance")
+          "response_schema_conformance", "response_headers_conformance", "negative_data_rejection")
 
 # Request-side checks (does the server accept what the document allows, refuse what it forbids),
-# for runs by hand: COACHLINE_FUZZ_EXTRA_CHECKS=positive_data_acceptance,negative_data_rejection
+# for runs by hand: COACHLINE_FUZZ_EXTRA_CHECKS=positive_data_acceptance (the document cannot say
+# every rule: "a lead needs a name, an email, a phone or a company", a cursor must be one we issued).
 EXTRA_CHECKS = tuple(c for c in os.environ.get("COACHLINE_FUZZ_EXTRA_CHECKS", "").split(",") if c)
 
 
