@@ -1,0 +1,82 @@
+"""What schemathesis found: the server took bodies its own document forbids, and the document
+promised things the server does not do. Each case here is one of those, fixed."""
+
+
+async def test_json_types_are_not_coerced(world):
+    org = await world.make_org()
+    user = org.other_rep.user_id
+    # {"is_active": 0} used to deactivate the user: lax validation read 0 as false.
+    for body in ({"is_active": 0}, {"is_active": "false"}, {"role": 1}, {"name": 7}):
+        resp, err = await world.request("PATCH", f"/api/v1/users/{user}", as_=org.admin, json=body)
+        assert (resp.status, err["error"]["code"]) == (422, "validation_failed"), body
+    _, after = await world.request("GET", f"/api/v1/users/{user}", as_=org.admin)
+    assert after["is_active"] is True
+    for body in ({"name": "D", "value": "5"}, {"name": "D", "value": True}):
+        resp, _ = await world.request("POST", "/api/v1/deals", as_=org.admin, json=body)
+        assert resp.status == 422, body
+    resp, _ = await world.request("POST", "/api/v1/leads", as_=org.admin, json={"first_name": "A", "company_size": "50"})
+    assert resp.status == 422
+    # strings still carry dates, times and UUIDs, as JSON must
+    lead = await world.create_lead(org.admin)
+    resp, deal = await world.request("POST", "/api/v1/deals", as_=org.admin,
+                                     json={"name": "D", "value": 5, "lead_id": lead["id"], "expected_close": "2027-01-31"})
+    assert resp.status == 201 and deal["expected_close"] == "2027-01-31" and deal["value"] == 5
+
+
+async def test_length_limits_hold_for_the_text_as_sent(world):
+    org = await world.make_org()
+    # 121 characters with the tab: over the documented maxLength of 120, stripping used to let it in.
+    resp, _ = await world.request("POST", "/api/v1/teams", as_=org.admin, json={"name": "\t" + "x" * 120})
+    assert resp.status == 422
+    resp, _ = await world.request("POST", "/api/v1/users", as_=org.admin, json={"email": " a@b.test", "name": "A"})
+    assert resp.status == 422  # the documented pattern has no room for blanks
+    resp, body = await world.request("POST", "/api/v1/leads", as_=org.admin, json={"first_name": "NUL\u0000"})
+    assert (resp.status, body["error"]["code"]) == (422, "validation_failed")
+
+
+async def test_csv_cells_are_still_trimmed(world):
+    org = await world.make_org()
+    csv = b"first_name,email,company_size\n  Ada ,  ada@acme.test , 50 \n"
+    resp, job = await world.request("POST", "/api/v1/leads/import", as_=org.admin, data=csv,
+                                    headers={"Content-Type": "text/csv"})
+    assert resp.status in (200, 201, 202), job
+    for _ in range(100):
+        _, job = await world.request("GET", f"/api/v1/imports/{job['id']}", as_=org.admin)
+        if job["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert (job["status"], job["imported_rows"], job["errors"]) == ("completed", 1, [])
+    _, page = await world.request("GET", "/api/v1/leads", as_=org.admin, params={"email": "ada@acme.test"})
+    assert [(lead["first_name"], lead["company_size"]) for lead in page["data"]] == [("Ada", 50)]
+
+
+async def test_the_document_says_what_patch_and_if_match_really_do(world):
+    doc = world.openapi
+    schemas = doc["components"]["schemas"]
+    # Left out: unchanged. null: refused (422). So not nullable in the document.
+    assert schemas["DealUpdate"]["properties"]["name"]["type"] == "string"
+    assert "default" not in schemas["DealUpdate"]["properties"]["name"]
+    assert schemas["WebhookUpdate"]["properties"]["active"] == {"title": "Active", "type": "boolean"}
+    assert {"type": "null"} in schemas["DealUpdate"]["properties"]["expected_close"]["anyOf"]  # null clears it
+    org = await world.make_org()
+    deal = await world.create_deal(org.admin)
+    resp, _ = await world.request("PATCH", f"/api/v1/deals/{deal['id']}", as_=org.admin, json={"name": None})
+    assert resp.status == 422
+
+    # An empty body reads as {}: optional where {} is a valid body, required where it is not.
+    assert doc["paths"]["/api/v1/deals/{id}"]["patch"]["requestBody"]["required"] is False
+    assert doc["paths"]["/api/v1/deals"]["post"]["requestBody"]["required"] is True
+    _, hook = await world.request("POST", "/api/v1/webhooks", as_=org.admin, json={"url": "https://hooks.example.com/e"})
+    resp, same = await world.request("PATCH", f"/api/v1/webhooks/{hook['id']}", as_=org.admin)
+    assert resp.status == 200 and same["url"] == hook["url"]
+    resp, _ = await world.request("POST", "/api/v1/deals", as_=org.admin)
+    assert resp.status == 422
+
+    # If-Match is documented only where a stale one really answers 412.
+    def headers(path: str, method: str) -> set[str]:
+        return {p["name"] for p in doc["paths"][path][method].get("parameters", []) if p["in"] == "header"}
+
+    assert "If-Match" in headers("/api/v1/leads/{id}", "patch") and "If-Match" in headers("/api/v1/deals/{id}", "delete")
+    assert "If-Match" not in headers("/api/v1/users/{id}", "patch") | headers("/api/v1/teams/{id}", "delete")
+    key = next(p for p in doc["paths"]["/api/v1/leads"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["schema"]["minLength"] == 1
