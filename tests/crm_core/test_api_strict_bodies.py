@@ -1,6 +1,8 @@
 """What schemathesis found: the server took bodies its own document forbids, and the document
 promised things the server does not do. Each case here is one of those, fixed."""
 
+import asyncio
+
 
 async def test_json_types_are_not_coerced(world):
     org = await world.make_org()
