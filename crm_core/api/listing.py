@@ -27,6 +27,7 @@ from multidict import MultiMapping
 from crm_core.api.endpoint import Call, QueryParam
 from crm_core.api_errors import BadRequest
 
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 FilterKind = Literal["text", "uuid", "datetime", "int", "number", "bool", "enum"]
 
 
@@ -62,6 +63,8 @@ class Filter:
                              {"filter": self.name}, code="invalid_filter")
         try:
             if self.kind == "uuid":
+                if not _UUID_RE.fullmatch(raw):  # the document's form; uuid.UUID takes more
+                    raise ValueError("give a UUID as 8-4-4-4-12 hex digits")
                 return str(uuid.UUID(raw))
             if self.kind == "datetime":
                 value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -96,6 +99,10 @@ class Filter:
         }[self.kind]
         description = self.description + (" Comma-separated values match any of them." if self.many else "")
         schema = {"type": "string", "description": "comma-separated"} if self.many else base
+        one = {"uuid": _UUID_RE.pattern, "enum": "(?:" + "|".join(map(re.escape, self.choices)) + ")"}.get(self.kind)
+        if self.many and one is not None:
+            # what parse() takes: values of the kind, commas between, blanks around them
+            schema["pattern"] = rf"^\s*{one}\s*(?:,\s*{one}\s*)*$"
         return QueryParam(self.name, schema, description)
 
 

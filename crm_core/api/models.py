@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
 Role = Literal["rep", "manager", "admin"]
@@ -25,6 +25,18 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_nul(v) for v in value)
     return False
+
+
+def _whole(value: Any) -> Any:
+    # JSON Schema's "integer" includes 3460.0; strict validation alone would refuse it.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# The company size in a request body: 3460 or 3460.0, never "3460" or true. (The bounds sit
+# inside, under the float check, so the document shows them as minimum/maximum.)
+CompanySize = Annotated[int, Field(ge=0, le=10_000_000), BeforeValidator(_whole)]
 
 
 def _absent_or_set(*names: str) -> ConfigDict:
@@ -108,7 +120,7 @@ class _LeadFields(Input):
     phone: str | None = Field(None, pattern=_PHONE)
     company: str | None = Text
     title: str | None = Text
-    company_size: int | None = Field(None, ge=0, le=10_000_000)
+    company_size: CompanySize | None = None
     industry: str | None = Text
     source: str | None = Text
     territory: str | None = Text
@@ -117,6 +129,11 @@ class _LeadFields(Input):
 
 
 class LeadCreate(_LeadFields):
+    # the rule of _identifiable below, in the document
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+        for name in ("first_name", "last_name", "email", "phone", "company")]})
+
     status: LeadStatus = "new"
 
     @model_validator(mode="after")
@@ -295,6 +312,11 @@ class Transcript(BaseModel):
 # --- activities -----------------------------------------------------------
 
 class ActivityCreate(Input):
+    # the rule of _one_subject below, in the document: exactly one of them, not null
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": [name], "properties": {name: {"type": "string", "format": "uuid"}}}
+        for name in ("lead_id", "deal_id")]})
+
     kind: Literal["note", "email", "meeting", "task"] = "note"
     lead_id: UUID | None = None
     deal_id: UUID | None = None
