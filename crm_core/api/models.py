@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from crm_core.auth.principal import ALL_SCOPES
+
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
 Role = Literal["rep", "manager", "admin"]
 
@@ -39,14 +41,17 @@ def _whole(value: Any) -> Any:
 CompanySize = Annotated[int, Field(ge=0, le=10_000_000), BeforeValidator(_whole)]
 
 
-def _absent_or_set(*names: str) -> ConfigDict:
+def _absent_or_set(*names: str, changes_something: bool = False) -> ConfigDict:
     """Config for a PATCH body whose ``names`` may be left out but not set to null.
 
     pydantic documents ``X | None = None`` as nullable; the model's validator refuses null for
     these, so the document says what the server does: the type without null, no default.
+    ``changes_something``: the handler answers 400 ``empty_update`` to ``{}`` (records.update_row).
     """
 
     def edit(schema: dict[str, Any]) -> None:
+        if changes_something:
+            schema["minProperties"] = 1
         for name in names:
             prop = schema["properties"][name]
             prop.pop("default", None)
@@ -144,7 +149,7 @@ class LeadCreate(_LeadFields):
 
 
 class LeadUpdate(_LeadFields):
-    model_config = _absent_or_set("status")
+    model_config = _absent_or_set("status", changes_something=True)
 
     status: LeadStatus | None = None
 
@@ -212,7 +217,7 @@ class DealCreate(Input):
 
 
 class DealUpdate(Input):
-    model_config = _absent_or_set("name", "value", "currency", "pipeline", "stage")
+    model_config = _absent_or_set("name", "value", "currency", "pipeline", "stage", changes_something=True)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     company: str | None = Text
@@ -357,6 +362,8 @@ class UserCreate(Input):
 
 
 class UserUpdate(Input):
+    model_config = _absent_or_set(changes_something=True)
+
     name: str | None = Field(None, min_length=1, max_length=200)
     role: Role | None = None
     team_id: UUID | None = None
@@ -391,7 +398,10 @@ class Team(Output):
 
 class ApiTokenCreate(Input):
     name: str = Field(min_length=1, max_length=120)
-    scopes: list[str] = Field(default_factory=lambda: ["read", "write"], max_length=20)
+    scopes: list[str] = Field(default_factory=lambda: ["read", "write"], max_length=20,
+                              # checked by the handler (422 invalid_scopes), listed here for clients
+                              json_schema_extra={"minItems": 1, "items": {"type": "string",
+                                                                          "enum": sorted(ALL_SCOPES)}})
     expires_at: datetime | None = None
     user_id: UUID | None = Field(None, description="Whose rights the token carries; default: you.")
 
@@ -469,10 +479,13 @@ class LeadExport(BaseModel):
 # --- webhooks (crmfix) ---------------------------------------------------------
 
 _EVENT_PATTERN = r"^[a-z0-9._*-]{1,100}$"
+# webhook_endpoints.validate_url has the last word (host, credentials, public address)
+_WEBHOOK_URL = r"^\s*[Hh][Tt][Tt][Pp][Ss]?://"
 
 
 class WebhookCreate(Input):
-    url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives signed POSTs.")
+    url: str = Field(min_length=1, max_length=2048, pattern=_WEBHOOK_URL,
+                     description="http(s) URL that receives signed POSTs.")
     event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] = Field(
         default_factory=lambda: ["*"], min_length=1, max_length=50,
         description="Shell-style patterns, e.g. crm.lead.*; default: every event.")
@@ -482,7 +495,7 @@ class WebhookCreate(Input):
 class WebhookUpdate(Input):
     model_config = _absent_or_set("url", "event_types", "active")
 
-    url: str | None = Field(None, min_length=1, max_length=2048)
+    url: str | None = Field(None, min_length=1, max_length=2048, pattern=_WEBHOOK_URL)
     event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] | None = Field(None, min_length=1,
                                                                                    max_length=50)
     active: bool | None = None

@@ -75,6 +75,8 @@ def _models(endpoints: tuple[Endpoint, ...], foreign: tuple[ForeignOperation, ..
 
 
 def _accepts_empty(model: type[BaseModel]) -> bool:
+    if model.model_json_schema().get("minProperties"):
+        return False  # the handler refuses {} (e.g. 400 empty_update)
     try:
         model.model_validate({})
     except ValidationError:

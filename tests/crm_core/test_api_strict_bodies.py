@@ -65,9 +65,14 @@ async def test_the_document_says_what_patch_and_if_match_really_do(world):
     resp, _ = await world.request("PATCH", f"/api/v1/deals/{deal['id']}", as_=org.admin, json={"name": None})
     assert resp.status == 422
 
-    # An empty body reads as {}: optional where {} is a valid body, required where it is not.
-    assert doc["paths"]["/api/v1/deals/{id}"]["patch"]["requestBody"]["required"] is False
+    # An empty body reads as {}: optional where {} is a valid body, required where it is not
+    # (a deal needs a name; a deal PATCH must change something: minProperties 1, else 400).
+    assert doc["paths"]["/api/v1/webhooks/{id}"]["patch"]["requestBody"]["required"] is False
     assert doc["paths"]["/api/v1/deals"]["post"]["requestBody"]["required"] is True
+    assert doc["paths"]["/api/v1/deals/{id}"]["patch"]["requestBody"]["required"] is True
+    assert schemas["DealUpdate"]["minProperties"] == 1
+    resp, body = await world.request("PATCH", f"/api/v1/deals/{deal['id']}", as_=org.admin)
+    assert (resp.status, body["error"]["code"]) == (400, "empty_update")
     _, hook = await world.request("POST", "/api/v1/webhooks", as_=org.admin, json={"url": "https://hooks.example.com/e"})
     resp, same = await world.request("PATCH", f"/api/v1/webhooks/{hook['id']}", as_=org.admin)
     assert resp.status == 200 and same["url"] == hook["url"]
@@ -82,3 +87,28 @@ async def test_the_document_says_what_patch_and_if_match_really_do(world):
     assert "If-Match" not in headers("/api/v1/users/{id}", "patch") | headers("/api/v1/teams/{id}", "delete")
     key = next(p for p in doc["paths"]["/api/v1/leads"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
     assert key["schema"]["minLength"] == 1
+
+
+async def test_an_error_echoing_nul_is_stored_and_replayed_for_its_idempotency_key(world):
+    # The unknown CSV column is echoed in the error details; jsonb cannot hold U+0000, so storing
+    # this reply for the key used to fail with a 500 and leave the key "still being processed".
+    org = await world.make_org()
+    headers = {"Content-Type": "text/csv", "Idempotency-Key": "nul-import"}
+    first, body = await world.request("POST", "/api/v1/leads/import", as_=org.admin, data=b"na\x00me\nA\n",
+                                      headers=headers)
+    assert (first.status, body["error"]["code"]) == (422, "invalid_csv")
+    assert body["error"]["details"]["unknown"] == ["na\u0000me"]
+    again, replayed = await world.request("POST", "/api/v1/leads/import", as_=org.admin, data=b"na\x00me\nA\n",
+                                          headers=headers)
+    assert (again.status, again.headers.get("Idempotent-Replayed"), replayed) == (422, "true", body)
+
+
+async def test_an_empty_patch_is_400_whatever_if_match_says(world):
+    org = await world.make_org()
+    lead = await world.create_lead(org.admin)
+    resp, body = await world.request("PATCH", f"/api/v1/leads/{lead['id']}", as_=org.admin, json={},
+                                     headers={"If-Match": 'W/"stale"'})
+    assert (resp.status, body["error"]["code"]) == (400, "empty_update")
+    resp, _ = await world.request("PATCH", f"/api/v1/leads/{lead['id']}", as_=org.admin, json={"title": "CTO"},
+                                  headers={"If-Match": 'W/"stale"'})
+    assert resp.status == 412
