@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from multidict import MultiMapping
 from crm_core.api.endpoint import Call, QueryParam
 from crm_core.api_errors import BadRequest
 
+FLOAT32_MAX = 3.4e38
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 FilterKind = Literal["text", "uuid", "datetime", "int", "number", "bool", "enum"]
 
@@ -72,9 +74,17 @@ class Filter:
                     raise ValueError("give a time zone (e.g. Z)")
                 return value
             if self.kind == "int":
-                return int(raw)
+                value = int(raw)
+                if not -(2**31) <= value < 2**31:  # an integer column's range, not a 500 from the driver
+                    raise ValueError("out of range")
+                return value
             if self.kind == "number":
-                return float(raw)
+                number = float(raw)
+                if not math.isfinite(number):
+                    raise ValueError("give a finite number")
+                # A bound past float32 (real columns, e.g. ai_score) cannot be sent as one; clamped,
+                # it selects the same rows.
+                return max(-FLOAT32_MAX, min(FLOAT32_MAX, number))
             if self.kind == "bool":
                 if raw not in ("true", "false"):
                     raise ValueError("true or false")
