@@ -49,7 +49,7 @@ from tests.voice_server.coachline_nodes import CoachlineNode, create_database, d
 SEED = 20261125
 # Fuzzing-phase examples per operation (the coverage phase adds its own boundary cases);
 # COACHLINE_FUZZ_EXAMPLES=500 makes a deeper run by hand.
-MAX_EXAMPLES = int(os.environ.get("COACHLINE_FUZZ_EXAMPLES", "12"))
+MAX_EXAMPLES = int(os.environ.get("COACHLINE_FUZZ_EXAMPLES", "25"))
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance", "response_headers_conformance", "negative_data_rejection")
 
