@@ -4,8 +4,8 @@ Final transcript segments and call ends arrive as events. Each kind is read
 by a consumer *group*, so with many nodes every event is written once, and an
 event is acknowledged only after its row is committed: while PostgreSQL is
 down, events stay pending on the bus and are written when it returns.
-Segments are keyed by (call, segment id), so a redelivered event writes
-nothing twice.
+Segments are keyed by (call, segment id) and coaching prompts by (call,
+prompt key), so a redelivered event writes nothing twice.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
+from crm_core.call_prompts import add_call_prompt, prompt_from_event
 from crm_core.call_summaries import store_call_summary
 from crm_core.calls import SegmentRow, add_final_segments, mark_call_ended
 from storage.events import Delivery, EventBus
@@ -50,11 +51,12 @@ def segment_from_event(payload: dict) -> SegmentRow:
 
 
 # The bus consumer groups that persist calls: a stopping node waits for them to catch up.
-PERSISTING_GROUPS = ("crm-transcripts", "crm-call-ends", "crm-call-summaries")
+PERSISTING_GROUPS = ("crm-transcripts", "crm-call-ends", "crm-call-summaries",
+                     "crm-call-prompts")  # call-prompts: the prompts a rep saw, for review
 
 
 class CallEventWriter:
-    """Background consumers that write transcript segments and call ends to PostgreSQL."""
+    """Background consumers that write transcript segments, prompts and call ends to PostgreSQL."""
 
     def __init__(self, pool: PoolSource, bus: EventBus, *, redeliver_after_s: float = 5.0) -> None:
         self._pool = pool
@@ -63,12 +65,14 @@ class CallEventWriter:
         self._tasks: list[asyncio.Task] = []
         self._subs: list = []
         self.written_segments = 0
+        self.written_prompts = 0
 
     async def start(self) -> None:
         for pattern, group, handler in (
             ("transcript.final", PERSISTING_GROUPS[0], self._write_segment),
             ("call.ended", PERSISTING_GROUPS[1], self._write_call_end),
             ("insight.summary", PERSISTING_GROUPS[2], self._write_summary),
+            ("coaching.prompt", PERSISTING_GROUPS[3], self._write_prompt),
         ):
             sub = await self._bus.subscribe(pattern, group=group, redeliver_after_s=self._redeliver_after_s)
             self._subs.append(sub)
@@ -104,6 +108,10 @@ class CallEventWriter:
         self.written_segments += await add_final_segments(
             conn, payload["_org_id"], payload["call_id"], [segment]
         )
+
+    async def _write_prompt(self, conn: asyncpg.Connection, payload: dict) -> None:
+        prompt = prompt_from_event(payload)
+        self.written_prompts += await add_call_prompt(conn, payload["_org_id"], payload["call_id"], prompt)
 
     async def _write_summary(self, conn: asyncpg.Connection, payload: dict) -> None:
         summary = {k: v for k, v in payload.items() if k not in ("call_id", "_org_id")}

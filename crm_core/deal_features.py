@@ -8,7 +8,7 @@ The activity list is the deal's timeline (``activities`` rows as dicts:
   ``body.competitor_hits``, ``body.budget_hits`` counts from the call;
 * call signals: ``kind`` in ``call_signal``, ``deal_signal`` with ``body.signal`` one of
   ``objection`` | ``competitor`` | ``budget`` (and optional ``body.count``);
-* stage changes: ``kind == "stage_change"`` with ``body.to`` (or ``to_stage``): the latest one into
+* stage changes: ``kind`` in ``stage_change``, ``stage_changed`` (the API's) with ``body.to`` (or ``to_stage``): the latest one into
   the current stage says when the deal entered it (else ``deal["stage_entered_at"]``,
   else ``deal["created_at"]``).
 """
@@ -42,6 +42,7 @@ TYPICAL_DAYS_TO_CLOSE = {"qualification": 75, "discovery": 60, "demo": 45, "prop
                          "negotiation": 15}
 CALL_KINDS = frozenset({"call", "call.completed", "call.ended"})
 SIGNAL_KINDS = frozenset({"call_signal", "deal_signal"})
+STAGE_CHANGE_KINDS = frozenset({"stage_change", "stage_changed"})  # scoring-gbm: the API writes stage_changed
 
 FEATURES: tuple[str, ...] = (
     *(f"stage_{s}" for s in OPEN_STAGES[1:]),  # baseline: qualification
@@ -166,7 +167,7 @@ def profile_of(deal: dict[str, Any], activities: list[dict[str, Any]], now: date
     for at, item in timeline:
         kind, body = item["kind"], item["body"]
         target = body.get("to") or body.get("to_stage") or body.get("stage")
-        if kind == "stage_change" and isinstance(target, str) and target.strip() \
+        if kind in STAGE_CHANGE_KINDS and isinstance(target, str) and target.strip() \
                 and stage_of(target) == stage:
             entered = at
         elif kind in CALL_KINDS:

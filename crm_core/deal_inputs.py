@@ -3,7 +3,8 @@
 ``predict_deal`` takes plain data; this gathers it: the deal row, its
 timeline (``activities`` with ``deal_id``), and one ``call`` entry per
 completed call on the deal carrying the customer's mean sentiment (merged
-into the call's own timeline entry when there is one).
+into the call's own timeline entry when there is one). Predictions use the
+organisation's active trained deal model when it has one, else the shipped one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from crm_core.deal_prediction import DealPrediction, predict_deal, prediction_row
+from crm_core.deal_features import FEATURES
+from crm_core.deal_prediction import DealPrediction, deal_model, predict_deal, prediction_row
+from crm_core.org_models import active_model
 
 
 async def deal_inputs(conn: asyncpg.Connection, org_id: Any, deal_id: Any
@@ -22,32 +25,44 @@ async def deal_inputs(conn: asyncpg.Connection, org_id: Any, deal_id: Any
     deal = await conn.fetchrow("SELECT * FROM deals WHERE org_id = $1 AND id = $2", org_id, deal_id)
     if deal is None:
         return None
+    return dict(deal), (await deal_timelines(conn, org_id, [deal["id"]]))[deal["id"]]
+
+
+async def deal_timelines(conn: asyncpg.Connection, org_id: Any, deal_ids: list[Any]
+                         ) -> dict[Any, list[dict[str, Any]]]:
+    """Each deal's timeline (keys: the ids as asyncpg returns them), for one deal or a batch
+    (training on an organisation's closed deals reads them the same way)."""
+    timelines: dict[Any, list[dict[str, Any]]] = {d: [] for d in deal_ids}
     rows = await conn.fetch(
-        "SELECT kind, occurred_at, body, call_id FROM activities WHERE org_id = $1 AND deal_id = $2 "
-        "ORDER BY occurred_at",
-        org_id, deal_id,
+        "SELECT deal_id, kind, occurred_at, body, call_id FROM activities "
+        "WHERE org_id = $1 AND deal_id = ANY($2::uuid[]) ORDER BY occurred_at",
+        org_id, deal_ids,
     )
-    activities = [{"kind": r["kind"], "occurred_at": r["occurred_at"], "body": dict(r["body"] or {}),
-                   "call_id": r["call_id"]} for r in rows]
-    by_call = {a["call_id"]: a for a in activities if a["call_id"] is not None and a["kind"] == "call"}
+    by_call: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for r in rows:
+        entry = {"kind": r["kind"], "occurred_at": r["occurred_at"], "body": dict(r["body"] or {}),
+                 "call_id": r["call_id"]}
+        timelines.setdefault(r["deal_id"], []).append(entry)
+        if r["call_id"] is not None and r["kind"] == "call":
+            by_call[(r["deal_id"], r["call_id"])] = entry
     calls = await conn.fetch(
         """
-        SELECT c.id, coalesce(c.ended_at, c.started_at, c.created_at) AS at,
+        SELECT c.id, c.deal_id, coalesce(c.ended_at, c.started_at, c.created_at) AS at,
                avg(s.sentiment) FILTER (WHERE s.party = 'customer') AS sentiment
         FROM calls c LEFT JOIN transcript_segments s ON s.call_id = c.id
-        WHERE c.org_id = $1 AND c.deal_id = $2 AND c.status = 'completed'
+        WHERE c.org_id = $1 AND c.deal_id = ANY($2::uuid[]) AND c.status = 'completed'
         GROUP BY c.id
         """,
-        org_id, deal_id,
+        org_id, deal_ids,
     )
     for call in calls:
-        entry = by_call.get(call["id"])
+        entry = by_call.get((call["deal_id"], call["id"]))
         if entry is None:
             entry = {"kind": "call", "occurred_at": call["at"], "body": {}, "call_id": call["id"]}
-            activities.append(entry)
+            timelines.setdefault(call["deal_id"], []).append(entry)
         if call["sentiment"] is not None and "sentiment" not in entry["body"]:
             entry["body"]["sentiment"] = float(call["sentiment"])
-    return dict(deal), activities
+    return timelines
 
 
 async def predict_and_store(conn: asyncpg.Connection, org_id: Any, deal_id: Any,
@@ -64,7 +79,9 @@ async def predict_and_store_row(conn: asyncpg.Connection, org_id: Any, deal_id: 
     inputs = await deal_inputs(conn, org_id, deal_id)
     if inputs is None:
         return None
-    prediction = predict_deal(*inputs, now=now)
+    # scoring-gbm: the organisation's own trained deal model when one is active
+    model = await active_model(conn, org_id, "deal", FEATURES) or deal_model()
+    prediction = predict_deal(*inputs, now=now, model=model)
     row = prediction_row(prediction)
     stored = await conn.fetchrow(
         "INSERT INTO predictions (org_id, deal_id, model_version, win_probability, predicted_close, factors) "

@@ -1,8 +1,9 @@
 """Deal prediction: win probability, predicted close date, risk flags and reasons.
 
 Win probability comes from a logistic regression trained by
-``scripts/train_deal_prediction.py`` (weights in ``crm_core/data/deal_prediction.json``);
-closed deals short-circuit to 1 or 0. The close date and the risk flags are
+``scripts/train_deal_prediction.py`` (weights in ``crm_core/data/deal_prediction.json``),
+or from the organisation's own gradient-boosted model once it has enough closed
+deals (``crm_core.deal_model_training``); closed deals short-circuit to 1 or 0. The close date and the risk flags are
 transparent rules (typical days to close per stage, stretched by how long the
 deal has sat in its stage), written here so a rep can check them.
 """
@@ -14,8 +15,6 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from crm_core.deal_features import (
     FEATURES,
     TYPICAL_DAYS_IN_STAGE,
@@ -26,6 +25,7 @@ from crm_core.deal_features import (
     vector_of,
 )
 from crm_core.logistic_model import LogisticModel, load_packaged
+from crm_core.scoring_model import ScoringModel
 
 __all__ = ["DealInputError", "DealPrediction", "deal_model", "predict_deal", "prediction_row"]
 
@@ -69,7 +69,7 @@ def predict_deal(
     activities: list[dict[str, Any]],
     *,
     now: datetime | None = None,
-    model: LogisticModel | None = None,
+    model: ScoringModel | None = None,
 ) -> DealPrediction:
     """Predict one deal from its row (dict) and its timeline (see ``crm_core.deal_features``).
 
@@ -90,8 +90,7 @@ def predict_deal(
         )
     x = vector_of(profile)
     probability = float(model.probability(x)[0])
-    contributions = model.contributions(x)
-    effects = {g: float(np.sum(contributions[idx])) for g, idx in _GROUP_INDEX.items()}
+    effects = model.group_effects(x, _GROUP_INDEX)
     ranked = sorted(effects.items(), key=lambda kv: kv[1], reverse=True)
     texts = {g: _describe(g, profile) for g in effects}
     # The absence of a bad sign helps a little but is not a reason a rep needs to read.

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from crm_core.recordings import AuditEntry, write_audit
+from crm_core.transcript_masking import mask_pii
 from storage.recording_store import RecordingStore
 
 PERSONAL_FIELDS = ("first_name", "last_name", "email", "phone", "company", "title")
@@ -78,9 +79,16 @@ async def erase_lead(
             org_id,
             call_ids,
         )
+        # call-prompts: a prompt card can quote what the lead said (the matched words)
         await conn.execute(
-            "UPDATE calls SET from_number = NULL, to_number = NULL, metadata = '{}'::jsonb, updated_at = now()"
-            " WHERE id = ANY($1::uuid[])",
+            "DELETE FROM call_prompts WHERE org_id = $1 AND call_id = ANY($2::uuid[])",
+            org_id,
+            call_ids,
+        )
+        # the post-call summary quotes the lead (key points, objections, next steps)
+        await conn.execute(
+            "UPDATE calls SET from_number = NULL, to_number = NULL, metadata = '{}'::jsonb, summary = NULL,"
+            " updated_at = now() WHERE id = ANY($1::uuid[])",
             call_ids,
         )
         await conn.execute(
@@ -115,6 +123,13 @@ async def erase_lead(
             ),
         )
     return result
+
+
+def _masked_prompt(prompt: dict[str, Any], raw: bool) -> dict[str, Any]:
+    if raw:
+        return prompt
+    return {**prompt, "title": mask_pii(prompt["title"]), "body": mask_pii(prompt["body"]),
+            "evidence": [mask_pii(e) for e in prompt["evidence"] or []]}
 
 
 def _plain(row: asyncpg.Record) -> dict[str, Any]:
@@ -177,6 +192,16 @@ async def export_lead(
         "transcript_segments": [
             {k: v for k, v in _plain(s).items() if include_raw_text or k != "text_raw"}
             for s in segments
+        ],
+        "coaching_prompts": [  # call-prompts: cards' text masked like the transcript unless allowed
+            _masked_prompt(_plain(r), include_raw_text)
+            for r in await conn.fetch(
+                "SELECT call_id, at_ms, rule_id, kind, severity, title, body, party, segment_key, evidence,"
+                " link, created_at FROM call_prompts WHERE org_id = $1 AND call_id = ANY($2::uuid[])"
+                " ORDER BY call_id, at_ms",
+                org_id,
+                call_ids,
+            )
         ],
         "activities": [
             _plain(r)

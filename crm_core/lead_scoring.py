@@ -1,12 +1,15 @@
 """AI lead scoring: a 0-100 score, a grade A-F and the reasons behind them.
 
-The model is a logistic regression trained by ``scripts/train_lead_scoring.py``
-(weights in ``crm_core/data/lead_scoring.json``). The score is the model's
-conversion probability in percent. Reasons come from the model itself: the
-features are grouped into facts a rep recognises (title, company size,
+The shipped model is a logistic regression trained by ``scripts/train_lead_scoring.py``
+(weights in ``crm_core/data/lead_scoring.json``); an organisation with enough
+history of its own scores with its gradient-boosted model instead
+(``crm_core.lead_model_training``, ``crm_core.boosted_trees``). The score is the
+model's conversion probability in percent. Reasons come from the model itself:
+the features are grouped into facts a rep recognises (title, company size,
 industry, source, email, calls, sentiment, buying signals, objections), each
-group's contribution to the log-odds is summed, and the strongest ones are
-written out in words, positives first.
+group's effect on the log-odds is measured (the logistic model: its summed
+contributions; trees: occlusion against training rows), and the strongest ones
+are written out in words, positives first.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
-
-import numpy as np
 
 from crm_core.lead_features import (
     FEATURES,
@@ -29,6 +30,7 @@ from crm_core.lead_features import (
     vector_of,
 )
 from crm_core.logistic_model import LogisticModel, load_packaged
+from crm_core.scoring_model import ScoringModel
 
 __all__ = ["LeadInputError", "LeadScore", "grade_for", "lead_model", "lead_score_columns", "score_lead"]
 
@@ -89,7 +91,7 @@ def grade_for(score: int) -> str:
     return LOWEST_GRADE
 
 
-def score_lead(lead: dict[str, Any], model: LogisticModel | None = None) -> LeadScore:
+def score_lead(lead: dict[str, Any], model: ScoringModel | None = None) -> LeadScore:
     """Score one lead (a leads row as a dict, optionally with an ``engagement`` object).
 
     Raises ``LeadInputError`` for values that cannot be read (negative counts,
@@ -100,11 +102,8 @@ def score_lead(lead: dict[str, Any], model: LogisticModel | None = None) -> Lead
     x = vector_of(profile)
     probability = float(model.probability(x)[0])
     score = int(round(probability * 100))
-    contributions = model.contributions(x)
-    factors = [
-        ScoreFactor(group, float(np.sum(contributions[idx])), _describe(group, profile))
-        for group, idx in _GROUP_INDEX.items()
-    ]
+    effects = model.group_effects(x, _GROUP_INDEX)
+    factors = [ScoreFactor(group, effect, _describe(group, profile)) for group, effect in effects.items()]
     factors.sort(key=lambda f: f.effect, reverse=True)
     return LeadScore(
         score=score,

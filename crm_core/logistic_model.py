@@ -44,6 +44,11 @@ class LogisticModel:
         """Each feature's share of the log-odds relative to an average training example."""
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale * self.weights
 
+    def group_effects(self, x: np.ndarray, groups: dict[str, list[int]]) -> dict[str, float]:
+        """Each group's summed contribution (the same interface as ``BoostedTrees.group_effects``)."""
+        c = self.contributions(x)
+        return {g: float(np.sum(c[idx])) for g, idx in groups.items()}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,

@@ -40,6 +40,22 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {1, math.floor(-over / interval), 0, new_tat - now}
 """
 
+# The same arithmetic without spending: would a request of ARGV[3] units be allowed now?
+_GCRA_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local over = (tat + interval * cost - now) - period
+local remaining = math.floor((period - (tat - now)) / interval)
+if remaining < 0 then remaining = 0 end
+if over > 0 then return {0, remaining, over, tat - now} end
+return {1, remaining, 0, tat - now}
+"""
+
 
 class RateLimitUnavailable(StorageError):
     """Redis did not answer; the caller decides whether to fail open or closed."""
@@ -71,15 +87,24 @@ class RateLimiter:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(_GCRA)
+        self._peek = client.register_script(_GCRA_PEEK)
 
     async def hit(self, key: str, rule: RateLimit, cost: int = 1) -> RateDecision:
         """Spend ``cost`` units of ``key``'s budget if it has them."""
+        return await self._run(self._script, key, rule, cost)
+
+    async def peek(self, key: str, rule: RateLimit, cost: int = 1) -> RateDecision:
+        """Whether ``hit`` would allow ``cost`` units now, spending nothing (for budgets charged
+        only after the fact, such as failed sign-ins)."""
+        return await self._run(self._peek, key, rule, cost)
+
+    async def _run(self, script, key: str, rule: RateLimit, cost: int) -> RateDecision:
         if cost < 1 or cost > rule.limit:
             raise ValueError(f"cost must be between 1 and the limit {rule.limit}, got {cost}")
         period_us = int(rule.period_s * 1_000_000)
         interval_us = max(1, period_us // rule.limit)
         try:
-            allowed, remaining, retry_us, reset_us = await self._script(
+            allowed, remaining, retry_us, reset_us = await script(
                 keys=[self._prefix + key], args=[interval_us, period_us, cost]
             )
         except RedisError as exc:

@@ -35,7 +35,7 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
-from voice_server.rate_limits import api_rate_limit_hook  # crm-intel
+from voice_server.rate_limits import api_rate_limit_hook, api_sign_in_limit_middleware  # crm-intel
 from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
@@ -116,6 +116,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app[DRAINING] = asyncio.Event()
     app[RUNTIME] = runtime if runtime is not None else Runtime(settings)
     app[CALL_SESSIONS] = CallSessions(lambda: _bus_of(app), app[LIVE_CALLS])
+    # failed sign-ins spend per-IP and per-e-mail budgets, so password guessing stays slow
+    app.middlewares.append(api_sign_in_limit_middleware(app))
 
     if runtime is None:
         async def _own_runtime(app: web.Application):

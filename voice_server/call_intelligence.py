@@ -174,12 +174,14 @@ class CallIntelligence:
             "words": masked_words,
             "redacted": [span.kind for span in redacted.spans],
         }
+        # call-prompts: the transcript line (as the CRM keys it) that set a prompt off
+        segment_key = f"{segment.party}:{segment.segment_id}"
         if not segment.is_final:
             await self._session.publish("transcript.partial", payload)
             # Keyword prompts fire on partials, so a competitor is coached before the
             # sentence ends; the coach does not prompt again for the final.
             for insight in self._coach.feed(coach_input) if coached else ():
-                await self._publish_insight(insight)
+                await self._publish_insight(insight, segment_key)
             return
         if self._keep_raw_text and redacted.spans:
             payload["text_raw"] = segment.text
@@ -189,7 +191,7 @@ class CallIntelligence:
             for listener in self.pii_listeners:
                 listener(list(redacted.spans))
         for insight in self._coach.feed(coach_input) if coached else ():
-            await self._publish_insight(insight)
+            await self._publish_insight(insight, segment_key)
 
     async def _tick(self) -> None:
         while True:
@@ -202,9 +204,9 @@ class CallIntelligence:
             except Exception:
                 log.exception("coaching tick failed")
 
-    async def _publish_insight(self, insight: Any) -> None:
+    async def _publish_insight(self, insight: Any, segment_key: str | None = None) -> None:
         if isinstance(insight, CoachingPrompt):
-            await self._session.publish("coaching.prompt", _prompt_payload(insight))
+            await self._session.publish("coaching.prompt", _prompt_payload(insight, segment_key))
         elif isinstance(insight, SentimentScore):
             await self._session.publish("insight.sentiment", {
                 "segment_id": insight.segment_id, "party": insight.party, "score": insight.score,
@@ -229,11 +231,13 @@ def _mask_words(segment: TranscriptSegment, spans) -> list[dict]:
     ]
 
 
-def _prompt_payload(prompt: CoachingPrompt) -> dict:
+def _prompt_payload(prompt: CoachingPrompt, segment_key: str | None = None) -> dict:
     body = asdict(prompt)
     body["evidence"] = list(prompt.evidence)
     # A stable id per rule and moment: the browser de-duplicates replays by it.
     body["id"] = f"{prompt.rule_id}@{prompt.at_ms}"
+    # Prompts from the clock (silence, checklist deadlines) have no triggering line.
+    body["segment_key"] = segment_key
     return {"prompt": body}
 
 

@@ -90,6 +90,8 @@ async def _recording_lifecycle(app: web.Application):
                 "recording-recovery",
                 lambda: _recover(service, stale_s),
                 every_s=max(1.0, stale_s / 2),
+                # outlives the gap between runs, so the holder keeps it instead of racing for it
+                ttl_s=max(15.0, stale_s),
                 stop=stop,
             ),
             name="recording-recovery",

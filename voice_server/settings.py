@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     rate_limit_professional_per_min: int = Field(300, ge=1, le=1_000_000)
     rate_limit_enterprise_per_min: int = Field(3000, ge=1, le=1_000_000)
     rate_limit_trust_forwarded_for: bool = False
+    rate_limit_sign_in_failures_per_email_per_min: int = Field(10, ge=1, le=1_000_000)
     webhooks_enabled: bool = True
     # Off by default: customer-supplied URLs must not reach our own network (SSRF).
     webhooks_allow_private_urls: bool = False

@@ -11,11 +11,13 @@ from aiohttp import web
 from crm_core.api import (
     activities,
     api_tokens,
+    call_prompts,  # call-prompts
     calls,
     deals,
     imports,
     leads,
     outbound,
+    scoring,  # scoring-gbm
     sessions,
     teams,
     users,
@@ -39,6 +41,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
     *webhooks.ENDPOINTS,  # crmfix
+    *scoring.ENDPOINTS,  # scoring-gbm
+    *call_prompts.ENDPOINTS,  # call-prompts
 )
 
 

@@ -15,6 +15,7 @@ PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
         "transcripts:raw", "recordings:listen", "leads:import",
         "users:manage", "teams:manage", "api_tokens:manage",
         "webhooks:manage",  # crmfix: /api/v1/webhooks
+        "scoring:manage",  # scoring-gbm: /api/v1/scoring (train models, edit the ICP)
     }),
 }
 

@@ -1,6 +1,5 @@
 """Streaming speech-to-text: one shared Whisper model, one transcriber per party."""
 
-from media.stt.call import CallTranscriber
 from media.stt.decoder import (
     DecodeRequest,
     DecoderError,
@@ -14,7 +13,6 @@ from media.stt.streaming import StreamingOptions, StreamingTranscriber, Transcri
 
 __all__ = [
     "DEFAULT_MODEL",
-    "CallTranscriber",
     "DecodeRequest",
     "DecodeResult",
     "DecoderError",

@@ -190,7 +190,7 @@ class WhisperDecoder:
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
             no_speech = float(result.no_speech_prob)
             text = self._tokenizer.decode(tokens).strip()
-            if short_window and (len(tokens) >= budgets[i] or _is_loop(text)):
+            if short_window and (len(tokens) >= budgets[i] or is_loop(text)):
                 looped.append(i)
             # Whisper's own rule: a confident "no speech" with a weak transcript means silence
             if no_speech > self.options.no_speech_threshold and avg_logprob < self.options.log_prob_threshold:
@@ -293,7 +293,7 @@ def _token_budget(duration_s: float) -> int:
     return int(duration_s * 7) + 8
 
 
-def _is_loop(text: str) -> bool:
+def is_loop(text: str) -> bool:
     """True when the text repeats itself the way Whisper's decoding loops do."""
     words = [w.strip(string.punctuation) for w in text.lower().split()]
     if len(words) >= 3 and len(set(words)) == 1:

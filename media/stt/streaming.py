@@ -23,7 +23,7 @@ import numpy as np
 
 from media.frames import AudioFormatError, AudioFrame
 from media.resample import Resampler
-from media.stt.decoder import DecodeRequest, DecodeResult
+from media.stt.decoder import DecodeRequest, DecodeResult, is_loop
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment, Word
 from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 
 RATE = 16000
 _SAMPLES_PER_MS = RATE // 1000
+_MAX_WORDS_PER_S = 4.0  # sustained speech rarely passes ~3 words a second; auctioneers aside
+
+
+def plausible_hypothesis(words: list[str], duration_ms: float) -> bool:
+    """False for more words than anyone says in ``duration_ms``, or for a repeated phrase: what
+    Whisper produces when it continues its prompt on too little audio ("Press 1 to cancel the
+    message. Press 1 to cancel the message.")."""
+    return len(words) <= _MAX_WORDS_PER_S * duration_ms / 1000 + 3 and not is_loop(" ".join(words))
 
 
 class TranscriberClosedError(RuntimeError):
@@ -42,6 +50,11 @@ class TranscriberClosedError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class StreamingOptions:
     partial_interval_ms: int = 300  # new speech between partial decodes (the pool sheds them under load)
+    # a word followed by this many words in the latest hypothesis is committed even without two
+    # agreeing hypotheses: Whisper rarely changes a word once it has that much right context, and
+    # it bounds how long a word flip-flopping between hypotheses ("At" / "And") stays unstable
+    # (0 turns the rule off: LocalAgreement-2 only)
+    stable_holdback_words: int = 3
     max_utterance_ms: int = 9600  # longer speech is cut (fits the 10 s encoder window)
     max_gap_fill_ms: int = 2000  # a timestamp jump up to this is filled with silence
     context_chars: int = 400  # previous final text kept as the prompt (the decoder cuts it to tokens)
@@ -259,7 +272,13 @@ class StreamingTranscriber:
         if result is None:
             return
         words = prefix + result.text.split()
-        if not words:
+        if len(words) <= len(self._stable):
+            # decoded against an older stable prefix that a newer hypothesis has since outgrown
+            return
+        start_ms, end_ms = span
+        if not plausible_hypothesis(words, end_ms - start_ms):
+            # shown or made stable, it would be forced into every later partial of the utterance
+            log.debug("%s: implausible partial dropped: %r", self._stream_id, result.text)
             return
         self._extend_stable(words)
         # the stable prefix stays as it was even when this hypothesis disagrees with it
@@ -269,7 +288,6 @@ class StreamingTranscriber:
             return
         self._last_partial_text = text
         self._revision += 1
-        start_ms, end_ms = span
         step = (end_ms - start_ms) / max(1, len(shown))
         # partial word times are spread over the audio so far; finals carry aligned times
         timed = tuple(
@@ -284,7 +302,8 @@ class StreamingTranscriber:
         )
 
     def _extend_stable(self, words: list[str]) -> None:
-        """LocalAgreement-2: commit the words two successive hypotheses share beyond the stable part.
+        """Commit the words two successive hypotheses share beyond the stable part (LocalAgreement-2),
+        and any word with ``stable_holdback_words`` words after it in the latest hypothesis.
 
         Both hypotheses began with the stable words (forced prefix), so they line up word by word.
         """
@@ -297,6 +316,9 @@ class StreamingTranscriber:
             n += 1
         # the last word of a hypothesis may be cut mid-way by the chunk edge: never commit it
         n = min(n, len(words) - 1)
+        holdback = self.options.stable_holdback_words
+        if holdback > 0:
+            n = max(n, len(words) - holdback)
         if n > len(self._stable):
             self._stable = self._stable + words[len(self._stable) : n]
 

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
-from media.stt import DecoderOptions, PoolOptions, SpeechModelPool, StreamingTranscriber
+from media.stt import DecodeRequest, DecoderOptions, PoolOptions, SpeechModelPool, StreamingOptions, StreamingTranscriber
 from media.stt.models import locate_model
 from media.wer import WerResult, normalize_words, word_errors
 from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
@@ -60,6 +60,7 @@ class PartyTrack:
     party: Party
     pcm: np.ndarray
     reference: list[str] = field(default_factory=list)
+    speech_samples: int = 0
 
 
 def prompt_set(min_s: float = 1.5, max_s: float = 9.0) -> list[tuple[str, np.ndarray, str]]:
@@ -87,6 +88,7 @@ def conversation(prompts, seconds: float, rng: random.Random) -> list[PartyTrack
         _, pcm, text = rng.choice(prompts)
         pieces[speaker.party].append((t, pcm))
         speaker.reference.append(text)
+        speaker.speech_samples += len(pcm)
         t += len(pcm) + int(rng.uniform(0.5, 1.2) * RATE)
         speaker = customer if speaker is rep else rep
     length = t + RATE
@@ -104,7 +106,7 @@ class Emission:
     segment: object
 
 
-async def run_calls(pool, calls: list[list[PartyTrack]]) -> dict:
+async def run_calls(pool, calls: list[list[PartyTrack]], options: StreamingOptions | None = None) -> dict:
     """Push every party's audio at real-time pace; collect every segment with its wall time."""
     emitted: list[list[Emission]] = []
     transcribers, readers = [], []
@@ -116,7 +118,7 @@ async def run_calls(pool, calls: list[list[PartyTrack]]) -> dict:
 
     for c, tracks in enumerate(calls):
         for track in tracks:
-            transcriber = StreamingTranscriber(track.party, pool, stream_id=f"call{c}:{track.party}")
+            transcriber = StreamingTranscriber(track.party, pool, stream_id=f"call{c}:{track.party}", options=options)
             sink: list[Emission] = []
             emitted.append(sink)
             transcribers.append((transcriber, track))
@@ -184,20 +186,44 @@ def word_latencies(emissions: list[Emission]) -> tuple[list[float], list[float],
     return stable, shown, finals
 
 
+def stable_revisions(emissions: list[Emission]) -> tuple[int, int]:
+    """(stable partial words the final did not keep, stable partial words): how often "stable" lied."""
+    revised = total = 0
+    by_segment: dict[str, list[Emission]] = {}
+    for e in emissions:
+        by_segment.setdefault(e.segment.segment_id, []).append(e)
+    for history in by_segment.values():
+        final = history[-1].segment
+        partials = [e.segment for e in history if not e.segment.is_final]
+        if not final.is_final or not partials:
+            continue
+        shown = partials[-1]
+        stable = [" ".join(normalize_words(w.text)) for w in shown.words[: shown.stable_words]]
+        kept = [" ".join(normalize_words(w.text)) for w in final.words] or normalize_words(final.text)
+        matched = sum(b.size for b in difflib.SequenceMatcher(None, stable, kept, autojunk=False)
+                      .get_matching_blocks())
+        revised += len(stable) - matched
+        total += len(stable)
+    return revised, total
+
+
 def pct(values, q):
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-async def measure(pool, prompts, k: int, seconds: float, seed: int) -> dict:
+async def measure(pool, prompts, k: int, seconds: float, seed: int, options: StreamingOptions | None = None) -> dict:
     rng = random.Random(seed)
     calls = [conversation(prompts, seconds, rng) for _ in range(k)]
     stats0 = pool.stats()
-    run = await run_calls(pool, calls)
+    run = await run_calls(pool, calls, options)
     stats1 = pool.stats()
     stable, shown, final_lat = [], [], []
+    revised = stable_total = 0
     wer = WerResult(0, 0, 0, 0)
     for emissions, track in zip(run["emitted"], run["tracks"]):
         s, f, fl = word_latencies(emissions)
+        r, t = stable_revisions(emissions)
+        revised, stable_total = revised + r, stable_total + t
         stable += s
         shown += f
         final_lat += fl
@@ -217,6 +243,8 @@ async def measure(pool, prompts, k: int, seconds: float, seed: int) -> dict:
         "final_latency_p50_ms": pct(final_lat, 50),
         "final_latency_p95_ms": pct(final_lat, 95),
         "wer": round(wer.wer, 4),
+        # share of words shown as stable that the final then changed or dropped
+        "stable_words_revised": round(revised / stable_total, 4) if stable_total else None,
         "cpu_s_per_call_s": round(run["cpu_s"] / (run["call_audio_s"] * k), 3),
         "cpu_s_per_party_s": round(run["cpu_s"] / party_seconds, 3),
         "finals": stats1.finals_decoded - stats0.finals_decoded,
@@ -248,6 +276,50 @@ def batch_rtf(model_dir: Path, prompts, threads: int) -> float:
     return (time.process_time() - cpu0) / audio_s
 
 
+def capacity_model(decoder, prompts, seconds: float, partial_interval_ms: int, seed: int = 7) -> dict:
+    """Why the number of calls is what it is: decode costs measured one at a time on this machine,
+    the conversation's utterance rate, and the calls the pool could carry if it did nothing else.
+
+    A final decodes a whole utterance with word times; a partial decodes the utterance so far with
+    all but its last three words forced as the prefix (as the transcriber does once words are
+    stable).  Pool time per call-second = finals/s x final cost + speech share x partials/s x partial
+    cost; the pool saturates at 1 / that (it runs one decode at a time on every core)."""
+    rng = random.Random(seed)
+    sample = rng.sample(prompts, min(len(prompts), 24))
+    final_s, partial_s = [], []
+    for _, pcm, _ in sample:
+        audio = np.repeat(pcm, 2).astype(np.float32) / 32768.0
+        t = time.perf_counter()
+        decoder.decode([DecodeRequest(audio)])
+        final_s.append(time.perf_counter() - t)
+        cut = audio[: int(len(audio) * rng.uniform(0.4, 1.0))]
+        words = decoder.decode([DecodeRequest(cut, word_timestamps=False)])[0].text.split()
+        prefix = " ".join(words[:-3]) or None
+        t = time.perf_counter()
+        decoder.decode([DecodeRequest(cut, prefix=prefix, word_timestamps=False)])
+        partial_s.append(time.perf_counter() - t)
+    calls_made = 4
+    tracks = [t for _ in range(calls_made) for t in conversation(prompts, seconds, rng)]
+    call_s = calls_made * seconds
+    utterances = sum(len(t.reference) for t in tracks) / call_s
+    speech = sum(t.speech_samples for t in tracks) / RATE / call_s  # the parties take turns
+    final_cost, partial_cost = float(np.mean(final_s)), float(np.mean(partial_s))
+    finals_only = utterances * final_cost
+
+    def calls(interval_ms: int) -> float:
+        return round(1 / (finals_only + min(1.0, speech) * (1000 / interval_ms) * partial_cost), 2)
+
+    return {
+        "final_decode_ms": round(1000 * final_cost, 1),
+        "partial_decode_ms": round(1000 * partial_cost, 1),
+        "utterances_per_call_s": round(utterances, 3),
+        "speech_share_of_call": round(speech, 3),
+        "max_calls_finals_only": round(1 / finals_only, 2),
+        f"max_calls_partials_every_{partial_interval_ms}ms": calls(partial_interval_ms),
+        "max_calls_partials_every_1000ms": calls(1000),
+    }
+
+
 async def main_async(args) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     prompts = prompt_set()
@@ -255,22 +327,22 @@ async def main_async(args) -> dict:
     pool = SpeechModelPool.from_model(
         args.model,
         decoder_options=DecoderOptions(cpu_threads=args.threads),
-        options=PoolOptions(max_batch=args.max_batch),
+        options=PoolOptions(max_batch=args.max_batch, workers=args.workers),
     )
     # warm the model so the first call does not pay for lazy initialisation
-    from media.stt import DecodeRequest
-
     pool.decoder.decode([DecodeRequest(np.zeros(16000, np.float32) + 1e-4)])
+    options = StreamingOptions(stable_holdback_words=args.holdback, partial_interval_ms=args.partial_interval)
     results = []
     best = 0
     for k in levels:
-        r = await measure(pool, prompts, k, args.seconds, seed=k)
+        r = await measure(pool, prompts, k, args.seconds, seed=k + args.seed, options=options)
         print(json.dumps(r), flush=True)
         results.append(r)
         if r["word_latency_p95_ms"] is not None and r["word_latency_p95_ms"] <= 2000:
             best = max(best, k)
         else:
             break  # more calls will not do better
+    capacity = capacity_model(pool.decoder, prompts, args.seconds, args.partial_interval)
     await pool.close()
     sample = prompts[:: max(1, len(prompts) // (8 if args.quick else 40))]
     rtf = batch_rtf(locate_model(args.model), sample, args.threads)
@@ -280,6 +352,10 @@ async def main_async(args) -> dict:
         "bench": "stt",
         "quick": args.quick,
         "model": args.model,
+        "stable_holdback_words": args.holdback,
+        "partial_interval_ms": args.partial_interval,
+        "workers": args.workers,
+        "threads": args.threads,
         "machine_shared": True,
         "cpus": os.cpu_count(),
         "loadavg_at_start": args.loadavg,
@@ -291,6 +367,7 @@ async def main_async(args) -> dict:
         "final_latency_p95_ms_1call": one["final_latency_p95_ms"],
         "wer_1call": one["wer"],
         "max_calls_p95_le_2s": best,
+        "capacity_model": capacity,
         "batch_rtf": round(rtf, 4),
         "streaming_efficiency": round(rtf / stream_cpu_per_party_s, 3) if stream_cpu_per_party_s else None,
         "python": platform.python_version(),
@@ -305,6 +382,12 @@ def main() -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: all cores)")
     parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=PoolOptions().workers, help="decode threads of the pool")
+    parser.add_argument("--holdback", type=int, default=StreamingOptions().stable_holdback_words,
+                        help="words after a word that make it stable without agreement (0: LocalAgreement-2 only)")
+    parser.add_argument("--partial-interval", type=int, default=StreamingOptions().partial_interval_ms,
+                        help="ms of new speech between partial decodes")
+    parser.add_argument("--seed", type=int, default=0, help="added to each level's conversation seed")
     args = parser.parse_args()
     args.calls = args.calls or ("1,4,8" if args.quick else "1,2,4,6,8,10,12,16")
     args.seconds = args.seconds or (10.0 if args.quick else 60.0)

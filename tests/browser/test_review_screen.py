@@ -17,9 +17,22 @@ from voice_server.app_keys import RUNTIME
 pytestmark = requires_corpus
 
 
-async def _finished_call(site) -> str:
-    """A call of the team-A rep: real speech through the node, recorded, transcribed, summarised."""
+async def _finished_call(site, published: list | None = None) -> str:
+    """A call of the team-A rep: real speech through the node, recorded, transcribed, summarised.
+
+    ``published`` collects the coaching.prompt events the call put on the bus (call-prompts).
+    """
     call_id = await site.new_call(site.org.rep)
+    watcher = None
+    if published is not None:
+        sub = await site.app[RUNTIME].bus.subscribe("coaching.prompt")
+
+        async def watch():
+            async for delivery in sub:
+                if delivery.event.payload.get("call_id") == call_id:
+                    published.append(delivery.event)
+
+        watcher = asyncio.create_task(watch())
     session = await site.open_call(call_id, site.org.rep)
     await push_real_time(session, telephone_frames(["conf-full"], Party.REP), speed=8.0)
     await push_real_time(session, telephone_frames(["conf-locked"], Party.CUSTOMER, start_ms=3000),
@@ -35,7 +48,13 @@ async def _finished_call(site) -> str:
         summarized = await pool.fetchval(
             "SELECT count(*) FROM activities WHERE call_id = $1 AND kind = 'call.completed'",
             uuid.UUID(call_id))
-        if segments >= 2 and recording not in (None, "recording") and summarized:
+        prompts = await pool.fetchval("SELECT count(*) FROM call_prompts WHERE call_id = $1",
+                                      uuid.UUID(call_id))
+        if (segments >= 2 and recording not in (None, "recording") and summarized
+                and (published is None or (published and prompts >= 1))):
+            if watcher is not None:
+                await sub.close()
+                watcher.cancel()
             return call_id
         await asyncio.sleep(0.2)
     raise AssertionError(f"call not persisted: {segments} segments, recording {recording}, "
@@ -44,7 +63,12 @@ async def _finished_call(site) -> str:
 
 async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_listen(site, browser_context,
                                                                                   tmp_path):
-    call_id = await _finished_call(site)
+    published = []
+    call_id = await _finished_call(site, published)
+    # call-prompts: every prompt the rep saw is stored once, even when its event comes twice.
+    await site.app[RUNTIME].bus.publish(published[0])
+    stored = await _stored_prompts(site, call_id, len({e.payload["prompt"]["id"] for e in published}))
+    assert sorted(r["at_ms"] for r in stored) == sorted(e.payload["prompt"]["at_ms"] for e in published)
     page = await sign_in(browser_context, site, site.org.manager_email, "/app/calls")
     ranged: list[int] = []
     page.on("response", lambda r: ranged.append(r.status) if "/recording?" in r.url else None)
@@ -85,9 +109,42 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
     await page.wait_for_function(
         "(t) => Math.abs(document.querySelector('audio').currentTime - t) < 1.5", arg=int(at_s) / 1000)
 
+    # The prompts the rep saw: a mark per prompt along the recording (click to seek to its time),
+    # an entry on the timeline with what the rep said next, and the line that set it off marked.
+    marks = page.get_by_role("group", name="Coaching prompts on the recording").get_by_role("button")
+    await expect(marks).to_have_count(len(stored))
+    competitor = next(r for r in stored if r["kind"] == "keyword")
+    mark = page.locator(f".prompt-marks .mark[data-at='{competitor['at_ms']}']")
+    await expect(mark).to_have_attribute("aria-label", re.compile(re.escape(competitor["title"])))
+    await page.evaluate("() => document.querySelector('audio').pause()")
+    await mark.click()
+    await page.wait_for_function(
+        "(t) => Math.abs(document.querySelector('audio').currentTime - t) < 1.0", arg=competitor["at_ms"] / 1000)
+    entry = page.locator(".timeline li.prompt-moment").filter(has_text=competitor["title"])
+    await expect(entry).to_contain_text(re.compile(r"Rep next said|did not speak"))
+    assert competitor["segment_key"] and competitor["party"] == "customer", dict(competitor)
+    await expect(page.locator(f".transcript .line[data-segment-key='{competitor['segment_key']}']")
+                 ).to_have_class(re.compile(r"\bprompted\b"))
+
     trail = page.locator("table").filter(has=page.get_by_role("columnheader", name="User"))
     await expect(trail.locator("tr").filter(has_text="Maya Manager").filter(has_text="ok").first).to_be_visible()
     await screenshot(page, "manager-call-review", tmp_path)
+
+
+async def _stored_prompts(site, call_id: str, expected: int):
+    """The call's stored prompts once ``expected`` are there and a redelivery has had time to land."""
+    pool = site.app[RUNTIME].pool
+    rows = []
+    for _ in range(100):
+        rows = await pool.fetch("SELECT * FROM call_prompts WHERE call_id = $1 ORDER BY at_ms",
+                                uuid.UUID(call_id))
+        if len(rows) >= expected:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # the duplicate delivered above is consumed by now
+    rows = await pool.fetch("SELECT * FROM call_prompts WHERE call_id = $1 ORDER BY at_ms", uuid.UUID(call_id))
+    assert len(rows) == expected, [dict(r) for r in rows]
+    return rows
 
 
 async def test_a_rep_cannot_open_another_teams_call(site, browser_context):

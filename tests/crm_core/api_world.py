@@ -88,7 +88,8 @@ class ApiWorld:
             issued = await create_api_token(conn, org_id=org_id, user_id=user_id, name="tests",
                                             scopes=["read", "write", "transcripts:raw", "recordings:listen",
                                                     "leads:import", "users:manage", "teams:manage",
-                                                    "api_tokens:manage", "webhooks:manage"],
+                                                    "api_tokens:manage", "webhooks:manage",
+                                                    "scoring:manage"],
                                             expires_at=None)
         return Person(user_id, org_id, role, email, issued.token, team_id)
 

@@ -153,3 +153,26 @@ async def test_a_territory_narrows_what_non_admins_see(world):
     assert resp.status == 404
     _, page = await world.request("GET", "/api/v1/leads", as_=org.admin)
     assert {x["id"] for x in page["data"]} >= {emea["id"], apac["id"], anywhere["id"]}
+
+
+# scoring-gbm: /api/v1/scoring is administration (permission scoring:manage): everyone else 403.
+SCORING_OPERATIONS = [
+    ("GET", "/api/v1/scoring/lead-models", None),
+    ("POST", "/api/v1/scoring/lead-models", None),
+    ("GET", "/api/v1/scoring/deal-models", None),
+    ("POST", "/api/v1/scoring/deal-models", None),
+    ("GET", "/api/v1/scoring/icp", None),
+    ("PUT", "/api/v1/scoring/icp", {"icp": {"base": 10}}),
+]
+
+
+async def test_scoring_administration_is_for_admins_only(world):
+    org = await world.make_org()
+    for method, path, body in SCORING_OPERATIONS:
+        for person in (org.rep, org.manager, org.outsider_rep):
+            resp, err = await world.request(method, path, as_=person, json=body)
+            assert (resp.status, err["error"]["code"]) == (403, "forbidden"), (method, path, person.role)
+        resp, _ = await world.request(method, path, json=body)
+        assert resp.status == 401, (method, path)
+        resp, _ = await world.request(method, path, as_=org.admin, json=body)
+        assert resp.status in (200, 201, 422), (method, path)  # 422: no history to train on yet

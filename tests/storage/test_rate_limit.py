@@ -65,3 +65,20 @@ async def test_bad_rules_and_a_dead_redis_are_clear_errors():
             await RateLimiter(client).hit("x", RateLimit(5))
     finally:
         await client.aclose()
+
+
+async def test_peek_tells_what_hit_would_do_and_spends_nothing(redis_url):
+    client = aioredis.from_url(redis_url)
+    limiter = RateLimiter(client)
+    key, rule = f"signin:{uuid.uuid4()}", RateLimit(2, 60.0)
+    try:
+        for _ in range(5):
+            looked = await limiter.peek(key, rule)
+            assert looked.allowed and looked.remaining == 2
+        assert (await limiter.hit(key, rule)).allowed
+        assert (await limiter.peek(key, rule)).remaining == 1
+        assert (await limiter.hit(key, rule)).allowed
+        refused = await limiter.peek(key, rule)
+        assert not refused.allowed and refused.remaining == 0 and 0 < refused.retry_after_s <= 30.0
+    finally:
+        await client.aclose()

@@ -1,3 +1,4 @@
+import json
 import uuid
 
 from crm_core.calls import NewCall, SegmentRow, add_final_segments, create_call
@@ -67,6 +68,11 @@ async def test_export_then_erase_a_lead(node, db):
         assert (
             await client.post(f"/api/v1/leads/{lead}/erasure", headers=await bearer(db, user))
         ).status == 403
+    # a post-call summary quotes the customer ("send it to ada@example.com"): erasure must clear it
+    await db.execute(
+        "UPDATE calls SET summary = $2 WHERE id = $1", uuid.UUID(call_id),
+        json.dumps({"key_points": ["customer asked to email ada@example.com"]}),
+    )
     resp = await client.get(f"/api/v1/leads/{lead}/export", headers=admin)
     assert resp.status == 200
     data = await resp.json()
@@ -95,6 +101,7 @@ async def test_export_then_erase_a_lead(node, db):
     assert (
         await db.fetchval("SELECT to_number FROM calls WHERE id = $1", uuid.UUID(call_id)) is None
     )
+    assert await db.fetchval("SELECT summary FROM calls WHERE id = $1", uuid.UUID(call_id)) is None
     assert await db.fetchval("SELECT status FROM recordings WHERE id = $1", rec_id) == "deleted"
     resp = await client.get(f"/api/v1/calls/{call_id}/recording", headers=admin)
     assert resp.status == 404

@@ -60,6 +60,18 @@ export async function mountCalls(root) {
   await load(Object.fromEntries(params));
 }
 
+// Every prompt of a call, page by page (a long call may have more than one page).
+async function loadPrompts(callId) {
+  const out = [];
+  let cursor;
+  do {
+    const page = await api(`/calls/${callId}/prompts`, { query: { limit: 200, cursor } });
+    out.push(...(page.data || []));
+    cursor = page.next_cursor;
+  } while (cursor);
+  return out;
+}
+
 function field(label, input) {
   return el("label", {}, label, input);
 }
@@ -74,6 +86,8 @@ export async function mountCallReview(root, callId) {
     return;
   }
   const audio = el("audio", { controls: true, preload: "metadata", "aria-label": "Call recording" });
+  // call-prompts: one mark per coaching prompt, placed at its time along the recording.
+  const marks = el("div", { class: "prompt-marks", role: "group", "aria-label": "Coaching prompts on the recording" });
   const transcript = el("div", { class: "transcript", role: "list", "aria-label": "Transcript" });
   const timeline = el("ol", { class: "timeline", "aria-label": "Coaching events" });
   const summary = el("div", {});
@@ -82,7 +96,7 @@ export async function mountCallReview(root, callId) {
     el("h1", {}, `Call review — ${new Date(call.created_at).toLocaleString()}`),
     el("p", { class: "status" }, `${call.direction} · ${call.status} · ${call.duration_s != null ? fmtMs(call.duration_s * 1000) : ""}`),
     el("div", { class: "grid-live" },
-      el("section", { class: "panel" }, el("h2", {}, "Recording"), audio, el("h2", {}, "Transcript"), transcript),
+      el("section", { class: "panel" }, el("h2", {}, "Recording"), audio, marks, el("h2", {}, "Transcript"), transcript),
       el("aside", {},
         el("section", { class: "panel" }, el("h2", {}, "Summary"), summary),
         el("section", { class: "panel" }, el("h2", {}, "Coaching events"), timeline),
@@ -95,7 +109,8 @@ export async function mountCallReview(root, callId) {
   const segs = await api(`/calls/${callId}/transcript`);
   const lines = (segs.data || segs.segments || []).map((s) => {
     const who = s.party === "rep" ? "Rep" : s.party === "customer" ? "Customer" : (s.speaker || "Speaker");
-    const line = el("div", { class: `line ${s.party}`, role: "listitem", "data-start": s.start_ms, "data-end": s.end_ms },
+    const line = el("div", { class: `line ${s.party}`, role: "listitem", "data-start": s.start_ms, "data-end": s.end_ms,
+      "data-segment-key": s.segment_key },
       el("div", { class: "who" }, who, el("span", { class: "time" }, fmtMs(s.start_ms))),
       el("button", { class: "seek text", "aria-label": `Play from ${fmtMs(s.start_ms)}: ${s.text}`,
         onclick: () => { audio.currentTime = s.start_ms / 1000; audio.play().catch(() => {}); } }, s.text));
@@ -114,6 +129,40 @@ export async function mountCallReview(root, callId) {
     }
   });
 
+  // call-prompts: the prompts the rep saw (GET /calls/{id}/prompts, stored as they fired), as
+  // marks on the recording and entries on the timeline; each names the rep's next words, so a
+  // reviewer sees at a glance whether the rep acted on it, and clicking seeks there.
+  const moments = [];
+  const seek = (ms) => { audio.currentTime = (ms || 0) / 1000; audio.play().catch(() => {}); };
+  const promptsLoaded = loadPrompts(callId).then((prompts) => {
+    marks.replaceChildren(...prompts.map((p) => el("button", { class: `mark ${p.severity}`, "data-at": p.at_ms,
+      title: `${fmtMs(p.at_ms)} ${p.title}`, "aria-label": `Prompt at ${fmtMs(p.at_ms)}: ${p.title}`,
+      onclick: () => seek(p.at_ms) })));
+    // The bar spans the recording once its length is known; until then, the call's own length.
+    const place = () => {
+      const known = Number.isFinite(audio.duration) && audio.duration > 0 ? audio.duration * 1000 : 0;
+      const span = Math.max(1, known || (call.duration_s || 0) * 1000, ...prompts.map((p) => p.at_ms + 500));
+      for (const mark of marks.children) {
+        mark.style.left = `${(100 * Number(mark.dataset.at) / span).toFixed(2)}%`;  // CSSOM: the CSP forbids style="…"
+      }
+    };
+    place();
+    audio.addEventListener("loadedmetadata", place);
+    for (const p of prompts) {
+      const source = p.segment_key && lines.find((l) => l.dataset.segmentKey === p.segment_key);
+      if (source) source.classList.add("prompted");
+      const reply = lines.find((l) => l.classList.contains("rep") && Number(l.dataset.start) >= p.at_ms);
+      moments.push({ at_ms: p.at_ms, label: `Prompt (${p.severity}): ${p.title}`, prompt: true,
+        after: reply ? `Rep next said: “${reply.querySelector(".text").textContent}”` : "The rep did not speak after it." });
+    }
+  }).catch(() => marks.replaceChildren(el("p", {}, "Coaching prompts could not be loaded.")));
+  function renderTimeline() {
+    moments.sort((x, y) => x.at_ms - y.at_ms);
+    timeline.replaceChildren(...moments.filter((m) => m.at_ms != null).map((m) => el("li", { class: m.prompt ? "prompt-moment" : null },
+      el("button", { class: "seek", onclick: () => seek(m.at_ms) }, `${fmtMs(m.at_ms)} — ${m.label}`),
+      m.after ? el("div", { class: "after" }, m.after) : null)));
+  }
+
   // The post-call summary is a "call.completed" timeline entry the CRM writes when the call ends
   // (crm_core/call_summaries.py): summary, action items, and the coaching moments with their times.
   try {
@@ -129,14 +178,13 @@ export async function mountCallReview(root, callId) {
       el("h3", {}, "Action items"),
       (b.action_items || []).length ? el("ul", { class: "actions" }, ...b.action_items.map(item)) : el("p", {}, "None."),
       (b.next_steps || []).length ? [el("h3", {}, "Next steps"), el("ul", {}, ...b.next_steps.map(item))] : "");
-    const moments = [
+    moments.push(
       ...(b.objections || []).map((o) => ({ at_ms: o.at_ms, label: `Objection (${o.category}): ${o.text}` })),
-      ...(b.action_items || []).map((a) => ({ at_ms: a.at_ms, label: `Action item: ${a.text}` })),
-    ].filter((m) => m.at_ms != null).sort((x, y) => x.at_ms - y.at_ms);
-    timeline.replaceChildren(...moments.map((m) => el("li", {},
-      el("button", { class: "seek", onclick: () => seekTo(m.at_ms) }, `${fmtMs(m.at_ms)} — ${m.label}`))));
+      ...(b.action_items || []).map((a) => ({ at_ms: a.at_ms, label: `Action item: ${a.text}` })));
     if (b.competitors && b.competitors.length) timeline.before(el("p", {}, "Competitors mentioned: ", b.competitors.join(", ")));
   } catch (e) { summary.textContent = "No summary for this call yet."; }
+  await promptsLoaded;
+  renderTimeline();
 
   async function loadAudit() {
     try {
