@@ -229,3 +229,22 @@ async def list_deliveries(
         org_id, endpoint_id, max(1, min(limit, 500)),
     )
     return [dict(r) for r in rows]
+
+
+async def delivery_attempts(conn: asyncpg.Connection, delivery_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The attempts of each delivery in ``delivery_ids``, oldest first (the log of one page)."""
+    if not delivery_ids:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT delivery_id, attempt, response_status, error, duration_ms, attempted_at
+        FROM webhook_delivery_attempts WHERE delivery_id = ANY($1::bigint[])
+        ORDER BY delivery_id, attempt
+        """,
+        delivery_ids,
+    )
+    log: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
+    for row in rows:
+        entry = dict(row)
+        log[entry.pop("delivery_id")].append(entry)
+    return log

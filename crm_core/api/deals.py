@@ -15,7 +15,7 @@ from crm_core.api.listing import (
 )
 from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
-from crm_core.api_errors import NotFound, Unprocessable
+from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.deal_features import DealInputError
 from crm_core.deal_inputs import predict_and_store_row  # crmfix: timeline + call signals, stored
@@ -102,6 +102,9 @@ async def update_deal(call: Call) -> Reply:
     updates = body.model_dump(exclude_unset=True)
     if "owner_id" in updates and updates["owner_id"] is not None:
         updates["owner_id"] = str(updates["owner_id"])
+    if not updates:
+        # before If-Match: a request that changes nothing is malformed whatever the record's version
+        raise BadRequest("the body changes nothing", code="empty_update")
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="deals", record_id=call.path_id(),

@@ -137,11 +137,14 @@ async def read_json_body(request: web.Request, model: type[BaseModel], limit: in
         # Browsers' form posts are refused rather than guessed at.
         raise UnsupportedMediaType("send the body as application/json")
     try:
-        data = json.loads(raw)
+        json.loads(raw)  # a syntax error is a 400, a wrong value (below) a 422
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest("the body is not valid JSON", {"reason": str(exc)}, code="invalid_json") from None
     try:
-        return model.model_validate(data)
+        # Strict, from the JSON text: a JSON 0 is not a boolean nor "5" an integer, as the document
+        # says (lax mode would turn {"is_active": 0} into a deactivation). Strings still carry
+        # dates, times and UUIDs, as JSON must.
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise Unprocessable("the body failed validation", validation_details(exc)) from None
 

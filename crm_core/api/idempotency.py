@@ -8,6 +8,7 @@ Server errors are not stored, so the client may retry them.
 from __future__ import annotations
 
 import hashlib
+import json
 
 from aiohttp import web
 
@@ -56,7 +57,9 @@ async def run_idempotent(call: Call, key: str, handler: Handler) -> web.Response
         if first["status_code"] is None:
             raise Conflict("the first request with this Idempotency-Key is still being processed",
                            code="idempotency_in_progress")
-        reply = Reply(first["response"], status=first["status_code"], headers={REPLAY_HEADER: "true"})
+        stored = first["response"]
+        reply = Reply(None if stored is None else json.loads(stored), status=first["status_code"],
+                      headers={REPLAY_HEADER: "true"})
         return render(reply)
 
     try:
@@ -85,7 +88,8 @@ async def _store(call: Call, key: str, status: int, body: object) -> None:
             UPDATE idempotency_keys SET status_code = $4, response = $5
             WHERE org_id = $1 AND user_id = $2 AND key = $3
             """,
-            me.org_id, me.user_id, key, status, body,
+            # JSON text (migration 0011): jsonb refuses U+0000, which error details may echo
+            me.org_id, me.user_id, key, status, None if body is None else json.dumps(body),
         )
 
 

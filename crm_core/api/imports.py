@@ -66,7 +66,8 @@ def parse_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]], list[dic
             if None in record:
                 errors.append({"row": number, "field": None, "message": "more values than header columns"})
                 continue
-            values = {k: v for k, v in record.items() if v not in (None, "")}
+            # spreadsheets pad cells: a cell is its text without surrounding blanks
+            values = {k: v.strip() for k, v in record.items() if v is not None and v.strip()}
             try:
                 lead = LeadCreate.model_validate(values)
             except ValidationError as exc:

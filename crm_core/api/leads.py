@@ -17,7 +17,7 @@ from crm_core.api.listing import (
 )
 from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
-from crm_core.api_errors import Conflict, Unprocessable
+from crm_core.api_errors import BadRequest, Conflict, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.lead_scoring import GRADES, LeadInputError, lead_score_columns
 from crm_core.rescoring import score_in_context  # crmfix: the org's trained model when active
@@ -114,6 +114,9 @@ async def update_lead(call: Call) -> Reply:
     updates = body.model_dump(mode="json", exclude_unset=True)
     if "enrichment" in updates and updates["enrichment"] is None:
         updates["enrichment"] = {}
+    if not updates:
+        # before If-Match: a request that changes nothing is malformed whatever the record's version
+        raise BadRequest("the body changes nothing", code="empty_update")
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="leads", record_id=call.path_id(),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from multidict import MultiMapping
 from crm_core.api.endpoint import Call, QueryParam
 from crm_core.api_errors import BadRequest
 
+FLOAT32_MAX = 3.4e38
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 FilterKind = Literal["text", "uuid", "datetime", "int", "number", "bool", "enum"]
 
 
@@ -73,6 +76,8 @@ class Filter:
                              {"filter": self.name}, code="invalid_filter")
         try:
             if self.kind == "uuid":
+                if not _UUID_RE.fullmatch(raw):  # the document's form; uuid.UUID takes more
+                    raise ValueError("give a UUID as 8-4-4-4-12 hex digits")
                 return str(uuid.UUID(raw))
             if self.kind == "datetime":
                 value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -80,9 +85,17 @@ class Filter:
                     raise ValueError("give a time zone (e.g. Z)")
                 return value
             if self.kind == "int":
-                return int(raw)
+                value = int(raw)
+                if not -(2**31) <= value < 2**31:  # an integer column's range, not a 500 from the driver
+                    raise ValueError("out of range")
+                return value
             if self.kind == "number":
-                return float(raw)
+                number = float(raw)
+                if not math.isfinite(number):
+                    raise ValueError("give a finite number")
+                # A bound past float32 (real columns, e.g. ai_score) cannot be sent as one; clamped,
+                # it selects the same rows.
+                return max(-FLOAT32_MAX, min(FLOAT32_MAX, number))
             if self.kind == "bool":
                 if raw not in ("true", "false"):
                     raise ValueError("true or false")
@@ -107,6 +120,10 @@ class Filter:
         }[self.kind]
         description = self.description + (" Comma-separated values match any of them." if self.many else "")
         schema = {"type": "string", "description": "comma-separated"} if self.many else base
+        one = {"uuid": _UUID_RE.pattern, "enum": "(?:" + "|".join(map(re.escape, self.choices)) + ")"}.get(self.kind)
+        if self.many and one is not None:
+            # what parse() takes: values of the kind, commas between, blanks around them
+            schema["pattern"] = rf"^\s*{one}\s*(?:,\s*{one}\s*)*$"
         return QueryParam(self.name, schema, description)
 
 
@@ -124,6 +141,8 @@ class Collection:
     filters: tuple[Filter, ...]
     sorts: tuple[SortKey, ...]
     default_sort: str = "-created_at"
+    # The table's primary key type, the cursor's tie-breaker: "uuid" or "bigint" (a bigserial log).
+    id_type: Literal["uuid", "bigint"] = "uuid"
 
     def query_params(self) -> tuple[QueryParam, ...]:
         sort_names = [s.name for s in self.sorts] + [f"-{s.name}" for s in self.sorts]
@@ -151,11 +170,15 @@ def _encode_cursor(sort_label: str, value: str, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str, str]:
+def _decode_cursor(cursor: str, id_type: str = "uuid") -> tuple[str, str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         label, value, row_id = json.loads(raw)
-        uuid.UUID(row_id)
+        if id_type == "bigint":
+            if not (isinstance(row_id, str) and re.fullmatch(r"\d{1,18}", row_id)):
+                raise ValueError("not a row id")
+        else:
+            uuid.UUID(row_id)
         if "\x00" in str(value):
             raise ValueError("NUL in cursor")
         return str(label), str(value), str(row_id)
@@ -216,14 +239,14 @@ def plan_page(
 
     cursor = query.get("cursor")
     if cursor:
-        label, value, row_id = _decode_cursor(cursor)
+        label, value, row_id = _decode_cursor(cursor, collection.id_type)
         if label != sort_label:
             raise BadRequest("the cursor belongs to a different sort order", code="invalid_cursor")
         if not _cursor_value_ok(value, sort_key.pg_type):
             raise BadRequest("the cursor is not one this API issued", code="invalid_cursor")
         op = "<" if descending else ">"
         where.append(
-            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::uuid)"
+            f"({sort_key.sql}, {alias}.id) {op} ({params.add(value)}::text::{sort_key.pg_type}, {params.add(row_id)}::text::{collection.id_type})"
         )
     direction = "DESC" if descending else "ASC"
     order_by = f"{sort_key.sql} {direction}, {alias}.id {direction}"

@@ -6,7 +6,9 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from crm_core.auth.principal import ALL_SCOPES
 
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
 Role = Literal["rep", "manager", "admin"]
@@ -27,16 +29,55 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+def _whole(value: Any) -> Any:
+    # JSON Schema's "integer" includes 3460.0; strict validation alone would refuse it.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
+
+# The company size in a request body: 3460 or 3460.0, never "3460" or true. (The bounds sit
+# inside, under the float check, so the document shows them as minimum/maximum.)
+CompanySize = Annotated[int, Field(ge=0, le=10_000_000), BeforeValidator(_whole)]
+
+
+def _absent_or_set(*names: str, changes_something: bool = False) -> ConfigDict:
+    """Config for a PATCH body whose ``names`` may be left out but not set to null.
+
+    pydantic documents ``X | None = None`` as nullable; the model's validator refuses null for
+    these, so the document says what the server does: the type without null, no default.
+    ``changes_something``: the handler answers 400 ``empty_update`` to ``{}`` (records.update_row).
+    """
+
+    def edit(schema: dict[str, Any]) -> None:
+        if changes_something:
+            schema["minProperties"] = 1
+        for name in names:
+            prop = schema["properties"][name]
+            prop.pop("default", None)
+            options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+            if len(options) == 1:
+                prop.update(options[0])
+            elif options:
+                prop["anyOf"] = options
+
+    return ConfigDict(json_schema_extra=edit)
+
+
+class Input(BaseModel):
+    # No whitespace stripping: the length limits and patterns in the document hold for the text
+    # as sent (a stripped " x…" passed maxLength on the server but not in the document).
+    # CSV imports strip their cells themselves.
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> Any:
         # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather than fail there.
-        if _has_nul(data):
+        # An "after" check: a "before" one would make pydantic validate JSON bodies in Python
+        # mode, where strict validation refuses the strings that carry dates and UUIDs.
+        if _has_nul(self.model_dump()):
             raise ValueError("text must not contain NUL (U+0000) characters")
-        return data
+        return self
 
 
 class Output(BaseModel):
@@ -84,7 +125,7 @@ class _LeadFields(Input):
     phone: str | None = Field(None, pattern=_PHONE)
     company: str | None = Text
     title: str | None = Text
-    company_size: int | None = Field(None, ge=0, le=10_000_000)
+    company_size: CompanySize | None = None
     industry: str | None = Text
     source: str | None = Text
     territory: str | None = Text
@@ -93,6 +134,11 @@ class _LeadFields(Input):
 
 
 class LeadCreate(_LeadFields):
+    # the rule of _identifiable below, in the document
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+        for name in ("first_name", "last_name", "email", "phone", "company")]})
+
     status: LeadStatus = "new"
 
     @model_validator(mode="after")
@@ -103,6 +149,8 @@ class LeadCreate(_LeadFields):
 
 
 class LeadUpdate(_LeadFields):
+    model_config = _absent_or_set("status", changes_something=True)
+
     status: LeadStatus | None = None
 
     @field_validator("status")
@@ -169,6 +217,8 @@ class DealCreate(Input):
 
 
 class DealUpdate(Input):
+    model_config = _absent_or_set("name", "value", "currency", "pipeline", "stage", changes_something=True)
+
     name: str | None = Field(None, min_length=1, max_length=200)
     company: str | None = Text
     value: float | None = Field(None, ge=0, le=999_999_999_999.99)
@@ -267,6 +317,11 @@ class Transcript(BaseModel):
 # --- activities -----------------------------------------------------------
 
 class ActivityCreate(Input):
+    # the rule of _one_subject below, in the document: exactly one of them, not null
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": [name], "properties": {name: {"type": "string", "format": "uuid"}}}
+        for name in ("lead_id", "deal_id")]})
+
     kind: Literal["note", "email", "meeting", "task"] = "note"
     lead_id: UUID | None = None
     deal_id: UUID | None = None
@@ -307,6 +362,8 @@ class UserCreate(Input):
 
 
 class UserUpdate(Input):
+    model_config = _absent_or_set(changes_something=True)
+
     name: str | None = Field(None, min_length=1, max_length=200)
     role: Role | None = None
     team_id: UUID | None = None
@@ -341,7 +398,10 @@ class Team(Output):
 
 class ApiTokenCreate(Input):
     name: str = Field(min_length=1, max_length=120)
-    scopes: list[str] = Field(default_factory=lambda: ["read", "write"], max_length=20)
+    scopes: list[str] = Field(default_factory=lambda: ["read", "write"], max_length=20,
+                              # checked by the handler (422 invalid_scopes), listed here for clients
+                              json_schema_extra={"minItems": 1, "items": {"type": "string",
+                                                                          "enum": sorted(ALL_SCOPES)}})
     expires_at: datetime | None = None
     user_id: UUID | None = Field(None, description="Whose rights the token carries; default: you.")
 
@@ -420,10 +480,13 @@ class LeadExport(BaseModel):
 # --- webhooks (crmfix) ---------------------------------------------------------
 
 _EVENT_PATTERN = r"^[a-z0-9._*-]{1,100}$"
+# webhook_endpoints.validate_url has the last word (host, credentials, public address)
+_WEBHOOK_URL = r"^\s*[Hh][Tt][Tt][Pp][Ss]?://"
 
 
 class WebhookCreate(Input):
-    url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives signed POSTs.")
+    url: str = Field(min_length=1, max_length=2048, pattern=_WEBHOOK_URL,
+                     description="http(s) URL that receives signed POSTs.")
     event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] = Field(
         default_factory=lambda: ["*"], min_length=1, max_length=50,
         description="Shell-style patterns, e.g. crm.lead.*; default: every event.")
@@ -431,7 +494,9 @@ class WebhookCreate(Input):
 
 
 class WebhookUpdate(Input):
-    url: str | None = Field(None, min_length=1, max_length=2048)
+    model_config = _absent_or_set("url", "event_types", "active")
+
+    url: str | None = Field(None, min_length=1, max_length=2048, pattern=_WEBHOOK_URL)
     event_types: list[Annotated[str, Field(pattern=_EVENT_PATTERN)]] | None = Field(None, min_length=1,
                                                                                    max_length=50)
     active: bool | None = None

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from crm_core.api.endpoint import Endpoint, QueryParam
@@ -76,6 +76,16 @@ def _models(endpoints: tuple[Endpoint, ...], foreign: tuple[ForeignOperation, ..
         if op.response is not None:
             seen[op.response.__name__] = op.response
     return list(seen.values())
+
+
+def _accepts_empty(model: type[BaseModel]) -> bool:
+    if model.model_json_schema().get("minProperties"):
+        return False  # the handler refuses {} (e.g. 400 empty_update)
+    try:
+        model.model_validate({})
+    except ValidationError:
+        return False
+    return True
 
 
 def _op_id(ep: Endpoint | ForeignOperation) -> str:
@@ -159,9 +169,10 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
                     "description": q.description} for q in ep.query]
         if ep.method == "POST" and not ep.public:
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "maxLength": 255},
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                            "description": "Retries with the same key replay the first response."})
-        if ep.method in ("PATCH", "DELETE"):
+        if ep.method in ("PATCH", "DELETE") and 412 in ep.errors:
+            # only where the handler checks it (check_if_match): elsewhere it would be a promise not kept
             params.append({"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
                            "description": "The ETag you read; a stale one answers 412."})
         if params:
@@ -169,7 +180,8 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
         body_model = ep.body or ep.raw_body_model
         if body_model is not None:
             op["requestBody"] = {
-                "required": ep.body is not None,
+                # An empty body reads as {} (endpoint.read_json_body): it is optional wherever {} is valid.
+                "required": ep.body is not None and not _accepts_empty(ep.body),
                 "content": {"application/json": {"schema": {"$ref": _REF.format(model=body_model.__name__)}}},
             }
         elif ep.raw_body is not None:

@@ -44,7 +44,8 @@ async def issue_token(call: Call) -> Reply:
         except ValidationError as exc:
             raise Unprocessable("the body failed validation", validation_details(exc)) from None
         async with call.pool.acquire() as conn:
-            user = await user_for_password(conn, body.email, body.password, body.organization)
+            # bodies are not trimmed (the document's limits hold as sent); a typed email may carry blanks
+            user = await user_for_password(conn, body.email.strip(), body.password, body.organization)
             if user is None:
                 raise Unauthenticated("wrong email or password")
             async with conn.transaction():

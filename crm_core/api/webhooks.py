@@ -9,7 +9,8 @@ written to the audit log.
 from __future__ import annotations
 
 from crm_core.api.access import require
-from crm_core.api.endpoint import Call, Endpoint, QueryParam, Reply
+from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, fetch_page
 from crm_core.api.models import (
     Webhook,
     WebhookCreate,
@@ -18,7 +19,7 @@ from crm_core.api.models import (
     WebhookUpdate,
 )
 from crm_core.api.records import parse_uuid
-from crm_core.api_errors import BadRequest, NotFound, Unprocessable
+from crm_core.api_errors import NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.webhook_endpoints import (
     WebhookEndpoint,
@@ -26,15 +27,27 @@ from crm_core.webhook_endpoints import (
     WebhookUrlError,
     create_endpoint,
     delete_endpoint,
+    delivery_attempts,
     get_endpoint,
-    list_deliveries,
     list_endpoints,
     rotate_secret,
     update_endpoint,
 )
 
 MANAGE = "webhooks:manage"
-MAX_DELIVERIES = 200
+
+# The delivery log is the one list keyed by a bigserial: its cursor's tie-breaker is that id.
+DELIVERIES = Collection(
+    filters=(
+        Filter("status", "enum", "d.status = ANY({})", "Delivery state.", many=True,
+               choices=("pending", "delivering", "succeeded", "dead")),
+        Filter("event_type", "text", "d.event_type = {}", "The event's type, e.g. crm.lead.created."),
+        Filter("created_after", "datetime", "d.created_at > {}", "Queued after this time."),
+        Filter("created_before", "datetime", "d.created_at < {}", "Queued before this time."),
+    ),
+    sorts=(SortKey("created_at", "d.created_at", "timestamptz"),),
+    id_type="bigint",
+)
 
 
 def _public(endpoint: WebhookEndpoint) -> dict:
@@ -144,35 +157,23 @@ async def delete_webhook(call: Call) -> Reply:
     return Reply(None, 204)
 
 
-def _limit(call: Call) -> int:
-    raw = call.request.query.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest("limit must be an integer", {"limit": raw}, code="invalid_limit") from None
-    if not 1 <= limit <= MAX_DELIVERIES:
-        raise BadRequest(f"limit must be 1..{MAX_DELIVERIES}", {"limit": limit}, code="invalid_limit")
-    return limit
-
-
 async def list_webhook_deliveries(call: Call) -> Reply:
     require(call.me, MANAGE)
     endpoint_id = _endpoint_id(call)
-    limit = _limit(call)
     async with call.pool.acquire() as conn:
         try:
             await get_endpoint(conn, call.me.org_id, endpoint_id)  # 404 for others' endpoints
         except WebhookEndpointNotFound:
             raise NotFound("no such webhook", {"id": endpoint_id}) from None
-        rows = await list_deliveries(conn, call.me.org_id, endpoint_id, limit=limit)
-    data = [WebhookDelivery.model_validate(row).model_dump(mode="json") for row in rows]
-    return Reply({"data": data, "next_cursor": None})
+    params = SqlParams()
+    base = [f"d.org_id = {params.add(call.me.org_id)}", f"d.endpoint_id = {params.add(endpoint_id)}::uuid"]
+    page = await fetch_page(call, DELIVERIES, params, base, table="webhook_deliveries", alias="d", to_item=dict)
+    async with call.pool.acquire() as conn:
+        log = await delivery_attempts(conn, [row["id"] for row in page["data"]])
+    page["data"] = [WebhookDelivery.model_validate({**row, "log": log[row["id"]]}).model_dump(mode="json")
+                    for row in page["data"]]
+    return Reply(page)
 
-
-_DELIVERY_QUERY = (
-    QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERIES, "default": 50},
-               "How many deliveries, newest first."),
-)
 
 ENDPOINTS = (
     Endpoint("GET", "/api/v1/webhooks", list_webhooks, "List webhook endpoints (admin)", "webhooks",
@@ -192,5 +193,6 @@ ENDPOINTS = (
              response=WebhookCreated, errors=(400, 401, 403, 404, 409, 422)),
     Endpoint("GET", "/api/v1/webhooks/{id}/deliveries", list_webhook_deliveries,
              "A webhook endpoint's delivery log, newest first, with every attempt (admin)", "webhooks",
-             response=WebhookDelivery, paginated=True, query=_DELIVERY_QUERY, errors=(400, 401, 403, 404)),
+             response=WebhookDelivery, paginated=True, query=DELIVERIES.query_params(),
+             errors=(400, 401, 403, 404)),
 )
