@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 
 from aiohttp import web
 
 from media.speakers import SpeakerEncoder, SpeakerModelError
 from media.stt.decoder import DecoderOptions
-from media.stt.pool import PoolOptions, SpeechModelPool
+from media.stt.pool import PoolOptions, SpeechModelPool, cpu_parallelism
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
@@ -36,6 +37,10 @@ async def live_intelligence_ctx(app: web.Application):
     """aiohttp cleanup context: load the model, register the consumer, close on shutdown."""
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
+    if settings.stt_device != "cuda":
+        workers, threads = cpu_parallelism(os.cpu_count() or 1, settings.stt_workers, settings.stt_threads)
+    else:  # a GPU runs one batch at a time well; threads only feed it
+        workers, threads = settings.stt_workers or 1, settings.stt_threads
     # Loading reads ~75 MB from disk: keep it off the event loop.
     load = functools.partial(
         SpeechModelPool.from_model,
@@ -44,9 +49,9 @@ async def live_intelligence_ctx(app: web.Application):
         decoder_options=DecoderOptions(
             device=settings.stt_device,
             compute_type=settings.stt_compute_type,
-            cpu_threads=settings.stt_threads,
+            cpu_threads=threads,
         ),
-        options=PoolOptions(workers=settings.stt_workers, max_batch=settings.stt_max_batch),
+        options=PoolOptions(workers=workers, max_batch=settings.stt_max_batch),
     )
     pool = await loop.run_in_executor(None, load)
     app[SPEECH_POOL] = pool
@@ -55,7 +60,8 @@ async def live_intelligence_ctx(app: web.Application):
     # voiceprints: reps' voices learnt on two-track calls, enrolled on mixed-channel ones
     voiceprints = (RepVoiceprints(speaker_encoder, lambda: app[RUNTIME].pool)
                    if speaker_encoder is not None else None)
-    log.info("speech model %s loaded; live transcription on", settings.stt_model)
+    log.info("speech model %s loaded (%d decode workers x %d threads); live transcription on",
+             settings.stt_model, workers, threads)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)

@@ -52,8 +52,10 @@ class Settings(BaseSettings):
     # stt_model (above): tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
     stt_device: Literal["cpu", "cuda", "auto"] = "cpu"
     stt_compute_type: str = "int8"  # int8 on CPU; float16 / int8_float16 on a GPU
-    stt_threads: int = Field(0, ge=0, le=256)  # 0: CTranslate2 uses every core
-    stt_workers: int = Field(1, ge=1, le=16)
+    # 0: chosen from the cores (media.stt.cpu_parallelism: one single-threaded worker per core,
+    # up to 4, on CPU; one worker on a GPU)
+    stt_threads: int = Field(0, ge=0, le=256)
+    stt_workers: int = Field(0, ge=0, le=16)
     stt_max_batch: int = Field(4, ge=1, le=64)
     # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.

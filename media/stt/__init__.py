@@ -8,7 +8,7 @@ from media.stt.decoder import (
     WhisperDecoder,
 )
 from media.stt.models import DEFAULT_MODEL, ModelChecksumError, ModelNotInstalledError, locate_model
-from media.stt.pool import PoolClosedError, PoolOptions, PoolStats, SpeechModelPool
+from media.stt.pool import PoolClosedError, PoolOptions, PoolStats, SpeechModelPool, cpu_parallelism
 from media.stt.streaming import StreamingOptions, StreamingTranscriber, TranscriberClosedError
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "StreamingTranscriber",
     "TranscriberClosedError",
     "WhisperDecoder",
+    "cpu_parallelism",
     "locate_model",
 ]

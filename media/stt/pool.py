@@ -36,6 +36,21 @@ class PoolClosedError(RuntimeError):
     """A request was made to a pool that has been closed."""
 
 
+def cpu_parallelism(cores: int, workers: int = 0, threads: int = 0) -> tuple[int, int]:
+    """(decode workers, CTranslate2 threads per worker) for ``cores`` CPU cores; 0 means "choose".
+
+    Several single-threaded decodes side by side beat one decode spread over every core for a
+    small model: on 2 cores, 2 workers x 1 thread gave 82-99 ms per utterance of throughput and
+    157-185 ms CPU against 147 ms and 245 ms for 1 x 2 (less time lost syncing threads), and in
+    the stt bench a final p95 of 593 ms against 889 ms for one call. So by default there is one
+    worker per core, up to 4 (each holds its own copy of the model), sharing the cores between
+    them."""
+    cores = max(1, cores)
+    workers = workers or min(cores, 4)
+    threads = threads or max(1, cores // workers)
+    return workers, threads
+
+
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
     workers: int = 1  # decode threads; >1 only helps with a GPU or many cores

@@ -45,7 +45,15 @@ sys.path.insert(0, str(ROOT))
 
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
-from media.stt import DecodeRequest, DecoderOptions, PoolOptions, SpeechModelPool, StreamingOptions, StreamingTranscriber
+from media.stt import (
+    DecodeRequest,
+    DecoderOptions,
+    PoolOptions,
+    SpeechModelPool,
+    StreamingOptions,
+    StreamingTranscriber,
+    cpu_parallelism,
+)
 from media.stt.models import locate_model
 from media.wer import WerResult, normalize_words, word_errors
 from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
@@ -276,14 +284,16 @@ def batch_rtf(model_dir: Path, prompts, threads: int) -> float:
     return (time.process_time() - cpu0) / audio_s
 
 
-def capacity_model(decoder, prompts, seconds: float, partial_interval_ms: int, seed: int = 7) -> dict:
+def capacity_model(decoder, prompts, seconds: float, partial_interval_ms: int, workers: int = 1,
+                   seed: int = 7) -> dict:
     """Why the number of calls is what it is: decode costs measured one at a time on this machine,
     the conversation's utterance rate, and the calls the pool could carry if it did nothing else.
 
     A final decodes a whole utterance with word times; a partial decodes the utterance so far with
     all but its last three words forced as the prefix (as the transcriber does once words are
     stable).  Pool time per call-second = finals/s x final cost + speech share x partials/s x partial
-    cost; the pool saturates at 1 / that (it runs one decode at a time on every core)."""
+    cost; the pool saturates at workers / that (``workers`` decodes run side by side, each on its
+    own threads; measured one at a time, so this is an upper bound when they share cores)."""
     rng = random.Random(seed)
     sample = rng.sample(prompts, min(len(prompts), 24))
     final_s, partial_s = [], []
@@ -307,14 +317,14 @@ def capacity_model(decoder, prompts, seconds: float, partial_interval_ms: int, s
     finals_only = utterances * final_cost
 
     def calls(interval_ms: int) -> float:
-        return round(1 / (finals_only + min(1.0, speech) * (1000 / interval_ms) * partial_cost), 2)
+        return round(workers / (finals_only + min(1.0, speech) * (1000 / interval_ms) * partial_cost), 2)
 
     return {
         "final_decode_ms": round(1000 * final_cost, 1),
         "partial_decode_ms": round(1000 * partial_cost, 1),
         "utterances_per_call_s": round(utterances, 3),
         "speech_share_of_call": round(speech, 3),
-        "max_calls_finals_only": round(1 / finals_only, 2),
+        "max_calls_finals_only": round(workers / finals_only, 2),
         f"max_calls_partials_every_{partial_interval_ms}ms": calls(partial_interval_ms),
         "max_calls_partials_every_1000ms": calls(1000),
     }
@@ -324,6 +334,8 @@ async def main_async(args) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     prompts = prompt_set()
     levels = [int(x) for x in args.calls.split(",")]
+    # the server's choice unless told otherwise (0: chosen from the cores)
+    args.workers, args.threads = cpu_parallelism(os.cpu_count() or 1, args.workers, args.threads)
     pool = SpeechModelPool.from_model(
         args.model,
         decoder_options=DecoderOptions(cpu_threads=args.threads),
@@ -342,7 +354,7 @@ async def main_async(args) -> dict:
             best = max(best, k)
         else:
             break  # more calls will not do better
-    capacity = capacity_model(pool.decoder, prompts, args.seconds, args.partial_interval)
+    capacity = capacity_model(pool.decoder, prompts, args.seconds, args.partial_interval, args.workers)
     await pool.close()
     sample = prompts[:: max(1, len(prompts) // (8 if args.quick else 40))]
     rtf = batch_rtf(locate_model(args.model), sample, args.threads)
@@ -380,9 +392,9 @@ def main() -> None:
     parser.add_argument("--calls", help="concurrent call counts to try, e.g. 1,2,4,8")
     parser.add_argument("--seconds", type=float, help="call length in seconds")
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="CTranslate2 threads per worker (0: as the server chooses)")
     parser.add_argument("--max-batch", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=PoolOptions().workers, help="decode threads of the pool")
+    parser.add_argument("--workers", type=int, default=0, help="decode workers of the pool (0: as the server chooses)")
     parser.add_argument("--holdback", type=int, default=StreamingOptions().stable_holdback_words,
                         help="words after a word that make it stable without agreement (0: LocalAgreement-2 only)")
     parser.add_argument("--partial-interval", type=int, default=StreamingOptions().partial_interval_ms,

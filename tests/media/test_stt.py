@@ -272,3 +272,14 @@ async def test_a_hole_in_the_stream_keeps_word_times_on_the_call_clock(pool):
     assert finals[0].end_ms < 5_000
     assert 60_000 <= finals[1].start_ms < 61_500
     assert all(60_000 <= w.start_ms for w in finals[1].words)
+
+
+def test_cpu_parallelism_gives_each_core_a_single_threaded_worker_up_to_four():
+    from media.stt import cpu_parallelism
+
+    assert cpu_parallelism(1) == (1, 1)
+    assert cpu_parallelism(2) == (2, 1)
+    assert cpu_parallelism(16) == (4, 4)
+    assert cpu_parallelism(2, workers=1) == (1, 2)  # one worker gets every core
+    assert cpu_parallelism(8, workers=3, threads=5) == (3, 5)  # what the operator set stands
+    assert cpu_parallelism(0) == (1, 1)
