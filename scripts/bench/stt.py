@@ -20,8 +20,11 @@ Reported per number of concurrent calls K:
 and overall ``max_calls_p95_le_2s`` (largest K whose word p95 <= 2 s), the
 whole-file real-time factor of the same model on the same prompts, and
 streaming efficiency (batch throughput / streaming throughput).
-The machine is shared by other work right now (``machine_shared``): rerun
-on a quiet machine before quoting numbers.  The last line is one JSON object.
+``machine_shared`` says another process kept a core busy when the run began
+(1-minute load average >= 1): rerun on a quiet machine before quoting such
+numbers.  Also reported: how often stable words were revised by the final,
+and ``capacity_model`` (decode costs and the calls the pool could carry).
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -368,7 +371,8 @@ async def main_async(args) -> dict:
         "partial_interval_ms": args.partial_interval,
         "workers": args.workers,
         "threads": args.threads,
-        "machine_shared": True,
+        # another process kept at least one core busy when the run began (1-minute load average)
+        "machine_shared": args.loadavg[0] >= 1.0,
         "cpus": os.cpu_count(),
         "loadavg_at_start": args.loadavg,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
