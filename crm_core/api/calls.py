@@ -17,6 +17,8 @@ from crm_core.calls import CALL_STATUSES, list_segments
 from crm_core.transcript_masking import mask_pii
 
 RAW_TRANSCRIPTS = "transcripts:raw"
+_CUSTOMER_SENTIMENT = ("(SELECT avg(s.sentiment) FROM transcript_segments s"
+                       " WHERE s.call_id = c.id AND s.party = 'customer' AND s.sentiment IS NOT NULL)")
 
 CALLS = Collection(
     filters=(
@@ -28,6 +30,16 @@ CALLS = Collection(
         Filter("deal_id", "uuid", "c.deal_id = {}::uuid", "The deal the call belongs to."),
         Filter("created_after", "datetime", "c.created_at >= {}", "Created at or after."),
         Filter("created_before", "datetime", "c.created_at < {}", "Created before."),
+        # from the post-call summary: calls where coaching heard any of these keyword categories
+        Filter("keyword", "text",
+               "EXISTS (SELECT 1 FROM jsonb_each_text(coalesce(c.summary->'keyword_counts', '{{}}'::jsonb)) k"
+               " WHERE k.key = ANY({}) AND k.value ~ '^[0-9]+$' AND k.value::bigint > 0)",
+               "Keyword categories heard on the call (e.g. pricing,competitor): any of them.", many=True),
+        # mean sentiment (-1..1) of the customer's transcribed speech; calls without any are excluded
+        Filter("customer_sentiment_below", "number", f"{_CUSTOMER_SENTIMENT} < {{}}",
+               "Customer's mean sentiment (-1..1) below this."),
+        Filter("customer_sentiment_above", "number", f"{_CUSTOMER_SENTIMENT} > {{}}",
+               "Customer's mean sentiment (-1..1) above this."),
     ),
     sorts=(
         SortKey("created_at", "c.created_at", "timestamptz"),

@@ -176,3 +176,43 @@ async def test_scoring_administration_is_for_admins_only(world):
         assert resp.status == 401, (method, path)
         resp, _ = await world.request(method, path, as_=org.admin, json=body)
         assert resp.status in (200, 201, 422), (method, path)  # 422: no history to train on yet
+
+
+async def test_calls_filter_by_keyword_heard_and_customer_sentiment(world):
+    org = await world.make_org()
+    calls = {}
+    async with world.pool.acquire() as conn:
+        for name, counts, sentiments in (("angry_pricing", {"pricing": 2, "competitor": 0}, [-0.6, -0.2]),
+                                         ("happy_competitor", {"competitor": 1}, [0.5, 0.7]),
+                                         ("quiet", None, [])):
+            call = await create_call(conn, NewCall(org.id, "twilio", "inbound", external_id=f"CA-{name}-{org.id}",
+                                                   rep_id=org.rep.user_id))
+            calls[name] = str(call["id"])
+            if counts is not None:
+                # the pool's jsonb codec encodes the dict
+                await conn.execute("UPDATE calls SET summary = $2 WHERE id = $1", call["id"],
+                                   {"keyword_counts": counts})
+            await add_final_segments(conn, org.id, str(call["id"]), [
+                SegmentRow(f"c-{i}", "customer", i * 1000, i * 1000 + 900, "words", [], sentiment=value)
+                for i, value in enumerate(sentiments)
+            ] + [SegmentRow("r-0", "rep", 5000, 5900, "rep words", [], sentiment=0.9)])
+
+    async def listed(**params):
+        resp, page = await world.request("GET", "/api/v1/calls", as_=org.manager, params=params)
+        assert resp.status == 200, page
+        return {c["id"] for c in page["data"]}
+
+    assert await listed(keyword="pricing") == {calls["angry_pricing"]}
+    # a category counted zero times was not heard
+    assert await listed(keyword="competitor") == {calls["happy_competitor"]}
+    assert await listed(keyword="pricing,competitor") == {calls["angry_pricing"], calls["happy_competitor"]}
+    # the customer's mean, not the rep's: the rep sounded happy on every call
+    assert await listed(customer_sentiment_below="0") == {calls["angry_pricing"]}
+    assert await listed(customer_sentiment_above="0.55") == {calls["happy_competitor"]}
+    assert await listed(customer_sentiment_above="-1", keyword="pricing") == {calls["angry_pricing"]}
+    resp, err = await world.request("GET", "/api/v1/calls", as_=org.manager,
+                                    params={"customer_sentiment_below": "sad"})
+    assert resp.status == 400 and err["error"]["code"] == "invalid_filter"
+    # filters narrow what the caller may see, never widen it: another rep sees none of these calls
+    resp, page = await world.request("GET", "/api/v1/calls", as_=org.other_rep, params={"keyword": "pricing"})
+    assert page["data"] == []
