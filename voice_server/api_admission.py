@@ -15,11 +15,11 @@ refused here: a live call matters more than a CRM page.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 from aiohttp import web
 
+from crm_core.api_errors import ApiError
 from voice_server.rate_limits import Handler
 
 API_PREFIXES = ("/api/", "/auth/")
@@ -51,7 +51,7 @@ class ApiAdmission:
 
     async def admit(self) -> bool:
         """Take a slot (waiting at most ``max_wait_s``); False means shed the request."""
-        if self._slots.locked():
+        if self._slots.locked():  # only a full node pays for wait_for's timer and task
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.max_wait_s)
             except TimeoutError:
@@ -69,16 +69,12 @@ class ApiAdmission:
         self._slots.release()
 
 
-def overloaded() -> web.HTTPServiceUnavailable:
-    return web.HTTPServiceUnavailable(
-        text=json.dumps({"error": {
-            "code": "overloaded",
-            "message": "this node is handling as many API requests as it can; retry shortly",
-            "details": {},
-        }}),
-        content_type="application/json",
-        headers={"Retry-After": "1"},
-    )
+class Overloaded(ApiError):
+    status, code = 503, "overloaded"
+
+    def __init__(self) -> None:
+        super().__init__("this node is handling as many API requests as it can; retry shortly", {},
+                         headers={"Retry-After": "1"})
 
 
 def api_admission_middleware(admission: ApiAdmission):
@@ -87,7 +83,7 @@ def api_admission_middleware(admission: ApiAdmission):
         if not request.path.startswith(API_PREFIXES):
             return await handler(request)
         if not await admission.admit():
-            raise overloaded()
+            return Overloaded().response()
         try:
             return await handler(request)
         finally:

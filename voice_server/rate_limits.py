@@ -142,6 +142,11 @@ def policy_from_settings(settings: Any) -> RateLimitPolicy:
     )
 
 
+def _limiter_source(limiter: RateLimiter | Callable[[], RateLimiter | None]) -> Callable[[], RateLimiter | None]:
+    """A limiter, or a callable giving one (None: Redis not open yet, requests pass), as a callable."""
+    return limiter if callable(limiter) and not isinstance(limiter, RateLimiter) else (lambda: limiter)
+
+
 def rate_limit_middleware(
     limiter: RateLimiter | Callable[[], RateLimiter | None],
     policy: RateLimitPolicy | None = None,
@@ -149,7 +154,7 @@ def rate_limit_middleware(
     """``limiter`` may be a callable, for apps whose Redis client opens on startup
     (it returning None means "not open yet": requests pass)."""
     policy = policy or RateLimitPolicy()
-    source = limiter if callable(limiter) and not isinstance(limiter, RateLimiter) else (lambda: limiter)
+    source = _limiter_source(limiter)
 
     @web.middleware
     async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -182,7 +187,7 @@ def sign_in_limit_middleware(
     tokens need no such budget: they are random 256-bit secrets, not guessable.
     """
     policy = policy or RateLimitPolicy()
-    source = limiter if callable(limiter) and not isinstance(limiter, RateLimiter) else (lambda: limiter)
+    source = _limiter_source(limiter)
     per_ip = RateLimit(policy.anonymous_per_min, 60.0)
     per_email = RateLimit(failures_per_email_per_min, 60.0)
 

@@ -77,6 +77,12 @@ async def list_leads(call: Call) -> Reply:
                                   to_item=lambda r: lead_out(r).model_dump(mode="json")))
 
 
+async def _lead_for_update(conn: asyncpg.Connection, call: Call) -> asyncpg.Record:
+    """The path's lead, locked for this transaction, if the caller may see it (else 404)."""
+    return await load_visible(conn, call.me, table="leads", record_id=call.path_id(), owner_column="owner_id",
+                              what="lead", for_update=True, territory_column="territory")
+
+
 async def get_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="leads", record_id=call.path_id(),
@@ -119,9 +125,7 @@ async def update_lead(call: Call) -> Reply:
         raise BadRequest("the body changes nothing", code="empty_update")
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True,
-                                  territory_column="territory")
+        current = await _lead_for_update(conn, call)
         check_if_match(call.request, current)
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
@@ -141,9 +145,7 @@ async def delete_lead(call: Call) -> Reply:
     me = call.me
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True,
-                                  territory_column="territory")
+        current = await _lead_for_update(conn, call)
         check_if_match(call.request, current)
         await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
         await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
@@ -157,9 +159,7 @@ async def rescore_lead(call: Call) -> Reply:
     me = call.me
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        current = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                     owner_column="owner_id", what="lead", for_update=True,
-                                  territory_column="territory")
+        current = await _lead_for_update(conn, call)
         columns = await score_columns_in_context(conn, dict(current))
         row = await update_row(conn, "leads", current["id"], columns, me.org_id)
         out = LeadScoreResult(lead_id=row["id"], score=columns["ai_score"], grade=columns["grade"],
@@ -179,9 +179,7 @@ async def convert_lead(call: Call) -> Reply:
     me = call.me
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        lead = await load_visible(conn, me, table="leads", record_id=call.path_id(),
-                                  owner_column="owner_id", what="lead", for_update=True,
-                                  territory_column="territory")
+        lead = await _lead_for_update(conn, call)
         if lead["status"] == "converted":
             raise Conflict("the lead is already converted", {"lead_id": str(lead["id"])},
                            code="already_converted")

@@ -166,13 +166,18 @@ async def run_calls(pool, calls: list[list[PartyTrack]], options: StreamingOptio
     }
 
 
-def word_latencies(emissions: list[Emission]) -> tuple[list[float], list[float], list[float]]:
-    """(stable-or-final latency per word, first-shown latency per word, final latency per segment)."""
-    stable, shown, finals = [], [], []
+def _by_segment(emissions: list[Emission]) -> list[list[Emission]]:
+    """Each segment's emissions in order (its partials, then its final)."""
     by_segment: dict[str, list[Emission]] = {}
     for e in emissions:
         by_segment.setdefault(e.segment.segment_id, []).append(e)
-    for history in by_segment.values():
+    return list(by_segment.values())
+
+
+def word_latencies(emissions: list[Emission]) -> tuple[list[float], list[float], list[float]]:
+    """(stable-or-final latency per word, first-shown latency per word, final latency per segment)."""
+    stable, shown, finals = [], [], []
+    for history in _by_segment(emissions):
         final = history[-1]
         if not final.segment.is_final or not final.segment.words:
             continue
@@ -200,10 +205,7 @@ def word_latencies(emissions: list[Emission]) -> tuple[list[float], list[float],
 def stable_revisions(emissions: list[Emission]) -> tuple[int, int]:
     """(stable partial words the final did not keep, stable partial words): how often "stable" lied."""
     revised = total = 0
-    by_segment: dict[str, list[Emission]] = {}
-    for e in emissions:
-        by_segment.setdefault(e.segment.segment_id, []).append(e)
-    for history in by_segment.values():
+    for history in _by_segment(emissions):
         final = history[-1].segment
         partials = [e.segment for e in history if not e.segment.is_final]
         if not final.is_final or not partials:
