@@ -17,6 +17,7 @@ import asyncpg
 from crm_core.deal_features import FEATURES
 from crm_core.deal_prediction import DealPrediction, deal_model, predict_deal, prediction_row
 from crm_core.org_models import active_model
+from crm_core.scoring_model import ScoringModel
 
 
 async def deal_inputs(conn: asyncpg.Connection, org_id: Any, deal_id: Any
@@ -72,6 +73,11 @@ async def predict_and_store(conn: asyncpg.Connection, org_id: Any, deal_id: Any,
     return None if stored is None else stored[0]
 
 
+async def active_deal_model(conn: asyncpg.Connection, org_id: str) -> ScoringModel:
+    """The organisation's active trained deal model, else the shipped one."""
+    return await active_model(conn, org_id, "deal", FEATURES) or deal_model()
+
+
 async def predict_and_store_row(conn: asyncpg.Connection, org_id: Any, deal_id: Any,
                                 *, now: datetime | None = None
                                 ) -> tuple[DealPrediction, asyncpg.Record] | None:
@@ -79,8 +85,7 @@ async def predict_and_store_row(conn: asyncpg.Connection, org_id: Any, deal_id: 
     inputs = await deal_inputs(conn, org_id, deal_id)
     if inputs is None:
         return None
-    # scoring-gbm: the organisation's own trained deal model when one is active
-    model = await active_model(conn, org_id, "deal", FEATURES) or deal_model()
+    model = await active_deal_model(conn, org_id)
     prediction = predict_deal(*inputs, now=now, model=model)
     row = prediction_row(prediction)
     stored = await conn.fetchrow(

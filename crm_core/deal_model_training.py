@@ -44,7 +44,7 @@ from crm_core.deal_features import (
     stage_of,
     vector_of,
 )
-from crm_core.deal_inputs import deal_timelines
+from crm_core.deal_inputs import active_deal_model, deal_timelines
 from crm_core.deal_prediction import deal_model
 from crm_core.lead_model_training import (
     MAX_EXAMPLES,
@@ -181,7 +181,3 @@ async def train_org_deal_model(conn: asyncpg.Connection, org_id: str, *, seed: i
     return TrainingResult(version, len(labels), m["win_rate"], m["holdout_auc"], m["shipped_holdout_auc"],
                           fitted.activate, None, m["incumbent"], m["incumbent_holdout_auc"], m)
 
-
-async def active_deal_model(conn: asyncpg.Connection, org_id: str) -> ScoringModel:
-    """The organisation's active trained deal model, else the shipped one."""
-    return await active_model(conn, org_id, "deal", FEATURES) or deal_model()
