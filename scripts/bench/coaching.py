@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp
 import numpy as np
+from bench_child import bench_child  # the script's own folder is on sys.path
 
 TOKEN = "bench-auth-token"
 PUBLIC_URL = "https://bench.coachline.test"
@@ -215,28 +215,13 @@ async def bench(stages: list[int], turns: int) -> dict:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="coaching-bench-") as tmp:
         port_file = Path(tmp) / "port"
-        # The server child lives for the whole run; Popen itself returns at once.
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), tmp, str(max(stages))],  # noqa: ASYNC220
-                                 stdin=subprocess.PIPE)
-        try:
-            for _ in range(1200):
-                if port_file.exists() and port_file.read_text():
-                    break
-                if child.poll() is not None:
-                    raise SystemExit("the bench server did not start")
-                await asyncio.sleep(0.1)
-            base = f"http://127.0.0.1:{port_file.read_text()}"
+        command = [sys.executable, __file__, "--serve", str(port_file), tmp, str(max(stages))]
+        async with bench_child(command, port_file, start_timeout_s=120, stop_timeout_s=60) as base:
             results = []
             for n in stages:
                 result = await run_stage(base, n, conversation)
                 print(json.dumps(result), flush=True)
                 results.append(result)
-        finally:
-            child.stdin.close()
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
     from voice_server.settings import load_settings
 
     defaults = load_settings({})

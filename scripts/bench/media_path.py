@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp
 import numpy as np
+from bench_child import bench_child  # the script's own folder is on sys.path
 
 TOKEN = "bench-auth-token"
 
@@ -210,27 +210,13 @@ async def bench(stages: list[int], seconds: float, use_uvloop: bool = False) -> 
     pcm, _ = read_wav(sound("hello-world"))
     with tempfile.TemporaryDirectory(prefix="media-path-bench-") as tmp:
         port_file = Path(tmp) / "port"
-        command = [sys.executable, __file__, "--serve", str(port_file), tmp]
-        child = subprocess.Popen(command + (["--uvloop"] if use_uvloop else []), stdin=subprocess.PIPE)
-        try:
-            for _ in range(600):
-                if port_file.exists() and port_file.read_text():
-                    break
-                if child.poll() is not None:
-                    raise SystemExit("the bench server did not start")
-                await asyncio.sleep(0.1)
-            base = f"http://127.0.0.1:{port_file.read_text()}"
+        command = [sys.executable, __file__, "--serve", str(port_file), tmp] + (["--uvloop"] if use_uvloop else [])
+        async with bench_child(command, port_file, start_timeout_s=60, stop_timeout_s=30) as base:
             results = []
             for n in stages:
                 result = await run_stage(base, n, seconds, pcm)
                 print(json.dumps(result), flush=True)
                 results.append(result)
-        finally:
-            child.stdin.close()
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
     ok = [r["streams"] for r in results if r["delay_p99_ms"] < 20 and not r["client_limited"]]
     return {"bench": "media_path", "cpu_count": os.cpu_count(), "audio_seconds": seconds,
             "event_loop": "uvloop" if use_uvloop else "asyncio",
