@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiohttp import web
 
-from crm_core.dialing import Dialer
+from crm_core.calls.dialing import Dialer
 from storage.events import EventBus
 
 

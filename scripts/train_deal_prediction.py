@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from crm_core.deal_features import (  # noqa: E402
+from crm_core.scoring.deal_features import (  # noqa: E402
     FEATURES,
     OPEN_STAGES,
     TYPICAL_DAYS_IN_STAGE,
@@ -36,7 +36,7 @@ from crm_core.deal_features import (  # noqa: E402
     profile_of,
     vector_of,
 )
-from crm_core.logistic_model import fit_logistic, roc_auc, save  # noqa: E402
+from crm_core.scoring.logistic_model import fit_logistic, roc_auc, save  # noqa: E402
 
 MODEL_VERSION = "deal-lr-2026.11-synthetic-v1"
 OUTPUT = ROOT / "crm_core" / "data" / "deal_prediction.json"

@@ -30,8 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from crm_core.lead_features import FEATURES, profile_of, vector_of  # noqa: E402
-from crm_core.logistic_model import fit_logistic, roc_auc, save  # noqa: E402
+from crm_core.scoring.lead_features import FEATURES, profile_of, vector_of  # noqa: E402
+from crm_core.scoring.logistic_model import fit_logistic, roc_auc, save  # noqa: E402
 
 MODEL_VERSION = "lead-lr-2026.11-synthetic-v1"
 OUTPUT = ROOT / "crm_core" / "data" / "lead_scoring.json"

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from crm_core.api import ApiOptions, add_api_routes  # crm-api
 from crm_core.api_errors import ApiError
 from crm_core.auth import authenticate
-from crm_core.call_events import CallEventWriter
+from crm_core.calls.events import CallEventWriter
 from voice_server import health
 from voice_server.api_admission import ApiAdmission, api_admission_middleware
 from voice_server.app_keys import (

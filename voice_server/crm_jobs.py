@@ -14,8 +14,8 @@ import logging
 
 from aiohttp import web
 
-from crm_core.rescoring import LeadRescoringJob, RescoringOptions
-from crm_core.webhooks_out import WebhookDispatcher, WebhookOptions
+from crm_core.scoring.rescoring import LeadRescoringJob, RescoringOptions
+from crm_core.webhooks.delivery import WebhookDispatcher, WebhookOptions
 from voice_server.app_keys import RUNTIME, SETTINGS
 
 log = logging.getLogger(__name__)

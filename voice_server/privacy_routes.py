@@ -12,8 +12,8 @@ from aiohttp import web
 
 from crm_core.api import ForeignOperation, document_routes
 from crm_core.api.models import LeadErasure, LeadExport
-from crm_core.lead_privacy import LeadNotFound, erase_lead, export_lead
-from crm_core.recordings import AuditEntry, write_audit
+from crm_core.privacy import LeadNotFound, erase_lead, export_lead
+from crm_core.recordings.rows import AuditEntry, write_audit
 from voice_server.app_keys import RUNTIME
 from voice_server.logs import request_id_var
 from voice_server.recordings_routes import RECORDINGS, AuthRefused, ReviewError, principal_of

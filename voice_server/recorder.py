@@ -26,8 +26,8 @@ from typing import Callable
 
 import asyncpg
 
-from crm_core import recordings as rows
-from crm_core.calls import mark_call_ended
+from crm_core.recordings import rows
+from crm_core.calls.records import mark_call_ended
 from media.frames import AudioFrame
 from media.recording import ChannelLayout, RecordingAligner, RecordingOptions
 from storage.recording_store import AudioFormat, RecordingError, RecordingNotFound, RecordingStore

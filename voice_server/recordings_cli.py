@@ -14,7 +14,7 @@ import asyncio
 import datetime
 import uuid
 
-from crm_core.recordings import set_key_id
+from crm_core.recordings.rows import set_key_id
 from storage.keys import KeyringError, KeyUnwrapError, UnknownKeyError, new_master_key
 from storage.recording_store import RecordingError
 from voice_server.settings import Settings

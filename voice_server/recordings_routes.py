@@ -20,13 +20,13 @@ from typing import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from crm_core import recordings as rows
+from crm_core.recordings import rows
 from crm_core.api import ForeignOperation, QueryParam, document_routes
 from crm_core.api.models import RecordingAccessEntry
 from crm_core.api_context import CRM_API
 from crm_core.api_errors import ApiError
 from crm_core.auth import Principal, authenticate
-from crm_core.recording_access import RecordingSubject, may_listen, may_read_audit
+from crm_core.recordings.access import RecordingSubject, may_listen, may_read_audit
 from storage.keys import KeyUnwrapError, UnknownKeyError
 from storage.recording_store import (
     AudioFormat,

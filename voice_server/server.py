@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from crm_core.call_events import PERSISTING_GROUPS
+from crm_core.calls.events import PERSISTING_GROUPS
 from voice_server.app import create_app, start_draining
 from voice_server.app_keys import CALL_SESSIONS, LIVE_CALLS, RUNTIME
 from voice_server.settings import Settings

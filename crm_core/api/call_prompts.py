@@ -16,7 +16,7 @@ from crm_core.api.calls import RAW_TRANSCRIPTS
 from crm_core.api.endpoint import Call, Endpoint, Reply
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, fetch_page
 from crm_core.api.records import load_visible
-from crm_core.transcript_masking import mask_pii
+from crm_core.calls.masking import mask_pii
 
 
 class CallPrompt(BaseModel):

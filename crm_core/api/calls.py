@@ -13,8 +13,8 @@ from crm_core.api.listing import (
 )
 from crm_core.api.models import CallRecord, Transcript, TranscriptSegment
 from crm_core.api.records import load_visible
-from crm_core.calls import CALL_STATUSES, list_segments
-from crm_core.transcript_masking import mask_pii
+from crm_core.calls.records import CALL_STATUSES, list_segments
+from crm_core.calls.masking import mask_pii
 
 RAW_TRANSCRIPTS = "transcripts:raw"
 _CUSTOMER_SENTIMENT = ("(SELECT avg(s.sentiment) FROM transcript_segments s"

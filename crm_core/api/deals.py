@@ -17,8 +17,8 @@ from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpda
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.deal_features import DealInputError
-from crm_core.deal_inputs import predict_and_store_row  # crmfix: timeline + call signals, stored
+from crm_core.scoring.deal_features import DealInputError
+from crm_core.scoring.deal_inputs import predict_and_store_row  # crmfix: timeline + call signals, stored
 
 CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})
 

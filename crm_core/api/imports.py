@@ -25,8 +25,8 @@ from crm_core.api.records import load_visible
 from crm_core.api_errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 from crm_core.auth.principal import Principal
 from crm_core.changes import ChangeSet
-from crm_core.lead_scoring import LeadInputError, lead_score_columns
-from crm_core.rescoring import lead_scorer_for_org
+from crm_core.scoring.lead_scoring import LeadInputError, lead_score_columns
+from crm_core.scoring.rescoring import lead_scorer_for_org
 
 log = logging.getLogger(__name__)
 

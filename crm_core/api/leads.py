@@ -19,8 +19,8 @@ from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreRe
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api_errors import BadRequest, Conflict, Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.lead_scoring import GRADES, LeadInputError, lead_score_columns
-from crm_core.rescoring import score_in_context  # crmfix: the org's trained model when active
+from crm_core.scoring.lead_scoring import GRADES, LeadInputError, lead_score_columns
+from crm_core.scoring.rescoring import score_in_context  # crmfix: the org's trained model when active
 
 # Fields whose change makes the stored score stale.
 _SCORED_FIELDS = frozenset({"title", "company_size", "industry", "source", "email", "phone", "company"})

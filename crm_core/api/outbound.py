@@ -2,7 +2,7 @@
 
 A rep calls as themselves; a manager or admin may place a call for a rep
 they may assign records to. The number defaults to the lead's phone. The
-carrier is dialled through the ``crm_core.dialing.Dialer`` the node's carrier
+carrier is dialled through the ``crm_core.calls.dialing.Dialer`` the node's carrier
 edge registered for it (``ApiContext.dialers``); the CRM never imports the edge.
 
 Retries are safe with ``Idempotency-Key`` (the Endpoint wrapper replays the
@@ -21,9 +21,9 @@ from crm_core.api.endpoint import Call, Endpoint, Reply
 from crm_core.api.models import CallRecord, OutboundCallCreate
 from crm_core.api.records import load_visible
 from crm_core.api_errors import ApiError, BadRequest, Unprocessable
-from crm_core.calls import NewCall, create_call, get_call, update_call_status
+from crm_core.calls.records import NewCall, create_call, get_call, update_call_status
 from crm_core.changes import ChangeSet
-from crm_core.dialing import DialerError, OutboundCallRequest, place_call
+from crm_core.calls.dialing import DialerError, OutboundCallRequest, place_call
 
 log = logging.getLogger(__name__)
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")

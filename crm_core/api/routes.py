@@ -28,7 +28,7 @@ from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
 from crm_core.changes import flush_published_marks
-from crm_core.dialing import Dialer
+from crm_core.calls.dialing import Dialer
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def add_api_routes(
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
     ``after_authenticate(request, principal)`` runs before each authenticated handler
-    (rate limits per organization). ``dialers`` (carrier name -> ``crm_core.dialing.Dialer``)
+    (rate limits per organization). ``dialers`` (carrier name -> ``crm_core.calls.dialing.Dialer``)
     is the registry ``POST /calls/outbound`` dials through; it is read per request, so the
     carrier edge may fill ``app[CRM_API].dialers`` after this call.
     """

@@ -1,7 +1,7 @@
 """/api/v1/scoring: admins train their organisation's own lead and deal models and edit its ICP.
 
 ``POST .../lead-models`` and ``POST .../deal-models`` train now (the fit runs in a
-worker thread, see ``crm_core.lead_model_training``) and answer the new version
+worker thread, see ``crm_core.scoring.lead_model_training``) and answer the new version
 with its held-out metrics, 201 even when it was not good enough to activate;
 too little history is a 422 (``not_enough_history``) saying how much there is.
 ``GET`` lists the versions, newest first. ``GET``/``PUT .../icp`` read and
@@ -19,12 +19,12 @@ from crm_core.api.endpoint import Call, Endpoint, Reply
 from crm_core.api.models import IcpSettings, IcpUpdate, ScoringModelVersion, TrainedScoringModel
 from crm_core.api_errors import Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.deal_model_training import train_org_deal_model
-from crm_core.icp_scoring import IcpConfigError, icp_rules_of
-from crm_core.lead_features import FEATURES as LEAD_FEATURES
-from crm_core.lead_model_training import MIN_PER_CLASS, TrainingRefused, train_org_lead_model
-from crm_core.lead_scoring import lead_model
-from crm_core.org_models import ModelVersion, active_model, model_version, model_versions
+from crm_core.scoring.deal_model_training import train_org_deal_model
+from crm_core.scoring.icp import IcpConfigError, icp_rules_of
+from crm_core.scoring.lead_features import FEATURES as LEAD_FEATURES
+from crm_core.scoring.lead_model_training import MIN_PER_CLASS, TrainingRefused, train_org_lead_model
+from crm_core.scoring.lead_scoring import lead_model
+from crm_core.scoring.org_models import ModelVersion, active_model, model_version, model_versions
 
 MANAGE = "scoring:manage"
 

@@ -1,7 +1,7 @@
 """/api/v1/webhooks: admins register the URLs that receive the organisation's events.
 
-The handlers are thin: ``crm_core.webhook_endpoints`` owns the rules (URL
-policy, event patterns, secrets) and ``crm_core.webhooks_out`` the delivery.
+The handlers are thin: ``crm_core.webhooks.endpoints`` owns the rules (URL
+policy, event patterns, secrets) and ``crm_core.webhooks.delivery`` the delivery.
 The signing secret is returned once, on create and on rotate; it is never
 written to the audit log.
 """
@@ -21,7 +21,7 @@ from crm_core.api.models import (
 from crm_core.api.records import parse_uuid
 from crm_core.api_errors import NotFound, Unprocessable
 from crm_core.changes import ChangeSet
-from crm_core.webhook_endpoints import (
+from crm_core.webhooks.endpoints import (
     WebhookEndpoint,
     WebhookEndpointNotFound,
     WebhookUrlError,

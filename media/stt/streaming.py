@@ -27,7 +27,7 @@ from media.stt.decoder import DecodeRequest, DecodeResult, is_loop
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment, Word
 from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
-from media.wer import normalize_words
+from media.eval.wer import normalize_words
 
 log = logging.getLogger(__name__)
 

@@ -98,7 +98,7 @@ FROM (SELECT * FROM leads WHERE org_id = $1 ORDER BY id OFFSET $2 LIMIT $3) l
 WHERE hashtext(l.id::text) % 10 = 0
 """
 # Each call: 8 transcript segments (the customer's with a sentiment) and a timeline entry on its
-# lead with the call summary's counts, as crm_core.call_events writes them.
+# lead with the call summary's counts, as crm_core.calls.events writes them.
 CALL_DETAILS_SQL = """
 WITH c AS (SELECT * FROM calls WHERE org_id = $1 ORDER BY id OFFSET $2 LIMIT $3),
 segments AS (

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from media.der import LabelledSegment, diarization_error_rate, read_rttm
+from media.eval.der import LabelledSegment, diarization_error_rate, read_rttm
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.recording_diarization import diarize_recording

@@ -22,10 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from crm_core.deal_prediction import deal_model, predict_deal  # noqa: E402
-from crm_core.lead_features import FEATURES as LEAD_FEATURES  # noqa: E402
-from crm_core.lead_scoring import lead_model, score_lead  # noqa: E402
-from crm_core.logistic_model import roc_auc  # noqa: E402
+from crm_core.scoring.deal_prediction import deal_model, predict_deal  # noqa: E402
+from crm_core.scoring.lead_features import FEATURES as LEAD_FEATURES  # noqa: E402
+from crm_core.scoring.lead_scoring import lead_model, score_lead  # noqa: E402
+from crm_core.scoring.logistic_model import roc_auc  # noqa: E402
 from train_deal_prediction import NOW, calibration_error, generate_deals  # noqa: E402
 from train_lead_scoring import feature_matrix as lead_matrix  # noqa: E402
 from train_lead_scoring import generate_leads  # noqa: E402

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench/org_models.py [--quick]
 
-Trains the organisation model (``crm_core.boosted_training.fit_boosted``, the
+Trains the organisation model (``crm_core.scoring.boosted_training.fit_boosted``, the
 learner ``train_org_lead_model`` / ``train_org_deal_model`` use) on the
 training scripts' seeded synthetic generators and scores held-out draws with
 seeds it never saw: AUC next to the shipped logistic model and the
@@ -24,13 +24,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from crm_core.boosted_training import calibration_error, fit_boosted  # noqa: E402
-from crm_core.boosted_trees import BoostedTrees  # noqa: E402
-from crm_core.deal_features import FEATURES as DEAL_FEATURES  # noqa: E402
-from crm_core.deal_prediction import deal_model, predict_deal  # noqa: E402
-from crm_core.lead_features import FEATURES as LEAD_FEATURES  # noqa: E402
-from crm_core.lead_scoring import lead_model, score_lead  # noqa: E402
-from crm_core.logistic_model import roc_auc  # noqa: E402
+from crm_core.scoring.boosted_training import calibration_error, fit_boosted  # noqa: E402
+from crm_core.scoring.boosted_trees import BoostedTrees  # noqa: E402
+from crm_core.scoring.deal_features import FEATURES as DEAL_FEATURES  # noqa: E402
+from crm_core.scoring.deal_prediction import deal_model, predict_deal  # noqa: E402
+from crm_core.scoring.lead_features import FEATURES as LEAD_FEATURES  # noqa: E402
+from crm_core.scoring.lead_scoring import lead_model, score_lead  # noqa: E402
+from crm_core.scoring.logistic_model import roc_auc  # noqa: E402
 from train_deal_prediction import NOW, generate_deals  # noqa: E402
 from train_deal_prediction import feature_matrix as deal_matrix  # noqa: E402
 from train_lead_scoring import feature_matrix as lead_matrix  # noqa: E402

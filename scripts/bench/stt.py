@@ -58,7 +58,7 @@ from media.stt import (
     cpu_parallelism,
 )
 from media.stt.models import locate_model
-from media.wer import WerResult, normalize_words, word_errors
+from media.eval.wer import WerResult, normalize_words, word_errors
 from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
 
 FRAME_MS = 20

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from crm_core.auth.passwords import hash_password
-from crm_core.calls import NewCall, create_call
+from crm_core.calls.records import NewCall, create_call
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from tests.media.speech_corpus import load_clip

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from media.der import LabelledSegment, diarization_error_rate, read_rttm
+from media.eval.der import LabelledSegment, diarization_error_rate, read_rttm
 from media.frames import AudioFrame, Party
 from media.recording_diarization import RecordingDiarizationOptions, diarize_recording
 from media.resample import resample

@@ -19,7 +19,7 @@ from media.stt import (
     locate_model,
 )
 from media.stt.models import verify_files
-from media.wer import word_errors
+from media.eval.wer import word_errors
 from tests.media.speech_corpus import load_clip, reference_texts, requires_corpus
 
 pytestmark = requires_corpus

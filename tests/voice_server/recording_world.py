@@ -10,7 +10,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_core.auth.tokens import create_api_token
-from crm_core.calls import NewCall, create_call
+from crm_core.calls.records import NewCall, create_call
 from media.frames import AudioFrame, Party
 from storage.database import connect
 from storage.keys import new_master_key

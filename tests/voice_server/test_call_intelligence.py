@@ -17,7 +17,7 @@ import numpy as np
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm_core.calls import NewCall, create_call
+from crm_core.calls.records import NewCall, create_call
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from storage.database import connect

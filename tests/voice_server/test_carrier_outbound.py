@@ -6,7 +6,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from crm_core.dialing import DialerError, OutboundCallRequest
+from crm_core.calls.dialing import DialerError, OutboundCallRequest
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
 from scripts.carrier_sim.media_players import TwilioStream, send_stream

@@ -20,7 +20,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from crm_core.webhook_endpoints import create_endpoint
+from crm_core.webhooks.endpoints import create_endpoint
 from scripts.carrier_sim.call import SimulatedCall, simulate_call
 from scripts.carrier_sim.media_players import TwilioStream
 from scripts.carrier_sim.rest_fake import stream_from_twiml

@@ -3,7 +3,7 @@ import subprocess
 import sys
 import uuid
 
-from crm_core.recordings import NewRecording, insert_recording
+from crm_core.recordings.rows import NewRecording, insert_recording
 from storage.keys import parse_key_spec
 from storage.recording_store import AudioFormat, LocalRecordingStore
 from tests.voice_server.recording_world import db, make_world  # noqa: F401

@@ -18,7 +18,7 @@ import wave
 import aiohttp
 import numpy as np
 
-from crm_core.calls import NewCall, create_call
+from crm_core.calls.records import NewCall, create_call
 from media.g711 import ulaw_decode, ulaw_encode
 from storage.keys import new_master_key, parse_key_spec
 from storage.recording_store import LocalRecordingStore

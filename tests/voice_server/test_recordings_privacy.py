@@ -1,7 +1,7 @@
 import json
 import uuid
 
-from crm_core.calls import NewCall, SegmentRow, add_final_segments, create_call
+from crm_core.calls.records import NewCall, SegmentRow, add_final_segments, create_call
 from media.frames import Party
 from tests.voice_server.recording_world import bearer, db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS

@@ -122,7 +122,7 @@ async def test_recordings_left_open_by_a_dead_process_are_recovered(node, db):
     world = await make_world(db)
     service = app[RECORDINGS]
     # What a killed process leaves: an open row, and a file without its final chunk.
-    from crm_core.recordings import NewRecording, insert_recording
+    from crm_core.recordings.rows import NewRecording, insert_recording
     from storage.recording_store import AudioFormat
 
     rid = uuid.uuid4()
@@ -352,7 +352,7 @@ async def test_recording_metrics_are_exported(node, db):
 async def test_recordings_this_node_left_open_are_recovered_at_once_whatever_their_heartbeat(
     node, db
 ):
-    from crm_core.recordings import NewRecording, insert_recording
+    from crm_core.recordings.rows import NewRecording, insert_recording
 
     client, app = node
     world = await make_world(db)

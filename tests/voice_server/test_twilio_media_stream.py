@@ -12,7 +12,7 @@ from media.g711 import ulaw_decode, ulaw_encode
 from scripts.carrier_sim.media_players import TwilioStream, send_stream
 from scripts.carrier_sim.wav import read_wav, sound
 from tests.voice_server.carrier_app import carrier_app  # noqa: F401  (fixture)
-from voice_server.transports.track_clock import ChunkOrder
+from media.track_clock import ChunkOrder
 from voice_server.transports.twilio import track_party
 
 CUSTOMER_WAV = "hello-world"
@@ -283,7 +283,7 @@ async def test_a_second_stream_for_a_live_call_is_refused_and_the_first_goes_on(
 
 
 def test_party_timeline_tolerates_jitter_fills_holes_and_jumps_past_long_ones():
-    from voice_server.transports.track_clock import PartyTimeline
+    from media.track_clock import PartyTimeline
 
     timeline = PartyTimeline(Party.REP, 8000, max_fill_ms=100)
     chunk = np.ones(160, np.int16)

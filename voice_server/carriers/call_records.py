@@ -1,6 +1,6 @@
 """The few reads and writes of call and rep rows that only the carrier edge needs.
 
-The CRM's own repository (``crm_core.calls``) creates calls and moves their
+The CRM's own repository (``crm_core.calls.records``) creates calls and moves their
 status; this module adds the lookups a carrier callback needs to find them.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from crm_core.calls import attach_external_id  # re-exported: the edge's callers use it here
+from crm_core.calls.records import attach_external_id  # re-exported: the edge's callers use it here
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Outbound calls through the carriers' official SDKs (``crm_core.dialing.Dialer``).
+"""Outbound calls through the carriers' official SDKs (``crm_core.calls.dialing.Dialer``).
 
 Both SDKs are synchronous (``requests``), so each call runs in a worker
 thread. Their API base is configurable so tests and the demo point them at
@@ -27,7 +27,7 @@ from vonage_voice.models.common import Phone, Sip, Websocket
 from vonage_voice.models.ncco import Conversation
 from vonage_voice.models.requests import CreateCallRequest, ToPhone
 
-from crm_core.dialing import DialerError, OutboundCallRequest, PlacedCall
+from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall
 from voice_server.carriers.call_records import rep_route
 from voice_server.carriers.config import CarrierConfig
 from voice_server.carriers.twilio_webhooks import MEDIA_PATH as TWILIO_MEDIA_PATH

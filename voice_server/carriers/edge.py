@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 
 from crm_core.api_context import CRM_API
-from crm_core.dialing import DialerError, OutboundCallRequest, PlacedCall, place_call
+from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall, place_call
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.carriers.config import CarrierConfig
 from voice_server.carriers.dialers import TwilioDialer, VonageDialer

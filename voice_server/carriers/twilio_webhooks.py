@@ -15,7 +15,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, Start, VoiceResponse
 
-from crm_core.calls import NewCall, create_call, find_call, update_call_status
+from crm_core.calls.records import NewCall, create_call, find_call, update_call_status
 from voice_server.carriers.call_records import rep_route
 from voice_server.carriers.config import CarrierConfig
 from voice_server.carriers.metrics import CarrierMetrics

@@ -22,7 +22,7 @@ from vonage_jwt.verify_jwt import verify_signature
 from vonage_voice.models.connect_endpoints import WebsocketEndpoint
 from vonage_voice.models.ncco import Connect, Conversation, Talk
 
-from crm_core.calls import NewCall, create_call, find_call, update_call_status
+from crm_core.calls.records import NewCall, create_call, find_call, update_call_status
 from voice_server.carriers.call_records import rep_route
 from voice_server.carriers.config import CarrierConfig
 from voice_server.carriers.metrics import CarrierMetrics

@@ -1,7 +1,7 @@
 """The SIP/RTP edge: one UDP socket for SIP, one UDP socket per RTP stream, calls into CallSessions.
 
 ``SipEdge`` is the ``CallApplication`` behind the ``SipUserAgentServer``:
-it routes an INVITE to a rep (``crm_core.call_routing``), persists the call
+it routes an INVITE to a rep (``crm_core.calls.routing``), persists the call
 (carrier ``sip``), binds RTP receivers on ports from the configured range,
 and, once answered, opens a ``CallSession`` and pushes 8 kHz ``AudioFrame``s
 per party on the call clock plus RFC 4733 DTMF digits. A call ends on BYE,
@@ -28,8 +28,8 @@ from typing import Self
 import asyncpg
 import numpy as np
 
-from crm_core.call_routing import RepRoute, find_lead_by_phone, find_rep
-from crm_core.calls import NewCall, create_call, update_call_status
+from crm_core.calls.routing import RepRoute, find_lead_by_phone, find_rep
+from crm_core.calls.records import NewCall, create_call, update_call_status
 from media.dtmf import DtmfError, DtmfReceiver
 from media.frames import AudioFrame, Party
 from media.g711 import alaw_decode, ulaw_decode

@@ -33,7 +33,7 @@ from voice_server.carriers.metrics import CarrierMetrics
 from voice_server.logs import call_id_var
 from voice_server.transports.media_socket import serve_media_socket
 from voice_server.transports.stream_calls import open_stream_session
-from voice_server.transports.track_clock import PartyTimeline
+from media.track_clock import PartyTimeline
 
 log = logging.getLogger(__name__)
 

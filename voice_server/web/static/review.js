@@ -164,7 +164,7 @@ export async function mountCallReview(root, callId) {
   }
 
   // The post-call summary is a "call.completed" timeline entry the CRM writes when the call ends
-  // (crm_core/call_summaries.py): summary, action items, and the coaching moments with their times.
+  // (crm_core/calls/summaries.py): summary, action items, and the coaching moments with their times.
   try {
     const page = await api("/activities", { query: { call_id: callId, kind: "call.completed", limit: 1 } });
     const done = (page.data || [])[0];
