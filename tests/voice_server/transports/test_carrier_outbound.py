@@ -203,7 +203,7 @@ async def test_the_outbound_api_route_places_and_records_the_call(dialing):
 
 
 async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(dialing):
-    ca, fake = dialing
+    ca, _fake = dialing
     auth = {"Authorization": f"Bearer {await _token(ca)}"}
     async with ca.pool.acquire() as conn:  # a rep with nothing to ring: Twilio's dialer refuses
         await conn.execute("UPDATE users SET phone = NULL WHERE id = $1", ca.rep_id)
