@@ -199,7 +199,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app.router.add_get("/metrics", _metrics)
 
     # carriers: Twilio/Vonage webhooks and media WebSockets, outbound dialers
-    from voice_server.carriers.edge import setup_carriers
+    from voice_server.transports.carriers import setup_carriers
 
     setup_carriers(app)
     return app

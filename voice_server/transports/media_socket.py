@@ -16,6 +16,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 log = logging.getLogger(__name__)
 
 
+class MessageRejected(ValueError):
+    """A media message a stream refuses: ``reason`` is the metric label, ``detail`` the log's."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class MediaStream(Protocol):
     carrier: str
     done: bool  # the protocol said the stream is over (or it must be closed)

@@ -6,9 +6,8 @@ import logging
 
 import asyncpg
 
-from crm_core.calls.records import update_call_status
+from crm_core.calls.records import call_for_stream, update_call_status
 from voice_server.call_session import CallInfo, CallSession, CallSessions
-from voice_server.carriers.call_records import call_for_stream
 
 log = logging.getLogger(__name__)
 

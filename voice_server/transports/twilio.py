@@ -1,7 +1,15 @@
-"""Twilio Media Streams: ``GET /media/twilio``, one WebSocket per forked call.
+# Over 500 lines by design: Twilio end to end (webhooks, TwiML, media stream, dialer) in one place.
+"""Twilio end to end: signed webhooks, TwiML, the Media Streams socket, the outbound dialer.
 
-Twilio sends JSON text messages: ``connected``, ``start`` (stream and call ids,
-our ``<Parameter>``s, the media format), then ``media`` (base64 µ-law, 8 kHz,
+Webhooks. Every request must carry a valid ``X-Twilio-Signature`` (checked with
+the twilio SDK's ``RequestValidator``) computed over the public URL Twilio used,
+which behind a proxy is not the URL this server sees: the public base comes
+from ``COACHLINE_PUBLIC_URL``. Form bodies are signed by their parameters;
+JSON bodies by the URL, whose ``bodySHA256`` query parameter pins the body.
+
+Media. ``GET /media/twilio`` takes one WebSocket per forked call. Twilio sends
+JSON text messages: ``connected``, ``start`` (stream and call ids, our
+``<Parameter>``s, the media format), then ``media`` (base64 µ-law, 8 kHz,
 20 ms per chunk, one track per message), ``dtmf``, ``mark`` and ``stop``.
 
 Tracks and parties. ``inbound`` is the audio Twilio receives from the call leg
@@ -15,10 +23,15 @@ person that is depends on who the leg is:
 
 Each track keeps its own chunk order and its own timeline; both timelines use
 the stream's timestamps, so the two parties line up on one call clock.
+
+Outbound calls go through the twilio SDK, which is synchronous (``requests``), so
+each runs in a worker thread; its API base is configurable so tests and the demo
+point it at the loopback carrier fake (``scripts/carrier_sim``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -27,18 +40,188 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+import requests
 from aiohttp import WSCloseCode, web
+from twilio.base.exceptions import TwilioException
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client as TwilioClient
+from twilio.twiml.voice_response import Dial, Start, VoiceResponse
 
+from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall
+from crm_core.calls.records import (
+    NewCall,
+    create_call,
+    find_call,
+    rep_contact,
+    update_call_status,
+)
 from media.frames import Party
 from media.g711 import ulaw_decode
-from voice_server.call_session import CallSession, CallSessions
-from voice_server.carriers.metrics import CarrierMetrics
-from voice_server.logs import call_id_var
-from voice_server.transports.media_socket import serve_media_socket
-from voice_server.transports.stream_calls import open_stream_session
 from media.track_clock import ChunkOrder, PartyTimeline
+from voice_server.call_session import CallSession, CallSessions
+from voice_server.logs import call_id_var
+from voice_server.transports.carrier_config import CarrierConfig, CarrierEdge
+from voice_server.transports.carrier_metrics import CarrierMetrics
+from voice_server.transports.media_socket import MessageRejected, serve_media_socket
+from voice_server.transports.stream_calls import open_stream_session
 
 log = logging.getLogger(__name__)
+
+MEDIA_PATH = "/media/twilio"
+VOICE_PATH = "/carriers/twilio/voice"
+STATUS_PATH = "/carriers/twilio/status"
+# Twilio's call statuses -> ours ("initiated" is Twilio's name for a queued outbound call).
+TWILIO_STATUSES = {
+    "queued": "queued", "initiated": "queued", "ringing": "ringing",
+    "in-progress": "in-progress", "answered": "in-progress", "completed": "completed",
+    "busy": "busy", "failed": "failed", "no-answer": "no-answer", "canceled": "canceled",
+}
+
+
+class TwilioSignature:
+    def __init__(self, config: CarrierConfig) -> None:
+        self._validator = RequestValidator(config.twilio_auth_token)
+        self._config = config
+
+    async def verify(self, request: web.Request) -> dict[str, str] | None:
+        """The request's parameters when its signature is valid, else None."""
+        signature = request.headers.get("X-Twilio-Signature")
+        if not signature or not self._config.twilio_auth_token:
+            return None
+        url = self._config.url(request.rel_url.path_qs)
+        if request.content_type == "application/json":
+            if "bodySHA256" not in request.query:
+                return None  # an unpinned JSON body could be anything
+            body = await request.text()
+            if not self._validator.validate(url, body, signature):
+                return None
+            try:
+                data = await request.json()
+            except ValueError:
+                return None
+            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+        form = await request.post()
+        if not self._validator.validate(url, form, signature):
+            return None
+        return {k: str(v) for k, v in form.items()}
+
+
+    def socket_signature_ok(self, request: web.Request) -> bool:
+        """Twilio signs the Media Streams WebSocket upgrade over the wss:// URL it opened.
+
+        A handshake without a signature is let through (the stream must still name a
+        call of ours and its CallSid); one with a wrong signature is not.
+        """
+        signature = request.headers.get("X-Twilio-Signature")
+        if signature is None:
+            return True
+        url = self._config.ws_url(request.rel_url.path_qs)
+        return bool(self._config.twilio_auth_token) and self._validator.validate(url, {}, signature)
+
+
+def stream_twiml(stream_url: str, parameters: dict[str, str], dial_target: str,
+                 caller_id: str | None = None) -> str:
+    """TwiML that forks both tracks to our media WebSocket and connects the call onward.
+
+    ``<Start><Stream>`` (not ``<Connect><Stream>``, which carries the inbound
+    track only and makes the call talk to us) leaves the call between people.
+    """
+    response = VoiceResponse()
+    start = Start()
+    stream = start.stream(url=stream_url, track="both_tracks")
+    for name, value in parameters.items():
+        stream.parameter(name=name, value=value)
+    response.append(start)
+    dial = Dial(caller_id=caller_id) if caller_id else Dial()
+    if dial_target.startswith("sip:"):
+        dial.sip(dial_target)
+    else:
+        dial.number(dial_target)
+    response.append(dial)
+    return str(response)
+
+
+def _reject_twiml() -> str:
+    response = VoiceResponse()
+    response.reject()
+    return str(response)
+
+
+def _twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="application/xml")
+
+
+class TwilioWebhooks:
+    def __init__(self, config: CarrierConfig, pool_of, metrics: CarrierMetrics) -> None:
+        self._config = config
+        self._signature = TwilioSignature(config)
+        self.signature = self._signature
+        self._pool_of = pool_of
+        self._metrics = metrics
+
+    def _forbidden(self, request: web.Request, hook: str) -> web.Response:
+        self._metrics.webhook_rejections.labels("twilio", hook).inc()
+        log.warning("twilio %s webhook refused: missing or invalid X-Twilio-Signature (from %s)",
+                    hook, request.remote)
+        return web.json_response(
+            {"error": {"code": "forbidden", "message": "invalid or missing Twilio signature"}},
+            status=403,
+        )
+
+    async def voice(self, request: web.Request) -> web.Response:
+        params = await self._signature.verify(request)
+        if params is None:
+            return self._forbidden(request, "voice")
+        call_sid, to = params.get("CallSid"), params.get("To", "")
+        if not call_sid:
+            self._metrics.webhook_rejections.labels("twilio", "voice").inc()
+            return web.json_response({"error": {"code": "bad_request", "message": "no CallSid"}},
+                                     status=400)
+        rep_id = self._config.carrier_numbers.get(to)
+        async with self._pool_of().acquire() as conn:
+            rep = await rep_contact(conn, rep_id) if rep_id else None
+            if rep is None or rep.target is None:
+                log.warning("twilio call %s to %s: no rep is routed to this number; rejecting",
+                            call_sid, to)
+                return _twiml(_reject_twiml())
+            row = await create_call(conn, NewCall(
+                org_id=rep.org_id, carrier="twilio", direction="inbound", external_id=call_sid,
+                from_number=params.get("From"), to_number=to, rep_id=rep.rep_id, status="ringing",
+            ))
+        call_id = str(row["id"])
+        twiml = stream_twiml(
+            self._config.ws_url(MEDIA_PATH),
+            {"call_id": call_id, "org_id": rep.org_id, "direction": "inbound"},
+            rep.target,
+            caller_id=params.get("From") or None,
+        )
+        log.info("twilio inbound call %s -> rep %s (call %s)", call_sid, rep.rep_id, call_id)
+        return _twiml(twiml)
+
+    async def status(self, request: web.Request) -> web.Response:
+        params = await self._signature.verify(request)
+        if params is None:
+            return self._forbidden(request, "status")
+        call_sid = params.get("CallSid", "")
+        status = TWILIO_STATUSES.get(params.get("CallStatus", ""))
+        if status is None:
+            self._metrics.webhook_rejections.labels("twilio", "status").inc()
+            log.warning("twilio status callback with unknown status %r", params.get("CallStatus"))
+            return web.json_response(
+                {"error": {"code": "bad_request", "message": "unknown CallStatus"}}, status=400)
+        duration = params.get("CallDuration")
+        duration_s = int(duration) if duration and duration.isdigit() else None
+        async with self._pool_of().acquire() as conn:
+            call = await find_call(conn, "twilio", call_sid)
+            if call is None:
+                # Not ours (or long gone): acknowledge so Twilio does not retry forever.
+                log.info("twilio status %s for unknown call %s ignored", status, call_sid)
+                return web.Response(status=204)
+            await update_call_status(conn, call["id"], status, duration_s=duration_s)
+        return web.Response(status=204)
+
+
+# -- media stream ---------------------------------------------------------------------------------
 
 SAMPLE_RATE = 8000
 MAX_CHUNK_BYTES = 1600  # 200 ms of µ-law; Twilio sends 160-byte (20 ms) chunks
@@ -55,13 +238,6 @@ TRACK_PARTIES: dict[str, dict[str, Party]] = {
 def track_party(direction: str, track: str) -> Party:
     """The party a Twilio track carries on a call of ``direction`` (see the module notes)."""
     return TRACK_PARTIES[direction][track]
-
-
-class MessageRejected(ValueError):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(slots=True)
@@ -281,3 +457,61 @@ def twilio_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetric
                                         idle_timeout_s=idle_timeout_s)
 
     return handle
+
+
+# -- outbound calls -------------------------------------------------------------------------------
+
+class TwilioDialer:
+    """Agent-first calls: Twilio rings the rep, and the TwiML forks both tracks to us and
+    then ``<Dial>``s the customer, so the stream's leg is the rep (inbound track = rep)."""
+
+    carriers = frozenset({"twilio"})
+
+    def __init__(self, config: CarrierConfig, pool_of) -> None:
+        self._config = config
+        self._pool_of = pool_of
+        self._client = TwilioClient(config.twilio_account_sid, config.twilio_auth_token)
+        self._client.api.base_url = config.twilio_api_base.rstrip("/")
+
+    async def place_call(self, request: OutboundCallRequest) -> PlacedCall:
+        if not request.rep_id:
+            raise DialerError("a Twilio call needs a rep to ring first")
+        async with self._pool_of().acquire() as conn:
+            rep = await rep_contact(conn, request.rep_id)
+        if rep is None or rep.target is None:
+            raise DialerError("the rep has no phone number or SIP address to ring")
+        caller_id = request.from_number or self._config.twilio_caller_id
+        if not caller_id:
+            raise DialerError("no caller id: set COACHLINE_TWILIO_CALLER_ID or give from_number")
+        twiml = stream_twiml(
+            self._config.ws_url(MEDIA_PATH),
+            {"call_id": request.call_id, "org_id": request.org_id, "direction": "outbound"},
+            request.to_number,
+            caller_id=caller_id,
+        )
+        try:
+            call = await asyncio.to_thread(
+                self._client.calls.create,
+                to=rep.target,
+                from_=caller_id,
+                twiml=twiml,
+                status_callback=self._config.url(STATUS_PATH),
+                status_callback_method="POST",
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+            )
+        except (TwilioException, requests.RequestException) as exc:
+            log.warning("twilio refused outbound call %s: %s", request.call_id, exc)
+            raise DialerError(f"Twilio refused the call: {exc}") from exc
+        return PlacedCall(external_id=call.sid, status=TWILIO_STATUSES.get(call.status, "queued"))
+
+
+def setup_twilio(app: web.Application, edge: CarrierEdge) -> None:
+    """Twilio's webhook and media routes; its dialer when an auth token is configured."""
+    webhooks = TwilioWebhooks(edge.config, edge.pool_of, edge.metrics)
+    app.router.add_post(VOICE_PATH, webhooks.voice)
+    app.router.add_post(STATUS_PATH, webhooks.status)
+    app.router.add_get(MEDIA_PATH, twilio_media_handler(
+        edge.pool_of, edge.sessions, edge.metrics,
+        signature_ok=webhooks.signature.socket_signature_ok, **edge.media_limits))
+    if edge.config.twilio_auth_token:
+        edge.dialers["twilio"] = TwilioDialer(edge.config, edge.pool_of)

@@ -1,10 +1,15 @@
-"""Vonage Voice WebSocket: ``GET /media/vonage``, one socket per call.
+"""Vonage end to end: signed webhooks, NCCO, the Voice WebSocket, the outbound dialer.
 
-Vonage first sends a JSON text message (``event: websocket:connected``, the
-``content-type`` and the ``headers`` our NCCO asked for, flattened into the
-object), then binary frames of 20 ms of 16-bit little-endian linear PCM (640
-bytes at 16 kHz, 320 at 8 kHz, 960 at 24 kHz). Later text messages are events
-(``websocket:dtmf``, …).
+Webhooks. Vonage signs each webhook with a JWT (HS256, the account's signature
+secret) in ``Authorization: Bearer …``; its ``payload_hash`` claim is the SHA-256
+of the body. The token is checked with the vonage SDK's ``verify_signature``,
+the claims for the body hash and the token's age.
+
+Media. ``GET /media/vonage`` takes one socket per call. Vonage first sends a
+JSON text message (``event: websocket:connected``, the ``content-type`` and the
+``headers`` our NCCO asked for, flattened into the object), then binary frames
+of 20 ms of 16-bit little-endian linear PCM (640 bytes at 16 kHz, 320 at 8 kHz,
+960 at 24 kHz). Later text messages are events (``websocket:dtmf``, …).
 
 A Vonage websocket endpoint is a leg of the call's conversation and hears the
 conversation's mix, so the audio is ONE mixed channel holding both people: it
@@ -14,39 +19,238 @@ leg; Coachline does not configure that.)
 
 Vonage gives frames no sequence numbers or timestamps: the call clock is the
 count of frames received, 20 ms each.
+
+Outbound calls go through the vonage SDK, which is synchronous (``requests``),
+so each runs in a worker thread; its API host is configurable so tests and the
+demo point it at the loopback carrier fake (``scripts/carrier_sim``). They ring
+the customer with an NCCO connecting our media WebSocket. Inbound calls are
+bridged through a named conversation: the caller waits in it, and
+``VonageDialer.bridge_inbound`` dials two more legs into it, our media WebSocket
+(which then hears the conversation's mix) and the rep.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import re
 import time
 
 import asyncpg
+import jwt
 import numpy as np
+import requests
 from aiohttp import WSCloseCode, web
+from vonage import Auth, HttpClientOptions, Vonage
+from vonage_jwt.errors import VonageVerifyJwtError
+from vonage_jwt.verify_jwt import verify_signature
+from vonage_utils import VonageError
+from vonage_voice.models.common import Phone, Sip, Websocket
+from vonage_voice.models.connect_endpoints import WebsocketEndpoint
+from vonage_voice.models.ncco import Connect, Conversation, Talk
+from vonage_voice.models.requests import CreateCallRequest, ToPhone
 
+from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall
+from crm_core.calls.records import (
+    NewCall,
+    create_call,
+    find_call,
+    rep_contact,
+    update_call_status,
+)
 from media.frames import Party
-from voice_server.call_session import CallSession, CallSessions
-from voice_server.carriers.metrics import CarrierMetrics
-from voice_server.logs import call_id_var
-from voice_server.transports.media_socket import serve_media_socket
-from voice_server.transports.stream_calls import open_stream_session
 from media.track_clock import PartyTimeline
+from voice_server.call_session import CallSession, CallSessions
+from voice_server.logs import call_id_var
+from voice_server.transports.carrier_config import CarrierConfig, CarrierEdge
+from voice_server.transports.carrier_metrics import CarrierMetrics
+from voice_server.transports.media_socket import MessageRejected, serve_media_socket
+from voice_server.transports.stream_calls import open_stream_session
 
 log = logging.getLogger(__name__)
+
+MEDIA_PATH = "/media/vonage"
+ANSWER_PATH = "/carriers/vonage/answer"
+EVENT_PATH = "/carriers/vonage/event"
+CONTENT_TYPE = "audio/l16;rate=16000"
+# Vonage call states -> ours; states not listed (e.g. "started" of a leg) change nothing.
+VONAGE_STATUSES = {
+    "ringing": "ringing", "answered": "in-progress", "completed": "completed",
+    "busy": "busy", "failed": "failed", "rejected": "failed", "timeout": "no-answer",
+    "unanswered": "no-answer", "cancelled": "canceled", "machine": "in-progress",
+}
+
+
+class SignatureRejected(Exception):
+    """A Vonage webhook whose signature, body hash or age does not check out."""
+
+
+def verify_signed_webhook(secret: str, authorization: str | None, body: bytes,
+                          max_age_s: float, now: float | None = None) -> dict:
+    """The token's claims when the webhook is genuinely Vonage's; else SignatureRejected."""
+    if not secret:
+        raise SignatureRejected("no signature secret configured")
+    if not authorization or not authorization.startswith("Bearer "):
+        raise SignatureRejected("no bearer token")
+    token = authorization.removeprefix("Bearer ").strip()
+    try:
+        if not verify_signature(token, secret):
+            raise SignatureRejected("bad signature")
+    except VonageVerifyJwtError as exc:  # malformed, expired, …
+        raise SignatureRejected(f"unusable token: {exc}") from None
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    iat = claims.get("iat")
+    now = time.time() if now is None else now
+    if not isinstance(iat, (int, float)) or abs(now - iat) > max_age_s:
+        raise SignatureRejected("token too old or without iat")
+    if body:
+        expected = hashlib.sha256(body).hexdigest()
+        if not hmac.compare_digest(str(claims.get("payload_hash", "")), expected):
+            raise SignatureRejected("payload_hash does not match the body")
+    return claims
+
+
+def stream_connect(config: CarrierConfig, call_id: str, uuid: str | None,
+                   from_number: str | None) -> Connect:
+    """The NCCO action connecting a call to our media WebSocket (16 kHz L16), ids in headers."""
+    headers = {"call_id": call_id}
+    if uuid:
+        headers["vonage_uuid"] = uuid
+    number = (from_number or config.vonage_number or "").lstrip("+") or None
+    return Connect(
+        endpoint=[WebsocketEndpoint(uri=config.ws_url(MEDIA_PATH), contentType=CONTENT_TYPE,
+                                    headers=headers)],
+        eventUrl=[config.url(EVENT_PATH)],
+        from_=number,
+        randomFromNumber=None if number else True,
+    )
+
+
+def stream_ncco(config: CarrierConfig, call_id: str, uuid: str | None,
+                from_number: str | None) -> list[dict]:
+    connect = stream_connect(config, call_id, uuid, from_number)
+    return [connect.model_dump(mode="json", by_alias=True, exclude_none=True)]
+
+
+def _not_in_service() -> list[dict]:
+    return [Talk(text="This number is not in service.").model_dump(
+        mode="json", by_alias=True, exclude_none=True)]
+
+
+def conversation_ncco(name: str) -> list[dict]:
+    """Hold the caller in a named conversation; the call ends when the caller leaves."""
+    action = Conversation(name=name, startOnEnter=True, endOnExit=True)
+    return [action.model_dump(mode="json", by_alias=True, exclude_none=True)]
+
+
+class VonageWebhooks:
+    """Answer and event webhooks.
+
+    With a Vonage dialer configured (``bridge`` set) an inbound call is held in a
+    conversation that our media WebSocket and the rep are dialed into; without
+    one the answer connects the call straight to our WebSocket (listening only:
+    no rep is rung, for set-ups where Vonage bridges the rep itself).
+    """
+
+    def __init__(self, config: CarrierConfig, pool_of, metrics: CarrierMetrics) -> None:
+        self._config = config
+        self._pool_of = pool_of
+        self._metrics = metrics
+        # async (call_id, caller_uuid, conversation, rep_target, from_number) -> None
+        self.bridge = None
+        self._bridging: set[asyncio.Task] = set()
+
+    async def _verified(self, request: web.Request, hook: str) -> tuple[dict | None, web.Response | None]:
+        body = await request.read()
+        try:
+            verify_signed_webhook(self._config.vonage_signature_secret,
+                                  request.headers.get("Authorization"), body,
+                                  self._config.vonage_signature_max_age_s)
+        except SignatureRejected as exc:
+            self._metrics.webhook_rejections.labels("vonage", hook).inc()
+            log.warning("vonage %s webhook refused: %s (from %s)", hook, exc, request.remote)
+            return None, web.json_response(
+                {"error": {"code": "unauthorized", "message": "invalid Vonage signature"}},
+                status=401)
+        params: dict = dict(request.query)
+        if body:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                self._metrics.webhook_rejections.labels("vonage", hook).inc()
+                return None, web.json_response(
+                    {"error": {"code": "bad_request", "message": "body is not a JSON object"}},
+                    status=400)
+            params.update(data)
+        return params, None
+
+    async def answer(self, request: web.Request) -> web.Response:
+        params, refusal = await self._verified(request, "answer")
+        if refusal is not None:
+            return refusal
+        uuid, to = str(params.get("uuid") or ""), str(params.get("to") or "")
+        if not uuid:
+            return web.json_response({"error": {"code": "bad_request", "message": "no uuid"}},
+                                     status=400)
+        rep_id = self._config.carrier_numbers.get(to) or self._config.carrier_numbers.get("+" + to)
+        async with self._pool_of().acquire() as conn:
+            rep = await rep_contact(conn, rep_id) if rep_id else None
+            if rep is None:
+                log.warning("vonage call %s to %s: no rep is routed to this number", uuid, to)
+                return web.json_response(_not_in_service())
+            row = await create_call(conn, NewCall(
+                org_id=rep.org_id, carrier="vonage", direction="inbound", external_id=uuid,
+                from_number=str(params.get("from") or "") or None, to_number=to,
+                rep_id=rep.rep_id, status="ringing",
+                metadata={"conversation_uuid": params.get("conversation_uuid")},
+            ))
+        call_id = str(row["id"])
+        if self.bridge is None or rep.target is None:
+            return web.json_response(stream_ncco(self._config, call_id, uuid, to or None))
+        conversation = f"coachline-{call_id}"
+        # The legs are dialed after Vonage has our answer: the caller must be in the
+        # conversation first, and a webhook must answer quickly.
+        task = asyncio.create_task(self._bridge_later(call_id, uuid, conversation, rep.target, to))
+        self._bridging.add(task)
+        task.add_done_callback(self._bridging.discard)
+        return web.json_response(conversation_ncco(conversation))
+
+    async def _bridge_later(self, call_id: str, uuid: str, conversation: str, rep_target: str,
+                            to: str) -> None:
+        try:
+            await self.bridge(call_id, uuid, conversation, rep_target, to or None)
+        except Exception:
+            log.exception("vonage call %s: bridging the rep and media legs failed", call_id)
+
+    async def event(self, request: web.Request) -> web.Response:
+        params, refusal = await self._verified(request, "event")
+        if refusal is not None:
+            return refusal
+        uuid = str(params.get("uuid") or "")
+        status = VONAGE_STATUSES.get(str(params.get("status") or ""))
+        if status is None:
+            return web.Response(status=204)  # an event we do not track (started, transfer, …)
+        duration = params.get("duration")
+        duration_s = int(duration) if str(duration or "").isdigit() else None
+        async with self._pool_of().acquire() as conn:
+            call = await find_call(conn, "vonage", uuid)
+            if call is None:
+                log.info("vonage event %s for unknown call %s ignored", status, uuid)
+                return web.Response(status=204)
+            await update_call_status(conn, call["id"], status, duration_s=duration_s)
+        return web.Response(status=204)
+
+
+# -- media socket ---------------------------------------------------------------------------------
 
 FRAME_MS = 20
 _RATE_RE = re.compile(r"^audio/l16;\s*rate=(8000|16000|24000)$", re.IGNORECASE)
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-
-
-class MessageRejected(ValueError):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class VonageMediaStream:
@@ -167,3 +371,83 @@ def vonage_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetric
                                         idle_timeout_s=idle_timeout_s)
 
     return handle
+
+
+# -- outbound calls -------------------------------------------------------------------------------
+
+# Vonage's states in a create-call answer -> ours.
+CREATED_STATUSES = {"started": "queued", "ringing": "ringing", "answered": "in-progress"}
+
+
+class VonageDialer:
+    carriers = frozenset({"vonage"})
+
+    def __init__(self, config: CarrierConfig) -> None:
+        self._config = config
+        if config.vonage_private_key_path is None:
+            raise DialerError("COACHLINE_VONAGE_PRIVATE_KEY_PATH is not set")
+        auth = Auth(application_id=config.vonage_application_id,
+                    private_key=str(config.vonage_private_key_path))
+        self._client = Vonage(auth, HttpClientOptions(api_host=config.vonage_api_host, timeout=10))
+
+    async def place_call(self, request: OutboundCallRequest) -> PlacedCall:
+        from_number = (request.from_number or self._config.vonage_number or "").lstrip("+")
+        if not from_number:
+            raise DialerError("no caller id: set COACHLINE_VONAGE_NUMBER or give from_number")
+        params = CreateCallRequest(
+            to=[ToPhone(number=request.to_number.lstrip("+"))],
+            from_=Phone(number=from_number),
+            ncco=[stream_connect(self._config, request.call_id, None, from_number)],
+            event_url=[self._config.url(EVENT_PATH)],
+            event_method="POST",
+        )
+        try:
+            response = await asyncio.to_thread(self._client.voice.create_call, params)
+        except (VonageError, requests.RequestException) as exc:
+            log.warning("vonage refused outbound call %s: %s", request.call_id, exc)
+            raise DialerError(f"Vonage refused the call: {exc}") from exc
+        return PlacedCall(external_id=response.uuid,
+                          status=CREATED_STATUSES.get(response.status, "queued"))
+
+    async def bridge_inbound(self, call_id: str, caller_uuid: str, conversation: str,
+                             rep_target: str, from_number: str | None) -> None:
+        """Join our media WebSocket and the rep to the caller's conversation (two REST legs)."""
+        number = (from_number or self._config.vonage_number or "").lstrip("+")
+        joined = [Conversation(name=conversation)]
+        media_leg = CreateCallRequest(
+            to=[Websocket(uri=self._config.ws_url(MEDIA_PATH), content_type=CONTENT_TYPE,
+                          headers={"call_id": call_id, "vonage_uuid": caller_uuid})],
+            from_=Phone(number=number) if number else None,
+            random_from_number=None if number else True,
+            ncco=joined,
+        )
+        rep = (Sip(uri=rep_target) if rep_target.startswith("sip:")
+               else ToPhone(number=rep_target.lstrip("+")))
+        rep_leg = CreateCallRequest(
+            to=[rep], from_=Phone(number=number) if number else None,
+            random_from_number=None if number else True, ncco=joined,
+        )
+        for name, leg in (("media", media_leg), ("rep", rep_leg)):
+            try:
+                created = await asyncio.to_thread(self._client.voice.create_call, leg)
+            except (VonageError, requests.RequestException) as exc:
+                log.error("vonage call %s: could not add the %s leg: %s", call_id, name, exc)
+                continue
+            log.info("vonage call %s: %s leg %s joined %s", call_id, name, created.uuid, conversation)
+
+
+def setup_vonage(app: web.Application, edge: CarrierEdge) -> None:
+    """Vonage's webhook and media routes; its dialer (and inbound bridging) when configured."""
+    webhooks = VonageWebhooks(edge.config, edge.pool_of, edge.metrics)
+    app.router.add_route("GET", ANSWER_PATH, webhooks.answer)
+    app.router.add_route("POST", ANSWER_PATH, webhooks.answer)
+    app.router.add_post(EVENT_PATH, webhooks.event)
+    app.router.add_get(MEDIA_PATH, vonage_media_handler(
+        edge.pool_of, edge.sessions, edge.metrics, **edge.media_limits))
+    config = edge.config
+    if config.vonage_application_id and config.vonage_private_key_path:
+        try:
+            edge.dialers["vonage"] = VonageDialer(config)
+            webhooks.bridge = edge.dialers["vonage"].bridge_inbound
+        except (DialerError, OSError, ValueError) as exc:
+            log.error("vonage outbound calls disabled: %s", exc)

@@ -108,7 +108,7 @@ async def test_every_operation_answers_as_documented(world):
             resp, _ = await world.request(method, template.replace("{id}", "00000000-0000-0000-0000-000000000000"),
                                           as_=admin, json=bodies.get((method, template)))
             assert resp.status == 404, (method, template)
-    # No carrier is configured here (tests/voice_server/test_carrier_outbound.py dials the fakes).
+    # No carrier is configured here (tests/voice_server/transports/test_carrier_outbound.py dials the fakes).
     outbound = "/api/v1/calls/outbound"
     resp, body = await world.request("POST", outbound, as_=admin, json={"carrier": "twilio", "lead_id": lead["id"],
                                                                         "to_number": "+15557770000"})

@@ -9,10 +9,9 @@ import pytest
 
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
+from media.track_clock import ChunkOrder
 from scripts.carrier_sim.media_players import TwilioStream, send_stream
 from scripts.carrier_sim.wav import read_wav, sound
-from tests.voice_server.carrier_app import carrier_app  # noqa: F401  (fixture)
-from media.track_clock import ChunkOrder
 from voice_server.transports.twilio import track_party
 
 CUSTOMER_WAV = "hello-world"

@@ -21,9 +21,9 @@ from tests.voice_server.carrier_app import (
     start_carrier_app,
     stop_carrier_app,
 )
-from voice_server.carriers.config import CarrierConfig
-from voice_server.carriers.dialers import TwilioDialer
-from voice_server.carriers.edge import place_outbound_call
+from voice_server.transports.carrier_config import CarrierConfig
+from voice_server.transports.carriers import place_outbound_call
+from voice_server.transports.twilio import TwilioDialer
 
 CUSTOMER = "+15557770000"
 APP_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
@@ -203,7 +203,7 @@ async def test_the_outbound_api_route_places_and_records_the_call(dialing):
 
 
 async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(dialing):
-    ca, fake = dialing
+    ca, _fake = dialing
     auth = {"Authorization": f"Bearer {await _token(ca)}"}
     async with ca.pool.acquire() as conn:  # a rep with nothing to ring: Twilio's dialer refuses
         await conn.execute("UPDATE users SET phone = NULL WHERE id = $1", ca.rep_id)
@@ -221,7 +221,7 @@ async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(diali
 
 
 async def test_an_unconfigured_carrier_is_a_4xx_and_leaves_no_call_row(dialing):
-    from voice_server.carriers.edge import DIALERS
+    from voice_server.transports.carriers import DIALERS
 
     ca, fake = dialing
     ca.app[DIALERS].pop("vonage")
@@ -273,7 +273,7 @@ async def test_a_retried_outbound_post_with_the_same_idempotency_key_dials_once(
 async def test_a_retry_after_a_carrier_error_replays_the_502_without_dialling_again(dialing):
     ca, fake = dialing
     headers = {"Authorization": f"Bearer {await _token(ca)}", "Idempotency-Key": "refused-once"}
-    from voice_server.carriers.edge import DIALERS
+    from voice_server.transports.carriers import DIALERS
 
     # the carrier now refuses our credentials
     wrong = CarrierConfig(public_url=PUBLIC_URL, twilio_account_sid=TWILIO_SID, twilio_auth_token="wrong-token",

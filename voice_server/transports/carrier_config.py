@@ -1,12 +1,17 @@
-"""What the carrier edge needs to know, taken once from the node's settings."""
+"""What every carrier module gets: its settings (taken once from the node's) and shared parts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
+
+from voice_server.call_session import CallSessions
 from voice_server.settings import Settings
+from voice_server.transports.carrier_metrics import CarrierMetrics
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,19 @@ class CarrierConfig:
         parts = urlsplit(self.public_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         return f"{scheme}://{parts.netloc}{path}"
+
+
+@dataclass(frozen=True)
+class CarrierEdge:
+    """What a carrier's ``setup_<carrier>(app, edge)`` wires its routes and dialer to."""
+
+    config: CarrierConfig
+    metrics: CarrierMetrics
+    pool_of: Callable[[], asyncpg.Pool]  # the live DB pool; raises while it is not open
+    sessions: CallSessions
+    dialers: dict  # carrier name -> crm_core.calls.dialing.Dialer, filled by the setups
+
+    @property
+    def media_limits(self) -> dict:
+        return {"max_message_bytes": self.config.media_max_message_bytes,
+                "idle_timeout_s": self.config.media_idle_timeout_s}

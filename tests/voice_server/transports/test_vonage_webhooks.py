@@ -4,7 +4,7 @@ import json
 import time
 
 from scripts.carrier_sim.signing import vonage_headers
-from tests.voice_server.carrier_app import VONAGE_SECRET, carrier_app  # noqa: F401  (fixture)
+from tests.voice_server.carrier_app import VONAGE_SECRET
 
 ANSWER = "/carriers/vonage/answer"
 EVENT = "/carriers/vonage/event"

@@ -208,11 +208,11 @@ def test_sip_settings_are_checked():
 def test_receivable_streams_are_the_ones_negotiate_takes():
     from voice_server.sip.sdp import receivable_streams
 
-    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n"
-           "m=audio 40000 RTP/AVP 18\r\na=label:g729\r\n"
-           "m=audio 40002 RTP/AVP 0\r\na=label:a\r\n"
-           "m=audio 0 RTP/AVP 0\r\na=label:off\r\n"
-           "m=audio 40004 RTP/AVP 8\r\na=label:b\r\n").encode()
+    sdp = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n"
+           b"m=audio 40000 RTP/AVP 18\r\na=label:g729\r\n"
+           b"m=audio 40002 RTP/AVP 0\r\na=label:a\r\n"
+           b"m=audio 0 RTP/AVP 0\r\na=label:off\r\n"
+           b"m=audio 40004 RTP/AVP 8\r\na=label:b\r\n")
     offer = parse_sdp(sdp)
     assert [m.label for m in receivable_streams(offer)] == ["a", "b"]
     answer = negotiate(offer, "127.0.0.1", [20000, 20002], audio_streams=2)

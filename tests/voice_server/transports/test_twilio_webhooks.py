@@ -4,13 +4,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from scripts.carrier_sim.signing import twilio_form, twilio_json
-from tests.voice_server.carrier_app import (  # noqa: F401  (fixture)
-    OUR_NUMBER,
-    PUBLIC_URL,
-    REP_PHONE,
-    TWILIO_TOKEN,
-    carrier_app,
-)
+from tests.voice_server.carrier_app import OUR_NUMBER, PUBLIC_URL, REP_PHONE, TWILIO_TOKEN
 
 VOICE = "/carriers/twilio/voice"
 STATUS = "/carriers/twilio/status"
