@@ -1,4 +1,4 @@
-# Over 500 lines by design: Twilio end to end (webhooks, TwiML, media stream, dialer) in one place.
+# Long module: Twilio end to end (webhooks, TwiML, media stream, dialer) in one place.
 """Twilio end to end: signed webhooks, TwiML, the Media Streams socket, the outbound dialer.
 
 Webhooks. Every request must carry a valid ``X-Twilio-Signature`` (checked with
