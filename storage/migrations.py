@@ -3,6 +3,8 @@
 A deliberately small runner rather than a framework: migrations are plain
 ``NNNN_name.sql`` files shipped inside the package, applied in order, each in
 its own transaction, and recorded in ``schema_migrations`` with a checksum.
+The checksum covers the statements, not the whole-line ``--`` comments, so a
+comment can be reworded without refusing databases that applied the file.
 A PostgreSQL advisory lock serialises concurrent runners (two replicas
 starting at once), so the second one waits and then finds nothing to do.
 """
@@ -24,6 +26,22 @@ log = logging.getLogger(__name__)
 # Any fixed 64-bit number works; this one spells "coachlin" in ASCII.
 _ADVISORY_LOCK_KEY = 0x636F6163686C696E
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Databases migrated before checksums skipped comments hold the SHA-256 of each whole
+# file as it was then; they are taken as the same migration and re-recorded.
+_WHOLE_FILE_CHECKSUMS = {
+    1: "8ca80e184d0d22591311c41a3806bbd6de274b3d8b6750b3c920befe48743dce",
+    2: "b1fbee5e1c7ca6899dfeb0b0b1821617c83f104157d4a32adcb98c74afb4397f",
+    3: "bf06847f078142581ecc9cc57aead73395df2e23071a3a78d079b1b8b38280e2",
+    5: "61948e0380a33e6ceac3e8dd5c52e5e6e298e4473217f00f57bf4b6f7cb429cb",
+    6: "cf70203fd910ca15962b92b54be22c90a245e80a07e2626230c10c7492a05ca1",
+    7: "9b135c1de5644555fa64230bf57f7fcb5c86691fd2c5c1b72f5e424b25e709dd",
+    8: "476a648d378c02eee866e5d28c9dbc67379f78e08afb8b4b2974925a97a67b83",
+    9: "f733659dc8ec659f102f93e7eb252e7b73f5673bad57efc8976cda0cbe9f60d3",
+    10: "3cd9c457b30c2b2e70cf73de7c5358d58b32c9631166896e435667cb3bbf769a",
+    11: "418c86d06c65f9b61fd183b170f618141b4126380528f538ba7e05b83226bb99",
+    12: "04b5380b930f3056cdd2e9783f510409ca4d33b1b5b90d4f07687a86bb1630a5",
+    13: "3894873c003e3507de5d8119f2adac642a16d8f1c149bbd1d61e4d819c92228f",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +52,9 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+        statements = [line.rstrip() for line in self.sql.splitlines()
+                      if line.strip() and not line.lstrip().startswith("--")]
+        return hashlib.sha256("\n".join(statements).encode()).hexdigest()
 
 
 def load_migrations() -> list[Migration]:
@@ -80,7 +100,10 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[Migration]:
         for migration in migrations:
             row = applied.get(migration.version)
             if row is not None:
-                if row["checksum"] != migration.checksum:
+                if row["checksum"] == _WHOLE_FILE_CHECKSUMS.get(migration.version):
+                    await conn.execute("UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                                       migration.version, migration.checksum)
+                elif row["checksum"] != migration.checksum:
                     raise MigrationError(
                         f"migration {migration.version:04d}_{migration.name} was changed after it "
                         "was applied; add a new migration instead of editing an applied one"

@@ -1,5 +1,5 @@
 -- The CRM REST API's own tables: browser sessions, idempotent POST replays,
--- and CSV import jobs. Owned by the crm-api area.
+-- and CSV import jobs.
 
 -- Browser sign-ins ('browser': the HttpOnly cookie) and the short-lived bearer
 -- tokens issued for them ('access', parent_id = the browser session). Only a

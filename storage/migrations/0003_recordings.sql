@@ -1,4 +1,4 @@
--- Recordings (issue 7): what the recorder, crash recovery and retention need beyond
+-- Recordings: what the recorder, crash recovery and retention need beyond
 -- 0001's recordings table. 'incomplete' = the recording process died mid-call; the
 -- file was sealed on recovery and plays up to its last complete chunk.
 ALTER TABLE recordings DROP CONSTRAINT recordings_status_check;

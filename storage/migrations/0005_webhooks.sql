@@ -1,4 +1,4 @@
--- crm-intel: webhooks out. Organisations register endpoints; every outbox
+-- Webhooks out. Organisations register endpoints; every outbox
 -- event an endpoint subscribes to becomes one delivery row, retried with
 -- backoff until it succeeds or is dead-lettered.
 

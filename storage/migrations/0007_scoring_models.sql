@@ -1,6 +1,6 @@
--- crm-intel: lead-scoring models trained on one organisation's own converted /
--- unqualified leads (crm_core/lead_model_training.py), versioned; at most one
--- active per organisation and kind. (0005 was already applied; 0006 is taken by call summaries.)
+-- Lead-scoring models trained on one organisation's own converted /
+-- unqualified leads (crm_core/scoring/lead_model_training.py), versioned; at most one
+-- active per organisation and kind.
 CREATE TABLE scoring_models (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     org_id       uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,

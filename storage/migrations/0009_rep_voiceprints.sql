@@ -1,7 +1,6 @@
--- voiceprints: each rep's averaged speaker embedding, learnt from the rep's own
+-- Each rep's averaged speaker embedding, learnt from the rep's own
 -- track of two-track calls and enrolled on mixed-channel calls so their speakers
--- are labelled rep / customer (voice_server/rep_voiceprints.py). 0008 is taken
--- by the crmfix branch's lead grades.
+-- are labelled rep / customer (voice_server/rep_voiceprints.py).
 CREATE TABLE rep_voiceprints (
     user_id      uuid PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
     org_id       uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,

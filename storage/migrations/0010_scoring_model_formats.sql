@@ -1,5 +1,5 @@
--- scoring-gbm: organisations' own models are gradient-boosted trees stored as JSON node
--- arrays (crm_core/boosted_trees.py), next to the older logistic rows; the format says how to
+-- Organisations' own models are gradient-boosted trees stored as JSON node
+-- arrays (crm_core/scoring/boosted_trees.py), next to the older logistic rows; the format says how to
 -- read a row. Versions are numbered per organisation and kind; the listing reads newest first.
 ALTER TABLE scoring_models
     ADD COLUMN format text NOT NULL DEFAULT 'logistic-v1'

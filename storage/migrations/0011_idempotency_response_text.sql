@@ -1,4 +1,4 @@
--- api-contract: the first response to an Idempotency-Key POST is kept as JSON text, not jsonb.
+-- The first response to an Idempotency-Key POST is kept as JSON text, not jsonb.
 -- An error reply may echo what the client sent (an unknown CSV column, a filter value), and
 -- jsonb cannot hold U+0000: storing such a reply failed with a 500 and left the key claimed
 -- ("still being processed") until it was pruned. Text keeps the \u0000 escape as written.

@@ -1,7 +1,7 @@
--- call-prompts: every coaching prompt a rep saw during a call, on the call clock, so a
--- manager reviewing the recording sees which prompt fired when (crm_core/call_prompts.py).
+-- Every coaching prompt a rep saw during a call, on the call clock, so a
+-- manager reviewing the recording sees which prompt fired when (crm_core/calls/prompts.py).
 -- Written at least once from the bus (coaching.prompt): the prompt key makes a
--- redelivered event write nothing twice. 0010-0012 are other branches' numbers.
+-- redelivered event write nothing twice.
 CREATE TABLE call_prompts (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     org_id       uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,

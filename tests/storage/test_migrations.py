@@ -4,7 +4,7 @@ import asyncpg
 import pytest
 
 from storage.errors import MigrationError
-from storage.migrations import applied_versions, apply_migrations, load_migrations
+from storage.migrations import Migration, applied_versions, apply_migrations, load_migrations
 
 CRM_TABLES = {
     "organizations", "teams", "users", "api_tokens", "leads", "deals", "calls",
@@ -64,6 +64,32 @@ async def test_an_edited_applied_migration_is_refused(migrated_database):
             await apply_migrations(conn)
     finally:
         await conn.close()
+
+
+async def test_a_database_recorded_with_whole_file_checksums_is_taken_and_re_recorded(
+        migrated_database):
+    # what a database migrated by a release that hashed whole files (comments included) holds
+    legacy = {1: "8ca80e184d0d22591311c41a3806bbd6de274b3d8b6750b3c920befe48743dce",
+              13: "3894873c003e3507de5d8119f2adac642a16d8f1c149bbd1d61e4d819c92228f"}
+    conn = await asyncpg.connect(migrated_database)
+    try:
+        for version, checksum in legacy.items():
+            await conn.execute("UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                               version, checksum)
+        assert await apply_migrations(conn) == []
+        current = {m.version: m.checksum for m in load_migrations()}
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        assert {r["version"]: r["checksum"] for r in rows} == current
+    finally:
+        await conn.close()
+
+
+def test_the_checksum_ignores_whole_line_comments_but_not_statements():
+    base = Migration(1, "x", "-- why this table exists\nCREATE TABLE t (a int);\n")
+    reworded = Migration(1, "x", "-- a better reason\n\nCREATE TABLE t (a int);  \n")
+    changed = Migration(1, "x", "-- why this table exists\nCREATE TABLE t (a bigint);\n")
+    assert base.checksum == reworded.checksum
+    assert base.checksum != changed.checksum
 
 
 async def test_a_database_from_a_newer_release_is_refused(migrated_database):
