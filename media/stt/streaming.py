@@ -23,7 +23,8 @@ import numpy as np
 
 from media.frames import AudioFormatError, AudioFrame
 from media.resample import Resampler
-from media.stt.decoder import DecodeRequest, DecodeResult, is_loop
+from media.stt.decoder import is_loop
+from media.stt.engine import DecodeRequest, DecodeResult
 from media.stt.pool import SpeechModelPool
 from media.text_normalize import normalize_words
 from media.transcript import TranscriptSegment, Word
