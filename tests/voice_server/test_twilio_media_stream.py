@@ -9,10 +9,10 @@ import pytest
 
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
-from scripts.carrier_sim.media_players import TwilioStream, send_stream
-from scripts.carrier_sim.wav import read_wav, sound
-from tests.voice_server.carrier_app import carrier_app  # noqa: F401  (fixture)
 from media.track_clock import ChunkOrder
+from tests.voice_server.carrier_app import carrier_app  # noqa: F401  (fixture)
+from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
+from voice_server.simulator.carrier.wav import read_wav, sound
 from voice_server.transports.twilio import track_party
 
 CUSTOMER_WAV = "hello-world"

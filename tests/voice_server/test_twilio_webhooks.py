@@ -3,7 +3,6 @@
 import json
 import xml.etree.ElementTree as ET
 
-from scripts.carrier_sim.signing import twilio_form, twilio_json
 from tests.voice_server.carrier_app import (  # noqa: F401  (fixture)
     OUR_NUMBER,
     PUBLIC_URL,
@@ -11,6 +10,7 @@ from tests.voice_server.carrier_app import (  # noqa: F401  (fixture)
     TWILIO_TOKEN,
     carrier_app,
 )
+from voice_server.simulator.carrier.signing import twilio_form, twilio_json
 
 VOICE = "/carriers/twilio/voice"
 STATUS = "/carriers/twilio/status"

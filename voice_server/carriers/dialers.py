@@ -2,7 +2,7 @@
 
 Both SDKs are synchronous (``requests``), so each call runs in a worker
 thread. Their API base is configurable so tests and the demo point them at
-the loopback carrier fake (``scripts/carrier_sim``).
+the loopback carrier fake (``voice_server/simulator/carrier``).
 
 Twilio calls are agent-first: Twilio rings the rep, and the TwiML forks both
 tracks to us and then ``<Dial>``s the customer. The stream's leg is therefore
