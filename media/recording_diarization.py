@@ -22,14 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from media.frames import Party
-from media.speakers import (
-    DiarizerOptions,
-    OnlineDiarizer,
-    SpeakerEncoder,
-    SpeakerTurn,
-    check_pcm,
-    cosine,
-)
+from media.speakers.diarizer import DiarizerOptions, OnlineDiarizer, SpeakerTurn
+from media.speakers.encoder import SpeakerEncoder, check_pcm, cosine
 from media.voiceprints import Voiceprint
 
 __all__ = ["RecordingDiarizationOptions", "diarize_recording"]

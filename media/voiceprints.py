@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.speakers import EMBEDDING_SIZE, ENCODER_MODEL, SpeakerAudioError, SpeakerEncoder
+from media.speakers.encoder import (
+    EMBEDDING_SIZE,
+    ENCODER_MODEL,
+    SpeakerAudioError,
+    SpeakerEncoder,
+)
 
 __all__ = ["Voiceprint", "VoiceprintError", "build_voiceprint"]
 

@@ -37,7 +37,7 @@ from coaching.records import (
 )
 from coaching.redaction import RedactedSpan, Redactor
 from media.frames import AudioFrame, Party
-from media.speakers import SpeakerEncoder
+from media.speakers.encoder import SpeakerEncoder
 from media.stt.pool import SpeechModelPool
 from media.stt.streaming import StreamingTranscriber
 from media.transcript import TranscriptSegment

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from voice_server.logs import configure_logging
@@ -16,6 +17,9 @@ log = logging.getLogger("coachline")
 
 
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    # The server never downloads models; huggingface_hub (used by faster-whisper and the
+    # optional pyannote pipeline) reads this once, when first imported below.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voice_server.server import serve
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -57,7 +61,6 @@ def _cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     # crm-api: the first admin of a fresh install (also resets an admin's password)
-    import os
     import secrets
 
     from crm_core.auth.accounts import InvalidSlug, create_admin
@@ -126,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(settings, args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        log.exception("coachline %s failed: %s", args.command, exc)
+    except Exception as exc:  # the CLI's last line of defence
+        log.exception("coachline %s failed: %s", args.command, exc)  # noqa: TRY401
         return 1
 
 

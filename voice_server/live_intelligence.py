@@ -9,7 +9,7 @@ import os
 
 from aiohttp import web
 
-from media.speakers import SpeakerEncoder, SpeakerModelError
+from media.speakers.encoder import SpeakerEncoder, SpeakerModelError
 from media.stt.decoder import DecoderOptions
 from media.stt.pool import PoolOptions, SpeechModelPool, cpu_parallelism
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS

@@ -23,7 +23,7 @@ import numpy as np
 
 from crm_core.voiceprints import StoredVoiceprint, load_voiceprint, update_voiceprint
 from media.frames import AudioFrame, Party
-from media.speakers import ENCODER_MODEL, SpeakerEncoder
+from media.speakers.encoder import ENCODER_MODEL, SpeakerEncoder
 from media.voiceprints import MIN_UTTERANCE_MS, Voiceprint, VoiceprintError, build_voiceprint
 from voice_server.call_session import CallSession
 

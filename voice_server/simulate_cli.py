@@ -4,23 +4,20 @@
         --server URL [--to NUMBER] [--watch --email E --password P] [--fast]
 
 Twilio (two µ-law tracks) and Vonage (one mixed L16 channel) go through the
-HTTP server's webhooks and media WebSockets (``scripts/carrier_sim``); SIP
+HTTP server's webhooks and media WebSockets (``voice_server/simulator/carrier``); SIP
 goes to the server's SIP socket as a SIPREC INVITE with two RTP streams
-(``scripts/sip_sim.py``). With ``--watch`` the simulator signs in as a rep
+(``voice_server/simulator/sip.py``). With ``--watch`` the simulator signs in as a rep
 (``POST /auth/token``), listens on ``/ws/live`` during the call and reports
 what the server sent back: transcript finals, coaching prompts, the summary.
 
-The players live in the repository's ``scripts/`` (they are test and demo
-tools, not part of the installed server), so the command runs from a
-checkout: it finds ``scripts/`` next to the installed ``voice_server`` (an
-editable install) or in the working directory, and says so when it cannot.
+The players are part of the installed package (``voice_server.simulator``),
+imported when the command runs so other ``coachline`` commands do not load them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import sys
@@ -40,34 +37,8 @@ DEFAULT_CUSTOMER_WAV = Path("/usr/share/asterisk/sounds/en/hello-world.wav")
 WATCH_GRACE_S = 30.0
 
 
-class SimulatorUnavailable(RuntimeError):
-    """The carrier players (the repository's scripts/) cannot be found."""
-
-
 class WatchError(RuntimeError):
     """Signing in or subscribing to the live feed failed."""
-
-
-def _repo_root() -> Path:
-    here = Path(__file__).resolve().parents[1]
-    for root in (here, Path.cwd()):
-        if (root / "scripts" / "carrier_sim" / "__init__.py").is_file() and (root / "scripts" / "sip_sim.py").is_file():
-            return root
-    raise SimulatorUnavailable(
-        "simulate-call needs a Coachline source checkout (its scripts/carrier_sim and "
-        "scripts/sip_sim.py); run it from the repository root")
-
-
-def load_players() -> tuple[Any, Any]:
-    """The carrier_sim.call and sip_sim modules, imported from the checkout."""
-    root = str(_repo_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        return (importlib.import_module("scripts.carrier_sim.call"),
-                importlib.import_module("scripts.sip_sim"))
-    except ImportError as exc:
-        raise SimulatorUnavailable(f"could not load the carrier simulator from {root}: {exc}") from exc
 
 
 @dataclass
@@ -172,7 +143,9 @@ def feed_report(messages: list[dict]) -> dict:
 
 
 async def run_simulation(settings: Settings, args: argparse.Namespace) -> dict:
-    carrier_call, sip_sim = load_players()
+    from voice_server.simulator import sip as sip_sim
+    from voice_server.simulator.carrier import call as carrier_call
+
     server = args.server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         watcher = None
@@ -225,9 +198,6 @@ def _cmd_simulate_call(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     try:
         report = asyncio.run(run_simulation(settings, args))
-    except SimulatorUnavailable as exc:
-        print(f"coachline simulate-call: {exc}", file=sys.stderr)
-        return 2
     except (TimeoutError, WatchError, OSError, aiohttp.ClientError) as exc:
         print(f"coachline simulate-call: {exc}", file=sys.stderr)
         return 1
@@ -240,7 +210,7 @@ def _cmd_simulate_call(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_simulate_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate-call", help="play WAV files into a running server as a carrier "
-                       "would (needs a source checkout) and report what came back")
+                       "would and report what came back")
     p.add_argument("--carrier", choices=["twilio", "vonage", "sip"], required=True)
     p.add_argument("--server", required=True,
                    help="the server's URL (twilio, vonage), or host:port of its SIP socket (sip)")

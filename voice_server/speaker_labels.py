@@ -2,7 +2,7 @@
 
 Two-track calls know each segment's party from its track. A ``MIXED``
 call gets a ``SpeakerLabeller``: the call's audio goes through an
-``OnlineDiarizer`` (media/speakers.py) in a worker thread, a batch every
+``OnlineDiarizer`` (media/speakers/diarizer.py) in a worker thread, a batch every
 ``BATCH_S`` so the event loop never runs the encoder, and each transcript
 segment is labelled with the voice that covers most of it. Labels are
 ``speaker_1``/``speaker_2`` unless the rep's voice is enrolled, then
@@ -18,7 +18,8 @@ import logging
 import numpy as np
 
 from media.frames import AudioFrame
-from media.speakers import OnlineDiarizer, SpeakerEncoder, SpeakerTurn
+from media.speakers.diarizer import OnlineDiarizer, SpeakerTurn
+from media.speakers.encoder import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

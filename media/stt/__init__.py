@@ -1,12 +1,7 @@
-"""Streaming speech-to-text: one shared Whisper model, one transcriber per party."""
+"""Streaming speech-to-text: one shared speech engine (Whisper), one transcriber per party."""
 
-from media.stt.decoder import (
-    DecodeRequest,
-    DecoderError,
-    DecodeResult,
-    DecoderOptions,
-    WhisperDecoder,
-)
+from media.stt.decoder import DecoderError, DecoderOptions, WhisperDecoder
+from media.stt.engine import DecodedWord, DecodeRequest, DecodeResult, SpeechDecoder
 from media.stt.models import DEFAULT_MODEL, ModelChecksumError, ModelNotInstalledError, locate_model
 from media.stt.pool import PoolClosedError, PoolOptions, PoolStats, SpeechModelPool, cpu_parallelism
 from media.stt.streaming import StreamingOptions, StreamingTranscriber, TranscriberClosedError
@@ -15,6 +10,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DecodeRequest",
     "DecodeResult",
+    "DecodedWord",
     "DecoderError",
     "DecoderOptions",
     "ModelChecksumError",
@@ -22,6 +18,7 @@ __all__ = [
     "PoolClosedError",
     "PoolOptions",
     "PoolStats",
+    "SpeechDecoder",
     "SpeechModelPool",
     "StreamingOptions",
     "StreamingTranscriber",

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import string
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from media.stt.engine import SAMPLE_RATE, DecodedWord, DecodeRequest, DecodeResult
+
 _FRAMES_PER_SECOND = 100  # Whisper's log-Mel hop is 10 ms
 _MAX_FRAMES = 3000  # the encoder positional table holds 30 s
 
@@ -49,49 +50,24 @@ class DecoderOptions:
     language: str = "en"
 
 
-@dataclass(frozen=True, slots=True)
-class DecodeRequest:
-    """Audio of one utterance (float32 mono 16 kHz in [-1, 1]) plus what should steer its words."""
-
-    audio: np.ndarray
-    prompt: str | None = None  # previous text of the call, or an initial prompt
-    hotwords: str | None = None  # names to favour: company, product, competitors
-    prefix: str | None = None  # text the utterance is known to begin with; the result continues it
-    # (requests with a prefix get no word times: alignment would not cover the prefix)
-    word_timestamps: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedWord:
-    text: str
-    start_s: float
-    end_s: float
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeResult:
-    """Text of one utterance; word times are seconds from the start of the request's audio."""
-
-    text: str
-    words: tuple[DecodedWord, ...] = field(default=())
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-
-
 class WhisperDecoder:
-    """Wraps ``faster_whisper.WhisperModel``; thread-safe for one caller at a time per batch."""
+    """Wraps ``faster_whisper.WhisperModel``; thread-safe for one caller at a time per batch.
+
+    The speech pool's ``SpeechDecoder`` (``media.stt.engine``).
+    """
 
     def __init__(self, model_dir: str | os.PathLike, options: DecoderOptions | None = None):
-        # never let huggingface_hub try the network: models come from installed packages
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
         self.options = options or DecoderOptions()
         path = Path(model_dir)
-        if not (path / "model.bin").is_file():
-            raise DecoderError(f"no CTranslate2 Whisper model in {path} (model.bin missing)")
+        # Nothing is downloaded: faster-whisper reads a model directory as it is
+        # (local_files_only covers a hub name) and only fetches a tokenizer from the
+        # hub when the directory lacks tokenizer.json, so both files are required here.
+        for name in ("model.bin", "tokenizer.json"):
+            if not (path / name).is_file():
+                raise DecoderError(f"no CTranslate2 Whisper model in {path} ({name} missing)")
         try:
             self._whisper = WhisperModel(
                 str(path),

@@ -1,4 +1,4 @@
-"""One speech model shared by every live call, and the scheduler that decides what it decodes next.
+"""One speech engine shared by every live call, and the scheduler that decides what it decodes next.
 
 Decoding is CPU-heavy, so it runs on a small thread pool (one worker by
 default: CTranslate2 already uses every core for one batch), never on the
@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Self
 
-from media.stt.decoder import DecodeRequest, DecodeResult, DecoderOptions, WhisperDecoder
+from media.stt.decoder import DecoderOptions, WhisperDecoder
+from media.stt.engine import DecodeRequest, DecodeResult, SpeechDecoder
 from media.stt.models import DEFAULT_MODEL, locate_model
 from media.vad import SileroVadModel
 
@@ -88,13 +89,15 @@ class _Job:
 class SpeechModelPool:
     """Construct once per server; share with every ``StreamingTranscriber``.
 
+    ``decoder`` is any ``SpeechDecoder``; ``from_model`` builds the Whisper one.
+
     Must be used from one event loop (the server's); ``submit`` is
     synchronous so the audio hot path can call it.
     """
 
     def __init__(
         self,
-        decoder: WhisperDecoder,
+        decoder: SpeechDecoder,
         options: PoolOptions | None = None,
         *,
         vad_model: SileroVadModel | None = None,

@@ -23,11 +23,12 @@ import numpy as np
 
 from media.frames import AudioFormatError, AudioFrame
 from media.resample import Resampler
-from media.stt.decoder import DecodeRequest, DecodeResult, is_loop
+from media.stt.decoder import is_loop
+from media.stt.engine import DecodeRequest, DecodeResult
 from media.stt.pool import SpeechModelPool
+from media.text_normalize import normalize_words
 from media.transcript import TranscriptSegment, Word
 from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
-from media.eval.wer import normalize_words
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ A server (``create_app`` with its own local PostgreSQL, in-memory bus, the
 speech model and live coaching on) runs in a child process with N reps, each
 with their own number and password; the organization's rule set makes
 "conference" a competitor. Per stage, N calls play the scripted sales call
-(``scripts.carrier_sim.conversation.SALES_CALL``: real telephone speech on
+(``voice_server.simulator.carrier.conversation.SALES_CALL``: real telephone speech on
 two tracks) in real time, starts spread over one second, each with its rep
 signed in and watching ``/ws/live``. Per stage it reports:
 
@@ -105,9 +105,9 @@ def serve(port_file: Path, data_dir: Path, reps: int) -> None:
 # -- the carrier and the reps (this process) --------------------------------------------
 
 async def one_call(http: aiohttp.ClientSession, base: str, i: int, conversation, offset: float) -> dict:
-    from scripts.carrier_sim.media_players import TwilioStream, send_stream
-    from scripts.carrier_sim.rest_fake import stream_from_twiml
-    from scripts.carrier_sim.signing import twilio_form
+    from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
+    from voice_server.simulator.carrier.rest_fake import stream_from_twiml
+    from voice_server.simulator.carrier.signing import twilio_form
 
     async with http.post(base + "/auth/token", json={"email": f"rep{i}@bench.test",
                                                      "password": PASSWORD}) as resp:
@@ -209,7 +209,7 @@ async def run_stage(base: str, n: int, conversation) -> dict:
 
 
 async def bench(stages: list[int], turns: int) -> dict:
-    from scripts.carrier_sim.conversation import SALES_CALL, build
+    from voice_server.simulator.carrier.conversation import SALES_CALL, build
 
     conversation = build(SALES_CALL[:turns])
     load_start = os.getloadavg()

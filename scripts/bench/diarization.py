@@ -41,7 +41,8 @@ from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.recording_diarization import diarize_recording
 from media.resample import resample
-from media.speakers import DiarizerOptions, OnlineDiarizer, SpeakerEncoder
+from media.speakers.diarizer import DiarizerOptions, OnlineDiarizer
+from media.speakers.encoder import SpeakerEncoder
 from media.voiceprints import build_voiceprint
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "diarization"

@@ -138,7 +138,7 @@ def _handling_p99_ms(before: str, after: str) -> float | None:
 
 
 async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
-    from scripts.carrier_sim.media_players import TwilioStream
+    from voice_server.simulator.carrier.media_players import TwilioStream
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         ids = await (await http.post(f"{base}/bench/calls", params={"n": n})).json()
@@ -205,7 +205,7 @@ async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
 
 
 async def bench(stages: list[int], seconds: float, use_uvloop: bool = False) -> dict:
-    from scripts.carrier_sim.wav import read_wav, sound
+    from voice_server.simulator.carrier.wav import read_wav, sound
 
     pcm, _ = read_wav(sound("hello-world"))
     with tempfile.TemporaryDirectory(prefix="media-path-bench-") as tmp:

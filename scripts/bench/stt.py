@@ -46,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from media.eval.wer import WerResult, word_errors
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.stt import (
@@ -58,7 +59,7 @@ from media.stt import (
     cpu_parallelism,
 )
 from media.stt.models import locate_model
-from media.eval.wer import WerResult, normalize_words, word_errors
+from media.text_normalize import normalize_words
 from tests.media.speech_corpus import SOUNDS, load_clip, reference_texts
 
 FRAME_MS = 20

@@ -51,7 +51,7 @@ async def site(migrated_database, redis_url, tmp_path_factory):
         "COACHLINE_RECORDING_KEY": f"k1:{new_master_key()}",
         "COACHLINE_RECORDING_CHUNK_S": "0.5",
         "COACHLINE_LOG_FORMAT": "text",
-        # Twilio calls to our number ring the team-A rep (scripts/carrier_sim plays them).
+        # Twilio calls to our number ring the team-A rep (voice_server/simulator/carrier plays them).
         "COACHLINE_PUBLIC_URL": PUBLIC_URL,
         "COACHLINE_TWILIO_ACCOUNT_SID": TWILIO_SID, "COACHLINE_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "COACHLINE_TWILIO_CALLER_ID": OUR_NUMBER,

@@ -7,8 +7,6 @@ import asyncio
 from playwright.async_api import expect
 
 from media.frames import Party
-from scripts.carrier_sim.call import SimulatedCall, simulate_call
-from scripts.carrier_sim.wav import sound
 from tests.browser.world import (
     OUR_NUMBER,
     PUBLIC_URL,
@@ -19,6 +17,8 @@ from tests.browser.world import (
     telephone_frames,
 )
 from tests.media.speech_corpus import requires_corpus
+from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
+from voice_server.simulator.carrier.wav import sound
 
 pytestmark = requires_corpus
 
@@ -65,7 +65,7 @@ async def test_rep_sees_the_live_transcript_and_a_coaching_prompt(site, browser_
 
 
 async def test_a_twilio_call_from_the_carrier_simulator_shows_up_on_the_reps_screen(site, browser_context):
-    """The whole edge: Twilio webhook + media stream (scripts/carrier_sim) → speech → the page."""
+    """The whole edge: Twilio webhook + media stream (voice_server/simulator/carrier) → speech → the page."""
     page = await sign_in(browser_context, site, site.org.rep_email, "/app/live")
     await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
     call = asyncio.create_task(simulate_call(SimulatedCall(

@@ -30,7 +30,7 @@ ORG_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]},
                           "objection_access": {"objection": True,
                                                "phrases": [{"phrase": "is locked"}]}}}
 UI_TIMEOUT_MS = 30_000  # generous: the CI box has two busy cores
-# Twilio as scripts/carrier_sim plays it: what the server believes carriers use, and our number.
+# Twilio as voice_server/simulator/carrier plays it: what the server believes carriers use, and our number.
 PUBLIC_URL = "https://coachline.example.com"
 TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "sim-auth-token"

@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from media.eval.wer import word_errors
 from media.frames import AudioFormatError, AudioFrame, Party
 from media.stt import (
     DecodeRequest,
@@ -19,7 +20,6 @@ from media.stt import (
     locate_model,
 )
 from media.stt.models import verify_files
-from media.eval.wer import word_errors
 from tests.media.speech_corpus import load_clip, reference_texts, requires_corpus
 
 pytestmark = requires_corpus
@@ -228,6 +228,19 @@ async def test_pool_prefers_finals_and_replaces_stale_partials(pool):
     stats = pool.stats()
     assert stats.partials_superseded >= 1 and stats.finals_decoded >= 1
     assert stats.queue_lag_ms == 0.0
+
+
+def test_decoder_needs_a_complete_local_model_and_leaves_the_environment_alone(tmp_path, monkeypatch):
+    import os
+
+    from media.stt import DecoderError, WhisperDecoder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    (tmp_path / "model.bin").write_bytes(b"")
+    with pytest.raises(DecoderError, match="tokenizer.json"):
+        WhisperDecoder(tmp_path)
+    WhisperDecoder(locate_model("tiny.en"))
+    assert "HF_HUB_OFFLINE" not in os.environ
 
 
 async def test_closed_pool_refuses_work():

@@ -23,10 +23,10 @@ import asyncpg
 import numpy as np
 
 from crm_core.auth.passwords import hash_password
-from scripts.carrier_sim.signing import twilio_form
 from storage.keys import new_master_key
 from storage.local_servers import LocalPostgres
 from tests.media.speech_corpus import load_clip
+from voice_server.simulator.carrier.signing import twilio_form
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWILIO_SID = "AC" + "0" * 32
@@ -134,7 +134,7 @@ class CoachlineNode:
         try:
             async with http.get(self.url + "/ready", timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 return resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return None
 
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -1,6 +1,6 @@
 """Whole coached calls: the call simulator plays a scripted conversation, the rep watches /ws/live.
 
-The conversation (``scripts.carrier_sim.conversation.SALES_CALL``) is real
+The conversation (``voice_server.simulator.carrier.conversation.SALES_CALL``) is real
 telephone speech — asterisk prompts placed on a rep track and a customer
 track with turns, an interruption and silences — played by the Twilio
 simulator at real-time pace (both tracks of one Media Stream) into the real
@@ -32,8 +32,6 @@ import aiohttp
 import pytest
 
 from crm_core.auth.passwords import hash_password
-from scripts.carrier_sim.call import SimulatedCall, simulate_call
-from scripts.carrier_sim.conversation import SALES_CALL, Turn, build
 from tests.media.speech_corpus import requires_corpus
 from tests.voice_server.carrier_app import (
     OUR_NUMBER,
@@ -42,6 +40,8 @@ from tests.voice_server.carrier_app import (
     start_carrier_app,
     stop_carrier_app,
 )
+from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
+from voice_server.simulator.carrier.conversation import SALES_CALL, Turn, build
 
 pytestmark = [requires_corpus, pytest.mark.timeout(600)]
 

@@ -14,8 +14,6 @@ import asyncpg
 import numpy as np
 import pytest
 
-from scripts.carrier_sim.media_players import TwilioStream
-from scripts.carrier_sim.rest_fake import stream_from_twiml
 from tests.media.speech_corpus import load_clip, requires_corpus
 from tests.voice_server.coachline_nodes import (
     FRAME_MS,
@@ -29,6 +27,8 @@ from tests.voice_server.coachline_nodes import (
     start_nodes,
     voice_webhook,
 )
+from voice_server.simulator.carrier.media_players import TwilioStream
+from voice_server.simulator.carrier.rest_fake import stream_from_twiml
 
 pytestmark = [requires_corpus, pytest.mark.timeout(900)]
 

@@ -21,10 +21,6 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from crm_core.webhooks.endpoints import create_endpoint
-from scripts.carrier_sim.call import SimulatedCall, simulate_call
-from scripts.carrier_sim.media_players import TwilioStream
-from scripts.carrier_sim.rest_fake import stream_from_twiml
-from scripts.carrier_sim.wav import sound
 from tests.media.speech_corpus import load_clip, requires_corpus
 from tests.voice_server.coachline_nodes import (
     FRAME_MS,
@@ -44,6 +40,10 @@ from tests.voice_server.coachline_nodes import (
     start_nodes,
     voice_webhook,
 )
+from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
+from voice_server.simulator.carrier.media_players import TwilioStream
+from voice_server.simulator.carrier.rest_fake import stream_from_twiml
+from voice_server.simulator.carrier.wav import sound
 
 pytestmark = [requires_corpus, pytest.mark.timeout(900)]
 
@@ -101,7 +101,7 @@ async def _feed_until(ws: aiohttp.ClientWebSocketResponse, done, timeout_s: floa
 
     try:
         await asyncio.wait_for(read(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     return messages
 

@@ -24,7 +24,7 @@ from crm_core.voiceprints import StoredVoiceprint, load_voiceprint, update_voice
 from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.resample import resample
-from media.speakers import EMBEDDING_SIZE, ENCODER_MODEL
+from media.speakers.encoder import EMBEDDING_SIZE, ENCODER_MODEL
 from storage.database import connect
 from tests.media.speech_corpus import load_clip, requires_corpus
 from voice_server.app import create_app

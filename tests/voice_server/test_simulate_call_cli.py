@@ -14,7 +14,6 @@ import sys
 import pytest
 
 from crm_core.auth.passwords import hash_password
-from scripts.carrier_sim.conversation import Turn, build
 from tests.media.speech_corpus import requires_corpus
 from tests.voice_server.carrier_app import (
     OUR_NUMBER,
@@ -25,6 +24,7 @@ from tests.voice_server.carrier_app import (
 )
 from tests.voice_server.sip_node import REP_DIALLED, sip_node
 from tests.voice_server.test_coaching_calls import PASSWORD, _coached_server
+from voice_server.simulator.carrier.conversation import Turn, build
 
 pytestmark = [requires_corpus, pytest.mark.timeout(600)]
 
@@ -121,18 +121,20 @@ async def test_bad_arguments_are_clear_errors(tmp_path):
     assert code == 1 and "--to" in err  # no number configured or given
 
 
-async def test_outside_a_source_checkout_it_says_so(tmp_path, repo_root):
-    # An installed server without the repository's scripts/: copy the packages (no scripts/)
-    # and run from elsewhere, so neither the install nor the working directory has them.
+async def test_runs_from_the_installed_packages_alone(tmp_path, repo_root):
+    # An installed server: the packages only (no scripts/, no tests/), run from elsewhere,
+    # with the test extras unimportable. The simulator is there; the server at :9 is not.
     import shutil
 
     site = tmp_path / "site"
     for package in ("voice_server", "media", "coaching", "storage", "crm_core"):
         shutil.copytree(repo_root / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for extra in ("trustme", "pytest"):
+        (site / f"{extra}.py").write_text(f"raise ImportError('{extra} is a test extra')\n")
     proc = await asyncio.create_subprocess_exec(
         *COACHLINE, "--carrier", "twilio", "--server", "http://127.0.0.1:9", "--to", "+15550100000",
         env={**_env(), "PYTHONPATH": str(site)}, cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 2, err
-    assert b"source checkout" in err and b"Traceback" not in err
+    assert proc.returncode == 1, err
+    assert b"Traceback" not in err and b"test extra" not in err

@@ -26,7 +26,7 @@ the stream's timestamps, so the two parties line up on one call clock.
 
 Outbound calls go through the twilio SDK, which is synchronous (``requests``), so
 each runs in a worker thread; its API base is configurable so tests and the demo
-point it at the loopback carrier fake (``scripts/carrier_sim``).
+point it at the loopback carrier fake (``voice_server/simulator/carrier``).
 """
 
 from __future__ import annotations

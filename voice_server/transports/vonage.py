@@ -22,7 +22,7 @@ count of frames received, 20 ms each.
 
 Outbound calls go through the vonage SDK, which is synchronous (``requests``),
 so each runs in a worker thread; its API host is configurable so tests and the
-demo point it at the loopback carrier fake (``scripts/carrier_sim``). They ring
+demo point it at the loopback carrier fake (``voice_server/simulator/carrier``). They ring
 the customer with an NCCO connecting our media WebSocket. Inbound calls are
 bridged through a named conversation: the caller waits in it, and
 ``VonageDialer.bridge_inbound`` dials two more legs into it, our media WebSocket

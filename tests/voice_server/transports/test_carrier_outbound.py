@@ -9,9 +9,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from crm_core.calls.dialing import DialerError, OutboundCallRequest
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
-from scripts.carrier_sim.media_players import TwilioStream, send_stream
-from scripts.carrier_sim.rest_fake import CarrierRestFake, TwilioAccount, stream_from_twiml
-from scripts.carrier_sim.wav import read_wav, sound
 from tests.voice_server.carrier_app import (
     OUR_NUMBER,
     PUBLIC_URL,
@@ -21,6 +18,13 @@ from tests.voice_server.carrier_app import (
     start_carrier_app,
     stop_carrier_app,
 )
+from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
+from voice_server.simulator.carrier.rest_fake import (
+    CarrierRestFake,
+    TwilioAccount,
+    stream_from_twiml,
+)
+from voice_server.simulator.carrier.wav import read_wav, sound
 from voice_server.transports.carrier_config import CarrierConfig
 from voice_server.transports.carriers import place_outbound_call
 from voice_server.transports.twilio import TwilioDialer
@@ -128,9 +132,9 @@ async def test_carrier_refusals_and_missing_carriers_are_dialer_errors(dialing):
 async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_into_it(dialing):
     import asyncio
 
-    from scripts.carrier_sim.media_players import VonageStream
-    from scripts.carrier_sim.signing import vonage_headers
     from tests.voice_server.carrier_app import VONAGE_SECRET
+    from voice_server.simulator.carrier.media_players import VonageStream
+    from voice_server.simulator.carrier.signing import vonage_headers
 
     ca, fake = dialing
     caller = "1b2c3d4e-0000-4000-8000-000000000001"

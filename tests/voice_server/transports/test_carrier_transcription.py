@@ -2,8 +2,6 @@
 
 import asyncio
 
-from scripts.carrier_sim.call import SimulatedCall, simulate_call
-from scripts.carrier_sim.wav import sound
 from tests.voice_server.carrier_app import (
     OUR_NUMBER,
     PUBLIC_URL,
@@ -12,6 +10,8 @@ from tests.voice_server.carrier_app import (
     stop_carrier_app,
 )
 from voice_server.app_keys import RUNTIME
+from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
+from voice_server.simulator.carrier.wav import sound
 
 
 async def test_a_twilio_call_is_transcribed_per_party(migrated_database, redis_url):

@@ -10,8 +10,8 @@ import pytest
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.track_clock import ChunkOrder
-from scripts.carrier_sim.media_players import TwilioStream, send_stream
-from scripts.carrier_sim.wav import read_wav, sound
+from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
+from voice_server.simulator.carrier.wav import read_wav, sound
 from voice_server.transports.twilio import track_party
 
 CUSTOMER_WAV = "hello-world"

@@ -3,8 +3,8 @@
 import json
 import xml.etree.ElementTree as ET
 
-from scripts.carrier_sim.signing import twilio_form, twilio_json
 from tests.voice_server.carrier_app import OUR_NUMBER, PUBLIC_URL, REP_PHONE, TWILIO_TOKEN
+from voice_server.simulator.carrier.signing import twilio_form, twilio_json
 
 VOICE = "/carriers/twilio/voice"
 STATUS = "/carriers/twilio/status"

@@ -7,8 +7,8 @@ import numpy as np
 
 from media.frames import Party
 from media.resample import resample
-from scripts.carrier_sim.media_players import VonageStream, send_stream
-from scripts.carrier_sim.wav import read_wav, sound
+from voice_server.simulator.carrier.media_players import VonageStream, send_stream
+from voice_server.simulator.carrier.wav import read_wav, sound
 
 UUID = "5b7c1f0e-8d0a-4a56-9b0e-0c1d2e3f4a5b"
 

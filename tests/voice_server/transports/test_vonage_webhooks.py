@@ -3,8 +3,8 @@
 import json
 import time
 
-from scripts.carrier_sim.signing import vonage_headers
 from tests.voice_server.carrier_app import VONAGE_SECRET
+from voice_server.simulator.carrier.signing import vonage_headers
 
 ANSWER = "/carriers/vonage/answer"
 EVENT = "/carriers/vonage/event"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.carrier_sim.wav import read_wav, sound
+from voice_server.simulator.carrier.wav import read_wav, sound
 
 RATE = 8000
 _FRAME = 160  # 20 ms at 8 kHz

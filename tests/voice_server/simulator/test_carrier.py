@@ -4,8 +4,6 @@ import numpy as np
 
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
-from scripts.carrier_sim.call import SimulatedCall, simulate_call
-from scripts.carrier_sim.wav import read_wav, sound
 from tests.voice_server.carrier_app import (  # noqa: F401  (fixture)
     OUR_NUMBER,
     PUBLIC_URL,
@@ -13,6 +11,8 @@ from tests.voice_server.carrier_app import (  # noqa: F401  (fixture)
     VONAGE_SECRET,
     carrier_app,
 )
+from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
+from voice_server.simulator.carrier.wav import read_wav, sound
 
 
 def _call(ca, carrier, **kwargs) -> SimulatedCall:

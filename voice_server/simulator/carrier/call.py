@@ -19,10 +19,10 @@ import aiohttp
 import numpy as np
 
 from media.resample import resample
-from scripts.carrier_sim.media_players import TwilioStream, VonageStream, play
-from scripts.carrier_sim.rest_fake import stream_from_twiml
-from scripts.carrier_sim.signing import twilio_form, vonage_headers
-from scripts.carrier_sim.wav import read_wav
+from voice_server.simulator.carrier.media_players import TwilioStream, VonageStream, play
+from voice_server.simulator.carrier.rest_fake import stream_from_twiml
+from voice_server.simulator.carrier.signing import twilio_form, vonage_headers
+from voice_server.simulator.carrier.wav import read_wav
 
 
 class SimulationError(RuntimeError):

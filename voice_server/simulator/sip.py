@@ -1,6 +1,6 @@
 """Simulate a PBX forking a call to Coachline over SIPREC: two WAVs in, two parties out.
 
-    python scripts/sip_sim.py --server 127.0.0.1:5060 --to 15551230001 \\
+    python -m voice_server.simulator.sip --server 127.0.0.1:5060 --to 15551230001 \\
         --rep-wav rep.wav --customer-wav customer.wav [--codec PCMA] [--fast] \\
         [--user pbx --password secret]
 
@@ -19,14 +19,9 @@ import argparse
 import asyncio
 import json
 import secrets
-import sys
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
@@ -235,7 +230,9 @@ async def _play(transports, targets, tracks, pt, encode, realtime) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m voice_server.simulator.sip", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--server", required=True, help="host:port of Coachline's SIP socket")
     parser.add_argument("--to", required=True, help="the rep's number or SIP user")
     parser.add_argument("--rep-wav", type=Path, required=True)

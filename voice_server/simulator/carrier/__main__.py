@@ -1,4 +1,4 @@
-"""``python -m scripts.carrier_sim --carrier twilio --rep-wav A --customer-wav B --server URL``
+"""``python -m voice_server.simulator.carrier --carrier twilio --rep-wav A --customer-wav B --server URL``
 
 Plays one call into a running server as the carrier would (signed webhooks,
 then the media stream at real-time pace) and prints a JSON report.
@@ -14,12 +14,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from scripts.carrier_sim.call import SimulatedCall, SimulationError, simulate_call
-from scripts.carrier_sim.wav import sound
+from voice_server.simulator.carrier.call import SimulatedCall, SimulationError, simulate_call
+from voice_server.simulator.carrier.wav import sound
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.carrier_sim", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m voice_server.simulator.carrier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--carrier", choices=["twilio", "vonage"], required=True)
     parser.add_argument("--server", default="http://127.0.0.1:8080")

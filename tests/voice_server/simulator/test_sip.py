@@ -1,4 +1,4 @@
-"""The SIPREC call simulator (scripts/sip_sim.py) against a node that wants digest."""
+"""The SIPREC call simulator (voice_server/simulator/sip.py) against a node that wants digest."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 
 from media.frames import Party
 from media.g711 import alaw_decode, alaw_encode
-from scripts.sip_sim import SimulatedSipCall, simulate_sip_call
 from tests.voice_server.sip_node import REP_DIALLED, sip_node
+from voice_server.simulator.sip import SimulatedSipCall, simulate_sip_call
 
 
 def _wav(path, freq, seconds):

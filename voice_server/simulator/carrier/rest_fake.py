@@ -7,8 +7,8 @@ with the account SID and auth token) answers 201 with a call resource, as
 Vonage: ``POST /v1/calls`` (JSON body, ``Authorization: Bearer`` an RS256 JWT
 naming the application) answers 201 with ``uuid``/``status``/``direction``/
 ``conversation_uuid``. The vonage SDK only speaks HTTPS, so this side serves
-TLS with a throwaway CA (trustme); point the SDK at ``vonage_host`` and
-``REQUESTS_CA_BUNDLE`` at ``ca_path``.
+TLS with a throwaway CA made for each run (``loopback_tls``); point the SDK at
+``vonage_host`` and ``REQUESTS_CA_BUNDLE`` at ``ca_path``.
 
 Every call created is recorded (``twilio_calls``, ``vonage_calls``) for tests, and every
 create request, refused or not, is counted (``requests_received``).
@@ -17,16 +17,22 @@ create request, refused or not, is counted (``requests_received``).
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import ssl
 import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import jwt
-import trustme
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass
@@ -49,7 +55,7 @@ class CarrierRestFake:
     _runner: web.AppRunner | None = None
     _tmp: tempfile.TemporaryDirectory | None = None
 
-    async def __aenter__(self) -> CarrierRestFake:
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", self._twilio_create)
         app.router.add_post("/v1/calls", self._vonage_create)
@@ -58,13 +64,8 @@ class CarrierRestFake:
         http = web.TCPSite(self._runner, "127.0.0.1", 0)
         await http.start()
         self.twilio_base = f"http://127.0.0.1:{_port(http)}"
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(context)
         self._tmp = tempfile.TemporaryDirectory(prefix="carrier-fake-")
-        self.ca_path = str(Path(self._tmp.name) / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_path)
+        context, self.ca_path = loopback_tls(Path(self._tmp.name))
         https = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await https.start()
         self.vonage_host = f"127.0.0.1:{_port(https)}"
@@ -147,3 +148,71 @@ def _twilio_error(status: int, code: int, message: str) -> web.Response:
 
 def _port(site: web.TCPSite) -> int:
     return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+def loopback_tls(folder: Path) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context for 127.0.0.1/localhost, signed by a CA made just now.
+
+    Writes the CA certificate (for clients to trust), the server's certificate
+    chain and its key into ``folder``; returns the context and the CA file's path.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=1))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "coachline carrier fake CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_path = folder / "ca.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(pem))
+    chain_path = folder / "server.pem"
+    chain_path.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
+    key_path = folder / "server.key"
+    key_path.write_bytes(
+        key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain_path, key_path)
+    return context, str(ca_path)
