@@ -8,7 +8,7 @@ why and runs the live method (``OnlineDiarizer``) over the recording, which
 needs nothing beyond the speaker encoder. Either way turns are labelled
 ``rep`` / ``customer`` when the rep's voiceprint is given.
 
-TODO(speakers): the pyannote branch is not exercised by the test suite
+The pyannote branch is not exercised by the test suite
 (torch is not installed there); it was written against pyannote.audio 4.0.7's
 ``Pipeline.from_pretrained(<local dir>)`` API.
 """

@@ -37,7 +37,7 @@ async def _release_without_reset_query(conn: asyncpg.Connection) -> None:
     (migrations) is unlocked in a ``finally``. asyncpg still rolls back a transaction left
     open before this runs. Code that needs session state takes its own connection.
     """
-    # api-bench: measured in scripts/bench/api.py (one fewer round trip per acquire).
+    # measured in scripts/bench/api.py (one fewer round trip per acquire).
 
 
 async def create_pool(dsn: str, options: PoolOptions | None = None) -> asyncpg.Pool:

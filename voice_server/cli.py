@@ -9,9 +9,9 @@ import os
 import sys
 
 from voice_server.logs import configure_logging
-from voice_server.recordings_cli import add_recordings_commands  # recording (issue 7)
+from voice_server.recordings_cli import add_recordings_commands
 from voice_server.settings import Settings, SettingsError, load_settings
-from voice_server.simulate_cli import add_simulate_command  # e2e (issue 4.5): simulate-call
+from voice_server.simulate_cli import add_simulate_command
 
 log = logging.getLogger("coachline")
 
@@ -60,7 +60,7 @@ def _cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
-    # crm-api: the first admin of a fresh install (also resets an admin's password)
+    # the first admin of a fresh install (also resets an admin's password)
     import secrets
 
     from crm_core.auth.accounts import InvalidSlug, create_admin
@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--org", required=True, help="organization slug (created if missing)")
     admin.set_defaults(func=_cmd_create_admin)
-    add_recordings_commands(sub)  # recording (issue 7)
-    add_simulate_command(sub)  # e2e (issue 4.5)
+    add_recordings_commands(sub)
+    add_simulate_command(sub)
     return parser
 
 

@@ -14,8 +14,8 @@ PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
     "admin": frozenset({
         "transcripts:raw", "recordings:listen", "leads:import",
         "users:manage", "teams:manage", "api_tokens:manage",
-        "webhooks:manage",  # crmfix: /api/v1/webhooks
-        "scoring:manage",  # scoring-gbm: /api/v1/scoring (train models, edit the ICP)
+        "webhooks:manage",  # /api/v1/webhooks
+        "scoring:manage",  # /api/v1/scoring (train models, edit the ICP)
     }),
 }
 

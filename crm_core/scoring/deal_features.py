@@ -42,7 +42,7 @@ TYPICAL_DAYS_TO_CLOSE = {"qualification": 75, "discovery": 60, "demo": 45, "prop
                          "negotiation": 15}
 CALL_KINDS = frozenset({"call", "call.completed", "call.ended"})
 SIGNAL_KINDS = frozenset({"call_signal", "deal_signal"})
-STAGE_CHANGE_KINDS = frozenset({"stage_change", "stage_changed"})  # scoring-gbm: the API writes stage_changed
+STAGE_CHANGE_KINDS = frozenset({"stage_change", "stage_changed"})  # the API writes stage_changed
 
 FEATURES: tuple[str, ...] = (
     *(f"stage_{s}" for s in OPEN_STAGES[1:]),  # baseline: qualification

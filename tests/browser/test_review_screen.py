@@ -65,7 +65,7 @@ async def test_manager_plays_the_recording_seeks_by_transcript_and_sees_the_list
                                                                                   tmp_path):
     published = []
     call_id = await _finished_call(site, published)
-    # call-prompts: every prompt the rep saw is stored once, even when its event comes twice.
+    # every prompt the rep saw is stored once, even when its event comes twice.
     await site.app[RUNTIME].bus.publish(published[0])
     stored = await _stored_prompts(site, call_id, len({e.payload["prompt"]["id"] for e in published}))
     assert sorted(r["at_ms"] for r in stored) == sorted(e.payload["prompt"]["at_ms"] for e in published)

@@ -168,7 +168,7 @@ async def test_redis_fanout_resumes_after_a_redis_outage(tmp_path):
     server.stop()
 
 
-# multinode: a stopping node waits until the persisting groups have caught up.
+# a stopping node waits until the persisting groups have caught up.
 async def test_redis_bus_waits_until_a_group_has_acknowledged_what_was_published(redis_url):
     client = aioredis.from_url(redis_url)
     bus = RedisEventBus(client, stream=f"test:{uuid.uuid4().hex}")

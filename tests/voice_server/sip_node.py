@@ -30,7 +30,7 @@ class SipNode:
     rep_id: str
     logs: list[FrameLog] = field(default_factory=list)
     by_call: dict[str, FrameLog] = field(default_factory=dict)
-    http_url: str = ""  # e2e: the node's HTTP server (webhooks, /auth/token, /ws/live)
+    http_url: str = ""  # the node's HTTP server (webhooks, /auth/token, /ws/live)
 
     @property
     def port(self) -> int:

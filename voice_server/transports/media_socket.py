@@ -73,7 +73,7 @@ async def serve_media_socket(
             if stream.done:
                 outcome = "completed" if stream.close_code == WSCloseCode.OK else "rejected"
                 break
-            # multinode: the server ended the call (a drain's deadline passed): hang up now
+            # the server ended the call (a drain's deadline passed): hang up now
             # rather than take media for a closed call until shutdown cancels the handler.
             session = getattr(stream, "session", None)
             if session is not None and session.ended:

@@ -155,7 +155,7 @@ async def test_a_territory_narrows_what_non_admins_see(world):
     assert {x["id"] for x in page["data"]} >= {emea["id"], apac["id"], anywhere["id"]}
 
 
-# scoring-gbm: /api/v1/scoring is administration (permission scoring:manage): everyone else 403.
+# /api/v1/scoring is administration (permission scoring:manage): everyone else 403.
 SCORING_OPERATIONS = [
     ("GET", "/api/v1/scoring/lead-models", None),
     ("POST", "/api/v1/scoring/lead-models", None),

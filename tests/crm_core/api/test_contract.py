@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 FOREIGN = {("GET", "/api/v1/calls/{call_id}/recording"), ("GET", "/api/v1/calls/{call_id}/recording/audit"),
            ("POST", "/api/v1/leads/{lead_id}/erasure"), ("GET", "/api/v1/leads/{lead_id}/export")}
 NO_ID = "00000000-0000-0000-0000-000000000000"
-# scoring-gbm: training answers 201 only with enough history (tests/crm_core/api/test_scoring.py)
+# training answers 201 only with enough history (tests/crm_core/api/test_scoring.py)
 TRAINING = {("POST", "/api/v1/scoring/lead-models"), ("POST", "/api/v1/scoring/deal-models")}
 
 

@@ -86,7 +86,7 @@ export async function mountCallReview(root, callId) {
     return;
   }
   const audio = el("audio", { controls: true, preload: "metadata", "aria-label": "Call recording" });
-  // call-prompts: one mark per coaching prompt, placed at its time along the recording.
+  // one mark per coaching prompt, placed at its time along the recording.
   const marks = el("div", { class: "prompt-marks", role: "group", "aria-label": "Coaching prompts on the recording" });
   const transcript = el("div", { class: "transcript", role: "list", "aria-label": "Transcript" });
   const timeline = el("ol", { class: "timeline", "aria-label": "Coaching events" });
@@ -129,7 +129,7 @@ export async function mountCallReview(root, callId) {
     }
   });
 
-  // call-prompts: the prompts the rep saw (GET /calls/{id}/prompts, stored as they fired), as
+  // the prompts the rep saw (GET /calls/{id}/prompts, stored as they fired), as
   // marks on the recording and entries on the timeline; each names the rep's next words, so a
   // reviewer sees at a glance whether the rep acted on it, and clicking seeks there.
   const moments = [];
