@@ -51,12 +51,13 @@ def prompt_from_event(payload: dict) -> PromptRow:
     at_ms = prompt.at_ms
     if at_ms < 0:
         raise ValueError("at_ms must not be negative")
-    row = dict(
-        rule_id=rule_id, kind=_text(prompt.kind, 40), severity=_text(prompt.severity, 40),
-        title=_text(prompt.title), body=_text(prompt.body or ""), at_ms=at_ms,
-        party=_optional(prompt.party), segment_key=_optional(prompt.segment_key),
-        evidence=[_text(e) for e in prompt.evidence], link=_optional(prompt.link),
-    )
+    row = {
+        "rule_id": rule_id, "kind": _text(prompt.kind, 40),
+        "severity": _text(prompt.severity, 40), "title": _text(prompt.title),
+        "body": _text(prompt.body or ""), "at_ms": at_ms, "party": _optional(prompt.party),
+        "segment_key": _optional(prompt.segment_key),
+        "evidence": [_text(e) for e in prompt.evidence], "link": _optional(prompt.link),
+    }
     # The live feed's id is rule@time; two subjects of one rule could share a millisecond,
     # so the key also carries a digest of what the card said. A redelivery has both equal.
     live_id = _text(prompt.id or f"{rule_id}@{at_ms}", 300)
