@@ -44,12 +44,12 @@ COACHING_PROMPT = "coaching.prompt"
 ALL_PATTERNS = ("call.*", "transcript.*", "coaching.*", "insight.*")
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready: mappings with text keys, lists for tuples, all the way down."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
@@ -474,7 +474,7 @@ class SummaryEvent:
                                 for party, points in self.sentiment_trend.items()},
             "checklist_missed": list(self.checklist_missed),
             "duration_ms": self.duration_ms,
-            "signals": _plain(self.signals),
+            "signals": json_ready(self.signals),
             "abnormal": self.abnormal,
         }
 
