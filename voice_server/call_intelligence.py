@@ -62,9 +62,9 @@ class CallIntelligence:
     def on_audio(self, frame: AudioFrame) -> None:
         if self._closed:
             return
+        self.transcription.push(frame)
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"coach:{self._session.call_id}")
-        self.transcription.push(frame)
         self.speakers.push(frame)
 
     def on_dtmf(self, digit: str, at_ms: int, duration_ms: int) -> None:
