@@ -46,8 +46,8 @@ class CallIntelligence:
                  keep_raw_text: bool = False, speaker_encoder: SpeakerEncoder | None = None,
                  rep_voiceprint: np.ndarray | None = None) -> None:
         self._session = session
-        self.transcription = Transcription(session.call_id, pool, self._on_segment,
-                                           hotwords=profile.hotwords)
+        self.transcription = Transcription.on_pool(session.call_id, pool, self._on_segment,
+                                                   hotwords=profile.hotwords)
         # voiceprints: the rep's enrolled voice makes mixed-call labels rep/customer
         self.speakers = SpeakerLabelling(speaker_encoder, rep_voiceprint)
         # Its listeners get the PII spans of each final (the recorder silences card numbers).

@@ -97,21 +97,31 @@ class RedactedSegment:
 # -- transcription -----------------------------------------------------------------------------
 
 SegmentSink = Callable[[TranscriptSegment], Awaitable[None]]
+# (party, stream id) -> the transcriber of that party's audio
+TranscriberFactory = Callable[[str, str], StreamingTranscriber]
 
 
 class Transcription:
-    """One ``StreamingTranscriber`` per party; every segment read goes to ``sink``."""
+    """One transcriber per party; every segment read goes to ``sink``."""
 
-    def __init__(self, call_id: str, pool: SpeechModelPool, sink: SegmentSink, *,
-                 hotwords: tuple[str, ...] | list[str] | None = None) -> None:
+    def __init__(self, call_id: str, new_transcriber: TranscriberFactory,
+                 sink: SegmentSink) -> None:
         self._call_id = call_id
-        self._pool = pool
+        self._new_transcriber = new_transcriber
         self._sink = sink
-        self._hotwords = hotwords or None
         self._transcribers: dict[str, StreamingTranscriber] = {}
         self._readers: list[asyncio.Task] = []
         self._segments_in_flight = 0  # read from a transcriber, not yet through the sink
         self.last_ms = 0              # the end of the latest audio pushed, on the call clock
+
+    @classmethod
+    def on_pool(cls, call_id: str, pool: SpeechModelPool, sink: SegmentSink, *,
+                hotwords: str | None = None) -> Transcription:
+        """Streaming transcribers on the server's shared speech model pool."""
+        def new_transcriber(party: str, stream_id: str) -> StreamingTranscriber:
+            return StreamingTranscriber(party, pool, stream_id=stream_id,
+                                        hotwords=hotwords or None)
+        return cls(call_id, new_transcriber, sink)
 
     @property
     def speech_active(self) -> bool:
@@ -134,8 +144,7 @@ class Transcription:
         await asyncio.gather(*self._readers, return_exceptions=True)
 
     def _start_party(self, party: str) -> StreamingTranscriber:
-        transcriber = StreamingTranscriber(party, self._pool, stream_id=f"{self._call_id}:{party}",
-                                           hotwords=self._hotwords)
+        transcriber = self._new_transcriber(party, f"{self._call_id}:{party}")
         self._transcribers[party] = transcriber
         self._readers.append(asyncio.create_task(self._read(transcriber),
                                                  name=f"stt:{self._call_id}:{party}"))

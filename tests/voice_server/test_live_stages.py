@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import numpy as np
+
 from coaching.call_coach import CallCoach, CoachingProfile
 from coaching.records import EVENT_TYPES, CoachingPrompt, SegmentInput, as_event
 from crm_core.calls import live_events as ev
+from media.frames import AudioFrame, Party
 from media.transcript import TranscriptSegment, Word
 from voice_server.live_stages import (
     Coaching,
     LabelledSegment,
     PiiRedaction,
+    Transcription,
     insight_event,
     metrics_event,
     summary_event,
@@ -101,3 +107,56 @@ def test_the_events_carry_coachings_own_json_form_of_its_records():
     assert name == ev.INSIGHT_SUMMARY
     assert summary_event(summary, abnormal=False).to_payload() == {
         **body, "metrics": metrics_event(summary.metrics).to_payload(), "abnormal": False}
+
+
+class _FakeTranscriber:
+    """Stands for a StreamingTranscriber: every pushed frame becomes one final segment."""
+
+    def __init__(self, party: str, stream_id: str) -> None:
+        self.party, self.stream_id = party, stream_id
+        self._out: asyncio.Queue = asyncio.Queue()
+        self.speech_in_progress = False
+
+    def push(self, frame: AudioFrame) -> None:
+        words = [("bad" if frame.timestamp_ms == 20 else "hello", frame.timestamp_ms)]
+        self._out.put_nowait(_segment(words, party=self.party,
+                                      segment_id=str(frame.timestamp_ms)))
+
+    async def close(self) -> None:
+        self._out.put_nowait(None)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> TranscriptSegment:
+        segment = await self._out.get()
+        if segment is None:
+            raise StopAsyncIteration
+        return segment
+
+
+async def test_transcription_reads_each_partys_segments_into_its_sink():
+    made: list[_FakeTranscriber] = []
+    seen: list[tuple[str, str, bool]] = []
+    stage = None
+
+    def new_transcriber(party: str, stream_id: str) -> _FakeTranscriber:
+        made.append(_FakeTranscriber(party, stream_id))
+        return made[-1]
+
+    async def sink(segment: TranscriptSegment) -> None:
+        seen.append((segment.party, segment.text, stage.speech_active))
+        if segment.text == "bad":
+            raise ValueError("a segment the next stage cannot take")
+
+    stage = Transcription("call-1", new_transcriber, sink)
+    for party, at in [("rep", 0), ("customer", 0), ("rep", 20), ("rep", 40)]:
+        stage.push(AudioFrame(np.zeros(160, np.int16), 8000, Party(party), at))
+    await stage.close()
+    assert [(t.party, t.stream_id) for t in made] == [("rep", "call-1:rep"),
+                                                       ("customer", "call-1:customer")]
+    # a segment the sink fails on is logged; the party's later segments still flow
+    assert [s for s in seen if s[0] == "rep"] == [("rep", "hello", True), ("rep", "bad", True),
+                                                   ("rep", "hello", True)]
+    assert ("customer", "hello", True) in seen
+    assert stage.last_ms == 60 and not stage.speech_active
