@@ -20,7 +20,6 @@ from voice_server.live_stages import (
     metrics_event,
     summary_event,
 )
-from voice_server.speaker_labels import SpeakerLabelling
 
 RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
 
@@ -76,13 +75,6 @@ def test_coaching_prompts_on_the_triggering_line_and_skips_unknown_voices():
     assert Coaching(CoachingProfile.load(RULES)).feed(mixed) == []
     summary = coaching.finish(6000, abnormal=True)
     assert summary.abnormal and summary.competitors == ("conference",)
-
-
-def test_speaker_labelling_without_an_encoder_labels_by_track():
-    stage = SpeakerLabelling(None)
-    labelled = stage.label(_segment(COMPETITOR, party="mixed"))
-    assert labelled.speaker == "mixed" and not labelled.coached
-    assert stage.label(_segment(COMPETITOR, party="rep")).coached
 
 
 def test_the_events_carry_coachings_own_json_form_of_its_records():
