@@ -220,7 +220,8 @@ class CallSummary:
     signals: Mapping[str, Any] = field(default_factory=dict)       # deal signals for the CRM
 
 
-# Bus event type per insight record, so the wiring needs no isinstance ladder.
+# Bus event type per insight record. These are the live event names of
+# crm_core/calls/live_events.py, spelled here because coaching imports nothing of ours.
 EVENT_TYPES: dict[type, str] = {
     KeywordHit: "insight.keyword",
     SentimentScore: "insight.sentiment",

@@ -3,7 +3,9 @@
 A transport (Twilio, Vonage, SIP) opens a ``CallSession`` through the app's
 ``CallSessions`` and pushes ``AudioFrame``s per party and DTMF digits into
 it. The session hands frames to its audio consumers (the transcriber, the
-recorder, …) and publishes the call's events on the bus.
+recorder, …) and publishes the call's events on the bus (the records of
+crm_core/calls/live_events.py). The call's recorder, when it has one, is
+also held by name as ``session.recorder``.
 
 ``push_audio`` is on the media hot path: it is synchronous and consumers
 must only queue work, never block.
@@ -15,9 +17,16 @@ import inspect
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
+from crm_core.calls.live_events import (
+    CallDtmfEvent,
+    CallEndedEvent,
+    CallStartedEvent,
+    LiveEvent,
+)
 from media.frames import AudioFrame
 from storage.events import Event, EventBus
 from voice_server.live_calls import LiveCalls
@@ -46,6 +55,12 @@ class AudioConsumer(Protocol):
     async def close(self, abnormal: bool) -> None: ...
 
 
+class Recorder(AudioConsumer, Protocol):
+    """The consumer that records the call; the live path asks it to silence PII spans."""
+
+    def silence_redacted(self, spans: list[Any]) -> None: ...
+
+
 @dataclass
 class CallStats:
     frames: Counter = field(default_factory=Counter)
@@ -58,6 +73,8 @@ class CallSession:
         self.info = info
         self._bus = bus
         self.consumers: list[AudioConsumer] = list(consumers or [])
+        # The recording consumer among ``consumers``, set by the recording service's factory.
+        self.recorder: Recorder | None = None
         self.stats = CallStats()
         self.started_at = time.time()
         self.ended = False
@@ -86,7 +103,11 @@ class CallSession:
                 consumer.on_dtmf(digit, at_ms, duration_ms)
             except Exception:
                 log.exception("dtmf consumer %s failed", type(consumer).__name__)
-        await self.publish("call.dtmf", {"digit": digit, "at_ms": at_ms, "duration_ms": duration_ms})
+        await self.emit(CallDtmfEvent(digit, at_ms, duration_ms))
+
+    async def emit(self, event: LiveEvent) -> None:
+        """Publish one live event of this call."""
+        await self.publish(event.event_type, event.to_payload())
 
     async def publish(self, event_type: str, payload: dict) -> None:
         body = {"call_id": self.info.call_id, **payload}
@@ -105,14 +126,10 @@ class CallSession:
                 await consumer.close(abnormal)
             except Exception:
                 log.exception("closing consumer %s failed", type(consumer).__name__)
-        await self.publish(
-            "call.ended",
-            {
-                "abnormal": abnormal,
-                "reason": reason,
-                "samples": {str(p): n for p, n in self.stats.samples.items()},
-            },
-        )
+        await self.emit(CallEndedEvent(
+            abnormal=abnormal, reason=reason,
+            samples={str(p): n for p, n in self.stats.samples.items()},
+        ))
 
 
 # A factory may be async (e.g. it reads the organization's settings first).
@@ -158,8 +175,7 @@ class CallSessions:
             log.info("call started (%s %s)", info.carrier, info.direction)
         finally:
             call_id_var.reset(token)
-        await session.publish("call.started", {"carrier": info.carrier, "direction": info.direction,
-                                               "rep_id": info.rep_id, "lead_id": info.lead_id})
+        await session.emit(CallStartedEvent(info.carrier, info.direction, info.rep_id, info.lead_id))
         return session
 
     async def close(self, call_id: str, *, abnormal: bool = False, reason: str = "") -> None:

@@ -24,13 +24,23 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, web
 
+from crm_core.calls.live_events import (
+    ALL_PATTERNS,
+    CALL_ENDED,
+    CALL_STARTED,
+    COACHING_PROMPT,
+    INSIGHT_METRICS,
+    INSIGHT_SENTIMENT,
+    TRANSCRIPT_FINAL,
+    TRANSCRIPT_PARTIAL,
+)
 from storage.events import Event, EventBus
 
 log = logging.getLogger(__name__)
 
-FEED_PATTERNS = ("call.*", "transcript.*", "coaching.*", "insight.*")
-_SNAPSHOT_TYPES = ("call.started", "transcript.final", "coaching.prompt", "insight.metrics",
-                   "insight.sentiment", "call.ended")
+FEED_PATTERNS = ALL_PATTERNS
+_SNAPSHOT_TYPES = (CALL_STARTED, TRANSCRIPT_FINAL, COACHING_PROMPT, INSIGHT_METRICS,
+                   INSIGHT_SENTIMENT, CALL_ENDED)
 _SNAPSHOT_LEN = 400
 _QUEUE_LEN = 500
 _SEEN_IDS = 20_000
@@ -78,7 +88,7 @@ class _Watcher:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
-            if message["type"] == "transcript.partial":
+            if message["type"] == TRANSCRIPT_PARTIAL:
                 return  # partials are superseded by finals; dropping them is harmless
             self.overflowed = True
 
@@ -137,7 +147,7 @@ class LiveFeedHub:
         call_id = event.payload.get("call_id")
         if not call_id:
             return
-        if event.type == "call.started":
+        if event.type == CALL_STARTED:
             ref = CallRef(call_id, event.org_id, event.payload.get("rep_id"))
             self._calls[call_id] = ref
             for watcher in self._watchers:
@@ -151,7 +161,7 @@ class LiveFeedHub:
             if call_id in watcher.call_ids:
                 watcher.offer(message)
                 self.delivered += 1
-        if event.type == "call.ended":
+        if event.type == CALL_ENDED:
             self._ended.append(call_id)
             while len(self._ended) > _ENDED_CALLS_KEPT:
                 old = self._ended.popleft()

@@ -16,7 +16,6 @@ from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
 from voice_server.coaching_profiles import OrgCoachingProfiles
-from voice_server.recorder import CallRecorder
 from voice_server.rep_voiceprints import RepVoiceprints
 
 log = logging.getLogger(__name__)
@@ -70,10 +69,12 @@ async def live_intelligence_ctx(app: web.Application):
         intelligence = CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text,
                                         speaker_encoder=speaker_encoder,
                                         rep_voiceprint=rep_print.embedding if rep_print else None)
-        # Card numbers spoken on the call are silenced in its recording too (PCI).
-        intelligence.pii_listeners.append(
-            lambda spans: [c.silence_redacted(spans) for c in session.consumers
-                           if isinstance(c, CallRecorder)])
+        def silence_in_recording(spans) -> None:
+            # Card numbers spoken on the call are silenced in its recording too (PCI).
+            if session.recorder is not None:
+                session.recorder.silence_redacted(spans)
+
+        intelligence.redaction.listeners.append(silence_in_recording)
         return intelligence
 
     app[CALL_SESSIONS].consumer_factories.append(attach)

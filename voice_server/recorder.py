@@ -134,7 +134,7 @@ class CallRecorder:
             self._queue.put_nowait(("silence", written, 0))
 
     def silence_redacted(self, spans) -> None:
-        """A ``CallIntelligence.pii_listeners`` entry: silence card numbers / CVVs over their word
+        """A ``PiiRedaction.listeners`` entry: silence card numbers / CVVs over their word
         times (``RedactedSpan``: kind, start_ms, end_ms), widened for ASR timing."""
         for span in spans:
             if span.kind in SILENCED_KINDS and span.end_ms > span.start_ms:
@@ -292,7 +292,9 @@ class RecordingService:
         self.totals: Counter[str] = Counter()  # cumulative, for /metrics
 
     def consumer_for(self, session: CallSession) -> CallRecorder:
-        return CallRecorder(self, session)
+        recorder = CallRecorder(self, session)
+        session.recorder = recorder
+        return recorder
 
     def advance_stalled(self) -> None:
         now = time.monotonic()

@@ -28,6 +28,14 @@ from typing import Any
 
 import aiohttp
 
+from crm_core.calls.live_events import (
+    CALL_ENDED,
+    CALL_STARTED,
+    COACHING_PROMPT,
+    INSIGHT_METRICS,
+    INSIGHT_SUMMARY,
+    TRANSCRIPT_FINAL,
+)
 from voice_server.settings import Settings
 
 DEFAULT_REP_WAV = Path("/usr/share/asterisk/sounds/en/agent-loginok.wav")
@@ -89,9 +97,9 @@ class FeedWatcher:
             message["received_at"] = time.time()
             self.log.messages.append(message)
             call_id = message.get("call_id")
-            if message.get("type") == "call.started" and call_id not in self._preexisting:
+            if message.get("type") == CALL_STARTED and call_id not in self._preexisting:
                 self.log.calls.add(call_id)
-            if message.get("type") == "call.ended":
+            if message.get("type") == CALL_ENDED:
                 self.log.ended.add(call_id)
             self._changed.set()
 
@@ -128,15 +136,15 @@ def feed_report(messages: list[dict]) -> dict:
             continue
         seen.add(m.get("id"))
         kind = m.get("type")
-        if kind == "transcript.final":
+        if kind == TRANSCRIPT_FINAL:
             finals.append({"party": m.get("party"), "speaker": m.get("speaker"),
                            "start_ms": m.get("start_ms"), "end_ms": m.get("end_ms"), "text": m.get("text")})
-        elif kind == "coaching.prompt":
+        elif kind == COACHING_PROMPT:
             p = m.get("prompt", {})
             prompts.append({k: p.get(k) for k in ("id", "rule_id", "title", "at_ms", "severity", "party")})
-        elif kind == "insight.metrics":
+        elif kind == INSIGHT_METRICS:
             metrics = {k: v for k, v in m.items() if k not in ("type", "id", "at", "received_at")}
-        elif kind == "insight.summary":
+        elif kind == INSIGHT_SUMMARY:
             summary = {k: v for k, v in m.items() if k not in ("type", "id", "at", "received_at")}
     finals.sort(key=lambda f: (f["start_ms"] or 0, f["party"] or ""))
     return {"transcript": finals, "prompts": prompts, "metrics": metrics, "summary": summary}

@@ -1,8 +1,11 @@
-"""Who is speaking on a mixed-channel call (Vonage's one stream, a conference bridge).
+"""The speaker labelling stage: who spoke each transcript segment of a call.
 
-Two-track calls know each segment's party from its track. A ``MIXED``
-call gets a ``SpeakerLabeller``: the call's audio goes through an
-``OnlineDiarizer`` (media/speakers/diarizer.py) in a worker thread, a batch every
+``SpeakerLabelling`` is the stage of the live path (voice_server/live_stages.py):
+it sees the call's audio and labels each segment. Two-track calls know each
+segment's party from its track. A ``MIXED`` call (Vonage's one stream, a
+conference bridge) gets a ``SpeakerLabeller`` when a speaker encoder is
+loaded: the call's audio goes through an ``OnlineDiarizer``
+(media/speakers/diarizer.py) in a worker thread, a batch every
 ``BATCH_S`` so the event loop never runs the encoder, and each transcript
 segment is labelled with the voice that covers most of it. Labels are
 ``speaker_1``/``speaker_2`` unless the rep's voice is enrolled, then
@@ -17,9 +20,11 @@ import logging
 
 import numpy as np
 
-from media.frames import AudioFrame
+from media.frames import AudioFrame, Party
 from media.speakers.diarizer import OnlineDiarizer, SpeakerTurn
 from media.speakers.encoder import SpeakerEncoder
+from media.transcript import TranscriptSegment
+from voice_server.live_stages import LabelledSegment
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +105,33 @@ class SpeakerLabeller:
             turns.extend(self._diarizer.push(frame))
         current = self._diarizer.current
         return turns, current[0] if current else None
+
+
+class SpeakerLabelling:
+    """Labels segments with their speaker; mixed-track audio goes to a ``SpeakerLabeller``.
+
+    Without an encoder, or on a two-track call, a segment's speaker is its party.
+    """
+
+    def __init__(self, encoder: SpeakerEncoder | None,
+                 rep_print: np.ndarray | None = None) -> None:
+        self._encoder = encoder
+        self._rep_print = rep_print  # the rep's enrolled voice makes mixed labels rep/customer
+        self._labeller: SpeakerLabeller | None = None
+
+    def push(self, frame: AudioFrame) -> None:
+        if str(frame.party) != Party.MIXED.value or self._encoder is None:
+            return
+        if self._labeller is None:
+            self._labeller = SpeakerLabeller(self._encoder, self._rep_print)
+        self._labeller.push(frame)
+
+    def label(self, segment: TranscriptSegment) -> LabelledSegment:
+        speaker = segment.party
+        if self._labeller is not None:
+            speaker = self._labeller.speaker_for(segment.start_ms, segment.end_ms) or segment.party
+        return LabelledSegment(segment, speaker)
+
+    async def close(self) -> None:
+        if self._labeller is not None:
+            await self._labeller.close()

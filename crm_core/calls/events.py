@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from crm_core.calls.live_events import (
+    CALL_ENDED,
+    COACHING_PROMPT,
+    INSIGHT_SUMMARY,
+    TRANSCRIPT_FINAL,
+    CallEndedEvent,
+    TranscriptEvent,
+)
 from crm_core.calls.prompts import add_call_prompt, prompt_from_event
-from crm_core.calls.summaries import store_call_summary
 from crm_core.calls.records import SegmentRow, add_final_segments, mark_call_ended
+from crm_core.calls.summaries import store_call_summary
 from storage.events import Delivery, EventBus
 
 log = logging.getLogger(__name__)
@@ -27,26 +35,19 @@ PoolSource = Callable[[], asyncpg.Pool | None]
 
 
 def segment_from_event(payload: dict) -> SegmentRow:
-    words = [
-        {
-            "text": str(w.get("text", "")),
-            "start_ms": int(w.get("start_ms", 0)),
-            "end_ms": int(w.get("end_ms", 0)),
-            "probability": float(w.get("probability", 0.0)),
-        }
-        for w in payload.get("words") or []
-    ]
-    start_ms = max(0, int(payload["start_ms"]))
+    """The row for one ``transcript.final`` payload; KeyError/TypeError/ValueError when malformed."""
+    segment = TranscriptEvent.from_payload(payload)
+    start_ms = max(0, segment.start_ms)
     return SegmentRow(
-        segment_key=f"{payload['party']}:{payload['segment_id']}",
-        party=str(payload["party"]),
+        segment_key=segment.segment_key,
+        party=segment.party,
         start_ms=start_ms,
-        end_ms=max(start_ms, int(payload["end_ms"])),
-        text=str(payload["text"]),
-        words=words,
-        speaker=payload.get("speaker"),
-        text_raw=payload.get("text_raw"),
-        sentiment=payload.get("sentiment"),
+        end_ms=max(start_ms, segment.end_ms),
+        text=segment.text,
+        words=[w.to_payload() for w in segment.words],
+        speaker=segment.speaker,
+        text_raw=segment.text_raw,
+        sentiment=segment.sentiment,
     )
 
 
@@ -69,10 +70,10 @@ class CallEventWriter:
 
     async def start(self) -> None:
         for pattern, group, handler in (
-            ("transcript.final", PERSISTING_GROUPS[0], self._write_segment),
-            ("call.ended", PERSISTING_GROUPS[1], self._write_call_end),
-            ("insight.summary", PERSISTING_GROUPS[2], self._write_summary),
-            ("coaching.prompt", PERSISTING_GROUPS[3], self._write_prompt),
+            (TRANSCRIPT_FINAL, PERSISTING_GROUPS[0], self._write_segment),
+            (CALL_ENDED, PERSISTING_GROUPS[1], self._write_call_end),
+            (INSIGHT_SUMMARY, PERSISTING_GROUPS[2], self._write_summary),
+            (COACHING_PROMPT, PERSISTING_GROUPS[3], self._write_prompt),
         ):
             sub = await self._bus.subscribe(pattern, group=group, redeliver_after_s=self._redeliver_after_s)
             self._subs.append(sub)
@@ -114,13 +115,15 @@ class CallEventWriter:
         self.written_prompts += await add_call_prompt(conn, payload["_org_id"], payload["call_id"], prompt)
 
     async def _write_summary(self, conn: asyncpg.Connection, payload: dict) -> None:
+        # Kept as the document it was published as (a SummaryEvent payload), envelope aside.
         summary = {k: v for k, v in payload.items() if k not in ("call_id", "_org_id")}
         changes = await store_call_summary(conn, payload["_org_id"], payload["call_id"], summary)
         if changes is not None:
             await changes.publish(self._pool(), self._bus)
 
     async def _write_call_end(self, conn: asyncpg.Connection, payload: dict) -> None:
-        await mark_call_ended(conn, payload["call_id"], abnormal=bool(payload.get("abnormal")))
+        ended = CallEndedEvent.from_payload(payload)
+        await mark_call_ended(conn, payload["call_id"], abnormal=ended.abnormal)
 
     async def close(self) -> None:
         for sub in self._subs:

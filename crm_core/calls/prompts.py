@@ -1,10 +1,8 @@
 """The coaching prompts a rep saw during a call, kept on the call for its review.
 
-The live path publishes each prompt as a ``coaching.prompt`` event whose
-payload is ``{"call_id", "prompt": {rule_id, kind, severity, title, body,
-at_ms, party, evidence, link, id, segment_key?}}`` (shaped in
-voice_server/call_intelligence.py). ``CallEventWriter`` stores them here at
-least once; the prompt key makes a second delivery write nothing.
+The live path publishes each prompt as a ``coaching.prompt`` event, a
+``PromptEvent`` of crm_core/calls/live_events.py. ``CallEventWriter`` stores
+them here at least once; the prompt key makes a second delivery write nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +11,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 import asyncpg
+
+from crm_core.calls.live_events import PromptEvent
 
 # The longest text kept per field: a prompt is a card on a screen, not a document.
 _MAX_TEXT = 2000
@@ -46,25 +46,21 @@ def _optional(value) -> str | None:
 
 def prompt_from_event(payload: dict) -> PromptRow:
     """The row for one ``coaching.prompt`` payload; KeyError/TypeError/ValueError when malformed."""
-    prompt = payload["prompt"]
-    if not isinstance(prompt, dict):
-        raise TypeError("prompt must be an object")
-    evidence = prompt.get("evidence") or []
-    if not isinstance(evidence, list):
-        raise TypeError("evidence must be a list")
-    rule_id = _text(prompt["rule_id"], 200)
-    at_ms = int(prompt["at_ms"])
+    prompt = PromptEvent.from_payload(payload)
+    rule_id = _text(prompt.rule_id, 200)
+    at_ms = prompt.at_ms
     if at_ms < 0:
         raise ValueError("at_ms must not be negative")
-    row = dict(
-        rule_id=rule_id, kind=_text(prompt["kind"], 40), severity=_text(prompt["severity"], 40),
-        title=_text(prompt["title"]), body=_text(prompt.get("body") or ""), at_ms=at_ms,
-        party=_optional(prompt.get("party")), segment_key=_optional(prompt.get("segment_key")),
-        evidence=[_text(e) for e in evidence], link=_optional(prompt.get("link")),
-    )
+    row = {
+        "rule_id": rule_id, "kind": _text(prompt.kind, 40),
+        "severity": _text(prompt.severity, 40), "title": _text(prompt.title),
+        "body": _text(prompt.body or ""), "at_ms": at_ms, "party": _optional(prompt.party),
+        "segment_key": _optional(prompt.segment_key),
+        "evidence": [_text(e) for e in prompt.evidence], "link": _optional(prompt.link),
+    }
     # The live feed's id is rule@time; two subjects of one rule could share a millisecond,
     # so the key also carries a digest of what the card said. A redelivery has both equal.
-    live_id = _text(prompt.get("id") or f"{rule_id}@{at_ms}", 300)
+    live_id = _text(prompt.id or f"{rule_id}@{at_ms}", 300)
     digest = hashlib.sha256(
         "\x1f".join((row["title"], row["body"], row["party"] or "")).encode()).hexdigest()[:16]
     return PromptRow(prompt_key=f"{live_id}#{digest}", **row)

@@ -45,6 +45,8 @@ import aiohttp
 import numpy as np
 from bench_child import bench_child  # the script's own folder is on sys.path
 
+from crm_core.calls.live_events import CALL_ENDED, COACHING_PROMPT, TRANSCRIPT_FINAL
+
 TOKEN = "bench-auth-token"
 PUBLIC_URL = "https://bench.coachline.test"
 PASSWORD = "bench password 0123456789"
@@ -124,7 +126,7 @@ async def one_call(http: aiohttp.ClientSession, base: str, i: int, conversation,
             if msg.type == aiohttp.WSMsgType.TEXT:
                 message = json.loads(msg.data)
                 received.append((time.time(), message))
-                if message["type"] == "call.ended":
+                if message["type"] == CALL_ENDED:
                     ended.set()
 
     watcher = asyncio.create_task(watch())
@@ -157,13 +159,13 @@ async def one_call(http: aiohttp.ClientSession, base: str, i: int, conversation,
 
 def _measure(call_id: str, t0: float, received, conversation) -> dict:
     ours = [(at, m) for at, m in received if m.get("call_id") == call_id and not m.get("replay")]
-    finals = [(at, m) for at, m in ours if m["type"] == "transcript.final"]
-    prompts = [(at, m["prompt"]) for at, m in ours if m["type"] == "coaching.prompt"
+    finals = [(at, m) for at, m in ours if m["type"] == TRANSCRIPT_FINAL]
+    prompts = [(at, m["prompt"]) for at, m in ours if m["type"] == COACHING_PROMPT
                and m["prompt"]["rule_id"] == "competitor-battlecard"]
     clip = next(t for t in conversation.turns if t.turn.clip == TRIGGER[0])
     result = {"final_delays_ms": [round((at - t0) * 1000 - m["end_ms"]) for at, m in finals],
               "prompts": len(prompts), "duplicate_ids": len(prompts) - len({p["id"] for _, p in prompts}),
-              "ended": any(m["type"] == "call.ended" for _, m in ours)}
+              "ended": any(m["type"] == CALL_ENDED for _, m in ours)}
     if prompts:
         at, prompt = prompts[0]
         word_end = prompt["at_ms"]

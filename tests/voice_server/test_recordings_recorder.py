@@ -9,7 +9,6 @@ from storage.recording_store import RecordingTruncatedError
 from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
-from voice_server.recorder import CallRecorder
 from voice_server.recordings_routes import RECORDINGS
 
 
@@ -276,8 +275,8 @@ async def test_pii_reported_by_the_calls_transcription_is_silenced_in_the_record
     transcription = Transcription()
 
     def attach(session):  # as voice_server.live_intelligence wires CallIntelligence
-        transcription.pii_listeners.append(lambda spans: [
-            c.silence_redacted(spans) for c in session.consumers if isinstance(c, CallRecorder)])
+        transcription.pii_listeners.append(
+            lambda spans: session.recorder.silence_redacted(spans) if session.recorder else None)
         return transcription
 
     sessions.consumer_factories.insert(0, attach)

@@ -27,6 +27,7 @@ from typing import Self
 
 import asyncpg
 
+from crm_core.calls.live_events import CallHoldEvent
 from crm_core.calls.records import NewCall, create_call, update_call_status
 from crm_core.calls.routing import RepRoute, find_lead_by_phone, find_rep
 from media.frames import Party
@@ -264,7 +265,7 @@ class SipEdge:
         if media.on_hold != answer.on_hold:
             log.info("call %s %s", media.call_id, "on hold" if answer.on_hold else "resumed")
             if media.session is not None:
-                await media.session.publish("call.hold", {"on_hold": answer.on_hold})
+                await media.session.emit(CallHoldEvent(answer.on_hold))
         media.on_hold = answer.on_hold
         now = asyncio.get_running_loop().time()
         by_port = {s.local_port: s for s in answer.streams}

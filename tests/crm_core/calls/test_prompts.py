@@ -19,8 +19,8 @@ from storage.events import Event
 from storage.local_servers import LocalPostgres
 from storage.migrations import apply_migrations
 from voice_server.app_keys import CALL_SESSIONS
-from voice_server.call_intelligence import _prompt_payload
 from voice_server.call_session import CallInfo
+from voice_server.live_stages import prompt_event
 
 RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}}
 
@@ -46,6 +46,11 @@ def _coached_prompts() -> list[CoachingPrompt]:
     prompts = [i for i in coach.feed(segment) if isinstance(i, CoachingPrompt)]
     assert prompts, "the competitor rule did not fire"
     return prompts
+
+
+def _prompt_payload(prompt: CoachingPrompt, segment_key: str | None = None) -> dict:
+    """The ``coaching.prompt`` payload the live path publishes for ``prompt``."""
+    return prompt_event(prompt, segment_key).to_payload()
 
 
 def _event(call_id: str, org_id: str, prompt: CoachingPrompt, segment_key: str | None) -> Event:
