@@ -1,3 +1,4 @@
+# Long module: the whole live-event contract in one place, one small record per event type.
 """The live call events on the bus: their type names and payload shapes, defined once.
 
 A live call publishes these events (voice_server: the call session and the
