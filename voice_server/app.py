@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from crm_core.api import ApiOptions, add_api_routes  # crm-api
+from crm_core.api.routes import add_api_routes
+from crm_core.api_context import ApiOptions
 from crm_core.api_errors import ApiError
 from crm_core.auth import authenticate
 from crm_core.calls.events import CallEventWriter

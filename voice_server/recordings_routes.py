@@ -21,7 +21,9 @@ import asyncpg
 from aiohttp import web
 
 from crm_core.recordings import rows
-from crm_core.api import ForeignOperation, QueryParam, document_routes
+from crm_core.api.endpoint import QueryParam
+from crm_core.api.openapi import ForeignOperation
+from crm_core.api.routes import document_routes
 from crm_core.api.models import RecordingAccessEntry
 from crm_core.api_context import CRM_API
 from crm_core.api_errors import ApiError

@@ -27,8 +27,8 @@ from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
-from crm_core.changes import flush_published_marks
 from crm_core.calls.dialing import Dialer
+from crm_core.changes import flush_published_marks
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _housekeeping(pool: Callable[[], asyncpg.Pool], bus: Callable[[], EventBus |
                     last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - housekeeping retries on its next round
+            except Exception:
                 log.warning("CRM API housekeeping failed; retrying in %.0f s", RELAY_EVERY_S, exc_info=True)
 
     async def ctx(_app: web.Application):
