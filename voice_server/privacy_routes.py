@@ -12,7 +12,7 @@ from aiohttp import web
 
 from crm_core.api.openapi import ForeignOperation
 from crm_core.api.routes import document_routes
-from crm_core.api.models import LeadErasure, LeadExport
+from crm_core.api.schemas.privacy import LeadErasure, LeadExport
 from crm_core.privacy import LeadNotFound, erase_lead, export_lead
 from crm_core.recordings.rows import AuditEntry, write_audit
 from voice_server.app_keys import RUNTIME

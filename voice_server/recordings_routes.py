@@ -14,20 +14,20 @@ import logging
 import re
 import struct
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
-from crm_core.recordings import rows
 from crm_core.api.endpoint import QueryParam
 from crm_core.api.openapi import ForeignOperation
 from crm_core.api.routes import document_routes
-from crm_core.api.models import RecordingAccessEntry
+from crm_core.api.schemas.recordings import RecordingAccessEntry
 from crm_core.api_context import CRM_API
 from crm_core.api_errors import ApiError
 from crm_core.auth import Principal, authenticate
+from crm_core.recordings import rows
 from crm_core.recordings.access import RecordingSubject, may_listen, may_read_audit
 from storage.keys import KeyUnwrapError, UnknownKeyError
 from storage.recording_store import (

@@ -11,9 +11,9 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Activity, ActivityCreate
 from crm_core.api.records import load_visible
 from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.activities import Activity, ActivityCreate
 from crm_core.changes import ChangeSet
 
 ACTIVITIES = Collection(

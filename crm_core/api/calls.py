@@ -11,9 +11,9 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import CallRecord, Transcript, TranscriptSegment
 from crm_core.api.records import load_visible
 from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.calls import CallRecord, Transcript, TranscriptSegment
 from crm_core.calls.masking import mask_pii
 from crm_core.calls.records import CALL_STATUSES, list_segments
 

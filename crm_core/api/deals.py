@@ -13,9 +13,9 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.deals import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_features import DealInputError

@@ -15,9 +15,10 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
 from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.deals import Deal
+from crm_core.api.schemas.leads import Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api_errors import BadRequest, Conflict, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.lead_scoring import GRADES, LeadInputError, lead_score_columns

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from crm_core.api.endpoint import Endpoint, QueryParam
-from crm_core.api.models import Error
+from crm_core.api.schemas.common import Error
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {

@@ -16,8 +16,13 @@ from typing import Any
 
 from crm_core.api.access import require
 from crm_core.api.endpoint import Endpoint
-from crm_core.api.models import IcpSettings, IcpUpdate, ScoringModelVersion, TrainedScoringModel
 from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.scoring import (
+    IcpSettings,
+    IcpUpdate,
+    ScoringModelVersion,
+    TrainedScoringModel,
+)
 from crm_core.api_errors import Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_model_training import train_org_deal_model

@@ -12,9 +12,9 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Team, TeamCreate
 from crm_core.api.records import load_visible
 from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.users import Team, TeamCreate
 from crm_core.api_errors import Conflict
 from crm_core.changes import ChangeSet
 
