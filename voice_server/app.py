@@ -16,6 +16,7 @@ from crm_core.api.routes import add_api_routes
 from crm_core.api_context import ApiOptions
 from crm_core.api_errors import ApiError
 from crm_core.auth import authenticate
+from crm_core.auth.accounts import active_user_profile
 from crm_core.calls.events import CallEventWriter
 from voice_server import health
 from voice_server.api_admission import ApiAdmission, api_admission_middleware
@@ -214,9 +215,7 @@ async def _signed_in_user(request: web.Request) -> SignedInUser | None:
         return None
     if principal.via != "cookie":
         return None
-    row = await request.app[RUNTIME].pool.fetchrow(
-        "SELECT name, email FROM users WHERE id = $1 AND org_id = $2 AND is_active",
-        principal.user_id, principal.org_id)
+    row = await active_user_profile(request.app[RUNTIME].pool, principal.user_id, principal.org_id)
     if row is None:
         return None
     return SignedInUser(principal.user_id, principal.org_id, principal.role, row["name"], row["email"])
