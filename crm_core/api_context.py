@@ -36,7 +36,7 @@ class ApiContext:
     bus: Callable[[], EventBus | None]
     options: ApiOptions
     # Called with (request, principal) once a request is authenticated, before its handler:
-    # where the node plugs in per-organization rate limits. It may raise an HTTP error.
+    # the per-organization rate limit (crm_core.api.rate_limits). It may raise an HTTP error.
     after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None
     # Carrier name -> Dialer. The node's carrier edge fills this registry (crm_core never
     # imports the edge); POST /calls/outbound looks the carrier up in it per request.

@@ -38,7 +38,7 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
-from voice_server.rate_limits import api_rate_limit_hook, api_sign_in_limit_middleware  # crm-intel
+from voice_server.rate_limits import api_rate_limits
 from voice_server.recordings import setup_recordings  # recording (issue 7)
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
@@ -124,8 +124,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         settings.api_max_in_flight, settings.api_max_queue_wait_ms / 1000,
         on_in_flight=metrics.api_in_flight.set, on_shed=metrics.api_shed.inc,
     )))
-    # failed sign-ins spend per-IP and per-e-mail budgets, so password guessing stays slow
-    app.middlewares.append(api_sign_in_limit_middleware(app))
 
     if runtime is None:
         async def _own_runtime(app: web.Application):
@@ -152,7 +150,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s,
                            webhooks_allow_private_urls=settings.webhooks_allow_private_urls),  # crmfix
-        after_authenticate=api_rate_limit_hook(app),  # crm-intel: per-organisation rate limits
+        # per-organisation limits after authentication, per-IP/e-mail limits on failed sign-ins
+        rate_limits=api_rate_limits(settings, lambda: app[RUNTIME].redis),
     )
 
     async def _live_feed(app: web.Application):
