@@ -75,6 +75,14 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class ServerError(ApiError):
+    status, code = 500, "internal_error"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "service_unavailable"
+
+
 def validation_details(exc: Any) -> list[dict[str, Any]]:
     """pydantic's errors as plain JSON: where, what and why (never the whole input)."""
     return [

@@ -39,7 +39,7 @@ from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
 from voice_server.rate_limits import api_rate_limits
-from voice_server.recordings import setup_recordings  # recording (issue 7)
+from voice_server.recordings import setup_recordings
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
 from voice_server.web import SignedInUser, add_page_routes
@@ -143,15 +143,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     if settings.stt_enabled:
         app.cleanup_ctx.append(live_intelligence_ctx)
 
-    # crm-api: the CRM REST API (/api/v1, /auth/token, /auth/logout)
+    # the CRM REST API (/api/v1, /auth/token, /auth/logout)
     add_api_routes(
         app,
         pool=lambda: app[RUNTIME].pool,
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s,
-                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls),  # crmfix
+                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls),
         # per-organisation limits after authentication, per-IP/e-mail limits on failed sign-ins
         rate_limits=api_rate_limits(settings, lambda: app[RUNTIME].redis),
+        request_id=lambda: request_id_var.get(None),
     )
 
     async def _live_feed(app: web.Application):
@@ -189,7 +190,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
 
         app.cleanup_ctx.append(_sip_edge)
 
-    # recording (issue 7): recorder on every call, recovery/retention jobs, review API
+    # recorder on every call, recovery/retention jobs, recording review and GDPR routes
     setup_recordings(app)
 
     # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)

@@ -10,7 +10,7 @@ from tests.voice_server.recording_world import db, make_world, node, tone_frames
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
 from voice_server.recorder import CallRecorder
-from voice_server.recordings_routes import RECORDINGS
+from voice_server.recordings import RECORDINGS
 
 
 def _stereo(data: bytes):

@@ -23,5 +23,5 @@ class LeadExport(BaseModel):
     calls: list[dict[str, Any]]
     recordings: list[dict[str, Any]]
     transcript_segments: list[dict[str, Any]]
-    coaching_prompts: list[dict[str, Any]] = []  # call-prompts: the prompts shown on the lead's calls
+    coaching_prompts: list[dict[str, Any]] = []  # the prompts shown on the lead's calls
     activities: list[dict[str, Any]]
