@@ -30,14 +30,20 @@ class ApiOptions:
     webhooks_allow_private_urls: bool = False
 
 
+def no_request_id() -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     pool: Callable[[], asyncpg.Pool]
     bus: Callable[[], EventBus | None]
     options: ApiOptions
     # Called with (request, principal) once a request is authenticated, before its handler:
-    # where the node plugs in per-organization rate limits. It may raise an HTTP error.
+    # the per-organization rate limit (crm_core.api.rate_limits). It may raise an HTTP error.
     after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None
+    # The id of the request being served, for audit rows (the node's logging context keeps it).
+    request_id: Callable[[], str | None] = no_request_id
     # Carrier name -> Dialer. The node's carrier edge fills this registry (crm_core never
     # imports the edge); POST /calls/outbound looks the carrier up in it per request.
     dialers: dict[str, Dialer] = field(default_factory=dict)

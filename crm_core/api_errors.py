@@ -1,8 +1,9 @@
 """The REST API's one error shape: ``{"error": {"code", "message", "details"}}``.
 
 Handlers and the auth layer raise an ``ApiError`` subclass; the API's
-middleware renders it. Other areas (live feed, recordings) that call
-``crm_core.auth.authenticate`` can render one with ``error.response()``.
+middleware renders it. Handlers on the root app (recording review, GDPR) and
+other areas that call ``crm_core.auth.authenticate`` (the live feed) render one
+with ``error.response()``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ class Unprocessable(ApiError):
 
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
+
+
+class ServerError(ApiError):
+    status, code = 500, "internal_error"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "service_unavailable"
 
 
 def validation_details(exc: Any) -> list[dict[str, Any]]:

@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from crm_core.api import ApiOptions, add_api_routes  # crm-api
+from crm_core.api.routes import add_api_routes
+from crm_core.api_context import ApiOptions
 from crm_core.api_errors import ApiError
 from crm_core.auth import authenticate
+from crm_core.auth.accounts import active_user_profile
 from crm_core.calls.events import CallEventWriter
 from voice_server import health
 from voice_server.api_admission import ApiAdmission, api_admission_middleware
@@ -36,8 +38,8 @@ from voice_server.live_feed import LiveFeedHub
 from voice_server.live_intelligence import live_intelligence_ctx
 from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
-from voice_server.rate_limits import api_rate_limit_hook, api_sign_in_limit_middleware  # crm-intel
-from voice_server.recordings import setup_recordings  # recording (issue 7)
+from voice_server.rate_limits import api_rate_limits
+from voice_server.recordings import setup_recordings
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
 from voice_server.web import SignedInUser, add_page_routes
@@ -122,8 +124,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         settings.api_max_in_flight, settings.api_max_queue_wait_ms / 1000,
         on_in_flight=metrics.api_in_flight.set, on_shed=metrics.api_shed.inc,
     )))
-    # failed sign-ins spend per-IP and per-e-mail budgets, so password guessing stays slow
-    app.middlewares.append(api_sign_in_limit_middleware(app))
 
     if runtime is None:
         async def _own_runtime(app: web.Application):
@@ -143,14 +143,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     if settings.stt_enabled:
         app.cleanup_ctx.append(live_intelligence_ctx)
 
-    # crm-api: the CRM REST API (/api/v1, /auth/token, /auth/logout)
+    # the CRM REST API (/api/v1, /auth/token, /auth/logout)
     add_api_routes(
         app,
         pool=lambda: app[RUNTIME].pool,
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s,
-                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls),  # crmfix
-        after_authenticate=api_rate_limit_hook(app),  # crm-intel: per-organisation rate limits
+                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls),
+        # per-organisation limits after authentication, per-IP/e-mail limits on failed sign-ins
+        rate_limits=api_rate_limits(settings, lambda: app[RUNTIME].redis),
+        request_id=lambda: request_id_var.get(None),
     )
 
     async def _live_feed(app: web.Application):
@@ -188,7 +190,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
 
         app.cleanup_ctx.append(_sip_edge)
 
-    # recording (issue 7): recorder on every call, recovery/retention jobs, review API
+    # recorder on every call, recovery/retention jobs, recording review and GDPR routes
     setup_recordings(app)
 
     # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
@@ -213,9 +215,7 @@ async def _signed_in_user(request: web.Request) -> SignedInUser | None:
         return None
     if principal.via != "cookie":
         return None
-    row = await request.app[RUNTIME].pool.fetchrow(
-        "SELECT name, email FROM users WHERE id = $1 AND org_id = $2 AND is_active",
-        principal.user_id, principal.org_id)
+    row = await active_user_profile(request.app[RUNTIME].pool, principal.user_id, principal.org_id)
     if row is None:
         return None
     return SignedInUser(principal.user_id, principal.org_id, principal.role, row["name"], row["email"])

@@ -17,7 +17,7 @@ import asyncpg
 
 from coaching.call_coach import CoachingProfile, default_profile
 from coaching.rule_set import RuleSetError
-from storage.ids import uuid_or_none
+from crm_core.orgs import org_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,7 @@ class OrgCoachingProfiles:
             return cached[1]
         settings: dict = {}
         try:
-            row = None
-            # Compare the uuid column itself, so the primary key serves the lookup.
-            if uuid_or_none(org_id) is not None:
-                row = await self._pool_source().fetchrow(
-                    "SELECT settings FROM organizations WHERE id = $1::uuid", org_id)
-            value = row["settings"] if row else None
-            settings = value if isinstance(value, dict) else {}
+            settings = await org_settings(self._pool_source(), org_id)
         except (asyncpg.PostgresError, OSError) as exc:
             # The database being down must not stop a call from being coached.
             log.warning("organization settings unavailable (%s); using defaults", exc)

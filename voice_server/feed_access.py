@@ -15,10 +15,10 @@ from aiohttp import web
 
 from crm_core.api_errors import ApiError
 from crm_core.auth import authenticate
+from crm_core.auth.accounts import user_team_id
+from crm_core.calls.records import call_owner, live_calls_of_rep
 from storage.ids import uuid_or_none
 from voice_server.live_feed import CallRef, Viewer
-
-_LIVE_STATUSES = ("queued", "ringing", "in-progress")
 
 
 class CrmFeedAccess:
@@ -39,10 +39,7 @@ class CrmFeedAccess:
             call_uuid = uuid_or_none(call.call_id)
             if call_uuid is None:
                 return False
-            # Compare the uuid columns themselves, so the primary key / indexes serve the lookup.
-            row = await self._pool_source().fetchrow(
-                "SELECT org_id::text AS org_id, rep_id::text AS rep_id FROM calls WHERE id = $1",
-                call_uuid)
+            row = await call_owner(self._pool_source(), call_uuid)
             if row is None:
                 return False
             org_id, rep_id = row["org_id"], row["rep_id"]
@@ -52,17 +49,11 @@ class CrmFeedAccess:
             return True
         if (viewer.role == "manager" and viewer.team_id
                 and uuid_or_none(rep_id) and uuid_or_none(org_id)):
-            team = await self._pool_source().fetchval(
-                "SELECT team_id::text FROM users WHERE id = $1::uuid AND org_id = $2::uuid",
-                rep_id, org_id)
+            team = await user_team_id(self._pool_source(), rep_id, org_id)
             return team == viewer.team_id
         return False
 
     async def live_calls_of(self, viewer: Viewer) -> list[CallRef]:
-        rows = await self._pool_source().fetch(
-            "SELECT id::text AS id, org_id::text AS org_id, rep_id::text AS rep_id FROM calls "
-            "WHERE org_id = $1::uuid AND rep_id = $2::uuid AND status = ANY($3::text[]) "
-            "ORDER BY created_at",
-            viewer.org_id, viewer.user_id, list(_LIVE_STATUSES))
+        rows = await live_calls_of_rep(self._pool_source(), viewer.org_id, viewer.user_id)
         return [CallRef(r["id"], r["org_id"], r["rep_id"]) for r in rows]
 

@@ -21,13 +21,13 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import asyncpg
 
-from crm_core.recordings import rows
 from crm_core.calls.records import mark_call_ended
+from crm_core.recordings import rows
 from media.frames import AudioFrame
 from media.recording import ChannelLayout, RecordingAligner, RecordingOptions
 from storage.recording_store import AudioFormat, RecordingError, RecordingNotFound, RecordingStore
@@ -68,7 +68,7 @@ SILENCE_PAD_MS = 150
 class CallRecorder:
     """The recording consumer of one call (see ``AudioConsumer`` in call_session)."""
 
-    def __init__(self, service: "RecordingService", session: CallSession) -> None:
+    def __init__(self, service: RecordingService, session: CallSession) -> None:
         self._service = service
         self.info = session.info
         self.recording_id = str(uuid.uuid4())
@@ -318,16 +318,12 @@ class RecordingService:
             live.silence(start_ms, end_ms)
             return True
         async with self.pool().acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT * FROM recordings WHERE call_id = $1 AND status IN ('complete', 'incomplete', 'partial')"
-                " ORDER BY created_at DESC LIMIT 1",
-                call_id,
-            )
+            row = await rows.latest_playable_recording(conn, call_id)
         if row is None:
             return False
         frame = row["channels"] * 2
-        lo = int(round(start_ms * row["sample_rate"] / 1000)) * frame
-        hi = min(int(round(end_ms * row["sample_rate"] / 1000)) * frame, row["byte_length"])
+        lo = round(start_ms * row["sample_rate"] / 1000) * frame
+        hi = min(round(end_ms * row["sample_rate"] / 1000) * frame, row["byte_length"])
         if lo < hi:
             await asyncio.to_thread(self.store.silence, row["id"], lo, hi)
         return True
@@ -375,30 +371,29 @@ class RecordingService:
                 log.error("recording %s could not be sealed: %s", rid, exc)
                 length = row["byte_length"]
             bytes_per_second = row["sample_rate"] * row["channels"] * 2
-            async with self.pool().acquire() as conn:
-                async with conn.transaction():
-                    await rows.finish_recording(
-                        conn,
-                        str(rid),
-                        status="incomplete",
-                        byte_length=length,
-                        duration_ms=length * 1000 // bytes_per_second,
-                    )
-                    await mark_call_ended(conn, str(row["call_id"]), abnormal=True)
-                    await rows.write_audit(
-                        conn,
-                        rows.AuditEntry(
-                            org_id=str(row["org_id"]),
-                            action="recording.recovered",
-                            actor_kind="system",
-                            resource_id=str(row["call_id"]),
-                            detail={
-                                "recording_id": str(rid),
-                                "byte_length": length,
-                                "reason": "the recording process died mid-call",
-                            },
-                        ),
-                    )
+            async with self.pool().acquire() as conn, conn.transaction():
+                await rows.finish_recording(
+                    conn,
+                    str(rid),
+                    status="incomplete",
+                    byte_length=length,
+                    duration_ms=length * 1000 // bytes_per_second,
+                )
+                await mark_call_ended(conn, str(row["call_id"]), abnormal=True)
+                await rows.write_audit(
+                    conn,
+                    rows.AuditEntry(
+                        org_id=str(row["org_id"]),
+                        action="recording.recovered",
+                        actor_kind="system",
+                        resource_id=str(row["call_id"]),
+                        detail={
+                            "recording_id": str(rid),
+                            "byte_length": length,
+                            "reason": "the recording process died mid-call",
+                        },
+                    ),
+                )
             log.warning(
                 "recording %s of call %s recovered as incomplete (%d bytes)",
                 rid,
@@ -415,23 +410,22 @@ class RecordingService:
             expired = await rows.expired_recordings(conn, default_days)
         for row in expired:
             await asyncio.to_thread(self.store.delete, row["id"])
-            async with self.pool().acquire() as conn:
-                async with conn.transaction():
-                    await rows.mark_deleted(conn, str(row["id"]))
-                    await rows.write_audit(
-                        conn,
-                        rows.AuditEntry(
-                            org_id=str(row["org_id"]),
-                            action="recording.purged",
-                            actor_kind="system",
-                            resource_id=str(row["call_id"]),
-                            detail={
-                                "recording_id": str(row["id"]),
-                                "reason": "retention period ended",
-                                "created_at": row["created_at"].isoformat(),
-                            },
-                        ),
-                    )
+            async with self.pool().acquire() as conn, conn.transaction():
+                await rows.mark_deleted(conn, str(row["id"]))
+                await rows.write_audit(
+                    conn,
+                    rows.AuditEntry(
+                        org_id=str(row["org_id"]),
+                        action="recording.purged",
+                        actor_kind="system",
+                        resource_id=str(row["call_id"]),
+                        detail={
+                            "recording_id": str(row["id"]),
+                            "reason": "retention period ended",
+                            "created_at": row["created_at"].isoformat(),
+                        },
+                    ),
+                )
         if expired:
             log.info("purged %d recording(s) past retention", len(expired))
         self.totals["purged"] += len(expired)

@@ -1,10 +1,13 @@
 """Wires call recording into the app: keyring and store, the recorder, its background jobs, the review API.
 
-``setup_recordings(app)`` is the one call ``create_app`` makes. On start-up it
-loads the master keys (no key configured: calls are not recorded, and the
-review API answers 503), attaches a recorder to every new call, finishes
-recordings a dead process left open, renews this node's open recordings, and
-purges recordings past their organization's retention (one node at a time).
+``setup_recordings(app)`` is the one call ``create_app`` makes. It mounts the
+CRM API's recording review and GDPR routes (``crm_core.api.recordings`` and
+``crm_core.api.privacy``) with a ``RecordingAccess`` this module fills in. On
+start-up it loads the master keys (no key configured: calls are not recorded,
+and the review API answers 503), hands the store to the routes, attaches a
+recorder to every new call, finishes recordings a dead process left open,
+renews this node's open recordings, and purges recordings past their
+organization's retention (one node at a time).
 """
 
 from __future__ import annotations
@@ -12,21 +15,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from crm_core.api.privacy import add_privacy_routes
+from crm_core.api.recordings import (
+    RECORDING_ACCESS,
+    Authenticate,
+    RecordingAccess,
+    add_recording_routes,
+)
 from storage.keys import load_keyring
 from storage.leases import run_singleton
 from storage.recording_store import LocalRecordingStore
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
-from voice_server.privacy_routes import add_privacy_routes
 from voice_server.recorder import RecorderOptions, RecordingService
-from voice_server.recordings_routes import RECORDINGS, Authenticate, add_recording_routes
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The node's recorder, present once a recording key is loaded at start-up.
+RECORDINGS = web.AppKey("recordings", RecordingService)
 
 
 def recording_dir(settings: Settings):
@@ -43,8 +54,9 @@ def build_store(settings: Settings) -> LocalRecordingStore | None:
 
 
 def setup_recordings(app: web.Application, authenticate: Authenticate | None = None) -> None:
-    add_recording_routes(app, authenticate)
-    add_privacy_routes(app)
+    access = RecordingAccess(reps_review_own_default=app[SETTINGS].recording_reps_review_own)
+    add_recording_routes(app, access, authenticate)
+    add_privacy_routes(app, access)
     app.cleanup_ctx.append(_recording_lifecycle)
 
 
@@ -70,6 +82,7 @@ async def _recording_lifecycle(app: web.Application):
         ),
     )
     app[RECORDINGS] = service
+    app[RECORDING_ACCESS].store = service.store
     app[METRICS].registry.register(_RecordingMetrics(service))
     app[CALL_SESSIONS].consumer_factories.append(service.consumer_for)
     stop = asyncio.Event()

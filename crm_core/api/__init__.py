@@ -1,8 +1,5 @@
-"""The CRM REST API under /api/v1: mount it with ``add_api_routes(app, pool=..., bus=...)``."""
+"""The CRM REST API under /api/v1: mount it with ``crm_core.api.routes.add_api_routes``.
 
-from crm_core.api.endpoint import QueryParam
-from crm_core.api.openapi import ForeignOperation
-from crm_core.api.routes import ENDPOINTS, add_api_routes, document_routes
-from crm_core.api_context import ApiOptions
-
-__all__ = ["ENDPOINTS", "ApiOptions", "ForeignOperation", "QueryParam", "add_api_routes", "document_routes"]
+The package itself imports nothing, so its modules may import each other by name
+(``from crm_core.api import leads``) without going round through this file.
+"""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crm_core.api.access import visible_clause
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -11,8 +11,9 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Activity, ActivityCreate
 from crm_core.api.records import load_visible
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.activities import Activity, ActivityCreate
 from crm_core.changes import ChangeSet
 
 ACTIVITIES = Collection(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crm_core.api.access import require
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -11,8 +11,9 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import ApiToken, ApiTokenCreate, ApiTokenCreated
 from crm_core.api.records import load_visible
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.users import ApiToken, ApiTokenCreate, ApiTokenCreated
 from crm_core.api_errors import Unprocessable
 from crm_core.auth.principal import ALL_SCOPES
 from crm_core.auth.tokens import create_api_token

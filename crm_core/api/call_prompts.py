@@ -13,9 +13,10 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from crm_core.api.calls import RAW_TRANSCRIPTS
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, fetch_page
 from crm_core.api.records import load_visible
+from crm_core.api.reply import Call, Reply
 from crm_core.calls.masking import mask_pii
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crm_core.api.access import visible_clause
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -11,10 +11,11 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import CallRecord, Transcript, TranscriptSegment
 from crm_core.api.records import load_visible
-from crm_core.calls.records import CALL_STATUSES, list_segments
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.calls import CallRecord, Transcript, TranscriptSegment
 from crm_core.calls.masking import mask_pii
+from crm_core.calls.records import CALL_STATUSES, list_segments
 
 RAW_TRANSCRIPTS = "transcripts:raw"
 _CUSTOMER_SENTIMENT = ("(SELECT avg(s.sentiment) FROM transcript_segments s"

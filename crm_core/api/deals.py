@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -13,12 +13,15 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.deals import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_features import DealInputError
-from crm_core.scoring.deal_inputs import predict_and_store_row  # crmfix: timeline + call signals, stored
+from crm_core.scoring.deal_inputs import (
+    predict_and_store_row,  # crmfix: timeline + call signals, stored
+)
 
 CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})
 

@@ -12,7 +12,7 @@ import json
 
 from aiohttp import web
 
-from crm_core.api.endpoint import RAW_BODY_KEY, Call, Handler, Reply, render
+from crm_core.api.reply import RAW_BODY_KEY, Call, Handler, Reply, render
 from crm_core.api_errors import ApiError, BadRequest, Conflict, Unprocessable
 
 MAX_KEY_LENGTH = 255

@@ -19,9 +19,11 @@ import asyncpg
 from pydantic import ValidationError
 
 from crm_core.api.access import check_assignable, require
-from crm_core.api.endpoint import Call, Endpoint, QueryParam, Reply, read_limited
-from crm_core.api.models import LeadCreate, LeadImport
+from crm_core.api.endpoint import Endpoint, QueryParam, read_limited
 from crm_core.api.records import load_visible
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.imports import LeadImport
+from crm_core.api.schemas.leads import LeadCreate
 from crm_core.api_errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 from crm_core.auth.principal import Principal
 from crm_core.changes import ChangeSet

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -15,12 +15,16 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Deal, Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.deals import Deal
+from crm_core.api.schemas.leads import Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
 from crm_core.api_errors import BadRequest, Conflict, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.lead_scoring import GRADES, LeadInputError, lead_score_columns
-from crm_core.scoring.rescoring import score_in_context  # crmfix: the org's trained model when active
+from crm_core.scoring.rescoring import (
+    score_in_context,  # crmfix: the org's trained model when active
+)
 
 # Fields whose change makes the stored score stale.
 _SCORED_FIELDS = frozenset({"title", "company_size", "industry", "source", "email", "phone", "company"})

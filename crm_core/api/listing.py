@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from multidict import MultiMapping
 
-from crm_core.api.endpoint import Call, QueryParam
+from crm_core.api.endpoint import QueryParam
+from crm_core.api.reply import Call
 from crm_core.api_errors import BadRequest
 
 FLOAT32_MAX = 3.4e38

@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document, generated from the endpoint table and its pydantic models.
 
-Routes other areas serve with their own handlers under /api/v1 (recording review,
+Routes served under /api/v1 by handlers outside the endpoint table (recording review,
 GDPR) are described by ``ForeignOperation`` records, registered with
-``crm_core.api.document_routes(app, ops)``, so the API still has one document.
+``crm_core.api.routes.document_routes(app, ops)``, so the API still has one document.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from crm_core.api.endpoint import Endpoint, QueryParam
-from crm_core.api.models import Error
+from crm_core.api.schemas.common import Error
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {

@@ -17,13 +17,14 @@ import logging
 import re
 
 from crm_core.api.access import check_assignable
-from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.models import CallRecord, OutboundCallCreate
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.records import load_visible
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.calls import CallRecord, OutboundCallCreate
 from crm_core.api_errors import ApiError, BadRequest, Unprocessable
+from crm_core.calls.dialing import DialerError, OutboundCallRequest, place_call
 from crm_core.calls.records import NewCall, create_call, get_call, update_call_status
 from crm_core.changes import ChangeSet
-from crm_core.calls.dialing import DialerError, OutboundCallRequest, place_call
 
 log = logging.getLogger(__name__)
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")

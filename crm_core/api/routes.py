@@ -25,10 +25,12 @@ from crm_core.api import (
 )
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
-from crm_core.api_context import CRM_API, ApiContext, ApiOptions
+from crm_core.api.rate_limits import ApiRateLimits, org_rate_limit_hook, redis_limiter
+from crm_core.api.sign_in_limits import sign_in_limit_middleware
+from crm_core.api_context import CRM_API, ApiContext, ApiOptions, no_request_id
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
-from crm_core.changes import flush_published_marks
 from crm_core.calls.dialing import Dialer
+from crm_core.changes import flush_published_marks
 from storage.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -93,20 +95,32 @@ def add_api_routes(
     pool: Callable[[], asyncpg.Pool],
     bus: Callable[[], EventBus | None],
     options: ApiOptions | None = None,
-    after_authenticate: Callable[[web.Request, object], Awaitable[None]] | None = None,
+    rate_limits: ApiRateLimits | None = None,
     dialers: dict[str, Dialer] | None = None,
+    request_id: Callable[[], str | None] | None = None,
 ) -> None:
     """Mount ``/api/v1`` (a sub-application), ``/auth/token`` and ``/auth/logout`` on ``app``.
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
-    ``after_authenticate(request, principal)`` runs before each authenticated handler
-    (rate limits per organization). ``dialers`` (carrier name -> ``crm_core.calls.dialing.Dialer``)
-    is the registry ``POST /calls/outbound`` dials through; it is read per request, so the
-    carrier edge may fill ``app[CRM_API].dialers`` after this call.
+    ``rate_limits`` (none: no limits) makes each authenticated request spend its organization's
+    budget before its handler runs, and limits failed sign-ins on ``/auth/token`` with a
+    middleware appended to ``app``'s. ``dialers`` (carrier name ->
+    ``crm_core.calls.dialing.Dialer``) is the registry ``POST /calls/outbound`` dials through; it is read per request, so the
+    carrier edge may fill ``app[CRM_API].dialers`` after this call. ``request_id()`` gives the
+    id of the request being served, for audit rows.
     """
+    after_authenticate = None
+    if rate_limits is not None:
+        limiter = redis_limiter(rate_limits.redis, enabled=rate_limits.enabled)
+        after_authenticate = org_rate_limit_hook(limiter, rate_limits.policy, pool)
+        # failed sign-ins spend per-IP and per-e-mail budgets, so password guessing stays slow
+        app.middlewares.append(sign_in_limit_middleware(
+            limiter, rate_limits.policy,
+            failures_per_email_per_min=rate_limits.sign_in_failures_per_email_per_min))
     app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
                               after_authenticate=after_authenticate,
-                              dialers=dialers if dialers is not None else {})
+                              dialers=dialers if dialers is not None else {},
+                              request_id=request_id or no_request_id)
     api = web.Application(middlewares=[_error_shape])
     if FOREIGN_OPERATIONS not in app:
         app[FOREIGN_OPERATIONS] = []
@@ -176,7 +190,7 @@ def _housekeeping(pool: Callable[[], asyncpg.Pool], bus: Callable[[], EventBus |
                     last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - housekeeping retries on its next round
+            except Exception:
                 log.warning("CRM API housekeeping failed; retrying in %.0f s", RELAY_EVERY_S, exc_info=True)
 
     async def ctx(_app: web.Application):

@@ -15,14 +15,24 @@ import json
 from typing import Any
 
 from crm_core.api.access import require
-from crm_core.api.endpoint import Call, Endpoint, Reply
-from crm_core.api.models import IcpSettings, IcpUpdate, ScoringModelVersion, TrainedScoringModel
+from crm_core.api.endpoint import Endpoint
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.scoring import (
+    IcpSettings,
+    IcpUpdate,
+    ScoringModelVersion,
+    TrainedScoringModel,
+)
 from crm_core.api_errors import Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_model_training import train_org_deal_model
 from crm_core.scoring.icp import IcpConfigError, icp_rules_of
 from crm_core.scoring.lead_features import FEATURES as LEAD_FEATURES
-from crm_core.scoring.lead_model_training import MIN_PER_CLASS, TrainingRefused, train_org_lead_model
+from crm_core.scoring.lead_model_training import (
+    MIN_PER_CLASS,
+    TrainingRefused,
+    train_org_lead_model,
+)
 from crm_core.scoring.lead_scoring import lead_model
 from crm_core.scoring.org_models import ModelVersion, active_model, model_version, model_versions
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_core.api.endpoint import Call, Endpoint, Reply, read_limited
-from crm_core.api.models import TokenRequest, TokenResponse
+from crm_core.api.endpoint import Endpoint, read_limited
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.auth import TokenRequest, TokenResponse
 from crm_core.api_errors import BadRequest, Unauthenticated, Unprocessable, validation_details
 from crm_core.auth.accounts import user_for_password
 from crm_core.auth.http import CSRF_COOKIE, SESSION_COOKIE, authenticate, check_csrf

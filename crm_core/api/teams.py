@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncpg
 
 from crm_core.api.access import require
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     SortKey,
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Team, TeamCreate
 from crm_core.api.records import load_visible
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.users import Team, TeamCreate
 from crm_core.api_errors import Conflict
 from crm_core.changes import ChangeSet
 

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 
 from crm_core.api.access import require
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -15,8 +15,10 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.models import Me, User, UserCreate, UserUpdate
 from crm_core.api.records import load_visible, update_row
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.auth import Me
+from crm_core.api.schemas.users import User, UserCreate, UserUpdate
 from crm_core.api_errors import Conflict, Forbidden, NotFound
 from crm_core.auth.passwords import hash_password
 from crm_core.changes import ChangeSet

@@ -9,16 +9,17 @@ written to the audit log.
 from __future__ import annotations
 
 from crm_core.api.access import require
-from crm_core.api.endpoint import Call, Endpoint, Reply
+from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, fetch_page
-from crm_core.api.models import (
+from crm_core.api.records import parse_uuid
+from crm_core.api.reply import Call, Reply
+from crm_core.api.schemas.webhooks import (
     Webhook,
     WebhookCreate,
     WebhookCreated,
     WebhookDelivery,
     WebhookUpdate,
 )
-from crm_core.api.records import parse_uuid
 from crm_core.api_errors import NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.webhooks.endpoints import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -74,3 +75,17 @@ async def user_for_password(
             matches.append(row)
     # The same email and password in two organizations: the caller must name one.
     return matches[0] if len(matches) == 1 else None
+
+
+async def active_user_profile(
+    db: asyncpg.Pool | asyncpg.Connection, user_id: Any, org_id: Any
+) -> asyncpg.Record | None:
+    """The ``name`` and ``email`` of an active user of the organization, or None."""
+    return await db.fetchrow(
+        "SELECT name, email FROM users WHERE id = $1 AND org_id = $2 AND is_active", user_id, org_id)
+
+
+async def user_team_id(db: asyncpg.Pool | asyncpg.Connection, user_id: str, org_id: str) -> str | None:
+    """The user's team (as text), or None when they have none or are not of the organization."""
+    return await db.fetchval(
+        "SELECT team_id::text FROM users WHERE id = $1::uuid AND org_id = $2::uuid", user_id, org_id)

@@ -28,6 +28,7 @@ _STATUS_RANK = {
 }
 TERMINAL_STATUSES = frozenset(s for s, rank in _STATUS_RANK.items() if rank == 3)
 CALL_STATUSES = frozenset(_STATUS_RANK)
+LIVE_STATUSES = ("queued", "ringing", "in-progress")
 
 
 class UnknownCallStatus(ValueError):
@@ -75,6 +76,25 @@ async def create_call(conn: asyncpg.Connection, call: NewCall) -> asyncpg.Record
 
 async def get_call(conn: asyncpg.Connection, call_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM calls WHERE id = $1", call_id)
+
+
+async def call_owner(db: asyncpg.Pool | asyncpg.Connection, call_id: Any) -> asyncpg.Record | None:
+    """The call's ``org_id`` and ``rep_id`` (as text), or None for no such call."""
+    # Compare the uuid columns themselves, so the primary key / indexes serve the lookup.
+    return await db.fetchrow(
+        "SELECT org_id::text AS org_id, rep_id::text AS rep_id FROM calls WHERE id = $1", call_id)
+
+
+async def live_calls_of_rep(
+    db: asyncpg.Pool | asyncpg.Connection, org_id: str, rep_id: str
+) -> list[asyncpg.Record]:
+    """The rep's calls not yet ended (``LIVE_STATUSES``), oldest first: ``id``, ``org_id`` and
+    ``rep_id`` as text."""
+    return await db.fetch(
+        "SELECT id::text AS id, org_id::text AS org_id, rep_id::text AS rep_id FROM calls "
+        "WHERE org_id = $1::uuid AND rep_id = $2::uuid AND status = ANY($3::text[]) "
+        "ORDER BY created_at",
+        org_id, rep_id, list(LIVE_STATUSES))
 
 
 async def find_call(conn: asyncpg.Connection, carrier: str, external_id: str) -> asyncpg.Record | None:

@@ -131,6 +131,15 @@ async def recording_of_call(
     )
 
 
+async def latest_playable_recording(conn: asyncpg.Connection, call_id: str) -> asyncpg.Record | None:
+    """The call's newest recording that holds audio (status in ``PLAYABLE_STATUSES``), or None."""
+    return await conn.fetchrow(
+        "SELECT * FROM recordings WHERE call_id = $1 AND status IN ('complete', 'incomplete', 'partial')"
+        " ORDER BY created_at DESC LIMIT 1",
+        call_id,
+    )
+
+
 async def recording_by_id(conn: asyncpg.Connection, recording_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM recordings WHERE id = $1", recording_id)
 

@@ -18,12 +18,12 @@ import wave
 import aiohttp
 import numpy as np
 
+from crm_core.api.recordings import wav_header
 from crm_core.calls.records import NewCall, create_call
 from media.g711 import ulaw_decode, ulaw_encode
 from storage.keys import new_master_key, parse_key_spec
 from storage.recording_store import LocalRecordingStore
 from tests.voice_server.recording_world import db, make_world, recording_env  # noqa: F401
-from voice_server.recordings_routes import wav_header
 
 CHUNK_BYTES = 16000  # 0.5 s of 8 kHz stereo PCM16 (COACHLINE_RECORDING_CHUNK_S=0.5)
 

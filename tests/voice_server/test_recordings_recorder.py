@@ -9,7 +9,7 @@ from storage.recording_store import RecordingTruncatedError
 from tests.voice_server.recording_world import db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
-from voice_server.recordings_routes import RECORDINGS
+from voice_server.recordings import RECORDINGS
 
 
 def _stereo(data: bytes):

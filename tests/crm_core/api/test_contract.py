@@ -4,7 +4,8 @@ import re
 
 from jsonschema import Draft202012Validator
 
-# Served by voice_server's own handlers, documented through crm_core.api.document_routes.
+# Served on the root app by their own handlers (crm_core.api.recordings, crm_core.api.privacy),
+# documented through crm_core.api.routes.document_routes.
 FOREIGN = {("GET", "/api/v1/calls/{call_id}/recording"), ("GET", "/api/v1/calls/{call_id}/recording/audit"),
            ("POST", "/api/v1/leads/{lead_id}/erasure"), ("GET", "/api/v1/leads/{lead_id}/export")}
 NO_ID = "00000000-0000-0000-0000-000000000000"
@@ -39,7 +40,7 @@ async def test_every_route_the_server_has_is_documented(world):
                     if route.method != "HEAD" and "{tail" not in path:
                         app_routes.add((route.method, path))
         elif resource.canonical.startswith(("/auth/", "/api/v1/")):
-            # /api/v1 routes other areas serve on the root app (recordings, GDPR) count too
+            # /api/v1 routes served on the root app (recordings, GDPR) count too
             for route in resource:
                 if route.method != "HEAD":
                     app_routes.add((route.method, resource.canonical))

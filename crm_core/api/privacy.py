@@ -10,13 +10,19 @@ import uuid
 
 from aiohttp import web
 
-from crm_core.api import ForeignOperation, document_routes
-from crm_core.api.models import LeadErasure, LeadExport
+from crm_core.api.openapi import ForeignOperation
+from crm_core.api.recordings import (
+    RECORDING_ACCESS,
+    AuthRefused,
+    RecordingAccess,
+    principal_of,
+)
+from crm_core.api.routes import document_routes
+from crm_core.api.schemas.privacy import LeadErasure, LeadExport
+from crm_core.api_context import api_context
+from crm_core.api_errors import ApiError, Forbidden, NotFound
 from crm_core.privacy import LeadNotFound, erase_lead, export_lead
 from crm_core.recordings.rows import AuditEntry, write_audit
-from voice_server.app_keys import RUNTIME
-from voice_server.logs import request_id_var
-from voice_server.recordings_routes import RECORDINGS, AuthRefused, ReviewError, principal_of
 
 RAW_TEXT_PERMISSION = "transcripts:raw"
 
@@ -31,7 +37,9 @@ OPERATIONS = (
 )
 
 
-def add_privacy_routes(app: web.Application) -> None:
+def add_privacy_routes(app: web.Application, access: RecordingAccess) -> None:
+    """Serve a lead's erasure and export; erasure shreds recordings in ``access.store``."""
+    app[RECORDING_ACCESS] = access
     app.router.add_post("/api/v1/leads/{lead_id}/erasure", erase)
     app.router.add_get("/api/v1/leads/{lead_id}/export", export)
     document_routes(app, OPERATIONS)
@@ -42,9 +50,9 @@ async def _admin_for_lead(request: web.Request, action: str):
     try:
         lead_id = str(uuid.UUID(request.match_info["lead_id"]))
     except ValueError:
-        raise ReviewError(404, "not_found", "no such lead") from None
+        raise NotFound("no such lead") from None
     if principal.role != "admin":
-        async with request.app[RUNTIME].pool.acquire() as conn:
+        async with api_context(request).pool().acquire() as conn:
             await write_audit(
                 conn,
                 AuditEntry(
@@ -55,41 +63,41 @@ async def _admin_for_lead(request: web.Request, action: str):
                     outcome="denied",
                     actor_id=str(principal.user_id),
                     ip=request.remote,
-                    request_id=request_id_var.get(None),
+                    request_id=api_context(request).request_id(),
                     detail={"role": principal.role},
                 ),
             )
-        raise ReviewError(403, "forbidden", "only admins may erase or export a lead's data")
+        raise Forbidden("only admins may erase or export a lead's data")
     return principal, lead_id
 
 
 async def erase(request: web.Request) -> web.Response:
     try:
         principal, lead_id = await _admin_for_lead(request, "lead.erased")
-        service = request.app.get(RECORDINGS)
-        async with request.app[RUNTIME].pool.acquire() as conn:
+        store = request.app[RECORDING_ACCESS].store
+        async with api_context(request).pool().acquire() as conn:
             result = await erase_lead(
                 conn,
-                service.store if service else None,
+                store,
                 str(principal.org_id),
                 lead_id,
                 actor_id=str(principal.user_id),
                 ip=request.remote,
-                request_id=request_id_var.get(None),
+                request_id=api_context(request).request_id(),
             )
     except AuthRefused as rendered:
         return rendered.response
-    except ReviewError as err:
+    except ApiError as err:
         return err.response()
     except LeadNotFound:
-        return ReviewError(404, "not_found", "no such lead").response()
+        return NotFound("no such lead").response()
     return web.json_response(LeadErasure.model_validate(result, from_attributes=True).model_dump(mode="json"))
 
 
 async def export(request: web.Request) -> web.Response:
     try:
         principal, lead_id = await _admin_for_lead(request, "lead.exported")
-        async with request.app[RUNTIME].pool.acquire() as conn:
+        async with api_context(request).pool().acquire() as conn:
             data = await export_lead(
                 conn,
                 str(principal.org_id),
@@ -97,14 +105,14 @@ async def export(request: web.Request) -> web.Response:
                 include_raw_text=RAW_TEXT_PERMISSION in principal.permissions,
                 actor_id=str(principal.user_id),
                 ip=request.remote,
-                request_id=request_id_var.get(None),
+                request_id=api_context(request).request_id(),
             )
     except AuthRefused as rendered:
         return rendered.response
-    except ReviewError as err:
+    except ApiError as err:
         return err.response()
     except LeadNotFound:
-        return ReviewError(404, "not_found", "no such lead").response()
+        return NotFound("no such lead").response()
     return web.json_response(
         data,
         headers={

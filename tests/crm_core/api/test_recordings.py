@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from crm_core.api.recordings import ByteRange, parse_range
 from media.frames import Party
 from tests.voice_server.recording_world import bearer, db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
-from voice_server.recordings_routes import ByteRange, parse_range
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -5,6 +5,10 @@ left, customer right, when the parties were recorded apart), and honours
 HTTP Range requests so a browser ``<audio>`` element can seek: only the
 chunks a range touches are decrypted. Every request — granted, refused,
 or failed — writes an ``audit_log`` row with the user, time, IP and byte range.
+
+The node that records calls hands the routes a ``RecordingAccess``: the
+encrypted store it records into (none while no recording key is loaded: the
+routes answer 503) and its default for reps replaying their own calls.
 """
 
 from __future__ import annotations
@@ -14,18 +18,27 @@ import logging
 import re
 import struct
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
-from crm_core.recordings import rows
-from crm_core.api import ForeignOperation, QueryParam, document_routes
-from crm_core.api.models import RecordingAccessEntry
-from crm_core.api_context import CRM_API
-from crm_core.api_errors import ApiError
+from crm_core.api.endpoint import QueryParam
+from crm_core.api.openapi import ForeignOperation
+from crm_core.api.routes import document_routes
+from crm_core.api.schemas.recordings import RecordingAccessEntry
+from crm_core.api_context import api_context
+from crm_core.api_errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+)
 from crm_core.auth import Principal, authenticate
+from crm_core.recordings import rows
 from crm_core.recordings.access import RecordingSubject, may_listen, may_read_audit
 from storage.keys import KeyUnwrapError, UnknownKeyError
 from storage.recording_store import (
@@ -33,17 +46,14 @@ from storage.recording_store import (
     RecordingError,
     RecordingNotFound,
     RecordingReader,
+    RecordingStore,
     RecordingTruncatedError,
 )
-from voice_server.app_keys import RUNTIME, SETTINGS
-from voice_server.logs import request_id_var
-from voice_server.recorder import RecordingService
 
 log = logging.getLogger(__name__)
 
 Authenticate = Callable[[web.Request], Awaitable[Principal]]
 AUTHENTICATE = web.AppKey("recording_authenticate", object)
-RECORDINGS = web.AppKey("recordings", RecordingService)
 WAV_HEADER_LEN = 44
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -72,26 +82,28 @@ OPERATIONS = (
 )
 
 
-def add_recording_routes(app: web.Application, authenticate: Authenticate | None = None) -> None:
+@dataclass(slots=True)
+class RecordingAccess:
+    """What the recording and GDPR routes need from the node that records calls."""
+
+    # The store calls are recorded into; None while no recording key is loaded (recording off).
+    store: RecordingStore | None = None
+    # Whether reps may replay their own calls where their organization's settings do not say.
+    reps_review_own_default: bool = False
+
+
+RECORDING_ACCESS = web.AppKey("crm_recording_access", RecordingAccess)
+
+
+def add_recording_routes(
+    app: web.Application, access: RecordingAccess, authenticate: Authenticate | None = None
+) -> None:
+    """Serve a call's recording and its access log; ``access.store`` may be set after this call."""
+    app[RECORDING_ACCESS] = access
     app[AUTHENTICATE] = authenticate or _crm_authenticate
     app.router.add_get("/api/v1/calls/{call_id}/recording", play_recording)
     app.router.add_get("/api/v1/calls/{call_id}/recording/audit", recording_audit)
     document_routes(app, OPERATIONS)
-
-
-class ReviewError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-    def response(self) -> web.Response:
-        return web.json_response(
-            {"error": {"code": self.code, "message": self.message, "details": None}},
-            status=self.status,
-            headers=self.headers,
-        )
 
 
 def wav_header(audio: AudioFormat, data_len: int) -> bytes:
@@ -156,7 +168,7 @@ async def principal_of(request: web.Request) -> Principal:
         principal = await request.app[AUTHENTICATE](request)
     except ApiError as exc:
         try:
-            async with request.app[RUNTIME].pool.acquire() as conn:
+            async with api_context(request).pool().acquire() as conn:
                 lead_id = request.match_info.get("lead_id")
                 await rows.write_audit(
                     conn,
@@ -171,7 +183,7 @@ async def principal_of(request: web.Request) -> Principal:
                         resource_id=lead_id or request.match_info.get("call_id"),
                         outcome="denied",
                         ip=request.remote,
-                        request_id=request_id_var.get(None),
+                        request_id=api_context(request).request_id(),
                         detail={"reason": exc.code, "range": request.headers.get("Range")},
                     ),
                 )
@@ -179,8 +191,8 @@ async def principal_of(request: web.Request) -> Principal:
             log.error("could not audit a refused unauthenticated request")
         raise AuthRefused(exc.response()) from None
     # The CRM API's per-organisation rate limit covers these /api/v1 routes too (429, error shape).
-    context = request.config_dict.get(CRM_API)
-    if context is not None and context.after_authenticate is not None:
+    context = api_context(request)
+    if context.after_authenticate is not None:
         await context.after_authenticate(request, principal)
     return principal
 
@@ -195,14 +207,14 @@ def _call_uuid(request: web.Request) -> str:
     try:
         return str(uuid.UUID(call_id))
     except ValueError:
-        raise ReviewError(404, "not_found", "no such call") from None
+        raise NotFound("no such call") from None
 
 
 async def _audit(
     request: web.Request, principal, call_id: str, action: str, outcome: str, **detail
 ) -> None:
     try:
-        async with request.app[RUNTIME].pool.acquire() as conn:
+        async with api_context(request).pool().acquire() as conn:
             await rows.write_audit(
                 conn,
                 rows.AuditEntry(
@@ -212,26 +224,26 @@ async def _audit(
                     resource_id=call_id,
                     outcome=outcome,
                     ip=request.remote,
-                    request_id=request_id_var.get(None),
+                    request_id=api_context(request).request_id(),
                     detail={"role": principal.role, **detail},
                 ),
             )
     except (asyncpg.PostgresError, OSError) as exc:
         # Never serve audio whose access could not be recorded.
         log.error("could not write recording audit row: %s", exc)
-        raise ReviewError(
-            503, "audit_unavailable", "the access log cannot be written; try again"
+        raise ServiceUnavailable(
+            "the access log cannot be written; try again", code="audit_unavailable"
         ) from None
 
 
-def _subject(row, settings) -> RecordingSubject:
+def _subject(row, access: RecordingAccess) -> RecordingSubject:
     org = row["org_settings"] or {}
     return RecordingSubject(
         org_id=str(row["call_org_id"]),
         rep_id=str(row["rep_id"]) if row["rep_id"] else None,
         rep_team_id=str(row["rep_team_id"]) if row["rep_team_id"] else None,
         reps_review_own=bool(
-            org.get("reps_review_own_recordings", settings.recording_reps_review_own)
+            org.get("reps_review_own_recordings", access.reps_review_own_default)
         ),
     )
 
@@ -245,11 +257,11 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     call_id = None
     try:
         call_id = _call_uuid(request)
-        async with request.app[RUNTIME].pool.acquire() as conn:
+        async with api_context(request).pool().acquire() as conn:
             row = await rows.recording_of_call(conn, str(principal.org_id), call_id)
         if row is None:
-            raise ReviewError(404, "not_found", "no such call")
-        decision = may_listen(principal, _subject(row, request.app[SETTINGS]))
+            raise NotFound("no such call")
+        decision = may_listen(principal, _subject(row, request.app[RECORDING_ACCESS]))
         if not decision.allowed:
             await _audit(
                 request,
@@ -260,15 +272,13 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
                 reason=decision.reason,
                 range=range_header,
             )
-            raise ReviewError(
-                403, "forbidden", f"you may not listen to this recording: {decision.reason}"
-            )
+            raise Forbidden(f"you may not listen to this recording: {decision.reason}")
         if row["id"] is None or row["status"] == "deleted":
-            raise ReviewError(404, "not_found", "this call has no recording")
+            raise NotFound("this call has no recording")
         if row["status"] == "recording":
-            raise ReviewError(409, "recording_in_progress", "the call is still being recorded")
+            raise Conflict("the call is still being recorded", code="recording_in_progress")
         reader = await _open_reader(request, row)
-    except ReviewError as err:
+    except ApiError as err:
         if err.status != 403 and call_id is not None:
             await _audit_quietly(request, principal, call_id, err, range_header)
         return err.response()
@@ -278,7 +288,7 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
         reader.close()
 
 
-async def _audit_quietly(request, principal, call_id, err: ReviewError, range_header) -> None:
+async def _audit_quietly(request, principal, call_id, err: ApiError, range_header) -> None:
     try:
         await _audit(
             request,
@@ -289,37 +299,37 @@ async def _audit_quietly(request, principal, call_id, err: ReviewError, range_he
             reason=err.code,
             range=range_header,
         )
-    except ReviewError:
+    except ApiError:
         pass
 
 
 async def _open_reader(request: web.Request, row) -> RecordingReader:
-    service = request.app.get(RECORDINGS)
-    if service is None:
-        raise ReviewError(
-            503, "recordings_unavailable", "recording keys are not configured on this node"
+    store = request.app[RECORDING_ACCESS].store
+    if store is None:
+        raise ServiceUnavailable(
+            "recording keys are not configured on this node", code="recordings_unavailable"
         )
     rid = row["id"]
     try:
         try:
-            return await asyncio.to_thread(service.store.open, rid)
+            return await asyncio.to_thread(store.open, rid)
         except RecordingTruncatedError:
             if row["status"] != "incomplete":
                 raise
             # Marked incomplete but never sealed (recovery stopped between the two): seal now.
-            await asyncio.to_thread(service.store.seal, rid)
-            return await asyncio.to_thread(service.store.open, rid)
+            await asyncio.to_thread(store.seal, rid)
+            return await asyncio.to_thread(store.open, rid)
     except RecordingNotFound:
-        raise ReviewError(404, "not_found", "the recording's file is missing") from None
+        raise NotFound("the recording's file is missing") from None
     except (UnknownKeyError, KeyUnwrapError) as exc:
         log.error("recording %s: %s", rid, exc)
-        raise ReviewError(
-            503, "recording_key_unavailable", "the key of this recording is not loaded"
+        raise ServiceUnavailable(
+            "the key of this recording is not loaded", code="recording_key_unavailable"
         ) from None
     except RecordingError as exc:
         log.error("recording %s failed its integrity check: %s", rid, exc)
-        raise ReviewError(
-            500, "recording_corrupt", "the recording failed its integrity check"
+        raise ServerError(
+            "the recording failed its integrity check", code="recording_corrupt"
         ) from None
 
 
@@ -388,17 +398,15 @@ async def recording_audit(request: web.Request) -> web.Response:
         return rendered.response
     try:
         call_id = _call_uuid(request)
-        async with request.app[RUNTIME].pool.acquire() as conn:
+        async with api_context(request).pool().acquire() as conn:
             row = await rows.recording_of_call(conn, str(principal.org_id), call_id)
             if row is None:
-                raise ReviewError(404, "not_found", "no such call")
-            decision = may_read_audit(principal, _subject(row, request.app[SETTINGS]))
+                raise NotFound("no such call")
+            decision = may_read_audit(principal, _subject(row, request.app[RECORDING_ACCESS]))
             if not decision.allowed:
-                raise ReviewError(
-                    403, "forbidden", f"you may not read this access log: {decision.reason}"
-                )
+                raise Forbidden(f"you may not read this access log: {decision.reason}")
             entries = await rows.recording_audit(conn, str(principal.org_id), call_id)
-    except ReviewError as err:
+    except ApiError as err:
         return err.response()
     return web.json_response(
         {

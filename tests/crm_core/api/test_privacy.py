@@ -6,7 +6,7 @@ from media.frames import Party
 from tests.voice_server.recording_world import bearer, db, make_world, node, tone_frames  # noqa: F401
 from voice_server.app_keys import CALL_SESSIONS
 from voice_server.call_session import CallInfo
-from voice_server.recordings_routes import RECORDINGS
+from voice_server.recordings import RECORDINGS
 
 
 async def _lead_with_a_recorded_call(app, db, world):

@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from storage.rate_limit import RateLimiter
-from voice_server.rate_limits import PRINCIPAL_KEY, RateLimitPolicy, rate_limit_middleware
+from crm_core.api.rate_limits import PRINCIPAL_KEY, RateLimitPolicy, rate_limit_middleware
 
 
 async def _ok(request: web.Request) -> web.Response:

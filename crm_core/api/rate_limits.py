@@ -1,0 +1,232 @@
+"""Rate limits on the HTTP API: one shared budget per organisation (by plan) or per client IP.
+
+Budgets live in Redis (``storage.rate_limit``), so every node spends from the
+same one. A request from an authenticated principal spends its
+organisation's budget, sized by the plan tier (Starter 60/min, Professional
+300/min, Enterprise custom); an anonymous request spends its client IP's.
+A refusal is ``429`` with ``Retry-After`` and the API's error shape; every
+limited response carries ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
+If Redis is down the request is let through (and logged): the limiter
+protects the service, it must not take it down.
+
+The node configures the limits with one ``ApiRateLimits`` value passed to
+``add_api_routes``: the API then spends the organisation's budget after each
+authentication (``org_rate_limit_hook``, reading the plan and any custom
+limit from ``organizations.settings`` through ``crm_core.orgs``, cached for a
+minute) and limits failed sign-ins (``crm_core.api.sign_in_limits``).
+``rate_limit_middleware`` is the same limit as an aiohttp middleware, placed
+after whatever sets ``request["principal"]``, for routes outside the API
+(anonymous requests are limited per client IP).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from crm_core.orgs import RatePlan, org_rate_plan
+from storage.rate_limit import (
+    RateDecision,
+    RateLimit,
+    RateLimiter,
+    RateLimitUnavailable,
+    retry_after_header,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LimiterSource = Callable[[], RateLimiter | None]
+PRINCIPAL_KEY = "principal"  # where the auth layer leaves the authenticated principal
+PLAN_LIMITS_PER_MIN = {"starter": 60, "professional": 300, "enterprise": 3000}
+PLAN_CACHE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    plan_limits_per_min: dict[str, int] = field(default_factory=lambda: dict(PLAN_LIMITS_PER_MIN))
+    default_plan: str = "starter"
+    anonymous_per_min: int = 60
+    # Only behind a proxy you run: otherwise clients could pick their own bucket.
+    trust_forwarded_for: bool = False
+    exempt_paths: frozenset[str] = frozenset({"/live", "/ready", "/metrics"})
+
+    def rule_for(self, request: web.Request, principal: Any = None) -> tuple[str, RateLimit] | None:
+        """The bucket and its rule for ``request``; None means "not limited"."""
+        if request.path in self.exempt_paths:
+            return None
+        if principal is None:
+            principal = request.get(PRINCIPAL_KEY)
+        org_id = _field(principal, "org_id")
+        if org_id is not None:
+            custom = _field(principal, "rate_limit_per_min")
+            if isinstance(custom, int) and custom > 0:
+                per_min = custom
+            else:
+                plan = str(_field(principal, "plan") or self.default_plan).lower()
+                per_min = self.plan_limits_per_min.get(plan, self.plan_limits_per_min[self.default_plan])
+            return f"org:{org_id}", RateLimit(per_min, 60.0)
+        return f"ip:{self.client_ip(request)}", RateLimit(self.anonymous_per_min, 60.0)
+
+    def client_ip(self, request: web.Request) -> str:
+        if self.trust_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            first = forwarded.split(",")[0].strip()
+            if first:
+                return first
+        return request.remote or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRateLimits:
+    """The API's rate limits as the node configures them (``add_api_routes(rate_limits=...)``)."""
+
+    # The node's Redis client, called per request: None until it is open (requests then pass).
+    redis: Callable[[], Any]
+    policy: RateLimitPolicy = field(default_factory=RateLimitPolicy)
+    sign_in_failures_per_email_per_min: int = 10
+    enabled: bool = True
+
+
+def _field(principal: Any, name: str) -> Any:
+    if principal is None:
+        return None
+    if isinstance(principal, dict):
+        return principal.get(name)
+    return getattr(principal, name, None)
+
+
+def too_many_requests(decision: RateDecision, period_s: float) -> web.HTTPTooManyRequests:
+    retry = retry_after_header(decision)
+    return web.HTTPTooManyRequests(
+        text=json.dumps({"error": {
+            "code": "rate_limited",
+            "message": f"rate limit of {decision.limit} requests per {period_s:g} s exceeded; "
+                       f"retry after {retry} s",
+            "details": {"limit": decision.limit, "period_s": period_s,
+                        "retry_after_s": round(decision.retry_after_s, 3)},
+        }}),
+        content_type="application/json",
+        headers={"Retry-After": retry, **_headers(decision)},
+    )
+
+
+def _headers(decision: RateDecision) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(max(0, round(decision.reset_after_s))),
+    }
+
+
+async def enforce_rate_limit(
+    request: web.Request, limiter: RateLimiter, policy: RateLimitPolicy, principal: Any = None
+) -> RateDecision | None:
+    """Spend one unit of the request's budget; raise 429 when it is spent. None: not limited."""
+    rule = policy.rule_for(request, principal)
+    if rule is None:
+        return None
+    key, limit = rule
+    try:
+        decision = await limiter.hit(key, limit)
+    except RateLimitUnavailable as exc:
+        log.warning("rate limit not enforced for %s: %s", key, exc)
+        return None
+    if not decision.allowed:
+        raise too_many_requests(decision, limit.period_s)
+    return decision
+
+
+def limiter_source(limiter: RateLimiter | LimiterSource) -> LimiterSource:
+    """A limiter, or a callable giving one (None: Redis not open yet, requests pass), as a callable."""
+    return limiter if callable(limiter) and not isinstance(limiter, RateLimiter) else (lambda: limiter)
+
+
+def redis_limiter(redis: Callable[[], Any], *, enabled: bool = True) -> LimiterSource:
+    """A limiter on the client ``redis()`` gives now, made again when that client changes;
+    None while limits are off or Redis is not open."""
+    limiters: dict[int, RateLimiter] = {}
+
+    def limiter() -> RateLimiter | None:
+        if not enabled:
+            return None
+        client = redis()
+        if client is None:
+            return None
+        if id(client) not in limiters:
+            limiters.clear()
+            limiters[id(client)] = RateLimiter(client)
+        return limiters[id(client)]
+
+    return limiter
+
+
+def rate_limit_middleware(
+    limiter: RateLimiter | LimiterSource,
+    policy: RateLimitPolicy | None = None,
+):
+    """``limiter`` may be a callable, for apps whose Redis client opens on startup
+    (it returning None means "not open yet": requests pass)."""
+    policy = policy or RateLimitPolicy()
+    source = limiter_source(limiter)
+
+    @web.middleware
+    async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        current = source()
+        decision = None if current is None else await enforce_rate_limit(request, current, policy)
+        response = await handler(request)
+        if decision is not None and not response.prepared:
+            response.headers.update(_headers(decision))
+        return response
+
+    return _rate_limit
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRateLimitPrincipal:
+    """What the policy needs to know about an authenticated caller."""
+
+    org_id: str
+    plan: str | None = None
+    rate_limit_per_min: int | None = None
+
+
+def org_rate_limit_hook(
+    limiter: LimiterSource, policy: RateLimitPolicy, pool: Callable[[], asyncpg.Pool | None]
+) -> Callable[[web.Request, Any], Awaitable[None]]:
+    """``after_authenticate(request, principal)`` for the CRM API: spend the organisation's budget."""
+    plans: dict[str, tuple[float, RatePlan]] = {}
+
+    async def org_plan(org_id: str) -> RatePlan:
+        cached = plans.get(org_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        plan = RatePlan()
+        current_pool = pool()
+        if current_pool is not None:
+            try:
+                plan = await org_rate_plan(current_pool, org_id)
+            except Exception as exc:  # noqa: BLE001 - no plan known: the default plan applies
+                log.warning("rate limit: cannot read the plan of %s: %s", org_id, exc)
+        if len(plans) > 10_000:
+            plans.clear()
+        plans[org_id] = (time.monotonic() + PLAN_CACHE_S, plan)
+        return plan
+
+    async def hook(request: web.Request, principal: Any) -> None:
+        current = limiter()
+        org_id = _field(principal, "org_id")
+        if current is None or org_id is None:
+            return
+        plan = await org_plan(str(org_id))
+        await enforce_rate_limit(request, current, policy, OrgRateLimitPrincipal(
+            str(org_id), plan.plan, plan.rate_limit_per_min))
+
+    return hook

@@ -1,0 +1,60 @@
+"""Bodies of /api/v1/calls: call records, outbound calls and transcripts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from crm_core.api.schemas.common import Input, Output
+
+
+class CallRecord(Output):
+    id: UUID
+    carrier: str
+    direction: Literal["inbound", "outbound"]
+    external_id: str | None
+    from_number: str | None
+    to_number: str | None
+    rep_id: UUID | None
+    lead_id: UUID | None
+    deal_id: UUID | None
+    status: str
+    ended_abnormally: bool
+    started_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_s: int | None
+    created_at: datetime
+
+
+_E164 = r"^\+[1-9][0-9]{6,14}$"
+
+
+class OutboundCallCreate(Input):
+    carrier: Literal["twilio", "vonage", "sip"] = Field(
+        description="The carrier to dial through; it must be configured on the server.")
+    to_number: str | None = Field(None, pattern=_E164,
+                                  description="E.164 number to call; defaults to the lead's phone.")
+    lead_id: UUID | None = None
+    deal_id: UUID | None = None
+    rep_id: UUID | None = Field(None, description="The rep placing the call; defaults to the caller.")
+    from_number: str | None = Field(None, pattern=_E164,
+                                    description="Caller id; defaults to the carrier's configured number.")
+
+
+class TranscriptSegment(BaseModel):
+    segment_key: str
+    party: Literal["rep", "customer", "mixed"]
+    speaker: str | None
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class Transcript(BaseModel):
+    call_id: UUID
+    masked: bool = Field(description="True when personal data in the text is masked.")
+    segments: list[TranscriptSegment]

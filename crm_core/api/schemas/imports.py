@@ -1,0 +1,30 @@
+"""Bodies of /api/v1/leads/imports: a CSV import's progress and row errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from crm_core.api.schemas.common import Output
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="1-based data row number (the header is row 0).")
+    field: str | None
+    message: str
+
+
+class LeadImport(Output):
+    id: UUID
+    mode: Literal["all_or_nothing", "partial"]
+    status: Literal["running", "completed", "failed"]
+    total_rows: int
+    processed_rows: int
+    imported_rows: int
+    progress: float = Field(description="processed_rows / total_rows, 0..1")
+    errors: list[ImportRowError]
+    created_at: datetime
+    finished_at: datetime | None
