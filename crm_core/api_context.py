@@ -26,7 +26,7 @@ class ApiOptions:
     max_import_rows: int = 50_000
     page_size_default: int = 50
     page_size_max: int = 200
-    # crmfix: webhook URLs may point at private/loopback addresses (tests, on-premises installs)
+    # webhook URLs may point at private/loopback addresses (tests, on-premises installs)
     webhooks_allow_private_urls: bool = False
 
 

@@ -79,7 +79,7 @@ async def erase_lead(
             org_id,
             call_ids,
         )
-        # call-prompts: a prompt card can quote what the lead said (the matched words)
+        # a prompt card can quote what the lead said (the matched words)
         await conn.execute(
             "DELETE FROM call_prompts WHERE org_id = $1 AND call_id = ANY($2::uuid[])",
             org_id,
@@ -193,7 +193,7 @@ async def export_lead(
             {k: v for k, v in _plain(s).items() if include_raw_text or k != "text_raw"}
             for s in segments
         ],
-        "coaching_prompts": [  # call-prompts: cards' text masked like the transcript unless allowed
+        "coaching_prompts": [  # cards' text masked like the transcript unless allowed
             _masked_prompt(_plain(r), include_raw_text)
             for r in await conn.fetch(
                 "SELECT call_id, at_ms, rule_id, kind, severity, title, body, party, segment_key, evidence,"

@@ -30,8 +30,8 @@ from voice_server.app_keys import (
     SETTINGS,
 )
 from voice_server.call_session import CallSessions
-from voice_server.crm_jobs import install_crm_jobs  # crm-intel
-from voice_server.drain_gate import refuse_new_calls_while_draining  # multinode
+from voice_server.crm_jobs import install_crm_jobs
+from voice_server.drain_gate import refuse_new_calls_while_draining
 from voice_server.feed_access import CrmFeedAccess
 from voice_server.live_calls import LiveCalls
 from voice_server.live_feed import LiveFeedHub
@@ -109,7 +109,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     Without ``runtime`` the app opens one on startup (starting local servers
     if needed) and closes it on cleanup; a runtime passed in stays the caller's.
     """
-    # multinode: a draining node refuses new calls (voice_server/drain_gate.py)
+    # a draining node refuses new calls (voice_server/drain_gate.py)
     app = web.Application(middlewares=[_request_context, refuse_new_calls_while_draining],
                           client_max_size=2 * 1024 * 1024)
     metrics = NodeMetrics()
@@ -193,14 +193,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     # recorder on every call, recovery/retention jobs, recording review and GDPR routes
     setup_recordings(app)
 
-    # crm-intel: webhooks out and lead re-scoring in the background (once across nodes)
+    # webhooks out and lead re-scoring in the background (once across nodes)
     install_crm_jobs(app)
 
     app.router.add_get("/live", health.live)
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", _metrics)
 
-    # carriers: Twilio/Vonage webhooks and media WebSockets, outbound dialers
+    # Twilio/Vonage webhooks and media WebSockets, outbound dialers
     from voice_server.transports.carriers import setup_carriers
 
     setup_carriers(app)

@@ -48,7 +48,7 @@ class CallIntelligence:
         self._session = session
         self.transcription = Transcription.on_pool(session.call_id, pool, self._on_segment,
                                                    hotwords=profile.hotwords)
-        # voiceprints: the rep's enrolled voice makes mixed-call labels rep/customer
+        # the rep's enrolled voice makes mixed-call labels rep/customer
         self.speakers = SpeakerLabelling(speaker_encoder, rep_voiceprint)
         # Its listeners get the PII spans of each final (the recorder silences card numbers).
         self.redaction = PiiRedaction(keep_raw_text=keep_raw_text)

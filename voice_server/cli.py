@@ -106,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_cmd_migrate)
     config = sub.add_parser("config", help="print the effective settings")
     config.set_defaults(func=_cmd_config)
-    # crm-api
     admin = sub.add_parser("create-admin", help="create the first admin (password from "
                            "COACHLINE_ADMIN_PASSWORD, else generated and printed once)")
     admin.add_argument("--email", required=True)

@@ -56,7 +56,7 @@ async def live_intelligence_ctx(app: web.Application):
     app[SPEECH_POOL] = pool
     speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
-    # voiceprints: reps' voices learnt on two-track calls, enrolled on mixed-channel ones
+    # reps' voices learnt on two-track calls, enrolled on mixed-channel ones
     voiceprints = (RepVoiceprints(speaker_encoder, lambda: app[RUNTIME].pool)
                    if speaker_encoder is not None else None)
     log.info("speech model %s loaded (%d decode workers x %d threads); live transcription on",

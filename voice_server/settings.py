@@ -57,12 +57,12 @@ class Settings(BaseSettings):
     stt_threads: int = Field(0, ge=0, le=256)
     stt_workers: int = Field(0, ge=0, le=16)
     stt_max_batch: int = Field(4, ge=1, le=64)
-    # crm-api: browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
+    # browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
     cookie_secure: bool = False
     session_ttl_s: int = Field(8 * 3600, ge=300, le=30 * 24 * 3600)
 
-    # --- crm-intel: API rate limits (voice_server/rate_limits.py) and webhooks out
+    # --- API rate limits (crm_core/api/rate_limits.py) and webhooks out
     rate_limit_enabled: bool = True
     rate_limit_anonymous_per_min: int = Field(60, ge=1, le=1_000_000)
     rate_limit_starter_per_min: int = Field(60, ge=1, le=1_000_000)
@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     # The org that owns SIP calls whose rep cannot be found (unset: such calls get 404).
     sip_default_org_id: str | None = None
 
-    # --- recording (issue 7): encrypted call recordings ---
+    # --- encrypted call recordings ---
     recording_enabled: bool = True
     # Master keys "id:base64[,id:base64…]" (first = current), or a file of such lines.
     # Neither set: calls are not recorded (a key is never generated beside the data).

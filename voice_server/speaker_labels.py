@@ -35,7 +35,7 @@ _MAX_PENDING_FRAMES = 3000  # one minute of 20 ms frames; beyond that the diariz
 class SpeakerLabeller:
     def __init__(self, encoder: SpeakerEncoder, rep_print: np.ndarray | None = None) -> None:
         self._diarizer = OnlineDiarizer(encoder)
-        if rep_print is not None:  # voiceprints: the rep's stored voice (voice_server/rep_voiceprints.py)
+        if rep_print is not None:  # the rep's stored voice (voice_server/rep_voiceprints.py)
             self._diarizer.enrol(rep_print)
         self._pending: list[AudioFrame] = []
         self._turns: list[SpeakerTurn] = []

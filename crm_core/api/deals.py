@@ -20,7 +20,7 @@ from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_features import DealInputError
 from crm_core.scoring.deal_inputs import (
-    predict_and_store_row,  # crmfix: timeline + call signals, stored
+    predict_and_store_row,  # timeline + call signals, stored
 )
 
 CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})

@@ -23,7 +23,7 @@ from crm_core.api_errors import BadRequest, Conflict, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.lead_scoring import GRADES, LeadInputError, lead_score_columns
 from crm_core.scoring.rescoring import (
-    score_in_context,  # crmfix: the org's trained model when active
+    score_in_context,  # the org's trained model when active
 )
 
 # Fields whose change makes the stored score stale.

@@ -11,17 +11,17 @@ from aiohttp import web
 from crm_core.api import (
     activities,
     api_tokens,
-    call_prompts,  # call-prompts
+    call_prompts,
     calls,
     deals,
     imports,
     leads,
     outbound,
-    scoring,  # scoring-gbm
+    scoring,
     sessions,
     teams,
     users,
-    webhooks,  # crmfix
+    webhooks,
 )
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
@@ -42,9 +42,9 @@ FOREIGN_OPERATIONS = web.AppKey("crm_api_foreign_operations", list)
 ENDPOINTS: tuple[Endpoint, ...] = (
     *sessions.ENDPOINTS, *leads.ENDPOINTS, *imports.ENDPOINTS, *deals.ENDPOINTS, *calls.ENDPOINTS, *outbound.ENDPOINTS,
     *activities.ENDPOINTS, *users.ENDPOINTS, *teams.ENDPOINTS, *api_tokens.ENDPOINTS,
-    *webhooks.ENDPOINTS,  # crmfix
-    *scoring.ENDPOINTS,  # scoring-gbm
-    *call_prompts.ENDPOINTS,  # call-prompts
+    *webhooks.ENDPOINTS,
+    *scoring.ENDPOINTS,
+    *call_prompts.ENDPOINTS,
 )
 
 

@@ -53,7 +53,7 @@ def segment_from_event(payload: dict) -> SegmentRow:
 
 # The bus consumer groups that persist calls: a stopping node waits for them to catch up.
 PERSISTING_GROUPS = ("crm-transcripts", "crm-call-ends", "crm-call-summaries",
-                     "crm-call-prompts")  # call-prompts: the prompts a rep saw, for review
+                     "crm-call-prompts")  # the prompts a rep saw, for review
 
 
 class CallEventWriter:

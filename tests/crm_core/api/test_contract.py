@@ -86,7 +86,7 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/api-tokens"): {"name": "d"},
         ("POST", "/api/v1/webhooks"): {"url": "https://hooks.example.com/d"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
-        ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},  # scoring-gbm
+        ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}
