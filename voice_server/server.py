@@ -59,7 +59,7 @@ def _freeze_startup_heap() -> None:
 
     A full (generation 2) collection walks every tracked object; with the libraries a
     node imports that took up to 244 ms on the 2-core machine, stalling every request in
-    flight (api-bench, server_gc). Frozen objects are never scanned nor freed: fine for
+    flight (scripts/bench/api.py, server_gc). Frozen objects are never scanned nor freed: fine for
     what lives as long as the process.
     """
     gc.collect()

@@ -79,7 +79,6 @@ class Settings(BaseSettings):
     webhooks_max_attempts: int = Field(8, ge=1, le=50)
     webhooks_timeout_s: float = Field(10.0, gt=0, le=120)
     lead_rescoring_every_s: float = Field(30.0, gt=0, le=86400)
-    # --- end crm-intel
 
     # --- carriers (Twilio, Vonage, outbound dialing) ---------------------------------
     # The URL carriers use to reach this server (scheme://host[:port], no path). Webhook

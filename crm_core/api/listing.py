@@ -62,7 +62,7 @@ class Filter:
             # One value: plain equality. PostgreSQL 16 reads an index such as leads
             # (org_id, status, created_at) in order for "status = $1" but not for
             # "status = ANY($1)", so the filtered, sorted page would scan and discard
-            # every newer row of other statuses (api-bench: 4.6 -> 0.4 ms at 100k leads).
+            # every newer row of other statuses (scripts/bench/api.py: 4.6 -> 0.4 ms at 100k leads).
             return self.sql.replace("= ANY({})", "= {}").format(params.add(value[0]))
         return self.sql.format(params.add(value))
 

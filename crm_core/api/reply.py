@@ -71,7 +71,7 @@ def render(reply: Reply) -> web.Response:
         response = web.Response(status=reply.status if reply.data is None else 204, headers=reply.headers)
     else:
         # pydantic-core writes the JSON in Rust, straight from the model: a third of
-        # model_dump + json.dumps's CPU on a 50-lead page (api-bench).
+        # model_dump + json.dumps's CPU on a 50-lead page (scripts/bench/api.py).
         body = pydantic_core.to_json(reply.data, by_alias=False)  # by_alias as model_dump's default
         response = web.Response(body=body, status=reply.status, headers=reply.headers,
                                 content_type="application/json")

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # Streams of this node between "no session yet" and "session open": two starts
 # for one call arriving together must not both pass the check while the first
-# is still waiting on the database (crm-intel: seen once background jobs kept
+# is still waiting on the database (seen once background jobs kept
 # the pool's only warm connection busy).
 _opening: set[tuple[int, str]] = set()
 
