@@ -20,7 +20,7 @@ pytestmark = requires_corpus
 async def _finished_call(site, published: list | None = None) -> str:
     """A call of the team-A rep: real speech through the node, recorded, transcribed, summarised.
 
-    ``published`` collects the coaching.prompt events the call put on the bus (call-prompts).
+    ``published`` collects the coaching.prompt events the call put on the bus.
     """
     call_id = await site.new_call(site.org.rep)
     watcher = None
