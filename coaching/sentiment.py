@@ -12,7 +12,7 @@ Two models, one interface (``score(text) -> float`` in -1..1):
   sentence, so callers run it off the event loop.
 
 Accuracy of both on a named held-out set: ``scripts/bench/sentiment.py``
-and the README's Coaching section.
+and docs/coaching.md (Sentiment).
 """
 
 from __future__ import annotations

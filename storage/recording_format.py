@@ -1,6 +1,6 @@
 """The encrypted recording file format: header, chunks, and their writer and reader.
 
-File format, version 1 (all integers big-endian; documented in the README)::
+File format, version 1 (all integers big-endian; documented in docs/recordings.md)::
 
     header (256 bytes)
       0  magic        4s  b"CLRC"

@@ -1,7 +1,7 @@
 """Where encrypted recordings live: the ``RecordingStore`` interface and its local-filesystem form.
 
 The file format (header, chunks, AAD) is in ``storage.recording_format`` and
-documented in the README; this module re-exports what callers need.
+documented in docs/recordings.md; this module re-exports what callers need.
 """
 
 from __future__ import annotations

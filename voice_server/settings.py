@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # How long a stopping node keeps serving live calls before it exits.
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
-    # live transcription and coaching (speech model from a PyPI package, see README "Speech engine")
+    # live transcription and coaching (speech model from a PyPI package, see docs/speech.md "Speech engine")
     stt_enabled: bool = True
     stt_model: str = "tiny.en"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")

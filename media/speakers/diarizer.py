@@ -32,7 +32,7 @@ __all__ = ["DiarizerOptions", "OnlineDiarizer", "SpeakerTurn"]
 
 @dataclass(frozen=True, slots=True)
 class DiarizerOptions:
-    """Tuning of ``OnlineDiarizer`` (defaults measured on the pyannote sample; see README)."""
+    """Tuning of ``OnlineDiarizer`` (defaults measured on the pyannote sample; see docs/speech.md)."""
 
     #: Speech embedded per decision; the encoder was trained on 1.6 s.
     window_ms: int = 1600

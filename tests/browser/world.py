@@ -140,7 +140,7 @@ async def sign_in(context, site: Site, email: str, next_path: str = "/app"):
 
 
 async def screenshot(page, name: str, scratch: Path) -> Path:
-    """Capture the screen; into docs/screenshots (the README's) only when asked.
+    """Capture the screen; into docs/screenshots (the README's pictures) only when asked.
 
     Every run would otherwise rewrite the committed PNGs (the times on screen differ), leaving
     the checkout dirty: COACHLINE_UPDATE_SCREENSHOTS=1 ./scripts/test tests/browser refreshes them.

@@ -41,4 +41,4 @@ class IcpSettings(BaseModel):
 
 class IcpUpdate(Input):
     icp: dict[str, Any] | None = Field(description="The rules: base, seniority, industries, company_size, sources, "
-                                                   "email, engagement (see the README); null removes them.")
+                                                   "email, engagement (see docs/scoring.md); null removes them.")
