@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
-import pytest
 import pytest_asyncio
 import requests
 import schemathesis
