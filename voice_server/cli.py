@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the CLI's last line of defence
-        log.exception("coachline %s failed: %s", args.command, exc)  # noqa: TRY401
+        log.exception("coachline %s failed: %s", args.command, exc)
         return 1
 
 

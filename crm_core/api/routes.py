@@ -105,9 +105,9 @@ def add_api_routes(
     ``rate_limits`` (none: no limits) makes each authenticated request spend its organization's
     budget before its handler runs, and limits failed sign-ins on ``/auth/token`` with a
     middleware appended to ``app``'s. ``dialers`` (carrier name ->
-    ``crm_core.calls.dialing.Dialer``) is the registry ``POST /calls/outbound`` dials through; it is read per request, so the
-    carrier edge may fill ``app[CRM_API].dialers`` after this call. ``request_id()`` gives the
-    id of the request being served, for audit rows.
+    ``crm_core.calls.dialing.Dialer``) is the registry ``POST /calls/outbound`` dials through;
+    it is read per request, so the carrier edge may fill ``app[CRM_API].dialers`` after this
+    call. ``request_id()`` gives the id of the request being served, for audit rows.
     """
     after_authenticate = None
     if rate_limits is not None:
@@ -190,7 +190,7 @@ def _housekeeping(pool: Callable[[], asyncpg.Pool], bus: Callable[[], EventBus |
                     last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # housekeeping retries on its next round
                 log.warning("CRM API housekeeping failed; retrying in %.0f s", RELAY_EVERY_S, exc_info=True)
 
     async def ctx(_app: web.Application):
