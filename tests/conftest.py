@@ -18,6 +18,23 @@ from storage.local_servers import LocalPostgres, LocalRedis
 from storage.migrations import apply_migrations
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Fuzzing and soak tests run a short, fixed budget by default so the suite stays inside
+    # CI's time; --slow runs their long form (more examples, longer soaks).
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="run fuzz and soak tests at their long budgets",
+    )
+
+
+@pytest.fixture(scope="session")
+def slow_mode(request: pytest.FixtureRequest) -> bool:
+    """True when the run asked for the long fuzz/soak budgets (--slow)."""
+    return bool(request.config.getoption("--slow"))
+
+
 @pytest.fixture(scope="session")
 def local_postgres(tmp_path_factory: pytest.TempPathFactory):
     server = LocalPostgres(tmp_path_factory.mktemp("postgres"))
