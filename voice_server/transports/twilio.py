@@ -329,7 +329,9 @@ class TwilioMediaStream:
         start = message.get("start")
         if not isinstance(start, dict):
             raise MessageRejected("malformed_start", "no start object")
-        media_format = start.get("mediaFormat") or {}
+        media_format = start.get("mediaFormat")
+        if not isinstance(media_format, dict):
+            media_format = {}
         if (media_format.get("encoding"), media_format.get("sampleRate"), media_format.get("channels")) != (
             "audio/x-mulaw", SAMPLE_RATE, 1
         ):
@@ -366,13 +368,14 @@ class TwilioMediaStream:
         media = message.get("media")
         if not isinstance(media, dict):
             raise MessageRejected("malformed_media", "no media object")
-        track = self._tracks.get(media.get("track"))
+        name = media.get("track")
+        track = self._tracks.get(name) if isinstance(name, str) else None
         if track is None:
             raise MessageRejected("unknown_track", repr(media.get("track"))[:40])
         try:
             chunk = int(media["chunk"])
             timestamp_ms = int(media["timestamp"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # Infinity/NaN are JSON to Python
             raise MessageRejected("malformed_media", "chunk/timestamp missing or not numbers") from None
         if chunk < 0 or timestamp_ms < 0:
             raise MessageRejected("malformed_media", "negative chunk/timestamp")
@@ -424,7 +427,7 @@ class TwilioMediaStream:
         # were lost on the way (the per-track chunk numbers say which audio).
         try:
             sequence = int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return
         if self._last_sequence is not None and sequence > self._last_sequence + 1:
             log.info("twilio stream %s: messages %d..%d missing", self.stream_sid,

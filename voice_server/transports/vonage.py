@@ -358,7 +358,8 @@ class VonageMediaStream:
             if not isinstance(digit, str) or digit not in DTMF_DIGITS:
                 raise MessageRejected("malformed_dtmf", repr(digit)[:20])
             duration = message.get("duration")
-            duration_ms = int(duration) if isinstance(duration, (int, float)) else 0
+            finite = isinstance(duration, (int, float)) and abs(duration) < 86_400_000
+            duration_ms = int(duration) if finite else 0  # NaN compares false: 0 too
             assert self.session is not None and self.timeline is not None
             await self.session.push_dtmf(digit, self.timeline.position_ms, duration_ms)
         elif event in ("websocket:connected", "websocket:cleared", "websocket:notify",
