@@ -116,7 +116,8 @@ class CallRecorder:
 
     async def close(self, abnormal: bool) -> None:
         if self._aligner is None or self._worker is None:
-            self._service.live.pop(self.info.call_id, None)
+            if self._service.live.get(self.info.call_id) is self:
+                del self._service.live[self.info.call_id]
             return
         tail = self._aligner.finish()
         if tail and not self.failed:
@@ -148,7 +149,7 @@ class CallRecorder:
             layout, RecordingOptions(opts.sample_rate, opts.block_ms, opts.max_lag_ms)
         )
         self._audio = AudioFormat(opts.sample_rate, layout.channels)
-        self._service.live[self.info.call_id] = self
+        self._service.live.setdefault(self.info.call_id, self)
         self._worker = asyncio.get_running_loop().create_task(
             self._run(), name=f"recorder-{self.info.call_id}"
         )
@@ -180,6 +181,11 @@ class CallRecorder:
         try:
             try:
                 await self._open()
+            except asyncpg.UniqueViolationError:
+                # A call has one recording; whatever opened this session must not replace it.
+                log.error("call already has a recording; this session is not recorded")
+                self.failed = True
+                return
             except (asyncpg.PostgresError, OSError, RecordingError, ValueError) as exc:
                 # No recording for this call; the call itself goes on untouched.
                 log.error("cannot start recording: %s", exc)
@@ -188,7 +194,8 @@ class CallRecorder:
             status = await self._write_until_closed()
             await self._finish_row(status)
         finally:
-            self._service.live.pop(self.info.call_id, None)
+            if self._service.live.get(self.info.call_id) is self:
+                del self._service.live[self.info.call_id]
             call_id_var.reset(token)
 
     async def _write_until_closed(self) -> str:
@@ -318,7 +325,7 @@ class RecordingService:
             live.silence(start_ms, end_ms)
             return True
         async with self.pool().acquire() as conn:
-            row = await rows.latest_playable_recording(conn, call_id)
+            row = await rows.playable_recording_of_call(conn, call_id)
         if row is None:
             return False
         frame = row["channels"] * 2

@@ -117,30 +117,6 @@ async def attach_external_id(
     )
 
 
-async def call_for_stream(
-    conn: asyncpg.Connection, call_id: str, carrier: str, external_id: str | None
-) -> asyncpg.Record | None:
-    """The call a media stream claims to belong to, or None when the claim does not hold.
-
-    A stream names our call id (from the TwiML/NCCO we served) and the carrier's id for
-    the call; both must match one row. A row without a carrier id yet (an outbound call
-    whose media started before the REST answer was stored) takes this one.
-    """
-    try:
-        row = await conn.fetchrow(
-            "SELECT * FROM calls WHERE id = $1::uuid AND carrier = $2", call_id, carrier
-        )
-    except asyncpg.DataError:
-        return None
-    if row is None:
-        return None
-    if external_id is None or row["external_id"] == external_id:
-        return row
-    if row["external_id"] is None:
-        return await attach_external_id(conn, call_id, external_id)
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class RepContact:
     """Where a call for a rep rings: their SIP address if they have one, else their phone."""

@@ -29,6 +29,7 @@ class NewRecording:
 
 
 async def insert_recording(conn: asyncpg.Connection, rec: NewRecording) -> asyncpg.Record:
+    """The new recording's row; a call that already has one raises UniqueViolationError."""
     return await conn.fetchrow(
         """
         INSERT INTO recordings (id, org_id, call_id, storage_key, key_id, status, channels,
@@ -114,7 +115,11 @@ async def claim_abandoned(
 async def recording_of_call(
     conn: asyncpg.Connection, org_id: str, call_id: str
 ) -> asyncpg.Record | None:
-    """The call's latest recording with what access checks need (rep, rep's team, org policy)."""
+    """The call's recording with what access checks need (rep, rep's team, org policy).
+
+    A call has one recording (a unique index); rows flagged ``extra_stream`` were
+    added by second streams before that held and are never the call's recording.
+    """
     return await conn.fetchrow(
         """
         SELECT r.*, c.rep_id, u.team_id AS rep_team_id, o.settings AS org_settings,
@@ -122,8 +127,7 @@ async def recording_of_call(
         FROM calls c
         JOIN organizations o ON o.id = c.org_id
         LEFT JOIN users u ON u.id = c.rep_id
-        LEFT JOIN LATERAL (SELECT * FROM recordings WHERE call_id = c.id AND org_id = c.org_id
-                           ORDER BY created_at DESC LIMIT 1) r ON true
+        LEFT JOIN recordings r ON r.call_id = c.id AND r.org_id = c.org_id AND NOT r.extra_stream
         WHERE c.id = $1 AND c.org_id = $2
         """,
         call_id,
@@ -131,11 +135,13 @@ async def recording_of_call(
     )
 
 
-async def latest_playable_recording(conn: asyncpg.Connection, call_id: str) -> asyncpg.Record | None:
-    """The call's newest recording that holds audio (status in ``PLAYABLE_STATUSES``), or None."""
+async def playable_recording_of_call(
+    conn: asyncpg.Connection, call_id: str
+) -> asyncpg.Record | None:
+    """The call's recording when it holds audio (status in ``PLAYABLE_STATUSES``), or None."""
     return await conn.fetchrow(
-        "SELECT * FROM recordings WHERE call_id = $1 AND status IN ('complete', 'incomplete', 'partial')"
-        " ORDER BY created_at DESC LIMIT 1",
+        "SELECT * FROM recordings WHERE call_id = $1 AND NOT extra_stream"
+        " AND status IN ('complete', 'incomplete', 'partial')",
         call_id,
     )
 

@@ -109,7 +109,7 @@ def serve(port_file: Path, data_dir: Path, reps: int) -> None:
 async def one_call(http: aiohttp.ClientSession, base: str, i: int, conversation, offset: float) -> dict:
     from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
     from voice_server.simulator.carrier.rest_fake import stream_from_twiml
-    from voice_server.simulator.carrier.signing import twilio_form
+    from voice_server.simulator.carrier.signing import twilio_form, twilio_socket_headers
 
     async with http.post(base + "/auth/token", json={"email": f"rep{i}@bench.test",
                                                      "password": PASSWORD}) as resp:
@@ -136,11 +136,12 @@ async def one_call(http: aiohttp.ClientSession, base: str, i: int, conversation,
               "To": _number(i), "Direction": "inbound", "CallStatus": "ringing"}
     body, headers = twilio_form(TOKEN, PUBLIC_URL + "/carriers/twilio/voice", params)
     async with http.post(base + "/carriers/twilio/voice", data=body, headers=headers) as resp:
-        _, stream_params, _ = stream_from_twiml(await resp.text())
+        stream_url, stream_params, _ = stream_from_twiml(await resp.text())
     call_id = stream_params["call_id"]
     messages = TwilioStream(stream_params, sid, inbound=conversation.customer,
                             outbound=conversation.rep).messages()
-    async with http.ws_connect(base.replace("http://", "ws://") + "/media/twilio") as media:
+    async with http.ws_connect(base.replace("http://", "ws://") + "/media/twilio",
+                               headers=twilio_socket_headers(TOKEN, stream_url)) as media:
         t0 = time.time()  # audio at call-clock t ms is sent at t0 + t
         await send_stream(media, messages, realtime=True)
     body, headers = twilio_form(TOKEN, PUBLIC_URL + "/carriers/twilio/status",

@@ -39,6 +39,7 @@ import numpy as np
 from bench_child import bench_child  # the script's own folder is on sys.path
 
 TOKEN = "bench-auth-token"
+PUBLIC_URL = "https://bench.coachline.test"
 
 
 # -- the server (child process) -------------------------------------------------------
@@ -46,6 +47,7 @@ TOKEN = "bench-auth-token"
 def serve(port_file: Path, data_dir: Path, use_uvloop: bool = False) -> None:
     from aiohttp import web
 
+    from crm_core.calls.stream_admissions import issue_stream_admission
     from voice_server.app import create_app
     from voice_server.app_keys import CALL_SESSIONS, RUNTIME
     from voice_server.settings import load_settings
@@ -53,6 +55,7 @@ def serve(port_file: Path, data_dir: Path, use_uvloop: bool = False) -> None:
     settings = load_settings({
         "COACHLINE_DATA_DIR": str(data_dir), "COACHLINE_EVENT_BUS": "memory",
         "COACHLINE_TWILIO_AUTH_TOKEN": TOKEN, "COACHLINE_LOG_LEVEL": "WARNING",
+        "COACHLINE_PUBLIC_URL": PUBLIC_URL,
         "COACHLINE_DB_POOL_MAX": "20", "COACHLINE_STT_ENABLED": "false",
         "PATH": os.environ.get("PATH", ""),
     })
@@ -85,7 +88,10 @@ def serve(port_file: Path, data_dir: Path, use_uvloop: bool = False) -> None:
                 "INSERT INTO calls (org_id, carrier, direction, external_id, status, started_at)"
                 " SELECT $1, 'twilio', 'inbound', 'CA' || md5(random()::text), 'in-progress', now()"
                 " FROM generate_series(1, $2) RETURNING id, external_id", org, n)
-        return web.json_response([[str(r["id"]), r["external_id"]] for r in ids])
+            # What each call's TwiML would have carried: its one-time stream token.
+            tokens = [await issue_stream_admission(conn, str(r["id"]), "twilio") for r in ids]
+        return web.json_response([[str(r["id"]), r["external_id"], token]
+                                  for r, token in zip(ids, tokens, strict=True)])
 
     async def stats(request: web.Request) -> web.Response:
         body = {"cpu_s": time.process_time(), "frames": frames[0]}
@@ -139,13 +145,16 @@ def _handling_p99_ms(before: str, after: str) -> float | None:
 
 async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
     from voice_server.simulator.carrier.media_players import TwilioStream
+    from voice_server.simulator.carrier.signing import twilio_socket_headers
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         ids = await (await http.post(f"{base}/bench/calls", params={"n": n})).json()
         samples = int(seconds * 8000)
         audio = np.resize(pcm, samples)
-        streams = [TwilioStream({"call_id": cid}, sid, inbound=audio, outbound=audio[::-1].copy()).messages()
-                   for cid, sid in ids]
+        streams = [TwilioStream({"call_id": cid, "stream_token": token}, sid, inbound=audio,
+                                outbound=audio[::-1].copy()).messages()
+                   for cid, sid, token in ids]
+        signed = twilio_socket_headers(TOKEN, PUBLIC_URL.replace("https://", "wss://") + "/media/twilio")
         before = await (await http.get(f"{base}/bench/stats", params={"arrivals": "1"})).json()
         hist_before = await (await http.get(f"{base}/metrics")).text()
         late: list[float] = []
@@ -154,7 +163,7 @@ async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
         async def one(call_id: str, messages, offset: float) -> None:
             sent_at = sent.setdefault(call_id, {})
             await asyncio.sleep(offset)
-            async with http.ws_connect(base.replace("http", "ws") + "/media/twilio") as ws:
+            async with http.ws_connect(base.replace("http", "ws") + "/media/twilio", headers=signed) as ws:
                 loop = asyncio.get_running_loop()
                 start = loop.time()
                 for tick, message in messages:
@@ -171,7 +180,7 @@ async def run_stage(base: str, n: int, seconds: float, pcm: np.ndarray) -> dict:
 
         started = time.monotonic()
         # Calls start spread over one second, as a busy trunk's would.
-        await asyncio.gather(*(one(cid, m, i / n) for i, ((cid, _), m) in enumerate(zip(ids, streams))))
+        await asyncio.gather(*(one(cid, m, i / n) for i, ((cid, _, _), m) in enumerate(zip(ids, streams))))
         wall = time.monotonic() - started
         await asyncio.sleep(0.5)  # the last stops are handled
         after = await (await http.get(f"{base}/bench/stats", params={"arrivals": "1"})).json()

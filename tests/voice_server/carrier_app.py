@@ -16,14 +16,17 @@ import numpy as np
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from crm_core.calls.stream_admissions import issue_stream_admission
 from media.frames import AudioFrame, Party
 from voice_server.app import create_app
 from voice_server.app_keys import CALL_SESSIONS, METRICS
 from voice_server.call_session import CallSession
 from voice_server.runtime import Runtime
 from voice_server.settings import load_settings
+from voice_server.simulator.carrier.signing import twilio_socket_headers
 
 PUBLIC_URL = "https://coachline.example.com"  # what carriers see; the test server is elsewhere
+PUBLIC_WS_URL = "wss://coachline.example.com"
 TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "sim-auth-token"
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
@@ -86,17 +89,33 @@ class CarrierApp:
     rep_id: str
     settings: object
     extra: dict = field(default_factory=dict)
+    stream_tokens: dict[str, str] = field(default_factory=dict)
 
     async def metric(self, name: str) -> str:
         return "\n".join(line for line in (await (await self.client.get("/metrics")).text()).splitlines()
                          if line.startswith(name))
 
     async def new_call(self, carrier: str, direction: str, external_id: str | None) -> str:
+        """A ringing call, with the stream admission its TwiML/NCCO would have carried."""
         async with self.pool.acquire() as conn:
-            return str(await conn.fetchval(
+            call_id = str(await conn.fetchval(
                 """INSERT INTO calls (org_id, carrier, direction, external_id, rep_id, status, started_at)
                    VALUES ($1, $2, $3, $4, $5, 'ringing', now()) RETURNING id""",
                 self.org_id, carrier, direction, external_id, self.rep_id))
+            self.stream_tokens[call_id] = await issue_stream_admission(conn, call_id, carrier)
+        return call_id
+
+    def stream_params(self, call_id: str, **more: str) -> dict[str, str]:
+        """The Twilio ``<Parameter>``s / Vonage websocket headers our instruction for the call held."""
+        return {"call_id": call_id, "stream_token": self.stream_tokens[call_id], **more}
+
+    def media_socket(self, carrier: str, **kwargs):
+        """``ws_connect`` to a media socket as the carrier opens it (Twilio signs the upgrade)."""
+        path = f"/media/{carrier}"
+        if carrier == "twilio":
+            kwargs["headers"] = {**twilio_socket_headers(TWILIO_TOKEN, PUBLIC_WS_URL + path),
+                                 **kwargs.get("headers", {})}
+        return self.client.ws_connect(path, **kwargs)
 
     async def call_row(self, call_id: str):
         async with self.pool.acquire() as conn:

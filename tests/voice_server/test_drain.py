@@ -17,6 +17,7 @@ import pytest
 from tests.media.speech_corpus import load_clip, requires_corpus
 from tests.voice_server.coachline_nodes import (
     FRAME_MS,
+    TWILIO_TOKEN,
     CoachlineNode,
     create_database,
     create_tenant,
@@ -29,6 +30,7 @@ from tests.voice_server.coachline_nodes import (
 )
 from voice_server.simulator.carrier.media_players import TwilioStream
 from voice_server.simulator.carrier.rest_fake import stream_from_twiml
+from voice_server.simulator.carrier.signing import twilio_socket_headers
 
 pytestmark = [requires_corpus, pytest.mark.timeout(900)]
 
@@ -44,7 +46,7 @@ async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
             call_sid = "CAdrain0000000000000000000000001"
             async with await voice_webhook(http, node, call_sid) as resp:
                 assert resp.status == 200, await resp.text()
-                _, params, _ = stream_from_twiml(await resp.text())
+                stream_url, params, _ = stream_from_twiml(await resp.text())
             call_id = params["call_id"]
             # The customer says one thing before the node is told to stop, another after.
             customer = speech("hello-world", "conf-full")
@@ -53,7 +55,9 @@ async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
             first = [m for m in messages if m[0] * FRAME_MS < before_sigterm_ms]
             rest = messages[len(first):]
 
-            async with http.ws_connect(node.ws_url + "/media/twilio", compress=0) as ws:
+            signed = twilio_socket_headers(TWILIO_TOKEN, stream_url)
+            async with http.ws_connect(node.ws_url + "/media/twilio", compress=0,
+                                       headers=signed) as ws:
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 await send_paced(ws, first, started)
@@ -70,7 +74,7 @@ async def test_sigterm_mid_call_drains_the_call_and_refuses_new_ones(
                 async with await voice_webhook(http, node, "CAdrain0000000000000000000000002") as r:
                     assert r.status == 503, await r.text()
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                    await http.ws_connect(node.ws_url + "/media/twilio")
+                    await http.ws_connect(node.ws_url + "/media/twilio", headers=signed)
                 assert refused.value.status == 503
 
                 await rest_task  # every remaining frame is still taken
@@ -116,13 +120,15 @@ async def test_a_call_still_live_when_the_grace_period_ends_is_closed_and_kept(
             call_sid = "CAgrace0000000000000000000000001"
             async with await voice_webhook(http, node, call_sid) as resp:
                 assert resp.status == 200, await resp.text()
-                _, params, _ = stream_from_twiml(await resp.text())
+                stream_url, params, _ = stream_from_twiml(await resp.text())
             call_id = params["call_id"]
             # Speech, then a long silence the carrier keeps streaming: the call outlives the grace.
             customer = np.concatenate([speech("hello-world"), np.zeros(8000 * 120, np.int16)])
             messages = TwilioStream(params, call_sid, inbound=customer).messages()
             spoken = [m for m in messages if m[0] * FRAME_MS < len(speech("hello-world")) // 8]
-            async with http.ws_connect(node.ws_url + "/media/twilio", compress=0) as ws:
+            signed = twilio_socket_headers(TWILIO_TOKEN, stream_url)
+            async with http.ws_connect(node.ws_url + "/media/twilio", compress=0,
+                                       headers=signed) as ws:
                 started = asyncio.get_running_loop().time()
                 await send_paced(ws, spoken, started)
                 node.terminate()

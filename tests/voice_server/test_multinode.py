@@ -43,6 +43,7 @@ from tests.voice_server.coachline_nodes import (
 from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
 from voice_server.simulator.carrier.media_players import TwilioStream
 from voice_server.simulator.carrier.rest_fake import stream_from_twiml
+from voice_server.simulator.carrier.signing import twilio_socket_headers
 from voice_server.simulator.carrier.wav import sound
 
 pytestmark = [requires_corpus, pytest.mark.timeout(900)]
@@ -248,14 +249,15 @@ async def test_node_b_drains_mid_call_while_node_a_keeps_serving(cluster):
             call_sid = "CAmndrain000000000000000000000001"
             async with await voice_webhook(http, b, call_sid) as resp:
                 assert resp.status == 200, await resp.text()
-                _, params, _ = stream_from_twiml(await resp.text())
+                stream_url, params, _ = stream_from_twiml(await resp.text())
             call_id = params["call_id"]
             customer = speech("hello-world", "conf-full")
             messages = TwilioStream(params, call_sid, inbound=customer).messages()
             spoken_ms = (len(load_clip("hello-world")) + 8_000) // 8
             first = [m for m in messages if m[0] * FRAME_MS < spoken_ms]
             rest = messages[len(first):]
-            async with http.ws_connect(b.ws_url + "/media/twilio", compress=0) as media:
+            async with http.ws_connect(b.ws_url + "/media/twilio", compress=0,
+                                       headers=twilio_socket_headers(TWILIO_TOKEN, stream_url)) as media:
                 started = asyncio.get_running_loop().time()
                 await send_paced(media, first, started)
                 b.terminate()

@@ -20,11 +20,15 @@ import numpy as np
 
 from crm_core.api.recordings import wav_header
 from crm_core.calls.records import NewCall, create_call
+from crm_core.calls.stream_admissions import issue_stream_admission
 from media.g711 import ulaw_decode, ulaw_encode
 from storage.keys import new_master_key, parse_key_spec
 from storage.recording_store import LocalRecordingStore
 from tests.voice_server.recording_world import db, make_world, recording_env  # noqa: F401
+from voice_server.simulator.carrier.signing import twilio_socket_headers
 
+TWILIO_TOKEN = "crash-test-auth-token"
+PUBLIC_URL = "https://coachline.example.com"
 CHUNK_BYTES = 16000  # 0.5 s of 8 kHz stereo PCM16 (COACHLINE_RECORDING_CHUNK_S=0.5)
 
 
@@ -95,6 +99,8 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         ),
     )
     call_uuid = call["id"]
+    # What the TwiML for this call would have carried to Twilio.
+    stream_token = await issue_stream_admission(db, str(call_uuid), "twilio")
     key = f"k1:{new_master_key()}"
     env = recording_env(
         migrated_database,
@@ -103,13 +109,18 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
         COACHLINE_RECORDING_KEY=key,
         COACHLINE_RECORDING_STALL_S="2",
         COACHLINE_NODE_ID="crash-node",  # like a pod name: the same after the restart
+        COACHLINE_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+        COACHLINE_PUBLIC_URL=PUBLIC_URL,
     )
     log_path = tmp_path / "server.log"
     async with aiohttp.ClientSession() as http:
         first = _start(env, log_path)
         try:
             host = await _wait_ready(first, http, log_path)
-            ws = await http.ws_connect(f"ws://{host}/media/twilio")
+            ws = await http.ws_connect(
+                f"ws://{host}/media/twilio",
+                headers=twilio_socket_headers(TWILIO_TOKEN, "wss://coachline.example.com/media/twilio"),
+            )
             await ws.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
             await ws.send_json(
                 {
@@ -120,7 +131,10 @@ async def test_sigkill_mid_call_leaves_a_playable_recording_and_an_abnormal_call
                         "streamSid": stream_sid,
                         "callSid": call_sid,
                         "tracks": ["inbound", "outbound"],
-                        "customParameters": {"call_id": str(call_uuid)},
+                        "customParameters": {
+                            "call_id": str(call_uuid),
+                            "stream_token": stream_token,
+                        },
                         "mediaFormat": {
                             "encoding": "audio/x-mulaw",
                             "sampleRate": 8000,

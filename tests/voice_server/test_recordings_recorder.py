@@ -356,14 +356,18 @@ async def test_recordings_this_node_left_open_are_recovered_at_once_whatever_the
     client, app = node
     world = await make_world(db)
     service = app[RECORDINGS]
+    other_world = await make_world(db)  # a call has one recording: the other node's is another call
     mine, other = uuid.uuid4(), uuid.uuid4()
-    for rid, node_id in ((mine, service.options.node_id), (other, "another-live-node")):
+    for rid, node_id, w in (
+        (mine, service.options.node_id, world),
+        (other, "another-live-node", other_world),
+    ):
         await insert_recording(
             db,
             NewRecording(
                 str(rid),
-                world.org_id,
-                world.call_id,
+                w.org_id,
+                w.call_id,
                 service.store.storage_key(rid),
                 "k1",
                 2,

@@ -1,4 +1,8 @@
-"""Binding a carrier media stream to the call it claims to carry."""
+"""Binding a carrier media stream to the call it claims to carry.
+
+A stream is let in only on the one-time token of the instruction we issued for
+the call (``crm_core.calls.stream_admissions``): once, while the call is live.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import logging
 
 import asyncpg
 
-from crm_core.calls.records import call_for_stream, update_call_status
+from crm_core.calls.records import update_call_status
+from crm_core.calls.stream_admissions import admit_stream
 from voice_server.call_session import CallInfo, CallSession, CallSessions
 
 log = logging.getLogger(__name__)
@@ -20,12 +25,13 @@ _opening: set[tuple[int, str]] = set()
 
 async def open_stream_session(
     pool: asyncpg.Pool, sessions: CallSessions, carrier: str, call_id: str,
-    external_id: str | None,
+    external_id: str | None, token: str,
 ) -> CallSession | None:
-    """Open the session of a known call, or None when the ids match no call of ours.
+    """Open the session of a known call, or None when the stream may not carry it.
 
-    A call already streaming on this node is refused too: a second stream must not
-    be able to end (or pour audio into) a live call.
+    The ids must match a live call of ours and ``token`` its unused admission. A call
+    already streaming (on any node: the admission is spent) is refused too: a second
+    stream must not be able to end, pour audio into or re-record a call.
     """
     key = (id(sessions), call_id)
     if sessions.get(call_id) is not None or key in _opening:
@@ -33,17 +39,18 @@ async def open_stream_session(
         return None
     _opening.add(key)
     try:
-        return await _open(pool, sessions, carrier, call_id, external_id)
+        return await _open(pool, sessions, carrier, call_id, external_id, token)
     finally:
         _opening.discard(key)
 
 
 async def _open(
     pool: asyncpg.Pool, sessions: CallSessions, carrier: str, call_id: str, external_id: str | None,
+    token: str,
 ) -> CallSession | None:
     try:
         async with pool.acquire() as conn:
-            row = await call_for_stream(conn, call_id, carrier, external_id)
+            row = await admit_stream(conn, call_id, carrier, external_id, token)
             if row is not None:
                 # Media flowing means the call was answered, whatever callbacks still say.
                 await update_call_status(conn, row["id"], "in-progress")

@@ -7,7 +7,14 @@ which behind a proxy is not the URL this server sees: the public base comes
 from ``COACHLINE_PUBLIC_URL``. Form bodies are signed by their parameters;
 JSON bodies by the URL, whose ``bodySHA256`` query parameter pins the body.
 
-Media. ``GET /media/twilio`` takes one WebSocket per forked call. Twilio sends
+Media. ``GET /media/twilio`` takes one WebSocket per forked call. Twilio signs the
+upgrade request too (``X-Twilio-Signature`` over the ``wss://`` URL of our public
+base, no parameters): an upgrade without a valid one is refused with 403 before
+the socket is accepted. The signature is the same for every stream, so it proves
+the socket is Twilio's but not which call it carries: the TwiML's ``stream_token``
+``<Parameter>``, a one-time token issued with it (``crm_core.calls.stream_admissions``),
+must come back in ``start`` for the stream to be admitted, once, while the call is live.
+Twilio sends
 JSON text messages: ``connected``, ``start`` (stream and call ids, our
 ``<Parameter>``s, the media format), then ``media`` (base64 µ-law, 8 kHz,
 20 ms per chunk, one track per message), ``dtmf``, ``mark`` and ``stop``.
@@ -55,6 +62,7 @@ from crm_core.calls.records import (
     rep_contact,
     update_call_status,
 )
+from crm_core.calls.stream_admissions import issue_stream_admission
 from media.frames import Party
 from media.g711 import ulaw_decode
 from media.track_clock import ChunkOrder, PartyTimeline
@@ -107,16 +115,16 @@ class TwilioSignature:
 
 
     def socket_signature_ok(self, request: web.Request) -> bool:
-        """Twilio signs the Media Streams WebSocket upgrade over the wss:// URL it opened.
+        """Whether the Media Streams WebSocket upgrade carries Twilio's signature.
 
-        A handshake without a signature is let through (the stream must still name a
-        call of ours and its CallSid); one with a wrong signature is not.
+        Twilio signs it over the ``wss://`` URL it opened (our public base, not the URL
+        this server sees behind a proxy) with no parameters.
         """
         signature = request.headers.get("X-Twilio-Signature")
-        if signature is None:
-            return True
+        if not signature or not self._config.twilio_auth_token:
+            return False
         url = self._config.ws_url(request.rel_url.path_qs)
-        return bool(self._config.twilio_auth_token) and self._validator.validate(url, {}, signature)
+        return self._validator.validate(url, {}, signature)
 
 
 def stream_twiml(stream_url: str, parameters: dict[str, str], dial_target: str,
@@ -188,10 +196,12 @@ class TwilioWebhooks:
                 org_id=rep.org_id, carrier="twilio", direction="inbound", external_id=call_sid,
                 from_number=params.get("From"), to_number=to, rep_id=rep.rep_id, status="ringing",
             ))
-        call_id = str(row["id"])
+            call_id = str(row["id"])
+            token = await issue_stream_admission(conn, call_id, "twilio")
         twiml = stream_twiml(
             self._config.ws_url(MEDIA_PATH),
-            {"call_id": call_id, "org_id": rep.org_id, "direction": "inbound"},
+            {"call_id": call_id, "org_id": rep.org_id, "direction": "inbound",
+             "stream_token": token},
             rep.target,
             caller_id=params.get("From") or None,
         )
@@ -319,19 +329,24 @@ class TwilioMediaStream:
         start = message.get("start")
         if not isinstance(start, dict):
             raise MessageRejected("malformed_start", "no start object")
-        media_format = start.get("mediaFormat") or {}
+        media_format = start.get("mediaFormat")
+        if not isinstance(media_format, dict):
+            media_format = {}
         if (media_format.get("encoding"), media_format.get("sampleRate"), media_format.get("channels")) != (
             "audio/x-mulaw", SAMPLE_RATE, 1
         ):
             self._refuse(WSCloseCode.UNSUPPORTED_DATA)
             raise MessageRejected("unsupported_format", repr(media_format)[:120])
         params = start.get("customParameters") or {}
-        call_id = params.get("call_id") if isinstance(params, dict) else None
+        if not isinstance(params, dict):
+            params = {}
+        call_id, token = params.get("call_id"), params.get("stream_token")
         call_sid = start.get("callSid")
-        if not isinstance(call_id, str) or not isinstance(call_sid, str):
+        if not all(isinstance(v, str) for v in (call_id, call_sid, token)):
             self._refuse(WSCloseCode.POLICY_VIOLATION)
-            raise MessageRejected("unknown_call", "start names no call_id/callSid")
-        session = await open_stream_session(self._pool, self._sessions, "twilio", call_id, call_sid)
+            raise MessageRejected("unknown_call", "start names no call_id/callSid/stream_token")
+        session = await open_stream_session(self._pool, self._sessions, "twilio", call_id,
+                                            call_sid, token)
         if session is None:
             self._refuse(WSCloseCode.POLICY_VIOLATION)
             raise MessageRejected("unknown_call", f"call_id={call_id[:64]} callSid={call_sid[:64]}")
@@ -353,13 +368,14 @@ class TwilioMediaStream:
         media = message.get("media")
         if not isinstance(media, dict):
             raise MessageRejected("malformed_media", "no media object")
-        track = self._tracks.get(media.get("track"))
+        name = media.get("track")
+        track = self._tracks.get(name) if isinstance(name, str) else None
         if track is None:
             raise MessageRejected("unknown_track", repr(media.get("track"))[:40])
         try:
             chunk = int(media["chunk"])
             timestamp_ms = int(media["timestamp"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # Infinity/NaN are JSON to Python
             raise MessageRejected("malformed_media", "chunk/timestamp missing or not numbers") from None
         if chunk < 0 or timestamp_ms < 0:
             raise MessageRejected("malformed_media", "negative chunk/timestamp")
@@ -411,7 +427,7 @@ class TwilioMediaStream:
         # were lost on the way (the per-track chunk numbers say which audio).
         try:
             sequence = int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return
         if self._last_sequence is not None and sequence > self._last_sequence + 1:
             log.info("twilio stream %s: messages %d..%d missing", self.stream_sid,
@@ -439,19 +455,21 @@ class TwilioMediaStream:
 
 
 def twilio_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetrics, *,
-                         max_message_bytes: int, idle_timeout_s: float, signature_ok=None):
+                         max_message_bytes: int, idle_timeout_s: float, signature_ok):
     """The aiohttp handler for ``GET /media/twilio``; ``pool_of()`` gives the live DB pool.
 
-    ``signature_ok(request)`` checks the handshake's X-Twilio-Signature (None: no check).
+    ``signature_ok(request)`` checks the handshake's X-Twilio-Signature; without a valid
+    one the upgrade is refused with 403 and no socket is opened.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if signature_ok is not None and not signature_ok(request):
+        if not signature_ok(request):
             metrics.webhook_rejections.labels("twilio", "media").inc()
-            log.warning("twilio media stream refused: invalid X-Twilio-Signature (from %s)",
-                        request.remote)
+            log.warning("twilio media stream refused: missing or invalid X-Twilio-Signature"
+                        " (from %s)", request.remote)
             return web.json_response(
-                {"error": {"code": "forbidden", "message": "invalid Twilio signature"}}, status=403)
+                {"error": {"code": "forbidden", "message": "invalid or missing Twilio signature"}},
+                status=403)
         stream = TwilioMediaStream(pool_of(), sessions, metrics)
         return await serve_media_socket(request, stream, max_message_bytes=max_message_bytes,
                                         idle_timeout_s=idle_timeout_s)
@@ -483,9 +501,12 @@ class TwilioDialer:
         caller_id = request.from_number or self._config.twilio_caller_id
         if not caller_id:
             raise DialerError("no caller id: set COACHLINE_TWILIO_CALLER_ID or give from_number")
+        async with self._pool_of().acquire() as conn:
+            token = await issue_stream_admission(conn, request.call_id, "twilio")
         twiml = stream_twiml(
             self._config.ws_url(MEDIA_PATH),
-            {"call_id": request.call_id, "org_id": request.org_id, "direction": "outbound"},
+            {"call_id": request.call_id, "org_id": request.org_id, "direction": "outbound",
+             "stream_token": token},
             request.to_number,
             caller_id=caller_id,
         )

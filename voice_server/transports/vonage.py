@@ -17,6 +17,13 @@ is pushed as ``Party.MIXED`` and speaker attribution separates the voices.
 (Per-leg streams, one socket per person, would need a websocket leg per call
 leg; Coachline does not configure that.)
 
+Vonage does not sign the websocket it opens, so every websocket endpoint we hand
+it (answer NCCO, outbound NCCO, inbound media leg) carries a ``stream_token``
+header: a one-time token issued with the instruction (only its hash is stored,
+``crm_core.calls.stream_admissions``). The connected message must echo it for the
+stream to be admitted, once, while the call is live; otherwise the socket is
+closed (1008) before any audio is taken.
+
 Vonage gives frames no sequence numbers or timestamps: the call clock is the
 count of frames received, 20 ms each.
 
@@ -61,6 +68,7 @@ from crm_core.calls.records import (
     rep_contact,
     update_call_status,
 )
+from crm_core.calls.stream_admissions import issue_stream_admission
 from media.frames import Party
 from media.track_clock import PartyTimeline
 from voice_server.call_session import CallSession, CallSessions
@@ -113,12 +121,18 @@ def verify_signed_webhook(secret: str, authorization: str | None, body: bytes,
     return claims
 
 
-def stream_connect(config: CarrierConfig, call_id: str, uuid: str | None,
-                   from_number: str | None) -> Connect:
-    """The NCCO action connecting a call to our media WebSocket (16 kHz L16), ids in headers."""
-    headers = {"call_id": call_id}
+def stream_headers(call_id: str, uuid: str | None, token: str) -> dict[str, str]:
+    """What our media socket needs to hear back in Vonage's connected message."""
+    headers = {"call_id": call_id, "stream_token": token}
     if uuid:
         headers["vonage_uuid"] = uuid
+    return headers
+
+
+def stream_connect(config: CarrierConfig, call_id: str, uuid: str | None,
+                   from_number: str | None, token: str) -> Connect:
+    """The NCCO action connecting a call to our media WebSocket (16 kHz L16), ids in headers."""
+    headers = stream_headers(call_id, uuid, token)
     number = (from_number or config.vonage_number or "").lstrip("+") or None
     return Connect(
         endpoint=[WebsocketEndpoint(uri=config.ws_url(MEDIA_PATH), contentType=CONTENT_TYPE,
@@ -130,8 +144,8 @@ def stream_connect(config: CarrierConfig, call_id: str, uuid: str | None,
 
 
 def stream_ncco(config: CarrierConfig, call_id: str, uuid: str | None,
-                from_number: str | None) -> list[dict]:
-    connect = stream_connect(config, call_id, uuid, from_number)
+                from_number: str | None, token: str) -> list[dict]:
+    connect = stream_connect(config, call_id, uuid, from_number, token)
     return [connect.model_dump(mode="json", by_alias=True, exclude_none=True)]
 
 
@@ -159,7 +173,7 @@ class VonageWebhooks:
         self._config = config
         self._pool_of = pool_of
         self._metrics = metrics
-        # async (call_id, caller_uuid, conversation, rep_target, from_number) -> None
+        # async (call_id, caller_uuid, conversation, rep_target, from_number, token) -> None
         self.bridge = None
         self._bridging: set[asyncio.Task] = set()
 
@@ -209,21 +223,23 @@ class VonageWebhooks:
                 rep_id=rep.rep_id, status="ringing",
                 metadata={"conversation_uuid": params.get("conversation_uuid")},
             ))
-        call_id = str(row["id"])
+            call_id = str(row["id"])
+            token = await issue_stream_admission(conn, call_id, "vonage")
         if self.bridge is None or rep.target is None:
-            return web.json_response(stream_ncco(self._config, call_id, uuid, to or None))
+            return web.json_response(stream_ncco(self._config, call_id, uuid, to or None, token))
         conversation = f"coachline-{call_id}"
         # The legs are dialed after Vonage has our answer: the caller must be in the
         # conversation first, and a webhook must answer quickly.
-        task = asyncio.create_task(self._bridge_later(call_id, uuid, conversation, rep.target, to))
+        task = asyncio.create_task(
+            self._bridge_later(call_id, uuid, conversation, rep.target, to, token))
         self._bridging.add(task)
         task.add_done_callback(self._bridging.discard)
         return web.json_response(conversation_ncco(conversation))
 
     async def _bridge_later(self, call_id: str, uuid: str, conversation: str, rep_target: str,
-                            to: str) -> None:
+                            to: str, token: str) -> None:
         try:
-            await self.bridge(call_id, uuid, conversation, rep_target, to or None)
+            await self.bridge(call_id, uuid, conversation, rep_target, to or None, token)
         except Exception:
             log.exception("vonage call %s: bridging the rep and media legs failed", call_id)
 
@@ -314,10 +330,13 @@ class VonageMediaStream:
         headers = message.get("headers") if isinstance(message.get("headers"), dict) else message
         call_id = headers.get("call_id")
         uuid = headers.get("vonage_uuid")
-        if not isinstance(call_id, str) or not (uuid is None or isinstance(uuid, str)):
+        token = headers.get("stream_token")
+        if (not isinstance(call_id, str) or not isinstance(token, str)
+                or not (uuid is None or isinstance(uuid, str))):
             self._refuse(WSCloseCode.POLICY_VIOLATION)
-            raise MessageRejected("unknown_call", "no call_id header")
-        session = await open_stream_session(self._pool, self._sessions, "vonage", call_id, uuid)
+            raise MessageRejected("unknown_call", "no call_id/stream_token header")
+        session = await open_stream_session(self._pool, self._sessions, "vonage", call_id, uuid,
+                                            token)
         if session is None:
             self._refuse(WSCloseCode.POLICY_VIOLATION)
             raise MessageRejected("unknown_call", f"call_id={call_id[:64]}")
@@ -339,7 +358,8 @@ class VonageMediaStream:
             if not isinstance(digit, str) or digit not in DTMF_DIGITS:
                 raise MessageRejected("malformed_dtmf", repr(digit)[:20])
             duration = message.get("duration")
-            duration_ms = int(duration) if isinstance(duration, (int, float)) else 0
+            finite = isinstance(duration, (int, float)) and abs(duration) < 86_400_000
+            duration_ms = int(duration) if finite else 0  # NaN compares false: 0 too
             assert self.session is not None and self.timeline is not None
             await self.session.push_dtmf(digit, self.timeline.position_ms, duration_ms)
         elif event in ("websocket:connected", "websocket:cleared", "websocket:notify",
@@ -382,8 +402,9 @@ CREATED_STATUSES = {"started": "queued", "ringing": "ringing", "answered": "in-p
 class VonageDialer:
     carriers = frozenset({"vonage"})
 
-    def __init__(self, config: CarrierConfig) -> None:
+    def __init__(self, config: CarrierConfig, pool_of) -> None:
         self._config = config
+        self._pool_of = pool_of
         if config.vonage_private_key_path is None:
             raise DialerError("COACHLINE_VONAGE_PRIVATE_KEY_PATH is not set")
         auth = Auth(application_id=config.vonage_application_id,
@@ -394,10 +415,12 @@ class VonageDialer:
         from_number = (request.from_number or self._config.vonage_number or "").lstrip("+")
         if not from_number:
             raise DialerError("no caller id: set COACHLINE_VONAGE_NUMBER or give from_number")
+        async with self._pool_of().acquire() as conn:
+            token = await issue_stream_admission(conn, request.call_id, "vonage")
         params = CreateCallRequest(
             to=[ToPhone(number=request.to_number.lstrip("+"))],
             from_=Phone(number=from_number),
-            ncco=[stream_connect(self._config, request.call_id, None, from_number)],
+            ncco=[stream_connect(self._config, request.call_id, None, from_number, token)],
             event_url=[self._config.url(EVENT_PATH)],
             event_method="POST",
         )
@@ -410,13 +433,16 @@ class VonageDialer:
                           status=CREATED_STATUSES.get(response.status, "queued"))
 
     async def bridge_inbound(self, call_id: str, caller_uuid: str, conversation: str,
-                             rep_target: str, from_number: str | None) -> None:
-        """Join our media WebSocket and the rep to the caller's conversation (two REST legs)."""
+                             rep_target: str, from_number: str | None, token: str) -> None:
+        """Join our media WebSocket and the rep to the caller's conversation (two REST legs).
+
+        ``token`` is the call's stream token, issued when the answer webhook held the caller.
+        """
         number = (from_number or self._config.vonage_number or "").lstrip("+")
         joined = [Conversation(name=conversation)]
         media_leg = CreateCallRequest(
             to=[Websocket(uri=self._config.ws_url(MEDIA_PATH), content_type=CONTENT_TYPE,
-                          headers={"call_id": call_id, "vonage_uuid": caller_uuid})],
+                          headers=stream_headers(call_id, caller_uuid, token))],
             from_=Phone(number=number) if number else None,
             random_from_number=None if number else True,
             ncco=joined,
@@ -447,7 +473,7 @@ def setup_vonage(app: web.Application, edge: CarrierEdge) -> None:
     config = edge.config
     if config.vonage_application_id and config.vonage_private_key_path:
         try:
-            edge.dialers["vonage"] = VonageDialer(config)
+            edge.dialers["vonage"] = VonageDialer(config, edge.pool_of)
             webhooks.bridge = edge.dialers["vonage"].bridge_inbound
         except (DialerError, OSError, ValueError) as exc:
             log.error("vonage outbound calls disabled: %s", exc)

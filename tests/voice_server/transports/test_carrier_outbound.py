@@ -68,6 +68,20 @@ async def _request(ca, carrier: str) -> OutboundCallRequest:
                                to_number=CUSTOMER, from_number=None, rep_id=ca.rep_id)
 
 
+async def _stored_in_clear(ca, token: str) -> bool:
+    """Whether the stream token is anywhere in the database but as its hash."""
+    from crm_core.calls.stream_admissions import token_digest
+
+    async with ca.pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM stream_admissions WHERE token_sha256 = $1", token_digest(token)) == 1
+        dump = await conn.fetchval(
+            "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM calls) t") or ""
+        dump += await conn.fetchval(
+            "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM stream_admissions) t") or ""
+    return token in dump
+
+
 async def test_twilio_outbound_rings_the_rep_then_dials_the_customer_and_streams_both(dialing):
     ca, fake = dialing
     request = await _request(ca, "twilio")
@@ -79,14 +93,17 @@ async def test_twilio_outbound_rings_the_rep_then_dials_the_customer_and_streams
     assert set(sent["StatusCallbackEvent"]) == {"initiated", "ringing", "answered", "completed"}
     url, params, dial_target = stream_from_twiml(sent["Twiml"])
     assert url == "wss://coachline.example.com/media/twilio"
+    token = params.pop("stream_token")
     assert params == {"call_id": request.call_id, "org_id": ca.org_id, "direction": "outbound"}
+    assert len(token) >= 40 and await _stored_in_clear(ca, token) is False
+    params["stream_token"] = token
     assert dial_target == CUSTOMER
     assert (await ca.call_row(request.call_id))["external_id"] == placed.external_id
 
     # Twilio now forks the call to us: the leg is the rep's, so inbound = rep.
     rep, _ = read_wav(sound("agent-loginok"))
     customer, _ = read_wav(sound("hello-world"))
-    async with ca.client.ws_connect("/media/twilio") as ws:
+    async with ca.media_socket("twilio") as ws:
         await send_stream(ws, TwilioStream(params, placed.external_id, inbound=rep,
                                            outbound=customer).messages(), realtime=False)
     await ca.observer.ended(request.call_id)
@@ -109,7 +126,9 @@ async def test_vonage_outbound_creates_the_call_with_our_ncco_over_https(dialing
     assert (connect["action"], endpoint["type"], endpoint["content-type"]) == (
         "connect", "websocket", "audio/l16;rate=16000")
     assert endpoint["uri"] == "wss://coachline.example.com/media/vonage"
+    token = endpoint["headers"].pop("stream_token")
     assert endpoint["headers"] == {"call_id": request.call_id}
+    assert len(token) >= 40 and await _stored_in_clear(ca, token) is False
     row = await ca.call_row(request.call_id)
     assert row["external_id"] == placed.external_id
 
@@ -160,7 +179,8 @@ async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_
 
     # The websocket leg Vonage then opens carries the conversation's mix.
     pcm, _ = read_wav(sound("hello-world"))
-    async with ca.client.ws_connect("/media/vonage") as ws:
+    assert await _stored_in_clear(ca, socket["headers"]["stream_token"]) is False
+    async with ca.media_socket("vonage") as ws:
         await send_stream(ws, VonageStream(socket["headers"], pcm, sample_rate=8000).messages(),
                           realtime=False)
     assert await ca.observer.ended(call_id) is False

@@ -29,7 +29,7 @@ def _wav(name: str) -> np.ndarray:
 
 
 async def _stream(ca, stream: TwilioStream, messages=None, **kwargs):
-    async with ca.client.ws_connect("/media/twilio") as ws:
+    async with ca.media_socket("twilio") as ws:
         await send_stream(ws, messages if messages is not None else stream.messages(),
                           realtime=False, **kwargs)
 
@@ -67,7 +67,7 @@ async def test_inbound_call_keeps_two_wavs_apart_sample_for_sample_on_one_clock(
     ca = carrier_app
     customer, rep = _wav(CUSTOMER_WAV), _wav(REP_WAV)
     call_id = await ca.new_call("twilio", "inbound", "CA" + "a" * 32)
-    stream = TwilioStream({"call_id": call_id}, "CA" + "a" * 32, inbound=customer, outbound=rep,
+    stream = TwilioStream(ca.stream_params(call_id), "CA" + "a" * 32, inbound=customer, outbound=rep,
                           outbound_starts_ms=500, dtmf={10: "7"})
     await _stream(ca, stream)
     assert await ca.observer.ended(call_id) is False
@@ -89,7 +89,7 @@ async def test_outbound_call_puts_the_inbound_track_on_the_rep(carrier_app):
     ca = carrier_app
     rep, customer = _wav(REP_WAV), _wav(CUSTOMER_WAV)
     call_id = await ca.new_call("twilio", "outbound", "CA" + "b" * 32)
-    await _stream(ca, TwilioStream({"call_id": call_id}, "CA" + "b" * 32, inbound=rep, outbound=customer))
+    await _stream(ca, TwilioStream(ca.stream_params(call_id), "CA" + "b" * 32, inbound=rep, outbound=customer))
     await ca.observer.ended(call_id)
     assert np.array_equal(ca.observer.pcm(call_id, Party.REP), _decoded(rep))
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
@@ -99,7 +99,7 @@ async def test_reordered_chunks_are_put_back_and_lost_ones_filled_with_silence(c
     ca = carrier_app
     customer, rep = _wav(CUSTOMER_WAV)[:8000], _wav(REP_WAV)[:8000]
     call_id = await ca.new_call("twilio", "inbound", "CA" + "c" * 32)
-    stream = TwilioStream({"call_id": call_id}, "CA" + "c" * 32, inbound=customer, outbound=rep)
+    stream = TwilioStream(ca.stream_params(call_id), "CA" + "c" * 32, inbound=customer, outbound=rep)
     messages = stream.messages()
 
     def chunk_of(message):
@@ -131,8 +131,8 @@ async def test_bad_messages_are_counted_and_skipped_and_other_calls_are_untouche
     customer = _wav(CUSTOMER_WAV)[:4000]
     bad_id = await ca.new_call("twilio", "inbound", "CA" + "d" * 32)
     good_id = await ca.new_call("twilio", "inbound", "CA" + "e" * 32)
-    bad = TwilioStream({"call_id": bad_id}, "CA" + "d" * 32, inbound=customer)
-    good = TwilioStream({"call_id": good_id}, "CA" + "e" * 32, inbound=customer)
+    bad = TwilioStream(ca.stream_params(bad_id), "CA" + "d" * 32, inbound=customer)
+    good = TwilioStream(ca.stream_params(good_id), "CA" + "e" * 32, inbound=customer)
     media = json.loads(bad.messages()[2][1])
     garbage = [
         json.dumps({**media, "sequenceNumber": "0"}),  # media before start
@@ -168,11 +168,12 @@ async def test_bad_messages_are_counted_and_skipped_and_other_calls_are_untouche
 async def test_a_stream_for_an_unknown_call_is_refused(carrier_app):
     ca = carrier_app
     call_id = await ca.new_call("twilio", "inbound", "CA" + "f" * 32)
-    for params, sid in (({"call_id": call_id}, "CA" + "0" * 32),  # right call, wrong CallSid
-                        ({"call_id": "not-a-uuid"}, "CA" + "f" * 32),
+    token = ca.stream_tokens[call_id]
+    for params, sid in ((ca.stream_params(call_id), "CA" + "0" * 32),  # right call, wrong CallSid
+                        ({"call_id": "not-a-uuid", "stream_token": token}, "CA" + "f" * 32),
                         ({}, "CA" + "f" * 32)):
         stream = TwilioStream(params, sid, inbound=np.zeros(800, np.int16))
-        async with ca.client.ws_connect("/media/twilio") as ws:
+        async with ca.media_socket("twilio") as ws:
             for _, message in stream.messages()[:2]:
                 await ws.send_str(message)
             closing = await ws.receive(timeout=10)
@@ -185,9 +186,9 @@ async def test_a_dropped_connection_ends_the_call_abnormally_keeping_what_arrive
     ca = carrier_app
     customer = _wav(CUSTOMER_WAV)[:8000]
     call_id = await ca.new_call("twilio", "inbound", "CA" + "1" * 32)
-    stream = TwilioStream({"call_id": call_id}, "CA" + "1" * 32, inbound=customer, stop=False)
+    stream = TwilioStream(ca.stream_params(call_id), "CA" + "1" * 32, inbound=customer, stop=False)
     messages = stream.messages()[:2 + 20]  # connected, start, 20 chunks; then the line goes dead
-    async with ca.client.ws_connect("/media/twilio") as ws:
+    async with ca.media_socket("twilio") as ws:
         await send_stream(ws, messages, realtime=False, close=False)
         await asyncio.sleep(0.1)
         ws._response.connection.transport.abort()  # no stop, no close frame
@@ -209,8 +210,8 @@ async def test_an_oversized_message_is_refused_and_the_call_keeps_its_audio(migr
     try:
         customer = _wav(CUSTOMER_WAV)[:1600]
         call_id = await ca.new_call("twilio", "inbound", "CA" + "2" * 32)
-        stream = TwilioStream({"call_id": call_id}, "CA" + "2" * 32, inbound=customer, stop=False)
-        async with ca.client.ws_connect("/media/twilio") as ws:
+        stream = TwilioStream(ca.stream_params(call_id), "CA" + "2" * 32, inbound=customer, stop=False)
+        async with ca.media_socket("twilio") as ws:
             await send_stream(ws, stream.messages(), realtime=False, close=False)
             await ws.send_str(json.dumps({"event": "media", "padding": "x" * (2 * limit)}))
             await ws.receive(timeout=10)
@@ -229,8 +230,8 @@ async def test_a_silent_stream_is_ended_after_the_idle_timeout(migrated_database
     try:
         customer = _wav(CUSTOMER_WAV)[:1600]
         call_id = await ca.new_call("twilio", "inbound", "CA" + "3" * 32)
-        stream = TwilioStream({"call_id": call_id}, "CA" + "3" * 32, inbound=customer, stop=False)
-        async with ca.client.ws_connect("/media/twilio") as ws:
+        stream = TwilioStream(ca.stream_params(call_id), "CA" + "3" * 32, inbound=customer, stop=False)
+        async with ca.media_socket("twilio") as ws:
             await send_stream(ws, stream.messages(), realtime=False, close=False)
             closing = await ws.receive(timeout=10)  # the server gives up on the silent line
             assert ws.close_code == 1001, closing
@@ -241,7 +242,7 @@ async def test_a_silent_stream_is_ended_after_the_idle_timeout(migrated_database
         await stop_carrier_app(ca)
 
 
-async def test_the_websocket_handshake_signature_is_checked_when_present(carrier_app):
+async def test_the_websocket_handshake_must_carry_twilios_signature(carrier_app):
     import aiohttp
     from twilio.request_validator import RequestValidator
 
@@ -250,14 +251,15 @@ async def test_the_websocket_handshake_signature_is_checked_when_present(carrier
     ca = carrier_app
     url = "wss://coachline.example.com/media/twilio"
     forged = RequestValidator("not-the-token").compute_signature(url, {})
-    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await ca.client.ws_connect("/media/twilio", headers={"X-Twilio-Signature": forged})
-    assert refused.value.status == 403
+    for headers in ({"X-Twilio-Signature": forged}, {}, {"X-Twilio-Signature": ""}):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await ca.client.ws_connect("/media/twilio", headers=headers)
+        assert refused.value.status == 403
     customer = _wav(CUSTOMER_WAV)[:1600]
     call_id = await ca.new_call("twilio", "inbound", "CA" + "4" * 32)
     good = RequestValidator(TWILIO_TOKEN).compute_signature(url, {})
     async with ca.client.ws_connect("/media/twilio", headers={"X-Twilio-Signature": good}) as ws:
-        await send_stream(ws, TwilioStream({"call_id": call_id}, "CA" + "4" * 32, inbound=customer).messages(),
+        await send_stream(ws, TwilioStream(ca.stream_params(call_id), "CA" + "4" * 32, inbound=customer).messages(),
                           realtime=False)
     assert await ca.observer.ended(call_id) is False
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer))
@@ -267,11 +269,11 @@ async def test_a_second_stream_for_a_live_call_is_refused_and_the_first_goes_on(
     ca = carrier_app
     customer = _wav(CUSTOMER_WAV)[:3200]
     call_id = await ca.new_call("twilio", "inbound", "CA" + "5" * 32)
-    stream = TwilioStream({"call_id": call_id}, "CA" + "5" * 32, inbound=customer)
+    stream = TwilioStream(ca.stream_params(call_id), "CA" + "5" * 32, inbound=customer)
     messages = stream.messages()
-    async with ca.client.ws_connect("/media/twilio") as first:
+    async with ca.media_socket("twilio") as first:
         await send_stream(first, messages[:5], realtime=False, close=False)
-        async with ca.client.ws_connect("/media/twilio") as second:
+        async with ca.media_socket("twilio") as second:
             await send_stream(second, messages[:2], realtime=False, close=False)
             await second.receive(timeout=10)
             assert second.close_code == 1008

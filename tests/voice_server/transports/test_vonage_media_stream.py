@@ -32,8 +32,8 @@ async def test_mixed_l16_stream_arrives_sample_for_sample_as_the_mixed_party(car
     ca = carrier_app
     pcm = _mixed_16k()
     call_id = await ca.new_call("vonage", "inbound", UUID)
-    stream = VonageStream({"call_id": call_id, "vonage_uuid": UUID}, pcm, dtmf={25: "3"})
-    async with ca.client.ws_connect("/media/vonage") as ws:
+    stream = VonageStream(ca.stream_params(call_id, vonage_uuid=UUID), pcm, dtmf={25: "3"})
+    async with ca.media_socket("vonage") as ws:
         await send_stream(ws, stream.messages(), realtime=False)
     assert await ca.observer.ended(call_id) is False  # Vonage ends a call by closing cleanly
     frames = ca.observer.party_frames(call_id, Party.MIXED)
@@ -48,8 +48,8 @@ async def test_an_8khz_stream_uses_320_byte_frames(carrier_app):
     ca = carrier_app
     pcm, _ = read_wav(sound("hello-world"))
     call_id = await ca.new_call("vonage", "outbound", None)  # outbound: the uuid comes later
-    stream = VonageStream({"call_id": call_id}, pcm, sample_rate=8000)
-    async with ca.client.ws_connect("/media/vonage") as ws:
+    stream = VonageStream(ca.stream_params(call_id), pcm, sample_rate=8000)
+    async with ca.media_socket("vonage") as ws:
         await send_stream(ws, stream.messages(), realtime=False)
     await ca.observer.ended(call_id)
     assert np.array_equal(ca.observer.pcm(call_id, Party.MIXED), _padded(pcm, 160))
@@ -59,7 +59,7 @@ async def test_bad_frames_and_events_are_counted_and_the_call_goes_on(carrier_ap
     ca = carrier_app
     pcm = _mixed_16k()[:16000]
     call_id = await ca.new_call("vonage", "inbound", UUID)
-    messages = VonageStream({"call_id": call_id, "vonage_uuid": UUID}, pcm).messages()
+    messages = VonageStream(ca.stream_params(call_id, vonage_uuid=UUID), pcm).messages()
     bad = [(0, b"\x00" * 640)]  # audio before the connected message
     after = [(0, b"\x00" * 100), (0, "{nope"), (0, json.dumps({"event": "websocket:teleport"})),
              (0, json.dumps({"event": "websocket:dtmf", "digit": "Q"})), (0, "[]")]
@@ -72,19 +72,20 @@ async def test_bad_frames_and_events_are_counted_and_the_call_goes_on(carrier_ap
 
 
 async def _send(ca, messages, **kwargs):
-    async with ca.client.ws_connect("/media/vonage") as ws:
+    async with ca.media_socket("vonage") as ws:
         await send_stream(ws, messages, realtime=False, **kwargs)
 
 
 async def test_unknown_calls_and_formats_are_refused(carrier_app):
     ca = carrier_app
     call_id = await ca.new_call("vonage", "inbound", UUID)
+    token = ca.stream_tokens[call_id]
     for first in ({"event": "websocket:connected", "content-type": "audio/l16;rate=16000",
-                   "call_id": call_id, "vonage_uuid": "someone-else"},
+                   "call_id": call_id, "vonage_uuid": "someone-else", "stream_token": token},
                   {"event": "websocket:connected", "content-type": "audio/l16;rate=16000"},
                   {"event": "websocket:connected", "content-type": "audio/opus",
-                   "call_id": call_id, "vonage_uuid": UUID}):
-        async with ca.client.ws_connect("/media/vonage") as ws:
+                   "call_id": call_id, "vonage_uuid": UUID, "stream_token": token}):
+        async with ca.media_socket("vonage") as ws:
             await ws.send_str(json.dumps(first))
             await ws.receive(timeout=10)
             assert ws.close_code in (1003, 1008)
@@ -95,8 +96,8 @@ async def test_a_dropped_websocket_ends_the_call_abnormally_keeping_its_audio(ca
     ca = carrier_app
     pcm = _mixed_16k()[:6400]
     call_id = await ca.new_call("vonage", "inbound", UUID)
-    messages = VonageStream({"call_id": call_id, "vonage_uuid": UUID}, pcm).messages()
-    async with ca.client.ws_connect("/media/vonage") as ws:
+    messages = VonageStream(ca.stream_params(call_id, vonage_uuid=UUID), pcm).messages()
+    async with ca.media_socket("vonage") as ws:
         await send_stream(ws, messages, realtime=False, close=False)
         await asyncio.sleep(0.1)
         ws._response.connection.transport.abort()

@@ -1,8 +1,9 @@
 """One whole simulated carrier call against a running Coachline server.
 
 Twilio: a signed voice webhook (as for a customer ringing our number), the
-TwiML's ``<Stream>`` played as two µ-law tracks (customer inbound, rep
-outbound), then a signed ``completed`` status callback. Vonage: a signed
+TwiML's ``<Stream>`` opened with a signed WebSocket upgrade and played as two
+µ-law tracks (customer inbound, rep outbound), its ``<Parameter>``s (call id,
+stream token) in ``start``, then a signed ``completed`` status callback. Vonage: a signed
 answer webhook, the NCCO's websocket fed one mixed 16 kHz L16 channel, then a
 signed ``completed`` event.
 """
@@ -21,7 +22,11 @@ import numpy as np
 from media.resample import resample
 from voice_server.simulator.carrier.media_players import TwilioStream, VonageStream, play
 from voice_server.simulator.carrier.rest_fake import stream_from_twiml
-from voice_server.simulator.carrier.signing import twilio_form, vonage_headers
+from voice_server.simulator.carrier.signing import (
+    twilio_form,
+    twilio_socket_headers,
+    vonage_headers,
+)
 from voice_server.simulator.carrier.wav import read_wav
 
 
@@ -84,14 +89,15 @@ async def _twilio(http, call: SimulatedCall, server: str, public: str) -> tuple[
         if resp.status != 200:
             raise SimulationError(f"voice webhook answered {resp.status}: {await resp.text()}")
         twiml = await resp.text()
-    _, stream_params, _ = stream_from_twiml(twiml)
+    stream_url, stream_params, _ = stream_from_twiml(twiml)
     if "call_id" not in stream_params:
         raise SimulationError(f"the server did not fork the call: {twiml}")
     stream = TwilioStream(stream_params, call.external_id, account_sid=call.twilio_account_sid,
                           inbound=_pcm_at(call.customer_wav, 8000),
                           outbound=_pcm_at(call.rep_wav, 8000), outbound_starts_ms=call.rep_starts_ms)
     messages = stream.messages()
-    sent = await play(_ws(server, "/media/twilio"), messages, realtime=call.realtime, http=http)
+    sent = await play(_ws(server, "/media/twilio"), messages, realtime=call.realtime, http=http,
+                      headers=twilio_socket_headers(call.twilio_auth_token, stream_url))
     duration = str(max(1, messages[-1][0] * 20 // 1000))
     status_path = "/carriers/twilio/status"
     body, headers = twilio_form(call.twilio_auth_token, public + status_path,

@@ -26,7 +26,7 @@ Message = tuple[int, "str | bytes"]
 class TwilioStream:
     """Two tracks of 8 kHz audio as one Twilio Media Stream (``<Start><Stream track=both_tracks>``)."""
 
-    parameters: dict[str, str]  # our <Parameter>s: call_id, …
+    parameters: dict[str, str]  # our <Parameter>s: call_id, stream_token, …
     call_sid: str
     inbound: np.ndarray
     outbound: np.ndarray | None = None
@@ -88,7 +88,7 @@ class TwilioStream:
 class VonageStream:
     """One mixed channel of L16 audio as a Vonage websocket endpoint receives it."""
 
-    headers: dict[str, str]  # the NCCO's websocket headers: call_id, vonage_uuid
+    headers: dict[str, str]  # the NCCO's websocket headers: call_id, stream_token, vonage_uuid
     pcm: np.ndarray
     sample_rate: int = 16000
     dtmf: dict[int, str] = field(default_factory=dict)
@@ -134,12 +134,14 @@ async def send_stream(ws: aiohttp.ClientWebSocketResponse, messages: list[Messag
 
 
 async def play(url: str, messages: list[Message], *, realtime: bool = True,
-               http: aiohttp.ClientSession | None = None) -> int:
-    """Open a WebSocket to ``url``, send the stream, close it cleanly."""
+               http: aiohttp.ClientSession | None = None,
+               headers: dict[str, str] | None = None) -> int:
+    """Open a WebSocket to ``url`` (with the upgrade ``headers``, e.g. Twilio's signature),
+    send the stream, close it cleanly."""
     own = http is None
     http = http or aiohttp.ClientSession()
     try:
-        async with http.ws_connect(url, max_msg_size=0) as ws:
+        async with http.ws_connect(url, max_msg_size=0, headers=headers) as ws:
             return await send_stream(ws, messages, realtime=realtime)
     finally:
         if own:

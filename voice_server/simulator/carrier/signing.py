@@ -21,6 +21,12 @@ def twilio_form(auth_token: str, url: str, params: dict[str, str]) -> tuple[byte
     }
 
 
+def twilio_socket_headers(auth_token: str, stream_url: str) -> dict[str, str]:
+    """The headers of Twilio's Media Streams WebSocket upgrade: the ``wss://`` URL of the
+    TwiML's ``<Stream>``, signed with no parameters."""
+    return {"X-Twilio-Signature": RequestValidator(auth_token).compute_signature(stream_url, {})}
+
+
 def twilio_json(auth_token: str, url: str, payload: dict) -> tuple[str, bytes, dict[str, str]]:
     """A JSON Twilio webhook: the URL gains ``bodySHA256``, the signature covers the URL."""
     body = json.dumps(payload).encode()
