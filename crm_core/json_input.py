@@ -35,6 +35,15 @@ class JsonInputError(ValueError):
         self.reason = reason
 
 
+class UnstorableText(JsonInputError):
+    """Well-formed JSON whose text at ``loc`` holds a NUL character or an unpaired surrogate:
+    a value the database cannot store (a 422 naming the field, like any other bad value)."""
+
+    def __init__(self, loc: tuple[str, ...]) -> None:
+        super().__init__("the text holds a NUL character or an unpaired surrogate")
+        self.loc = loc
+
+
 def _refuse_constant(name: str) -> Any:
     raise JsonInputError(f"{name} is not a JSON number")
 
@@ -68,20 +77,22 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _check_depth_and_text(value: Any, max_depth: int) -> None:
     """Walk the parsed value without recursion: depth bound, and every string storable."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(value, 1, ())]
     while stack:
-        item, depth = stack.pop()
+        item, depth, loc = stack.pop()
         if isinstance(item, str):
             if _UNSTORABLE.search(item):
-                raise JsonInputError("a string holds a NUL character or an unpaired surrogate")
+                raise UnstorableText(loc)
         elif isinstance(item, dict | list):
             if depth > max_depth:
                 raise JsonInputError(f"the JSON nests deeper than {max_depth} levels")
             if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((v, depth + 1) for v in item.values())
+                for key, v in item.items():
+                    if _UNSTORABLE.search(key):
+                        raise UnstorableText(loc)
+                    stack.append((v, depth + 1, (*loc, key)))
             else:
-                stack.extend((v, depth + 1) for v in item)
+                stack.extend((v, depth + 1, (*loc, str(i))) for i, v in enumerate(item))
 
 
 def _nesting_exceeds(text: str, max_depth: int) -> bool:

@@ -26,7 +26,7 @@ from crm_core.api_errors import (
     validation_details,
 )
 from crm_core.auth.http import authenticate
-from crm_core.json_input import JsonInputError, parse_json
+from crm_core.json_input import JsonInputError, UnstorableText, parse_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,9 @@ def parse_body(raw: bytes) -> Any:
     """The JSON value of a request body, or a 400 ``invalid_json`` saying what is wrong with it."""
     try:
         return parse_json(raw)
+    except UnstorableText as exc:
+        raise Unprocessable("the body failed validation",
+                            [{"loc": list(exc.loc), "type": "string_unstorable", "message": exc.reason}]) from None
     except JsonInputError as exc:
         raise BadRequest("the body is not valid JSON", {"reason": exc.reason}, code="invalid_json") from None
 
