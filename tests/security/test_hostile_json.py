@@ -13,40 +13,11 @@ import uuid
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
 
 from crm_core.json_input import MAX_DEPTH, JsonInputError, UnstorableText, parse_json
-from tests.crm_core.api_world import ApiWorld
-from voice_server.app import create_app
-from voice_server.runtime import Runtime
-from voice_server.settings import load_settings
+from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def world(migrated_database, redis_url):
-    """The API as ``tests/crm_core``'s world, with budgets no attack here spends: a 429 would
-    stop a hostile body before the parser it is meant for (the limiters still run)."""
-    generous = "1000000"
-    settings = load_settings(
-        {
-            "DATABASE_URL": migrated_database,
-            "REDIS_URL": redis_url,
-            "COACHLINE_EVENT_BUS": "memory",
-            "COACHLINE_DB_POOL_MAX": "5",
-            "COACHLINE_RATE_LIMIT_ANONYMOUS_PER_MIN": generous,
-            "COACHLINE_RATE_LIMIT_STARTER_PER_MIN": generous,
-        }
-    )
-    runtime = await Runtime(settings).start()
-    client = TestClient(TestServer(create_app(settings, runtime)))
-    await client.start_server()
-    resp = await client.get("/api/v1/openapi.json")
-    yield ApiWorld(client, runtime.pool, runtime.bus, await resp.json())
-    await client.close()
-    await runtime.close()
 
 
 # Raw bodies no JSON endpoint may answer with a 5xx.
@@ -172,7 +143,7 @@ def _assert_refused_cleanly(label: str, status: int, body: bytes) -> None:
         )
 
 
-async def test_every_json_operation_refuses_hostile_bodies_without_a_5xx(world):
+async def test_every_json_operation_refuses_hostile_bodies_without_a_5xx(world):  # noqa: F811
     operations = json_operations(world.openapi)
     assert {"issue_token", "post_leads", "put_scoring_icp"} <= {op for _, _, op, _ in operations}
     missing = sorted(op for _, _, op, _ in operations if op not in VALID_BODIES)
@@ -194,7 +165,7 @@ async def test_every_json_operation_refuses_hostile_bodies_without_a_5xx(world):
                     )
 
 
-async def test_every_json_field_refuses_out_of_range_and_unstorable_values(world):
+async def test_every_json_field_refuses_out_of_range_and_unstorable_values(world):  # noqa: F811
     org = await world.make_org()
     ids = await _resources(world, org)
     tried = 0
@@ -221,7 +192,7 @@ async def test_every_json_field_refuses_out_of_range_and_unstorable_values(world
     assert tried > 100
 
 
-async def test_forged_cursor_that_nests_deeply_is_a_400(world):
+async def test_forged_cursor_that_nests_deeply_is_a_400(world):  # noqa: F811
     import base64
 
     org = await world.make_org()

@@ -21,7 +21,7 @@ from crm_core.api_context import ApiOptions
 from crm_core.webhooks.addresses import host_address, is_public_address
 from crm_core.webhooks.delivery import ClaimedDelivery, WebhookDispatcher, WebhookOptions
 from crm_core.webhooks.endpoints import WebhookUrlError, check_resolved_url, validate_url
-from tests.crm_core.conftest import world  # noqa: F401  (the running API, as a fixture here)
+from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
 from voice_server.settings import load_settings
 
 INWARD_HOSTS = {
