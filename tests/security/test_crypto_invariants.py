@@ -267,6 +267,8 @@ def test_webhook_signature_verification_binds_secret_time_and_body():
         "missing": (KNOWN_SECRET, KNOWN_BODY, None, KNOWN_TIME),
         "truncated mac": (KNOWN_SECRET, KNOWN_BODY, header[:-2], KNOWN_TIME),
     }
+    with pytest.raises(SignatureError, match="malformed"):  # an empty v1 is no signature
+        verify_signature(KNOWN_SECRET, KNOWN_BODY, "t=1700000000,v1=", now=KNOWN_TIME)
     for name, (secret, body, value, now) in refused.items():
         with pytest.raises(SignatureError):
             verify_signature(secret, body, value, now=now)
