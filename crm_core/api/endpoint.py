@@ -8,7 +8,6 @@ the server cannot drift apart.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from crm_core.api_errors import (
     validation_details,
 )
 from crm_core.auth.http import authenticate
+from crm_core.json_input import JsonInputError, UnstorableText, parse_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,17 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return request[RAW_BODY_KEY]
 
 
+def parse_body(raw: bytes) -> Any:
+    """The JSON value of a request body, or a 400 ``invalid_json`` saying what is wrong with it."""
+    try:
+        return parse_json(raw)
+    except UnstorableText as exc:
+        raise Unprocessable("the body failed validation",
+                            [{"loc": list(exc.loc), "type": "string_unstorable", "message": exc.reason}]) from None
+    except JsonInputError as exc:
+        raise BadRequest("the body is not valid JSON", {"reason": exc.reason}, code="invalid_json") from None
+
+
 async def read_json_body(request: web.Request, model: type[BaseModel], limit: int) -> BaseModel:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body exceeds {limit} bytes", {"limit": limit})
@@ -88,10 +99,7 @@ async def read_json_body(request: web.Request, model: type[BaseModel], limit: in
     elif request.content_type not in ("application/json", "application/octet-stream", ""):
         # Browsers' form posts are refused rather than guessed at.
         raise UnsupportedMediaType("send the body as application/json")
-    try:
-        json.loads(raw)  # a syntax error is a 400, a wrong value (below) a 422
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest("the body is not valid JSON", {"reason": str(exc)}, code="invalid_json") from None
+    parse_body(raw)  # hostile or malformed text is a 400, a wrong value (below) a 422
     try:
         # Strict, from the JSON text: a JSON 0 is not a boolean nor "5" an integer, as the document
         # says (lax mode would turn {"is_active": 0} into a deactivation). Strings still carry

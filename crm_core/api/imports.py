@@ -13,6 +13,7 @@ import asyncio
 import csv
 import io
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 500
 _COLUMNS = [name for name in LeadCreate.model_fields if name != "enrichment"]
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _MAX_ERRORS = 1000  # a file that is wrong everywhere does not need 50k error entries
 
 
@@ -42,6 +44,12 @@ def import_out(row: asyncpg.Record) -> LeadImport:
     total = data["total_rows"]
     data["progress"] = 1.0 if total == 0 else round(data["processed_rows"] / total, 4)
     return LeadImport.model_validate(data)
+
+
+def _storable(text: str) -> str:
+    """``text`` without what jsonb cannot hold: some messages quote the offending character,
+    and a NUL quoted into the job's error list would fail the whole import with a 500."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def parse_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -75,7 +83,7 @@ def parse_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]], list[dic
             except ValidationError as exc:
                 for err in exc.errors(include_url=False, include_input=False):
                     field = ".".join(str(p) for p in err["loc"]) or None
-                    errors.append({"row": number, "field": field, "message": err["msg"]})
+                    errors.append({"row": number, "field": field, "message": _storable(err["msg"])})
                 continue
             good.append({"row": number, **lead.model_dump(mode="json")})
     except csv.Error as exc:

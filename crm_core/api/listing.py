@@ -28,6 +28,7 @@ from multidict import MultiMapping
 from crm_core.api.endpoint import QueryParam
 from crm_core.api.reply import Call
 from crm_core.api_errors import BadRequest
+from crm_core.json_input import parse_json
 
 FLOAT32_MAX = 3.4e38
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -174,7 +175,7 @@ def _encode_cursor(sort_label: str, value: str, row_id: str) -> str:
 def _decode_cursor(cursor: str, id_type: str = "uuid") -> tuple[str, str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        label, value, row_id = json.loads(raw)
+        label, value, row_id = parse_json(raw)
         if id_type == "bigint":
             if not (isinstance(row_id, str) and re.fullmatch(r"\d{1,18}", row_id)):
                 raise ValueError("not a row id")

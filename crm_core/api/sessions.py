@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_core.api.endpoint import Endpoint, read_limited
+from crm_core.api.endpoint import Endpoint, parse_body, read_limited
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.auth import TokenRequest, TokenResponse
 from crm_core.api_errors import BadRequest, Unauthenticated, Unprocessable, validation_details
@@ -31,17 +31,14 @@ def _cookie_attrs(call: Call, *, http_only: bool, max_age: int) -> dict[str, Any
 
 
 async def issue_token(call: Call) -> Reply:
-    import json
-
     from pydantic import ValidationError
 
     raw = await read_limited(call.request, 16 * 1024)
     ttl = call.context.options.session_ttl_s
     if raw.strip():
+        value = parse_body(raw)
         try:
-            body = TokenRequest.model_validate(json.loads(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON", code="invalid_json") from None
+            body = TokenRequest.model_validate(value)
         except ValidationError as exc:
             raise Unprocessable("the body failed validation", validation_details(exc)) from None
         async with call.pool.acquire() as conn:

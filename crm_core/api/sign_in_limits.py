@@ -7,7 +7,6 @@ attempts get 429 in the API's error shape before any password is checked.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from crm_core.api.rate_limits import (
     limiter_source,
     too_many_requests,
 )
+from crm_core.json_input import JsonInputError, parse_json
 from storage.rate_limit import RateLimit, RateLimiter, RateLimitUnavailable
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ async def _sign_in_email(request: web.Request) -> str | None:
     if not length or length > _SIGN_IN_BODY_LIMIT:
         return None  # no body, or one the handler will refuse; an unsized body is not read here
     try:
-        body = json.loads(await read_limited(request, _SIGN_IN_BODY_LIMIT))
-    except (ValueError, UnicodeDecodeError):
+        body = parse_json(await read_limited(request, _SIGN_IN_BODY_LIMIT))
+    except JsonInputError:
         return None
     email = body.get("email") if isinstance(body, dict) else None
     return email.strip().lower()[:320] if isinstance(email, str) and email.strip() else None

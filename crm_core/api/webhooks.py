@@ -26,6 +26,7 @@ from crm_core.webhooks.endpoints import (
     WebhookEndpoint,
     WebhookEndpointNotFound,
     WebhookUrlError,
+    check_resolved_url,
     create_endpoint,
     delete_endpoint,
     delivery_attempts,
@@ -33,6 +34,7 @@ from crm_core.webhooks.endpoints import (
     list_endpoints,
     rotate_secret,
     update_endpoint,
+    validate_url,
 )
 
 MANAGE = "webhooks:manage"
@@ -64,6 +66,19 @@ def _refused(exc: ValueError) -> Unprocessable:
     return Unprocessable(str(exc), {"field": "url" if code == "invalid_url" else "event_types"}, code=code)
 
 
+async def _check_resolution(call: Call, url: str) -> None:
+    """A 422 now for a name that resolves inward (delivery checks again at every connection)."""
+    allow = call.context.options.webhooks_allow_private_urls
+    try:
+        validate_url(url, allow_private=allow)  # a malformed URL is refused by the call below
+    except WebhookUrlError:
+        return
+    try:
+        await check_resolved_url(url, allow_private=allow)
+    except WebhookUrlError as exc:
+        raise _refused(exc) from None
+
+
 async def list_webhooks(call: Call) -> Reply:
     require(call.me, MANAGE)
     async with call.pool.acquire() as conn:
@@ -77,6 +92,7 @@ async def create_webhook(call: Call) -> Reply:
     body: WebhookCreate = call.body
     me = call.me
     changes = ChangeSet(me.org_id, me.user_id)
+    await _check_resolution(call, body.url)
     async with call.pool.acquire() as conn, conn.transaction():
         try:
             endpoint = await create_endpoint(
@@ -108,6 +124,8 @@ async def update_webhook(call: Call) -> Reply:
     me = call.me
     endpoint_id = _endpoint_id(call)
     changes = ChangeSet(me.org_id, me.user_id)
+    if body.url is not None:
+        await _check_resolution(call, body.url)
     async with call.pool.acquire() as conn, conn.transaction():
         try:
             before = await get_endpoint(conn, me.org_id, endpoint_id)

@@ -7,14 +7,14 @@ such as ``crm.lead.*``) and an active flag. The REST routes
 
 URL policy: only ``http``/``https``, no credentials in the URL, and unless
 ``allow_private`` is set, no loopback, private, link-local or otherwise
-non-public address, whether written literally or reached through DNS (the
-dispatcher checks resolved addresses at connect time too, so a name that
-later resolves inward is still refused).
+non-public address in any spelling (``crm_core.webhooks.addresses``), whether
+written literally or reached through DNS (the dispatcher checks resolved
+addresses at connect time too, so a name that later resolves inward is still
+refused).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +23,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import yarl
+
+from crm_core.webhooks.addresses import (
+    NotAnAddress,
+    host_address,
+    inward_addresses,
+    is_local_name,
+    is_public_address,
+    is_public_ip,
+)
+
+__all__ = ["is_public_address"]  # delivery checks resolved addresses with it
 
 
 class WebhookUrlError(ValueError):
@@ -62,11 +74,17 @@ class WebhookEndpoint:
         return data
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+def _hosts(url: str, split_host: str) -> set[str]:
+    """The host as ``urlsplit`` reads it and as aiohttp will connect to it (yarl applies IDNA/NFKC
+    mapping: ``１２７.０.０.１`` and ``127。0。0。1`` both become ``127.0.0.1``)."""
+    hosts = {split_host}
+    try:
+        connected = yarl.URL(url).host
+    except (ValueError, UnicodeError) as exc:
+        raise WebhookUrlError(f"url host cannot be encoded: {exc}") from None
+    if connected:
+        hosts.add(connected)
+    return hosts
 
 
 def validate_url(url: str, *, allow_private: bool = False) -> str:
@@ -87,16 +105,33 @@ def validate_url(url: str, *, allow_private: bool = False) -> str:
     if port == 0:
         raise WebhookUrlError("url port must not be 0")
     if not allow_private:
-        host = parts.hostname.rstrip(".")
-        try:
-            literal = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            literal = None
-        if literal is not None and not is_public_address(host):
-            raise WebhookUrlError(f"url points at a non-public address ({host})")
-        if literal is None and (host == "localhost" or host.endswith((".localhost", ".local", ".internal"))):
-            raise WebhookUrlError(f"url points at a local name ({host})")
+        for host in _hosts(url.strip(), parts.hostname):
+            try:
+                address = host_address(host)
+            except NotAnAddress as exc:
+                raise WebhookUrlError(f"url host {exc}") from None
+            if address is not None and not is_public_ip(address):
+                raise WebhookUrlError(f"url points at a non-public address ({host} is {address})")
+            if address is None and is_local_name(host):
+                raise WebhookUrlError(f"url points at a local name ({host})")
     return url.strip()
+
+
+async def check_resolved_url(url: str, *, allow_private: bool = False) -> None:
+    """Refuse (``WebhookUrlError``) a URL whose host resolves to a non-public address now.
+
+    Delivery resolves again and connects only to addresses it has checked, so a name
+    re-pointed inward later (DNS rebinding) is refused then; this check tells the caller at
+    once. A name that does not resolve yet is left to delivery.
+    """
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    for host in _hosts(url, parts.hostname or ""):
+        if host and host_address(host) is None:
+            inward = await inward_addresses(host, parts.port or 443)
+            if inward:
+                raise WebhookUrlError(f"url host {host} resolves to non-public address {inward[0]}")
 
 
 def validate_event_types(event_types: list[str] | None) -> list[str]:
