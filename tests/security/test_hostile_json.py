@@ -17,7 +17,6 @@ import pytest
 from crm_core.json_input import MAX_DEPTH, JsonInputError, UnstorableText, parse_json
 from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 # Raw bodies no JSON endpoint may answer with a 5xx.
@@ -143,6 +142,7 @@ def _assert_refused_cleanly(label: str, status: int, body: bytes) -> None:
         )
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_every_json_operation_refuses_hostile_bodies_without_a_5xx(world):  # noqa: F811
     operations = json_operations(world.openapi)
     assert {"issue_token", "post_leads", "put_scoring_icp"} <= {op for _, _, op, _ in operations}
@@ -165,6 +165,7 @@ async def test_every_json_operation_refuses_hostile_bodies_without_a_5xx(world):
                     )
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_every_json_field_refuses_out_of_range_and_unstorable_values(world):  # noqa: F811
     org = await world.make_org()
     ids = await _resources(world, org)
@@ -192,6 +193,7 @@ async def test_every_json_field_refuses_out_of_range_and_unstorable_values(world
     assert tried > 100
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_forged_cursor_that_nests_deeply_is_a_400(world):  # noqa: F811
     import base64
 
