@@ -34,8 +34,13 @@ async def carrier_app(migrated_database, redis_url):
 
 def _token(body: bytes | None, **claims) -> str:
     """A valid Vonage webhook JWT; ``body=None`` leaves ``payload_hash`` out."""
-    payload = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "iss": "Vonage",
-               "api_key": "abcd1234", "application_id": str(uuid.uuid4())}
+    payload = {
+        "iat": int(time.time()),
+        "jti": str(uuid.uuid4()),
+        "iss": "Vonage",
+        "api_key": "abcd1234",
+        "application_id": str(uuid.uuid4()),
+    }
     if body is not None:
         payload["payload_hash"] = hashlib.sha256(body).hexdigest()
     payload.update(claims)
@@ -55,8 +60,14 @@ async def _calls(ca) -> int:
 
 
 def _answer_body(call_uuid: str) -> bytes:
-    return json.dumps({"uuid": call_uuid, "to": OUR_NUMBER.lstrip("+"), "from": "15557770000",
-                       "conversation_uuid": "CON-1"}).encode()
+    return json.dumps(
+        {
+            "uuid": call_uuid,
+            "to": OUR_NUMBER.lstrip("+"),
+            "from": "15557770000",
+            "conversation_uuid": "CON-1",
+        }
+    ).encode()
 
 
 async def test_a_token_without_payload_hash_vouches_for_nothing(carrier_app):
@@ -64,8 +75,9 @@ async def test_a_token_without_payload_hash_vouches_for_nothing(carrier_app):
     ca = carrier_app
     query = {"uuid": str(uuid.uuid4()), "to": OUR_NUMBER.lstrip("+"), "from": "15557770000"}
     for method in ("GET", "POST"):
-        resp = await ca.client.request(method, ANSWER, params=query,
-                                       headers=_bearer(_token(None), json_body=False))
+        resp = await ca.client.request(
+            method, ANSWER, params=query, headers=_bearer(_token(None), json_body=False)
+        )
         assert resp.status in (401, 405), (method, resp.status)
     # The same claims without payload_hash over a real body are refused too.
     body = _answer_body(str(uuid.uuid4()))
@@ -78,17 +90,22 @@ async def test_query_parameters_are_never_read_even_under_a_hash_of_the_empty_bo
     ca = carrier_app
     call_id = await ca.new_call("vonage", "inbound", "VON-EXISTING")
     empty = _bearer(_token(b""), json_body=False)
-    answer = await ca.client.post(ANSWER, params={"uuid": str(uuid.uuid4()),
-                                                  "to": OUR_NUMBER.lstrip("+")}, headers=empty)
+    answer = await ca.client.post(
+        ANSWER, params={"uuid": str(uuid.uuid4()), "to": OUR_NUMBER.lstrip("+")}, headers=empty
+    )
     assert answer.status == 400
     assert (await answer.json())["error"]["code"] == "bad_request"
-    event = await ca.client.post(EVENT, params={"uuid": "VON-EXISTING", "status": "failed"},
-                                 headers=_bearer(_token(b""), json_body=False))
+    event = await ca.client.post(
+        EVENT,
+        params={"uuid": "VON-EXISTING", "status": "failed"},
+        headers=_bearer(_token(b""), json_body=False),
+    )
     assert event.status == 400
     # A signed body plus query parameters: the body decides, the query is ignored.
     body = json.dumps({"uuid": "VON-EXISTING", "status": "started"}).encode()
-    mixed = await ca.client.post(EVENT, params={"status": "failed"}, data=body,
-                                 headers=_bearer(_token(body)))
+    mixed = await ca.client.post(
+        EVENT, params={"status": "failed"}, data=body, headers=_bearer(_token(body))
+    )
     assert mixed.status == 204
     assert (await ca.call_row(call_id))["status"] == "ringing"
     assert await _calls(ca) == 1

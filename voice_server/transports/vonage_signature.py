@@ -52,8 +52,9 @@ class ReplayStoreUnavailable(Exception):
     """Redis could not say whether the token was seen before."""
 
 
-def verify_signed_webhook(secret: str, authorization: str | None, body: bytes,
-                          max_age_s: float, now: float | None = None) -> dict:
+def verify_signed_webhook(
+    secret: str, authorization: str | None, body: bytes, max_age_s: float, now: float | None = None
+) -> dict:
     """The token's claims when ``body`` is genuinely what Vonage signed; else SignatureRejected."""
     if not secret:
         raise SignatureRejected("no signature secret configured")
@@ -68,12 +69,18 @@ def verify_signed_webhook(secret: str, authorization: str | None, body: bytes,
         raise SignatureRejected(f"unusable token ({type(exc).__name__})") from None
     iat = claims.get("iat")
     now = time.time() if now is None else now
-    if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not abs(now - iat) <= max_age_s:
+    if (
+        isinstance(iat, bool)
+        or not isinstance(iat, (int, float))
+        or not abs(now - iat) <= max_age_s
+    ):
         raise SignatureRejected("token too old, from the future or without iat")
     payload_hash = claims.get("payload_hash")
     if not isinstance(payload_hash, str):
         raise SignatureRejected("token without payload_hash")
-    if not hmac.compare_digest(payload_hash.lower().encode(), hashlib.sha256(body).hexdigest().encode()):
+    if not hmac.compare_digest(
+        payload_hash.lower().encode(), hashlib.sha256(body).hexdigest().encode()
+    ):
         raise SignatureRejected("payload_hash does not match the body")
     return claims
 
@@ -81,7 +88,11 @@ def verify_signed_webhook(secret: str, authorization: str | None, body: bytes,
 def replay_key(claims: dict) -> str:
     """What makes a token unique: its ``jti``, else its ``iat`` with the body hash."""
     jti = claims.get("jti")
-    identity = f"jti:{jti}" if isinstance(jti, str) and jti else f"iat:{claims['iat']}:{claims['payload_hash']}"
+    identity = (
+        f"jti:{jti}"
+        if isinstance(jti, str) and jti
+        else f"iat:{claims['iat']}:{claims['payload_hash']}"
+    )
     return REPLAY_KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()
 
 
