@@ -50,7 +50,7 @@ from vonage_voice.models.connect_endpoints import WebsocketEndpoint
 from vonage_voice.models.ncco import Connect, Conversation, Talk
 from vonage_voice.models.requests import CreateCallRequest, ToPhone
 
-from crm_core.api_errors import ApiError, BadRequest, ServiceUnavailable
+from crm_core.api_errors import ApiError, BadRequest, MethodNotAllowed, ServiceUnavailable
 from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall
 from crm_core.calls.records import (
     NewCall,
@@ -432,11 +432,18 @@ class VonageDialer:
             log.info("vonage call %s: %s leg %s joined %s", call_id, name, created.uuid, conversation)
 
 
+async def _answer_by_get(request: web.Request) -> web.Response:
+    log.warning("vonage answer webhook by GET refused: set answer_method POST on the application")
+    return MethodNotAllowed("the answer webhook must be POSTed (answer_method: POST)",
+                            headers={"Allow": "POST"}).response()
+
+
 def setup_vonage(app: web.Application, edge: CarrierEdge) -> None:
     """Vonage's webhook and media routes; its dialer (and inbound bridging) when configured."""
     webhooks = VonageWebhooks(edge.config, edge.pool_of, edge.metrics, edge.redis_of)
     # POST only: a GET answer carries its call in the query string, which no signature covers.
     app.router.add_post(ANSWER_PATH, webhooks.answer)
+    app.router.add_get(ANSWER_PATH, _answer_by_get)
     app.router.add_post(EVENT_PATH, webhooks.event)
     app.router.add_get(MEDIA_PATH, vonage_media_handler(
         edge.pool_of, edge.sessions, edge.metrics, **edge.media_limits))
