@@ -148,3 +148,20 @@ async def test_a_request_that_fails_for_want_of_the_database_can_be_retried(carr
     call_id = await ca.new_call("vonage", "inbound", "VON-RETRY")
     assert (await ca.client.post(EVENT, data=body, headers=headers)).status == 204
     assert (await ca.call_row(call_id))["status"] == "in-progress"
+
+
+async def test_without_redis_no_token_is_taken_unchecked(carrier_app):
+    """Replays cannot be ruled out without Redis: 503 (Vonage retries), never a served request."""
+    ca = carrier_app
+    body = _answer_body(str(uuid.uuid4()))
+    headers = _bearer(_token(body))
+    runtime = ca.extra["runtime"]
+    redis, runtime.redis = runtime.redis, None
+    try:
+        resp = await ca.client.post(ANSWER, data=body, headers=headers)
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == "service_unavailable"
+    finally:
+        runtime.redis = redis
+    assert await _calls(ca) == 0
+    assert (await ca.client.post(ANSWER, data=body, headers=headers)).status == 200
