@@ -10,6 +10,7 @@ import sys
 
 from voice_server.logs import configure_logging
 from voice_server.recordings_cli import add_recordings_commands
+from voice_server.redaction import masked_settings, register_secrets, settings_secrets
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulate_cli import add_simulate_command
 
@@ -52,9 +53,8 @@ def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
-    for name, value in settings.model_dump().items():
-        if name.endswith("_url") and value:
-            value = "<set>"  # URLs may carry passwords
+    # Secrets show as <set>/<unset>; passwords inside URLs and SIP peers as [redacted].
+    for name, value in masked_settings(settings):
         print(f"{name} = {value}")
     return 0
 
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coachline: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    register_secrets(settings_secrets(settings))
     try:
         return args.func(settings, args)
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """Structured logging: one JSON object per line, with the request and call ids.
 
-The ids live in context variables, so every log line written while handling a
+Every line passes through ``voice_server.redaction``: credentials and the configured
+secrets never reach the log, whoever wrote the line. The ids live in context variables, so every log line written while handling a
 request or a call carries them without being passed around.
 """
 
@@ -11,6 +12,8 @@ import logging
 import sys
 import time
 from contextvars import ContextVar
+
+from voice_server.redaction import redact, redact_value
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 call_id_var: ContextVar[str | None] = ContextVar("call_id", default=None)
@@ -25,7 +28,7 @@ class JsonLineFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         request_id = request_id_var.get()
         if request_id:
@@ -35,9 +38,11 @@ class JsonLineFormatter(logging.Formatter):
             entry["call_id"] = call_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = redact_value(value)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exc"] = redact(record.exc_text)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -46,7 +51,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = redact(super().format(record))
         ids = [f"{k}={v}" for k, v in (("request", request_id_var.get()), ("call", call_id_var.get())) if v]
         return f"{line} [{' '.join(ids)}]" if ids else line
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from voice_server.redaction import masked_setting
+
 
 class SettingsError(ValueError):
     """The environment holds a value Coachline cannot use."""
@@ -211,6 +213,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             field = str(err["loc"][0]) if err["loc"] else ""
             name = field if field.isupper() else _ENV_NAMES.get(field, f"COACHLINE_{field.upper()}")
             shown = err.get("input")
+            if isinstance(shown, str):  # never echo a secret, nor a password inside a URL
+                shown = masked_setting(field.lower(), shown)
             problems.append(f"{name}: {err['msg']} (got {shown!r})" if field else err["msg"])
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
     except ValueError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -68,6 +69,7 @@ class CarrierEdge:
     pool_of: Callable[[], asyncpg.Pool]  # the live DB pool; raises while it is not open
     sessions: CallSessions
     dialers: dict  # carrier name -> crm_core.calls.dialing.Dialer, filled by the setups
+    redis_of: Callable[[], Any] = lambda: None  # the runtime's Redis client; None while closed
 
     @property
     def media_limits(self) -> dict:

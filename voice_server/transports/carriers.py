@@ -49,7 +49,8 @@ def setup_carriers(app: web.Application) -> None:
             raise RuntimeError("the database pool is not open yet")
         return pool
 
-    edge = CarrierEdge(config, metrics, pool_of, app[CALL_SESSIONS], app[DIALERS])
+    edge = CarrierEdge(config, metrics, pool_of, app[CALL_SESSIONS], app[DIALERS],
+                       redis_of=lambda: app[RUNTIME].redis)
     # A carrier without credentials gets its routes but no dialer.
     for setup in CARRIERS:
         setup(app, edge)

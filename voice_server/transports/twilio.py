@@ -54,6 +54,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client as TwilioClient
 from twilio.twiml.voice_response import Dial, Start, VoiceResponse
 
+from crm_core.api_errors import BadRequest
 from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall
 from crm_core.calls.records import (
     NewCall,
@@ -72,6 +73,8 @@ from voice_server.transports.carrier_config import CarrierConfig, CarrierEdge
 from voice_server.transports.carrier_metrics import CarrierMetrics
 from voice_server.transports.media_socket import MessageRejected, serve_media_socket
 from voice_server.transports.stream_calls import open_stream_session
+from voice_server.transports.twilio_signature import signed_twilio_params
+from voice_server.transports.webhook_input import UnreadableBody, count_field, text_field
 
 log = logging.getLogger(__name__)
 
@@ -92,26 +95,13 @@ class TwilioSignature:
         self._config = config
 
     async def verify(self, request: web.Request) -> dict[str, str] | None:
-        """The request's parameters when its signature is valid, else None."""
+        """The request's parameters when its signature is valid, else None (see twilio_signature)."""
         signature = request.headers.get("X-Twilio-Signature")
         if not signature or not self._config.twilio_auth_token:
             return None
         url = self._config.url(request.rel_url.path_qs)
-        if request.content_type == "application/json":
-            if "bodySHA256" not in request.query:
-                return None  # an unpinned JSON body could be anything
-            body = await request.text()
-            if not self._validator.validate(url, body, signature):
-                return None
-            try:
-                data = await request.json()
-            except ValueError:
-                return None
-            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
-        form = await request.post()
-        if not self._validator.validate(url, form, signature):
-            return None
-        return {k: str(v) for k, v in form.items()}
+        # UnreadableBody (a body that is not UTF-8 form data or a JSON object) propagates.
+        return await signed_twilio_params(self._validator, url, signature, request)
 
 
     def socket_signature_ok(self, request: web.Request) -> bool:
@@ -176,15 +166,28 @@ class TwilioWebhooks:
             status=403,
         )
 
-    async def voice(self, request: web.Request) -> web.Response:
-        params = await self._signature.verify(request)
+    async def _signed_params(self, request: web.Request, hook: str):
+        """(params, None) for a genuine Twilio request, else (None, the refusal)."""
+        try:
+            params = await self._signature.verify(request)
+        except UnreadableBody as exc:
+            return None, self._bad_request(hook, str(exc))
         if params is None:
-            return self._forbidden(request, "voice")
-        call_sid, to = params.get("CallSid"), params.get("To", "")
+            return None, self._forbidden(request, hook)
+        return params, None
+
+    def _bad_request(self, hook: str, message: str) -> web.Response:
+        self._metrics.webhook_rejections.labels("twilio", hook).inc()
+        log.warning("twilio %s webhook refused: %s", hook, message)
+        return BadRequest(message).response()
+
+    async def voice(self, request: web.Request) -> web.Response:
+        params, refusal = await self._signed_params(request, "voice")
+        if refusal is not None:
+            return refusal
+        call_sid, to = text_field(params.get("CallSid")), text_field(params.get("To")) or ""
         if not call_sid:
-            self._metrics.webhook_rejections.labels("twilio", "voice").inc()
-            return web.json_response({"error": {"code": "bad_request", "message": "no CallSid"}},
-                                     status=400)
+            return self._bad_request("voice", "no usable CallSid")
         rep_id = self._config.carrier_numbers.get(to)
         async with self._pool_of().acquire() as conn:
             rep = await rep_contact(conn, rep_id) if rep_id else None
@@ -194,7 +197,8 @@ class TwilioWebhooks:
                 return _twiml(_reject_twiml())
             row = await create_call(conn, NewCall(
                 org_id=rep.org_id, carrier="twilio", direction="inbound", external_id=call_sid,
-                from_number=params.get("From"), to_number=to, rep_id=rep.rep_id, status="ringing",
+                from_number=text_field(params.get("From")), to_number=to, rep_id=rep.rep_id,
+                status="ringing",
             ))
             call_id = str(row["id"])
             token = await issue_stream_admission(conn, call_id, "twilio")
@@ -203,24 +207,27 @@ class TwilioWebhooks:
             {"call_id": call_id, "org_id": rep.org_id, "direction": "inbound",
              "stream_token": token},
             rep.target,
-            caller_id=params.get("From") or None,
+            caller_id=text_field(params.get("From")) or None,
         )
         log.info("twilio inbound call %s -> rep %s (call %s)", call_sid, rep.rep_id, call_id)
         return _twiml(twiml)
 
     async def status(self, request: web.Request) -> web.Response:
-        params = await self._signature.verify(request)
-        if params is None:
-            return self._forbidden(request, "status")
-        call_sid = params.get("CallSid", "")
+        params, refusal = await self._signed_params(request, "status")
+        if refusal is not None:
+            return refusal
+        call_sid = text_field(params.get("CallSid"))
+        if not call_sid:
+            return self._bad_request("status", "no usable CallSid")
         status = TWILIO_STATUSES.get(params.get("CallStatus", ""))
         if status is None:
-            self._metrics.webhook_rejections.labels("twilio", "status").inc()
-            log.warning("twilio status callback with unknown status %r", params.get("CallStatus"))
-            return web.json_response(
-                {"error": {"code": "bad_request", "message": "unknown CallStatus"}}, status=400)
+            return self._bad_request("status", "unknown CallStatus")
+        # An unusable duration (past the column, not ASCII digits) is dropped, the status kept:
+        # a refusal would be retried and fail the same way.
         duration = params.get("CallDuration")
-        duration_s = int(duration) if duration and duration.isdigit() else None
+        duration_s = count_field(duration)
+        if duration and duration_s is None:
+            log.warning("twilio status for %s: unusable CallDuration ignored", call_sid)
         async with self._pool_of().acquire() as conn:
             call = await find_call(conn, "twilio", call_sid)
             if call is None:

@@ -2,8 +2,10 @@
 
 Webhooks. Vonage signs each webhook with a JWT (HS256, the account's signature
 secret) in ``Authorization: Bearer …``; its ``payload_hash`` claim is the SHA-256
-of the body. The token is checked with the vonage SDK's ``verify_signature``,
-the claims for the body hash and the token's age.
+of the body. ``vonage_signature`` checks the token (the vonage SDK's
+``verify_signature``), the body hash, the age and that the token is used once;
+the handlers read the signed JSON body only, never the query string, so both
+webhooks must be POSTed (``answer_method: POST`` on the Vonage application).
 
 Media. ``GET /media/vonage`` takes one socket per call. Vonage first sends a
 JSON text message (``event: websocket:connected``, the ``content-type`` and the
@@ -39,27 +41,23 @@ bridged through a named conversation: the caller waits in it, and
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import re
 import time
 
 import asyncpg
-import jwt
 import numpy as np
 import requests
 from aiohttp import WSCloseCode, web
 from vonage import Auth, HttpClientOptions, Vonage
-from vonage_jwt.errors import VonageVerifyJwtError
-from vonage_jwt.verify_jwt import verify_signature
 from vonage_utils import VonageError
 from vonage_voice.models.common import Phone, Sip, Websocket
 from vonage_voice.models.connect_endpoints import WebsocketEndpoint
 from vonage_voice.models.ncco import Connect, Conversation, Talk
 from vonage_voice.models.requests import CreateCallRequest, ToPhone
 
+from crm_core.api_errors import ApiError, BadRequest, MethodNotAllowed, ServiceUnavailable
 from crm_core.calls.dialing import DialerError, OutboundCallRequest, PlacedCall
 from crm_core.calls.records import (
     NewCall,
@@ -77,6 +75,19 @@ from voice_server.transports.carrier_config import CarrierConfig, CarrierEdge
 from voice_server.transports.carrier_metrics import CarrierMetrics
 from voice_server.transports.media_socket import MessageRejected, serve_media_socket
 from voice_server.transports.stream_calls import open_stream_session
+from voice_server.transports.vonage_signature import (
+    InvalidSignature,
+    ReplayGuard,
+    ReplayStoreUnavailable,
+    SignatureRejected,
+    verify_signed_webhook,
+)
+from voice_server.transports.webhook_input import (
+    UnreadableBody,
+    count_field,
+    json_object,
+    text_field,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,35 +101,6 @@ VONAGE_STATUSES = {
     "busy": "busy", "failed": "failed", "rejected": "failed", "timeout": "no-answer",
     "unanswered": "no-answer", "cancelled": "canceled", "machine": "in-progress",
 }
-
-
-class SignatureRejected(Exception):
-    """A Vonage webhook whose signature, body hash or age does not check out."""
-
-
-def verify_signed_webhook(secret: str, authorization: str | None, body: bytes,
-                          max_age_s: float, now: float | None = None) -> dict:
-    """The token's claims when the webhook is genuinely Vonage's; else SignatureRejected."""
-    if not secret:
-        raise SignatureRejected("no signature secret configured")
-    if not authorization or not authorization.startswith("Bearer "):
-        raise SignatureRejected("no bearer token")
-    token = authorization.removeprefix("Bearer ").strip()
-    try:
-        if not verify_signature(token, secret):
-            raise SignatureRejected("bad signature")
-    except VonageVerifyJwtError as exc:  # malformed, expired, …
-        raise SignatureRejected(f"unusable token: {exc}") from None
-    claims = jwt.decode(token, secret, algorithms=["HS256"])
-    iat = claims.get("iat")
-    now = time.time() if now is None else now
-    if not isinstance(iat, (int, float)) or abs(now - iat) > max_age_s:
-        raise SignatureRejected("token too old or without iat")
-    if body:
-        expected = hashlib.sha256(body).hexdigest()
-        if not hmac.compare_digest(str(claims.get("payload_hash", "")), expected):
-            raise SignatureRejected("payload_hash does not match the body")
-    return claims
 
 
 def stream_headers(call_id: str, uuid: str | None, token: str) -> dict[str, str]:
@@ -169,48 +151,59 @@ class VonageWebhooks:
     no rep is rung, for set-ups where Vonage bridges the rep itself).
     """
 
-    def __init__(self, config: CarrierConfig, pool_of, metrics: CarrierMetrics) -> None:
+    def __init__(self, config: CarrierConfig, pool_of, metrics: CarrierMetrics,
+                 redis_of=lambda: None) -> None:
         self._config = config
         self._pool_of = pool_of
         self._metrics = metrics
+        self._replays = ReplayGuard(redis_of, config.vonage_signature_max_age_s)
         # async (call_id, caller_uuid, conversation, rep_target, from_number, token) -> None
         self.bridge = None
         self._bridging: set[asyncio.Task] = set()
 
-    async def _verified(self, request: web.Request, hook: str) -> tuple[dict | None, web.Response | None]:
+    async def answer(self, request: web.Request) -> web.Response:
+        return await self._signed(request, "answer", self._answer)
+
+    async def event(self, request: web.Request) -> web.Response:
+        return await self._signed(request, "event", self._event)
+
+    def _refused(self, request: web.Request, hook: str, error: ApiError) -> web.Response:
+        self._metrics.webhook_rejections.labels("vonage", hook).inc()
+        log.warning("vonage %s webhook refused: %s (from %s)", hook, error.message, request.remote)
+        return error.response()
+
+    async def _signed(self, request: web.Request, hook: str, handle) -> web.Response:
+        """Verify, claim the token once, then ``handle(params)`` with the signed body's fields."""
         body = await request.read()
         try:
-            verify_signed_webhook(self._config.vonage_signature_secret,
-                                  request.headers.get("Authorization"), body,
-                                  self._config.vonage_signature_max_age_s)
+            claims = verify_signed_webhook(self._config.vonage_signature_secret,
+                                           request.headers.get("Authorization"), body,
+                                           self._config.vonage_signature_max_age_s)
+            claim = await self._replays.claim(claims)
         except SignatureRejected as exc:
-            self._metrics.webhook_rejections.labels("vonage", hook).inc()
-            log.warning("vonage %s webhook refused: %s (from %s)", hook, exc, request.remote)
-            return None, web.json_response(
-                {"error": {"code": "unauthorized", "message": "invalid Vonage signature"}},
-                status=401)
-        params: dict = dict(request.query)
-        if body:
-            try:
-                data = json.loads(body)
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                self._metrics.webhook_rejections.labels("vonage", hook).inc()
-                return None, web.json_response(
-                    {"error": {"code": "bad_request", "message": "body is not a JSON object"}},
-                    status=400)
-            params.update(data)
-        return params, None
+            log.info("vonage %s webhook signature: %s", hook, exc)
+            return self._refused(request, hook, InvalidSignature("invalid Vonage signature"))
+        except ReplayStoreUnavailable as exc:
+            log.error("vonage %s webhook: cannot check for replays (%s); answering 503", hook, exc)
+            return ServiceUnavailable("cannot verify the webhook now; retry").response()
+        try:
+            params = json_object(body)
+        except UnreadableBody as exc:
+            return self._refused(request, hook, BadRequest(str(exc)))
+        try:
+            response = await handle(params)
+        except BaseException:
+            await self._replays.release(claim)
+            raise
+        if response.status >= 500:
+            await self._replays.release(claim)
+        return response
 
-    async def answer(self, request: web.Request) -> web.Response:
-        params, refusal = await self._verified(request, "answer")
-        if refusal is not None:
-            return refusal
-        uuid, to = str(params.get("uuid") or ""), str(params.get("to") or "")
+    async def _answer(self, params: dict) -> web.Response:
+        uuid = text_field(params.get("uuid"))
+        to = text_field(params.get("to")) or ""
         if not uuid:
-            return web.json_response({"error": {"code": "bad_request", "message": "no uuid"}},
-                                     status=400)
+            return BadRequest("no usable uuid").response()
         rep_id = self._config.carrier_numbers.get(to) or self._config.carrier_numbers.get("+" + to)
         async with self._pool_of().acquire() as conn:
             rep = await rep_contact(conn, rep_id) if rep_id else None
@@ -219,9 +212,9 @@ class VonageWebhooks:
                 return web.json_response(_not_in_service())
             row = await create_call(conn, NewCall(
                 org_id=rep.org_id, carrier="vonage", direction="inbound", external_id=uuid,
-                from_number=str(params.get("from") or "") or None, to_number=to,
+                from_number=text_field(params.get("from")) or None, to_number=to,
                 rep_id=rep.rep_id, status="ringing",
-                metadata={"conversation_uuid": params.get("conversation_uuid")},
+                metadata={"conversation_uuid": text_field(params.get("conversation_uuid"))},
             ))
             call_id = str(row["id"])
             token = await issue_stream_admission(conn, call_id, "vonage")
@@ -243,16 +236,19 @@ class VonageWebhooks:
         except Exception:
             log.exception("vonage call %s: bridging the rep and media legs failed", call_id)
 
-    async def event(self, request: web.Request) -> web.Response:
-        params, refusal = await self._verified(request, "event")
-        if refusal is not None:
-            return refusal
-        uuid = str(params.get("uuid") or "")
-        status = VONAGE_STATUSES.get(str(params.get("status") or ""))
+    async def _event(self, params: dict) -> web.Response:
+        uuid = text_field(params.get("uuid"))
+        status = VONAGE_STATUSES.get(text_field(params.get("status")) or "")
         if status is None:
             return web.Response(status=204)  # an event we do not track (started, transfer, …)
+        if not uuid:
+            return BadRequest("no usable uuid").response()
+        # An unusable duration (past the column, not a number) is dropped, the status kept:
+        # refusing would make Vonage retry an event that can never succeed.
         duration = params.get("duration")
-        duration_s = int(duration) if str(duration or "").isdigit() else None
+        duration_s = count_field(duration)
+        if duration is not None and duration_s is None:
+            log.warning("vonage event for %s: unusable duration ignored", uuid)
         async with self._pool_of().acquire() as conn:
             call = await find_call(conn, "vonage", uuid)
             if call is None:
@@ -462,11 +458,18 @@ class VonageDialer:
             log.info("vonage call %s: %s leg %s joined %s", call_id, name, created.uuid, conversation)
 
 
+async def _answer_by_get(request: web.Request) -> web.Response:
+    log.warning("vonage answer webhook by GET refused: set answer_method POST on the application")
+    return MethodNotAllowed("the answer webhook must be POSTed (answer_method: POST)",
+                            headers={"Allow": "POST"}).response()
+
+
 def setup_vonage(app: web.Application, edge: CarrierEdge) -> None:
     """Vonage's webhook and media routes; its dialer (and inbound bridging) when configured."""
-    webhooks = VonageWebhooks(edge.config, edge.pool_of, edge.metrics)
-    app.router.add_route("GET", ANSWER_PATH, webhooks.answer)
-    app.router.add_route("POST", ANSWER_PATH, webhooks.answer)
+    webhooks = VonageWebhooks(edge.config, edge.pool_of, edge.metrics, edge.redis_of)
+    # POST only: a GET answer carries its call in the query string, which no signature covers.
+    app.router.add_post(ANSWER_PATH, webhooks.answer)
+    app.router.add_get(ANSWER_PATH, _answer_by_get)
     app.router.add_post(EVENT_PATH, webhooks.event)
     app.router.add_get(MEDIA_PATH, vonage_media_handler(
         edge.pool_of, edge.sessions, edge.metrics, **edge.media_limits))

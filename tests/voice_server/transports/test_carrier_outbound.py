@@ -150,6 +150,7 @@ async def test_carrier_refusals_and_missing_carriers_are_dialer_errors(dialing):
 
 async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_into_it(dialing):
     import asyncio
+    import json
 
     from tests.voice_server.carrier_app import VONAGE_SECRET
     from voice_server.simulator.carrier.media_players import VonageStream
@@ -157,9 +158,9 @@ async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_
 
     ca, fake = dialing
     caller = "1b2c3d4e-0000-4000-8000-000000000001"
-    query = {"to": OUR_NUMBER.lstrip("+"), "from": "15557770000", "uuid": caller}
-    resp = await ca.client.get("/carriers/vonage/answer", params=query,
-                               headers=vonage_headers(VONAGE_SECRET))
+    body = json.dumps({"to": OUR_NUMBER.lstrip("+"), "from": "15557770000", "uuid": caller}).encode()
+    resp = await ca.client.post("/carriers/vonage/answer", data=body,
+                                headers=vonage_headers(VONAGE_SECRET, body))
     (action,) = await resp.json()
     assert action["action"] == "conversation" and action["endOnExit"] is True
     for _ in range(200):

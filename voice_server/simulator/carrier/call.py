@@ -112,10 +112,10 @@ async def _twilio(http, call: SimulatedCall, server: str, public: str) -> tuple[
 async def _vonage(http, call: SimulatedCall, server: str, public: str) -> tuple[str, int]:
     call_uuid = str(uuid.uuid4())
     call.external_id = call_uuid
-    query = {"to": call.to_number.lstrip("+"), "from": call.from_number.lstrip("+"),
-             "uuid": call_uuid, "conversation_uuid": "CON-" + str(uuid.uuid4())}
-    async with http.get(server + "/carriers/vonage/answer", params=query,
-                        headers=vonage_headers(call.vonage_signature_secret)) as resp:
+    answer = json.dumps({"to": call.to_number.lstrip("+"), "from": call.from_number.lstrip("+"),
+                         "uuid": call_uuid, "conversation_uuid": "CON-" + str(uuid.uuid4())}).encode()
+    async with http.post(server + "/carriers/vonage/answer", data=answer,
+                         headers=vonage_headers(call.vonage_signature_secret, answer)) as resp:
         if resp.status != 200:
             raise SimulationError(f"answer webhook answered {resp.status}: {await resp.text()}")
         ncco = await resp.json()

@@ -45,9 +45,8 @@ def vonage_token(signature_secret: str, body: bytes = b"", *, api_key: str = "ab
         "jti": str(uuid.uuid4()),
         "iss": "Vonage",
         "api_key": api_key,
+        "payload_hash": hashlib.sha256(body).hexdigest(),  # an empty body is hashed too
     }
-    if body:
-        claims["payload_hash"] = hashlib.sha256(body).hexdigest()
     return jwt.encode(claims, signature_secret, algorithm="HS256")
 
 
