@@ -266,8 +266,11 @@ async def _vonage_inbound(ca, call_uuid: str) -> dict:
         "uuid": call_uuid,
         "conversation_uuid": "CON-" + call_uuid,
     }
-    resp = await ca.client.get(
-        "/carriers/vonage/answer", params=query, headers=vonage_headers(VONAGE_SECRET)
+    body = json.dumps(query).encode()
+    resp = await ca.client.post(
+        "/carriers/vonage/answer",
+        data=body,
+        headers={**vonage_headers(VONAGE_SECRET, body), "Content-Type": "application/json"},
     )
     assert resp.status == 200, await resp.text()
     return (await resp.json())[0]["endpoint"][0]["headers"]
