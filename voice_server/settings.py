@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     sip_realm: str = "coachline"
     sip_nonce_ttl_s: float = Field(300.0, gt=0, le=86400)
     sip_max_calls: int = Field(500, ge=1, le=100000)
+    # Sources no peer entry covers: "drop" (silence) or "reject" (one stateless 403 per request,
+    # never retransmitted, never bigger than the request, within the budgets below).
+    sip_non_peer_policy: Literal["reject", "drop"] = "drop"
+    sip_non_peer_burst: int = Field(3, ge=1, le=1000)  # answers one source may draw at once,
+    sip_non_peer_per_s: float = Field(0.1, gt=0, le=1000)  # then this many a second,
+    sip_non_peer_total_per_s: float = Field(20.0, gt=0, le=100_000)  # all sources together
     # No RTP for this long (and the call not on hold) ends the call as abnormal.
     rtp_timeout_s: float = Field(30.0, gt=0, le=3600)
     # The org that owns SIP calls whose rep cannot be found (unset: such calls get 404).

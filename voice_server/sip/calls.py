@@ -72,6 +72,11 @@ class UasOptions:
     timers: TimerConfig = field(default_factory=TimerConfig)
     max_calls: int = 1000
     user_agent: str = "Coachline"
+    # Sources no peer entry covers: "drop" or "reject" (stateless 403 within these budgets).
+    non_peer_policy: str = "drop"
+    non_peer_burst: int = 3
+    non_peer_per_s: float = 0.1
+    non_peer_total_per_s: float = 20.0
 
 
 class CallHandling:

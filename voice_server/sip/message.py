@@ -57,6 +57,11 @@ class SipParseError(ValueError):
         self.status = status
 
 
+def is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²" (which ``int`` refuses) and "١٢"."""
+    return text.isascii() and text.isdigit()
+
+
 def canonical_name(name: str) -> str:
     lowered = name.lower()
     if lowered in _COMPACT:
@@ -135,7 +140,7 @@ class SipMessage:
     def cseq(self) -> CSeq:
         raw = self.headers.get("CSeq") or ""
         parts = raw.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN_RE.match(parts[1]):
+        if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN_RE.match(parts[1]):
             raise SipParseError(f"bad CSeq {raw!r}")
         number = int(parts[0])
         if number >= 2**31:
@@ -217,7 +222,7 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
 
     length_raw = headers.get("Content-Length")
     if length_raw is not None:
-        if not length_raw.isdigit() or len(length_raw) > 9:
+        if not is_digits(length_raw) or len(length_raw) > 9:
             raise SipParseError(f"bad Content-Length {length_raw[:20]!r}")
         length = int(length_raw)
         if length > len(body):
@@ -241,7 +246,7 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
         ):
             raise SipParseError("CSeq method does not match the request method")
         mf = headers.get("Max-Forwards")
-        if mf is not None and (not mf.isdigit() or int(mf) > 255):
+        if mf is not None and (not is_digits(mf) or int(mf) > 255):
             raise SipParseError(f"bad Max-Forwards {mf!r}")
     else:
         raise SipParseError(f"not a SIP start line: {start[:60]!r}")

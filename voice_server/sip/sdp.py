@@ -13,6 +13,8 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 
+from voice_server.sip.message import is_digits
+
 MAX_SDP_BYTES = 16_384
 MAX_MEDIA = 8
 
@@ -107,7 +109,7 @@ def parse_sdp(body: bytes) -> SessionDescription:
             if len(parts) < 4:
                 raise SdpError(f"bad m= line {value!r}")
             port_text = parts[1].split("/")[0]
-            if not port_text.isdigit() or int(port_text) > 65535:
+            if not is_digits(port_text) or int(port_text) > 65535:
                 raise SdpError(f"bad m= port {parts[1]!r}")
             if len(media) >= MAX_MEDIA:
                 raise SdpError("too many media streams")
@@ -127,11 +129,11 @@ def parse_sdp(body: bytes) -> SessionDescription:
             if name == "rtpmap":
                 pt_text, _, enc = arg.partition(" ")
                 enc_parts = enc.strip().split("/")
-                if pt_text.isdigit() and len(enc_parts) >= 2 and enc_parts[1].isdigit():
+                if is_digits(pt_text) and len(enc_parts) >= 2 and is_digits(enc_parts[1]):
                     current.rtpmap[int(pt_text)] = (enc_parts[0].upper(), int(enc_parts[1]))
             elif name == "fmtp":
                 pt_text, _, params = arg.partition(" ")
-                if pt_text.isdigit():
+                if is_digits(pt_text):
                     current.fmtp[int(pt_text)] = params.strip()
             elif name == "label":
                 current.label = arg.strip()
@@ -167,7 +169,7 @@ class Answer:
 
 def _choose_codec(m: MediaDescription) -> tuple[str, int] | None:
     for fmt in m.formats:
-        if not fmt.isdigit():
+        if not is_digits(fmt):
             continue
         pt = int(fmt)
         enc = m.encoding(pt)
@@ -178,7 +180,7 @@ def _choose_codec(m: MediaDescription) -> tuple[str, int] | None:
 
 def _choose_dtmf(m: MediaDescription) -> int | None:
     for fmt in m.formats:
-        if fmt.isdigit():
+        if is_digits(fmt):
             enc = m.rtpmap.get(int(fmt))
             if enc and enc[0] == "TELEPHONE-EVENT" and enc[1] == 8000:
                 return int(fmt)

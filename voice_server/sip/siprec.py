@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from xml.parsers import expat
 
 MAX_METADATA_BYTES = 32_768
 SDP_TYPE = "application/sdp"
@@ -81,15 +82,38 @@ def _children(element: ET.Element, name: str) -> list[ET.Element]:
     return [child for child in element if _local(child.tag) == name]
 
 
+def _refuse_dtd(*_args: object) -> None:
+    raise SiprecError("recording metadata must not declare a DTD or entities")
+
+
+def _parse_xml(xml: bytes) -> ET.Element:
+    """Parse UTF-8 XML with no DTD: a DOCTYPE, an entity declaration or an external
+    reference is refused however the document spells or encodes it (no entity expansion,
+    no XXE), and the declared encoding cannot pick a codec (the document is read as UTF-8)."""
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate(encoding="UTF-8", namespace_separator="}")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd
+    parser.UnparsedEntityDeclHandler = _refuse_dtd
+    parser.ExternalEntityRefHandler = _refuse_dtd
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    parser.buffer_text = True
+    try:
+        parser.Parse(xml, True)
+        return builder.close()
+    except (expat.ExpatError, ValueError) as exc:
+        if isinstance(exc, SiprecError):
+            raise
+        raise SiprecError(f"recording metadata is not XML: {exc}") from None
+
+
 def parse_metadata(xml: bytes) -> RecordingMetadata:
     if len(xml) > MAX_METADATA_BYTES:
         raise SiprecError("recording metadata too large")
-    if b"<!DOCTYPE" in xml.upper() or b"<!ENTITY" in xml.upper():
-        raise SiprecError("recording metadata must not declare a DTD or entities")
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise SiprecError(f"recording metadata is not XML: {exc}") from None
+    root = _parse_xml(xml)
     if _local(root.tag) != "recording":
         raise SiprecError("recording metadata root is not <recording>")
     metadata = RecordingMetadata()

@@ -5,8 +5,13 @@
 *means* — who the rep is, where its RTP goes, what is persisted — is the
 ``CallApplication``'s business. Request handling, in order:
 
-* unparseable datagram → 400 when there is a Via to answer to, else dropped (logged);
-* a peer no allow-list entry covers → 403; a peer that owes a digest → 401 challenge;
+* a source no peer entry covers → nothing, or (policy ``reject``) one stateless 403 per
+  request: never retransmitted, no transaction, never bigger than the request, within a
+  token bucket per source and one for all of them (``SourceBudget``), since UDP sources
+  can be forged and every answer may land on a victim;
+* unparseable datagram from a peer → 400 when there is a Via to answer to, else dropped (logged);
+* a peer that owes a digest → a stateless 401 challenge: until it has proved the password it
+  creates no state either (its in-dialog requests need a dialog, its CANCEL an INVITE);
 * draining or full → 503; unknown methods → 501, known but unsupported → 405;
 * INVITE: 100, then the application admits (404 unknown route …), 180, 200 with
   the SDP answer, repeated until ACK; 415 for a body type we do not read, 400
@@ -40,8 +45,9 @@ from voice_server.sip.message import (
     response_to,
     split_header_values,
 )
-from voice_server.sip.peers import PeerPolicy
-from voice_server.sip.transactions import Address, TransactionLayer
+from voice_server.sip.peers import PeerDecision, PeerPolicy
+from voice_server.sip.source_limits import SourceBudget
+from voice_server.sip.transactions import Address, TransactionLayer, transaction_key
 
 log = logging.getLogger(__name__)
 
@@ -62,35 +68,71 @@ class SipUserAgentServer(CallHandling):
         self._admitting = 0  # INVITEs waiting on the application (they count as calls)
         # Scanners probe SIP ports all day: one log line per source per minute, not per packet.
         self._logged: dict[str, float] = {}
+        self.non_peers = SourceBudget(burst=options.non_peer_burst, per_s=options.non_peer_per_s,
+                                      total_per_s=options.non_peer_total_per_s)
 
     # ---------------------------------------------------------------- input
 
     def datagram_received(self, data: bytes, address: Address) -> None:
         if not data.strip():
             return  # CRLF keep-alive (RFC 5626 §4.4.1)
+        decision = self.peers.decide(address[0])
+        if not decision.allowed:
+            self._from_non_peer(data, address)
+            return
+        # Error answers go only to sources trusted by their address; one that must still
+        # prove a password could be anyone (``*``) and is not told what was wrong.
+        trusted = decision.authenticator is None
         try:
             message = parse_message(data)
         except SipParseError as exc:
             self.rejected += 1
-            self._answer_unparseable(data, address, exc)
+            self._answer_unparseable(data, address, exc, answer=trusted)
             return
         try:
             if isinstance(message, SipResponse):
                 self._on_response(message)
             else:
-                self._on_request(message, address)
+                self._on_request(message, address, decision)
         except SipParseError as exc:
             self.rejected += 1
-            log.warning("bad SIP %s from %s:%d: %s", getattr(message, "method", "response"),
-                        address[0], address[1], exc)
-            if isinstance(message, SipRequest) and message.method != "ACK":
+            if self._may_log(address[0]):
+                log.warning("bad SIP %s from %s:%d: %s", getattr(message, "method", "response"),
+                            address[0], address[1], exc)
+            if trusted and isinstance(message, SipRequest) and message.method != "ACK":
                 self._reply(message, address, exc.status, str(exc)[:80])
 
-    def _answer_unparseable(self, data: bytes, address: Address, exc: SipParseError) -> None:
+    def _from_non_peer(self, data: bytes, address: Address) -> None:
+        """At most one stateless 403 per request, no bigger than it, within the budgets."""
+        reject = self.options.non_peer_policy == "reject"
+        if self._may_log(address[0]):
+            log.warning("SIP datagram from %s, which no peer entry covers: %s", address[0],
+                        "403 (rate-limited)" if reject else "dropped")
+        if not reject:
+            return
+        try:
+            request = parse_message(data)
+            if not isinstance(request, SipRequest) or request.method == "ACK":
+                return
+            self._echo_via(request, address)
+            NameAddr.parse(request.headers.get("From") or "")
+            NameAddr.parse(request.headers.get("To") or "")
+        except SipParseError:
+            return
+        wire = response_to(request, 403, to_tag=new_tag()).to_bytes()
+        if len(wire) > len(data):
+            return  # never an amplifier, whatever the request leaves out
+        if self.non_peers.allow(address[0], asyncio.get_running_loop().time()):
+            self._send(wire, address)
+
+    def _answer_unparseable(self, data: bytes, address: Address, exc: SipParseError, *,
+                            answer: bool) -> None:
         """400 (or 413) to a request we could not read, if it has a Via to answer to."""
         if self._may_log(address[0]):
             log.warning("malformed SIP from %s:%d (%d bytes): %s",
                         address[0], address[1], len(data), exc)
+        if not answer:
+            return
         head = data[:8192].split(b"\r\n\r\n")[0].split(b"\n\n")[0]
         if not head[:1].isalpha() or head.startswith((b"SIP/", b"ACK ")):
             return  # never answer a response or an ACK
@@ -119,7 +161,9 @@ class SipUserAgentServer(CallHandling):
             call._bye.stop()
             del self._client[branch]
 
-    def _on_request(self, request: SipRequest, address: Address) -> None:
+    @staticmethod
+    def _echo_via(request: SipRequest, address: Address) -> None:
+        """Add received=/rport= to the top Via, as the answer must echo it (RFC 3581)."""
         vias = request.vias
         if not vias:
             raise SipParseError("no Via")
@@ -131,41 +175,31 @@ class SipUserAgentServer(CallHandling):
             request.headers.add("Via", ", ".join([top] + first[1:]))
             for rest in raw[1:]:
                 request.headers.add("Via", rest)
+
+    def _on_request(self, request: SipRequest, address: Address, decision: PeerDecision) -> None:
+        self._echo_via(request, address)
         _ = request.cseq  # validates the CSeq early
         NameAddr.parse(request.headers.get("From") or "")  # and From/To: bad ones get 400 here
-        NameAddr.parse(request.headers.get("To") or "")
+        to_tag = NameAddr.parse(request.headers.get("To") or "").tag
         if request.method == "ACK":
             self._on_ack(request)
             self.transactions.receive(request, address)
             return
+        username = None
+        if decision.authenticator is not None and \
+                self.transactions.find(transaction_key(request)) is None:
+            refusal, username = self._authenticate(request, address, decision, to_tag)
+            if refusal is not None:
+                # Stateless (RFC 3261 §8.2.7, §26.3.2.4): no transaction, no retransmission.
+                self._send(refusal.to_bytes(), address)
+                return
         txn = self.transactions.receive(request, address)
         if txn is None:
             return  # a retransmission, answered by the transaction layer
-        decision = self.peers.decide(address[0])
-        if not decision.allowed:
-            if self._may_log(address[0]):
-                log.warning("SIP %s from forbidden peer %s", request.method, address[0])
-            self._respond(txn, response_to(request, 403, to_tag=new_tag()))
-            return
-        to_tag = NameAddr.parse(request.headers.get("To") or "").tag
-        username = None
         # In-dialog requests ride on the dialog the INVITE authenticated.
         if to_tag:
             self._in_dialog(request, txn, to_tag)
             return
-        if decision.authenticator is not None and request.method not in ("CANCEL",):
-            result = decision.authenticator.verify(request.method,
-                                                   request.headers.get("Authorization"))
-            if result.outcome is not DigestOutcome.OK:
-                if result.outcome is DigestOutcome.INVALID:
-                    log.warning("SIP %s from %s: digest credentials refused (user %r)",
-                                request.method, address[0], result.username)
-                self._respond(txn, response_to(
-                    request, 401, to_tag=new_tag(),
-                    extra=[("WWW-Authenticate", decision.authenticator.challenge(
-                        stale=result.outcome is DigestOutcome.STALE))]))
-                return
-            username = result.username
         method = request.method
         if method == "INVITE":
             self._spawn(self._on_invite(request, txn, username))
@@ -179,6 +213,32 @@ class SipUserAgentServer(CallHandling):
             self._respond(txn, response_to(request, 405, to_tag=new_tag(), extra=[("Allow", ALLOW)]))
         else:
             self._respond(txn, response_to(request, 501, to_tag=new_tag(), extra=[("Allow", ALLOW)]))
+
+    def _authenticate(self, request: SipRequest, address: Address, decision: PeerDecision,
+                      to_tag: str | None) -> tuple[SipResponse | None, str | None]:
+        """For a source that must prove a password: (the stateless refusal, None) or
+        (None, the user name; None when the request rides on state that exists already)."""
+        assert decision.authenticator is not None
+        if request.method == "CANCEL":
+            invite = transaction_key(request)[:-1] + ("INVITE",)
+            if self.transactions.find(invite) is None:
+                return response_to(request, 481, to_tag=new_tag()), None
+            return None, None
+        if to_tag:
+            from_tag = NameAddr.parse(request.headers.get("From") or "").tag or ""
+            if (request.call_id, to_tag, from_tag) not in self._dialogs:
+                return response_to(request, 481), None
+            return None, None
+        result = decision.authenticator.verify(request.method,
+                                               request.headers.get("Authorization"))
+        if result.outcome is DigestOutcome.OK:
+            return None, result.username
+        if result.outcome is DigestOutcome.INVALID and self._may_log(address[0]):
+            log.warning("SIP %s from %s: digest credentials refused (user %r)",
+                        request.method, address[0], result.username)
+        return response_to(request, 401, to_tag=new_tag(), extra=[
+            ("WWW-Authenticate", decision.authenticator.challenge(
+                stale=result.outcome is DigestOutcome.STALE))]), None
 
     # ------------------------------------------------------------- helpers
 

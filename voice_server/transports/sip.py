@@ -64,6 +64,10 @@ class SipEdgeOptions:
     max_calls: int = 500
     rtp_timeout_s: float = 30.0
     timers: TimerConfig = field(default_factory=TimerConfig)
+    non_peer_policy: str = "drop"
+    non_peer_burst: int = 3
+    non_peer_per_s: float = 0.1
+    non_peer_total_per_s: float = 20.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SipEdgeOptions:
@@ -73,6 +77,10 @@ class SipEdgeOptions:
             rtp_port_max=settings.rtp_port_max, peers=settings.sip_peers,
             realm=settings.sip_realm, nonce_ttl_s=settings.sip_nonce_ttl_s,
             max_calls=settings.sip_max_calls, rtp_timeout_s=settings.rtp_timeout_s,
+            non_peer_policy=settings.sip_non_peer_policy,
+            non_peer_burst=settings.sip_non_peer_burst,
+            non_peer_per_s=settings.sip_non_peer_per_s,
+            non_peer_total_per_s=settings.sip_non_peer_total_per_s,
         )
 
     @property
@@ -142,7 +150,10 @@ class SipEdge:
         self.port = self._transport.get_extra_info("sockname")[1]
         self.uas = SipUserAgentServer(
             UasOptions(self.options.public_host, self.port, self.options.timers,
-                       self.options.max_calls),
+                       self.options.max_calls, non_peer_policy=self.options.non_peer_policy,
+                       non_peer_burst=self.options.non_peer_burst,
+                       non_peer_per_s=self.options.non_peer_per_s,
+                       non_peer_total_per_s=self.options.non_peer_total_per_s),
             self.peers, self, self._send)
         self._watchdog = loop.create_task(self._watch_media())
         log.info("SIP listening on %s:%d/udp, RTP %d-%d", self.options.bind_host, self.port,

@@ -126,8 +126,10 @@ async def test_unknown_number_gets_404_and_no_call(migrated_database, redis_url,
         assert await node.call_rows() == []
 
 
-async def test_forbidden_peer_gets_403(migrated_database, redis_url, tmp_path):
-    async with sip_node(migrated_database, redis_url, COACHLINE_SIP_PEERS="192.0.2.1") as node:
+async def test_forbidden_peer_gets_403_when_the_policy_is_reject(
+        migrated_database, redis_url, tmp_path):
+    async with sip_node(migrated_database, redis_url, COACHLINE_SIP_PEERS="192.0.2.1",
+                        COACHLINE_SIP_NON_PEER_POLICY="reject") as node:
         result = await run_sipp(node.port, scenario(tmp_path, "rejected.xml", STATUS=403),
                                 service=REP_DIALLED, timeout_s=15)
         assert result.returncode == 0, result.stdout + result.errors
