@@ -62,7 +62,7 @@ async def create_database(server: LocalPostgres) -> str:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return f"postgresql://postgres@/{name}?host={server.socket_dir}&port={server.port}"
+    return server.dsn_for(name)
 
 
 async def drop_database(server: LocalPostgres, dsn: str) -> None:
