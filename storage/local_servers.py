@@ -195,7 +195,7 @@ class LocalPostgres:
                 # its own session: a Ctrl-C meant for Coachline must not stop the database first
                 start_new_session=True,
                 # SIGINT is PostgreSQL's fast shutdown: clients are disconnected, data is flushed
-                preexec_fn=die_with_parent(signal.SIGINT),
+                preexec_fn=die_with_parent(signal.SIGINT),  # noqa: PLW1509 - only prctl, from the main thread
                 **self._as_server_user(),
             )
         deadline = time.monotonic() + timeout_s
@@ -405,7 +405,7 @@ class LocalRedis:
             # its own session: a Ctrl-C meant for Coachline must not stop Redis first
             start_new_session=True,
             # SIGTERM makes Redis flush its append-only file before it exits
-            preexec_fn=die_with_parent(signal.SIGTERM),
+            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - only prctl, from the main thread
         )
         assert self._process.stdin is not None
         self._process.stdin.write(config.encode())

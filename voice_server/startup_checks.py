@@ -16,8 +16,9 @@ from voice_server.settings import Settings, SettingsError
 
 def check_startup(settings: Settings) -> None:
     """Raise SettingsError naming each variable whose value cannot be used."""
-    problems = [p for p in (_recording_key(settings), _speech_model(settings),
-                            _vonage_key(settings)) if p]
+    problems = [
+        p for p in (_recording_key(settings), _speech_model(settings), _vonage_key(settings)) if p
+    ]
     if problems:
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -26,7 +27,9 @@ def _recording_key(settings: Settings) -> str | None:
     if not settings.recording_enabled:
         return None
     secret = settings.recording_key.get_secret_value() if settings.recording_key else None
-    name = "COACHLINE_RECORDING_KEY_FILE" if settings.recording_key_file else "COACHLINE_RECORDING_KEY"
+    name = (
+        "COACHLINE_RECORDING_KEY_FILE" if settings.recording_key_file else "COACHLINE_RECORDING_KEY"
+    )
     recording_dir = settings.recording_dir or settings.data_dir / "recordings"
     try:
         load_keyring(secret, settings.recording_key_file, data_dir=recording_dir)

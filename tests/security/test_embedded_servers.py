@@ -60,7 +60,9 @@ def _wait_gone(data_dir: Path, timeout_s: float = 30.0) -> list[int]:
 async def _current_user(dsn: str) -> str:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchval("SELECT current_user || ' ' || current_setting('listen_addresses')")
+        return await conn.fetchval(
+            "SELECT current_user || ' ' || current_setting('listen_addresses')"
+        )
     finally:
         await conn.close()
 
@@ -175,8 +177,11 @@ time.sleep(600)
 
 def _start_in_child(data_dir: Path, how: str) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-c", _START_AND_WAIT, str(data_dir), how], cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _START_AND_WAIT, str(data_dir), how],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -224,15 +229,23 @@ def test_a_cluster_made_by_an_older_version_with_trust_is_locked_down(tmp_path):
     _make_traversable(server.data_dir)  # what the older version did for its server user
     server._chown(server.pgdata)
     os.chmod(server.pgdata, 0o700)
-    assert server._run("initdb", "-D", str(server.pgdata), "-U", "postgres", "--auth=trust",
-                       "--no-sync").returncode == 0
+    assert (
+        server._run(
+            "initdb", "-D", str(server.pgdata), "-U", "postgres", "--auth=trust", "--no-sync"
+        ).returncode
+        == 0
+    )
     server.socket_dir.mkdir(mode=0o777)
     os.chmod(server.socket_dir, 0o777)
     server._chown(server.socket_dir)
     opts = f"-k {server.socket_dir} -c listen_addresses=''"
     logfile = str(server.pgdata / "old.log")
-    assert server._run("pg_ctl", "-D", str(server.pgdata), "-l", logfile, "-w", "-o", opts,
-                       "start").returncode == 0
+    assert (
+        server._run(
+            "pg_ctl", "-D", str(server.pgdata), "-l", logfile, "-w", "-o", opts, "start"
+        ).returncode
+        == 0
+    )
     server.start()
     try:
         assert server.owned

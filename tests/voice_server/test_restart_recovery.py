@@ -59,13 +59,19 @@ async def test_kill_9_mid_call_then_restart_finishes_the_call_and_recording_at_o
         tenant = await create_tenant(setup.dsn)
     finally:
         setup.stop()
-    env = {k: v for k, v in node_env(tenant, "unused").items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "COACHLINE_EVENT_BUS")}
-    env.update(COACHLINE_STT_ENABLED="false", COACHLINE_RECORDING_CHUNK_S="0.5",
-               COACHLINE_RECORDING_STALL_S="1",
-               # the open row is renewed (with its durable length) every second
-               COACHLINE_RECORDING_STALE_S="3",
-               COACHLINE_RECORDING_REPS_REVIEW_OWN="true")
+    env = {
+        k: v
+        for k, v in node_env(tenant, "unused").items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "COACHLINE_EVENT_BUS")
+    }
+    env.update(
+        COACHLINE_STT_ENABLED="false",
+        COACHLINE_RECORDING_CHUNK_S="0.5",
+        COACHLINE_RECORDING_STALL_S="1",
+        # the open row is renewed (with its durable length) every second
+        COACHLINE_RECORDING_STALE_S="3",
+        COACHLINE_RECORDING_REPS_REVIEW_OWN="true",
+    )
     node = CoachlineNode("", data_dir, env)  # no COACHLINE_NODE_ID: the data directory's id
     db: asyncpg.Connection | None = None
     try:
@@ -79,17 +85,23 @@ async def test_kill_9_mid_call_then_restart_finishes_the_call_and_recording_at_o
                 stream_url, params, _ = stream_from_twiml(await resp.text())
             call_id = params["call_id"]
             tone = (np.sin(np.arange(8000 * 3) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
-            messages = TwilioStream(params, call_sid, inbound=tone, outbound=tone, stop=False).messages()
+            messages = TwilioStream(
+                params, call_sid, inbound=tone, outbound=tone, stop=False
+            ).messages()
             signature = RequestValidator(TWILIO_TOKEN).compute_signature(stream_url, {})
-            ws = await http.ws_connect(node.ws_url + "/media/twilio",
-                                       headers={"X-Twilio-Signature": signature})
+            ws = await http.ws_connect(
+                node.ws_url + "/media/twilio", headers={"X-Twilio-Signature": signature}
+            )
             for _, message in messages:
                 await ws.send_str(message)
 
             async def durable_bytes():
                 return await db.fetchval(
                     "SELECT byte_length FROM recordings WHERE call_id = $1::uuid"
-                    " AND status = 'recording' AND byte_length >= $2", call_id, 5 * CHUNK_BYTES)
+                    " AND status = 'recording' AND byte_length >= $2",
+                    call_id,
+                    5 * CHUNK_BYTES,
+                )
 
             # what the node has acknowledged as written: on disk and in its row
             acknowledged = await _poll(durable_bytes, 60, "the first chunks to be written", node)
@@ -118,18 +130,25 @@ async def test_kill_9_mid_call_then_restart_finishes_the_call_and_recording_at_o
                     "       r.status AS recording_status, r.byte_length, r.id AS recording_id"
                     " FROM calls c JOIN recordings r ON r.call_id = c.id"
                     " WHERE c.id = $1::uuid AND r.status <> 'recording'"
-                    "   AND c.status NOT IN ('queued', 'ringing', 'in-progress')", call_id)
+                    "   AND c.status NOT IN ('queued', 'ringing', 'in-progress')",
+                    call_id,
+                )
 
-            row = await _poll(finished, RECOVERY_DEADLINE_S, "the call and recording to be final",
-                              node)
+            row = await _poll(
+                finished, RECOVERY_DEADLINE_S, "the call and recording to be final", node
+            )
             final_at = time.monotonic()
             token = await sign_in(http, node)
-            async with http.get(f"{node.url}/api/v1/calls/{call_id}/recording",
-                                headers={"Authorization": f"Bearer {token}"}) as resp:
+            async with http.get(
+                f"{node.url}/api/v1/calls/{call_id}/recording",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
                 assert resp.status == 200, await resp.text()
                 played = await resp.read()
-        print(f"recovery: final {final_at - restarted_at:.2f} s after the restart began, "
-              f"{final_at - ready_at:.2f} s after /ready")
+        print(
+            f"recovery: final {final_at - restarted_at:.2f} s after the restart began, "
+            f"{final_at - ready_at:.2f} s after /ready"
+        )
 
         assert row["call_status"] == "failed" and row["ended_abnormally"] and row["ended_at"]
         assert row["recording_status"] == "incomplete"

@@ -23,12 +23,29 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _serve(tmp_path: Path, timeout_s: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("COACHLINE_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    clean.update({"COACHLINE_DATA_DIR": str(tmp_path / "data"), "COACHLINE_LOG_FORMAT": "text",
-                  "COACHLINE_STT_ENABLED": "false", "PYTHONPATH": str(REPO_ROOT)}, **env)
-    return subprocess.run([*COACHLINE, "--port", str(_free_port())], capture_output=True,
-                          text=True, env=clean, cwd=REPO_ROOT, timeout=timeout_s)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COACHLINE_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    clean.update(
+        {
+            "COACHLINE_DATA_DIR": str(tmp_path / "data"),
+            "COACHLINE_LOG_FORMAT": "text",
+            "COACHLINE_STT_ENABLED": "false",
+            "PYTHONPATH": str(REPO_ROOT),
+        },
+        **env,
+    )
+    return subprocess.run(
+        [*COACHLINE, "--port", str(_free_port())],
+        capture_output=True,
+        check=False,
+        text=True,
+        env=clean,
+        cwd=REPO_ROOT,
+        timeout=timeout_s,
+    )
 
 
 def _free_port() -> int:
@@ -37,16 +54,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize(("env", "variable"), [
-    ({"COACHLINE_RECORDING_KEY": "k1:not-base64!"}, "COACHLINE_RECORDING_KEY"),
-    ({"COACHLINE_RECORDING_KEY_FILE": "/nonexistent/keys"}, "COACHLINE_RECORDING_KEY_FILE"),
-    ({"COACHLINE_STT_ENABLED": "true", "COACHLINE_STT_MODEL": "/nonexistent/model"},
-     "COACHLINE_STT_MODEL"),
-    ({"COACHLINE_VONAGE_PRIVATE_KEY_PATH": "/nonexistent/private.key"},
-     "COACHLINE_VONAGE_PRIVATE_KEY_PATH"),
-])
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"COACHLINE_RECORDING_KEY": "k1:not-base64!"}, "COACHLINE_RECORDING_KEY"),
+        ({"COACHLINE_RECORDING_KEY_FILE": "/nonexistent/keys"}, "COACHLINE_RECORDING_KEY_FILE"),
+        (
+            {"COACHLINE_STT_ENABLED": "true", "COACHLINE_STT_MODEL": "/nonexistent/model"},
+            "COACHLINE_STT_MODEL",
+        ),
+        (
+            {"COACHLINE_VONAGE_PRIVATE_KEY_PATH": "/nonexistent/private.key"},
+            "COACHLINE_VONAGE_PRIVATE_KEY_PATH",
+        ),
+    ],
+)
 def test_a_bad_setting_exits_2_naming_it_before_starting_or_migrating_anything(
-        tmp_path, env, variable):
+    tmp_path, env, variable
+):
     result = _serve(tmp_path, timeout_s=120, **env)
     assert result.returncode == 2, result.stderr[-3000:]
     assert variable in result.stderr, result.stderr[-3000:]
@@ -60,8 +85,9 @@ def test_a_failure_after_the_local_servers_started_stops_them(tmp_path):
     """The SIP port is taken: start-up fails after PostgreSQL/Redis are up and migrated."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        result = _serve(tmp_path, COACHLINE_SIP_ENABLED="true",
-                        COACHLINE_SIP_PORT=str(taken.getsockname()[1]))
+        result = _serve(
+            tmp_path, COACHLINE_SIP_ENABLED="true", COACHLINE_SIP_PORT=str(taken.getsockname()[1])
+        )
     assert result.returncode != 0
     assert "started local PostgreSQL" in result.stderr, result.stderr[-3000:]
     assert "stopped local PostgreSQL" in result.stderr, result.stderr[-3000:]
