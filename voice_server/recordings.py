@@ -31,6 +31,7 @@ from storage.keys import load_keyring
 from storage.leases import run_singleton
 from storage.recording_store import LocalRecordingStore
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
+from voice_server.node_identity import claim_node_identity
 from voice_server.recorder import RecorderOptions, RecordingService
 from voice_server.settings import Settings
 
@@ -70,6 +71,7 @@ async def _recording_lifecycle(app: web.Application):
         yield
         return
     runtime = app[RUNTIME]
+    identity = claim_node_identity(settings.node_id, settings.data_dir)
     service = RecordingService(
         store,
         lambda: runtime.pool,
@@ -78,7 +80,7 @@ async def _recording_lifecycle(app: web.Application):
             chunk_s=settings.recording_chunk_s,
             max_lag_ms=settings.recording_max_lag_ms,
             stall_s=settings.recording_stall_s,
-            node_id=settings.node_id,
+            node_id=identity.node_id,
         ),
     )
     app[RECORDINGS] = service
@@ -88,8 +90,12 @@ async def _recording_lifecycle(app: web.Application):
     stop = asyncio.Event()
     stale_s = settings.recording_stale_s
     try:
-        # What the previous process of this node (same COACHLINE_NODE_ID) left open.
-        await service.recover_abandoned(stale_s, own_node=True)
+        # What the previous process of this node (same node id) left open: finished now, its
+        # call marked ended abnormally, instead of after ``stale_s``.
+        recovered = await service.recover_abandoned(stale_s, own_node=identity.owns_previous_rows)
+        if recovered:
+            log.warning("node %s: finished %d recording(s) its previous process left open",
+                        identity.node_id, len(recovered))
     except Exception:
         log.exception("could not recover this node's unfinished recordings at start-up")
     jobs = [
@@ -121,7 +127,8 @@ async def _recording_lifecycle(app: web.Application):
             name="recording-retention",
         ),
     ]
-    log.info("call recording on: store %s, key id %s", store.root, store.keyring.current_id)
+    log.info("call recording on: store %s, key id %s, node %s", store.root,
+             store.keyring.current_id, identity.node_id)
     try:
         yield
     finally:
@@ -132,6 +139,7 @@ async def _recording_lifecycle(app: web.Application):
         for job in jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+        identity.release()
 
 
 class _RecordingMetrics:

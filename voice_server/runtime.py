@@ -40,13 +40,16 @@ class Runtime:
         settings = self.settings
         self.database_url = settings.database_url
         self.redis_url = settings.redis_url
+        # Started on this thread, not in a worker: the servers are armed to stop when the
+        # thread that spawned them dies (storage/local_processes.die_with_parent), and only
+        # the main thread lives as long as the process. Nothing else runs yet at start-up.
         if self.database_url is None:
             self._local_postgres = LocalPostgres(settings.data_dir / "postgres")
-            await asyncio.to_thread(self._local_postgres.start)
+            self._local_postgres.start()
             self.database_url = self._local_postgres.dsn
         if self.redis_url is None:
             self._local_redis = LocalRedis(settings.data_dir / "redis")
-            await asyncio.to_thread(self._local_redis.start)
+            self._local_redis.start()
             self.redis_url = self._local_redis.url
 
     async def start(self, *, migrate: bool = True) -> "Runtime":

@@ -28,8 +28,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
 
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
-    await runner.setup()  # opens the runtime: local servers, pool, migrations
     try:
+        # Opens the runtime (local servers, pool, migrations), then the rest of the app; if
+        # any part fails, cleanup still closes what had opened (no server is left running).
+        await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         log.info("Coachline listening on http://%s:%d", settings.host, settings.port)

@@ -9,7 +9,6 @@ names the variable, the problem and the value.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -49,7 +48,9 @@ class Settings(BaseSettings):
     # live transcription and coaching (speech model from a PyPI package, see docs/speech.md "Speech engine")
     stt_enabled: bool = True
     stt_model: str = "tiny.en"
-    node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # Unset: generated once and kept in <data_dir>/node-id (voice_server/node_identity.py), so a
+    # restarted node recognises the rows its previous process left open.
+    node_id: str | None = None
     # speech engine (speech): the shared Whisper model and its decode pool (media.stt)
     # stt_model (above): tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
     stt_device: Literal["cpu", "cuda", "auto"] = "cpu"

@@ -60,7 +60,7 @@ def test_postgres_refuses_a_directory_that_is_not_a_cluster(tmp_path):
 def test_redis_keeps_data_across_a_restart_and_stops_cleanly(tmp_path):
     server = LocalRedis(tmp_path / "redis").start()
     try:
-        client = redis.Redis(unix_socket_path=str(server.socket_path))
+        client = redis.Redis.from_url(server.url)
         client.set("kept", "still here")
         client.close()
     finally:
@@ -69,7 +69,7 @@ def test_redis_keeps_data_across_a_restart_and_stops_cleanly(tmp_path):
 
     again = LocalRedis(tmp_path / "redis").start()
     try:
-        client = redis.Redis(unix_socket_path=str(again.socket_path))
+        client = redis.Redis.from_url(again.url)
         assert client.get("kept") == b"still here"
         client.close()
     finally:

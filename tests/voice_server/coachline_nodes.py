@@ -62,7 +62,7 @@ async def create_database(server: LocalPostgres) -> str:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return f"postgresql://postgres@/{name}?host={server.socket_dir}&port={server.port}"
+    return server.dsn_for(name)
 
 
 async def drop_database(server: LocalPostgres, dsn: str) -> None:
@@ -113,7 +113,9 @@ class CoachlineNode:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env,
-               "COACHLINE_NODE_ID": self.node_id, "COACHLINE_DATA_DIR": str(self.data_dir),
+               # no node id: the node keeps its own in its data directory
+               **({"COACHLINE_NODE_ID": self.node_id} if self.node_id else {}),
+               "COACHLINE_DATA_DIR": str(self.data_dir),
                "COACHLINE_PORT": str(self.port), "COACHLINE_HOST": "127.0.0.1",
                # Twilio signs over the URL it calls: here the node's own address.
                "COACHLINE_PUBLIC_URL": self.url}
