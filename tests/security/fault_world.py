@@ -272,15 +272,14 @@ async def start_world(root: Path, **extra_env: str) -> FaultWorld:
         await asyncio.to_thread(postgres.start)
         await asyncio.to_thread(redis.start)
         tenant = await create_tenant(postgres.dsn)
-        env = node_env(
-            tenant, redis.url,
-            COACHLINE_STT_ENABLED="false", COACHLINE_DB_POOL_MAX="10",
-            COACHLINE_DB_CONNECT_TIMEOUT_S=str(DB_TIMEOUT_S),
-            COACHLINE_DB_COMMAND_TIMEOUT_S=str(DB_TIMEOUT_S),
+        env = node_env(tenant, redis.url, **{
+            "COACHLINE_STT_ENABLED": "false", "COACHLINE_DB_POOL_MAX": "10",
+            "COACHLINE_DB_CONNECT_TIMEOUT_S": str(DB_TIMEOUT_S),
+            "COACHLINE_DB_COMMAND_TIMEOUT_S": str(DB_TIMEOUT_S),
             # the tests' own traffic is far above a starter plan's per-minute budget
-            COACHLINE_RATE_LIMIT_ENABLED="false",
-            COACHLINE_RECORDING_STALE_S="10",
-            **extra_env)
+            "COACHLINE_RATE_LIMIT_ENABLED": "false",
+            "COACHLINE_RECORDING_STALE_S": "10",
+            **extra_env})
         node = FaultNode("fault-node", root / "node", env)
         node.start()
         await node.wait_ready(120)
