@@ -27,6 +27,7 @@ import numpy as np
 
 from crm_core.auth.passwords import hash_password
 from storage.local_servers import LocalPostgres, LocalRedis
+from tests.polling import eventually
 from tests.voice_server.coachline_nodes import (
     OUR_NUMBER,
     REP_PASSWORD,
@@ -169,12 +170,12 @@ class FaultNode(CoachlineNode):
                "COACHLINE_NODE_ID": self.node_id, "COACHLINE_DATA_DIR": str(self.data_dir),
                "COACHLINE_PORT": str(self.port), "COACHLINE_HOST": "127.0.0.1",
                "COACHLINE_PUBLIC_URL": self.url}
-        log = open(self.data_dir / "node.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "voice_server.cli", "serve"], cwd=REPO_ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_ignore_sigxfsz)
-        log.close()
+        with open(self.data_dir / "node.log", "ab") as log:
+            # preexec_fn makes one signal() call before exec: safe despite the test's threads.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "voice_server.cli", "serve"], cwd=REPO_ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_ignore_sigxfsz)  # noqa: PLW1509
 
     def log_text(self) -> str:
         try:
@@ -321,12 +322,4 @@ async def api_get(http: aiohttp.ClientSession, world: FaultWorld, path: str) -> 
 
 async def poll(condition, timeout_s: float, interval_s: float = 0.1, what: str = "condition"):
     """Await ``condition()`` until it returns something truthy; returns it (or fails)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        await asyncio.sleep(interval_s)
+    return await eventually(condition, timeout_s, interval_s=interval_s, what=what)

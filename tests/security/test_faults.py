@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import aiohttp
 import pytest
@@ -57,7 +58,7 @@ class Traffic:
         self._tasks: list[asyncio.Task] = []
         self._http: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Traffic:
+    async def __aenter__(self) -> Self:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
         return self

@@ -30,7 +30,7 @@ async def _metric(http: aiohttp.ClientSession, world: FaultWorld, name: str) -> 
     async with http.get(world.node.url + "/metrics") as resp:
         text = await resp.text()
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in /metrics")
 
