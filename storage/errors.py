@@ -33,6 +33,9 @@ _POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.IdleSessionTimeoutError,
     asyncpg.exceptions.PostgresSystemError,  # class 58: I/O error in the server
     asyncpg.QueryCanceledError,  # statement_timeout, or a cancel sent by the command timeout
+    # The protocol state of a connection whose server vanished mid-statement ("cannot switch
+    # to state ...; another operation is in progress"): that connection is done, retry.
+    asyncpg.exceptions.InternalClientError,
 )
 _REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # refused, reset, loading (BusyLoadingError)
