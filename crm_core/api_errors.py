@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from storage.errors import is_unavailable
+
 
 class ApiError(Exception):
     status = 400
@@ -80,8 +82,30 @@ class ServerError(ApiError):
     status, code = 500, "internal_error"
 
 
+# Seconds a client should wait before trying again after a 503 for an unavailable dependency:
+# a PostgreSQL or Redis restart is usually over in a few seconds.
+RETRY_AFTER_S = 2
+
+
 class ServiceUnavailable(ApiError):
     status, code = 503, "service_unavailable"
+
+    def __init__(self, message: str = "a service this request needs is unavailable; try again",
+                 details: Any = None, *, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, details, code=code,
+                         headers={"Retry-After": str(RETRY_AFTER_S), **(headers or {})})
+
+
+def unavailable_error(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for ``exc`` when it means PostgreSQL, Redis or the disk cannot serve now
+    (``storage.errors.is_unavailable``); None for anything else (a bug stays a 500).
+
+    The reply names no server and carries no error text: that is for the log.
+    """
+    if not is_unavailable(exc):
+        return None
+    return ServiceUnavailable()
 
 
 def validation_details(exc: Any) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ from typing import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from storage.errors import is_unavailable
+
 log = logging.getLogger(__name__)
 
 _RENEW = """
@@ -80,8 +82,12 @@ async def run_singleton(
             except RedisError as exc:
                 lease.held = False
                 log.warning("lease %s unavailable: %s", name, exc)
-            except Exception:
-                log.exception("singleton job %s failed", name)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("singleton job %s failed", name)
+                else:  # retried next period; a traceback each time would bury the cause
+                    log.warning("singleton job %s skipped, a dependency is unavailable: %s: %s",
+                                name, type(exc).__name__, exc)
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except asyncio.TimeoutError:

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crm_core.api.routes import add_api_routes
 from crm_core.api_context import ApiOptions
-from crm_core.api_errors import ApiError
+from crm_core.api_errors import ApiError, unavailable_error
 from crm_core.auth import authenticate
 from crm_core.auth.accounts import active_user_profile
 from crm_core.calls.events import CallEventWriter
@@ -75,13 +75,22 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
     except asyncio.CancelledError:
         status = 499  # the client went away
         raise
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        response = web.json_response(
-            {"error": {"code": "internal_error", "message": "internal server error",
-                       "request_id": request_id}},
-            status=500,
-        )
+    except Exception as exc:
+        unavailable = unavailable_error(exc)
+        if unavailable is not None:
+            # PostgreSQL, Redis or the disk cannot serve now: the caller may retry (carriers
+            # do), and a traceback per request would bury the one line that says why.
+            log.warning("%s %s: 503, a dependency is unavailable: %s: %s",
+                        request.method, request.path, type(exc).__name__, exc)
+            status = 503
+            response = unavailable.response()
+        else:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            response = web.json_response(
+                {"error": {"code": "internal_error", "message": "internal server error",
+                           "request_id": request_id}},
+                status=500,
+            )
     finally:
         metrics.http_requests.labels(request.method, route, str(status)).inc()
         metrics.http_latency.labels(route).observe(time.perf_counter() - started)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+def _running_tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the loop (never by /metrics)
+        return 0
 
 
 class NodeMetrics:
@@ -36,6 +45,13 @@ class NodeMetrics:
             "Calls currently being handled by this node.",
             registry=self.registry,
         )
+        # Read when scraped: a count that only grows under steady load is a task leak.
+        self.asyncio_tasks = Gauge(
+            "coachline_asyncio_tasks",
+            "asyncio tasks alive in the node's event loop.",
+            registry=self.registry,
+        )
+        self.asyncio_tasks.set_function(_running_tasks)
         self.draining = Gauge(
             "coachline_draining",
             "1 while this node is shutting down and refuses new calls.",

@@ -186,7 +186,8 @@ class CallRecorder:
                 log.error("call already has a recording; this session is not recorded")
                 self.failed = True
                 return
-            except (asyncpg.PostgresError, OSError, RecordingError, ValueError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, RecordingError,
+                    ValueError) as exc:
                 # No recording for this call; the call itself goes on untouched.
                 log.error("cannot start recording: %s", exc)
                 self.failed = True
@@ -241,7 +242,7 @@ class CallRecorder:
                     byte_length=length,
                     duration_ms=length * 1000 // self._audio.bytes_per_second,
                 )
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             # The row stays 'recording'; recovery finishes it once its heartbeat is stale.
             log.error("could not mark recording %s %s: %s", self.recording_id, status, exc)
 

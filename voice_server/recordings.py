@@ -27,6 +27,7 @@ from crm_core.api.recordings import (
     RecordingAccess,
     add_recording_routes,
 )
+from storage.errors import is_unavailable
 from storage.keys import load_keyring
 from storage.leases import run_singleton
 from storage.recording_store import LocalRecordingStore
@@ -196,7 +197,11 @@ async def _every(period_s: float, job: Callable[[], Awaitable[None]], stop: asyn
     while not stop.is_set():
         try:
             await job()
-        except Exception:
-            log.exception("recording job failed")
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("recording job failed")
+            else:  # retried next period; a traceback each time would bury the cause
+                log.warning("recording job skipped, a dependency is unavailable: %s: %s",
+                            type(exc).__name__, exc)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), period_s)

@@ -58,7 +58,9 @@ class Runtime:
             assert self.database_url is not None and self.redis_url is not None
             self.pool = await create_pool(
                 self.database_url,
-                PoolOptions(min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max),
+                PoolOptions(min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max,
+                            command_timeout_s=self.settings.db_command_timeout_s,
+                            connect_timeout_s=self.settings.db_connect_timeout_s),
             )
             if migrate:
                 async with self.pool.acquire() as conn:

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     event_bus: Literal["auto", "memory", "redis"] = "auto"
     db_pool_min: int = Field(1, ge=0, le=100)
     db_pool_max: int = Field(10, ge=1, le=500)
+    # How long one connection attempt / one statement may wait on PostgreSQL before the
+    # request that needs it answers 503 (a stalled or lost database).
+    db_connect_timeout_s: float = Field(5.0, gt=0, le=300)
+    db_command_timeout_s: float = Field(30.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # How long a stopping node keeps serving live calls before it exits.

@@ -28,7 +28,7 @@ from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api.rate_limits import ApiRateLimits, org_rate_limit_hook, redis_limiter
 from crm_core.api.sign_in_limits import sign_in_limit_middleware
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions, no_request_id
-from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound
+from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound, unavailable_error
 from crm_core.calls.dialing import Dialer
 from crm_core.changes import flush_published_marks
 from storage.events import EventBus
@@ -62,6 +62,10 @@ async def _error_shape(request: web.Request, handler: Callable[[web.Request], Aw
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return web.json_response({"error": {"code": code, "message": exc.reason, "details": None}},
                                  status=exc.status, headers=headers)
+    except Exception as exc:
+        if (refusal := _unavailable(request, exc)) is None:
+            raise
+        return refusal.response()
 
 
 def _catching(endpoint: Endpoint):
@@ -72,8 +76,21 @@ def _catching(endpoint: Endpoint):
             return await inner(request)
         except ApiError as exc:
             return exc.response()
+        except Exception as exc:
+            if (refusal := _unavailable(request, exc)) is None:
+                raise
+            return refusal.response()
 
     return handle
+
+
+def _unavailable(request: web.Request, exc: Exception) -> ApiError | None:
+    """A stalled or lost PostgreSQL/Redis is a 503 the client may retry, not a 500 (bugs)."""
+    refusal = unavailable_error(exc)
+    if refusal is not None:
+        log.warning("%s %s: 503, a dependency is unavailable: %s: %s",
+                    request.method, request.path, type(exc).__name__, exc)
+    return refusal
 
 
 def document_routes(app: web.Application, operations: tuple[ForeignOperation, ...]) -> None:

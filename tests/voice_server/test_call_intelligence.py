@@ -22,6 +22,7 @@ from media.frames import AudioFrame, Party
 from media.g711 import ulaw_decode, ulaw_encode
 from storage.database import connect
 from tests.media.speech_corpus import load_clip, requires_corpus
+from tests.polling import eventually
 from voice_server.app import create_app
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME
 from voice_server.call_session import CallInfo
@@ -89,7 +90,8 @@ async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(
         if n % 10 == 0:
             await asyncio.sleep(0.02)  # faster than real time, but let the decoder keep up
     await app[CALL_SESSIONS].close(call_id, reason="hangup")
-    await asyncio.sleep(1.0)
+    wanted = {"call.ended", "transcript.final", "coaching.prompt", "insight.metrics", "insight.summary"}
+    await eventually(lambda: wanted <= {e.type for e in events}, 30, what=f"events {sorted(wanted)}")
     for sub in subs:
         await sub.close()
     for task in watchers:
@@ -171,7 +173,8 @@ async def test_invalid_org_rule_set_falls_back_to_the_default_and_the_call_is_st
         if n % 10 == 0:
             await asyncio.sleep(0.02)
     await app[CALL_SESSIONS].close(call_id)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: "conference" in " ".join(p["text"] for p in got).lower(), 30,
+                     what="the transcript of the call")
     await sub.close()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -204,7 +207,8 @@ async def test_a_mixed_channel_call_is_transcribed_with_speakers_told_apart(serv
         if n % 10 == 0:
             await asyncio.sleep(0.2)  # real time: the labels come from a diarizer that runs live
     await app[CALL_SESSIONS].close(call_id)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: {"speaker_1", "speaker_2"} <= {f["speaker"] for f in finals}, 30,
+                     what="finals labelled with both speakers")
     await sub.close()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from storage.errors import is_unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -107,6 +109,15 @@ async def _guarded(stream: MediaStream, handling) -> None:
     # A message we did not foresee must cost that message, never the call or the server.
     try:
         await handling
-    except Exception:
-        log.exception("%s media message handling failed", stream.carrier)
-        stream.reject("internal_error")
+    except Exception as exc:
+        if not is_unavailable(exc):
+            log.exception("%s media message handling failed", stream.carrier)
+            stream.reject("internal_error")
+            return
+        # The database (or Redis, or the disk) cannot serve the stream now: the WebSocket's
+        # "try again later", as the HTTP routes answer 503.
+        log.warning("%s media stream refused, a dependency is unavailable: %s: %s",
+                    stream.carrier, type(exc).__name__, exc)
+        stream.reject("unavailable")
+        stream.done = True
+        stream.close_code = WSCloseCode.TRY_AGAIN_LATER

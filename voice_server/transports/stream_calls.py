@@ -12,6 +12,7 @@ import asyncpg
 
 from crm_core.calls.records import update_call_status
 from crm_core.calls.stream_admissions import admit_stream
+from storage.errors import is_unavailable
 from voice_server.call_session import CallInfo, CallSession, CallSessions
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ async def _open(
             if row is not None:
                 # Media flowing means the call was answered, whatever callbacks still say.
                 await update_call_status(conn, row["id"], "in-progress")
-    except (TimeoutError, asyncpg.PostgresError, OSError):
+    except asyncpg.PostgresError as exc:
+        if is_unavailable(exc):
+            raise  # the database is down, not the call unknown: the socket says "try again"
         log.exception("could not look up call %s for a %s stream", call_id, carrier)
         return None
     if row is None or sessions.get(str(row["id"])) is not None:

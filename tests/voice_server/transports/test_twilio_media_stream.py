@@ -10,6 +10,7 @@ import pytest
 from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.track_clock import ChunkOrder
+from tests.polling import eventually
 from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
 from voice_server.simulator.carrier.wav import read_wav, sound
 from voice_server.transports.twilio import track_party
@@ -190,7 +191,8 @@ async def test_a_dropped_connection_ends_the_call_abnormally_keeping_what_arrive
     messages = stream.messages()[:2 + 20]  # connected, start, 20 chunks; then the line goes dead
     async with ca.media_socket("twilio") as ws:
         await send_stream(ws, messages, realtime=False, close=False)
-        await asyncio.sleep(0.1)
+        await eventually(lambda: len(ca.observer.pcm(call_id, Party.CUSTOMER)) >= 3200, 10,
+                         what="the 20 chunks to reach the call")
         ws._response.connection.transport.abort()  # no stop, no close frame
     assert await ca.observer.ended(call_id) is True
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer[:3200]))

@@ -1,12 +1,12 @@
 """Vonage's websocket end to end: one mixed L16 channel from real WAVs into a session."""
 
-import asyncio
 import json
 
 import numpy as np
 
 from media.frames import Party
 from media.resample import resample
+from tests.polling import eventually
 from voice_server.simulator.carrier.media_players import VonageStream, send_stream
 from voice_server.simulator.carrier.wav import read_wav, sound
 
@@ -99,7 +99,8 @@ async def test_a_dropped_websocket_ends_the_call_abnormally_keeping_its_audio(ca
     messages = VonageStream(ca.stream_params(call_id, vonage_uuid=UUID), pcm).messages()
     async with ca.media_socket("vonage") as ws:
         await send_stream(ws, messages, realtime=False, close=False)
-        await asyncio.sleep(0.1)
+        await eventually(lambda: len(ca.observer.pcm(call_id, Party.MIXED)) >= len(pcm), 10,
+                         what="the whole stream to reach the call")
         ws._response.connection.transport.abort()
     assert await ca.observer.ended(call_id) is True
     assert np.array_equal(ca.observer.pcm(call_id, Party.MIXED), pcm)
