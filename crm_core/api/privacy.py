@@ -12,13 +12,13 @@ import uuid
 from aiohttp import web
 
 from crm_core.api.openapi import ForeignOperation
-from crm_core.api.records import load_visible
 from crm_core.api.recordings import (
     RECORDING_ACCESS,
     AuthRefused,
     RecordingAccess,
     principal_of,
 )
+from crm_core.api.records import load_visible
 from crm_core.api.routes import document_routes
 from crm_core.api.schemas.privacy import LeadErasure, LeadExport
 from crm_core.api_context import api_context
