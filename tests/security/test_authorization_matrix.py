@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -42,23 +41,43 @@ from voice_server.call_session import CallInfo
 from voice_server.runtime import Runtime
 from voice_server.settings import load_settings
 
-CALLERS = ("anonymous", "other_org_admin", "rep_not_owner", "manager_other_team", "narrow_token_admin")
+CALLERS = (
+    "anonymous",
+    "other_org_admin",
+    "rep_not_owner",
+    "manager_other_team",
+    "narrow_token_admin",
+)
 
 # Expected answers. An int is the status; the markers below say more.
 OWN_ORG_LIST = "own-org list"  # 200, and not one row of the victims' organization
 NOT_THEIRS_LIST = "list without the victim's records"  # 200, none of the victim rep's records
-OWN_ORG_WRITE = "acts on its own organization"  # allowed, in its own org: the victims' rows unchanged
+OWN_ORG_WRITE = (
+    "acts on its own organization"  # allowed, in its own org: the victims' rows unchanged
+)
 ALLOWED = "allowed"  # 2xx: within the caller's rights (e.g. the org's user directory)
 WS_OWN_CALLS = "feed of own calls only"  # the socket opens, and lists none of the victim's calls
 
 # (anonymous, other org's admin, rep not owner, manager of another team, admin with a leads:read token)
 RECORD = (401, 404, 404, 404, 403)  # another rep's record, out of reach: 404; the narrow token: 403
 RECORD_NARROW_OK = (401, 404, 404, 404, ALLOWED)  # the same, in the narrow token's scope
-ADMIN_RECORD = (401, 404, 403, 403, 403)  # admin-managed record: a missing permission is 403 before lookup
+ADMIN_RECORD = (
+    401,
+    404,
+    403,
+    403,
+    403,
+)  # admin-managed record: a missing permission is 403 before lookup
 ADMIN_LIST = (401, OWN_ORG_LIST, 403, 403, 403)
 ADMIN_CREATE = (401, OWN_ORG_WRITE, 403, 403, 403)
 OWNED_LIST = (401, OWN_ORG_LIST, NOT_THEIRS_LIST, NOT_THEIRS_LIST, 403)
-DIRECTORY_LIST = (401, OWN_ORG_LIST, ALLOWED, ALLOWED, 403)  # users and teams: the whole org sees them
+DIRECTORY_LIST = (
+    401,
+    OWN_ORG_LIST,
+    ALLOWED,
+    ALLOWED,
+    403,
+)  # users and teams: the whole org sees them
 DIRECTORY_RECORD = (401, 404, ALLOWED, ALLOWED, 403)
 LIVE_CALL = (401, 404, 404, 404, 403)
 
@@ -178,7 +197,9 @@ async def _database(local_postgres) -> str:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = f"postgresql://postgres@/{name}?host={local_postgres.socket_dir}&port={local_postgres.port}"
+    dsn = (
+        f"postgresql://postgres@/{name}?host={local_postgres.socket_dir}&port={local_postgres.port}"
+    )
     conn = await asyncpg.connect(dsn)
     try:
         await apply_migrations(conn)
@@ -191,10 +212,19 @@ async def _seed(world: ApiWorld, app) -> Matrix:
     org_a = await world.make_org("matrix-a")
     org_b = await world.make_org("matrix-b")
     async with world.pool.acquire() as conn:
-        west = str(await conn.fetchval("INSERT INTO teams (org_id, name) VALUES ($1, 'West') RETURNING id",
-                                       org_a.id))
-        narrow = await create_api_token(conn, org_id=org_a.id, user_id=org_a.admin.user_id, name="narrow",
-                                        scopes=["leads:read"], expires_at=None)
+        west = str(
+            await conn.fetchval(
+                "INSERT INTO teams (org_id, name) VALUES ($1, 'West') RETURNING id", org_a.id
+            )
+        )
+        narrow = await create_api_token(
+            conn,
+            org_id=org_a.id,
+            user_id=org_a.admin.user_id,
+            name="narrow",
+            scopes=["leads:read"],
+            expires_at=None,
+        )
     manager_west = await world.make_person(org_a.id, "manager", west, "west-manager@matrix-a.test")
     narrow_admin = Person(org_a.admin.user_id, org_a.id, "admin", org_a.admin.email, narrow.token)
     victim = org_a.rep
@@ -202,21 +232,51 @@ async def _seed(world: ApiWorld, app) -> Matrix:
     # the victim rep's records, made through the API as the victim
     lead = await world.create_lead(victim, phone="+15550100", email="ada@example.com")
     deal = await world.create_deal(victim, lead_id=lead["id"])
-    resp, note = await world.request("POST", "/api/v1/activities", as_=victim,
-                                      json={"lead_id": lead["id"], "text": "called, left a message"})
+    resp, note = await world.request(
+        "POST",
+        "/api/v1/activities",
+        as_=victim,
+        json={"lead_id": lead["id"], "text": "called, left a message"},
+    )
     assert resp.status == 201, note
     async with world.pool.acquire() as conn:
-        call = await create_call(conn, NewCall(org_a.id, "simulator", "outbound", external_id=uuid.uuid4().hex,
-                                               to_number="+15550100", rep_id=victim.user_id, lead_id=lead["id"],
-                                               status="in-progress"))
+        call = await create_call(
+            conn,
+            NewCall(
+                org_a.id,
+                "simulator",
+                "outbound",
+                external_id=uuid.uuid4().hex,
+                to_number="+15550100",
+                rep_id=victim.user_id,
+                lead_id=lead["id"],
+                status="in-progress",
+            ),
+        )
         call_id = str(call["id"])
-        await add_final_segments(conn, org_a.id, call_id, [
-            SegmentRow("s1", "customer", 0, 900, "my email is [EMAIL]", [], text_raw="my email is ada@example.com")])
+        await add_final_segments(
+            conn,
+            org_a.id,
+            call_id,
+            [
+                SegmentRow(
+                    "s1",
+                    "customer",
+                    0,
+                    900,
+                    "my email is [EMAIL]",
+                    [],
+                    text_raw="my email is ada@example.com",
+                )
+            ],
+        )
         await conn.execute(
             "INSERT INTO call_prompts (org_id, call_id, prompt_key, rule_id, kind, severity, title, body, at_ms,"
             " party, segment_key, evidence, link) VALUES ($1, $2, 'p1', 'pricing', 'objection', 'info', 'Pricing',"
             " 'Ask about budget', 500, 'customer', 's1', '[\"too expensive\"]'::jsonb, NULL)",
-            uuid.UUID(org_a.id), uuid.UUID(call_id))
+            uuid.UUID(org_a.id),
+            uuid.UUID(call_id),
+        )
     sessions = app[CALL_SESSIONS]
     session = await sessions.open(CallInfo(call_id, org_a.id, "simulator", "outbound"))
     for frame in tone_frames(Party.CUSTOMER, 0.5):
@@ -224,41 +284,98 @@ async def _seed(world: ApiWorld, app) -> Matrix:
     await sessions.close(call_id)
     async with world.pool.acquire() as conn:
         # closing the session ended the call; the live feed's may_watch reads the owner from the row
-        recording_id = str(await conn.fetchval("SELECT id FROM recordings WHERE call_id = $1", uuid.UUID(call_id)))
+        recording_id = str(
+            await conn.fetchval("SELECT id FROM recordings WHERE call_id = $1", uuid.UUID(call_id))
+        )
     # admin-managed records of org A, and an import job of org A's manager
-    resp, token = await world.request("POST", "/api/v1/api-tokens", as_=org_a.admin,
-                                      json={"name": "victim token", "scopes": ["read"]})
+    resp, token = await world.request(
+        "POST",
+        "/api/v1/api-tokens",
+        as_=org_a.admin,
+        json={"name": "victim token", "scopes": ["read"]},
+    )
     assert resp.status == 201, token
-    resp, hook = await world.request("POST", "/api/v1/webhooks", as_=org_a.admin,
-                                     json={"url": "http://127.0.0.1:9/hook", "event_types": ["crm.lead.*"]})
+    resp, hook = await world.request(
+        "POST",
+        "/api/v1/webhooks",
+        as_=org_a.admin,
+        json={"url": "http://127.0.0.1:9/hook", "event_types": ["crm.lead.*"]},
+    )
     assert resp.status == 201, hook
-    resp, job = await world.request("POST", "/api/v1/leads/import", as_=org_a.manager, data=b"first_name\nZed\n",
-                                    headers={"Content-Type": "text/csv"})
+    resp, job = await world.request(
+        "POST",
+        "/api/v1/leads/import",
+        as_=org_a.manager,
+        data=b"first_name\nZed\n",
+        headers={"Content-Type": "text/csv"},
+    )
     assert resp.status in (201, 202), job
-    ids = {"leads": lead["id"], "deals": deal["id"], "calls": call_id, "imports": job["id"],
-           "users": victim.user_id, "teams": org_a.team_id, "api-tokens": token["id"], "webhooks": hook["id"]}
-    victim_records = {"leads": lead["id"], "deals": deal["id"], "calls": call_id, "activities": note["id"],
-                      "recordings": recording_id, "users": victim.user_id, "teams": org_a.team_id,
-                      "api_tokens": token["id"], "webhook_endpoints": hook["id"], "lead_imports": job["id"],
-                      "organizations": org_a.id}
+    ids = {
+        "leads": lead["id"],
+        "deals": deal["id"],
+        "calls": call_id,
+        "imports": job["id"],
+        "users": victim.user_id,
+        "teams": org_a.team_id,
+        "api-tokens": token["id"],
+        "webhooks": hook["id"],
+    }
+    victim_records = {
+        "leads": lead["id"],
+        "deals": deal["id"],
+        "calls": call_id,
+        "activities": note["id"],
+        "recordings": recording_id,
+        "users": victim.user_id,
+        "teams": org_a.team_id,
+        "api_tokens": token["id"],
+        "webhook_endpoints": hook["id"],
+        "lead_imports": job["id"],
+        "organizations": org_a.id,
+    }
     async with world.pool.acquire() as conn:
-        tables = [r["table_name"] for r in await conn.fetch(
-            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
-            " AND column_name = 'org_id' ORDER BY table_name")]
-    callers = {"anonymous": None, "other_org_admin": org_b.admin, "rep_not_owner": org_a.other_rep,
-               "manager_other_team": manager_west, "narrow_token_admin": narrow_admin}
-    return Matrix(world, app, org_a, org_b, callers, org_a.admin, victim, ids, victim_records,
-                  [t for t in tables if t not in _NOT_COMPARED])
+        tables = [
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
+                " AND column_name = 'org_id' ORDER BY table_name"
+            )
+        ]
+    callers = {
+        "anonymous": None,
+        "other_org_admin": org_b.admin,
+        "rep_not_owner": org_a.other_rep,
+        "manager_other_team": manager_west,
+        "narrow_token_admin": narrow_admin,
+    }
+    return Matrix(
+        world,
+        app,
+        org_a,
+        org_b,
+        callers,
+        org_a.admin,
+        victim,
+        ids,
+        victim_records,
+        [t for t in tables if t not in _NOT_COMPARED],
+    )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def matrix(local_postgres, local_redis, tmp_path_factory):
     """One seeded world for the whole module: two organizations, the victims' records, the callers."""
     name, dsn = await _database(local_postgres)
-    env = recording_env(dsn, local_redis.url, tmp_path_factory.mktemp("matrix"),
-                        COACHLINE_RATE_LIMIT_ENABLED="false", COACHLINE_WEBHOOKS_ENABLED="false",
-                        COACHLINE_WEBHOOKS_ALLOW_PRIVATE_URLS="true", COACHLINE_LEAD_RESCORING_EVERY_S="86400",
-                        COACHLINE_DB_POOL_MAX="10")
+    env = recording_env(
+        dsn,
+        local_redis.url,
+        tmp_path_factory.mktemp("matrix"),
+        COACHLINE_RATE_LIMIT_ENABLED="false",
+        COACHLINE_WEBHOOKS_ENABLED="false",
+        COACHLINE_WEBHOOKS_ALLOW_PRIVATE_URLS="true",
+        COACHLINE_LEAD_RESCORING_EVERY_S="86400",
+        COACHLINE_DB_POOL_MAX="10",
+    )
     runtime = await Runtime(load_settings(env)).start()
     app = create_app(load_settings(env), runtime)
     client = TestClient(TestServer(app))
@@ -315,7 +432,10 @@ async def test_every_operation_has_an_expectation(matrix: Matrix):
     assert not missing, f"operations without an authorization-matrix entry: {missing}"
     stale = sorted(EXPECTED.keys() - served)
     assert not stale, f"matrix entries for operations the server does not serve: {stale}"
-    assert ("POST", "/api/v1/leads/{lead_id}/erasure") in served and ("GET", "/ws/calls/{call_id}") in served
+    assert ("POST", "/api/v1/leads/{lead_id}/erasure") in served and (
+        "GET",
+        "/ws/calls/{call_id}",
+    ) in served
 
 
 # --- the requests -----------------------------------------------------------------------------
@@ -333,7 +453,10 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
     """The body each operation is tried with: valid, and aimed at the victims' records."""
     victim, ids = m.victim, m.ids
     bodies: dict[tuple[str, str], Any] = {
-        ("POST", "/auth/token"): {"email": f"{caller}-nobody@example.test", "password": "wrong password"},
+        ("POST", "/auth/token"): {
+            "email": f"{caller}-nobody@example.test",
+            "password": "wrong password",
+        },
         ("POST", "/api/v1/leads"): {"first_name": "Mallory", "owner_id": victim.user_id},
         ("PATCH", "/api/v1/leads/{id}"): {"first_name": "Mallory"},
         ("POST", "/api/v1/leads/{id}/convert"): {"name": "taken"},
@@ -341,38 +464,55 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("PATCH", "/api/v1/deals/{id}"): {"name": "taken"},
         ("POST", "/api/v1/calls/outbound"): {"carrier": "sip", "lead_id": ids["leads"]},
         ("POST", "/api/v1/activities"): {"lead_id": ids["leads"], "text": "planted"},
-        ("POST", "/api/v1/users"): {"email": f"{caller}-new@example.test", "name": "New", "team_id": m.org_a.team_id},
+        ("POST", "/api/v1/users"): {
+            "email": f"{caller}-new@example.test",
+            "name": "New",
+            "team_id": m.org_a.team_id,
+        },
         ("PATCH", "/api/v1/users/{id}"): {"name": "Mallory"},
         ("POST", "/api/v1/teams"): {"name": f"{caller} team"},
         ("PATCH", "/api/v1/teams/{id}"): {"name": "taken"},
-        ("POST", "/api/v1/api-tokens"): {"name": "taken", "scopes": ["read"], "user_id": victim.user_id},
+        ("POST", "/api/v1/api-tokens"): {
+            "name": "taken",
+            "scopes": ["read"],
+            "user_id": victim.user_id,
+        },
         ("POST", "/api/v1/webhooks"): {"url": "http://127.0.0.1:9/planted"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"url": "http://127.0.0.1:9/planted"},
         ("PUT", "/api/v1/scoring/icp"): {"icp": None},
     }
     if (method, template) == ("POST", "/api/v1/leads/import"):
-        return {"data": f"first_name,owner_id\nMallory,{victim.user_id}\n".encode(),
-                "headers": {"Content-Type": "text/csv"}}
+        return {
+            "data": f"first_name,owner_id\nMallory,{victim.user_id}\n".encode(),
+            "headers": {"Content-Type": "text/csv"},
+        }
     body = bodies.get((method, template))
     if body is None and method in ("POST", "PATCH", "PUT"):
         body = {}
     return {} if body is None else {"json": body}
 
 
-async def _digest(m: Matrix, tables: list[str] | None = None, only: dict[str, str] | None = None) -> dict[str, str]:
+async def _digest(
+    m: Matrix, tables: list[str] | None = None, only: dict[str, str] | None = None
+) -> dict[str, str]:
     """A hash of every row of the tenant tables (or of the victims' rows), for "nothing changed"."""
     out = {}
     async with m.world.pool.acquire() as conn:
         if only is not None:
             for table, row_id in only.items():
-                row = await conn.fetchval(f"SELECT to_jsonb(t) - $2::text[] FROM {table} t WHERE id = $1",
-                                          uuid.UUID(row_id), list(_COLUMNS_NOT_COMPARED))
+                row = await conn.fetchval(
+                    f"SELECT to_jsonb(t) - $2::text[] FROM {table} t WHERE id = $1",
+                    uuid.UUID(row_id),
+                    list(_COLUMNS_NOT_COMPARED),
+                )
                 out[table] = hashlib.sha256(str(row).encode()).hexdigest()
             return out
         for table in tables or m.tenant_tables:
             rows = await conn.fetchval(
                 f"SELECT string_agg((to_jsonb(t) - $1::text[])::text, ',' ORDER BY (to_jsonb(t) - $1::text[])::text)"
-                f" FROM {table} t", list(_COLUMNS_NOT_COMPARED))
+                f" FROM {table} t",
+                list(_COLUMNS_NOT_COMPARED),
+            )
             out[table] = hashlib.sha256(str(rows).encode()).hexdigest()
     return out
 
@@ -381,11 +521,18 @@ async def _org_a_ids(m: Matrix) -> set[str]:
     ids: set[str] = set()
     async with m.world.pool.acquire() as conn:
         for table in m.tenant_tables:
-            has_id = await conn.fetchval("SELECT count(*) FROM information_schema.columns WHERE table_name = $1"
-                                         " AND column_name = 'id' AND data_type = 'uuid'", table)
+            has_id = await conn.fetchval(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = $1"
+                " AND column_name = 'id' AND data_type = 'uuid'",
+                table,
+            )
             if has_id:
-                ids |= {str(r["id"]) for r in await conn.fetch(f"SELECT id FROM {table} WHERE org_id = $1",
-                                                               uuid.UUID(m.org_a.id))}
+                ids |= {
+                    str(r["id"])
+                    for r in await conn.fetch(
+                        f"SELECT id FROM {table} WHERE org_id = $1", uuid.UUID(m.org_a.id)
+                    )
+                }
     return ids
 
 
@@ -414,8 +561,15 @@ class Outcome:
     problem: str | None = None
 
 
-async def _cell(m: Matrix, method: str, template: str, caller: str, expected: Any, org_a_ids: set[str],
-                victim_ids: set[str]) -> Outcome:
+async def _cell(
+    m: Matrix,
+    method: str,
+    template: str,
+    caller: str,
+    expected: Any,
+    org_a_ids: set[str],
+    victim_ids: set[str],
+) -> Outcome:
     who = m.callers[caller]
     path = _path(m, template)
     if template.startswith(("/ws/", "/feeds/")):
@@ -429,7 +583,9 @@ async def _cell(m: Matrix, method: str, template: str, caller: str, expected: An
         elif status != expected:
             outcome.problem = f"expected {expected}, got {status}"
         return outcome
-    resp, body = await m.world.request(method, path, as_=who, **_request_for(m, method, template, caller))
+    resp, body = await m.world.request(
+        method, path, as_=who, **_request_for(m, method, template, caller)
+    )
     outcome = Outcome(method, template, caller, expected, resp.status)
     if isinstance(expected, int):
         if resp.status != expected:
@@ -439,7 +595,11 @@ async def _cell(m: Matrix, method: str, template: str, caller: str, expected: An
             outcome.problem = f"expected success, got {resp.status}: {body}"
     elif expected in (OWN_ORG_LIST, NOT_THEIRS_LIST):
         forbidden_ids = org_a_ids if expected == OWN_ORG_LIST else victim_ids
-        listed = {str(item.get("id")) for item in (body or {}).get("data", [])} if resp.status == 200 else set()
+        listed = (
+            {str(item.get("id")) for item in (body or {}).get("data", [])}
+            if resp.status == 200
+            else set()
+        )
         if resp.status != 200:
             outcome.problem = f"expected 200, got {resp.status}: {body}"
         elif listed & forbidden_ids:
@@ -456,13 +616,25 @@ async def test_the_authorization_matrix(matrix: Matrix):
     org_a_ids = await _org_a_ids(m)
     victim_ids = set(m.victim_records.values()) - {m.org_a.id, m.victim.user_id, m.org_a.team_id}
     async with m.world.pool.acquire() as conn:
-        victim_ids |= {str(r["id"]) for r in await conn.fetch("SELECT id FROM call_prompts WHERE call_id = $1",
-                                                              uuid.UUID(m.ids["calls"]))}
+        victim_ids |= {
+            str(r["id"])
+            for r in await conn.fetch(
+                "SELECT id FROM call_prompts WHERE call_id = $1", uuid.UUID(m.ids["calls"])
+            )
+        }
     operations = sorted(_operations(m) & EXPECTED.keys())
-    reads = [(op, caller, EXPECTED[op][i]) for op in operations if not _is_write(*op)
-             for i, caller in enumerate(CALLERS)]
-    writes = [(op, caller, EXPECTED[op][i]) for op in operations if _is_write(*op)
-              for i, caller in enumerate(CALLERS)]
+    reads = [
+        (op, caller, EXPECTED[op][i])
+        for op in operations
+        if not _is_write(*op)
+        for i, caller in enumerate(CALLERS)
+    ]
+    writes = [
+        (op, caller, EXPECTED[op][i])
+        for op in operations
+        if _is_write(*op)
+        for i, caller in enumerate(CALLERS)
+    ]
 
     # reads change nothing: run them concurrently, a few at a time (the pool has 10 connections)
     gate = asyncio.Semaphore(6)
@@ -486,7 +658,9 @@ async def test_the_authorization_matrix(matrix: Matrix):
                 outcome.problem = (outcome.problem or "") + " and it changed the victims' rows"
         elif (after := await _digest(m)) != before:
             changed = sorted(t for t in before if before[t] != after[t])
-            outcome.problem = (outcome.problem or "") + f" and the refused request changed {changed}"
+            outcome.problem = (
+                outcome.problem or ""
+            ) + f" and the refused request changed {changed}"
         outcomes.append(outcome)
 
     # controls: the victims' records exist and their owner's admin reaches every one of them
@@ -506,5 +680,7 @@ async def test_the_authorization_matrix(matrix: Matrix):
     report = "\n".join(f"{o.method} {o.template} as {o.caller}: {o.problem}" for o in failures)
     assert not failures, f"{len(failures)} of {len(outcomes)} cells failed:\n{report}"
     assert len(outcomes) == len(operations) * len(CALLERS)
-    print(f"authorization matrix: {len(operations)} operations x {len(CALLERS)} callers = "
-          f"{len(outcomes)} cells, {controls} owner controls")
+    print(
+        f"authorization matrix: {len(operations)} operations x {len(CALLERS)} callers = "
+        f"{len(outcomes)} cells, {controls} owner controls"
+    )

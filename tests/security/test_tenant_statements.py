@@ -28,27 +28,55 @@ async def conn(migrated_database):
 
 
 async def _org(conn, slug: str) -> str:
-    return str(await conn.fetchval("INSERT INTO organizations (name, slug) VALUES ($1, $1) RETURNING id", slug))
+    return str(
+        await conn.fetchval(
+            "INSERT INTO organizations (name, slug) VALUES ($1, $1) RETURNING id", slug
+        )
+    )
 
 
 async def _lead_with_a_call(conn, org: str) -> tuple[str, str]:
-    lead = str(await conn.fetchval(
-        "INSERT INTO leads (org_id, first_name, email, phone) VALUES ($1, 'Ada', 'ada@example.com', '+15550100')"
-        " RETURNING id", org))
-    call = await create_call(conn, NewCall(org, "simulator", "outbound", external_id=uuid.uuid4().hex,
-                                           to_number="+15550100", lead_id=lead))
+    lead = str(
+        await conn.fetchval(
+            "INSERT INTO leads (org_id, first_name, email, phone) VALUES ($1, 'Ada', 'ada@example.com', '+15550100')"
+            " RETURNING id",
+            org,
+        )
+    )
+    call = await create_call(
+        conn,
+        NewCall(
+            org,
+            "simulator",
+            "outbound",
+            external_id=uuid.uuid4().hex,
+            to_number="+15550100",
+            lead_id=lead,
+        ),
+    )
     call_id = str(call["id"])
-    await add_final_segments(conn, org, call_id, [SegmentRow("s1", "customer", 0, 900, "hi", [], text_raw="hi")])
-    await conn.execute("INSERT INTO activities (org_id, kind, subject_type, subject_id, lead_id, body)"
-                       " VALUES ($1, 'note', 'lead', $2, $2, '{\"text\": \"called\"}')", org, lead)
+    await add_final_segments(
+        conn, org, call_id, [SegmentRow("s1", "customer", 0, 900, "hi", [], text_raw="hi")]
+    )
+    await conn.execute(
+        "INSERT INTO activities (org_id, kind, subject_type, subject_id, lead_id, body)"
+        " VALUES ($1, 'note', 'lead', $2, $2, '{\"text\": \"called\"}')",
+        org,
+        lead,
+    )
     return lead, call_id
 
 
 async def _everything(conn) -> str:
     parts = []
     for table in TABLES:
-        parts.append(str(await conn.fetchval(
-            f"SELECT string_agg(to_jsonb(t)::text, ',' ORDER BY to_jsonb(t)::text) FROM {table} t")))
+        parts.append(
+            str(
+                await conn.fetchval(
+                    f"SELECT string_agg(to_jsonb(t)::text, ',' ORDER BY to_jsonb(t)::text) FROM {table} t"
+                )
+            )
+        )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -78,6 +106,9 @@ async def test_erasure_in_its_own_organization_touches_only_that_lead(conn):
     # the other organization's lead, call and transcript are untouched
     assert await conn.fetchval("SELECT email FROM leads WHERE id = $1", lead_b) == "ada@example.com"
     assert await conn.fetchval("SELECT to_number FROM calls WHERE id = $1", call_b) == "+15550100"
-    assert await conn.fetchval("SELECT count(*) FROM transcript_segments WHERE call_id = $1", call_b) == 1
+    assert (
+        await conn.fetchval("SELECT count(*) FROM transcript_segments WHERE call_id = $1", call_b)
+        == 1
+    )
     exported = await export_lead(conn, org_b, lead_b, include_raw_text=False, actor_id=None)
     assert exported["lead"]["id"] == lead_b and [c["id"] for c in exported["calls"]] == [call_b]

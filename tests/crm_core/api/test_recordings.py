@@ -84,8 +84,11 @@ async def test_refusals_are_audited_and_grants_record_the_range(recorded, db):
     client, world = recorded
     # the call's own rep (who may see the call) is refused the audio: 403; those who cannot
     # see the call at all (another rep, another team's manager) learn nothing: 404
-    for user, status, code in ((world.rep, 403, "forbidden"), (world.other_rep, 404, "not_found"),
-                               (world.manager_b, 404, "not_found")):
+    for user, status, code in (
+        (world.rep, 403, "forbidden"),
+        (world.other_rep, 404, "not_found"),
+        (world.manager_b, 404, "not_found"),
+    ):
         resp = await _get(client, world, user)
         assert resp.status == status
         assert (await resp.json())["error"]["code"] == code
