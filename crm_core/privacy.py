@@ -71,7 +71,9 @@ async def erase_lead(
         store.delete(uuid.UUID(str(rec["id"])))
     async with conn.transaction():
         await conn.execute(
-            "UPDATE recordings SET status = 'deleted', deleted_at = now() WHERE id = ANY($1::uuid[])",
+            "UPDATE recordings SET status = 'deleted', deleted_at = now()"
+            " WHERE org_id = $1 AND id = ANY($2::uuid[])",
+            org_id,
             [r["id"] for r in recordings],
         )
         deleted = await conn.execute(
@@ -88,7 +90,8 @@ async def erase_lead(
         # the post-call summary quotes the lead (key points, objections, next steps)
         await conn.execute(
             "UPDATE calls SET from_number = NULL, to_number = NULL, metadata = '{}'::jsonb, summary = NULL,"
-            " updated_at = now() WHERE id = ANY($1::uuid[])",
+            " updated_at = now() WHERE org_id = $1 AND id = ANY($2::uuid[])",
+            org_id,
             call_ids,
         )
         await conn.execute(
@@ -99,7 +102,8 @@ async def erase_lead(
         sets = ", ".join(f"{f} = NULL" for f in PERSONAL_FIELDS)
         await conn.execute(
             f"UPDATE leads SET {sets}, enrichment = jsonb_build_object('erased_at', now()),"
-            " score_factors = NULL, updated_at = now() WHERE id = $1",
+            " score_factors = NULL, updated_at = now() WHERE org_id = $1 AND id = $2",
+            org_id,
             lead_id,
         )
         result = ErasureResult(

@@ -63,7 +63,7 @@ async def update_voiceprint(
             return None
         row = await conn.fetchrow(
             "SELECT model, embedding, speech_ms, utterances, updated_at FROM rep_voiceprints "
-            "WHERE user_id = $1 FOR UPDATE", user)
+            "WHERE user_id = $1 AND org_id = $2 FOR UPDATE", user, org)
         new = combine(_record(row) if row else None)
         row = await conn.fetchrow(
             """

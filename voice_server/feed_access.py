@@ -8,12 +8,13 @@ query string (``?access_token=…``) or the session cookie.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import asyncpg
 from aiohttp import web
 
-from crm_core.api_errors import ApiError
+from crm_core.api_errors import ApiError, Forbidden
 from crm_core.auth import authenticate
 from crm_core.auth.accounts import user_team_id
 from crm_core.calls.records import call_owner, live_calls_of_rep
@@ -26,8 +27,11 @@ class CrmFeedAccess:
         self._pool_source = pool_source
 
     async def viewer(self, request: web.Request) -> Viewer | None:
+        """The caller, or None (401); an API token without a calls-reading scope is refused (403)."""
         try:
-            principal = await authenticate(request, allow_query_token=True)
+            principal = await authenticate(request, allow_query_token=True, resource="calls")
+        except Forbidden as exc:
+            raise web.HTTPForbidden(text=json.dumps(exc.body()), content_type="application/json") from None
         except ApiError:
             return None
         team = principal.team_ids[0] if principal.team_ids else None

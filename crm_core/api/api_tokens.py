@@ -14,8 +14,8 @@ from crm_core.api.listing import (
 from crm_core.api.records import load_visible
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.users import ApiToken, ApiTokenCreate, ApiTokenCreated
-from crm_core.api_errors import Unprocessable
-from crm_core.auth.principal import ALL_SCOPES
+from crm_core.api_errors import Forbidden, Unprocessable
+from crm_core.auth.principal import ALL_SCOPES, ROLE_RANK
 from crm_core.auth.tokens import create_api_token
 from crm_core.changes import ChangeSet
 
@@ -46,6 +46,11 @@ async def create_token(call: Call) -> Reply:
     if unknown or not body.scopes:
         raise Unprocessable("unknown or missing scopes", {"unknown": unknown, "allowed": sorted(ALL_SCOPES)},
                             code="invalid_scopes")
+    # A token never grants more than its creator holds: its own scopes, within its own role.
+    not_held = sorted(set(body.scopes) - me.grantable_scopes())
+    if not_held:
+        raise Forbidden("a token may only carry scopes you hold yourself", {"not_held": not_held},
+                        code="insufficient_scope")
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         user_id = me.user_id
@@ -53,6 +58,9 @@ async def create_token(call: Call) -> Reply:
             user = await load_visible(conn, me, table="users", record_id=str(body.user_id), owner_column=None,
                                       what="user")
             user_id = str(user["id"])
+            if ROLE_RANK[user["role"]] > ROLE_RANK[me.role]:
+                raise Forbidden("a token may not carry a role above yours", {"user_id": user_id},
+                                code="insufficient_scope")
         issued = await create_api_token(conn, org_id=me.org_id, user_id=user_id, name=body.name,
                                         scopes=body.scopes, expires_at=body.expires_at)
         token = ApiToken.model_validate(dict(issued.row))
@@ -69,8 +77,8 @@ async def revoke_token(call: Call) -> Reply:
         current = await load_visible(conn, me, table="api_tokens", record_id=call.path_id(), owner_column=None,
                                      what="API token", for_update=True)
         row = await conn.fetchrow(
-            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING *",
-            current["id"],
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND org_id = $2 RETURNING *",
+            current["id"], me.org_id,
         )
         await changes.record(conn, action="api_token.revoke", resource_type="api_token",
                              resource_id=str(row["id"]),

@@ -19,7 +19,7 @@ from crm_core.calls.records import CALL_STATUSES, list_segments
 
 RAW_TRANSCRIPTS = "transcripts:raw"
 _CUSTOMER_SENTIMENT = ("(SELECT avg(s.sentiment) FROM transcript_segments s"
-                       " WHERE s.call_id = c.id AND s.party = 'customer' AND s.sentiment IS NOT NULL)")
+                       " WHERE s.call_id = c.id AND s.org_id = c.org_id AND s.party = 'customer' AND s.sentiment IS NOT NULL)")
 
 CALLS = Collection(
     filters=(
@@ -68,7 +68,7 @@ async def get_transcript(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="calls", record_id=call.path_id(),
                                  owner_column="rep_id", what="call")
-        segments = await list_segments(conn, row["id"])
+        segments = await list_segments(conn, row["id"], org_id=call.me.org_id)
     out = [
         TranscriptSegment(
             segment_key=s["segment_key"], party=s["party"], speaker=s["speaker"], start_ms=s["start_ms"],

@@ -56,10 +56,17 @@ class Endpoint:
     raw_body_model: type[BaseModel] | None = None
     errors: tuple[int, ...] = (400, 401, 403, 404, 422)
     operation_id: str = ""
+    # What API token scopes bound (crm_core.auth.principal.RESOURCES, or SELF: any valid token
+    # may read it); "" is the tag's resource ("api-tokens" -> "api_tokens").
+    resource: str = ""
 
     @property
     def idempotent_post(self) -> bool:
         return self.method == "POST" and not self.public
+
+    @property
+    def scope_resource(self) -> str:
+        return self.resource or self.tag.replace("-", "_")
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -112,7 +119,7 @@ async def read_json_body(request: web.Request, model: type[BaseModel], limit: in
 def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         context = api_context(request)
-        principal = None if endpoint.public else await authenticate(request)
+        principal = None if endpoint.public else await authenticate(request, resource=endpoint.scope_resource)
         if principal is not None and context.after_authenticate is not None:
             await context.after_authenticate(request, principal)
         body = None

@@ -149,21 +149,21 @@ async def _run(call: Call, me: Principal, job_id: str, good: list[dict[str, Any]
                     async with conn.transaction():
                         imported += await _insert_batch(conn, me, batch)
                         if outer is None:
-                            await _progress(conn, job_id, len(batch), len(batch))
+                            await _progress(conn, me.org_id, job_id, len(batch), len(batch))
                     if outer is not None:
                         # the single transaction hides its rows until the end, so progress is
                         # written on another connection for pollers to see
                         async with pool.acquire() as other:
-                            await _progress(other, job_id, len(batch), 0)
+                            await _progress(other, me.org_id, job_id, len(batch), 0)
                 await changes.record(conn, action="lead.import", resource_type="lead_import", resource_id=job_id,
                                      after={"imported": imported}, event_type="crm.leads.imported",
                                      payload={"import_id": job_id, "imported": imported})
                 await conn.execute(
                     """
                     UPDATE lead_imports SET status = 'completed', imported_rows = $2, finished_at = now()
-                    WHERE id = $1
+                    WHERE id = $1 AND org_id = $3
                     """,
-                    job_id, imported,
+                    job_id, imported, me.org_id,
                 )
             except BaseException:
                 if outer is not None:
@@ -182,19 +182,19 @@ async def _run(call: Call, me: Principal, job_id: str, good: list[dict[str, Any]
                     imported_rows = CASE WHEN mode = 'partial' THEN $2 ELSE 0 END,
                     errors = errors || jsonb_build_array(jsonb_build_object('row', 0, 'field', NULL,
                                                                             'message', $3::text))
-                WHERE id = $1
+                WHERE id = $1 AND org_id = $4
                 """,
-                job_id, imported, f"import stopped: {type(exc).__name__}",
+                job_id, imported, f"import stopped: {type(exc).__name__}", me.org_id,
             )
 
 
-async def _progress(conn: asyncpg.Connection, job_id: str, processed: int, imported: int) -> None:
+async def _progress(conn: asyncpg.Connection, org_id: str, job_id: str, processed: int, imported: int) -> None:
     await conn.execute(
         """
         UPDATE lead_imports SET processed_rows = processed_rows + $2, imported_rows = imported_rows + $3
-        WHERE id = $1
+        WHERE id = $1 AND org_id = $4
         """,
-        job_id, processed, imported,
+        job_id, processed, imported, org_id,
     )
 
 

@@ -198,7 +198,8 @@ async def convert_lead(call: Call) -> Reply:
             me.org_id, lead["id"], lead["owner_id"] or me.user_id, name, lead["company"], body.value,
             body.currency, body.pipeline, body.stage, body.expected_close,
         )
-        await conn.execute("UPDATE leads SET status = 'converted', updated_at = now() WHERE id = $1", lead["id"])
+        await conn.execute("UPDATE leads SET status = 'converted', updated_at = now() WHERE id = $1 AND org_id = $2",
+                           lead["id"], me.org_id)
         await conn.execute(
             """
             INSERT INTO activities (org_id, kind, subject_type, subject_id, lead_id, deal_id, actor_id, body)

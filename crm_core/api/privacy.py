@@ -1,6 +1,7 @@
 """GDPR endpoints for a lead: ``POST /api/v1/leads/{id}/erasure`` and ``GET /api/v1/leads/{id}/export``.
 
-Admins only; every request, granted or refused, is audited (the operations
+Admins only (a lead out of the caller's reach answers 404, like a missing one; a non-admin
+who can see it 403); every request, granted or refused, is audited (the operations
 write their own audit rows, refusals are written here).
 """
 
@@ -17,6 +18,7 @@ from crm_core.api.recordings import (
     RecordingAccess,
     principal_of,
 )
+from crm_core.api.records import load_visible
 from crm_core.api.routes import document_routes
 from crm_core.api.schemas.privacy import LeadErasure, LeadExport
 from crm_core.api_context import api_context
@@ -25,6 +27,8 @@ from crm_core.privacy import LeadNotFound, erase_lead, export_lead
 from crm_core.recordings.rows import AuditEntry, write_audit
 
 RAW_TEXT_PERMISSION = "transcripts:raw"
+# What API token scopes bound here (crm_core.auth.principal.RESOURCES): export reads, erasure writes.
+RESOURCE = "privacy"
 
 
 OPERATIONS = (
@@ -46,13 +50,24 @@ def add_privacy_routes(app: web.Application, access: RecordingAccess) -> None:
 
 
 async def _admin_for_lead(request: web.Request, action: str):
-    principal = await principal_of(request)
+    """The admin asking about a lead they can see; 404 for a lead out of reach, 403 for non-admins."""
+    principal = await principal_of(request, RESOURCE)
     try:
         lead_id = str(uuid.UUID(request.match_info["lead_id"]))
     except ValueError:
         raise NotFound("no such lead") from None
-    if principal.role != "admin":
-        async with api_context(request).pool().acquire() as conn:
+    async with api_context(request).pool().acquire() as conn:
+        refusal: ApiError | None = None
+        try:
+            # Out of the caller's reach (another organization, another rep's lead) answers like a
+            # lead that does not exist; only then does the role decide.
+            await load_visible(conn, principal, table="leads", record_id=lead_id, owner_column="owner_id",
+                               territory_column="territory", what="lead")
+        except NotFound as exc:
+            refusal = exc
+        if refusal is None and principal.role != "admin":
+            refusal = Forbidden("only admins may erase or export a lead's data")
+        if refusal is not None:
             await write_audit(
                 conn,
                 AuditEntry(
@@ -64,10 +79,10 @@ async def _admin_for_lead(request: web.Request, action: str):
                     actor_id=str(principal.user_id),
                     ip=request.remote,
                     request_id=api_context(request).request_id(),
-                    detail={"role": principal.role},
+                    detail={"role": principal.role, "reason": refusal.code},
                 ),
             )
-        raise Forbidden("only admins may erase or export a lead's data")
+            raise refusal
     return principal, lead_id
 
 

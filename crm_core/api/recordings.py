@@ -26,6 +26,7 @@ from aiohttp import web
 
 from crm_core.api.endpoint import QueryParam
 from crm_core.api.openapi import ForeignOperation
+from crm_core.api.records import load_visible
 from crm_core.api.routes import document_routes
 from crm_core.api.schemas.recordings import RecordingAccessEntry
 from crm_core.api_context import api_context
@@ -52,15 +53,18 @@ from storage.recording_store import (
 
 log = logging.getLogger(__name__)
 
-Authenticate = Callable[[web.Request], Awaitable[Principal]]
+# (request, resource) -> the caller, its API token's scopes checked for ``resource``
+Authenticate = Callable[[web.Request, str], Awaitable[Principal]]
 AUTHENTICATE = web.AppKey("recording_authenticate", object)
 WAV_HEADER_LEN = 44
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# What API token scopes bound here (crm_core.auth.principal.RESOURCES).
+RESOURCE = "recordings"
 
 
-async def _crm_authenticate(request: web.Request) -> Principal:
+async def _crm_authenticate(request: web.Request, resource: str) -> Principal:
     # <audio> cannot send headers, so the short-lived access token may come in the query string.
-    return await authenticate(request, allow_query_token=True)
+    return await authenticate(request, allow_query_token=True, resource=resource)
 
 
 _QUERY_TOKEN = QueryParam("access_token", {"type": "string"},
@@ -162,10 +166,10 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
     return ByteRange(start, end)
 
 
-async def principal_of(request: web.Request) -> Principal:
-    """The caller (crm_core.auth); an unauthenticated request is audited, then refused."""
+async def principal_of(request: web.Request, resource: str) -> Principal:
+    """The caller (crm_core.auth), its scopes allowing ``resource``; a refusal is audited, then answered."""
     try:
-        principal = await request.app[AUTHENTICATE](request)
+        principal = await request.app[AUTHENTICATE](request, resource)
     except ApiError as exc:
         try:
             async with api_context(request).pool().acquire() as conn:
@@ -248,9 +252,20 @@ def _subject(row, access: RecordingAccess) -> RecordingSubject:
     )
 
 
+async def _visible_call_recording(conn, principal: Principal, call_id: str):
+    """The call's recording row if the caller may see the call, else 404 (like a missing call).
+
+    Seeing the call is the API's one ownership rule (``load_visible``): a caller who cannot
+    see it learns nothing about it, not even that a refusal would follow.
+    """
+    await load_visible(conn, principal, table="calls", record_id=call_id, owner_column="rep_id",
+                       what="call")
+    return await rows.recording_of_call(conn, str(principal.org_id), call_id)
+
+
 async def play_recording(request: web.Request) -> web.StreamResponse:
     try:
-        principal = await principal_of(request)
+        principal = await principal_of(request, RESOURCE)
     except AuthRefused as rendered:
         return rendered.response
     range_header = request.headers.get("Range")
@@ -258,7 +273,7 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     try:
         call_id = _call_uuid(request)
         async with api_context(request).pool().acquire() as conn:
-            row = await rows.recording_of_call(conn, str(principal.org_id), call_id)
+            row = await _visible_call_recording(conn, principal, call_id)
         if row is None:
             raise NotFound("no such call")
         decision = may_listen(principal, _subject(row, request.app[RECORDING_ACCESS]))
@@ -393,13 +408,13 @@ async def _stream(
 
 async def recording_audit(request: web.Request) -> web.Response:
     try:
-        principal = await principal_of(request)
+        principal = await principal_of(request, RESOURCE)
     except AuthRefused as rendered:
         return rendered.response
     try:
         call_id = _call_uuid(request)
         async with api_context(request).pool().acquire() as conn:
-            row = await rows.recording_of_call(conn, str(principal.org_id), call_id)
+            row = await _visible_call_recording(conn, principal, call_id)
             if row is None:
                 raise NotFound("no such call")
             decision = may_read_audit(principal, _subject(row, request.app[RECORDING_ACCESS]))

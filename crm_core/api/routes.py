@@ -29,6 +29,7 @@ from crm_core.api.rate_limits import ApiRateLimits, org_rate_limit_hook, redis_l
 from crm_core.api.sign_in_limits import sign_in_limit_middleware
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions, no_request_id
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound, unavailable_error
+from crm_core.auth.principal import RESOURCES, SELF
 from crm_core.calls.dialing import Dialer
 from crm_core.changes import flush_published_marks
 from storage.events import EventBus
@@ -46,6 +47,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
 )
+
+
+
+def _check_resources(endpoints: tuple[Endpoint, ...]) -> None:
+    """Every authenticated operation names a resource token scopes know, or tokens could not reach it."""
+    known = RESOURCES | {SELF}
+    unknown = sorted(f"{ep.method} {ep.path}: {ep.scope_resource}" for ep in endpoints
+                     if not ep.public and ep.scope_resource not in known)
+    if unknown:
+        raise RuntimeError(f"operations with a resource API token scopes do not know: {unknown}")
+
+
+_check_resources(ENDPOINTS)
 
 
 @web.middleware

@@ -51,8 +51,8 @@ async def _save(call: Call, team_id: str | None) -> Reply:
                 current = await load_visible(conn, me, table="teams", record_id=team_id, owner_column=None,
                                              what="team", for_update=True)
                 before = Team.model_validate(dict(current)).model_dump(mode="json")
-                row = await conn.fetchrow("UPDATE teams SET name = $2 WHERE id = $1 RETURNING *",
-                                          current["id"], body.name)
+                row = await conn.fetchrow("UPDATE teams SET name = $2 WHERE id = $1 AND org_id = $3 RETURNING *",
+                                          current["id"], body.name, me.org_id)
         except asyncpg.UniqueViolationError:
             raise Conflict("a team with this name exists", {"name": body.name}, code="duplicate_name") from None
         out = Team.model_validate(dict(row))
@@ -77,7 +77,7 @@ async def delete_team(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         current = await load_visible(conn, me, table="teams", record_id=call.path_id(), owner_column=None,
                                      what="team", for_update=True)
-        await conn.execute("DELETE FROM teams WHERE id = $1", current["id"])
+        await conn.execute("DELETE FROM teams WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
         await changes.record(conn, action="team.delete", resource_type="team", resource_id=str(current["id"]),
                              before=Team.model_validate(dict(current)).model_dump(mode="json"))
     return Reply(None, 204)

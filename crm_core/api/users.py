@@ -21,6 +21,7 @@ from crm_core.api.schemas.auth import Me
 from crm_core.api.schemas.users import User, UserCreate, UserUpdate
 from crm_core.api_errors import Conflict, Forbidden, NotFound
 from crm_core.auth.passwords import hash_password
+from crm_core.auth.principal import SELF
 from crm_core.changes import ChangeSet
 
 USERS = Collection(
@@ -132,8 +133,9 @@ async def deactivate_user(call: Call) -> Reply:
         if str(current["id"]) == me.user_id:
             raise Forbidden("admins cannot deactivate themselves", code="self_lockout")
         row = await update_row(conn, "users", current["id"], {"is_active": False}, me.org_id)
-        await conn.execute("UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-                           current["id"])
+        await conn.execute(
+            "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND org_id = $2 AND revoked_at IS NULL",
+            current["id"], me.org_id)
         await changes.record(conn, action="user.deactivate", resource_type="user", resource_id=str(row["id"]),
                              before=user_out(current).model_dump(mode="json"),
                              after=user_out(row).model_dump(mode="json"), event_type="crm.user.deactivated")
@@ -142,7 +144,8 @@ async def deactivate_user(call: Call) -> Reply:
 
 
 ENDPOINTS = (
-    Endpoint("GET", "/api/v1/me", me, "Who am I: role, teams, permissions", "users", response=Me),
+    Endpoint("GET", "/api/v1/me", me, "Who am I: role, teams, permissions", "users", response=Me,
+             resource=SELF),
     Endpoint("GET", "/api/v1/users", list_users, "List the organization's users", "users", response=User,
              paginated=True, query=USERS.query_params()),
     Endpoint("POST", "/api/v1/users", create_user, "Create a user (admin)", "users", body=UserCreate,

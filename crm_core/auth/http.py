@@ -21,7 +21,7 @@ from aiohttp import web
 
 from crm_core.api_context import api_context
 from crm_core.api_errors import Forbidden, Unauthenticated
-from crm_core.auth.principal import Principal, principal_for_user
+from crm_core.auth.principal import Principal, principal_for_user, verb_of
 from crm_core.auth.tokens import (
     ACCESS_TOKEN_MARK,
     API_TOKEN_MARK,
@@ -42,21 +42,30 @@ class CsrfRejected(Forbidden):
     code = "csrf_failed"
 
 
-async def authenticate(request: web.Request, *, allow_query_token: bool = False) -> Principal:
+async def authenticate(
+    request: web.Request, *, allow_query_token: bool = False, resource: str | None = None
+) -> Principal:
     """The principal behind ``request``; raises ``Unauthenticated`` (401) or ``Forbidden`` (403).
 
-    The result is cached on the request, so calling it twice costs one lookup.
+    ``resource`` names what the route reads (GET) or changes (the rest), for the API token's
+    scopes (``Principal.may``); without it only an all-resource scope passes. The principal is
+    cached on the request, so calling it twice costs one lookup; the scope is checked each time.
     """
-    cached = request.get(_PRINCIPAL_KEY)
-    if cached is not None:
-        return cached
-    principal = await _resolve(request, allow_query_token)
-    if principal.via == "api_token":
-        needed = "read" if request.method in SAFE_METHODS else "write"
-        if needed not in principal.scopes:
-            raise Forbidden(f"this API token lacks the '{needed}' scope", code="insufficient_scope")
-    request[_PRINCIPAL_KEY] = principal
+    principal = request.get(_PRINCIPAL_KEY)
+    if principal is None:
+        principal = await _resolve(request, allow_query_token)
+        request[_PRINCIPAL_KEY] = principal
+    require_scope(principal, request.method, resource)
     return principal
+
+
+def require_scope(principal: Principal, method: str, resource: str | None) -> None:
+    """403 ``insufficient_scope`` unless the principal's scopes allow ``method`` on ``resource``."""
+    verb = verb_of(method)
+    if not principal.may(verb, resource):
+        wanted = [verb] if resource is None else [verb, f"{resource}:{verb}"]
+        raise Forbidden(f"this API token lacks the {' or '.join(repr(w) for w in wanted)} scope",
+                        {"scopes": wanted}, code="insufficient_scope")
 
 
 async def _resolve(request: web.Request, allow_query_token: bool) -> Principal:

@@ -1,4 +1,16 @@
-"""Who is making a request, and what they may do."""
+"""Who is making a request, and what they may do.
+
+Every permission decision is the conjunction of four conditions, each decided here or in
+``crm_core.api.access``:
+
+* **role**: ``PERMISSIONS_BY_ROLE`` (rights beyond ownership) and the ownership reach;
+* **token scopes**: an API token carries scopes that narrow its user's role, never widen it
+  (``Principal.permissions`` is role ∩ scopes; ``Principal.may`` bounds reads and writes per
+  resource);
+* **ownership**: a rep's own records, a manager's team's, an admin's organization
+  (``crm_core.api.access.visible_clause``);
+* **tenant**: every statement carries the organization.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ROLES = ("rep", "manager", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 # Rights beyond the ownership rules. Admins hold all of them.
 PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
@@ -19,10 +32,27 @@ PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
     }),
 }
 
-# API token scopes: "read" allows GET, "write" everything else; a permission
-# name as a scope keeps that permission (when the user's role has it).
-BASE_SCOPES = frozenset({"read", "write"})
-ALL_SCOPES = BASE_SCOPES | PERMISSIONS_BY_ROLE["admin"]
+# What API token scopes bound, per operation: the resource it acts on and whether it reads
+# (GET) or writes (everything else). Each operation names its resource (crm_core.api.endpoint).
+RESOURCES = frozenset({
+    "leads", "deals", "calls", "activities", "users", "teams", "api_tokens", "webhooks",
+    "scoring", "recordings", "privacy",
+})
+VERBS = ("read", "write")
+# Reading who one is (GET /me): any valid token may, whatever its scopes.
+SELF = "self"
+
+# API token scopes: "read" allows reading every resource, "write" changing every resource;
+# "<resource>:read" / "<resource>:write" the same for one resource; a permission name as a
+# scope keeps that permission (when the user's role has it).
+BASE_SCOPES = frozenset(VERBS)
+RESOURCE_SCOPES = frozenset(f"{resource}:{verb}" for resource in RESOURCES for verb in VERBS)
+PERMISSION_SCOPES = PERMISSIONS_BY_ROLE["admin"]
+ALL_SCOPES = BASE_SCOPES | RESOURCE_SCOPES | PERMISSION_SCOPES
+
+
+def verb_of(method: str) -> Literal["read", "write"]:
+    return "read" if method.upper() in ("GET", "HEAD", "OPTIONS") else "write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +61,7 @@ class Principal:
     org_id: str
     role: Literal["rep", "manager", "admin"]
     team_ids: tuple[str, ...] = ()
+    # The role's rights, narrowed by the token's scopes (an API token); never more than the role.
     permissions: frozenset[str] = field(default_factory=frozenset)
     territory: str | None = None
     # How the request proved who it is: a browser session cookie, a session
@@ -40,11 +71,38 @@ class Principal:
     session_id: str | None = None
 
     def has(self, permission: str) -> bool:
+        """The permission, when both the role and (for an API token) the scopes grant it."""
         return permission in self.permissions
+
+    def may(self, verb: str, resource: str | None) -> bool:
+        """Do the scopes allow ``verb`` ("read"/"write") on ``resource``?
+
+        ``resource`` None is an operation on no particular resource: only the all-resource
+        scope ("read"/"write") allows it, so a narrow token is refused where nobody said what
+        it touches.
+        """
+        if verb in self.scopes or (resource == SELF and verb == "read"):
+            return True
+        return resource is not None and f"{resource}:{verb}" in self.scopes
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    def grantable_scopes(self) -> frozenset[str]:
+        """The scopes a token this principal mints may carry: only what it holds itself.
+
+        Permission scopes only where its role holds them (and its own scopes kept them);
+        resource scopes where its own scopes cover them.
+        """
+        grantable = set(self.permissions)
+        for verb in VERBS:
+            if verb in self.scopes:
+                grantable.add(verb)
+                grantable |= {f"{resource}:{verb}" for resource in RESOURCES}
+            else:
+                grantable |= {s for s in self.scopes if s in RESOURCE_SCOPES and s.endswith(f":{verb}")}
+        return frozenset(grantable)
 
 
 def principal_for_user(

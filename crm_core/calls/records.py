@@ -245,7 +245,8 @@ async def add_final_segments(
     return int(result.split()[-1])
 
 
-async def list_segments(conn: asyncpg.Connection, call_id: str) -> list[asyncpg.Record]:
+async def list_segments(conn: asyncpg.Connection, call_id: str, *, org_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT * FROM transcript_segments WHERE call_id = $1 ORDER BY start_ms, id", call_id
+        "SELECT * FROM transcript_segments WHERE call_id = $1 AND org_id = $2 ORDER BY start_ms, id",
+        call_id, org_id,
     )

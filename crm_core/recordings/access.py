@@ -3,9 +3,10 @@
 Pure rules over the caller's principal (``crm_core.auth.Principal``: user_id,
 org_id, role, team_ids, permissions) and the recording's subject, so they are
 tested without a server. Admins may listen to every recording of their
-organization; managers to those of reps in their teams (the
-``recordings:listen`` permission); reps to their own calls when the
-organization allows it (``organizations.settings.reps_review_own_recordings``).
+organization, managers to those of reps in their teams, both with the
+``recordings:listen`` permission (an API token keeps it only with that
+scope); reps to their own calls when the organization allows it
+(``organizations.settings.reps_review_own_recordings``).
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ class AccessDecision:
 
 
 def may_listen(principal: PrincipalLike, subject: RecordingSubject) -> AccessDecision:
+    """Role ∧ permission (the role's, narrowed by an API token's scopes) ∧ the rep's team."""
     if str(principal.org_id) != str(subject.org_id):
         return AccessDecision(False, "the call belongs to another organization")
+    if principal.role in ("admin", "manager") and LISTEN_PERMISSION not in principal.permissions:
+        # an admin's role holds it; a token whose scopes dropped it does not
+        return AccessDecision(False, f"missing permission {LISTEN_PERMISSION}")
     if principal.role == "admin":
         return AccessDecision(True, "admin")
     if principal.role == "manager":
-        if LISTEN_PERMISSION not in principal.permissions:
-            return AccessDecision(False, f"missing permission {LISTEN_PERMISSION}")
         if subject.rep_team_id is not None and str(subject.rep_team_id) in map(
             str, principal.team_ids
         ):

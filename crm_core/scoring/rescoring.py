@@ -31,8 +31,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from crm_core.changes import ChangeSet
-from crm_core.scoring.icp import IcpConfigError, icp_rules_of, score_icp
 from crm_core.scoring.engagement import LEAD_COLUMNS, engagement_by_lead, lead_engagement
+from crm_core.scoring.icp import IcpConfigError, icp_rules_of, score_icp
 from crm_core.scoring.lead_features import LeadInputError
 from crm_core.scoring.lead_model_training import active_lead_model
 from crm_core.scoring.lead_scoring import LeadScore, lead_model, lead_score_columns, score_lead
@@ -56,11 +56,13 @@ class RescoreRun:
     unreadable: int
 
 
-async def _write_score(conn: asyncpg.Connection, lead_id: Any, result: LeadScore, at: datetime) -> None:
+async def _write_score(conn: asyncpg.Connection, org_id: Any, lead_id: Any, result: LeadScore,
+                       at: datetime) -> None:
     cols = lead_score_columns(result, scored_at=at)
     await conn.execute(
-        "UPDATE leads SET ai_score = $2, grade = $3, score_factors = $4, scored_at = $5 WHERE id = $1",
-        lead_id, cols["ai_score"], cols["grade"], cols["score_factors"], cols["scored_at"],
+        "UPDATE leads SET ai_score = $2, grade = $3, score_factors = $4, scored_at = $5"
+        " WHERE id = $1 AND org_id = $6",
+        lead_id, cols["ai_score"], cols["grade"], cols["score_factors"], cols["scored_at"], org_id,
     )
 
 
@@ -102,7 +104,7 @@ async def rescore_lead(conn: asyncpg.Connection, org_id: str, lead_id: str) -> L
     if row is None:
         return None
     result = await score_in_context(conn, dict(row))
-    await _write_score(conn, row["id"], result, at)
+    await _write_score(conn, org_id, row["id"], result, at)
     return result
 
 
@@ -140,10 +142,11 @@ async def rescore_changed_leads(pool: asyncpg.Pool, *, batch_size: int = 200) ->
                 except LeadInputError as exc:
                     # Stamp it anyway, so one bad row is not retried every run.
                     log.error("lead %s cannot be scored: %s", row["id"], exc)
-                    await conn.execute("UPDATE leads SET scored_at = $2 WHERE id = $1", row["id"], snapshot)
+                    await conn.execute("UPDATE leads SET scored_at = $2 WHERE id = $1 AND org_id = $3",
+                                       row["id"], snapshot, row["org_id"])
                     unreadable += 1
                     continue
-                await _write_score(conn, row["id"], result, snapshot)
+                await _write_score(conn, row["org_id"], row["id"], result, snapshot)
                 if result.grade != row["previous_grade"]:
                     # Subscribers (webhooks, the rep's screen) hear about grade changes only;
                     # the API's outbox relay publishes the event, the audit log keeps the change.

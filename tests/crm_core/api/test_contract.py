@@ -185,12 +185,14 @@ async def _exercise_recording_and_gdpr_routes(world, org, call_id: str) -> None:
     resp, _ = await world.request("GET", f"/api/v1/calls/{NO_ID}/recording/audit", as_=admin)
     assert resp.status == 404
 
-    lead = await world.create_lead(admin, first_name="Gdpr", phone="+15557770000")
+    lead = await world.create_lead(admin, first_name="Gdpr", phone="+15557770000", owner_id=org.rep.user_id)
     export = f"/api/v1/leads/{lead['id']}/export"
     resp, body = await world.request("GET", export, as_=admin)
     assert resp.status == 200 and body["lead"]["id"] == lead["id"]
-    resp, body = await world.request("GET", export, as_=org.rep)
+    resp, body = await world.request("GET", export, as_=org.rep)  # the rep's own lead: not an admin
     assert (resp.status, body["error"]["code"]) == (403, "forbidden")
+    resp, body = await world.request("GET", export, as_=org.other_rep)  # out of reach: as if missing
+    assert (resp.status, body["error"]["code"]) == (404, "not_found")
     resp, _ = await world.request("GET", export)
     assert resp.status == 401
     resp, _ = await world.request("GET", f"/api/v1/leads/{NO_ID}/export", as_=admin)

@@ -12,9 +12,10 @@ from voice_server.recordings import RECORDINGS
 async def _lead_with_a_recorded_call(app, db, world):
     lead = str(
         await db.fetchval(
-            "INSERT INTO leads (org_id, first_name, last_name, email, phone, company)"
-            " VALUES ($1, 'Ada', 'Byron', 'ada@example.com', '+15550100', 'Analytical') RETURNING id",
+            "INSERT INTO leads (org_id, owner_id, first_name, last_name, email, phone, company)"
+            " VALUES ($1, $2, 'Ada', 'Byron', 'ada@example.com', '+15550100', 'Analytical') RETURNING id",
             uuid.UUID(world.org_id),
+            uuid.UUID(world.rep),
         )
     )
     call = await create_call(
@@ -61,7 +62,7 @@ async def test_export_then_erase_a_lead(node, db):
     rec_id = await db.fetchval("SELECT id FROM recordings WHERE call_id = $1", uuid.UUID(call_id))
     admin = await bearer(db, world.admin)
 
-    for user in (world.manager_a, world.rep):
+    for user in (world.manager_a, world.rep):  # they see the lead (their own, their team's): 403
         assert (
             await client.get(f"/api/v1/leads/{lead}/export", headers=await bearer(db, user))
         ).status == 403

@@ -80,12 +80,18 @@ async def test_range_requests_return_the_right_bytes(recorded):
     assert resp.status == 200 and len(await resp.read()) == total
 
 
-async def test_refusals_are_403_and_audited_and_grants_record_the_range(recorded, db):
+async def test_refusals_are_audited_and_grants_record_the_range(recorded, db):
     client, world = recorded
-    for user in (world.rep, world.other_rep, world.manager_b):
+    # the call's own rep (who may see the call) is refused the audio: 403; those who cannot
+    # see the call at all (another rep, another team's manager) learn nothing: 404
+    for user, status, code in (
+        (world.rep, 403, "forbidden"),
+        (world.other_rep, 404, "not_found"),
+        (world.manager_b, 404, "not_found"),
+    ):
         resp = await _get(client, world, user)
-        assert resp.status == 403
-        assert (await resp.json())["error"]["code"] == "forbidden"
+        assert resp.status == status
+        assert (await resp.json())["error"]["code"] == code
     await _get(client, world, world.manager_a, Range="bytes=100-199")
     rows = await db.fetch(
         "SELECT * FROM audit_log WHERE resource_id = $1 AND action = 'recording.play' ORDER BY id",
@@ -119,7 +125,7 @@ async def test_reps_hear_their_own_calls_only_where_the_org_allows(recorded, db)
         uuid.UUID(world.org_id),
     )
     assert (await _get(client, world, world.rep)).status == 200
-    assert (await _get(client, world, world.other_rep)).status == 403
+    assert (await _get(client, world, world.other_rep)).status == 404
     await db.execute(
         "UPDATE organizations SET settings = settings - 'reps_review_own_recordings' WHERE id = $1",
         uuid.UUID(world.org_id),
@@ -137,9 +143,9 @@ async def test_the_access_log_is_for_managers_and_admins(recorded, db):
     assert entries[0]["actor_name"] == "mgr-a"  # what the review page shows
     assert any(e["actor_id"] == world.manager_b and e["outcome"] == "denied" for e in entries)
     assert all(e["ip"] == "127.0.0.1" for e in entries)
-    for user in (world.rep, world.manager_b):
+    for user, status in ((world.rep, 403), (world.manager_b, 404)):
         resp = await client.get(_url(world) + "/audit", headers=await bearer(db, user))
-        assert resp.status == 403
+        assert resp.status == status
 
 
 async def test_unknown_and_malformed_calls_are_404(recorded, db):
@@ -189,7 +195,8 @@ async def test_every_answer_matches_the_api_s_openapi_document(recorded, db):
         (world.manager_a, {}, 200),
         (world.manager_a, {"Range": "bytes=0-99"}, 206),
         (world.manager_a, {"Range": "bytes=999999999-"}, 416),
-        (world.manager_b, {}, 403),
+        (world.rep, {}, 403),  # sees the call, may not hear it (the org's setting)
+        (world.manager_b, {}, 404),  # cannot see the call
     ]
     for user, headers, status in cases:
         resp = await _get(client, world, user, **headers)
@@ -199,4 +206,4 @@ async def test_every_answer_matches_the_api_s_openapi_document(recorded, db):
     resp = await client.get(_url(world) + "/audit", headers=await bearer(db, world.manager_a))
     assert resp.status == 200
     contract.check_contract("GET", _url(world) + "/audit", 200, await resp.json())
-    assert {status for _, _, status in contract.checked} == {200, 206, 403, 416}
+    assert {status for _, _, status in contract.checked} == {200, 206, 403, 404, 416}

@@ -69,7 +69,7 @@ async def test_segments_survive_a_database_outage_and_are_written_once(own_postg
         async def written():
             c = await connect(own_postgres.dsn)
             try:
-                rows = await list_segments(c, call_id)
+                rows = await list_segments(c, call_id, org_id=org)
                 ended = (await get_call(c, call_id))["ended_at"] is not None
                 return rows if len(rows) == 2 and ended else None
             finally:
@@ -96,7 +96,7 @@ async def test_a_malformed_event_is_dropped_without_blocking_the_next(migrated_d
         await bus.publish(Event("transcript.final", _final(str(call["id"]), "7", "ok then", 50) | {"party": "mixed"}, org_id=org))
 
         async def one_row():
-            return await list_segments(conn, call["id"])
+            return await list_segments(conn, call["id"], org_id=org)
 
         rows = await _eventually(one_row)
         assert [r["text"] for r in rows] == ["ok then"]
@@ -121,12 +121,12 @@ async def test_an_event_for_a_vanished_organization_is_dropped_not_redelivered_f
         await bus.publish(Event("transcript.final", _final(str(call["id"]), "2", "kept", 900), org_id=org))
 
         async def one_row():
-            return await list_segments(conn, call["id"])
+            return await list_segments(conn, call["id"], org_id=org)
 
         rows = await _eventually(one_row)
         assert [r["text"] for r in rows] == ["kept"]
         await asyncio.sleep(1.0)  # several redelivery periods: the ghost event is not retried
-        assert [r["text"] for r in await list_segments(conn, call["id"])] == ["kept"]
+        assert [r["text"] for r in await list_segments(conn, call["id"], org_id=org)] == ["kept"]
         messages = [r.getMessage() for r in caplog.records if r.name == "crm_core.calls.events"]
         assert sum("dropping" in m for m in messages) == 1, messages
         assert not any("could not persist" in m for m in messages), messages

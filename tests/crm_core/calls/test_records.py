@@ -68,6 +68,6 @@ async def test_final_segments_are_written_once(conn, org):
     ]
     assert await add_final_segments(conn, org, call["id"], segs) == 2
     assert await add_final_segments(conn, org, call["id"], segs) == 0
-    rows = await list_segments(conn, call["id"])
+    rows = await list_segments(conn, call["id"], org_id=org)
     assert [r["text"] for r in rows] == ["hello there", "hi"]
     assert rows[0]["words"] == [{"w": "hello", "s": 0, "e": 500}]
