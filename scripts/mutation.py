@@ -61,7 +61,8 @@ TARGETS: dict[str, Target] = {
     "auth_accounts": Target("crm_core/auth/accounts.py", ("tests/crm_core/api/test_auth.py",), 300),
     "auth_principal": Target(
         "crm_core/auth/principal.py",
-        ("tests/crm_core/api/test_access.py", "tests/crm_core/api/test_auth.py"), 300,
+        ("tests/security/test_token_scopes.py", "tests/crm_core/api/test_access.py",
+         "tests/crm_core/api/test_auth.py"), 300,
     ),
     "passwords": Target("crm_core/auth/passwords.py", ("tests/crm_core/api/test_auth.py",), 300),
     "access": Target("crm_core/api/access.py", ("tests/crm_core/api/test_access.py",), 300),
@@ -69,14 +70,26 @@ TARGETS: dict[str, Target] = {
         "crm_core/api/records.py",
         ("tests/crm_core/api/test_access.py", "tests/crm_core/api/test_leads.py"), 300,
     ),
-    "privacy_tenant": Target("crm_core/privacy.py", ("tests/crm_core/api/test_privacy.py",), 300),
+    "privacy_tenant": Target(
+        "crm_core/privacy.py",
+        ("tests/security/test_tenant_statements.py", "tests/crm_core/api/test_privacy.py"), 300,
+    ),
     "twilio_signatures": Target(
-        "voice_server/transports/twilio.py",
-        ("tests/voice_server/transports/test_twilio_webhooks.py",), 300,
+        "voice_server/transports/twilio_signature.py",
+        ("tests/voice_server/transports/test_twilio_webhooks.py",
+         "tests/security/test_carrier_webhook_input.py"), 300,
     ),
     "vonage_signatures": Target(
-        "voice_server/transports/vonage.py",
-        ("tests/voice_server/transports/test_vonage_webhooks.py",), 300,
+        "voice_server/transports/vonage_signature.py",
+        ("tests/security/test_vonage_webhook_binding.py",
+         "tests/voice_server/transports/test_vonage_webhooks.py"), 300,
+    ),
+    "stream_admissions": Target(
+        "crm_core/calls/stream_admissions.py", ("tests/security/test_media_sockets.py",), 300,
+    ),
+    "redaction": Target("voice_server/redaction.py", ("tests/security/test_secrets_never_printed.py",), 300),
+    "sip_source_limits": Target(
+        "voice_server/sip/source_limits.py", ("tests/security/test_sip_reflection.py",), 300,
     ),
     "rate_limit": Target("storage/rate_limit.py", ("tests/storage/test_rate_limit.py",), 300),
     "sign_in_limits": Target(
