@@ -8,7 +8,9 @@ import uuid
 import asyncpg
 
 from storage.migrations import load_migrations
-from tests.crm_core.conftest import world  # noqa: F401 - the running app fixture
+from tests.crm_core.conftest import world
+
+FIXTURES = (world,)  # the running app of tests/crm_core, used here as a fixture
 
 REPLAY_BODY_TABLES_SKIPPED = {"schema_migrations"}
 
@@ -40,7 +42,7 @@ async def test_an_api_token_is_never_stored_and_a_replay_is_redacted(world):
     assert again["token"] is None and again["id"] == first["id"]
     assert again["token_prefix"] == first["token_prefix"]
     # the one token made still works; the replay made no second one
-    resp, me = await world.request("GET", "/api/v1/me", headers={"Authorization": f"Bearer {first['token']}"})
+    resp, _ = await world.request("GET", "/api/v1/me", headers={"Authorization": f"Bearer {first['token']}"})
     assert resp.status == 200
     _, listed = await world.request("GET", "/api/v1/api-tokens", as_=org.admin, params={"user_id": org.admin.user_id})
     assert [t["id"] for t in listed["data"] if t["name"] == "ci"] == [first["id"]]
