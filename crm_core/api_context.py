@@ -28,6 +28,8 @@ class ApiOptions:
     page_size_max: int = 200
     # webhook URLs may point at private/loopback addresses (tests, on-premises installs)
     webhooks_allow_private_urls: bool = False
+    # The node's public URL: its origin is accepted on sign-in besides the request's Host.
+    public_url: str | None = None
 
 
 def no_request_id() -> str | None:

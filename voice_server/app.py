@@ -158,8 +158,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         pool=lambda: app[RUNTIME].pool,
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s,
-                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls),
-        # per-organisation limits after authentication, per-IP/e-mail limits on failed sign-ins
+                           webhooks_allow_private_urls=settings.webhooks_allow_private_urls,
+                           public_url=settings.public_url),
+        # per-organisation limits after authentication, per-IP/account limits on sign-in attempts,
+        # per-IP limits on unauthenticated requests
         rate_limits=api_rate_limits(settings, lambda: app[RUNTIME].redis),
         request_id=lambda: request_id_var.get(None),
     )

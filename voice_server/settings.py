@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     # --- API rate limits (crm_core/api/rate_limits.py) and webhooks out
     rate_limit_enabled: bool = True
     rate_limit_anonymous_per_min: int = Field(60, ge=1, le=1_000_000)
+    rate_limit_unauthenticated_per_min: int = Field(300, ge=1, le=1_000_000)
     rate_limit_starter_per_min: int = Field(60, ge=1, le=1_000_000)
     rate_limit_professional_per_min: int = Field(300, ge=1, le=1_000_000)
     rate_limit_enterprise_per_min: int = Field(3000, ge=1, le=1_000_000)

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from crm_core.api.idempotency import run_idempotent
+from crm_core.api.idempotency import run_idempotent, shown_once_fields
 from crm_core.api.reply import RAW_BODY_KEY, Call, Handler, render
 from crm_core.api_context import api_context
 from crm_core.api_errors import (
@@ -131,7 +131,7 @@ def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResp
         call = Call(request, principal, body, context)
         key = request.headers.get("Idempotency-Key")
         if key is not None and endpoint.idempotent_post and principal is not None:
-            return await run_idempotent(call, key, endpoint.handler)
+            return await run_idempotent(call, key, endpoint.handler, shown_once_fields(endpoint.response))
         return render(await endpoint.handler(call))
 
     handle.__name__ = endpoint.operation_id or endpoint.handler.__name__

@@ -3,6 +3,11 @@
 Keys are scoped to the user. A retry with the same key but a different
 request is refused (422); a retry while the first is still running gets 409.
 Server errors are not stored, so the client may retry them.
+
+A "shown once" secret (an API token, a webhook signing secret: fields marked ``SHOWN_ONCE``
+in the response model) is never stored: the stored response has it replaced by ``null``, and
+a replay says so with ``Secret-Redacted: <field>``. The replay still names the created
+resource (its ``id``), so a client whose first answer was lost can revoke or rotate it.
 """
 
 from __future__ import annotations
@@ -11,12 +16,24 @@ import hashlib
 import json
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from crm_core.api.reply import RAW_BODY_KEY, Call, Handler, Reply, render
+from crm_core.api.schemas.common import SHOWN_ONCE
 from crm_core.api_errors import ApiError, BadRequest, Conflict, Unprocessable
 
 MAX_KEY_LENGTH = 255
 REPLAY_HEADER = "Idempotent-Replayed"
+REDACTED_HEADER = "Secret-Redacted"
+
+
+def shown_once_fields(model: type[BaseModel] | None) -> tuple[str, ...]:
+    """The response model's fields that carry a secret shown once."""
+    if model is None:
+        return ()
+    return tuple(name for name, info in model.model_fields.items()
+                 if isinstance(info.json_schema_extra, dict)
+                 and all(info.json_schema_extra.get(k) == v for k, v in SHOWN_ONCE.items()))
 
 
 def _request_hash(call: Call) -> str:
@@ -27,7 +44,8 @@ def _request_hash(call: Call) -> str:
     return digest.hexdigest()
 
 
-async def run_idempotent(call: Call, key: str, handler: Handler) -> web.Response:
+async def run_idempotent(call: Call, key: str, handler: Handler,
+                         shown_once: tuple[str, ...] = ()) -> web.Response:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise BadRequest(f"Idempotency-Key must have 1 to {MAX_KEY_LENGTH} characters",
                          code="invalid_idempotency_key")
@@ -58,13 +76,16 @@ async def run_idempotent(call: Call, key: str, handler: Handler) -> web.Response
             raise Conflict("the first request with this Idempotency-Key is still being processed",
                            code="idempotency_in_progress")
         stored = first["response"]
-        reply = Reply(None if stored is None else json.loads(stored), status=first["status_code"],
-                      headers={REPLAY_HEADER: "true"})
-        return render(reply)
+        body = None if stored is None else json.loads(stored)
+        headers = {REPLAY_HEADER: "true"}
+        redacted = [name for name in shown_once if isinstance(body, dict) and name in body]
+        if redacted:
+            headers[REDACTED_HEADER] = ", ".join(redacted)
+        return render(Reply(body, status=first["status_code"], headers=headers))
 
     try:
         reply = await handler(call)
-        status, body = reply.status, reply.json_body()
+        status, body = reply.status, _redacted(reply, shown_once)
     except ApiError as exc:
         status, body = exc.status, exc.body()
         await _store(call, key, status, body)
@@ -78,6 +99,18 @@ async def run_idempotent(call: Call, key: str, handler: Handler) -> web.Response
         raise
     await _store(call, key, status, body)
     return render(reply)
+
+
+def _redacted(reply: Reply, shown_once: tuple[str, ...]) -> object:
+    """The reply's body as it may be stored: every shown-once secret replaced by null (the
+    endpoint's and any the reply's own model marks)."""
+    body = reply.json_body()
+    if not isinstance(body, dict):
+        return body
+    fields = set(shown_once)
+    if isinstance(reply.data, BaseModel):
+        fields.update(shown_once_fields(type(reply.data)))
+    return {name: (None if name in fields else value) for name, value in body.items()}
 
 
 async def _store(call: Call, key: str, status: int, body: object) -> None:

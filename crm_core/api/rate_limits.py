@@ -13,7 +13,8 @@ The node configures the limits with one ``ApiRateLimits`` value passed to
 ``add_api_routes``: the API then spends the organisation's budget after each
 authentication (``org_rate_limit_hook``, reading the plan and any custom
 limit from ``organizations.settings`` through ``crm_core.orgs``, cached for a
-minute) and limits failed sign-ins (``crm_core.api.sign_in_limits``).
+minute), limits sign-in attempts (``crm_core.api.sign_in_limits``) and unauthenticated
+requests per client IP (``anonymous_limit_middleware``).
 ``rate_limit_middleware`` is the same limit as an aiohttp middleware, placed
 after whatever sets ``request["principal"]``, for routes outside the API
 (anonymous requests are limited per client IP).
@@ -54,6 +55,8 @@ class RateLimitPolicy:
     plan_limits_per_min: dict[str, int] = field(default_factory=lambda: dict(PLAN_LIMITS_PER_MIN))
     default_plan: str = "starter"
     anonymous_per_min: int = 60
+    # Requests without a valid credential, per client IP, API-wide (anonymous_limit_middleware).
+    unauthenticated_per_min: int = 300
     # Only behind a proxy you run: otherwise clients could pick their own bucket.
     trust_forwarded_for: bool = False
     exempt_paths: frozenset[str] = frozenset({"/live", "/ready", "/metrics"})
@@ -187,6 +190,67 @@ def rate_limit_middleware(
         return response
 
     return _rate_limit
+
+
+# Where anonymous requests are limited: the API and the browser's sockets. Sign-in has its own
+# budgets (crm_core.api.sign_in_limits); carrier webhooks prove themselves by signature.
+ANONYMOUS_LIMITED_PREFIXES = ("/api/", "/auth/", "/ws/", "/feeds/")
+ANONYMOUS_EXEMPT_PATHS = frozenset({"/auth/token"})
+_SESSION_COOKIE = "coachline_session"  # crm_core.auth.http.SESSION_COOKIE (no import: layering)
+
+
+def _carries_credentials(request: web.Request) -> bool:
+    return bool(request.headers.get("Authorization") or request.cookies.get(_SESSION_COOKIE)
+                or (request.method in ("GET", "HEAD")
+                    and (request.query.get("access_token") or request.query.get("token"))))
+
+
+def anonymous_limit_middleware(limiter: RateLimiter | LimiterSource, policy: RateLimitPolicy | None = None):
+    """Unauthenticated requests spend their client IP's budget (``policy.unauthenticated_per_min``,
+    key ``anon:ip:<ip>``): one that carries no credential at all spends it before its handler
+    runs (429 once spent); one whose credential is refused (401) spends it after, and is
+    answered 429 instead once the budget is spent. A request whose credential is good never
+    spends it, so a flood from an address shared behind a proxy cannot lock signed-in users out.
+    """
+    policy = policy or RateLimitPolicy()
+    source = limiter_source(limiter)
+
+    def limited(request: web.Request) -> bool:
+        return (request.path.startswith(ANONYMOUS_LIMITED_PREFIXES)
+                and request.path not in ANONYMOUS_EXEMPT_PATHS and request.path not in policy.exempt_paths)
+
+    async def spend(current: RateLimiter, request: web.Request) -> web.HTTPTooManyRequests | None:
+        rule = RateLimit(policy.unauthenticated_per_min, 60.0)
+        try:
+            decision = await current.hit(f"anon:ip:{policy.client_ip(request)}", rule)
+        except RateLimitUnavailable as exc:
+            log.warning("anonymous rate limit not enforced: %s", exc)
+            return None
+        return None if decision.allowed else too_many_requests(decision, rule.period_s)
+
+    @web.middleware
+    async def _anonymous_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        current = source()
+        if current is None or not limited(request):
+            return await handler(request)
+        if not _carries_credentials(request):
+            refusal = await spend(current, request)
+            if refusal is not None:
+                raise refusal
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 401 and (refusal := await spend(current, request)) is not None:
+                raise refusal from None
+            raise
+        if response.status == 401 and not response.prepared:
+            refusal = await spend(current, request)
+            if refusal is not None:
+                raise refusal
+        return response
+
+    return _anonymous_limit
 
 
 @dataclass(frozen=True, slots=True)

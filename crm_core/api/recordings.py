@@ -53,8 +53,9 @@ from storage.recording_store import (
 
 log = logging.getLogger(__name__)
 
-# (request, resource) -> the caller, its API token's scopes checked for ``resource``
-Authenticate = Callable[[web.Request, str], Awaitable[Principal]]
+# (request, resource, *, allow_query_token) -> the caller, its API token's scopes checked for
+# ``resource``; the query token only for the audio itself.
+Authenticate = Callable[..., Awaitable[Principal]]
 AUTHENTICATE = web.AppKey("recording_authenticate", object)
 WAV_HEADER_LEN = 44
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -62,9 +63,12 @@ _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 RESOURCE = "recordings"
 
 
-async def _crm_authenticate(request: web.Request, resource: str) -> Principal:
-    # <audio> cannot send headers, so the short-lived access token may come in the query string.
-    return await authenticate(request, allow_query_token=True, resource=resource)
+async def _crm_authenticate(
+    request: web.Request, resource: str, *, allow_query_token: bool = False
+) -> Principal:
+    # <audio> cannot send headers, so for the audio the short-lived access token may come in the
+    # query string; nothing else here (JSON, GDPR exports, erasure) takes one.
+    return await authenticate(request, allow_query_token=allow_query_token, resource=resource)
 
 
 _QUERY_TOKEN = QueryParam("access_token", {"type": "string"},
@@ -81,7 +85,7 @@ OPERATIONS = (
     ForeignOperation(
         "GET", "/api/v1/calls/{call_id}/recording/audit",
         "Who listened to a call's recording, newest first (the newest 200 entries)", "recordings",
-        response=RecordingAccessEntry, paginated=True, query=(_QUERY_TOKEN,),
+        response=RecordingAccessEntry, paginated=True,
         operation_id="get_call_recording_audit"),
 )
 
@@ -166,15 +170,21 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
     return ByteRange(start, end)
 
 
-async def principal_of(request: web.Request, resource: str) -> Principal:
-    """The caller (crm_core.auth), its scopes allowing ``resource``; a refusal is audited, then answered."""
+async def principal_of(request: web.Request, resource: str, *, media: bool = False) -> Principal:
+    """The caller (crm_core.auth), its scopes allowing ``resource``; a refusal is audited, then
+    answered.
+
+    ``media``: the request fetches audio, whose ``?access_token=`` is honoured (GET only).
+    Anonymous refusals are aggregated per source and minute (``write_anonymous_denial``), so a
+    flood of them cannot grow the audit log without bound.
+    """
     try:
-        principal = await request.app[AUTHENTICATE](request, resource)
+        principal = await request.app[AUTHENTICATE](request, resource, allow_query_token=media)
     except ApiError as exc:
         try:
             async with api_context(request).pool().acquire() as conn:
                 lead_id = request.match_info.get("lead_id")
-                await rows.write_audit(
+                await rows.write_anonymous_denial(
                     conn,
                     rows.AuditEntry(
                         org_id=None,
@@ -265,7 +275,7 @@ async def _visible_call_recording(conn, principal: Principal, call_id: str):
 
 async def play_recording(request: web.Request) -> web.StreamResponse:
     try:
-        principal = await principal_of(request, RESOURCE)
+        principal = await principal_of(request, RESOURCE, media=True)
     except AuthRefused as rendered:
         return rendered.response
     range_header = request.headers.get("Range")

@@ -25,8 +25,13 @@ from crm_core.api import (
 )
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
-from crm_core.api.rate_limits import ApiRateLimits, org_rate_limit_hook, redis_limiter
-from crm_core.api.sign_in_limits import sign_in_limit_middleware
+from crm_core.api.rate_limits import (
+    ApiRateLimits,
+    anonymous_limit_middleware,
+    org_rate_limit_hook,
+    redis_limiter,
+)
+from crm_core.api.sign_in_limits import SIGN_IN_LIMITS, SignInLimits
 from crm_core.api_context import CRM_API, ApiContext, ApiOptions, no_request_id
 from crm_core.api_errors import ApiError, MethodNotAllowed, NotFound, unavailable_error
 from crm_core.auth.principal import RESOURCES, SELF
@@ -134,8 +139,8 @@ def add_api_routes(
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
     ``rate_limits`` (none: no limits) makes each authenticated request spend its organization's
-    budget before its handler runs, and limits failed sign-ins on ``/auth/token`` with a
-    middleware appended to ``app``'s. ``dialers`` (carrier name ->
+    budget before its handler runs, limits sign-in attempts on ``/auth/token`` and
+    unauthenticated requests per client IP (a middleware appended to ``app``'s). ``dialers`` (carrier name ->
     ``crm_core.calls.dialing.Dialer``) is the registry ``POST /calls/outbound`` dials through;
     it is read per request, so the carrier edge may fill ``app[CRM_API].dialers`` after this
     call. ``request_id()`` gives the id of the request being served, for audit rows.
@@ -144,10 +149,11 @@ def add_api_routes(
     if rate_limits is not None:
         limiter = redis_limiter(rate_limits.redis, enabled=rate_limits.enabled)
         after_authenticate = org_rate_limit_hook(limiter, rate_limits.policy, pool)
-        # failed sign-ins spend per-IP and per-e-mail budgets, so password guessing stays slow
-        app.middlewares.append(sign_in_limit_middleware(
-            limiter, rate_limits.policy,
-            failures_per_email_per_min=rate_limits.sign_in_failures_per_email_per_min))
+        # sign-in attempts spend per-IP and per-account budgets before the password is checked
+        app[SIGN_IN_LIMITS] = SignInLimits(
+            limiter, rate_limits.policy, per_account_per_min=rate_limits.sign_in_failures_per_email_per_min)
+        # unauthenticated requests spend their client IP's budget
+        app.middlewares.append(anonymous_limit_middleware(limiter, rate_limits.policy))
     app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
                               after_authenticate=after_authenticate,
                               dialers=dialers if dialers is not None else {},

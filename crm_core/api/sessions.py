@@ -1,6 +1,6 @@
 """POST /auth/token and POST /auth/logout: browser sign-in and short-lived bearer tokens.
 
-* ``POST /auth/token {email, password}`` signs in: it sets the HttpOnly
+* ``POST /auth/token {email, password}`` (``application/json``, same-origin) signs in: it sets the HttpOnly
   ``coachline_session`` cookie (SameSite=Lax; Secure when configured) and the
   script-readable ``coachline_csrf`` cookie, and returns a short-lived bearer
   token for API calls.
@@ -14,12 +14,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from crm_core.api.endpoint import Endpoint, parse_body, read_limited
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.auth import TokenRequest, TokenResponse
+from crm_core.api.sign_in_limits import SIGN_IN_LIMITS, SignInCharge
 from crm_core.api_errors import BadRequest, Unauthenticated, Unprocessable, validation_details
 from crm_core.auth.accounts import user_for_password
-from crm_core.auth.http import CSRF_COOKIE, SESSION_COOKIE, authenticate, check_csrf
+from crm_core.auth.http import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    authenticate,
+    check_csrf,
+    check_sign_in_origin,
+)
 from crm_core.auth.tokens import create_access_token, create_browser_session, session_by_token
 
 ACCESS_TOKEN_TTL_S = 15 * 60
@@ -30,20 +39,32 @@ def _cookie_attrs(call: Call, *, http_only: bool, max_age: int) -> dict[str, Any
             "secure": call.context.options.secure_cookies}
 
 
-async def issue_token(call: Call) -> Reply:
-    from pydantic import ValidationError
+def parse_sign_in(raw: bytes) -> TokenRequest:
+    """The one reading of a sign-in body: what the account lookup, the password check and the
+    attempt limit all see."""
+    value = parse_body(raw)  # hostile or malformed text: 400 (or 422 for unstorable text)
+    try:
+        return TokenRequest.model_validate(value)
+    except ValidationError as exc:
+        raise Unprocessable("the body failed validation", validation_details(exc)) from None
 
+
+async def issue_token(call: Call) -> Reply:
     raw = await read_limited(call.request, 16 * 1024)
     ttl = call.context.options.session_ttl_s
     if raw.strip():
-        value = parse_body(raw)
-        try:
-            body = TokenRequest.model_validate(value)
-        except ValidationError as exc:
-            raise Unprocessable("the body failed validation", validation_details(exc)) from None
+        check_sign_in_origin(call.request, call.context.options.public_url)
+        body = parse_sign_in(raw)
+        limits = call.request.config_dict.get(SIGN_IN_LIMITS)
+
+        async def admit(account_keys: list[str]) -> SignInCharge:
+            if limits is None:
+                return SignInCharge()
+            return await limits.charge(call.request, account_keys)
+
         async with call.pool.acquire() as conn:
             # bodies are not trimmed (the document's limits hold as sent); a typed email may carry blanks
-            user = await user_for_password(conn, body.email.strip(), body.password, body.organization)
+            user = await user_for_password(conn, body.email, body.password, body.organization, admit=admit)
             if user is None:
                 raise Unauthenticated("wrong email or password")
             async with conn.transaction():
@@ -85,7 +106,8 @@ async def logout(call: Call) -> Reply:
 ENDPOINTS = (
     Endpoint("POST", "/auth/token", issue_token, "Sign in (email + password) or refresh the bearer token "
              "of a signed-in browser", "auth", body=None, response=TokenResponse, public=True,
-             raw_body="application/json", raw_body_model=TokenRequest, errors=(400, 401, 403, 413, 422),
+             raw_body="application/json", raw_body_model=TokenRequest,
+             errors=(400, 401, 403, 413, 415, 422),
              operation_id="issue_token"),
     Endpoint("POST", "/auth/logout", logout, "Sign out: revoke the session and its tokens", "auth",
              status=204, public=True, errors=(400, 401, 403)),

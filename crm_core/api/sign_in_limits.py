@@ -1,101 +1,91 @@
-"""Limits on failed sign-ins (``POST /auth/token``), so password guessing stays slow.
+"""Limits on sign-in attempts (``POST /auth/token``), so password guessing stays slow.
 
-Failed sign-ins spend per-IP and per-e-mail budgets in Redis (the API's
-``RateLimitPolicy`` gives the per-IP size); while either is spent, sign-in
-attempts get 429 in the API's error shape before any password is checked.
+Every password attempt spends, before its password is checked, one unit of its client
+address's budget (``policy.anonymous_per_min``: guessing across many accounts) and one of
+each account it names (``per_account_per_min``: one account guessed at from many addresses).
+Both are spent in one atomic Redis step that also decides (``RateLimiter.hit_all``), so
+concurrent attempts cannot all pass a check made before any of them is counted. While either
+budget is spent the attempt gets 429 in the API's error shape and no password is checked, so a
+guess cannot succeed then, not even the right one.
+
+The account is the one the sign-in lookup itself found (``crm_core.auth.accounts``): the
+users row's id, so every spelling of an address that reaches an account (case, blanks, any
+form the database's ``lower()`` folds) spends that account's one budget; an address naming no
+account is keyed by the lookup's own ``lower()`` of it. The handler parses the body once and
+the limit is charged from that parse, so no framing (chunked, compressed, duplicate keys,
+another charset) can show the limiter one account and the password check another.
+
+A right password gives its units back: a user signing in from many tabs or devices is never
+locked out by their own successes, and an attacker gains nothing since a refund needs the
+password. Redis down: attempts pass (logged), as every limit here does.
+
+Only sign-ins are refused, never other requests from the address: behind a proxy every
+client may share one address, and a flood of bad guesses must not lock signed-in users out.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from crm_core.api.endpoint import read_limited
-from crm_core.api.rate_limits import (
-    Handler,
-    LimiterSource,
-    RateLimitPolicy,
-    limiter_source,
-    too_many_requests,
-)
-from crm_core.json_input import JsonInputError, parse_json
+from crm_core.api.rate_limits import LimiterSource, RateLimitPolicy, too_many_requests
 from storage.rate_limit import RateLimit, RateLimiter, RateLimitUnavailable
 
 log = logging.getLogger(__name__)
 
 SIGN_IN_PATH = "/auth/token"
-_SIGN_IN_BODY_LIMIT = 64 * 1024
 
 
-def sign_in_limit_middleware(
-    limiter: RateLimiter | LimiterSource,
-    policy: RateLimitPolicy | None = None,
-    *,
-    failures_per_email_per_min: int = 10,
-):
-    """Failed sign-ins (``POST /auth/token`` answered 401) spend two budgets: the client IP's
-    (``policy.anonymous_per_min``: guessing across many accounts) and the e-mail address's
-    (``failures_per_email_per_min``: guessing one account from many addresses). While either is
-    spent, sign-in attempts get 429 before any password is checked, so a guess cannot succeed.
+@dataclass(slots=True)
+class SignInCharge:
+    """The units one attempt spent; ``refund`` gives them back after a right password."""
 
-    Only sign-ins are refused, never other requests from the IP: behind a proxy every client may
-    share one address, and a flood of bad guesses must not lock signed-in users out. Bearer
-    tokens need no such budget: they are random 256-bit secrets, not guessable.
-    """
-    policy = policy or RateLimitPolicy()
-    source = limiter_source(limiter)
-    per_ip = RateLimit(policy.anonymous_per_min, 60.0)
-    per_email = RateLimit(failures_per_email_per_min, 60.0)
+    limiter: RateLimiter | None = None
+    budgets: list[tuple[str, RateLimit]] = field(default_factory=list)
 
-    @web.middleware
-    async def _sign_in_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        current = source()
-        if current is None or request.method != "POST" or request.path != SIGN_IN_PATH:
-            return await handler(request)
-        budgets = [(f"signin:ip:{policy.client_ip(request)}", per_ip)]
-        email = await _sign_in_email(request)
-        if email:
-            budgets.append((f"signin:email:{email}", per_email))
+    async def refund(self) -> None:
+        if self.limiter is None or not self.budgets:
+            return
         try:
-            for key, rule in budgets:
-                decision = await current.peek(key, rule)
-                if not decision.allowed:
-                    log.warning("sign-in refused: %s spent its failed sign-ins", key)
-                    raise too_many_requests(decision, rule.period_s)
+            await self.limiter.refund(self.budgets)
+        except RateLimitUnavailable as exc:
+            log.warning("sign-in budget not refunded: %s", exc)
+        self.budgets = []
+
+
+@dataclass(frozen=True, slots=True)
+class SignInLimits:
+    limiter: LimiterSource
+    policy: RateLimitPolicy = field(default_factory=RateLimitPolicy)
+    per_account_per_min: int = 10
+
+    async def charge(self, request: web.Request, account_keys: list[str]) -> SignInCharge:
+        """Spend one attempt of the client address and of every account in ``account_keys``
+        (all or none), or raise 429 when any of them is spent."""
+        current = self.limiter()
+        if current is None:
+            return SignInCharge()
+        per_ip = RateLimit(self.policy.anonymous_per_min, 60.0)
+        per_account = RateLimit(self.per_account_per_min, 60.0)
+        budgets = [(f"signin:ip:{self.policy.client_ip(request)}", per_ip)]
+        budgets += [(f"signin:account:{key}", per_account) for key in dict.fromkeys(account_keys)]
+        try:
+            decisions = await current.hit_all(budgets)
         except RateLimitUnavailable as exc:
             log.warning("sign-in limit not enforced: %s", exc)
-            return await handler(request)
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status == 401:
-                await _charge(current, budgets)
-            raise
-        if response.status == 401:
-            await _charge(current, budgets)
-        return response
-
-    return _sign_in_limit
-
-
-async def _sign_in_email(request: web.Request) -> str | None:
-    """The e-mail a sign-in names, lower-cased; None for a cookie refresh or a body we cannot
-    read (the handler answers those: ``read_limited`` keeps the body for it)."""
-    length = request.content_length
-    if not length or length > _SIGN_IN_BODY_LIMIT:
-        return None  # no body, or one the handler will refuse; an unsized body is not read here
-    try:
-        body = parse_json(await read_limited(request, _SIGN_IN_BODY_LIMIT))
-    except JsonInputError:
-        return None
-    email = body.get("email") if isinstance(body, dict) else None
-    return email.strip().lower()[:320] if isinstance(email, str) and email.strip() else None
+            return SignInCharge()
+        refused = [
+            (d, key, rule)
+            for d, (key, rule) in zip(decisions, budgets, strict=True)
+            if not d.allowed
+        ]
+        if refused:
+            decision, key, rule = max(refused, key=lambda r: r[0].retry_after_s)
+            log.warning("sign-in refused: %s spent its sign-in attempts", key.split(":")[1])
+            raise too_many_requests(decision, rule.period_s)
+        return SignInCharge(current, budgets)
 
 
-async def _charge(limiter: RateLimiter, budgets: list[tuple[str, RateLimit]]) -> None:
-    for key, rule in budgets:
-        try:
-            await limiter.hit(key, rule)
-        except RateLimitUnavailable as exc:
-            log.warning("failed sign-in not counted for %s: %s", key, exc)
+SIGN_IN_LIMITS = web.AppKey("crm_sign_in_limits", SignInLimits)

@@ -22,6 +22,7 @@ from crm_core.api.schemas.users import User, UserCreate, UserUpdate
 from crm_core.api_errors import Conflict, Forbidden, NotFound
 from crm_core.auth.passwords import hash_password
 from crm_core.auth.principal import SELF
+from crm_core.auth.tokens import end_sign_ins
 from crm_core.changes import ChangeSet
 
 USERS = Collection(
@@ -114,6 +115,10 @@ async def update_user(call: Call) -> Reply:
             raise Forbidden("admins cannot demote or deactivate themselves", code="self_lockout")
         await _check_team(conn, me.org_id, updates.get("team_id"))
         row = await update_row(conn, "users", current["id"], updates, me.org_id)
+        if "password_hash" in updates:
+            # whoever knew the old password keeps nothing it opened; the caller's own credential stays
+            await end_sign_ins(conn, me.org_id, str(current["id"]), keep_session_id=me.session_id,
+                               keep_api_token_id=me.api_token_id)
         before, after = user_out(current), user_out(row)
         await changes.record(conn, action="user.update", resource_type="user", resource_id=str(after.id),
                              before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),

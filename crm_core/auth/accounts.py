@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from crm_core.auth.passwords import hash_password, verify_password
+from crm_core.auth.tokens import end_sign_ins
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _DUMMY_HASH = hash_password("no such user, no such password")
@@ -51,30 +53,54 @@ async def create_admin(
             """,
             org_id, email, name or email.split("@")[0], password_hash,
         )
+        # a reset password ends whatever the old one opened
+        await end_sign_ins(conn, str(org_id), str(user_id))
     return CreatedAdmin(str(org_id), str(user_id), created_org)
 
 
+class Charge(Protocol):
+    async def refund(self) -> None: ...
+
+
+# Called with the keys of the accounts an attempt names, before any password is checked: it
+# spends the attempt (raising to refuse it) and gives back what a right password refunds.
+Admit = Callable[[list[str]], Awaitable[Charge]]
+
+
 async def user_for_password(
-    conn: asyncpg.Connection, email: str, password: str, org_slug: str | None = None
+    conn: asyncpg.Connection, email: str, password: str, org_slug: str | None, *, admit: Admit
 ) -> asyncpg.Record | None:
-    """The active user with this email (in ``org_slug`` when given) whose password matches."""
+    """The active user with this email (in ``org_slug`` when given) whose password matches.
+
+    ``admit`` is charged before any password is checked, with one key per account the lookup
+    found (``user:<id>``), or, when it found none, the lookup's own ``lower()`` of the address
+    (``email:<address>``): whatever spelling reached an account, its one budget pays.
+    """
     rows = await conn.fetch(
         """
-        SELECT u.* FROM users u JOIN organizations o ON o.id = u.org_id
-        WHERE lower(u.email) = lower($1) AND u.is_active AND ($2::text IS NULL OR o.slug = $2)
+        SELECT k.account_email, u.*
+        FROM (SELECT lower($1::text) AS account_email) k
+        LEFT JOIN (users u JOIN organizations o ON o.id = u.org_id)
+          ON lower(u.email) = k.account_email AND u.is_active AND ($2::text IS NULL OR o.slug = $2)
         """,
-        email, org_slug,
+        email.strip(), org_slug,
     )
-    if not rows:
+    users = [row for row in rows if row["id"] is not None]
+    keys = [f"user:{row['id']}" for row in users] or [f"email:{rows[0]['account_email'][:320]}"]
+    charge = await admit(keys)
+    if not users:
         # Spend the same time as a real check, so response times do not reveal which emails exist.
         await asyncio.to_thread(verify_password, password, _DUMMY_HASH)
         return None
     matches = []
-    for row in rows:
+    for row in users:
         if await asyncio.to_thread(verify_password, password, row["password_hash"]):
             matches.append(row)
     # The same email and password in two organizations: the caller must name one.
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) != 1:
+        return None
+    await charge.refund()
+    return matches[0]
 
 
 async def active_user_profile(

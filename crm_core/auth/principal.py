@@ -69,6 +69,7 @@ class Principal:
     via: Literal["cookie", "session", "api_token"] = "session"
     scopes: frozenset[str] = BASE_SCOPES
     session_id: str | None = None
+    api_token_id: str | None = None  # the API token the request came with (via == "api_token")
 
     def has(self, permission: str) -> bool:
         """The permission, when both the role and (for an API token) the scopes grant it."""
@@ -106,7 +107,8 @@ class Principal:
 
 
 def principal_for_user(
-    user: dict, *, via: str, scopes: frozenset[str] | None = None, session_id: str | None = None
+    user: dict, *, via: str, scopes: frozenset[str] | None = None, session_id: str | None = None,
+    api_token_id: str | None = None,
 ) -> Principal:
     """Build the principal of a users row; API token scopes narrow the role's rights."""
     role = user["role"]
@@ -125,4 +127,5 @@ def principal_for_user(
         via=via,  # type: ignore[arg-type]
         scopes=frozenset(effective_scopes),
         session_id=session_id,
+        api_token_id=api_token_id,
     )

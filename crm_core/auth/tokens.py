@@ -68,7 +68,8 @@ async def principal_from_api_token(conn: asyncpg.Connection, token: str) -> Prin
         # last_used_at to the minute: writing it on every request would serialise a busy
         # client's requests on this one row.
         await conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = $1", row["token_id"])
-    return principal_for_user(dict(row), via="api_token", scopes=frozenset(row["scopes"]))
+    return principal_for_user(dict(row), via="api_token", scopes=frozenset(row["scopes"]),
+                              api_token_id=str(row["token_id"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,4 +136,26 @@ async def revoke_session(conn: asyncpg.Connection, session_id: str) -> None:
     await conn.execute(
         "UPDATE sessions SET revoked_at = now() WHERE (id = $1 OR parent_id = $1) AND revoked_at IS NULL",
         session_id,
+    )
+
+
+async def end_sign_ins(
+    conn: asyncpg.Connection, org_id: str, user_id: str, *, keep_session_id: str | None = None,
+    keep_api_token_id: str | None = None,
+) -> None:
+    """After a password change: revoke every browser session of the user (with the access tokens
+    issued for it) and every API token of theirs, except the credential that made the change, so
+    whoever knew the old password keeps nothing it gave them."""
+    await conn.execute(
+        """
+        UPDATE sessions SET revoked_at = now()
+        WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL
+          AND ($3::uuid IS NULL OR (id <> $3 AND parent_id IS DISTINCT FROM $3))
+        """,
+        org_id, user_id, keep_session_id,
+    )
+    await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE org_id = $1 AND user_id = $2 "
+        "AND revoked_at IS NULL AND ($3::uuid IS NULL OR id <> $3)",
+        org_id, user_id, keep_api_token_id,
     )

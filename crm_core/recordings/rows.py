@@ -214,6 +214,66 @@ async def write_audit(conn: asyncpg.Connection, entry: AuditEntry) -> None:
     )
 
 
+# Refused anonymous requests: one audit row per source address, action and window, counting the
+# repeats; past this many sources in a window, one row more stands for all the others.
+ANONYMOUS_AUDIT_WINDOW_S = 60
+ANONYMOUS_AUDIT_SOURCES_PER_WINDOW = 500
+
+
+async def write_anonymous_denial(conn: asyncpg.Connection, entry: AuditEntry) -> None:
+    """Audit a refused unauthenticated request without letting a flood of them grow the log
+    without bound: a repeat from the same address (and action) within the window adds to its
+    row's ``detail.count``; past ``ANONYMOUS_AUDIT_SOURCES_PER_WINDOW`` sources in the window,
+    the rest are counted in one row without an address. At most sources-cap + actions rows a window.
+    """
+    async with conn.transaction():
+        ip = entry.ip
+        if ip is not None:
+            if await _bump_anonymous_row(conn, entry.action, ip) is not None:
+                return
+            sources = await conn.fetchval(
+                """
+                SELECT count(*) FROM audit_log
+                WHERE org_id IS NULL AND actor_id IS NULL AND outcome = 'denied'
+                  AND occurred_at > now() - make_interval(secs => $1)
+                """,
+                ANONYMOUS_AUDIT_WINDOW_S,
+            )
+            if sources < ANONYMOUS_AUDIT_SOURCES_PER_WINDOW:
+                await write_audit(conn, _first_of_window(entry, ip))
+                return
+            ip = None  # past the cap: counted with every other source
+        if await _bump_anonymous_row(conn, entry.action, None) is None:
+            await write_audit(conn, _first_of_window(entry, None))
+
+
+def _first_of_window(entry: AuditEntry, ip: str | None) -> AuditEntry:
+    detail = {**entry.detail, "count": 1}
+    if ip is None:
+        detail["sources"] = "many"
+    return AuditEntry(org_id=None, action=entry.action, resource_id=entry.resource_id, outcome="denied",
+                      actor_kind=entry.actor_kind, ip=ip, request_id=entry.request_id, detail=detail,
+                      resource_type=entry.resource_type)
+
+
+async def _bump_anonymous_row(conn: asyncpg.Connection, action: str, ip: str | None) -> int | None:
+    return await conn.fetchval(
+        """
+        UPDATE audit_log
+        SET detail = detail || jsonb_build_object('count', coalesce((detail->>'count')::int, 1) + 1,
+                                                  'last_at', now())
+        WHERE id = (
+            SELECT id FROM audit_log
+            WHERE org_id IS NULL AND actor_id IS NULL AND outcome = 'denied' AND action = $1
+              AND ip IS NOT DISTINCT FROM $2::inet AND occurred_at > now() - make_interval(secs => $3)
+            ORDER BY occurred_at DESC LIMIT 1
+        )
+        RETURNING id
+        """,
+        action, ip, ANONYMOUS_AUDIT_WINDOW_S,
+    )
+
+
 async def recording_audit(
     conn: asyncpg.Connection, org_id: str, call_id: str, limit: int = 200
 ) -> list[asyncpg.Record]:

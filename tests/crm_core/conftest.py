@@ -10,7 +10,10 @@ from voice_server.settings import load_settings
 @pytest_asyncio.fixture(loop_scope="session")
 async def world(migrated_database, redis_url):
     settings = load_settings({"DATABASE_URL": migrated_database, "REDIS_URL": redis_url,
-                              "COACHLINE_EVENT_BUS": "memory", "COACHLINE_DB_POOL_MAX": "5"})
+                              "COACHLINE_EVENT_BUS": "memory", "COACHLINE_DB_POOL_MAX": "5",
+                              # every test's requests come from 127.0.0.1 into one Redis: the
+                              # per-address budget of unauthenticated requests must not fill up
+                              "COACHLINE_RATE_LIMIT_UNAUTHENTICATED_PER_MIN": "1000000"})
     runtime = await Runtime(settings).start()
     app = create_app(settings, runtime)
     client = TestClient(TestServer(app))

@@ -197,9 +197,7 @@ async def _database(local_postgres) -> str:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = (
-        f"postgresql://postgres@/{name}?host={local_postgres.socket_dir}&port={local_postgres.port}"
-    )
+    dsn = local_postgres.dsn_for(name)
     conn = await asyncpg.connect(dsn)
     try:
         await apply_migrations(conn)

@@ -17,8 +17,6 @@ import pytest
 from crm_core.json_input import MAX_DEPTH, JsonInputError, UnstorableText, parse_json
 from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
 
-
-
 # Raw bodies no JSON endpoint may answer with a 5xx.
 HOSTILE_BODIES: dict[str, bytes] = {
     "deep arrays": b"[" * 100_000 + b"]" * 100_000,

@@ -31,7 +31,9 @@ EXEMPT = {
     "crm_core/recordings/rows.py::set_key_id": "key rotation re-wraps recordings of every org",
     "crm_core/recordings/rows.py::mark_deleted": "retention and shredding by recording id, every org",
     "crm_core/recordings/rows.py::recording_by_id": "the store's own lookup by recording id",
-    "crm_core/recordings/rows.py::latest_playable_recording": "the recorder's lookup by call id (carrier side)",
+    "crm_core/recordings/rows.py::playable_recording_of_call": (
+        "the recorder silences a call it handled, by call id (redaction, not a tenant's request)"
+    ),
     # authentication: the secret identifies the row before any tenant is known
     "crm_core/auth/tokens.py::principal_from_api_token": "stamps last use on the token row just found by hash",
     "crm_core/auth/tokens.py::revoke_session": "the caller's own session, by the id authentication found",
@@ -39,7 +41,9 @@ EXEMPT = {
     "crm_core/calls/records.py::create_call": "finds the existing call of a (carrier, external id)",
     "crm_core/calls/records.py::find_call": "a carrier's (carrier, external id)",
     "crm_core/calls/records.py::get_call": "the call engine's lookup by call id",
-    "crm_core/calls/records.py::call_for_stream": "a media stream names its call by id and carrier",
+    "crm_core/calls/stream_admissions.py::_consume": (
+        "a media stream names its call by id, carrier and one-time token before any tenant is known"
+    ),
     "crm_core/calls/records.py::attach_external_id": "the carrier's id for a call this node placed",
     "crm_core/calls/records.py::update_call_status": "carrier status callbacks, by call id",
     "crm_core/calls/records.py::mark_call_ended": "the call engine ends its own call, by id",

@@ -82,3 +82,26 @@ async def test_peek_tells_what_hit_would_do_and_spends_nothing(redis_url):
         assert not refused.allowed and refused.remaining == 0 and 0 < refused.retry_after_s <= 30.0
     finally:
         await client.aclose()
+
+
+async def test_hit_all_spends_every_budget_or_none_even_when_concurrent(redis_url):
+    client = aioredis.from_url(redis_url)
+    limiter = RateLimiter(client)
+    shared, other = f"acct:{uuid.uuid4()}", f"ip:{uuid.uuid4()}"
+    small, large = RateLimit(5, 60.0), RateLimit(1000, 60.0)
+    try:
+        decisions = await asyncio.gather(*(limiter.hit_all([(other, large), (shared, small)]) for _ in range(40)))
+        allowed = [all(d.allowed for d in pair) for pair in decisions]
+        assert sum(allowed) == 5
+        # a refused step spent nothing: the large budget paid only for the 5 admitted
+        assert (await limiter.peek(other, large)).remaining == 1000 - 5
+        refused = next(pair for pair, ok in zip(decisions, allowed, strict=True) if not ok)
+        assert refused[0].allowed and not refused[1].allowed and refused[1].retry_after_s > 0
+        # a refund gives the units back, never more than the budget holds
+        await limiter.refund([(other, large), (shared, small)])
+        assert (await limiter.peek(shared, small)).allowed
+        for _ in range(10):
+            await limiter.refund([(shared, small)])
+        assert [(await limiter.hit(shared, small)).allowed for _ in range(6)] == [True] * 5 + [False]
+    finally:
+        await client.aclose()

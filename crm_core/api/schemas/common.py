@@ -46,6 +46,11 @@ def absent_or_set(*names: str, changes_something: bool = False) -> ConfigDict:
     return ConfigDict(json_schema_extra=edit)
 
 
+# json_schema_extra of a response field carrying a secret shown once: never stored in, nor
+# replayed from, the Idempotency-Key cache (crm_core.api.idempotency).
+SHOWN_ONCE: dict[str, Any] = {"x-shown-once": True}
+
+
 class Input(BaseModel):
     # No whitespace stripping: the length limits and patterns in the document hold for the text
     # as sent (a stripped " x…" passed maxLength on the server but not in the document).

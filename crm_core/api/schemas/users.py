@@ -7,7 +7,16 @@ from uuid import UUID
 
 from pydantic import Field
 
-from crm_core.api.schemas.common import EMAIL, PHONE, Input, Output, Role, Text, absent_or_set
+from crm_core.api.schemas.common import (
+    EMAIL,
+    PHONE,
+    SHOWN_ONCE,
+    Input,
+    Output,
+    Role,
+    Text,
+    absent_or_set,
+)
 from crm_core.auth.principal import ALL_SCOPES
 
 
@@ -79,4 +88,8 @@ class ApiToken(Output):
 
 
 class ApiTokenCreated(ApiToken):
-    token: str = Field(description="The secret; shown only in this response.")
+    token: str | None = Field(
+        description="The secret; shown only in this response. null in an Idempotency-Key replay "
+                    "(header Secret-Redacted: token): it is never stored; revoke this token (id) and "
+                    "create another if the first answer was lost.",
+        json_schema_extra=SHOWN_ONCE)

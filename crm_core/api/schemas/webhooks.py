@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from crm_core.api.schemas.common import Input, Output, absent_or_set
+from crm_core.api.schemas.common import SHOWN_ONCE, Input, Output, absent_or_set
 
 _EVENT_PATTERN = r"^[a-z0-9._*-]{1,100}$"
 # webhook_endpoints.validate_url has the last word (host, credentials, public address)
@@ -52,7 +52,11 @@ class Webhook(Output):
 
 
 class WebhookCreated(Webhook):
-    secret: str = Field(description="The signing secret (whsec_…); shown only in this response.")
+    secret: str | None = Field(
+        description="The signing secret (whsec_…); shown only in this response. null in an "
+                    "Idempotency-Key replay (header Secret-Redacted: secret): it is never stored; "
+                    "rotate the secret of this endpoint (id) if the first answer was lost.",
+        json_schema_extra=SHOWN_ONCE)
 
 
 class WebhookDeliveryAttempt(BaseModel):

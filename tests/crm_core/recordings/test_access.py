@@ -21,8 +21,9 @@ CALL = RecordingSubject(org_id="o1", rep_id="rep1", rep_team_id="tA", reps_revie
 @pytest.mark.parametrize(
     "principal,subject,allowed",
     [
-        (P("adm", "o1", "admin"), CALL, True),
-        (P("adm", "o2", "admin"), CALL, False),  # another organization's admin
+        (P("adm", "o1", "admin", (), LISTEN), CALL, True),
+        (P("adm", "o1", "admin"), CALL, False),  # an admin's token without the scope
+        (P("adm", "o2", "admin", (), LISTEN), CALL, False),  # another organization's admin
         (P("m", "o1", "manager", ("tA",), LISTEN), CALL, True),
         (P("m", "o1", "manager", ("tB", "tA"), LISTEN), CALL, True),
         (P("m", "o1", "manager", ("tB",), LISTEN), CALL, False),  # not the rep's manager
