@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import time
@@ -14,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crm_core.api.routes import add_api_routes
 from crm_core.api_context import ApiOptions
-from crm_core.api_errors import ApiError, unavailable_error
+from crm_core.api_errors import ApiError, Unauthenticated, unavailable_error
 from crm_core.auth import authenticate
 from crm_core.auth.accounts import active_user_profile
 from crm_core.calls.events import CallEventWriter
@@ -101,8 +102,19 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    token = request.app[SETTINGS].metrics_token
+    if token is not None and not _bearer_matches(request, token.get_secret_value()):
+        # The one error shape, without saying whether a token was configured wrong or missing.
+        return Unauthenticated("this endpoint needs the metrics bearer token").response()
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _bearer_matches(request: web.Request, expected: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    )
 
 
 def _bus_of(app: web.Application):

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
     cookie_secure: bool = False
     session_ttl_s: int = Field(8 * 3600, ge=300, le=30 * 24 * 3600)
+    # Set: /metrics answers only "Authorization: Bearer <token>" (Prometheus' bearer_token).
+    # Unset: /metrics is open, for clusters that keep it on an internal network.
+    metrics_token: SecretStr | None = None
 
     # --- API rate limits (crm_core/api/rate_limits.py) and webhooks out
     rate_limit_enabled: bool = True
