@@ -207,3 +207,15 @@ def test_only_a_call_id_and_a_token_make_a_credential():
         f"Bearer {call_id}.{'T' * 257}",
     ):
         assert parse_socket_credential(header) is None, header
+
+
+async def test_an_upgrade_the_database_cannot_check_is_told_to_retry(migrated_database):
+    import asyncpg
+
+    from crm_core.api_errors import ServiceUnavailable
+    from voice_server.transports.vonage_socket_auth import authorize_upgrade
+
+    pool = await asyncpg.create_pool(migrated_database, min_size=1, max_size=1)
+    await pool.close()  # PostgreSQL gone from under the node: 503, never a 500 or an admission
+    with pytest.raises(ServiceUnavailable):
+        await authorize_upgrade(pool, f"Bearer {uuid.uuid4()}.{'T' * 43}")
