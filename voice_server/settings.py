@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     carrier_numbers: dict[str, str] = Field(default_factory=dict)
     media_max_message_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     media_idle_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # A media socket that has not started a call (Twilio's start, Vonage's connected) this long
+    # after its upgrade is closed: carriers start at once.
+    media_start_timeout_s: float = Field(5.0, gt=0, le=3600)
     # --- end carriers ----------------------------------------------------------------
     # --- SIP/RTP edge (voice_server/transports/sip.py) ---
     sip_enabled: bool = False

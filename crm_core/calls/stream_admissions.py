@@ -8,6 +8,10 @@ token; ``admit_stream`` then consumes the admission in the same statement that
 checks it, so of any number of streams for one call exactly one is let in, only
 while the call is still live (``LIVE_STATUSES``) and only within the window.
 A finished call cannot be re-opened and its audio cannot be replaced.
+
+Where the carrier can present the token on the socket's upgrade itself (Vonage's
+websocket ``authorization``), ``stream_admission_open`` checks it there without
+consuming it, so a socket is only ever accepted for an admission still open.
 """
 
 from __future__ import annotations
@@ -60,6 +64,28 @@ async def issue_stream_admission(
     if not armed:
         log.info("call %s already had its media stream; no new admission issued", call_id)
     return token
+
+
+async def stream_admission_open(
+    conn: asyncpg.Connection, call_id: str, carrier: str, token: str,
+) -> bool:
+    """Whether ``token`` is the unused, unexpired admission of live call ``call_id`` of
+    ``carrier``; consumes nothing (``admit_stream`` does, once the stream names its call)."""
+    if not isinstance(token, str) or not token or len(token) > 256:
+        return False
+    try:
+        call_uuid = uuid.UUID(call_id)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return bool(await conn.fetchval(
+        """
+        SELECT true FROM stream_admissions a JOIN calls c ON c.id = a.call_id
+        WHERE a.call_id = $1 AND a.carrier = $2 AND c.carrier = $2
+          AND a.token_sha256 = $3 AND a.admitted_at IS NULL AND a.expires_at > now()
+          AND c.status = ANY($4::text[])
+        """,
+        call_uuid, carrier, token_digest(token), list(LIVE_STATUSES),
+    ))
 
 
 async def admit_stream(

@@ -315,8 +315,8 @@ async def test_garbage_on_real_sockets_leaves_other_calls_and_the_server_healthy
     good = TwilioStream(ca.stream_params(good_id), "CA" + "9" * 32, inbound=customer).messages()
     vonage_id = await ca.new_call("vonage", "inbound", None)
 
-    async def garbage(carrier: str, messages) -> int:
-        async with ca.media_socket(carrier) as ws:
+    async def garbage(carrier: str, messages, call_id: str | None = None) -> int:
+        async with ca.media_socket(carrier, call_id) as ws:
             for message in messages:
                 if ws.closed:
                     break
@@ -337,8 +337,9 @@ async def test_garbage_on_real_sockets_leaves_other_calls_and_the_server_healthy
     codes = await asyncio.gather(
         send_stream_closing(ca, good),
         *(garbage("twilio", [m]) for m in SOCKET_GARBAGE),
-        garbage("vonage", [b"\x01" * 641, vonage_first, "{", b"\x00" * 7]),
-        garbage("vonage", [json.dumps({"event": "websocket:connected", "content-type": ["x"]})]),
+        garbage("vonage", [b"\x01" * 641, vonage_first, "{", b"\x00" * 7], vonage_id),
+        garbage("vonage", [json.dumps({"event": "websocket:connected", "content-type": ["x"]})],
+                vonage_id),
     )
     assert all(code in (1000, 1003, 1008, 1009) for code in codes), codes
     assert await ca.observer.ended(good_id) is False
@@ -350,7 +351,7 @@ async def test_garbage_on_real_sockets_leaves_other_calls_and_the_server_healthy
     assert (await ca.client.get("/ready")).status == 200
     # The Vonage call's admission was not spent by the garbage: its real stream still gets in.
     stream = VonageStream(ca.stream_params(vonage_id), np.zeros(640, np.int16)).messages()
-    async with ca.media_socket("vonage") as ws:
+    async with ca.media_socket("vonage", vonage_id) as ws:
         await send_stream(ws, stream, realtime=False)
     assert await ca.observer.ended(vonage_id) is False
 

@@ -38,7 +38,11 @@ from voice_server.app import create_app
 from voice_server.runtime import Runtime
 from voice_server.simulator.carrier.media_players import TwilioStream, VonageStream
 from voice_server.simulator.carrier.rest_fake import stream_from_twiml
-from voice_server.simulator.carrier.signing import twilio_form, vonage_headers
+from voice_server.simulator.carrier.signing import (
+    twilio_form,
+    vonage_headers,
+    vonage_socket_headers,
+)
 
 GENUINE, INJECTED = 1200, -9000  # constant samples: which stream a recording holds
 
@@ -89,7 +93,7 @@ async def _twilio_completed(ca, call_sid: str) -> None:
 
 
 async def _play(client: TestClient, path: str, messages, headers=None) -> int:
-    """Play a stream; the server's close code (403 when the upgrade itself was refused)."""
+    """Play a stream; the server's close code (the HTTP status when the upgrade was refused)."""
     try:
         ws = await client.ws_connect(path, headers=headers or {})
     except aiohttp.WSServerHandshakeError as refused:
@@ -259,7 +263,8 @@ async def test_one_stream_per_call_across_nodes_even_when_they_race(app_with_rec
         await runtime.close()
 
 
-async def _vonage_inbound(ca, call_uuid: str) -> dict:
+async def vonage_inbound(ca, call_uuid: str) -> dict:
+    """The websocket endpoint of the NCCO a signed answer webhook gets (headers, authorization)."""
     query = {
         "to": OUR_NUMBER.lstrip("+"),
         "from": "15557770000",
@@ -273,7 +278,7 @@ async def _vonage_inbound(ca, call_uuid: str) -> dict:
         headers={**vonage_headers(VONAGE_SECRET, body), "Content-Type": "application/json"},
     )
     assert resp.status == 200, await resp.text()
-    return (await resp.json())[0]["endpoint"][0]["headers"]
+    return (await resp.json())[0]["endpoint"][0]
 
 
 async def test_vonage_streams_need_the_ncco_token_and_a_finished_call_stays_finished(
@@ -281,30 +286,33 @@ async def test_vonage_streams_need_the_ncco_token_and_a_finished_call_stays_fini
 ):
     ca = app_with_recordings
     call_uuid = str(uuid.uuid4())
-    headers = await _vonage_inbound(ca, call_uuid)
+    endpoint = await vonage_inbound(ca, call_uuid)
+    headers, upgrade = endpoint["headers"], vonage_socket_headers(endpoint)
     call_id = headers["call_id"]
 
     def audio(value: int, first: dict) -> list:
         return VonageStream(first, np.full(3200, value, np.int16)).messages()
 
-    # Naming the call (with or without the carrier's id) is not enough.
+    # Without the upgrade's Authorization, even with every header the NCCO carried: no socket.
+    assert await _play(ca.client, "/media/vonage", audio(INJECTED, headers)) == 401
+    # With it, naming the call (with or without the carrier's id) is not enough either.
     for first in (
         {"call_id": call_id},
         {"call_id": call_id, "vonage_uuid": call_uuid},
         {**headers, "stream_token": base64.urlsafe_b64encode(b"x" * 32).decode()},
     ):
-        assert await _play(ca.client, "/media/vonage", audio(INJECTED, first)) == 1008
+        assert await _play(ca.client, "/media/vonage", audio(INJECTED, first), upgrade) == 1008
     assert call_id not in ca.observer.sessions
-    assert await _play(ca.client, "/media/vonage", audio(GENUINE, headers)) == 1000
+    assert await _play(ca.client, "/media/vonage", audio(GENUINE, headers), upgrade) == 1000
     await ca.observer.ended(call_id)
     body = json.dumps({"uuid": call_uuid, "status": "completed", "duration": "1"}).encode()
     await ca.client.post(
         "/carriers/vonage/event", data=body, headers=vonage_headers(VONAGE_SECRET, body)
     )
     await _recording_done(ca, call_id)
-    # Replaying everything the genuine stream sent, after the call: refused.
-    assert await _play(ca.client, "/media/vonage", audio(INJECTED, headers)) == 1008
-    assert await _play(ca.client, "/media/vonage", audio(INJECTED, {"call_id": call_id})) == 1008
+    # Replaying everything the genuine stream sent, its upgrade too, after the call: no socket.
+    assert await _play(ca.client, "/media/vonage", audio(INJECTED, headers), upgrade) == 403
+    assert await _play(ca.client, "/media/vonage", audio(INJECTED, {"call_id": call_id})) == 401
 
     rows = await _recordings(ca, call_id)
     assert len(rows) == 1, rows

@@ -44,6 +44,10 @@ EXEMPT = {
     "crm_core/calls/stream_admissions.py::_consume": (
         "a media stream names its call by id, carrier and one-time token before any tenant is known"
     ),
+    "crm_core/calls/stream_admissions.py::stream_admission_open": (
+        "a media socket's upgrade names its call by id, carrier and one-time token before any"
+        " tenant is known"
+    ),
     "crm_core/calls/records.py::attach_external_id": "the carrier's id for a call this node placed",
     "crm_core/calls/records.py::update_call_status": "carrier status callbacks, by call id",
     "crm_core/calls/records.py::mark_call_ended": "the call engine ends its own call, by id",

@@ -15,6 +15,7 @@ import asyncpg
 import numpy as np
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from vonage_voice.models.connect_endpoints import WebsocketEndpoint
 
 from crm_core.calls.stream_admissions import issue_stream_admission
 from media.frames import AudioFrame, Party
@@ -23,7 +24,8 @@ from voice_server.app_keys import CALL_SESSIONS, METRICS
 from voice_server.call_session import CallSession
 from voice_server.runtime import Runtime
 from voice_server.settings import load_settings
-from voice_server.simulator.carrier.signing import twilio_socket_headers
+from voice_server.simulator.carrier.signing import twilio_socket_headers, vonage_socket_headers
+from voice_server.transports.vonage_socket_auth import socket_authorization
 
 PUBLIC_URL = "https://coachline.example.com"  # what carriers see; the test server is elsewhere
 PUBLIC_WS_URL = "wss://coachline.example.com"
@@ -109,13 +111,24 @@ class CarrierApp:
         """The Twilio ``<Parameter>``s / Vonage websocket headers our instruction for the call held."""
         return {"call_id": call_id, "stream_token": self.stream_tokens[call_id], **more}
 
-    def media_socket(self, carrier: str, **kwargs):
-        """``ws_connect`` to a media socket as the carrier opens it (Twilio signs the upgrade)."""
+    def media_socket(self, carrier: str, call_id: str | None = None, **kwargs):
+        """``ws_connect`` to a media socket as the carrier opens it: Twilio signs the upgrade,
+        Vonage sends the ``authorization`` our NCCO gave the websocket endpoint of ``call_id``."""
         path = f"/media/{carrier}"
         if carrier == "twilio":
-            kwargs["headers"] = {**twilio_socket_headers(TWILIO_TOKEN, PUBLIC_WS_URL + path),
-                                 **kwargs.get("headers", {})}
+            upgrade = twilio_socket_headers(TWILIO_TOKEN, PUBLIC_WS_URL + path)
+        else:
+            upgrade = vonage_socket_headers(self.vonage_endpoint(call_id)) if call_id else {}
+        kwargs["headers"] = {**upgrade, **kwargs.get("headers", {})}
         return self.client.ws_connect(path, **kwargs)
+
+    def vonage_endpoint(self, call_id: str) -> dict:
+        """The websocket endpoint our NCCO for the call held (its headers and authorization)."""
+        token = self.stream_tokens[call_id]
+        endpoint = WebsocketEndpoint(uri=PUBLIC_WS_URL + "/media/vonage",
+                                     headers={"call_id": call_id, "stream_token": token},
+                                     authorization=socket_authorization(call_id, token))
+        return endpoint.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async def call_row(self, call_id: str):
         async with self.pool.acquire() as conn:

@@ -31,6 +31,7 @@ class CarrierConfig:
     carrier_numbers: dict[str, str] = field(default_factory=dict)
     media_max_message_bytes: int = 64 * 1024
     media_idle_timeout_s: float = 30.0
+    media_start_timeout_s: float = 5.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> CarrierConfig:
@@ -49,6 +50,7 @@ class CarrierConfig:
             carrier_numbers=dict(s.carrier_numbers),
             media_max_message_bytes=s.media_max_message_bytes,
             media_idle_timeout_s=s.media_idle_timeout_s,
+            media_start_timeout_s=s.media_start_timeout_s,
         )
 
     def url(self, path: str) -> str:
@@ -74,4 +76,5 @@ class CarrierEdge:
     @property
     def media_limits(self) -> dict:
         return {"max_message_bytes": self.config.media_max_message_bytes,
-                "idle_timeout_s": self.config.media_idle_timeout_s}
+                "idle_timeout_s": self.config.media_idle_timeout_s,
+                "start_timeout_s": self.config.media_start_timeout_s}

@@ -2,6 +2,12 @@
 
 Size limits, idle timeouts and the end of the socket are handled once here;
 the protocol (Twilio JSON, Vonage binary L16, …) lives in a ``MediaStream``.
+
+A socket passed the carrier's upgrade check, but it is no call until its stream
+is admitted (Twilio's ``start``, Vonage's ``websocket:connected``), which a
+carrier does at once: a socket that has not started a call within
+``start_timeout_s`` of the upgrade is closed, whatever else it sends, so a
+socket that is not a call cannot be held for the (longer) idle timeout.
 """
 
 from __future__ import annotations
@@ -42,16 +48,18 @@ class MediaStream(Protocol):
 
 
 async def serve_media_socket(
-    request: web.Request, stream: MediaStream, *, max_message_bytes: int, idle_timeout_s: float
+    request: web.Request, stream: MediaStream, *, max_message_bytes: int, idle_timeout_s: float,
+    start_timeout_s: float,
 ) -> web.WebSocketResponse:
     """Run ``stream`` over the request's WebSocket until it ends; always finishes the stream."""
     ws = web.WebSocketResponse(max_msg_size=max_message_bytes, autoping=True)
     await ws.prepare(request)
     last_message = [time.perf_counter()]
-    idle = asyncio.Event()
+    idle = _Expiry()
     # One watchdog per socket rather than a timeout per receive: a timeout context on every
     # 20 ms message is a measurable share of the media path's CPU.
-    watchdog = asyncio.create_task(_watch_idle(ws, last_message, idle, idle_timeout_s))
+    watchdog = asyncio.create_task(
+        _watch_idle(ws, stream, last_message, idle, idle_timeout_s, start_timeout_s))
     outcome = "dropped"  # unless the protocol or a clean close says otherwise
     try:
         while True:
@@ -67,8 +75,8 @@ async def serve_media_socket(
                 outcome = "oversized" if too_big else "protocol_error"
                 break
             else:  # CLOSE / CLOSING / CLOSED
-                if idle.is_set():
-                    outcome = "media_timeout"
+                if idle.reason is not None:
+                    outcome = idle.reason
                 elif msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.OK:
                     outcome = "closed"
                 break
@@ -93,16 +101,34 @@ async def serve_media_socket(
     return ws
 
 
-async def _watch_idle(ws: web.WebSocketResponse, last_message: list[float], idle: asyncio.Event,
-                      timeout_s: float) -> None:
+class _Expiry:
+    """Which deadline ended the socket: the outcome label, or None."""
+
+    reason: str | None = None
+
+
+async def _watch_idle(ws: web.WebSocketResponse, stream: MediaStream, last_message: list[float],
+                      expiry: _Expiry, timeout_s: float, start_timeout_s: float) -> None:
+    opened = time.perf_counter()
     while not ws.closed:
-        quiet = time.perf_counter() - last_message[0]
+        now = time.perf_counter()
+        quiet = now - last_message[0]
+        started = getattr(stream, "session", None) is not None
+        waited = now - opened
+        if not started and waited >= start_timeout_s:
+            log.warning("%s media socket started no call within %.1f s; closing it",
+                        stream.carrier, waited)
+            expiry.reason = "start_timeout"
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"no call started")
+            return
         if quiet >= timeout_s:
             log.warning("media stream idle for %.1f s; ending it", quiet)
-            idle.set()
+            expiry.reason = "media_timeout"
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"media timeout")
             return
-        await asyncio.sleep(min(timeout_s - quiet + 0.01, max(timeout_s / 4, 0.05)))
+        left = timeout_s - quiet if started else min(timeout_s - quiet, start_timeout_s - waited)
+        step = max((timeout_s if started else min(timeout_s, start_timeout_s)) / 4, 0.05)
+        await asyncio.sleep(min(left + 0.01, step))
 
 
 async def _guarded(stream: MediaStream, handling) -> None:

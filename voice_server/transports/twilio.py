@@ -462,7 +462,8 @@ class TwilioMediaStream:
 
 
 def twilio_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetrics, *,
-                         max_message_bytes: int, idle_timeout_s: float, signature_ok):
+                         max_message_bytes: int, idle_timeout_s: float, start_timeout_s: float,
+                         signature_ok):
     """The aiohttp handler for ``GET /media/twilio``; ``pool_of()`` gives the live DB pool.
 
     ``signature_ok(request)`` checks the handshake's X-Twilio-Signature; without a valid
@@ -479,7 +480,8 @@ def twilio_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetric
                 status=403)
         stream = TwilioMediaStream(pool_of(), sessions, metrics)
         return await serve_media_socket(request, stream, max_message_bytes=max_message_bytes,
-                                        idle_timeout_s=idle_timeout_s)
+                                        idle_timeout_s=idle_timeout_s,
+                                        start_timeout_s=start_timeout_s)
 
     return handle
 

@@ -1,3 +1,4 @@
+# Long module: Vonage end to end (webhooks, NCCO, media socket, dialer) in one place.
 """Vonage end to end: signed webhooks, NCCO, the Voice WebSocket, the outbound dialer.
 
 Webhooks. Vonage signs each webhook with a JWT (HS256, the account's signature
@@ -20,11 +21,13 @@ is pushed as ``Party.MIXED`` and speaker attribution separates the voices.
 leg; Coachline does not configure that.)
 
 Vonage does not sign the websocket it opens, so every websocket endpoint we hand
-it (answer NCCO, outbound NCCO, inbound media leg) carries a ``stream_token``
-header: a one-time token issued with the instruction (only its hash is stored,
-``crm_core.calls.stream_admissions``). The connected message must echo it for the
-stream to be admitted, once, while the call is live; otherwise the socket is
-closed (1008) before any audio is taken.
+it (answer NCCO, outbound NCCO, inbound media leg) carries a one-time token issued
+with the instruction (only its hash is stored, ``crm_core.calls.stream_admissions``)
+twice: as the endpoint's custom ``authorization``, which Vonage sends as the
+upgrade's ``Authorization`` header (checked before the socket is accepted,
+``vonage_socket_auth``), and as a ``stream_token`` header, which the connected
+message must echo with the same call for the stream to be admitted, once, while
+the call is live; otherwise the socket is closed (1008) before any audio is taken.
 
 Vonage gives frames no sequence numbers or timestamps: the call clock is the
 count of frames received, 20 ms each.
@@ -82,6 +85,11 @@ from voice_server.transports.vonage_signature import (
     SignatureRejected,
     verify_signed_webhook,
 )
+from voice_server.transports.vonage_socket_auth import (
+    SocketCredential,
+    authorize_upgrade,
+    socket_authorization,
+)
 from voice_server.transports.webhook_input import (
     UnreadableBody,
     count_field,
@@ -118,7 +126,8 @@ def stream_connect(config: CarrierConfig, call_id: str, uuid: str | None,
     number = (from_number or config.vonage_number or "").lstrip("+") or None
     return Connect(
         endpoint=[WebsocketEndpoint(uri=config.ws_url(MEDIA_PATH), contentType=CONTENT_TYPE,
-                                    headers=headers)],
+                                    headers=headers,
+                                    authorization=socket_authorization(call_id, token))],
         eventUrl=[config.url(EVENT_PATH)],
         from_=number,
         randomFromNumber=None if number else True,
@@ -268,8 +277,11 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 class VonageMediaStream:
     carrier = "vonage"
 
-    def __init__(self, pool: asyncpg.Pool, sessions: CallSessions, metrics: CarrierMetrics) -> None:
+    def __init__(self, pool: asyncpg.Pool, sessions: CallSessions, metrics: CarrierMetrics,
+                 credential: SocketCredential | None = None) -> None:
         self._pool = pool
+        # What the upgrade proved; without one no connected message is admitted.
+        self._credential = credential
         self._sessions = sessions
         self._metrics = metrics
         self._frames = metrics.media_frames.labels("vonage", str(Party.MIXED))
@@ -331,6 +343,10 @@ class VonageMediaStream:
                 or not (uuid is None or isinstance(uuid, str))):
             self._refuse(WSCloseCode.POLICY_VIOLATION)
             raise MessageRejected("unknown_call", "no call_id/stream_token header")
+        if self._credential is None or not self._credential.matches(call_id, token):
+            self._refuse(WSCloseCode.POLICY_VIOLATION)
+            raise MessageRejected("credential_mismatch",
+                                  "the headers name another call or token than the upgrade")
         session = await open_stream_session(self._pool, self._sessions, "vonage", call_id, uuid,
                                             token)
         if session is None:
@@ -380,11 +396,22 @@ class VonageMediaStream:
 
 
 def vonage_media_handler(pool_of, sessions: CallSessions, metrics: CarrierMetrics, *,
-                         max_message_bytes: int, idle_timeout_s: float):
+                         max_message_bytes: int, idle_timeout_s: float, start_timeout_s: float):
+    """``GET /media/vonage``: the upgrade must carry an open admission's Authorization
+    (``vonage_socket_auth``); otherwise it is refused and no socket is opened."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
-        stream = VonageMediaStream(pool_of(), sessions, metrics)
+        try:
+            credential = await authorize_upgrade(pool_of(), request.headers.get("Authorization"))
+        except ApiError as refused:
+            metrics.webhook_rejections.labels("vonage", "media").inc()
+            log.warning("vonage media socket refused before the upgrade: %d %s (from %s)",
+                        refused.status, refused.message, request.remote)
+            return refused.response()
+        stream = VonageMediaStream(pool_of(), sessions, metrics, credential)
         return await serve_media_socket(request, stream, max_message_bytes=max_message_bytes,
-                                        idle_timeout_s=idle_timeout_s)
+                                        idle_timeout_s=idle_timeout_s,
+                                        start_timeout_s=start_timeout_s)
 
     return handle
 
@@ -438,7 +465,8 @@ class VonageDialer:
         joined = [Conversation(name=conversation)]
         media_leg = CreateCallRequest(
             to=[Websocket(uri=self._config.ws_url(MEDIA_PATH), content_type=CONTENT_TYPE,
-                          headers=stream_headers(call_id, caller_uuid, token))],
+                          headers=stream_headers(call_id, caller_uuid, token),
+                          authorization=socket_authorization(call_id, token))],
             from_=Phone(number=number) if number else None,
             random_from_number=None if number else True,
             ncco=joined,

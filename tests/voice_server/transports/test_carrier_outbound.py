@@ -128,6 +128,8 @@ async def test_vonage_outbound_creates_the_call_with_our_ncco_over_https(dialing
     assert endpoint["uri"] == "wss://coachline.example.com/media/vonage"
     token = endpoint["headers"].pop("stream_token")
     assert endpoint["headers"] == {"call_id": request.call_id}
+    assert endpoint["authorization"] == {"type": "custom",
+                                         "value": f"Bearer {request.call_id}.{token}"}
     assert len(token) >= 40 and await _stored_in_clear(ca, token) is False
     row = await ca.call_row(request.call_id)
     assert row["external_id"] == placed.external_id
@@ -154,7 +156,7 @@ async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_
 
     from tests.voice_server.carrier_app import VONAGE_SECRET
     from voice_server.simulator.carrier.media_players import VonageStream
-    from voice_server.simulator.carrier.signing import vonage_headers
+    from voice_server.simulator.carrier.signing import vonage_headers, vonage_socket_headers
 
     ca, fake = dialing
     caller = "1b2c3d4e-0000-4000-8000-000000000001"
@@ -176,12 +178,14 @@ async def test_vonage_inbound_holds_the_caller_and_dials_our_socket_and_the_rep_
         "websocket", "wss://coachline.example.com/media/vonage", "audio/l16;rate=16000")
     call_id = socket["headers"]["call_id"]
     assert socket["headers"]["vonage_uuid"] == caller
+    token = socket["headers"]["stream_token"]
+    assert socket["authorization"] == {"type": "custom", "value": f"Bearer {call_id}.{token}"}
     assert (await ca.call_row(call_id))["external_id"] == caller
 
     # The websocket leg Vonage then opens carries the conversation's mix.
     pcm, _ = read_wav(sound("hello-world"))
     assert await _stored_in_clear(ca, socket["headers"]["stream_token"]) is False
-    async with ca.media_socket("vonage") as ws:
+    async with ca.client.ws_connect("/media/vonage", headers=vonage_socket_headers(socket)) as ws:
         await send_stream(ws, VonageStream(socket["headers"], pcm, sample_rate=8000).messages(),
                           realtime=False)
     assert await ca.observer.ended(call_id) is False

@@ -33,7 +33,7 @@ async def test_mixed_l16_stream_arrives_sample_for_sample_as_the_mixed_party(car
     pcm = _mixed_16k()
     call_id = await ca.new_call("vonage", "inbound", UUID)
     stream = VonageStream(ca.stream_params(call_id, vonage_uuid=UUID), pcm, dtmf={25: "3"})
-    async with ca.media_socket("vonage") as ws:
+    async with ca.media_socket("vonage", call_id) as ws:
         await send_stream(ws, stream.messages(), realtime=False)
     assert await ca.observer.ended(call_id) is False  # Vonage ends a call by closing cleanly
     frames = ca.observer.party_frames(call_id, Party.MIXED)
@@ -49,7 +49,7 @@ async def test_an_8khz_stream_uses_320_byte_frames(carrier_app):
     pcm, _ = read_wav(sound("hello-world"))
     call_id = await ca.new_call("vonage", "outbound", None)  # outbound: the uuid comes later
     stream = VonageStream(ca.stream_params(call_id), pcm, sample_rate=8000)
-    async with ca.media_socket("vonage") as ws:
+    async with ca.media_socket("vonage", call_id) as ws:
         await send_stream(ws, stream.messages(), realtime=False)
     await ca.observer.ended(call_id)
     assert np.array_equal(ca.observer.pcm(call_id, Party.MIXED), _padded(pcm, 160))
@@ -63,7 +63,7 @@ async def test_bad_frames_and_events_are_counted_and_the_call_goes_on(carrier_ap
     bad = [(0, b"\x00" * 640)]  # audio before the connected message
     after = [(0, b"\x00" * 100), (0, "{nope"), (0, json.dumps({"event": "websocket:teleport"})),
              (0, json.dumps({"event": "websocket:dtmf", "digit": "Q"})), (0, "[]")]
-    await _send(ca, bad + messages[:1] + after + messages[1:])
+    await _send(ca, call_id, bad + messages[:1] + after + messages[1:])
     assert await ca.observer.ended(call_id) is False
     assert np.array_equal(ca.observer.pcm(call_id, Party.MIXED), pcm)
     text = await ca.metric("coachline_carrier_rejected_messages_total")
@@ -71,8 +71,8 @@ async def test_bad_frames_and_events_are_counted_and_the_call_goes_on(carrier_ap
         assert f'carrier="vonage",reason="{reason}"' in text, reason
 
 
-async def _send(ca, messages, **kwargs):
-    async with ca.media_socket("vonage") as ws:
+async def _send(ca, call_id, messages, **kwargs):
+    async with ca.media_socket("vonage", call_id) as ws:
         await send_stream(ws, messages, realtime=False, **kwargs)
 
 
@@ -85,7 +85,7 @@ async def test_unknown_calls_and_formats_are_refused(carrier_app):
                   {"event": "websocket:connected", "content-type": "audio/l16;rate=16000"},
                   {"event": "websocket:connected", "content-type": "audio/opus",
                    "call_id": call_id, "vonage_uuid": UUID, "stream_token": token}):
-        async with ca.media_socket("vonage") as ws:
+        async with ca.media_socket("vonage", call_id) as ws:
             await ws.send_str(json.dumps(first))
             await ws.receive(timeout=10)
             assert ws.close_code in (1003, 1008)
@@ -97,7 +97,7 @@ async def test_a_dropped_websocket_ends_the_call_abnormally_keeping_its_audio(ca
     pcm = _mixed_16k()[:6400]
     call_id = await ca.new_call("vonage", "inbound", UUID)
     messages = VonageStream(ca.stream_params(call_id, vonage_uuid=UUID), pcm).messages()
-    async with ca.media_socket("vonage") as ws:
+    async with ca.media_socket("vonage", call_id) as ws:
         await send_stream(ws, messages, realtime=False, close=False)
         await eventually(lambda: len(ca.observer.pcm(call_id, Party.MIXED)) >= len(pcm), 10,
                          what="the whole stream to reach the call")

@@ -35,6 +35,9 @@ async def test_signed_answer_returns_an_ncco_connecting_our_websocket_at_16khz(c
     assert endpoint["uri"] == "wss://coachline.example.com/media/vonage"
     assert endpoint["content-type"] == "audio/l16;rate=16000"
     assert endpoint["headers"]["vonage_uuid"] == UUID
+    # Vonage sends a custom authorization as the upgrade's Authorization header: the call's token.
+    call_id, token = endpoint["headers"]["call_id"], endpoint["headers"]["stream_token"]
+    assert endpoint["authorization"] == {"type": "custom", "value": f"Bearer {call_id}.{token}"}
     assert ncco[0]["eventUrl"] == ["https://coachline.example.com/carriers/vonage/event"]
     row = await ca.call_row(endpoint["headers"]["call_id"])
     assert (row["carrier"], row["external_id"], row["direction"], str(row["rep_id"])) == (

@@ -4,8 +4,9 @@ Twilio: a signed voice webhook (as for a customer ringing our number), the
 TwiML's ``<Stream>`` opened with a signed WebSocket upgrade and played as two
 µ-law tracks (customer inbound, rep outbound), its ``<Parameter>``s (call id,
 stream token) in ``start``, then a signed ``completed`` status callback. Vonage: a signed
-answer webhook, the NCCO's websocket fed one mixed 16 kHz L16 channel, then a
-signed ``completed`` event.
+answer webhook, the NCCO's websocket (opened with the endpoint's ``authorization``
+as the upgrade's ``Authorization``, as Vonage does) fed one mixed 16 kHz L16
+channel, then a signed ``completed`` event.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from voice_server.simulator.carrier.signing import (
     twilio_form,
     twilio_socket_headers,
     vonage_headers,
+    vonage_socket_headers,
 )
 from voice_server.simulator.carrier.wav import read_wav
 
@@ -120,7 +122,8 @@ async def _vonage(http, call: SimulatedCall, server: str, public: str) -> tuple[
             raise SimulationError(f"answer webhook answered {resp.status}: {await resp.text()}")
         ncco = await resp.json()
     try:
-        headers = ncco[0]["endpoint"][0]["headers"]
+        endpoint = ncco[0]["endpoint"][0]
+        headers = endpoint["headers"]
     except (KeyError, IndexError, TypeError):
         # A conversation NCCO means the server dials the websocket leg through Vonage's REST
         # API (credentials configured): that needs the REST fake, not this player.
@@ -132,7 +135,7 @@ async def _vonage(http, call: SimulatedCall, server: str, public: str) -> tuple[
     mix[offset:offset + len(rep)] += rep
     pcm = np.clip(mix, -32768, 32767).astype(np.int16)
     sent = await play(_ws(server, "/media/vonage"), VonageStream(headers, pcm).messages(),
-                      realtime=call.realtime, http=http)
+                      realtime=call.realtime, http=http, headers=vonage_socket_headers(endpoint))
     body = json.dumps({"uuid": call_uuid, "status": "completed",
                        "duration": str(max(1, len(pcm) // 16000))}).encode()
     async with http.post(server + "/carriers/vonage/event", data=body,

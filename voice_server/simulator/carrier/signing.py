@@ -55,3 +55,12 @@ def vonage_headers(signature_secret: str, body: bytes = b"", **kwargs) -> dict[s
     if body:
         headers["Content-Type"] = "application/json"
     return headers
+
+
+def vonage_socket_headers(endpoint: dict) -> dict[str, str]:
+    """The headers of Vonage's WebSocket upgrade for an NCCO / call websocket ``endpoint``:
+    an ``authorization`` of type ``custom`` is sent as the ``Authorization`` header, as is."""
+    authorization = endpoint.get("authorization")
+    if isinstance(authorization, dict) and authorization.get("type") == "custom":
+        return {"Authorization": str(authorization.get("value", ""))}
+    return {}
