@@ -15,6 +15,7 @@ import uuid
 from tests.security.test_sip_reflection import Source
 from tests.voice_server.sip_node import REP_DIALLED, sip_node
 from voice_server.sip.digest import digest_response
+from voice_server.sip.digest_limits import DigestFailures
 from voice_server.sip.message import SipResponse, parse_message
 
 USER, PASSWORD = "trunk", "s3cret-trunk"
@@ -148,3 +149,12 @@ async def test_a_users_budget_holds_across_sources_but_not_for_forged_nonces_or_
         finally:
             for source in (real, lender, borrower, first, second, third):
                 source.close()
+
+
+def test_an_ipv6_host_cannot_rotate_addresses_within_its_64_to_refill():
+    failures = DigestFailures(per_source=2, per_user=100, refill_per_min=0.001)
+    failures.failed("2001:db8:1:2::1", None, 0.0)
+    failures.failed("2001:db8:1:2::ffff", None, 0.0)
+    assert failures.refusal("2001:db8:1:2:abcd::9", None, 1.0) == "source"
+    assert failures.refusal("2001:db8:1:3::1", None, 1.0) is None  # another /64
+    assert failures.refusal("::ffff:192.0.2.1", None, 1.0) is None
