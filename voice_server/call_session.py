@@ -31,6 +31,7 @@ from media.frames import AudioFrame
 from storage.events import Event, EventBus
 from voice_server.live_calls import LiveCalls
 from voice_server.logs import call_id_var
+from voice_server.publish_outage import PublishOutage
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,12 @@ class CallStats:
 
 
 class CallSession:
-    def __init__(self, info: CallInfo, bus: EventBus, consumers: list[AudioConsumer] | None = None) -> None:
+    def __init__(self, info: CallInfo, bus: EventBus, consumers: list[AudioConsumer] | None = None,
+                 outage: PublishOutage | None = None) -> None:
         self.info = info
         self._bus = bus
+        # Shared by the node's sessions, so an outage is logged once, not once per call.
+        self._outage = outage or PublishOutage()
         self.consumers: list[AudioConsumer] = list(consumers or [])
         # The recording consumer among ``consumers``, set by the recording service's factory.
         self.recorder: Recorder | None = None
@@ -113,9 +117,11 @@ class CallSession:
         body = {"call_id": self.info.call_id, **payload}
         try:
             await self._bus.publish(Event(event_type, body, org_id=self.info.org_id))
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - logged by the outage (a bug with its traceback)
             # The bus being down must not end the call; what matters is persisted elsewhere.
-            log.exception("could not publish %s", event_type)
+            self._outage.failed(event_type, exc)
+        else:
+            self._outage.succeeded()
 
     async def end(self, *, abnormal: bool = False, reason: str = "") -> None:
         if self.ended:
@@ -143,6 +149,7 @@ class CallSessions:
         self._bus_source = bus_source
         self._live = live
         self._sessions: dict[str, CallSession] = {}
+        self.publish_outage = PublishOutage()
         # Called for every new session; each may return a consumer to attach
         # (transcription, recording, tests' observers).
         self.consumer_factories: list[ConsumerFactory] = []
@@ -156,7 +163,7 @@ class CallSessions:
     async def open(self, info: CallInfo) -> CallSession:
         if info.call_id in self._sessions:
             return self._sessions[info.call_id]
-        session = CallSession(info, self._bus_source())
+        session = CallSession(info, self._bus_source(), outage=self.publish_outage)
         for factory in self.consumer_factories:
             try:
                 consumer = factory(session)

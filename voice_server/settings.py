@@ -132,6 +132,13 @@ class Settings(BaseSettings):
     sip_non_peer_burst: int = Field(3, ge=1, le=1000)  # answers one source may draw at once,
     sip_non_peer_per_s: float = Field(0.1, gt=0, le=1000)  # then this many a second,
     sip_non_peer_total_per_s: float = Field(20.0, gt=0, le=100_000)  # all sources together
+    # Failed digest attempts (wrong user or password) one source may make, and all sources
+    # together against one configured user; each budget regains this many a minute. Spent:
+    # no challenge, answered as a non-peer is (a source that proved the user's password in the
+    # last day is not held to that user's budget).
+    sip_digest_failures_per_source: int = Field(10, ge=1, le=100_000)
+    sip_digest_failures_per_user: int = Field(30, ge=1, le=100_000)
+    sip_digest_failure_refill_per_min: float = Field(1.0, gt=0, le=100_000)
     # No RTP for this long (and the call not on hold) ends the call as abnormal.
     rtp_timeout_s: float = Field(30.0, gt=0, le=3600)
     # The org that owns SIP calls whose rep cannot be found (unset: such calls get 404).

@@ -7,7 +7,8 @@ organisation's budget, sized by the plan tier (Starter 60/min, Professional
 A refusal is ``429`` with ``Retry-After`` and the API's error shape; every
 limited response carries ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
 If Redis is down the request is let through (and logged): the limiter
-protects the service, it must not take it down.
+protects the service, it must not take it down. Password sign-in is the
+exception (``crm_core.api.sign_in_limits``): it fails closed with 503.
 
 The node configures the limits with one ``ApiRateLimits`` value passed to
 ``add_api_routes``: the API then spends the organisation's budget after each

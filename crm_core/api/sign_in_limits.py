@@ -17,7 +17,12 @@ another charset) can show the limiter one account and the password check another
 
 A right password gives its units back: a user signing in from many tabs or devices is never
 locked out by their own successes, and an attacker gains nothing since a refund needs the
-password. Redis down: attempts pass (logged), as every limit here does.
+password. Redis down: password sign-in fails closed, unlike the API's other limits: the attempt
+gets 503 with ``Retry-After`` (logged) and no password is checked, since a limit that lapses
+whenever Redis does would let an outage (or whoever can cause one) guess passwords unbounded.
+Signed-in traffic keeps flowing meanwhile, and so does refreshing a browser session from its
+cookie (no password to guess). No limiter at all (limits disabled, or no Redis configured)
+means no limit, as before.
 
 Only sign-ins are refused, never other requests from the address: behind a proxy every
 client may share one address, and a flood of bad guesses must not lock signed-in users out.
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from crm_core.api.rate_limits import LimiterSource, RateLimitPolicy, too_many_requests
+from crm_core.api_errors import ServiceUnavailable
 from storage.rate_limit import RateLimit, RateLimiter, RateLimitUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,7 +69,7 @@ class SignInLimits:
 
     async def charge(self, request: web.Request, account_keys: list[str]) -> SignInCharge:
         """Spend one attempt of the client address and of every account in ``account_keys``
-        (all or none), or raise 429 when any of them is spent."""
+        (all or none), or raise 429 when any of them is spent, 503 when Redis cannot count it."""
         current = self.limiter()
         if current is None:
             return SignInCharge()
@@ -74,8 +80,8 @@ class SignInLimits:
         try:
             decisions = await current.hit_all(budgets)
         except RateLimitUnavailable as exc:
-            log.warning("sign-in limit not enforced: %s", exc)
-            return SignInCharge()
+            log.warning("sign-in refused: the attempt limit cannot be counted (%s)", exc)
+            raise ServiceUnavailable("sign-in is unavailable for now; try again") from None
         refused = [
             (d, key, rule)
             for d, (key, rule) in zip(decisions, budgets, strict=True)

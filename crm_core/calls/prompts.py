@@ -87,5 +87,9 @@ async def add_call_prompt(conn: asyncpg.Connection, org_id: str, call_id: str, p
     return int(result.split()[-1])
 
 
-async def list_call_prompts(conn: asyncpg.Connection, call_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM call_prompts WHERE call_id = $1 ORDER BY at_ms, id", call_id)
+async def list_call_prompts(conn: asyncpg.Connection, org_id: str, call_id: str) -> list[asyncpg.Record]:
+    """The prompts of ``org_id``'s call ``call_id`` in call-clock order (none for another org's call)."""
+    return await conn.fetch(
+        "SELECT * FROM call_prompts WHERE org_id = $1::uuid AND call_id = $2::uuid ORDER BY at_ms, id",
+        org_id, call_id,
+    )

@@ -51,7 +51,6 @@ EXEMPT = {
     "crm_core/calls/records.py::attach_external_id": "the carrier's id for a call this node placed",
     "crm_core/calls/records.py::update_call_status": "carrier status callbacks, by call id",
     "crm_core/calls/records.py::mark_call_ended": "the call engine ends its own call, by id",
-    "crm_core/calls/prompts.py::list_call_prompts": "a test helper; the API lists prompts with the org",
 }
 
 

@@ -77,6 +77,11 @@ class UasOptions:
     non_peer_burst: int = 3
     non_peer_per_s: float = 0.1
     non_peer_total_per_s: float = 20.0
+    # Failed digest attempts allowed per source and per configured user, each refilled at
+    # ``digest_failure_refill_per_min`` (voice_server.sip.digest_limits).
+    digest_failures_per_source: int = 10
+    digest_failures_per_user: int = 30
+    digest_failure_refill_per_min: float = 1.0
 
 
 class CallHandling:

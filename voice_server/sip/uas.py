@@ -11,7 +11,10 @@
   can be forged and every answer may land on a victim;
 * unparseable datagram from a peer → 400 when there is a Via to answer to, else dropped (logged);
 * a peer that owes a digest → a stateless 401 challenge: until it has proved the password it
-  creates no state either (its in-dialog requests need a dialog, its CANCEL an INVITE);
+  creates no state either (its in-dialog requests need a dialog, its CANCEL an INVITE); once
+  its source (or the user it names) has spent its budget of failed attempts
+  (``DigestFailures``), no challenge and no check at all: it is answered as a non-peer is
+  (nothing, or a stateless 403 within the same budgets) until the budget refills;
 * draining or full → 503; unknown methods → 501, known but unsupported → 405;
 * INVITE: 100, then the application admits (404 unknown route …), 180, 200 with
   the SDP answer, repeated until ACK; 415 for a body type we do not read, 400
@@ -34,7 +37,8 @@ from voice_server.sip.addresses import NameAddr, Via, with_received
 from voice_server.sip.application import CallApplication
 from voice_server.sip.calls import ALLOW, KNOWN_UNSUPPORTED, CallHandling, SipCall, UasOptions
 from voice_server.sip.dialog import new_tag
-from voice_server.sip.digest import DigestOutcome
+from voice_server.sip.digest import DigestOutcome, parse_digest
+from voice_server.sip.digest_limits import DigestFailures
 from voice_server.sip.message import (
     Headers,
     SipParseError,
@@ -50,6 +54,9 @@ from voice_server.sip.source_limits import SourceBudget
 from voice_server.sip.transactions import Address, TransactionLayer, transaction_key
 
 log = logging.getLogger(__name__)
+
+# An attempt whose source or user has spent its failed digest attempts: answered as a non-peer.
+_SPENT = SipResponse(Headers(), b"", status=403, reason="Forbidden")
 
 
 class SipUserAgentServer(CallHandling):
@@ -70,6 +77,9 @@ class SipUserAgentServer(CallHandling):
         self._logged: dict[str, float] = {}
         self.non_peers = SourceBudget(burst=options.non_peer_burst, per_s=options.non_peer_per_s,
                                       total_per_s=options.non_peer_total_per_s)
+        self.digest_failures = DigestFailures(
+            per_source=options.digest_failures_per_source, per_user=options.digest_failures_per_user,
+            refill_per_min=options.digest_failure_refill_per_min)
 
     # ---------------------------------------------------------------- input
 
@@ -93,7 +103,7 @@ class SipUserAgentServer(CallHandling):
             if isinstance(message, SipResponse):
                 self._on_response(message)
             else:
-                self._on_request(message, address, decision)
+                self._on_request(message, address, decision, len(data))
         except SipParseError as exc:
             self.rejected += 1
             if self._may_log(address[0]):
@@ -119,8 +129,15 @@ class SipUserAgentServer(CallHandling):
             NameAddr.parse(request.headers.get("To") or "")
         except SipParseError:
             return
+        self._forbid(request, len(data), address)
+
+    def _forbid(self, request: SipRequest, size: int, address: Address) -> None:
+        """The non-peer policy's answer: nothing, or one stateless 403 no bigger than the
+        request (``size`` bytes), within the non-peer budgets."""
+        if self.options.non_peer_policy != "reject":
+            return
         wire = response_to(request, 403, to_tag=new_tag()).to_bytes()
-        if len(wire) > len(data):
+        if len(wire) > size:
             return  # never an amplifier, whatever the request leaves out
         if self.non_peers.allow(address[0], asyncio.get_running_loop().time()):
             self._send(wire, address)
@@ -176,7 +193,8 @@ class SipUserAgentServer(CallHandling):
             for rest in raw[1:]:
                 request.headers.add("Via", rest)
 
-    def _on_request(self, request: SipRequest, address: Address, decision: PeerDecision) -> None:
+    def _on_request(self, request: SipRequest, address: Address, decision: PeerDecision,
+                    size: int) -> None:
         self._echo_via(request, address)
         _ = request.cseq  # validates the CSeq early
         NameAddr.parse(request.headers.get("From") or "")  # and From/To: bad ones get 400 here
@@ -189,6 +207,9 @@ class SipUserAgentServer(CallHandling):
         if decision.authenticator is not None and \
                 self.transactions.find(transaction_key(request)) is None:
             refusal, username = self._authenticate(request, address, decision, to_tag)
+            if refusal is _SPENT:
+                self._forbid(request, size, address)
+                return
             if refusal is not None:
                 # Stateless (RFC 3261 §8.2.7, §26.3.2.4): no transaction, no retransmission.
                 self._send(refusal.to_bytes(), address)
@@ -216,8 +237,9 @@ class SipUserAgentServer(CallHandling):
 
     def _authenticate(self, request: SipRequest, address: Address, decision: PeerDecision,
                       to_tag: str | None) -> tuple[SipResponse | None, str | None]:
-        """For a source that must prove a password: (the stateless refusal, None) or
-        (None, the user name; None when the request rides on state that exists already)."""
+        """For a source that must prove a password: (the stateless refusal, None), (``_SPENT``,
+        None) while its attempts are spent, or (None, the user name; None when the request
+        rides on state that exists already)."""
         assert decision.authenticator is not None
         if request.method == "CANCEL":
             invite = transaction_key(request)[:-1] + ("INVITE",)
@@ -229,16 +251,30 @@ class SipUserAgentServer(CallHandling):
             if (request.call_id, to_tag, from_tag) not in self._dialogs:
                 return response_to(request, 481), None
             return None, None
-        result = decision.authenticator.verify(request.method,
-                                               request.headers.get("Authorization"))
+        authenticator = decision.authenticator
+        authorization = request.headers.get("Authorization")
+        named = (parse_digest(authorization) or {}).get("username") if authorization else None
+        user = named if authenticator.knows(named) else None
+        now = asyncio.get_running_loop().time()
+        spent = self.digest_failures.refusal(address[0], user, now)
+        if spent is not None:
+            if self._may_log(address[0]):
+                log.warning("SIP %s from %s: failed digest attempts of this %s spent; "
+                            "no challenge until they refill", request.method, address[0], spent)
+            return _SPENT, None
+        result = authenticator.verify(request.method, authorization, address[0])
         if result.outcome is DigestOutcome.OK:
+            assert result.username is not None
+            self.digest_failures.succeeded(address[0], result.username, now)
             return None, result.username
+        if result.guessed:
+            self.digest_failures.failed(address[0], user, now)
         if result.outcome is DigestOutcome.INVALID and self._may_log(address[0]):
             log.warning("SIP %s from %s: digest credentials refused (user %r)",
                         request.method, address[0], result.username)
         return response_to(request, 401, to_tag=new_tag(), extra=[
-            ("WWW-Authenticate", decision.authenticator.challenge(
-                stale=result.outcome is DigestOutcome.STALE))]), None
+            ("WWW-Authenticate", authenticator.challenge(
+                stale=result.outcome is DigestOutcome.STALE, source=address[0]))]), None
 
     # ------------------------------------------------------------- helpers
 

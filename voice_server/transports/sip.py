@@ -68,6 +68,9 @@ class SipEdgeOptions:
     non_peer_burst: int = 3
     non_peer_per_s: float = 0.1
     non_peer_total_per_s: float = 20.0
+    digest_failures_per_source: int = 10
+    digest_failures_per_user: int = 30
+    digest_failure_refill_per_min: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SipEdgeOptions:
@@ -81,6 +84,9 @@ class SipEdgeOptions:
             non_peer_burst=settings.sip_non_peer_burst,
             non_peer_per_s=settings.sip_non_peer_per_s,
             non_peer_total_per_s=settings.sip_non_peer_total_per_s,
+            digest_failures_per_source=settings.sip_digest_failures_per_source,
+            digest_failures_per_user=settings.sip_digest_failures_per_user,
+            digest_failure_refill_per_min=settings.sip_digest_failure_refill_per_min,
         )
 
     @property
@@ -153,7 +159,10 @@ class SipEdge:
                        self.options.max_calls, non_peer_policy=self.options.non_peer_policy,
                        non_peer_burst=self.options.non_peer_burst,
                        non_peer_per_s=self.options.non_peer_per_s,
-                       non_peer_total_per_s=self.options.non_peer_total_per_s),
+                       non_peer_total_per_s=self.options.non_peer_total_per_s,
+                       digest_failures_per_source=self.options.digest_failures_per_source,
+                       digest_failures_per_user=self.options.digest_failures_per_user,
+                       digest_failure_refill_per_min=self.options.digest_failure_refill_per_min),
             self.peers, self, self._send)
         self._watchdog = loop.create_task(self._watch_media())
         log.info("SIP listening on %s:%d/udp, RTP %d-%d", self.options.bind_host, self.port,

@@ -82,13 +82,14 @@ async def test_prompts_of_a_call_are_stored_once_and_follow_the_calls_reach(worl
 
     async def stored():
         async with world.pool.acquire() as conn:
-            rows = await list_call_prompts(conn, call["id"])
+            rows = await list_call_prompts(conn, org.id, call["id"])
         return rows if len(rows) == len(prompts) + 1 else None
 
     await _eventually(stored)
     await asyncio.sleep(0.5)  # the duplicates have been consumed too: still one row each
     async with world.pool.acquire() as conn:
-        rows = await list_call_prompts(conn, call["id"])
+        rows = await list_call_prompts(conn, org.id, call["id"])
+        assert await list_call_prompts(conn, stranger.id, call["id"]) == []  # another org's call
     assert len(rows) == len(prompts) + 1
     first = rows[0]
     assert (first["rule_id"], first["kind"], first["party"], first["segment_key"], first["at_ms"]) == (
@@ -166,7 +167,7 @@ async def test_prompts_survive_a_database_outage_and_bad_events_are_dropped(own_
         async def written():
             c = await connect(own_postgres.dsn)
             try:
-                rows = await list_call_prompts(c, call_id)
+                rows = await list_call_prompts(c, org, call_id)
             finally:
                 await c.close()
             return rows if len(rows) == 2 else None
@@ -177,7 +178,7 @@ async def test_prompts_survive_a_database_outage_and_bad_events_are_dropped(own_
         await asyncio.sleep(1.0)  # several redelivery periods: nothing more, nothing retried forever
         c = await connect(own_postgres.dsn)
         try:
-            assert len(await list_call_prompts(c, call_id)) == 2
+            assert len(await list_call_prompts(c, org, call_id)) == 2
         finally:
             await c.close()
         dropped = [r.getMessage() for r in caplog.records
@@ -202,7 +203,7 @@ async def test_a_leads_export_holds_its_calls_prompts_and_erasure_removes_them(w
 
     async def stored():
         async with world.pool.acquire() as conn:
-            return await list_call_prompts(conn, call["id"])
+            return await list_call_prompts(conn, org.id, call["id"])
 
     await _eventually(stored)
     async with world.pool.acquire() as conn:
@@ -212,4 +213,4 @@ async def test_a_leads_export_holds_its_calls_prompts_and_erasure_removes_them(w
             (call_id, "they said ##########", ["##########"])]
         assert raw["coaching_prompts"][0]["body"] == "they said 555 123 4567"
         await erase_lead(conn, None, org.id, lead["id"], actor_id=None)
-        assert await list_call_prompts(conn, call["id"]) == []
+        assert await list_call_prompts(conn, org.id, call["id"]) == []
