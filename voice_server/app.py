@@ -30,6 +30,7 @@ from voice_server.app_keys import (
     RUNTIME,
     SETTINGS,
 )
+from voice_server.call_recovery import setup_call_recovery
 from voice_server.call_session import CallSessions
 from voice_server.crm_jobs import install_crm_jobs
 from voice_server.drain_gate import refuse_new_calls_while_draining
@@ -161,6 +162,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         await writer.close()
 
     app.cleanup_ctx.append(_persist_call_events)
+    # the node id, and the calls a dead node left open ended: before anything takes a call
+    setup_call_recovery(app)
     if settings.stt_enabled:
         app.cleanup_ctx.append(live_intelligence_ctx)
 

@@ -150,6 +150,9 @@ class CallSessions:
         self._live = live
         self._sessions: dict[str, CallSession] = {}
         self.publish_outage = PublishOutage()
+        # The id this node writes on the calls it takes media for (set at start-up, see
+        # voice_server.call_recovery): if the node dies, the calls naming it are ended.
+        self.node_id: str | None = None
         # Called for every new session; each may return a consumer to attach
         # (transcription, recording, tests' observers).
         self.consumer_factories: list[ConsumerFactory] = []

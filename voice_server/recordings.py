@@ -32,7 +32,7 @@ from storage.keys import load_keyring
 from storage.leases import run_singleton
 from storage.recording_store import LocalRecordingStore
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
-from voice_server.node_identity import claim_node_identity
+from voice_server.call_recovery import NODE_IDENTITY
 from voice_server.recorder import RecorderOptions, RecordingService
 from voice_server.settings import Settings
 
@@ -72,7 +72,7 @@ async def _recording_lifecycle(app: web.Application):
         yield
         return
     runtime = app[RUNTIME]
-    identity = claim_node_identity(settings.node_id, settings.data_dir)
+    identity = app[NODE_IDENTITY]  # claimed by voice_server.call_recovery, which runs first
     service = RecordingService(
         store,
         lambda: runtime.pool,
@@ -140,7 +140,6 @@ async def _recording_lifecycle(app: web.Application):
         for job in jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
-        identity.release()
 
 
 class _RecordingMetrics:

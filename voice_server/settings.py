@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # Unset: generated once and kept in <data_dir>/node-id (voice_server/node_identity.py), so a
     # restarted node recognises the rows its previous process left open.
     node_id: str | None = None
+    # A node whose heartbeat is this old is dead: any node ends the calls it was carrying.
+    node_stale_s: float = Field(30.0, ge=1, le=3600)
     # speech engine (speech): the shared Whisper model and its decode pool (media.stt)
     # stt_model (above): tiny.en | base (extra stt-base) | a CTranslate2 Whisper directory
     stt_device: Literal["cpu", "cuda", "auto"] = "cpu"

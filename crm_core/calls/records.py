@@ -48,6 +48,9 @@ class NewCall:
     deal_id: str | None = None
     status: str = "queued"
     metadata: dict[str, Any] | None = None
+    # The node that carries the call's media from the start (the SIP edge); carrier calls
+    # get theirs when their media stream is admitted (crm_core.calls.stream_admissions).
+    node_id: str | None = None
 
 
 async def create_call(conn: asyncpg.Connection, call: NewCall) -> asyncpg.Record:
@@ -57,14 +60,15 @@ async def create_call(conn: asyncpg.Connection, call: NewCall) -> asyncpg.Record
     row = await conn.fetchrow(
         """
         INSERT INTO calls (org_id, carrier, direction, external_id, from_number, to_number,
-                           rep_id, lead_id, deal_id, status, started_at, metadata)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)
+                           rep_id, lead_id, deal_id, status, started_at, metadata, node_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11,
+                CASE WHEN $10 IN ('queued', 'ringing', 'in-progress') THEN $12 END)
         ON CONFLICT (carrier, external_id) DO NOTHING
         RETURNING *
         """,
         call.org_id, call.carrier, call.direction, call.external_id, call.from_number,
         call.to_number, call.rep_id, call.lead_id, call.deal_id, call.status,
-        call.metadata or {},
+        call.metadata or {}, call.node_id,
     )
     if row is None:
         row = await conn.fetchrow(
@@ -175,6 +179,8 @@ async def update_call_status(
                                    ELSE answered_at END,
                 ended_at    = CASE WHEN $4 THEN coalesce(ended_at, coalesce($3, now())) ELSE ended_at END,
                 duration_s  = coalesce($5, duration_s),
+                -- an ended call needs no node to finish it (crm_core.calls.nodes)
+                node_id     = CASE WHEN $4 THEN NULL ELSE node_id END,
                 updated_at  = now()
             WHERE id = $1
             RETURNING *
@@ -186,10 +192,14 @@ async def update_call_status(
 async def mark_call_ended(
     conn: asyncpg.Connection, call_id: str, *, abnormal: bool = False
 ) -> asyncpg.Record | None:
-    """Record that the media of a call ended (normally or not), keeping carrier-reported status."""
+    """Record that the media of a call ended (normally or not), keeping carrier-reported status.
+
+    The call no longer names the node that carried it: nothing is left for recovery to end.
+    """
     return await conn.fetchrow(
         """
         UPDATE calls SET
+            node_id = NULL,
             ended_at = coalesce(ended_at, now()),
             ended_abnormally = ended_abnormally OR $2,
             status = CASE WHEN status IN ('queued', 'ringing', 'in-progress') THEN

@@ -90,12 +90,14 @@ async def stream_admission_open(
 
 async def admit_stream(
     conn: asyncpg.Connection, call_id: str, carrier: str, external_id: str | None, token: str,
+    *, node_id: str | None = None,
 ) -> asyncpg.Record | None:
     """The call row when this stream may carry the call, consuming its admission; else None.
 
     The stream must name a live call of ``carrier`` whose carrier id matches
     ``external_id`` (a call without one yet takes it) and present the unexpired,
-    unused token issued for it.
+    unused token issued for it. The admitted call is marked as carried by ``node_id``
+    (the node taking the stream), so it is ended if that node dies (``crm_core.calls.nodes``).
     """
     if not isinstance(token, str) or not token or len(token) > 256:
         return None
@@ -105,7 +107,7 @@ async def admit_stream(
         return None
     try:
         async with conn.transaction():
-            return await _consume(conn, call_uuid, carrier, external_id, token)
+            return await _consume(conn, call_uuid, carrier, external_id, token, node_id)
     except _WrongCarrierCall:
         return None  # rolled back: the admission stays for the stream of the right call
 
@@ -116,6 +118,7 @@ class _WrongCarrierCall(Exception):
 
 async def _consume(
     conn: asyncpg.Connection, call_id: uuid.UUID, carrier: str, external_id: str | None, token: str,
+    node_id: str | None,
 ) -> asyncpg.Record | None:
     admitted = await conn.fetchval(
         """
@@ -131,7 +134,9 @@ async def _consume(
     )
     if admitted is None:
         return None
-    row = await conn.fetchrow("SELECT * FROM calls WHERE id = $1", admitted)
+    row = await conn.fetchrow(
+        "UPDATE calls SET node_id = $2 WHERE id = $1 RETURNING *", admitted, node_id
+    )
     if external_id is None or row["external_id"] == external_id:
         return row
     if row["external_id"] is None:

@@ -218,6 +218,7 @@ class SipEdge:
                 rep_id=route.rep_id, lead_id=lead_id, status="ringing",
                 metadata={"peer": call.source[0], "siprec": call.siprec is not None,
                           "sip_call_id": call.sip_call_id},
+                node_id=self.sessions.node_id,
             ))
         call_id = str(row["id"])
         info = CallInfo(call_id, route.org_id, "sip", direction,

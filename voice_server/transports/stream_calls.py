@@ -51,7 +51,8 @@ async def _open(
 ) -> CallSession | None:
     try:
         async with pool.acquire() as conn:
-            row = await admit_stream(conn, call_id, carrier, external_id, token)
+            row = await admit_stream(conn, call_id, carrier, external_id, token,
+                                     node_id=sessions.node_id)
             if row is not None:
                 # Media flowing means the call was answered, whatever callbacks still say.
                 await update_call_status(conn, row["id"], "in-progress")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from itertools import pairwise
 
 import numpy as np
@@ -19,6 +20,7 @@ from tests.voice_server.sipp_harness import (
     scenario,
     write_rtp_pcap,
 )
+from voice_server.call_recovery import NODE_IDENTITY
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp (sip-tester) not installed")
 
@@ -34,9 +36,18 @@ async def test_pcma_call_from_a_real_capture_arrives_sample_exact_with_its_digit
     sent = [RtpPacket.parse(p) for p in read_rtp_payloads(capture)]
     expected = np.concatenate([alaw_decode(p.payload) for p in sent])
     async with sip_node(migrated_database, redis_url) as node:
-        result = await run_sipp(node.port, scenario(
+        sipp = asyncio.create_task(run_sipp(node.port, scenario(
             tmp_path, "call.xml", PT=8, CODEC="PCMA", PCAP=capture, PAUSE_MS=7300,
-            DTMF_PCAP=PCAPS / "dtmf_2833_1.pcap"), service=REP_DIALLED)
+            DTMF_PCAP=PCAPS / "dtmf_2833_1.pcap"), service=REP_DIALLED))
+
+        async def carried():  # while the call lasts, it names the node carrying it
+            rows = await node.call_rows()
+            return rows if rows and rows[0]["node_id"] == node.app[NODE_IDENTITY].node_id else None
+
+        try:
+            await node.eventually(carried)
+        finally:
+            result = await sipp
         assert result.returncode == 0, result.stdout + result.errors
         [log] = node.logs
         await log.closed.wait()
@@ -59,6 +70,7 @@ async def test_pcma_call_from_a_real_capture_arrives_sample_exact_with_its_digit
         assert (row["carrier"], row["direction"], row["status"]) == ("sip", "inbound", "completed")
         assert str(row["rep_id"]) == node.rep_id and row["to_number"] == REP_DIALLED
         assert row["answered_at"] is not None and not row["ended_abnormally"]
+        assert row["node_id"] is None
 
 
 async def test_pcmu_call_of_our_own_audio_is_sample_exact(migrated_database, redis_url, tmp_path):

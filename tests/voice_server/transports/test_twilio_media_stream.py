@@ -11,6 +11,7 @@ from media.frames import Party
 from media.g711 import ulaw_decode, ulaw_encode
 from media.track_clock import ChunkOrder
 from tests.polling import eventually
+from voice_server.call_recovery import NODE_IDENTITY
 from voice_server.simulator.carrier.media_players import TwilioStream, send_stream
 from voice_server.simulator.carrier.wav import read_wav, sound
 from voice_server.transports.twilio import track_party
@@ -193,6 +194,8 @@ async def test_a_dropped_connection_ends_the_call_abnormally_keeping_what_arrive
         await send_stream(ws, messages, realtime=False, close=False)
         await eventually(lambda: len(ca.observer.pcm(call_id, Party.CUSTOMER)) >= 3200, 10,
                          what="the 20 chunks to reach the call")
+        # the node that took the stream carries the call: if it dies, the call is ended for it
+        assert (await ca.call_row(call_id))["node_id"] == ca.app[NODE_IDENTITY].node_id
         ws._response.connection.transport.abort()  # no stop, no close frame
     assert await ca.observer.ended(call_id) is True
     assert np.array_equal(ca.observer.pcm(call_id, Party.CUSTOMER), _decoded(customer[:3200]))
@@ -202,6 +205,7 @@ async def test_a_dropped_connection_ends_the_call_abnormally_keeping_what_arrive
             break
         await asyncio.sleep(0.05)
     assert row["ended_abnormally"] and row["status"] == "failed"
+    assert row["node_id"] is None  # ended: no node's to finish
 
 
 @pytest.mark.parametrize("limit", [4096])
