@@ -201,7 +201,7 @@ async def test_webhooks_are_delivered_once_across_nodes_and_jobs_hold_leases(clu
     # The periodic jobs run under one Redis lease each, shared by both nodes.
     client = aioredis.from_url(cluster.redis_url)
     try:
-        for job in ("lead-rescoring", "recording-recovery", "recording-retention"):
+        for job in ("lead-rescoring", "recording-recovery", "recording-retention", "call-recovery"):
             for _ in range(300):  # a lease may lapse for a moment between two renewals
                 if await client.exists(f"coachline:lease:{job}"):
                     break
