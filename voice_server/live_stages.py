@@ -253,15 +253,12 @@ def prompt_event(prompt: CoachingPrompt, segment_key: str | None = None) -> Prom
 
 
 def metrics_event(m: TalkMetrics) -> MetricsEvent:
-    monologue = {Party.REP.value: 0, Party.CUSTOMER.value: 0}
-    if m.longest_monologue_party in monologue:
-        monologue[m.longest_monologue_party] = m.longest_monologue_ms
     return MetricsEvent(
         at_ms=m.at_ms,
         talk_ratio=PartyPair(round(m.talk_ratio, 4), round(1 - m.talk_ratio, 4)),
         talk_ms=PartyPair(m.rep_talk_ms, m.customer_talk_ms),
-        longest_monologue_ms=PartyPair(monologue[Party.REP.value],
-                                       monologue[Party.CUSTOMER.value]),
+        longest_monologue_ms=PartyPair(m.rep_longest_monologue_ms,
+                                       m.customer_longest_monologue_ms),
         current_monologue_party=m.current_monologue_party,
         current_monologue_ms=m.current_monologue_ms,
         interruptions=PartyPair(m.rep_interruptions, m.customer_interruptions),
