@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coaching.call_coach import CallCoach, CoachingProfile
 from coaching.records import (
@@ -242,6 +242,16 @@ class Coaching:
 
     def finish(self, end_ms: int, abnormal: bool) -> SummaryEvent:
         return summary_event(self._coach.finish(end_ms), abnormal)
+
+
+def with_sentiment(event: TranscriptEvent, insights: list[LiveEvent]) -> TranscriptEvent:
+    """The final ``event`` with the sentiment coaching scored for it (among ``insights``)."""
+    if not event.is_final:
+        return event
+    for insight in insights:
+        if isinstance(insight, SentimentEvent) and insight.segment_id == event.segment_id:
+            return replace(event, sentiment=insight.score)
+    return event
 
 
 def prompt_event(prompt: CoachingPrompt, segment_key: str | None = None) -> PromptEvent:
