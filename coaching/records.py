@@ -157,7 +157,7 @@ class TalkMetrics:
     rep_talk_ms: int
     customer_talk_ms: int
     talk_ratio: float               # rep's share of all talk, 0..1 (0.5 = balanced)
-    longest_monologue_ms: int
+    longest_monologue_ms: int       # the longer of the two parties' longest turns
     longest_monologue_party: str | None
     current_monologue_ms: int       # length of the turn in progress (live rules use it)
     current_monologue_party: str | None
@@ -173,6 +173,8 @@ class TalkMetrics:
     patience_ms: float              # mean gap before the rep answers the customer
     rep_turns: int
     customer_turns: int
+    rep_longest_monologue_ms: int   # each party's longest turn
+    customer_longest_monologue_ms: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,9 @@ def render(template: str, values: dict[str, Any]) -> str:
         return template
 
 
-def metric_value(metrics: TalkMetrics, name: str) -> float:
+def metric_value(metrics: TalkMetrics, name: str, party: str | None = None) -> float:
+    if name == "longest_monologue_s" and party is not None:
+        return getattr(metrics, f"{party}_longest_monologue_ms") / 1000  # that party's own
     if name.endswith("_s"):
         base = name[:-2] + "_ms"
         return getattr(metrics, base) / 1000
@@ -106,7 +108,7 @@ class RuleEngine:
                 else rule.party
             if rule.party is not None and party != rule.party:
                 continue
-            value = metric_value(metrics, rule.metric)
+            value = metric_value(metrics, rule.metric, party)
             if not _COMPARE[rule.op](value, rule.value):
                 continue
             prompt = self._fire(rule, None, metrics.at_ms, party,

@@ -151,8 +151,8 @@ def _text(duration_ms, metrics, objections, competitors, next_steps, actions, cu
     minutes, seconds = divmod(round(duration_ms / 1000), 60)
     parts = [f"{minutes} min {seconds:02d} s call."]
     if metrics:
-        parts.append(f"The rep talked {metrics.talk_ratio:.0%} of the time; longest monologue "
-                     f"{metrics.longest_monologue_ms / 1000:.0f} s.")
+        parts.append(f"The rep talked {metrics.talk_ratio:.0%} of the time; the rep's longest "
+                     f"monologue {metrics.rep_longest_monologue_ms / 1000:.0f} s.")
     if objections:
         parts.append("Objections: " + "; ".join(dict.fromkeys(o.keyword for o in objections)) + ".")
     if competitors:

@@ -9,7 +9,10 @@ Definitions (the tests hand-compute them from these):
   ``turn_gap_ms``. A backchannel is an utterance of at most
   ``backchannel_max_words`` words ("uh-huh", "right"); it counts as talk but
   neither ends the other party's turn nor counts as an interruption.
-  A monologue is a turn; ``longest_monologue_ms`` is the longest one.
+  A monologue is a turn; ``rep_longest_monologue_ms`` and
+  ``customer_longest_monologue_ms`` are each party's longest, and
+  ``longest_monologue_ms`` / ``longest_monologue_party`` the longest of the two
+  (the rep's wins a tie).
 - interruption: a party starts a non-backchannel segment while a segment of
   the other party is still going (strictly inside its span).
 - speaking rate: words / talk minutes, per party.
@@ -94,7 +97,7 @@ class TalkTracker:
         self._last_end = {"rep": -1, "customer": -1}
         self._recent = {"rep": deque(maxlen=8), "customer": deque(maxlen=8)}
         self._turn: _Turn | None = None
-        self._longest: _Turn | None = None
+        self._longest = {"rep": 0, "customer": 0}
         self._first_ms: int | None = None
         self._union_end: int | None = None
         self.silence_ms = 0
@@ -165,8 +168,8 @@ class TalkTracker:
         self._note_longest(self._turn)
 
     def _note_longest(self, turn: _Turn) -> None:
-        if self._longest is None or turn.length_ms > self._longest.length_ms:
-            self._longest = _Turn(turn.party, turn.start_ms, turn.end_ms)
+        # per party: a customer's long turn must not hide the rep's longest one
+        self._longest[turn.party] = max(self._longest[turn.party], turn.length_ms)
 
     def _silence(self, u: _Utterance) -> None:
         if self._union_end is None:
@@ -186,14 +189,20 @@ class TalkTracker:
         rep, customer = self.talk_ms["rep"], self.talk_ms["customer"]
         total = rep + customer
         filler_counts = Counter(self.fillers["rep"]) + Counter(self.fillers["customer"])
-        longest, turn = self._longest, self._turn
+        turn = self._turn
+        longest_rep, longest_customer = self._longest["rep"], self._longest["customer"]
+        longest_party = None
+        if self.turns["rep"] or self.turns["customer"]:
+            longest_party = "rep" if longest_rep >= longest_customer else "customer"
         return TalkMetrics(
             at_ms=self.at_ms if at_ms is None else at_ms,
             rep_talk_ms=rep,
             customer_talk_ms=customer,
             talk_ratio=round(rep / total, 4) if total else 0.0,
-            longest_monologue_ms=longest.length_ms if longest else 0,
-            longest_monologue_party=longest.party if longest else None,
+            longest_monologue_ms=max(longest_rep, longest_customer),
+            longest_monologue_party=longest_party,
+            rep_longest_monologue_ms=longest_rep,
+            customer_longest_monologue_ms=longest_customer,
             current_monologue_ms=turn.length_ms if turn else 0,
             current_monologue_party=turn.party if turn else None,
             rep_interruptions=self.interruptions["rep"],

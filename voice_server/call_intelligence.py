@@ -31,7 +31,7 @@ from media.speakers.encoder import SpeakerEncoder
 from media.stt.pool import SpeechModelPool
 from media.transcript import TranscriptSegment
 from voice_server.call_session import CallSession
-from voice_server.live_stages import Coaching, PiiRedaction, Transcription
+from voice_server.live_stages import Coaching, PiiRedaction, Transcription, with_sentiment
 from voice_server.speaker_labels import SpeakerLabelling
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,14 @@ class CallIntelligence:
             return
         labelled = self.speakers.label(segment)
         redacted = self.redaction.redact(labelled)
-        await self._session.emit(redacted.event)
+        insights = self.coaching.feed(redacted)
+        # A final carries its sentiment, so the CRM stores it with the segment (the calls list
+        # filters on it); the line still goes out before the insights about it.
+        await self._session.emit(with_sentiment(redacted.event, insights))
         if segment.is_final:
             self.segments_published += 1
             self.redaction.report(redacted)
-        for event in self.coaching.feed(redacted):
+        for event in insights:
             await self._session.emit(event)
 
     async def _tick(self) -> None:

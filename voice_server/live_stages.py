@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coaching.call_coach import CallCoach, CoachingProfile
 from coaching.records import (
@@ -244,6 +244,16 @@ class Coaching:
         return summary_event(self._coach.finish(end_ms), abnormal)
 
 
+def with_sentiment(event: TranscriptEvent, insights: list[LiveEvent]) -> TranscriptEvent:
+    """The final ``event`` with the sentiment coaching scored for it (among ``insights``)."""
+    if not event.is_final:
+        return event
+    for insight in insights:
+        if isinstance(insight, SentimentEvent) and insight.segment_id == event.segment_id:
+            return replace(event, sentiment=insight.score)
+    return event
+
+
 def prompt_event(prompt: CoachingPrompt, segment_key: str | None = None) -> PromptEvent:
     return PromptEvent(
         rule_id=prompt.rule_id, kind=prompt.kind, severity=prompt.severity, title=prompt.title,
@@ -253,15 +263,12 @@ def prompt_event(prompt: CoachingPrompt, segment_key: str | None = None) -> Prom
 
 
 def metrics_event(m: TalkMetrics) -> MetricsEvent:
-    monologue = {Party.REP.value: 0, Party.CUSTOMER.value: 0}
-    if m.longest_monologue_party in monologue:
-        monologue[m.longest_monologue_party] = m.longest_monologue_ms
     return MetricsEvent(
         at_ms=m.at_ms,
         talk_ratio=PartyPair(round(m.talk_ratio, 4), round(1 - m.talk_ratio, 4)),
         talk_ms=PartyPair(m.rep_talk_ms, m.customer_talk_ms),
-        longest_monologue_ms=PartyPair(monologue[Party.REP.value],
-                                       monologue[Party.CUSTOMER.value]),
+        longest_monologue_ms=PartyPair(m.rep_longest_monologue_ms,
+                                       m.customer_longest_monologue_ms),
         current_monologue_party=m.current_monologue_party,
         current_monologue_ms=m.current_monologue_ms,
         interruptions=PartyPair(m.rep_interruptions, m.customer_interruptions),

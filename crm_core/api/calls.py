@@ -18,8 +18,10 @@ from crm_core.calls.masking import mask_pii
 from crm_core.calls.records import CALL_STATUSES, list_segments
 
 RAW_TRANSCRIPTS = "transcripts:raw"
+# The customer's lines: their own track, or a mixed (Vonage) track's lines labelled as theirs.
 _CUSTOMER_SENTIMENT = ("(SELECT avg(s.sentiment) FROM transcript_segments s"
-                       " WHERE s.call_id = c.id AND s.org_id = c.org_id AND s.party = 'customer' AND s.sentiment IS NOT NULL)")
+                       " WHERE s.call_id = c.id AND s.org_id = c.org_id"
+                       " AND coalesce(s.speaker, s.party) = 'customer' AND s.sentiment IS NOT NULL)")
 
 CALLS = Collection(
     filters=(

@@ -319,7 +319,7 @@ class MetricsEvent:
     at_ms: int
     talk_ratio: PartyPair               # shares of all talk, 0..1
     talk_ms: PartyPair
-    longest_monologue_ms: PartyPair     # 0 for the party that did not hold the longest one
+    longest_monologue_ms: PartyPair     # each party's longest turn
     current_monologue_party: str | None
     current_monologue_ms: int
     interruptions: PartyPair

@@ -9,11 +9,16 @@ once even when an event is delivered twice).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from crm_core.calls.routing import match_lead
+
+log = logging.getLogger(__name__)
 
 # Later statuses win; a late "ringing" never rewinds an answered call.
 _STATUS_RANK = {
@@ -53,10 +58,32 @@ class NewCall:
     node_id: str | None = None
 
 
+def customer_number(direction: str, from_number: str | None, to_number: str | None) -> str | None:
+    """The customer's end of a call: who called in, or who was called."""
+    return from_number if direction == "inbound" else to_number
+
+
 async def create_call(conn: asyncpg.Connection, call: NewCall) -> asyncpg.Record:
-    """Insert the call, or return the existing row for the same carrier call id."""
+    """Insert the call, or return the existing row for the same carrier call id.
+
+    A call created without a lead is linked to the lead with the customer's number (compared
+    as E.164, see ``routing.match_lead``), whichever carrier or direction it came from.
+    """
     if call.status not in _STATUS_RANK:
         raise UnknownCallStatus(call.status)
+    lead_id, metadata = call.lead_id, dict(call.metadata or {})
+    if lead_id is None:
+        customer = customer_number(call.direction, call.from_number, call.to_number)
+        line = call.to_number if call.direction == "inbound" else call.from_number
+        match = await match_lead(conn, call.org_id, customer, line_number=line, rep_id=call.rep_id)
+        if match is not None:
+            lead_id = match.lead_id
+            if match.candidates > 1:
+                # Said on the call, so a reviewer can see why this lead and not another.
+                metadata["lead_match"] = {"number": match.number, "candidates": match.candidates,
+                                          "rule": "owner's lead, then most recently updated"}
+                log.info("call from %s matches %d leads; linked lead %s",
+                         call.carrier, match.candidates, lead_id)
     row = await conn.fetchrow(
         """
         INSERT INTO calls (org_id, carrier, direction, external_id, from_number, to_number,
@@ -67,8 +94,8 @@ async def create_call(conn: asyncpg.Connection, call: NewCall) -> asyncpg.Record
         RETURNING *
         """,
         call.org_id, call.carrier, call.direction, call.external_id, call.from_number,
-        call.to_number, call.rep_id, call.lead_id, call.deal_id, call.status,
-        call.metadata or {}, call.node_id,
+        call.to_number, call.rep_id, lead_id, call.deal_id, call.status, metadata,
+        call.node_id,
     )
     if row is None:
         row = await conn.fetchrow(

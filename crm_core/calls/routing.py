@@ -4,7 +4,9 @@ Carrier edges know only addresses (a To user ``+15551230001``, an AOR
 ``sip:alice@pbx.example``). Reps are found through ``users.phone`` (digits
 compared, so ``+1 (555) 123-0001`` matches ``15551230001``) or
 ``users.sip_uri`` (user part compared case-insensitively); inactive users
-never match.
+never match. Leads are found by the customer's number compared as E.164
+(crm_core/calls/phone_numbers.py), so ``(415) 555-0134`` stored on a lead
+matches a carrier's ``+14155550134`` or ``14155550134``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from dataclasses import dataclass
 
 import asyncpg
+
+from crm_core.calls.phone_numbers import region_of, to_e164
 
 _DIGITS = re.compile(r"[^0-9]")
 
@@ -49,17 +53,48 @@ async def find_rep(conn: asyncpg.Connection, address_user: str | None) -> RepRou
     return RepRoute(str(row["org_id"]), str(row["id"]), row["name"])
 
 
-async def find_lead_by_phone(conn: asyncpg.Connection, org_id: str,
-                             phone: str | None) -> str | None:
-    digits = phone_digits(phone)
-    if len(digits) < 5:
+@dataclass(frozen=True, slots=True)
+class LeadMatch:
+    lead_id: str
+    number: str          # the customer's number, E.164
+    candidates: int      # leads of the organisation with that number (>1: one was chosen)
+
+
+# Same expression as the leads_org_phone_digits_idx index (migration 0018), so it serves the range.
+_REVERSED_DIGITS = "(reverse(regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g')) COLLATE \"C\")"
+# Leads scanned per lookup after the index narrows them to the national number's digits.
+_MAX_CANDIDATES = 50
+
+
+async def match_lead(conn: asyncpg.Connection, org_id: str, customer_number: str | None, *,
+                     line_number: str | None = None, rep_id: str | None = None) -> LeadMatch | None:
+    """The organisation's lead whose phone is ``customer_number``, compared as E.164.
+
+    A stored phone without a country code is read in the country of ``line_number`` (the
+    organisation's own number on the call), else in the customer number's country. When several
+    leads have the number, the one owned by ``rep_id`` wins, then the most recently updated (then
+    the lowest id, so the choice is stable).
+    """
+    region = region_of(line_number)
+    customer = to_e164(customer_number, region)
+    if customer is None or len(customer.national) < 5:
         return None
-    value = await conn.fetchval(
-        """
-        SELECT id FROM leads
-        WHERE org_id = $1 AND regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') = $2
-        ORDER BY created_at DESC LIMIT 1
+    region = region or customer.region
+    # Narrowed by the index on reversed phone digits: every spelling of the number ends with
+    # its national digits (a trunk prefix or country code only ever comes before them).
+    suffix = customer.national[::-1]  # [suffix, suffix + ":") holds every digit string after it
+    rows = await conn.fetch(
+        f"""
+        SELECT id::text AS id, phone FROM leads
+        WHERE org_id = $1::uuid
+          AND {_REVERSED_DIGITS} >= $2 AND {_REVERSED_DIGITS} < $3
+        ORDER BY coalesce(owner_id = $4::uuid, false) DESC, updated_at DESC, id
+        LIMIT {_MAX_CANDIDATES}
         """,
-        org_id, digits,
+        org_id, suffix, suffix + ":", rep_id,
     )
-    return str(value) if value is not None else None
+    matches = [r["id"] for r in rows if (stored := to_e164(r["phone"], region)) is not None
+               and stored.number == customer.number]
+    if not matches:
+        return None
+    return LeadMatch(matches[0], customer.number, len(matches))

@@ -29,6 +29,7 @@ def expected_checks(m):
     assert m.customer_talk_ms == 600 + 8_000 + 10_000
     assert m.talk_ratio == round(34_000 / 52_600, 4)
     assert (m.longest_monologue_ms, m.longest_monologue_party) == (20_000, "rep")
+    assert (m.rep_longest_monologue_ms, m.customer_longest_monologue_ms) == (20_000, 10_000)
     assert (m.rep_interruptions, m.customer_interruptions) == (1, 0)
     assert m.rep_wpm == round(39 * 60_000 / 34_000, 1)
     assert m.customer_wpm == round(24 * 60_000 / 18_600, 1)
@@ -76,3 +77,14 @@ def test_filler_context_rules():
 def test_empty_call_has_zero_metrics():
     m = TalkTracker().snapshot()
     assert (m.talk_ratio, m.rep_wpm, m.longest_monologue_ms, m.patience_ms) == (0.0, 0.0, 0, 0.0)
+
+
+def test_each_party_keeps_its_own_longest_monologue():
+    """A customer's longer turn must not wipe out the rep's longest one (it used to read 0)."""
+    script = [("rep", 0, 6_000, "Thanks for taking the call, I wanted to walk you through it."),
+              ("customer", 7_000, 25_000, "Sure, our team has a long list of questions for you.")]
+    tracker = TalkTracker(load_rule_set().fillers)
+    feed(tracker, script)
+    for m in (tracker.snapshot(), tracker.final()):
+        assert (m.rep_longest_monologue_ms, m.customer_longest_monologue_ms) == (6_000, 18_000)
+        assert (m.longest_monologue_ms, m.longest_monologue_party) == (18_000, "customer")

@@ -56,7 +56,7 @@ async def server(migrated_database, redis_url):
                                                status="in-progress"))
     finally:
         await conn.close()
-    yield app, str(call["id"]), org_id, rep_id
+    yield app, str(call["id"]), org_id, rep_id, client
     await client.close()
     await runtime.close()
 
@@ -73,7 +73,7 @@ def _telephone_frames(names: list[str], party: Party, start_ms: int = 0):
 
 
 async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(server):
-    app, call_id, org_id, rep_id = server
+    app, call_id, org_id, rep_id, _ = server
     bus = app[RUNTIME].bus
     events: list = []
     subs = [await bus.subscribe(p) for p in ("transcript.*", "coaching.*", "insight.*", "call.*")]
@@ -151,7 +151,7 @@ async def test_speech_becomes_masked_transcript_coaching_and_persisted_segments(
 
 
 async def test_invalid_org_rule_set_falls_back_to_the_default_and_the_call_is_still_transcribed(server):
-    app, _, org_id, rep_id = server
+    app = server[0]
     pool = app[RUNTIME].pool
     other_org = await pool.fetchval(
         "INSERT INTO organizations (name, slug, settings) VALUES ('Broken', $1, $2) RETURNING id::text",
@@ -187,7 +187,7 @@ async def test_a_mixed_channel_call_is_transcribed_with_speakers_told_apart(serv
     import wave
     from pathlib import Path
 
-    app, _, org_id, rep_id = server
+    app, _, org_id, rep_id, _ = server
     with wave.open(str(Path(__file__).parent.parent / "data" / "diarization" / "sample.wav")) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
     call_id = str(uuid.uuid4())
@@ -218,3 +218,51 @@ async def test_a_mixed_channel_call_is_transcribed_with_speakers_told_apart(serv
     # Two people talk in the sample: the segments carry two voice labels, not the channel name.
     assert speakers <= {"speaker_1", "speaker_2", "mixed"}
     assert {"speaker_1", "speaker_2"} <= speakers, [(f["speaker"], f["text"]) for f in finals]
+
+
+async def test_customer_sentiment_is_stored_with_each_final_and_the_calls_list_filters_on_it(server):
+    """A customer who says something clearly negative is found by the sentiment filter; a
+    thankful one is not (the live path used to store no sentiment, so nothing matched)."""
+    from crm_core.auth.tokens import create_api_token
+
+    app, _, org_id, rep_id, client = server
+    pool = app[RUNTIME].pool
+    calls = {}
+    for mood, clips in (("negative", ["something-terribly-wrong", "sorry-youre-having-problems"]),
+                        ("positive", ["queue-thankyou"])):
+        async with pool.acquire() as conn:
+            row = await create_call(conn, NewCall(org_id=org_id, carrier="twilio", direction="inbound",
+                                                  external_id=f"CA{uuid.uuid4().hex}", rep_id=rep_id,
+                                                  status="in-progress"))
+        call_id = calls[mood] = str(row["id"])
+        session = await app[CALL_SESSIONS].open(CallInfo(call_id, org_id, "twilio", "inbound",
+                                                         rep_id=rep_id))
+        for n, frame in enumerate(_telephone_frames(clips, Party.CUSTOMER)):
+            session.push_audio(frame)
+            if n % 10 == 0:
+                await asyncio.sleep(0.02)
+        await app[CALL_SESSIONS].close(call_id, reason="hangup")
+
+    async def scored(call_id):
+        return await pool.fetch("SELECT text, sentiment FROM transcript_segments WHERE call_id = $1 "
+                                "AND party = 'customer' AND sentiment IS NOT NULL", uuid.UUID(call_id))
+
+    for call_id in calls.values():
+        await eventually(lambda c=call_id: scored(c), 30, what="finals stored with their sentiment")
+    negative = await scored(calls["negative"])
+    assert min(r["sentiment"] for r in negative) < -0.3, [dict(r) for r in negative]
+
+    async with pool.acquire() as conn:
+        issued = await create_api_token(conn, org_id=org_id, user_id=rep_id, name="tests",
+                                        scopes=["read"], expires_at=None)
+    auth = {"Authorization": f"Bearer {issued.token}"}
+
+    async def listed(**query):
+        resp = await client.get("/api/v1/calls", params={**query, "limit": "100"}, headers=auth)
+        assert resp.status == 200, await resp.text()
+        return {c["id"] for c in (await resp.json())["data"]}
+
+    unhappy = await listed(customer_sentiment_below="-0.2")
+    assert calls["negative"] in unhappy and calls["positive"] not in unhappy
+    happy = await listed(customer_sentiment_above="0.2")
+    assert calls["positive"] in happy and calls["negative"] not in happy

@@ -101,6 +101,25 @@ def test_the_events_carry_coachings_own_json_form_of_its_records():
         **body, "metrics": metrics_event(summary.metrics).to_payload(), "abnormal": False}
 
 
+def test_the_live_metrics_and_summary_keep_each_partys_longest_monologue():
+    """The rep's longest monologue survives the customer's longer turn, live and in the summary."""
+    redaction, coaching = PiiRedaction(), Coaching(CoachingProfile.load(RULES))
+    rep_line = "thanks for taking my call today"
+    customer_line = "well we have been looking at a few tools for our team this quarter"
+    rep = [(w, 1000 + 500 * i) for i, w in enumerate(rep_line.split(" "))]
+    customer = [(w, 6000 + 700 * i) for i, w in enumerate(customer_line.split(" "))]
+    events = []
+    for party, words, key in (("rep", rep, "1"), ("customer", customer, "2")):
+        events += coaching.feed(redaction.redact(
+            LabelledSegment(_segment(words, party=party, segment_id=key), party)))
+    live = [e for e in events if isinstance(e, ev.MetricsEvent)][-1]
+    expected = ev.PartyPair(rep[-1][1] + 280 - 1000, customer[-1][1] + 280 - 6000)
+    assert live.longest_monologue_ms == expected
+    assert live.to_payload()["longest_monologue_ms"] == {"rep": expected.rep,
+                                                         "customer": expected.customer}
+    assert coaching.finish(20_000, abnormal=False).metrics.longest_monologue_ms == expected
+
+
 class _FakeTranscriber:
     """Stands for a StreamingTranscriber: every pushed frame becomes one final segment."""
 

@@ -29,7 +29,7 @@ import asyncpg
 
 from crm_core.calls.live_events import CallHoldEvent
 from crm_core.calls.records import NewCall, create_call, update_call_status
-from crm_core.calls.routing import RepRoute, find_lead_by_phone, find_rep
+from crm_core.calls.routing import RepRoute, find_rep
 from media.frames import Party
 from voice_server.call_session import CallInfo, CallSession, CallSessions
 from voice_server.logs import call_id_var
@@ -209,18 +209,17 @@ class SipEdge:
     async def _admit(self, pool: asyncpg.Pool, call: IncomingCall) -> Admission:
         async with pool.acquire(timeout=DB_TIMEOUT_S) as conn:
             route, parties, direction = await self._route(conn, call)
-            customer = call.caller if direction == "inbound" else call.callee
-            lead_id = await find_lead_by_phone(conn, route.org_id, customer.uri.user)
             row = await create_call(conn, NewCall(
                 org_id=route.org_id, carrier="sip", direction=direction,
                 external_id=f"{call.sip_call_id}/{call.caller.tag or ''}",
                 from_number=call.caller.uri.user, to_number=call.callee.uri.user,
-                rep_id=route.rep_id, lead_id=lead_id, status="ringing",
+                rep_id=route.rep_id, status="ringing",
                 metadata={"peer": call.source[0], "siprec": call.siprec is not None,
                           "sip_call_id": call.sip_call_id},
                 node_id=self.sessions.node_id,
             ))
         call_id = str(row["id"])
+        lead_id = str(row["lead_id"]) if row["lead_id"] is not None else None  # create_call linked it
         info = CallInfo(call_id, route.org_id, "sip", direction,
                         external_id=row["external_id"], rep_id=route.rep_id, lead_id=lead_id)
         media = SipCallMedia(call_id, info, call, route, parties)

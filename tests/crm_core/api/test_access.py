@@ -196,6 +196,13 @@ async def test_calls_filter_by_keyword_heard_and_customer_sentiment(world):
                 SegmentRow(f"c-{i}", "customer", i * 1000, i * 1000 + 900, "words", [], sentiment=value)
                 for i, value in enumerate(sentiments)
             ] + [SegmentRow("r-0", "rep", 5000, 5900, "rep words", [], sentiment=0.9)])
+        # one mixed channel (Vonage): the customer's lines are those labelled as theirs
+        mixed = await create_call(conn, NewCall(org.id, "vonage", "inbound", external_id=f"mixed-{org.id}",
+                                                rep_id=org.rep.user_id))
+        calls["mixed_angry"] = str(mixed["id"])
+        await add_final_segments(conn, org.id, calls["mixed_angry"], [
+            SegmentRow("m-0", "mixed", 0, 900, "words", [], speaker="customer", sentiment=-0.8),
+            SegmentRow("m-1", "mixed", 1000, 1900, "words", [], speaker="rep", sentiment=0.9)])
 
     async def listed(**params):
         resp, page = await world.request("GET", "/api/v1/calls", as_=org.manager, params=params)
@@ -207,7 +214,7 @@ async def test_calls_filter_by_keyword_heard_and_customer_sentiment(world):
     assert await listed(keyword="competitor") == {calls["happy_competitor"]}
     assert await listed(keyword="pricing,competitor") == {calls["angry_pricing"], calls["happy_competitor"]}
     # the customer's mean, not the rep's: the rep sounded happy on every call
-    assert await listed(customer_sentiment_below="0") == {calls["angry_pricing"]}
+    assert await listed(customer_sentiment_below="0") == {calls["angry_pricing"], calls["mixed_angry"]}
     assert await listed(customer_sentiment_above="0.55") == {calls["happy_competitor"]}
     assert await listed(customer_sentiment_above="-1", keyword="pricing") == {calls["angry_pricing"]}
     resp, err = await world.request("GET", "/api/v1/calls", as_=org.manager,

@@ -231,6 +231,18 @@ async def test_the_outbound_api_route_places_and_records_the_call(dialing):
     assert bad.status == 422 and (await bad.json())["error"]["code"] == "validation_failed"
 
 
+async def test_an_outbound_call_by_number_is_linked_to_the_lead_with_that_number(dialing):
+    ca, _fake = dialing
+    async with ca.pool.acquire() as conn:  # typed as a person would, not as E.164
+        lead_id = str(await conn.fetchval(
+            "INSERT INTO leads (org_id, owner_id, first_name, phone) VALUES ($1, $2, 'Lee', '415-555-0134') "
+            "RETURNING id", ca.org_id, ca.rep_id))
+    resp = await ca.client.post("/api/v1/calls/outbound", json={"carrier": "twilio", "to_number": "+14155550134"},
+                                headers={"Authorization": f"Bearer {await _token(ca)}"})
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["lead_id"] == lead_id
+
+
 async def test_the_outbound_route_answers_502_when_the_carrier_cannot_dial(dialing):
     ca, _fake = dialing
     auth = {"Authorization": f"Bearer {await _token(ca)}"}
