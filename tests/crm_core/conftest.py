@@ -15,7 +15,11 @@ def world_env() -> dict[str, str]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def world(migrated_database, redis_url, world_env):
+async def world(migrated_database, redis_url, request):
+    try:  # modules that import this fixture from elsewhere have no world_env: none is needed
+        world_env = request.getfixturevalue("world_env")
+    except pytest.FixtureLookupError:
+        world_env = {}
     settings = load_settings({"DATABASE_URL": migrated_database, "REDIS_URL": redis_url,
                               "COACHLINE_EVENT_BUS": "memory", "COACHLINE_DB_POOL_MAX": "5",
                               # every test's requests come from 127.0.0.1 into one Redis: the
