@@ -36,6 +36,7 @@ def api_rate_limits(settings: Settings, redis: Callable[[], Any]) -> ApiRateLimi
                 "enterprise": settings.rate_limit_enterprise_per_min,
             },
             anonymous_per_min=settings.rate_limit_anonymous_per_min,
+            interactive_per_min=settings.rate_limit_interactive_per_min,
             unauthenticated_per_min=settings.rate_limit_unauthenticated_per_min,
             trust_forwarded_for=settings.rate_limit_trust_forwarded_for,
         ),

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     rate_limit_starter_per_min: int = Field(60, ge=1, le=1_000_000)
     rate_limit_professional_per_min: int = Field(300, ge=1, le=1_000_000)
     rate_limit_enterprise_per_min: int = Field(3000, ge=1, le=1_000_000)
+    # Each signed-in user's browser requests: a budget of their own, apart from the organisation's.
+    rate_limit_interactive_per_min: int = Field(300, ge=1, le=1_000_000)
     rate_limit_trust_forwarded_for: bool = False
     rate_limit_sign_in_failures_per_email_per_min: int = Field(10, ge=1, le=1_000_000)
     # API admission control (voice_server/api_admission.py): requests in flight, then 503

@@ -1,11 +1,17 @@
-"""Rate limits on the HTTP API: one shared budget per organisation (by plan) or per client IP.
+"""Rate limits on the HTTP API: budgets per organisation (by plan), per signed-in user, per client IP.
 
 Budgets live in Redis (``storage.rate_limit``), so every node spends from the
-same one. A request from an authenticated principal spends its
-organisation's budget, sized by the plan tier (Starter 60/min, Professional
-300/min, Enterprise custom); an anonymous request spends its client IP's.
+same one. A request with an API token spends its organisation's budget,
+sized by the plan tier (Starter 60/min, Professional 300/min, Enterprise
+custom); a request from a browser session (the session cookie or the
+short-lived access token it mints) spends its user's own interactive budget
+(``interactive_per_min``), so an integration that spends the organisation's
+budget never locks the people of that organisation out of their screens; an
+anonymous request spends its client IP's.
 A refusal is ``429`` with ``Retry-After`` and the API's error shape; every
-limited response carries ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``.
+response that spent a budget, served or refused, carries ``RateLimit-Limit`` /
+``-Remaining`` / ``-Reset`` (seconds until the budget is whole again), so clients can pace
+themselves (``add_rate_limit_headers``, a response-prepare signal).
 If Redis is down the request is let through (and logged): the limiter
 protects the service, it must not take it down. Password sign-in is the
 exception (``crm_core.api.sign_in_limits``): it fails closed with 503.
@@ -47,6 +53,12 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LimiterSource = Callable[[], RateLimiter | None]
 PRINCIPAL_KEY = "principal"  # where the auth layer leaves the authenticated principal
+# The decision a request's budget gave, for its headers (aiohttp >= 3.13 has typed request keys).
+DECISION_KEY: Any = (web.RequestKey("crm_core.rate_limit_decision", RateDecision)
+                     if hasattr(web, "RequestKey") else "crm_core.rate_limit_decision")
+# How a principal proved itself in a browser (crm_core.auth.principal.Principal.via): these spend
+# their user's interactive budget; API tokens spend the organisation's.
+INTERACTIVE_VIA = frozenset({"cookie", "session"})
 PLAN_LIMITS_PER_MIN = {"starter": 60, "professional": 300, "enterprise": 3000}
 PLAN_CACHE_S = 60.0
 
@@ -56,6 +68,8 @@ class RateLimitPolicy:
     plan_limits_per_min: dict[str, int] = field(default_factory=lambda: dict(PLAN_LIMITS_PER_MIN))
     default_plan: str = "starter"
     anonymous_per_min: int = 60
+    # Each signed-in user's browser requests, apart from the organisation's (integration) budget.
+    interactive_per_min: int = 300
     # Requests without a valid credential, per client IP, API-wide (anonymous_limit_middleware).
     unauthenticated_per_min: int = 300
     # Only behind a proxy you run: otherwise clients could pick their own bucket.
@@ -69,6 +83,9 @@ class RateLimitPolicy:
         if principal is None:
             principal = request.get(PRINCIPAL_KEY)
         org_id = _field(principal, "org_id")
+        user_id = _field(principal, "user_id")
+        if org_id is not None and user_id is not None and _field(principal, "via") in INTERACTIVE_VIA:
+            return f"user:{org_id}:{user_id}", RateLimit(self.interactive_per_min, 60.0)
         if org_id is not None:
             custom = _field(principal, "rate_limit_per_min")
             if isinstance(custom, int) and custom > 0:
@@ -118,11 +135,11 @@ def too_many_requests(decision: RateDecision, period_s: float) -> web.HTTPTooMan
                         "retry_after_s": round(decision.retry_after_s, 3)},
         }}),
         content_type="application/json",
-        headers={"Retry-After": retry, **_headers(decision)},
+        headers={"Retry-After": retry, **rate_limit_headers(decision)},
     )
 
 
-def _headers(decision: RateDecision) -> dict[str, str]:
+def rate_limit_headers(decision: RateDecision) -> dict[str, str]:
     return {
         "RateLimit-Limit": str(decision.limit),
         "RateLimit-Remaining": str(decision.remaining),
@@ -143,9 +160,18 @@ async def enforce_rate_limit(
     except RateLimitUnavailable as exc:
         log.warning("rate limit not enforced for %s: %s", key, exc)
         return None
+    request[DECISION_KEY] = decision
     if not decision.allowed:
         raise too_many_requests(decision, limit.period_s)
     return decision
+
+
+async def add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: a response whose request spent a budget says what is left of it,
+    whatever its status (a refusal already says so)."""
+    decision = request.get(DECISION_KEY)
+    if decision is not None and "RateLimit-Limit" not in response.headers:
+        response.headers.update(rate_limit_headers(decision))
 
 
 def limiter_source(limiter: RateLimiter | LimiterSource) -> LimiterSource:
@@ -187,7 +213,7 @@ def rate_limit_middleware(
         decision = None if current is None else await enforce_rate_limit(request, current, policy)
         response = await handler(request)
         if decision is not None and not response.prepared:
-            response.headers.update(_headers(decision))
+            response.headers.update(rate_limit_headers(decision))
         return response
 
     return _rate_limit
@@ -227,6 +253,7 @@ def anonymous_limit_middleware(limiter: RateLimiter | LimiterSource, policy: Rat
         except RateLimitUnavailable as exc:
             log.warning("anonymous rate limit not enforced: %s", exc)
             return None
+        request[DECISION_KEY] = decision
         return None if decision.allowed else too_many_requests(decision, rule.period_s)
 
     @web.middleware
@@ -261,12 +288,15 @@ class OrgRateLimitPrincipal:
     org_id: str
     plan: str | None = None
     rate_limit_per_min: int | None = None
+    user_id: str | None = None
+    via: str | None = None  # how it signed in: a browser session spends the user's budget
 
 
 def org_rate_limit_hook(
     limiter: LimiterSource, policy: RateLimitPolicy, pool: Callable[[], asyncpg.Pool | None]
 ) -> Callable[[web.Request, Any], Awaitable[None]]:
-    """``after_authenticate(request, principal)`` for the CRM API: spend the organisation's budget."""
+    """``after_authenticate(request, principal)`` for the CRM API: spend the organisation's budget
+    (API tokens) or the user's interactive one (browser sessions)."""
     plans: dict[str, tuple[float, RatePlan]] = {}
 
     async def org_plan(org_id: str) -> RatePlan:
@@ -289,6 +319,11 @@ def org_rate_limit_hook(
         current = limiter()
         org_id = _field(principal, "org_id")
         if current is None or org_id is None:
+            return
+        via, user_id = _field(principal, "via"), _field(principal, "user_id")
+        if via in INTERACTIVE_VIA and user_id is not None:
+            await enforce_rate_limit(request, current, policy, OrgRateLimitPrincipal(
+                str(org_id), user_id=str(user_id), via=str(via)))
             return
         plan = await org_plan(str(org_id))
         await enforce_rate_limit(request, current, policy, OrgRateLimitPrincipal(

@@ -27,6 +27,7 @@ from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api.rate_limits import (
     ApiRateLimits,
+    add_rate_limit_headers,
     anonymous_limit_middleware,
     org_rate_limit_hook,
     redis_limiter,
@@ -139,7 +140,8 @@ def add_api_routes(
 
     ``pool`` and ``bus`` are called per request, so they may be opened after this call.
     ``rate_limits`` (none: no limits) makes each authenticated request spend its organization's
-    budget before its handler runs, limits sign-in attempts on ``/auth/token`` and
+    budget (a browser session: its user's interactive budget) before its handler runs, puts
+    ``RateLimit-*`` headers on every response that spent a budget, limits sign-in attempts on ``/auth/token`` and
     unauthenticated requests per client IP (a middleware appended to ``app``'s). ``dialers`` (carrier name ->
     ``crm_core.calls.dialing.Dialer``) is the registry ``POST /calls/outbound`` dials through;
     it is read per request, so the carrier edge may fill ``app[CRM_API].dialers`` after this
@@ -154,6 +156,8 @@ def add_api_routes(
             limiter, rate_limits.policy, per_account_per_min=rate_limits.sign_in_failures_per_email_per_min)
         # unauthenticated requests spend their client IP's budget
         app.middlewares.append(anonymous_limit_middleware(limiter, rate_limits.policy))
+        # every response that spent a budget says what is left of it (RateLimit-* headers)
+        app.on_response_prepare.append(add_rate_limit_headers)
     app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
                               after_authenticate=after_authenticate,
                               dialers=dialers if dialers is not None else {},

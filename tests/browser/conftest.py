@@ -19,6 +19,7 @@ from playwright.async_api import expect
 
 from storage.database import connect
 from storage.keys import new_master_key
+from tests.browser.page_health import PageHealth
 from tests.browser.world import (
     CHROMIUM,
     OUR_NUMBER,
@@ -38,8 +39,14 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
+@pytest.fixture
+def site_env() -> dict[str, str]:
+    """Extra settings for the node under test (a test module may override this fixture)."""
+    return {}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def site(migrated_database, redis_url, tmp_path_factory):
+async def site(migrated_database, redis_url, tmp_path_factory, site_env):
     conn = await connect(migrated_database)
     try:
         org = await make_org(conn)
@@ -56,6 +63,7 @@ async def site(migrated_database, redis_url, tmp_path_factory):
         "COACHLINE_TWILIO_ACCOUNT_SID": TWILIO_SID, "COACHLINE_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "COACHLINE_TWILIO_CALLER_ID": OUR_NUMBER,
         "COACHLINE_CARRIER_NUMBERS": json.dumps({OUR_NUMBER: org.rep}),
+        **site_env,
     })
     runtime = await Runtime(settings).start()
     app = create_app(settings, runtime)
@@ -80,9 +88,17 @@ async def chromium():
         await browser.close()
 
 
+@pytest.fixture
+def page_health() -> PageHealth:
+    """Console errors and CSP violations of the test's pages (checked when the test ends)."""
+    return PageHealth()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def browser_context(chromium):
+async def browser_context(chromium, page_health):
     context = await chromium.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(UI_TIMEOUT_MS)
+    await page_health.watch(context)
     yield context
     await context.close()
+    page_health.assert_clean()

@@ -147,7 +147,10 @@ async def _stored_prompts(site, call_id: str, expected: int):
     return rows
 
 
-async def test_a_rep_cannot_open_another_teams_call(site, browser_context):
+async def test_a_rep_cannot_open_another_teams_call(site, browser_context, page_health):
+    # the refusals this test provokes and asserts
+    page_health.allow(r"status of 404 .*/api/v1/calls/")
+    page_health.allow(r"WebSocket connection to .*/ws/calls/.* failed")
     call_id = await site.new_call(site.org.rep)  # team A's call
     page = await sign_in(browser_context, site, site.org.other_rep_email, f"/app/calls/{call_id}")
     await expect(page.get_by_role("heading", name="Call not found")).to_be_visible()

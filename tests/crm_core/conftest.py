@@ -1,3 +1,4 @@
+import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -7,13 +8,24 @@ from voice_server.runtime import Runtime
 from voice_server.settings import load_settings
 
 
+@pytest.fixture
+def world_env() -> dict[str, str]:
+    """Extra settings for the world's node (a test module may override this fixture)."""
+    return {}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def world(migrated_database, redis_url):
+async def world(migrated_database, redis_url, request):
+    try:  # modules that import this fixture from elsewhere have no world_env: none is needed
+        world_env = request.getfixturevalue("world_env")
+    except pytest.FixtureLookupError:
+        world_env = {}
     settings = load_settings({"DATABASE_URL": migrated_database, "REDIS_URL": redis_url,
                               "COACHLINE_EVENT_BUS": "memory", "COACHLINE_DB_POOL_MAX": "5",
                               # every test's requests come from 127.0.0.1 into one Redis: the
                               # per-address budget of unauthenticated requests must not fill up
-                              "COACHLINE_RATE_LIMIT_UNAUTHENTICATED_PER_MIN": "1000000"})
+                              "COACHLINE_RATE_LIMIT_UNAUTHENTICATED_PER_MIN": "1000000",
+                              **world_env})
     runtime = await Runtime(settings).start()
     app = create_app(settings, runtime)
     client = TestClient(TestServer(app))

@@ -52,6 +52,7 @@ def _page(title: str, body: str, *, script: str) -> web.Response:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · Coachline</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/app.css">
 <script type="module" src="/static/{script}"></script>
 </head>

@@ -36,17 +36,59 @@ export class ApiError extends Error {
   }
 }
 
+// A 429 is refused before anything runs, so sending the request again is safe (POSTs too):
+// wait as long as the server asks (Retry-After), say so on screen, and try again.
+const MAX_RETRIES = 6;
+const MAX_WAIT_MS = 60_000;
+let waiting = 0;
+let busyNote = null;
+
+function retryDelayMs(resp, attempt) {
+  const header = resp.headers.get("Retry-After");
+  let ms = NaN;
+  if (header && /^\d+$/.test(header.trim())) ms = Number(header) * 1000;
+  else if (header) ms = Date.parse(header) - Date.now();
+  if (!Number.isFinite(ms) || ms < 0) ms = 1000 * 2 ** attempt;
+  // a little spread, so tabs refused together do not all come back in the same instant
+  return Math.min(MAX_WAIT_MS, ms) + Math.floor(Math.random() * 250);
+}
+
+function showBusy(ms) {
+  waiting += 1;
+  if (!busyNote) {
+    busyNote = document.createElement("p");
+    busyNote.className = "busy";
+    busyNote.setAttribute("role", "status");
+    busyNote.setAttribute("aria-live", "polite");
+  }
+  busyNote.textContent = `The server is busy, retrying in ${Math.ceil(ms / 1000)} s…`;
+  if (!busyNote.isConnected) document.body.prepend(busyNote);
+}
+
+function doneBusy() {
+  waiting = Math.max(0, waiting - 1);
+  if (waiting === 0 && busyNote) busyNote.remove();
+}
+
 export async function api(path, { method = "GET", body, query } = {}) {
   const url = new URL("/api/v1" + path, location.origin);
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
   }
-  const headers = { Authorization: "Bearer " + (await bearer()) };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = resp.status === 204 ? null : await resp.json().catch(() => null);
-  if (!resp.ok) throw new ApiError(resp.status, data);
-  return data;
+  for (let attempt = 0; ; attempt++) {
+    const headers = { Authorization: "Bearer " + (await bearer()) };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const resp = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (resp.status === 429 && attempt < MAX_RETRIES) {
+      const ms = retryDelayMs(resp, attempt);
+      showBusy(ms);
+      try { await new Promise((resolve) => setTimeout(resolve, ms)); } finally { doneBusy(); }
+      continue;
+    }
+    const data = resp.status === 204 ? null : await resp.json().catch(() => null);
+    if (!resp.ok) throw new ApiError(resp.status, data);
+    return data;
+  }
 }
 
 // A WebSocket that reconnects by itself with backoff; onMessage gets parsed JSON.
@@ -79,6 +121,8 @@ export function el(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (k === "class") node.className = v;
+    // The CSP (style-src 'self') drops style="…" attributes; CSSOM properties are allowed.
+    else if (k === "style") Object.assign(node.style, v);
     else node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
@@ -86,6 +130,17 @@ export function el(tag, attrs = {}, ...children) {
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return node;
+}
+
+// Who spoke a transcript segment. On a two-track call that is the track's party; on a mixed
+// track (Vonage, a bridge) it is the server's speaker label, which can change from one partial
+// to the next and is settled by the final: "rep", "customer", "speaker_N", or "mixed" (unknown).
+export function speakerOf(seg, { rep = "You" } = {}) {
+  const who = seg.speaker || seg.party;
+  if (who === "rep") return { role: "rep", name: rep, known: true };
+  if (who === "customer") return { role: "customer", name: "Customer", known: true };
+  const n = /^speaker_(\d+)$/.exec(who || "");
+  return { role: "mixed", name: n ? `Speaker ${n[1]}` : "Speaker", known: !!n };
 }
 
 export function fmtMs(ms) {

@@ -1,5 +1,5 @@
 // The rep's live-call screen: transcript, coaching prompts, sentiment, meters.
-import { api, el, fmtMs, liveSocket } from "./api.js";
+import { api, el, fmtMs, liveSocket, speakerOf } from "./api.js";
 
 const MAX_LINES = 300;       // DOM stays bounded on a one-hour call
 const MAX_PROMPTS = 20;
@@ -34,13 +34,15 @@ export function mountLive(root, me) {
     return false;
   }
 
+  // A line is keyed by its track and segment (stable); who spoke it is shown from the latest
+  // message that names a speaker, so a mixed-track line moves from "Speaker" to the party the
+  // server settles on.
   function lineFor(msg) {
     const key = `${msg.party}:${msg.segment_id}`;
     let line = transcript.querySelector(`[data-key="${CSS.escape(key)}"]`);
     if (!line) {
-      const who = msg.party === "rep" ? "You" : msg.party === "customer" ? "Customer" : (msg.speaker || "Speaker");
-      line = el("div", { class: `line ${msg.party}`, "data-key": key, "data-start": msg.start_ms },
-        el("div", { class: "who" }, who, el("span", { class: "time" }, fmtMs(msg.start_ms))),
+      line = el("div", { class: "line", "data-key": key, "data-start": msg.start_ms },
+        el("div", { class: "who" }, el("span", { class: "name" }), el("span", { class: "time" }, fmtMs(msg.start_ms))),
         el("div", { class: "text" }));
       // keep lines in call-clock order even when the two parties' finals interleave
       const later = [...transcript.children].find((n) => Number(n.dataset.start) > msg.start_ms);
@@ -50,12 +52,25 @@ export function mountLive(root, me) {
     return line;
   }
 
+  function labelLine(line, msg, final) {
+    const who = speakerOf(msg);
+    // An unlabelled partial never erases a speaker already named; the final always decides.
+    if (!final && !who.known && line.dataset.speaker) return;
+    line.dataset.speaker = who.known ? (msg.speaker || msg.party) : "";
+    line.classList.remove("rep", "customer", "mixed");
+    line.classList.add(who.role);
+    line.querySelector(".who .name").textContent = who.name;
+  }
+
   function onTranscript(msg, final) {
     const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
     const line = lineFor(msg);
+    if (!final && line.dataset.final) return;  // a late partial never undoes the final
+    labelLine(line, msg, final);
     line.classList.toggle("partial", !final);
+    if (final) line.dataset.final = "1";
     line.querySelector(".text").textContent = msg.text;
-    if (final) line.setAttribute("aria-label", `${line.querySelector(".who").firstChild.textContent}: ${msg.text}`);
+    if (final) line.setAttribute("aria-label", `${line.querySelector(".who .name").textContent}: ${msg.text}`);
     if (atBottom) transcript.scrollTop = transcript.scrollHeight;
   }
 
@@ -135,7 +150,7 @@ export function mountLive(root, me) {
 
 function meter(label, id) {
   const value = el("span", {});
-  const fill = el("span", { style: "width:0%" });
+  const fill = el("span", { class: "fill", style: { width: "0%" } });
   const bar = el("div", { class: "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0", "aria-labelledby": `${id}-l` }, fill);
   const node = el("div", { class: "meter" }, el("label", { id: `${id}-l` }, label, value), bar);
   return {

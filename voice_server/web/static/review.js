@@ -1,5 +1,5 @@
 // The manager's screens: the calls list and one call's review.
-import { api, ApiError, bearer, el, fmtMs } from "./api.js";
+import { api, ApiError, bearer, el, fmtMs, speakerOf } from "./api.js";
 
 // Names of the organization's people, for showing ids as names (a rep may not list users).
 let names = null;
@@ -108,10 +108,10 @@ export async function mountCallReview(root, callId) {
 
   const segs = await api(`/calls/${callId}/transcript`);
   const lines = (segs.data || segs.segments || []).map((s) => {
-    const who = s.party === "rep" ? "Rep" : s.party === "customer" ? "Customer" : (s.speaker || "Speaker");
-    const line = el("div", { class: `line ${s.party}`, role: "listitem", "data-start": s.start_ms, "data-end": s.end_ms,
+    const who = speakerOf(s, { rep: "Rep" });
+    const line = el("div", { class: `line ${who.role}`, role: "listitem", "data-start": s.start_ms, "data-end": s.end_ms,
       "data-segment-key": s.segment_key },
-      el("div", { class: "who" }, who, el("span", { class: "time" }, fmtMs(s.start_ms))),
+      el("div", { class: "who" }, who.name, el("span", { class: "time" }, fmtMs(s.start_ms))),
       el("button", { class: "seek text", "aria-label": `Play from ${fmtMs(s.start_ms)}: ${s.text}`,
         onclick: () => { audio.currentTime = s.start_ms / 1000; audio.play().catch(() => {}); } }, s.text));
     return line;
@@ -173,11 +173,13 @@ export async function mountCallReview(root, callId) {
     const seekTo = (ms) => { audio.currentTime = (ms || 0) / 1000; audio.play().catch(() => {}); };
     const item = (a) => el("li", {}, typeof a === "string" ? a : a.text,
       a.at_ms != null ? [" ", el("button", { class: "seek", "aria-label": `Play from ${fmtMs(a.at_ms)}`, onclick: () => seekTo(a.at_ms) }, fmtMs(a.at_ms))] : null);
+    // replaceChildren() turns an array argument into the text "[object …],[object …]": spread lists.
     summary.replaceChildren(el("p", {}, b.summary || "No summary."),
       (b.key_points || []).length ? el("ul", {}, ...b.key_points.map((k) => el("li", {}, k))) : "",
       el("h3", {}, "Action items"),
       (b.action_items || []).length ? el("ul", { class: "actions" }, ...b.action_items.map(item)) : el("p", {}, "None."),
-      (b.next_steps || []).length ? [el("h3", {}, "Next steps"), el("ul", {}, ...b.next_steps.map(item))] : "");
+      ...((b.next_steps || []).length
+        ? [el("h3", {}, "Next steps"), el("ul", { class: "next-steps" }, ...b.next_steps.map(item))] : []));
     moments.push(
       ...(b.objections || []).map((o) => ({ at_ms: o.at_ms, label: `Objection (${o.category}): ${o.text}` })),
       ...(b.action_items || []).map((a) => ({ at_ms: a.at_ms, label: `Action item: ${a.text}` })));
