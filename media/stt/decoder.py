@@ -196,8 +196,7 @@ class WhisperDecoder:
                         min(float(w["end"]), duration),
                         float(w["probability"]),
                     )
-                    for w in _merge_punctuation(alignments[i])
-                    if w["word"].strip()
+                    for w in written_words(alignments[i])
                 )
                 decoded[i] = DecodeResult(
                     decoded[i].text, words, decoded[i].avg_logprob, decoded[i].no_speech_prob
@@ -250,17 +249,30 @@ class WhisperDecoder:
         return prompt
 
 
-def _merge_punctuation(words: list[dict]) -> list[dict]:
-    """Attach stand-alone punctuation tokens to the word before them ("Hello" "," -> "Hello,")."""
+def written_words(pieces: list[dict]) -> list[dict]:
+    """Join the aligner's word pieces into words as they are written.
+
+    Whisper's alignment splits a word at punctuation: "ill-disposed" comes as
+    " ill" and "-disposed", "www.asterisk.org." as " www", ".asterisk", ".org"
+    and ".". A piece that does not begin with a space continues the word before
+    it, so the words joined by spaces read exactly like the decoded text. The
+    joined word spans its pieces' times and keeps the least sure piece's probability.
+    """
     merged: list[dict] = []
-    for w in words:
-        text = w["word"]
-        if merged and text.strip() and all(ch in string.punctuation for ch in text.strip()):
-            prev = dict(merged[-1])
-            prev["word"] = prev["word"] + text.strip()
-            merged[-1] = prev
+    for piece in pieces:
+        text = piece["word"]
+        if not text.strip():
             continue
-        merged.append(dict(w))
+        if merged and not text[:1].isspace():
+            prev = merged[-1]
+            merged[-1] = {
+                **prev,
+                "word": prev["word"] + text,
+                "end": piece["end"],
+                "probability": min(prev["probability"], piece["probability"]),
+            }
+            continue
+        merged.append(dict(piece))
     return merged
 
 

@@ -26,7 +26,7 @@ from media.resample import Resampler
 from media.stt.decoder import is_loop
 from media.stt.engine import DecodeRequest, DecodeResult
 from media.stt.pool import SpeechModelPool
-from media.text_normalize import normalize_words
+from media.text_normalize import normalize_words, written_form
 from media.transcript import TranscriptSegment, Word
 from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
 
@@ -338,7 +338,7 @@ class StreamingTranscriber:
         if result.text:
             self._context = (self._context + " " + result.text).strip()[-1000:]
         start_ms, end_ms = span
-        words = tuple(
+        words = written_form([
             Word(
                 w.text,
                 min(end_ms, start_ms + round(w.start_s * 1000)),
@@ -346,13 +346,15 @@ class StreamingTranscriber:
                 round(w.probability, 4),
             )
             for w in result.words
-        )
+        ])
+        # the text is its words, so everyone who rebuilds text from the words reads the same
+        text = " ".join(w.text for w in words) if words else result.text
         if words:
             start_ms, end_ms = words[0].start_ms, max(words[-1].end_ms, words[0].start_ms)
         # an empty final retracts partials that turned out to be noise
         self._out.put_nowait(
             TranscriptSegment(
-                self._segment_id(utterance), self.party, result.text, start_ms, end_ms, words,
+                self._segment_id(utterance), self.party, text, start_ms, end_ms, words,
                 is_final=True, revision=revision + 1, stable_words=len(words),
             )
         )

@@ -212,10 +212,14 @@ def test_every_insight_and_the_summary_serialise_to_json():
         as_event("not a record")
 
 
-def test_profile_gives_the_transcriber_hot_words():
+def test_competitors_are_spotted_in_unbiased_text_not_fed_to_the_transcriber():
+    """Biased decoding of real speech heard competitors nobody named (scripts/bench/competitors.py),
+    so by default no keyword is a hot word; an organization may still opt in per category."""
     from coaching import CoachingProfile
 
-    assert CoachingProfile().hotwords.startswith("Gong, Chorus")
+    assert CoachingProfile().hotwords == ""
+    opted_in = {"keywords": {"competitor": {"hotword": True, "phrases": ["Gong"]}}}
+    assert CoachingProfile.load(opted_in).hotwords == "Gong"
 
 
 def test_a_silence_gets_one_prompt_even_when_a_late_final_moves_its_start():
