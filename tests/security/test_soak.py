@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 
@@ -46,6 +47,19 @@ async def _api_traffic(world: FaultWorld, until: float, statuses: Counter) -> No
                 await resp.read()
                 statuses[resp.status] += 1
             await asyncio.sleep(0.05)  # paces the traffic: a steady trickle, not a flood
+
+
+def _warnings(log_text: str) -> Counter:
+    """The node's warnings and errors by message, ids and numbers blanked: why calls failed."""
+    seen: Counter = Counter()
+    for line in log_text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+            seen[re.sub(r"[0-9a-f-]{8,}|\d+", "#", str(entry.get("message", "")))[:120]] += 1
+    return seen
 
 
 async def _caller(world: FaultWorld, until: float, call_s: float, outcomes: Counter) -> None:
@@ -103,7 +117,7 @@ async def test_fifty_concurrent_calls_leak_nothing(tmp_path, slow_mode):
                     "fds_start": fds_start, "fds_end": fds_end,
                 }
                 print("SOAK_FIGURES " + json.dumps(figures, sort_keys=True))
-        assert outcomes.keys() == {"completed"}, outcomes
+        assert outcomes.keys() == {"completed"}, (outcomes, _warnings(world.node.log_text()))
         assert figures["5xx"] == 0, api
         # Generous: allocator arenas grow under 50 calls and are not all returned.
         assert rss_end <= rss_start * 1.5 + 64 * 2**20, figures
