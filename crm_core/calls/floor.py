@@ -56,8 +56,12 @@ def _card(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def live_floor(db: asyncpg.Pool | asyncpg.Connection, org_id: str, *,
-                     reps_of: tuple[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
+async def live_floor(
+    db: asyncpg.Pool | asyncpg.Connection,
+    org_id: str,
+    *,
+    reps_of: tuple[str, tuple[str, ...]] | None = None,
+) -> list[dict[str, Any]]:
     """The organization's calls in progress, oldest first, as floor cards.
 
     ``reps_of=(user_id, team_ids)`` keeps the calls of that user and of their teams' reps (a
@@ -72,7 +76,9 @@ async def live_floor(db: asyncpg.Pool | asyncpg.Connection, org_id: str, *,
     return [_card(r) for r in rows]
 
 
-async def floor_card(db: asyncpg.Pool | asyncpg.Connection, call_id: str, org_id: str) -> dict[str, Any] | None:
+async def floor_card(
+    db: asyncpg.Pool | asyncpg.Connection, call_id: str, org_id: str
+) -> dict[str, Any] | None:
     """One call's floor card, or None if it is not a call of the organization in progress.
 
     A call announces itself (``call.started``) when its media starts, which may be before its
@@ -81,12 +87,16 @@ async def floor_card(db: asyncpg.Pool | asyncpg.Connection, call_id: str, org_id
     row = await db.fetchrow(
         _SELECT + "WHERE c.id = $1::uuid AND c.org_id = $2::uuid AND c.ended_at IS NULL "
         "AND NOT c.status = ANY($3::text[])",
-        call_id, org_id, list(TERMINAL_STATUSES))
+        call_id,
+        org_id,
+        list(TERMINAL_STATUSES),
+    )
     return None if row is None else _card(row)
 
 
-def on_floor(card: dict[str, Any], *, org_id: str, user_id: str, role: str,
-             team_ids: tuple[str, ...]) -> bool:
+def on_floor(
+    card: dict[str, Any], *, org_id: str, user_id: str, role: str, team_ids: tuple[str, ...]
+) -> bool:
     """May this viewer see this call on the floor? An admin: every call of the organization;
     a manager: the calls of their team(s)' reps and their own; a rep: none (``FLOOR_ROLES``)."""
     if card["org_id"] != org_id:
@@ -94,5 +104,7 @@ def on_floor(card: dict[str, Any], *, org_id: str, user_id: str, role: str,
     if role == "admin":
         return True
     if role == "manager":
-        return card["rep_id"] == user_id or (card["team_id"] is not None and card["team_id"] in team_ids)
+        return card["rep_id"] == user_id or (
+            card["team_id"] is not None and card["team_id"] in team_ids
+        )
     return False
