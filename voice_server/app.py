@@ -196,7 +196,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     async def _handle_one_call(request: web.Request) -> web.StreamResponse:
         return await request.app[LIVE_FEED].handle_one_call(request)
 
+    async def _handle_floor(request: web.Request) -> web.StreamResponse:
+        return await request.app[LIVE_FEED].handle_floor(request)
+
     app.router.add_get("/ws/live", _handle_own_calls)
+    app.router.add_get("/ws/floor", _handle_floor)
     app.router.add_get("/ws/calls/{call_id}", _handle_one_call)
     # The product design's name for the per-call feed; the same socket.
     app.router.add_get("/feeds/calls/{call_id}", _handle_one_call)

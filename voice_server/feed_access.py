@@ -1,7 +1,9 @@
 """The CRM's access rules applied to live feeds: who may watch which live call.
 
 A rep watches their own calls; a manager the calls of their team's reps; an
-admin every call of the organization. Nobody sees across organizations.
+admin every call of the organization. Nobody sees across organizations. The
+live floor (every call in progress a viewer may watch) is for managers and
+admins; its rule (``crm_core.calls.floor.on_floor``) agrees with ``may_watch``.
 Browsers authenticate the WebSocket with a short-lived access token in the
 query string (``?access_token=…``) or the session cookie.
 """
@@ -17,6 +19,7 @@ from aiohttp import web
 from crm_core.api_errors import ApiError, Forbidden
 from crm_core.auth import authenticate
 from crm_core.auth.accounts import user_team_id
+from crm_core.calls.floor import FLOOR_ROLES, floor_card, live_floor, on_floor
 from crm_core.calls.records import call_owner, live_calls_of_rep
 from storage.ids import uuid_or_none
 from voice_server.live_feed import CallRef, Viewer
@@ -61,3 +64,23 @@ class CrmFeedAccess:
         rows = await live_calls_of_rep(self._pool_source(), viewer.org_id, viewer.user_id)
         return [CallRef(r["id"], r["org_id"], r["rep_id"]) for r in rows]
 
+
+    def may_use_floor(self, viewer: Viewer) -> bool:
+        return viewer.role in FLOOR_ROLES
+
+    def on_floor(self, viewer: Viewer, card: dict) -> bool:
+        return on_floor(card, org_id=viewer.org_id, user_id=viewer.user_id, role=viewer.role,
+                        team_ids=(viewer.team_id,) if viewer.team_id else ())
+
+    async def floor_of(self, viewer: Viewer) -> list[dict]:
+        if not self.may_use_floor(viewer):
+            return []
+        team_ids = (viewer.team_id,) if viewer.team_id else ()
+        reps_of = None if viewer.role == "admin" else (viewer.user_id, team_ids)
+        cards = await live_floor(self._pool_source(), viewer.org_id, reps_of=reps_of)
+        return [card for card in cards if self.on_floor(viewer, card)]
+
+    async def floor_card(self, call_id: str, org_id: str) -> dict | None:
+        if uuid_or_none(call_id) is None or uuid_or_none(org_id) is None:
+            return None
+        return await floor_card(self._pool_source(), call_id, org_id)

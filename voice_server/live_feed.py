@@ -6,7 +6,12 @@ rep connected to node A sees a call whose media lands on node B. Routes:
 
 * ``GET /ws/live`` — the signed-in rep's own calls: a call appears by itself
   when it starts (``call.started``), then its transcript and prompts follow;
-* ``GET /ws/calls/{call_id}`` — one call, for whoever may view it.
+* ``GET /ws/calls/{call_id}`` — one call, for whoever may view it;
+* ``GET /ws/floor`` — the live floor of a manager (their teams' calls) or an admin (the
+  organization's): each call in progress as a ``floor.call`` card (rep, customer, elapsed
+  time), then only what the floor shows of it (talk metrics, sentiment, prompts) until its
+  ``call.ended``. Transcripts are not sent there; a manager opens ``/ws/calls/{call_id}`` to
+  listen in on one call.
 
 Each socket has a bounded queue: a browser that cannot keep up loses
 partial transcripts first and is disconnected (close code 1013) rather than
@@ -45,6 +50,8 @@ _SNAPSHOT_LEN = 400
 _QUEUE_LEN = 500
 _SEEN_IDS = 20_000
 _ENDED_CALLS_KEPT = 200
+# What the floor shows of a call; the latest of each is replayed when a call joins a floor.
+_FLOOR_TYPES = frozenset((INSIGHT_METRICS, INSIGHT_SENTIMENT, COACHING_PROMPT, CALL_ENDED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,18 @@ class FeedAccess(Protocol):
 
     async def live_calls_of(self, viewer: Viewer) -> list[CallRef]: ...
 
+    def may_use_floor(self, viewer: Viewer) -> bool: ...
+
+    async def floor_of(self, viewer: Viewer) -> list[dict]:
+        """The cards of the calls in progress this viewer may see on the floor."""
+        ...
+
+    async def floor_card(self, call_id: str, org_id: str) -> dict | None:
+        """One call's card if it is in progress (for any viewer of its organization)."""
+        ...
+
+    def on_floor(self, viewer: Viewer, card: dict) -> bool: ...
+
 
 # eq=False: watchers live in a set, by identity (a generated __eq__ would make them unhashable)
 @dataclass(eq=False)
@@ -78,6 +97,7 @@ class _Watcher:
     ws: web.WebSocketResponse
     viewer: Viewer
     own_calls_only: bool
+    floor: bool = False
     call_ids: set[str] = field(default_factory=set)
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(_QUEUE_LEN))
     overflowed: bool = False
@@ -113,6 +133,7 @@ class LiveFeedHub:
         self._watchers: set[_Watcher] = set()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task] = []
+        self._announcing: set[asyncio.Task] = set()
         self._subs: list = []
         self.delivered = 0
 
@@ -125,9 +146,10 @@ class LiveFeedHub:
     async def close(self) -> None:
         for sub in self._subs:
             await sub.close()
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._announcing]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for watcher in list(self._watchers):
             await watcher.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
@@ -154,14 +176,21 @@ class LiveFeedHub:
                 if (watcher.own_calls_only and ref.rep_id == watcher.viewer.user_id
                         and ref.org_id == watcher.viewer.org_id):
                     watcher.call_ids.add(call_id)
+            if any(w.floor and w.viewer.org_id == ref.org_id for w in self._watchers):
+                self._announce_later(call_id, ref.org_id)
         message = _message(event)
         if event.type in _SNAPSHOT_TYPES:
             self._snapshots.setdefault(call_id, deque(maxlen=_SNAPSHOT_LEN)).append(message)
         for watcher in self._watchers:
             if call_id in watcher.call_ids:
+                if watcher.floor and event.type not in _FLOOR_TYPES:
+                    continue
                 watcher.offer(message)
                 self.delivered += 1
         if event.type == CALL_ENDED:
+            for watcher in self._watchers:
+                if watcher.floor:
+                    watcher.call_ids.discard(call_id)  # it has left the floor
             self._ended.append(call_id)
             while len(self._ended) > _ENDED_CALLS_KEPT:
                 old = self._ended.popleft()
@@ -203,6 +232,81 @@ class LiveFeedHub:
             await ws.send_json({"type": "feed.ready", "calls": sorted(watcher.call_ids)})
             async for _msg in ws:
                 pass  # the feed is one-way; pings are handled by aiohttp
+        finally:
+            self._watchers.discard(watcher)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        return ws
+
+    # -- the floor ------------------------------------------------------------------------------
+
+    def _announce_later(self, call_id: str, org_id: str | None) -> None:
+        """Put a call that has just started on the floors that may see it (its card needs the
+        database, so it is looked up off the routing path)."""
+        if org_id is None:
+            return
+        task = asyncio.create_task(self._announce(call_id, org_id), name=f"floor:{call_id}")
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, call_id: str, org_id: str) -> None:
+        try:
+            card = await self._access.floor_card(call_id, org_id)
+        except Exception:
+            # the floor's watchers see the call when they next connect; the call goes on
+            log.warning("live floor could not look up call %s", call_id, exc_info=True)
+            return
+        if card is None:
+            return
+        for watcher in list(self._watchers):
+            if watcher.floor and self._access.on_floor(watcher.viewer, card):
+                self._join_floor(watcher, card)
+
+    def _join_floor(self, watcher: _Watcher, card: dict) -> None:
+        """Show a call on one floor: its card, then the latest of what the floor shows of it.
+
+        Runs without awaiting, so no event of the call can slip between the replay and the
+        live events that follow it.
+        """
+        call_id = card["call_id"]
+        if call_id in watcher.call_ids:
+            return
+        snapshot = list(self._snapshots.get(call_id, ()))
+        if any(m["type"] == CALL_ENDED for m in snapshot):
+            return  # it ended while its card was looked up
+        watcher.call_ids.add(call_id)
+        public = {k: v for k, v in card.items() if k != "org_id"}
+        watcher.offer({"type": "floor.call", "call_id": call_id, "card": public})
+        latest: dict[tuple, dict] = {}
+        for message in snapshot:
+            if message["type"] in _FLOOR_TYPES:
+                latest[(message["type"], message.get("party"))] = message
+        for message in sorted(latest.values(), key=lambda m: m["at"]):
+            watcher.offer({**message, "replay": True})
+
+    async def handle_floor(self, request: web.Request) -> web.StreamResponse:
+        viewer = await self._access.viewer(request)
+        if viewer is None:
+            raise web.HTTPUnauthorized(text=json.dumps({"error": {"code": "unauthenticated",
+                                       "message": "sign in or send a valid token"}}),
+                                       content_type="application/json")
+        if not self._access.may_use_floor(viewer):
+            raise web.HTTPForbidden(text=json.dumps({"error": {
+                "code": "forbidden", "message": "the live floor is for managers and admins"}}),
+                content_type="application/json")
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        # Watch before listing: a call that starts while the list is read is announced to this
+        # floor too (``_join_floor`` shows each call once).
+        watcher = _Watcher(ws, viewer, own_calls_only=False, floor=True)
+        self._watchers.add(watcher)
+        sender = asyncio.create_task(self._send_loop(watcher))
+        try:
+            for card in await self._access.floor_of(viewer):
+                self._join_floor(watcher, card)
+            watcher.offer({"type": "feed.ready", "calls": sorted(watcher.call_ids)})
+            async for _msg in ws:
+                pass  # the floor is read-only
         finally:
             self._watchers.discard(watcher)
             sender.cancel()

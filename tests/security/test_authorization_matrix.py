@@ -57,6 +57,7 @@ OWN_ORG_WRITE = (
 )
 ALLOWED = "allowed"  # 2xx: within the caller's rights (e.g. the org's user directory)
 WS_OWN_CALLS = "feed of own calls only"  # the socket opens, and lists none of the victim's calls
+WS_FLOOR = "floor without the victim's calls"  # the floor opens, and lists none of them
 
 # (anonymous, other org's admin, rep not owner, manager of another team, admin with a leads:read token)
 RECORD = (401, 404, 404, 404, 403)  # another rep's record, out of reach: 404; the narrow token: 403
@@ -152,12 +153,15 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/ws/calls/{call_id}"): LIVE_CALL,
     ("GET", "/feeds/calls/{call_id}"): LIVE_CALL,
     ("GET", "/ws/live"): (401, WS_OWN_CALLS, WS_OWN_CALLS, WS_OWN_CALLS, 403),
+    # the live floor: managers (their teams' calls) and admins (their organization's); reps 403
+    ("GET", "/ws/floor"): (401, WS_FLOOR, 403, WS_FLOOR, 403),
 }
 
 # Root routes that take no session, and why they are outside the matrix.
 NO_SESSION = {
     "/": "redirects to the sign-in page or the app shell; no data",
     "/login": "the sign-in page (static HTML)",
+    "/floor": "redirects to the live floor's page (/app/floor); no data",
     "/app": "the app shell (static HTML; its data comes from the API above)",
     "/app/{tail}": "the app shell (static HTML; its data comes from the API above)",
     "/static": "static assets",
@@ -573,7 +577,7 @@ async def _cell(
     if template.startswith(("/ws/", "/feeds/")):
         status, calls = await _ws_status(m, path, who)
         outcome = Outcome(method, template, caller, expected, status)
-        if expected == WS_OWN_CALLS:
+        if expected in (WS_OWN_CALLS, WS_FLOOR):
             if status != 101:
                 outcome.problem = f"expected the socket to open, got {status}"
             elif victim_ids & set(calls or ()):

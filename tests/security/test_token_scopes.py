@@ -110,7 +110,7 @@ async def test_resource_scopes_bound_reads_and_writes(node, db):  # noqa: F811
     resp = await client.post("/api/v1/deals", json={"name": "x"}, headers=leads_write)
     assert resp.status == 403
     # the live feed reads calls: a token without a calls-reading scope is refused at the upgrade
-    for path in (f"/ws/calls/{world.call_id}", "/ws/live"):
+    for path in (f"/ws/calls/{world.call_id}", "/ws/live", "/ws/floor"):
         resp = await client.get(
             path,
             headers={

@@ -17,6 +17,9 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+# Who sees the live floor (/app/floor); the feed behind it (/ws/floor) applies the same rule.
+from crm_core.calls.floor import FLOOR_ROLES
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 _SECURITY_HEADERS = {
@@ -105,11 +108,13 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
         if user is None:
             target = request.path_qs
             raise web.HTTPFound(f"/login?next={quote(target, safe='')}")
-        nav = "".join(
-            f'<a href="{href}">{label}</a>'
-            for href, label in (("/app/live", "Live call"), ("/app/calls", "Calls"),
-                                ("/app/leads", "Leads"), ("/app/deals", "Deals"))
-        )
+        if request.path.rstrip("/") == "/app/floor" and user.role not in FLOOR_ROLES:
+            raise web.HTTPFound("/app")  # the floor is for managers and admins
+        links = [("/app/live", "Live call"), ("/app/calls", "Calls"),
+                 ("/app/leads", "Leads"), ("/app/deals", "Deals")]
+        if user.role in FLOOR_ROLES:
+            links.insert(1, ("/app/floor", "Floor"))
+        nav = "".join(f'<a href="{href}">{label}</a>' for href, label in links)
         body = f"""<header class="top">
 <strong>Coachline</strong>
 <nav aria-label="Main">{nav}</nav>
@@ -120,7 +125,11 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
 <script id="me" type="application/json">{_script_json(asdict(user))}</script>"""
         return _page("Coachline", body, script="app.js")
 
+    async def floor(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/app/floor")
+
     app.router.add_get("/", root)
+    app.router.add_get("/floor", floor)
     app.router.add_get("/login", login)
     app.router.add_get("/app", shell)
     app.router.add_get("/app/{tail:.*}", shell)

@@ -1,6 +1,7 @@
 // The app shell: navigation and a tiny path router over /app/*.
 import { el } from "./api.js";
 import { mountLive } from "./live.js";
+import { mountFloor } from "./floor.js";
 import { mountCallReview, mountCalls } from "./review.js";
 import { mountDeal, mountDeals, mountLead, mountLeads } from "./crm.js";
 
@@ -11,6 +12,7 @@ let unmount = null;
 const routes = [
   [/^\/app\/?$/, () => (me.role === "rep" ? mountLive(main, me) : mountCalls(main))],
   [/^\/app\/live$/, () => mountLive(main, me)],
+  [/^\/app\/floor\/?$/, () => mountFloor(main, me)],
   [/^\/app\/calls$/, () => mountCalls(main)],
   [/^\/app\/calls\/([\w-]+)$/, (id) => mountCallReview(main, id)],
   [/^\/app\/leads$/, () => mountLeads(main)],
