@@ -249,3 +249,25 @@ def test_commands_find_the_embedded_database_as_serve_does(tmp_path: Path):
         moved.stderr
     )
     assert password not in made.stdout + made.stderr + moved.stdout + moved.stderr
+
+
+def test_simulate_call_refuses_what_is_not_a_wav_it_can_play(tmp_path: Path):
+    import wave
+
+    mp3 = tmp_path / "call.mp3"
+    mp3.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(400))
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(3200))
+    for wav, carrier, said in ((mp3, "twilio", "is not a WAV file"), (mp3, "sip", "is not a WAV"),
+                               (stereo, "vonage", "2 channel(s) x 16 bit")):
+        result = _run("simulate-call", "--carrier", carrier, "--server", "http://127.0.0.1:9",
+                      "--to", "+15550100000", "--rep-wav", str(wav), "--customer-wav", str(wav),
+                      env=_env())
+        assert result.returncode == 2, (carrier, result.stderr)
+        assert str(wav) in result.stderr and said in result.stderr, result.stderr
+        assert "16-bit PCM" in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
