@@ -131,7 +131,10 @@ def test_serve_with_urls_set_uses_them_and_starts_no_servers(tmp_path: Path, loc
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, out
-    assert not data.exists(), "a local server was started although URLs were set"
+    # the data directory keeps the node's id (voice_server/node_identity.py), but no server
+    assert not (data / "postgres").exists() and not (data / "redis").exists(), (
+        "a local server was started although URLs were set"
+    )
     assert "started local" not in out
     assert local_postgres.is_running() and local_redis.is_running()
 
