@@ -21,15 +21,27 @@ from voice_server.settings import Settings
 
 
 def add_recordings_commands(sub: argparse._SubParsersAction) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
     recordings = sub.add_parser(
-        "recordings", help="encrypted recording store: master keys and rotation"
+        "recordings", help="encrypted recording store: master keys and rotation",
+        formatter_class=raw, epilog="examples:\n"
+        "  export COACHLINE_RECORDING_KEY=$(coachline recordings new-key)\n"
+        "  COACHLINE_RECORDING_KEY=\"$NEW,$OLD\" coachline recordings rotate-key",
     )
     commands = recordings.add_subparsers(dest="recordings_command", required=True, metavar="ACTION")
-    new_key = commands.add_parser("new-key", help="print a new master key entry (id:base64)")
+    new_key = commands.add_parser(
+        "new-key", help="print a new master key entry (id:base64)", formatter_class=raw,
+        epilog="examples:\n  coachline recordings new-key\n"
+        "  coachline recordings new-key --id k-2025-spring > /run/secrets/coachline-recording-key",
+    )
     new_key.add_argument("--id", default=None, help="key id (default: k-<date>-<random>)")
     new_key.set_defaults(func=_cmd_new_key)
     rotate = commands.add_parser(
-        "rotate-key", help="re-wrap every recording's data key under the current key"
+        "rotate-key", help="re-wrap every recording's data key under the current key",
+        formatter_class=raw, epilog="examples:\n"
+        "  COACHLINE_RECORDING_KEY=\"$(coachline recordings new-key),$OLD\" "
+        "coachline recordings rotate-key\n"
+        "  coachline recordings rotate-key --no-db   # files only, database rows left as is",
     )
     rotate.add_argument(
         "--no-db", action="store_true", help="only rewrite files, leave recordings.key_id as is"
@@ -77,12 +89,10 @@ def _cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _update_rows(settings: Settings, ids: list[uuid.UUID], key_id: str) -> None:
-    from voice_server.runtime import Runtime
+    from voice_server.cli_database import open_database
 
-    runtime = Runtime(settings)
-    try:
-        await runtime.start(migrate=False)
-        async with runtime.pool.acquire() as conn:
-            await set_key_id(conn, ids, key_id)
-    finally:
-        await runtime.close()
+    async with (
+        open_database(settings, "recordings rotate-key", migrate=False) as pool,
+        pool.acquire() as conn,
+    ):
+        await set_key_id(conn, ids, key_id)

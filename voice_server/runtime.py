@@ -35,7 +35,7 @@ class Runtime:
     _local_postgres: LocalPostgres | None = field(default=None, repr=False)
     _local_redis: LocalRedis | None = field(default=None, repr=False)
 
-    async def start_servers(self) -> None:
+    async def start_servers(self, *, redis: bool = True) -> None:
         """Resolve the database and Redis URLs, starting local servers where none is configured."""
         settings = self.settings
         self.database_url = settings.database_url
@@ -47,15 +47,16 @@ class Runtime:
             self._local_postgres = LocalPostgres(settings.data_dir / "postgres")
             self._local_postgres.start()
             self.database_url = self._local_postgres.dsn
-        if self.redis_url is None:
+        if self.redis_url is None and redis:
             self._local_redis = LocalRedis(settings.data_dir / "redis")
             self._local_redis.start()
             self.redis_url = self._local_redis.url
 
-    async def start(self, *, migrate: bool = True) -> "Runtime":
+    async def start(self, *, migrate: bool = True, redis: bool = True) -> "Runtime":
+        """Open everything; ``redis=False`` opens the database alone (the CLI's commands)."""
         try:
-            await self.start_servers()
-            assert self.database_url is not None and self.redis_url is not None
+            await self.start_servers(redis=redis)
+            assert self.database_url is not None
             self.pool = await create_pool(
                 self.database_url,
                 PoolOptions(min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max,
@@ -67,6 +68,9 @@ class Runtime:
                     applied = await apply_migrations(conn)
                 if applied:
                     log.info("applied %d migration(s)", len(applied))
+            if not redis:
+                return self
+            assert self.redis_url is not None
             self.redis = aioredis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
             if self.settings.event_bus_kind == "redis":
                 self.bus = RedisEventBus(self.redis)

@@ -22,9 +22,11 @@ import json
 import os
 import sys
 import time
+import wave
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 
@@ -45,8 +47,16 @@ DEFAULT_CUSTOMER_WAV = Path("/usr/share/asterisk/sounds/en/hello-world.wav")
 WATCH_GRACE_S = 30.0
 
 
+PROGRESS_EVERY_S = 5.0
+WAV_NEEDED = "--rep-wav and --customer-wav take 16-bit PCM WAV files (mono for twilio and vonage)"
+
+
 class WatchError(RuntimeError):
     """Signing in or subscribing to the live feed failed."""
+
+
+class WavInputError(ValueError):
+    """A WAV argument that is missing or not a WAV this command can play."""
 
 
 @dataclass
@@ -64,8 +74,11 @@ class FeedLog:
 class FeedWatcher:
     """The rep's ``/ws/live`` for the length of the call."""
 
-    def __init__(self, http: aiohttp.ClientSession, server: str, email: str, password: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, server: str, email: str, password: str,
+                 on_message: Callable[[dict, bool], None] | None = None) -> None:
         self._http, self._server = http, server.rstrip("/")
+        # called with each message and whether its call started while watching
+        self._on_message = on_message
         self._email, self._password = email, password
         self.log = FeedLog()
         self._preexisting: set[str] = set()
@@ -101,6 +114,8 @@ class FeedWatcher:
                 self.log.calls.add(call_id)
             if message.get("type") == CALL_ENDED:
                 self.log.ended.add(call_id)
+            if self._on_message is not None:
+                self._on_message(message, call_id in self.log.calls)
             self._changed.set()
 
     async def wait_ended(self, call_id: str | None, timeout: float) -> bool:
@@ -127,6 +142,54 @@ class FeedWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+class Progress:
+    """What the call is doing, on stderr while it runs: elapsed time, and with ``--watch`` the
+    finals and prompts as they arrive. stdout carries only the JSON report, as its last line."""
+
+    def __init__(self, *, enabled: bool, length_s: float, watching: bool,
+                 interval_s: float = PROGRESS_EVERY_S, stream: TextIO | None = None) -> None:
+        self.enabled, self.length_s, self.watching = enabled, length_s, watching
+        self.interval_s = interval_s
+        self._stream = stream or sys.stderr
+        self._seen: set[str] = set()
+        self.finals = self.prompts = 0
+        self._started = time.monotonic()
+
+    def begin(self) -> None:
+        self._started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(f"simulate-call: {text}", file=self._stream, flush=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def status(self) -> str:
+        line = f"{self.elapsed():5.1f} s of a {self.length_s:.1f} s call"
+        if self.watching:
+            line += f"; {self.finals} final(s), {self.prompts} prompt(s) seen"
+        return line
+
+    def feed(self, message: dict, this_call: bool) -> None:
+        if not this_call or message.get("id") in self._seen:
+            return
+        self._seen.add(message.get("id"))
+        if message.get("type") == TRANSCRIPT_FINAL:
+            self.finals += 1
+            self.say(f"{self.elapsed():5.1f} s  final   {message.get('party')}: {message.get('text')}")
+        elif message.get("type") == COACHING_PROMPT:
+            self.prompts += 1
+            p = message.get("prompt", {})
+            self.say(f"{self.elapsed():5.1f} s  prompt  {p.get('rule_id')} ({p.get('severity')}): "
+                     f"{p.get('title')}")
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.say(self.status())
+
+
 def feed_report(messages: list[dict]) -> dict:
     """The transcript, prompts and summary among the feed's messages (replays de-duplicated by id)."""
     seen: set[str] = set()
@@ -150,10 +213,12 @@ def feed_report(messages: list[dict]) -> dict:
     return {"transcript": finals, "prompts": prompts, "metrics": metrics, "summary": summary}
 
 
-async def run_simulation(settings: Settings, args: argparse.Namespace) -> dict:
+async def run_simulation(settings: Settings, args: argparse.Namespace,
+                         progress: Progress | None = None) -> dict:
     from voice_server.simulator import sip as sip_sim
     from voice_server.simulator.carrier import call as carrier_call
 
+    progress = progress or Progress(enabled=False, length_s=0.0, watching=False)
     server = args.server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         watcher = None
@@ -161,8 +226,14 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> dict:
             password = args.password or os.environ.get("COACHLINE_SIM_PASSWORD", "")
             if not args.email or not password:
                 raise WatchError("--watch needs --email and --password (or COACHLINE_SIM_PASSWORD)")
-            watcher = FeedWatcher(http, args.http_server or server, args.email, password)
+            watcher = FeedWatcher(http, args.http_server or server, args.email, password,
+                                  on_message=progress.feed)
             await watcher.start()
+            progress.say(f"signed in as {args.email}, watching the live feed")
+        progress.say(f"calling {server} as {args.carrier} "
+                     f"({'as fast as possible' if args.fast else 'in real time'})")
+        progress.begin()
+        ticker = asyncio.create_task(progress.tick())
         try:
             started = time.monotonic()
             if args.carrier == "sip":
@@ -189,36 +260,77 @@ async def run_simulation(settings: Settings, args: argparse.Namespace) -> dict:
                 result = asdict(await carrier_call.simulate_call(call))
             result["seconds"] = round(time.monotonic() - started, 3)
             if watcher is not None:
+                progress.say(f"hung up after {result['seconds']:.1f} s; waiting for the call's end "
+                             "and its summary on the feed")
                 result["call_ended"] = await watcher.wait_ended(result.get("call_id"), args.watch_grace)
                 if result.get("call_id") is None and len(watcher.log.calls) == 1:
                     result["call_id"] = next(iter(watcher.log.calls))
                 result.update(feed_report(watcher.log.for_call(result.get("call_id"))))
+            progress.say(f"done: {progress.status()}")
             return result
         finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
             if watcher is not None:
                 await watcher.close()
 
 
-def _cmd_simulate_call(settings: Settings, args: argparse.Namespace) -> int:
-    for wav in (args.rep_wav, args.customer_wav):
-        if not wav.is_file():
-            print(f"coachline simulate-call: {wav} not found", file=sys.stderr)
-            return 2
+def check_wav(path: Path, *, mono: bool) -> float:
+    """The length in seconds of a 16-bit PCM WAV file; WavInputError naming the file otherwise."""
+    if not path.is_file():
+        hint = (" (the default WAVs come from Debian's asterisk-core-sounds-en-wav: install it, "
+                "or pass --rep-wav and --customer-wav)"
+                if path in (DEFAULT_REP_WAV, DEFAULT_CUSTOMER_WAV) else "")
+        raise WavInputError(f"{path} not found{hint}")
     try:
-        report = asyncio.run(run_simulation(settings, args))
+        with wave.open(str(path), "rb") as wav:
+            width, channels = wav.getsampwidth(), wav.getnchannels()
+            rate, frames = wav.getframerate(), wav.getnframes()
+    except (wave.Error, EOFError) as exc:
+        raise WavInputError(f"{path} is not a WAV file this command can play ({exc}); "
+                            f"{WAV_NEEDED}") from None
+    if width != 2 or (mono and channels != 1) or rate <= 0:
+        raise WavInputError(f"{path} is {channels} channel(s) x {8 * width} bit at {rate} Hz; "
+                            f"{WAV_NEEDED}")
+    return frames / rate
+
+
+def _cmd_simulate_call(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        length_s = max(check_wav(wav, mono=args.carrier != "sip")
+                       for wav in (args.rep_wav, args.customer_wav))
+    except WavInputError as exc:
+        print(f"coachline simulate-call: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress(enabled=not args.quiet, length_s=length_s, watching=args.watch)
+    try:
+        report = asyncio.run(run_simulation(settings, args, progress))
     except (TimeoutError, WatchError, OSError, aiohttp.ClientError) as exc:
         print(f"coachline simulate-call: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # the players' SimulationError (a RuntimeError)
         print(f"coachline simulate-call: simulated call failed: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report))
+    print(json.dumps(report), flush=True)
     return 0
 
 
 def add_simulate_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate-call", help="play WAV files into a running server as a carrier "
-                       "would and report what came back")
+    p = sub.add_parser(
+        "simulate-call",
+        help="play WAV files into a running server as a carrier would and report what came back",
+        description="Play WAV files into a running server as a carrier would. Progress goes to "
+        "stderr while the call runs; the JSON report is the last line on stdout.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  coachline simulate-call --carrier twilio --server http://127.0.0.1:8080 \\\n"
+        "      --rep-wav rep.wav --customer-wav customer.wav\n"
+        "  COACHLINE_SIM_PASSWORD=... coachline simulate-call --carrier twilio \\\n"
+        "      --server http://127.0.0.1:8080 --watch --email rep@acme.test > report.json\n"
+        "  coachline simulate-call --carrier sip --server 127.0.0.1:5060 --to +15550100001 \\\n"
+        "      --watch --http-server http://127.0.0.1:8080 --email rep@acme.test\n"
+        "WAV files: 16-bit PCM, any rate (mono for twilio and vonage).",
+    )
     p.add_argument("--carrier", choices=["twilio", "vonage", "sip"], required=True)
     p.add_argument("--server", required=True,
                    help="the server's URL (twilio, vonage), or host:port of its SIP socket (sip)")
@@ -236,6 +348,7 @@ def add_simulate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--email", help="the rep's email (--watch)")
     p.add_argument("--password", help="the rep's password (--watch; or COACHLINE_SIM_PASSWORD)")
     p.add_argument("--http-server", help="the server's URL for --watch when --server is a SIP address")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr, the report only")
     p.add_argument("--watch-grace", type=float, default=WATCH_GRACE_S,
                    help="seconds to wait for the call's end on the feed after hanging up")
     p.set_defaults(func=_cmd_simulate_call)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,27 +22,70 @@ class InvalidSlug(ValueError):
     pass
 
 
+class SlugTaken(ValueError):
+    """The slug belongs to an organization of another name."""
+
+    def __init__(self, slug: str, owner: str) -> None:
+        super().__init__(
+            f"organization slug {slug!r} is taken by {owner!r}: to add an admin there, pass "
+            f"--org {owner!r} (or --org {slug}); for a new organization choose another slug "
+            "with --slug"
+        )
+        self.slug, self.owner = slug, owner
+
+
+def slug_for(name: str) -> str:
+    """The organization slug a display name gives: ASCII-folded, lowercase, runs of anything
+    else as one '-' ("Acme Café & Co." -> "acme-cafe-co")."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")[:63].rstrip("-")
+    if not slug:
+        raise InvalidSlug(f"no slug can be made from {name!r} (no ASCII letters or digits): "
+                          "choose one with --slug")
+    return slug
+
+
+def check_slug(slug: str) -> str:
+    if not _SLUG_RE.match(slug):
+        raise InvalidSlug(f"organization slug {slug!r}: lowercase letters, digits and '-', "
+                          "at most 63 characters")
+    return slug
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedAdmin:
     org_id: str
     user_id: str
     created_org: bool
+    org_slug: str
+    org_name: str
 
 
 async def create_admin(
-    conn: asyncpg.Connection, *, email: str, org_slug: str, password: str, name: str | None = None
+    conn: asyncpg.Connection, *, email: str, org_slug: str, password: str, name: str | None = None,
+    org_name: str | None = None,
 ) -> CreatedAdmin:
-    """Create (or reset the password of) an admin in the organization ``org_slug``, creating the org."""
-    if not _SLUG_RE.match(org_slug):
-        raise InvalidSlug("organization slug: lowercase letters, digits and '-', at most 63 characters")
+    """Create (or reset the password of) an admin in the organization ``org_slug``, creating the
+    org (named ``org_name``, else the slug). An existing org is the one meant when ``org_name``
+    is absent, is its name (any case) or is the slug itself; otherwise the slug is taken."""
+    check_slug(org_slug)
+    org_name = (org_name or "").strip() or None
     password_hash = await asyncio.to_thread(hash_password, password)
     async with conn.transaction():
-        org_id = await conn.fetchval("SELECT id FROM organizations WHERE slug = $1", org_slug)
-        created_org = org_id is None
+        # ON CONFLICT: two installs scripted at once both end up in the one organization
+        org_id = await conn.fetchval(
+            "INSERT INTO organizations (name, slug) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING "
+            "RETURNING id",
+            org_name or org_slug, org_slug,
+        )
+        created_org = org_id is not None
         if created_org:
-            org_id = await conn.fetchval(
-                "INSERT INTO organizations (name, slug) VALUES ($1, $1) RETURNING id", org_slug
-            )
+            owner = org_name or org_slug
+        else:
+            org_id, owner = await conn.fetchrow(
+                "SELECT id, name FROM organizations WHERE slug = $1", org_slug)
+            if org_name is not None and org_name.casefold() not in (owner.casefold(), org_slug):
+                raise SlugTaken(org_slug, owner)
         user_id = await conn.fetchval(
             """
             INSERT INTO users (org_id, email, name, role, password_hash)
@@ -55,7 +99,7 @@ async def create_admin(
         )
         # a reset password ends whatever the old one opened
         await end_sign_ins(conn, str(org_id), str(user_id))
-    return CreatedAdmin(str(org_id), str(user_id), created_org)
+    return CreatedAdmin(str(org_id), str(user_id), created_org, org_slug, owner)
 
 
 class Charge(Protocol):

@@ -61,7 +61,15 @@ async def test_twilio_call_reports_transcript_and_prompts(migrated_database, red
                                      "--customer-wav", str(customer_wav), "--watch",
                                      "--email", "rep@acme.test"], env)
         assert code == 0, err
+        # stdout: the report alone; stderr: progress while the call ran (finals, prompts, totals)
+        assert len(out.strip().splitlines()) == 1, out
         report = json.loads(out.strip().splitlines()[-1])
+        progress = err.splitlines()
+        assert any("calling" in line and "twilio" in line for line in progress), err
+        assert any(" final " in line and "customer:" in line for line in progress), err
+        assert any(" prompt  competitor-battlecard" in line for line in progress), err
+        done = [line for line in progress if "done:" in line]
+        assert done and f"{len(report['transcript'])} final(s), 1 prompt(s)" in done[-1], err
         row = await ca.call_row(report["call_id"])
         assert row is not None and row["carrier"] == "twilio" and str(row["rep_id"]) == ca.rep_id
         assert report["call_ended"] is True
@@ -78,6 +86,7 @@ async def test_twilio_call_reports_transcript_and_prompts(migrated_database, red
                                     {**env, "COACHLINE_VONAGE_SIGNATURE_SECRET": VONAGE_SECRET})
         assert code == 0, err
         vonage = json.loads(out.strip().splitlines()[-1])
+        assert "calling" in err and "done:" in err and "final(s)" not in err  # not watching
         row = await ca.call_row(vonage["call_id"])
         assert row["carrier"] == "vonage" and str(row["rep_id"]) == ca.rep_id
         assert vonage["messages_sent"] > 100  # 20 ms frames of the whole call
