@@ -7,7 +7,7 @@ async def test_a_record_keeps_only_the_fields_asked_for_and_its_etag(world):
     org = await world.make_org()
     lead = await world.create_lead(org.rep, email="ada@example.com", title="CTO")
     path = f"/api/v1/leads/{lead['id']}"
-    resp, full = await world.request("GET", path, as_=org.rep)
+    resp, _ = await world.request("GET", path, as_=org.rep)
     etag = resp.headers["ETag"]
     resp, got = await world.request("GET", path, as_=org.rep, params={"fields": " email , title,email"})
     assert resp.status == 200 and got == {"id": lead["id"], "email": "ada@example.com", "title": "CTO"}
