@@ -26,6 +26,8 @@ class ApiOptions:
     max_import_rows: int = 50_000
     page_size_default: int = 50
     page_size_max: int = 200
+    # Most rows one CSV export of a list streams (it says so in its X-Export-Row-Cap header).
+    csv_export_max_rows: int = 100_000
     # webhook URLs may point at private/loopback addresses (tests, on-premises installs)
     webhooks_allow_private_urls: bool = False
     # The node's public URL: its origin is accepted on sign-in besides the request's Host.

@@ -174,7 +174,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         bus=lambda: app[RUNTIME].bus,
         options=ApiOptions(secure_cookies=settings.cookie_secure, session_ttl_s=settings.session_ttl_s,
                            webhooks_allow_private_urls=settings.webhooks_allow_private_urls,
-                           public_url=settings.public_url),
+                           public_url=settings.public_url, csv_export_max_rows=settings.csv_export_max_rows),
         # per-organisation limits after authentication, per-IP/account limits on sign-in attempts,
         # per-IP limits on unauthenticated requests
         rate_limits=api_rate_limits(settings, lambda: app[RUNTIME].redis),

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     webhooks_allow_private_urls: bool = False
     webhooks_max_attempts: int = Field(8, ge=1, le=50)
     webhooks_timeout_s: float = Field(10.0, gt=0, le=120)
+    # Most rows one CSV export of a list streams (Accept: text/csv or ?format=csv).
+    csv_export_max_rows: int = Field(100_000, ge=1, le=10_000_000)
     lead_rescoring_every_s: float = Field(30.0, gt=0, le=86400)
 
     # --- carriers (Twilio, Vonage, outbound dialing) ---------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
+from crm_core.api.conditional import check_if_match, record_etag
 from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
@@ -13,7 +14,7 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.deals import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
@@ -72,7 +73,7 @@ async def get_deal(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="deals", record_id=call.path_id(),
                                  owner_column="owner_id", what="deal")
-    return Reply(deal_out(row), headers={"ETag": etag(row)})
+    return Reply(deal_out(row), headers={"ETag": record_etag(row)})
 
 
 async def create_deal(call: Call) -> Reply:
@@ -96,7 +97,7 @@ async def create_deal(call: Call) -> Reply:
         await changes.record(conn, action="deal.create", resource_type="deal", resource_id=str(deal.id),
                              after=deal.model_dump(mode="json"), event_type="crm.deal.created")
     await changes.publish(call.pool, call.bus)
-    return Reply(deal, 201, headers={"Location": f"/api/v1/deals/{deal.id}", "ETag": etag(row)})
+    return Reply(deal, 201, headers={"Location": f"/api/v1/deals/{deal.id}", "ETag": record_etag(row)})
 
 
 async def update_deal(call: Call) -> Reply:
@@ -139,7 +140,7 @@ async def update_deal(call: Call) -> Reply:
                                  after={"stage": row["stage"]}, event_type="crm.deal.stage_changed",
                                  payload=transition)
     await changes.publish(call.pool, call.bus)
-    return Reply(after, headers={"ETag": etag(row)})
+    return Reply(after, headers={"ETag": record_etag(row)})
 
 
 async def delete_deal(call: Call) -> Reply:

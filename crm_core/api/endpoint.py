@@ -1,22 +1,27 @@
 """One REST endpoint: its route, its models, and the wrapper that makes every endpoint behave alike.
 
 The wrapper authenticates, reads and validates the JSON body (size limit,
-pydantic), replays ``Idempotency-Key`` POSTs, and renders the reply. The
+pydantic), replays ``Idempotency-Key`` POSTs, and renders the reply; a GET's
+reply is shaped as asked (``fields=``, CSV) and tagged, and answers 304 when
+``If-None-Match`` names what the client holds. The
 same ``Endpoint`` records feed the OpenAPI document, so the document and
 the server cannot drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from crm_core.api.conditional import body_etag, none_match_hits
+from crm_core.api.csv_export import CsvExport, stream_csv
 from crm_core.api.idempotency import run_idempotent, shown_once_fields
-from crm_core.api.reply import RAW_BODY_KEY, Call, Handler, render
+from crm_core.api.reply import RAW_BODY_KEY, Call, Handler, Reply, render
+from crm_core.api.representation import Shape, read_shape, select, selectable_fields
 from crm_core.api_context import api_context
 from crm_core.api_errors import (
     BadRequest,
@@ -128,6 +133,10 @@ def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResp
             await read_limited(request, context.options.max_import_bytes)
         if endpoint.body is not None:
             body = await read_json_body(request, endpoint.body, context.options.max_json_bytes)
+        if endpoint.method == "GET":
+            shape = read_shape(request, method="GET", response=endpoint.response, paginated=endpoint.paginated)
+            call = Call(request, principal, body, context, shape)
+            return await answer_get(call, endpoint, await endpoint.handler(call))
         call = Call(request, principal, body, context)
         key = request.headers.get("Idempotency-Key")
         if key is not None and endpoint.idempotent_post and principal is not None:
@@ -136,3 +145,40 @@ def wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResp
 
     handle.__name__ = endpoint.operation_id or endpoint.handler.__name__
     return handle
+
+
+# Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5).
+_NOT_MODIFIED_HEADERS = ("ETag", "Vary", "Cache-Control", "Content-Location", "Expires")
+
+
+async def answer_get(call: Call, endpoint: Endpoint, reply: Reply) -> web.StreamResponse:
+    """A GET's reply as the request shaped it, tagged; 304 if the client already holds it."""
+    shape: Shape = call.shape
+    if endpoint.paginated:
+        reply.headers.setdefault("Vary", "Accept")  # JSON or CSV, by Accept
+    if shape.csv and reply.status == 200 and endpoint.response is not None:
+        export = reply.data
+        if not isinstance(export, CsvExport):  # a list the handler answers whole, in one page
+            cap = call.context.options.csv_export_max_rows
+            export = CsvExport(_one_page(reply.json_body()["data"][:cap]), cap)
+        columns = shape.fields or selectable_fields(endpoint.response)
+        return await stream_csv(call.request, export, columns, filename=endpoint.tag, headers=reply.headers)
+    if shape.fields is not None and reply.data is not None:
+        body = reply.json_body()
+        if endpoint.paginated:
+            body = {**body, "data": [select(item, shape.fields) for item in body["data"]]}
+        else:
+            body = select(body, shape.fields)
+        reply.data = body
+    response = render(reply)
+    if reply.status != 200 or not isinstance(response.body, bytes):
+        return response
+    etag = response.headers.setdefault("ETag", body_etag(response.body))
+    if none_match_hits(call.request, etag):
+        kept = {name: response.headers[name] for name in _NOT_MODIFIED_HEADERS if name in response.headers}
+        return web.Response(status=304, headers=kept)
+    return response
+
+
+async def _one_page(items: list[Any]) -> AsyncIterator[list[Any]]:
+    yield items

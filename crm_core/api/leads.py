@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
+from crm_core.api.conditional import check_if_match, record_etag
 from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
     Collection,
@@ -15,7 +16,7 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.records import check_if_match, etag, load_visible, update_row
+from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.deals import Deal
 from crm_core.api.schemas.leads import Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
@@ -91,7 +92,7 @@ async def get_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="leads", record_id=call.path_id(),
                                  owner_column="owner_id", what="lead", territory_column="territory")
-    return Reply(lead_out(row), headers={"ETag": etag(row)})
+    return Reply(lead_out(row), headers={"ETag": record_etag(row)})
 
 
 async def create_lead(call: Call) -> Reply:
@@ -115,7 +116,7 @@ async def create_lead(call: Call) -> Reply:
         await changes.record(conn, action="lead.create", resource_type="lead", resource_id=str(lead.id),
                              after=lead.model_dump(mode="json"), event_type="crm.lead.created")
     await changes.publish(call.pool, call.bus)
-    return Reply(lead, 201, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": etag(row)})
+    return Reply(lead, 201, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": record_etag(row)})
 
 
 async def update_lead(call: Call) -> Reply:
@@ -142,7 +143,7 @@ async def update_lead(call: Call) -> Reply:
                              event_type="crm.lead.updated",
                              payload={"lead": after.model_dump(mode="json"), "changed": sorted(body.model_fields_set)})
     await changes.publish(call.pool, call.bus)
-    return Reply(after, headers={"ETag": etag(row)})
+    return Reply(after, headers={"ETag": record_etag(row)})
 
 
 async def delete_lead(call: Call) -> Reply:

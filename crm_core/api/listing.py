@@ -18,15 +18,17 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from multidict import MultiMapping
 
+from crm_core.api.csv_export import CsvExport
 from crm_core.api.endpoint import QueryParam
 from crm_core.api.reply import Call
+from crm_core.api.representation import SHAPING_PARAMS
 from crm_core.api_errors import BadRequest
 from crm_core.json_input import parse_json
 
@@ -205,15 +207,22 @@ def _cursor_value_ok(value: str, pg_type: str) -> bool:
     return True
 
 
+_FROM_QUERY: Any = object()
+
+
 def plan_page(
     collection: Collection, query: MultiMapping[str], params: SqlParams, *,
-    alias: str, default_limit: int, max_limit: int,
+    alias: str, default_limit: int, max_limit: int, cursor: str | None = _FROM_QUERY,
+    page_size: int | None = None,
 ) -> Page:
-    """Turn the query string into WHERE fragments, ORDER BY and LIMIT; unknown parameters are 400."""
+    """Turn the query string into WHERE fragments, ORDER BY and LIMIT; unknown parameters are 400.
+
+    ``cursor`` and ``page_size`` replace the query's cursor and limit (an export's later pages).
+    """
     by_name = {f.name: f for f in collection.filters}
     where: list[str] = []
     for name in set(query.keys()):
-        if name in ("sort", "limit", "cursor"):
+        if name in ("sort", "limit", "cursor") or name in SHAPING_PARAMS:
             continue
         flt = by_name.get(name)
         if flt is None:
@@ -238,8 +247,11 @@ def plan_page(
         raise BadRequest("limit must be an integer", code="invalid_limit") from None
     if not 1 <= limit <= max_limit:
         raise BadRequest(f"limit must be between 1 and {max_limit}", code="invalid_limit")
+    if page_size is not None:
+        limit = page_size
 
-    cursor = query.get("cursor")
+    if cursor is _FROM_QUERY:
+        cursor = query.get("cursor")
     if cursor:
         label, value, row_id = _decode_cursor(cursor, collection.id_type)
         if label != sort_label:
@@ -274,16 +286,56 @@ def page_result(page: Page, rows: list[Any], to_item: Callable[[Any], Any]) -> d
     return {"data": [to_item(r) for r in rows], "next_cursor": next_cursor}
 
 
+Finish = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+# Rows per keyset page of a CSV export: big enough to amortise the query, small enough to hold.
+EXPORT_PAGE_ROWS = 1000
+
+
 async def fetch_page(call: Call, collection: Collection, params: SqlParams, base_where: list[str], *,
-                     table: str, alias: str, to_item: Callable[[Any], Any]) -> dict[str, Any]:
+                     table: str, alias: str, to_item: Callable[[Any], Any],
+                     finish: Finish | None = None) -> dict[str, Any] | CsvExport:
     """One list request: the query string planned into SQL, the page fetched and shaped.
 
     ``base_where`` holds the request's reach (organization, ownership), already bound in ``params``.
+    ``finish`` completes a page's items at once (e.g. one query for all their sub-rows).
+    Asked for CSV, the answer is every page from the query's cursor on, up to the export cap,
+    fetched as it is sent (``crm_core.api.csv_export``).
     """
+    if call.shape.csv:
+        cap = call.context.options.csv_export_max_rows
+        return CsvExport(_export_pages(call, collection, list(params.values), base_where, table=table,
+                                       alias=alias, to_item=to_item, finish=finish, cap=cap), cap)
     options = call.context.options
     page = plan_page(collection, call.request.query, params, alias=alias,
                      default_limit=options.page_size_default, max_limit=options.page_size_max)
     sql = select_page_sql(page, table=table, alias=alias, base_where=base_where, params=params)
     async with call.pool.acquire() as conn:
         rows = await conn.fetch(sql, *params.values)
-    return page_result(page, rows, to_item)
+    result = page_result(page, rows, to_item)
+    if finish is not None:
+        result["data"] = await finish(result["data"])
+    return result
+
+
+async def _export_pages(call: Call, collection: Collection, base_values: list[Any], base_where: list[str], *,
+                        table: str, alias: str, to_item: Callable[[Any], Any], finish: Finish | None,
+                        cap: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """The list's pages, following the cursor, until the rows run out or ``cap`` rows are out."""
+    options = call.context.options
+    cursor: str | None = call.request.query.get("cursor")
+    sent = 0
+    while sent < cap:
+        params = SqlParams(*base_values)
+        page = plan_page(collection, call.request.query, params, alias=alias,
+                         default_limit=options.page_size_default, max_limit=options.page_size_max,
+                         cursor=cursor, page_size=min(EXPORT_PAGE_ROWS, cap - sent))
+        sql = select_page_sql(page, table=table, alias=alias, base_where=base_where, params=params)
+        async with call.pool.acquire() as conn:
+            rows = await conn.fetch(sql, *params.values)
+        result = page_result(page, rows, to_item)
+        items = result["data"] if finish is None else await finish(result["data"])
+        sent += len(items)
+        yield items
+        cursor = result["next_cursor"]
+        if cursor is None:
+            return

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from crm_core.api.endpoint import Endpoint, QueryParam
+from crm_core.api.representation import query_docs, selection_schema, takes_fields, takes_format
 from crm_core.api.schemas.common import Error
 
 _REF = "#/components/schemas/{model}"
@@ -29,7 +30,7 @@ _ERROR_TEXT = {
     415: "Unsupported media type",
     429: "Rate limit exceeded; see Retry-After",
     416: "The Range asked for lies outside the body",
-    422: "The body failed validation",
+    422: "The body (or fields= / format=) failed validation",
     500: "The stored data failed an integrity check",
     502: "The carrier refused the call or could not be reached",
     503: "A service this route needs is unavailable, or the node is overloaded; see Retry-After",
@@ -95,8 +96,10 @@ def _op_id(ep: Endpoint | ForeignOperation) -> str:
     return ep.method.lower() + "_" + "_".join(w for w in words if w)
 
 
-def _success_schema(response: type[BaseModel], paginated: bool) -> dict[str, Any]:
-    ref = {"$ref": _REF.format(model=response.__name__)}
+def _success_schema(response: type[BaseModel], paginated: bool, selectable: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"$ref": _REF.format(model=response.__name__)}
+    if selectable:  # the whole record, or what fields= kept of it
+        ref = {"anyOf": [ref, {"$ref": _REF.format(model=response.__name__ + "Fields")}]}
     if not paginated:
         return ref
     return {
@@ -171,6 +174,10 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                            "description": "Retries with the same key replay the first response."})
+        params += query_docs(ep.method, ep.response, ep.paginated)
+        if ep.method == "GET" and ep.response is not None:
+            params.append({"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                           "description": "ETags you hold (or *): if one matches (weak comparison), 304."})
         if ep.method in ("PATCH", "DELETE") and 412 in ep.errors:
             # only where the handler checks it (check_if_match): elsewhere it would be a promise not kept
             params.append({"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
@@ -189,10 +196,20 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
         if ep.response is None:
             op["responses"][str(ep.status)] = {"description": "Done, no content"}
         else:
-            schema = _success_schema(ep.response, ep.paginated)
-            op["responses"][str(ep.status)] = {"description": ep.summary,
-                                               "content": {"application/json": {"schema": schema}}}
+            selectable = takes_fields(ep.method, ep.response)
+            if selectable and ep.response.__name__ + "Fields" not in schemas:
+                name = ep.response.__name__
+                schemas[name + "Fields"] = selection_schema(name, schemas[name].get("properties", {}))
+            schema = _success_schema(ep.response, ep.paginated, selectable)
+            content: dict[str, Any] = {"application/json": {"schema": schema}}
+            if takes_format(ep.method, ep.paginated):
+                content["text/csv"] = {"schema": {"type": "string"}}
+            op["responses"][str(ep.status)] = {"description": ep.summary, "content": content}
+            if ep.method == "GET":
+                op["responses"]["304"] = {"description": "Not modified: If-None-Match names the current ETag"}
         statuses = set(ep.errors) | _ALWAYS
+        if takes_fields(ep.method, ep.response) or takes_format(ep.method, ep.paginated):
+            statuses |= {422}
         if ep.idempotent_post:
             statuses |= {409}  # a retry while the first request with its Idempotency-Key still runs
         if ep.body is not None or ep.raw_body is not None:

@@ -1,27 +1,15 @@
-"""Small pieces every resource's handlers share: ETags, PATCH statements, loading visible rows."""
+"""Small pieces every resource's handlers share: PATCH statements, loading visible rows."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from crm_core.api.access import visible_clause
 from crm_core.api.listing import SqlParams
-from crm_core.api_errors import BadRequest, NotFound, PreconditionFailed
+from crm_core.api_errors import BadRequest, NotFound
 from crm_core.auth.principal import Principal
-
-
-def etag(row: asyncpg.Record) -> str:
-    return f'W/"{int(row["updated_at"].timestamp() * 1_000_000)}"'
-
-
-def check_if_match(request: web.Request, row: asyncpg.Record) -> None:
-    """Optional optimistic locking: a stale If-Match answers 412."""
-    wanted = request.headers.get("If-Match")
-    if wanted is not None and wanted.strip() not in ("*", etag(row)):
-        raise PreconditionFailed("the record changed since you read it", {"etag": etag(row)})
 
 
 def parse_uuid(value: str, what: str = "id") -> str:

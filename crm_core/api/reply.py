@@ -15,6 +15,7 @@ import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel
 
+from crm_core.api.representation import Shape
 from crm_core.api_context import ApiContext
 from crm_core.auth.principal import Principal
 from storage.events import EventBus
@@ -42,6 +43,7 @@ class Call:
     principal: Principal | None
     body: Any
     context: ApiContext
+    shape: Shape = field(default_factory=Shape)  # fields= and the list's format (GETs)
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -8,6 +8,8 @@ written to the audit log.
 
 from __future__ import annotations
 
+from typing import Any
+
 from crm_core.api.access import require
 from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, fetch_page
@@ -186,12 +188,15 @@ async def list_webhook_deliveries(call: Call) -> Reply:
             raise NotFound("no such webhook", {"id": endpoint_id}) from None
     params = SqlParams()
     base = [f"d.org_id = {params.add(call.me.org_id)}", f"d.endpoint_id = {params.add(endpoint_id)}::uuid"]
-    page = await fetch_page(call, DELIVERIES, params, base, table="webhook_deliveries", alias="d", to_item=dict)
-    async with call.pool.acquire() as conn:
-        log = await delivery_attempts(conn, [row["id"] for row in page["data"]])
-    page["data"] = [WebhookDelivery.model_validate({**row, "log": log[row["id"]]}).model_dump(mode="json")
-                    for row in page["data"]]
-    return Reply(page)
+
+    async def with_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with call.pool.acquire() as conn:
+            log = await delivery_attempts(conn, [row["id"] for row in rows])
+        return [WebhookDelivery.model_validate({**row, "log": log[row["id"]]}).model_dump(mode="json")
+                for row in rows]
+
+    return Reply(await fetch_page(call, DELIVERIES, params, base, table="webhook_deliveries", alias="d",
+                                  to_item=dict, finish=with_attempts))
 
 
 ENDPOINTS = (

@@ -105,10 +105,11 @@ class ApiWorld:
         if resp.status != 204 and resp.content_type == "application/json":
             body = await resp.json()
         if check:
-            self.check_contract(method, path, resp.status, body)
+            self.check_contract(method, path, resp.status, body, resp.content_type)
         return resp, body
 
-    def check_contract(self, method: str, path: str, status: int, body: Any) -> None:
+    def check_contract(self, method: str, path: str, status: int, body: Any,
+                       media_type: str = "application/json") -> None:
         template, operation = self._operation(method, path)
         responses = operation["responses"]
         if str(status) not in responses:
@@ -121,6 +122,9 @@ class ApiWorld:
         elif "application/json" not in content:  # a documented binary body (e.g. audio/wav)
             if body is not None:
                 raise ContractError(f"{method} {template} {status} documents {sorted(content)} but sent JSON")
+        elif body is None and media_type != "application/json":  # e.g. a list as text/csv
+            if media_type not in content:
+                raise ContractError(f"{method} {template} {status} documents {sorted(content)} but sent {media_type}")
         else:
             schema = dict(content["application/json"]["schema"])
             schema["components"] = self.openapi["components"]
