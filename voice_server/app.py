@@ -44,7 +44,7 @@ from voice_server.rate_limits import api_rate_limits
 from voice_server.recordings import setup_recordings
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
-from voice_server.web import SignedInUser, add_page_routes
+from voice_server.web import SignedInUser, add_api_docs_routes, add_page_routes
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     # The product design's name for the per-call feed; the same socket.
     app.router.add_get("/feeds/calls/{call_id}", _handle_one_call)
     add_page_routes(app, lambda request: _signed_in_user(request))
+    add_api_docs_routes(app)
     # SIP/RTP edge: its own UDP sockets, started only when enabled.
     if settings.sip_enabled:
         from voice_server.app_keys import SIP_EDGE

@@ -64,6 +64,10 @@ class Endpoint:
     # What API token scopes bound (crm_core.auth.principal.RESOURCES, or SELF: any valid token
     # may read it); "" is the tag's resource ("api-tokens" -> "api_tokens").
     resource: str = ""
+    # What the summary leaves out, for the document's description (the handler's docstring otherwise).
+    description: str = ""
+    # The success response carries the record's ETag (for If-Match on a later PATCH/DELETE).
+    etag: bool = False
 
     @property
     def idempotent_post(self) -> bool:

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from crm_core.api.endpoint import Endpoint, QueryParam
+from crm_core.api.examples import example_for
+from crm_core.api.idempotency import REDACTED_HEADER, REPLAY_HEADER, shown_once_fields
 from crm_core.api.representation import query_docs, selection_schema, takes_fields, takes_format
 from crm_core.api.schemas.common import Error
 
@@ -39,6 +41,28 @@ _ERROR_TEXT = {
 
 # any operation may be rate limited, or shed while the node is overloaded (voice_server.api_admission)
 _ALWAYS = frozenset({429, 503})
+_HEADER_REF = "#/components/headers/{name}"
+# Response headers the document names; none is required where the server may leave it out.
+_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Limit": {
+        "description": "Requests the budget this request spent allows per window (your organisation's plan "
+                       "for an API token, your own for a browser session, your address's when anonymous). "
+                       "Sent whenever the request spent a budget: absent while rate limiting is off or Redis "
+                       "is unreachable.",
+        "schema": {"type": "integer", "minimum": 0}},
+    "RateLimit-Remaining": {"description": "Requests left in that budget.",
+                            "schema": {"type": "integer", "minimum": 0}},
+    "RateLimit-Reset": {"description": "Seconds until that budget is whole again.",
+                        "schema": {"type": "integer", "minimum": 0}},
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer", "minimum": 0}},
+    "ETag": {"description": "The record's version; send it back as If-Match to change the record only if "
+                            "nobody changed it since.", "schema": {"type": "string"}},
+    REPLAY_HEADER: {"description": "\"true\" on a response replayed for a repeated Idempotency-Key.",
+                    "schema": {"type": "string", "enum": ["true"]}},
+    REDACTED_HEADER: {"description": "On a replay: the fields that held a secret shown only once, now null.",
+                      "schema": {"type": "string"}},
+}
+_RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +89,7 @@ class ForeignOperation:
     empty_errors: tuple[int, ...] = ()  # error statuses answered without a body (e.g. 416)
     operation_id: str = ""
     public: bool = False
+    description: str = ""
 
 
 def _models(endpoints: tuple[Endpoint, ...], foreign: tuple[ForeignOperation, ...] = ()) -> list[type[BaseModel]]:
@@ -110,15 +135,75 @@ def _success_schema(response: type[BaseModel], paginated: bool, selectable: bool
     }
 
 
+def _header_refs(names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    # A header required on one response and optional on another cannot share one component.
+    return {name: {**_HEADERS[name], "required": True} if name in required
+            else {"$ref": _HEADER_REF.format(name=name)} for name in names}
+
+
 def _error_response(status: int) -> dict[str, Any]:
+    extra = ("Retry-After",) if status in (429, 503) else ()
     return {
         "description": _ERROR_TEXT.get(status, "Error"),
+        "headers": _header_refs((*_RATE_LIMIT_HEADERS, *extra)),
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
     }
 
 
+def _description(ep: Endpoint) -> str:
+    """The operation's prose: what the table says about it, then the rules every client must know."""
+    parts = [ep.description or " ".join((ep.handler.__doc__ or "").split()) or ep.summary + "."]
+    if ep.public:
+        parts.append("Needs no credentials.")
+    else:
+        verb = "read" if ep.method == "GET" else "write"
+        parts.append(f"An API token needs the `{verb}` or `{ep.scope_resource}:{verb}` scope; "
+                     "a browser session's writes need X-CSRF-Token.")
+    if ep.paginated:
+        parts.append("One page of results: pass `next_cursor` back as `?cursor=` for the next.")
+    if ep.idempotent_post:
+        parts.append("Send `Idempotency-Key` to make retries safe: a repeat replays the first response "
+                     f"(with `{REPLAY_HEADER}: true`).")
+    if ep.etag:
+        parts.append("The response's `ETag` is the record's version, for `If-Match`.")
+    if ep.method in ("PATCH", "DELETE") and 412 in ep.errors:
+        parts.append("Send `If-Match` with the ETag you read to refuse (412) a change made since.")
+    return " ".join(parts)
+
+
+def _success_headers(ep: Endpoint) -> dict[str, Any]:
+    names: list[str] = list(_RATE_LIMIT_HEADERS)
+    required: tuple[str, ...] = ()
+    if ep.etag:
+        names.append("ETag")
+        # a replayed POST carries only what was stored: its body, not its headers
+        required = () if ep.idempotent_post else ("ETag",)
+    if ep.idempotent_post:
+        names.append(REPLAY_HEADER)
+        if shown_once_fields(ep.response):
+            names.append(REDACTED_HEADER)
+    return _header_refs(tuple(names), required)
+
+
+def _examples(doc: dict[str, Any]) -> None:
+    """An example on every JSON body the document describes, valid against its schema."""
+    components = doc["components"]["schemas"]
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            media = [op["requestBody"]["content"]] if "requestBody" in op else []
+            media += [r["content"] for r in op["responses"].values() if "content" in r]
+            for content in media:
+                json_body = content.get("application/json")
+                if json_body is not None and "example" not in json_body:
+                    json_body["example"] = example_for(json_body["schema"], components)
+
+
 def _foreign_operation(op: ForeignOperation) -> dict[str, Any]:
-    out: dict[str, Any] = {"operationId": _op_id(op), "summary": op.summary, "tags": [op.tag], "responses": {}}
+    prose = op.description or op.summary + "."
+    if not op.public:
+        prose += " Needs a signed-in session or an API token (Authorization: Bearer)."
+    out: dict[str, Any] = {"operationId": _op_id(op), "summary": op.summary, "description": prose,
+                           "tags": [op.tag], "responses": {}}
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
         for name in re.findall(r"{(\w+)}", op.path)
@@ -131,16 +216,17 @@ def _foreign_operation(op: ForeignOperation) -> dict[str, Any]:
         out["parameters"] = params
     successes = ((op.status, op.summary), *op.other_responses)
     for status, text in successes:
+        headers = _header_refs(_RATE_LIMIT_HEADERS)
         if op.media_type is not None:
             content = {op.media_type: {"schema": {"type": "string", "contentMediaType": op.media_type}}}
-            out["responses"][str(status)] = {"description": text, "content": content}
+            out["responses"][str(status)] = {"description": text, "headers": headers, "content": content}
         elif op.response is not None:
             out["responses"][str(status)] = {
-                "description": text,
+                "description": text, "headers": headers,
                 "content": {"application/json": {"schema": _success_schema(op.response, op.paginated)}},
             }
         else:
-            out["responses"][str(status)] = {"description": text}
+            out["responses"][str(status)] = {"description": text, "headers": headers}
     for status in sorted(set(op.errors) | _ALWAYS):
         out["responses"][str(status)] = _error_response(status)
     for status in op.empty_errors:
@@ -161,6 +247,7 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
         op: dict[str, Any] = {
             "operationId": _op_id(ep),
             "summary": ep.summary,
+            "description": _description(ep),
             "tags": [ep.tag],
             "responses": {},
         }
@@ -194,7 +281,7 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
         elif ep.raw_body is not None:
             op["requestBody"] = {"required": True, "content": {ep.raw_body: {"schema": {"type": "string"}}}}
         if ep.response is None:
-            op["responses"][str(ep.status)] = {"description": "Done, no content"}
+            op["responses"][str(ep.status)] = {"description": "Done, no content", "headers": _success_headers(ep)}
         else:
             selectable = takes_fields(ep.method, ep.response)
             if selectable and ep.response.__name__ + "Fields" not in schemas:
@@ -204,7 +291,8 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
             content: dict[str, Any] = {"application/json": {"schema": schema}}
             if takes_format(ep.method, ep.paginated):
                 content["text/csv"] = {"schema": {"type": "string"}}
-            op["responses"][str(ep.status)] = {"description": ep.summary, "content": content}
+            op["responses"][str(ep.status)] = {"description": ep.summary, "headers": _success_headers(ep),
+                                               "content": content}
             if ep.method == "GET":
                 op["responses"]["304"] = {"description": "Not modified: If-None-Match names the current ETag"}
         statuses = set(ep.errors) | _ALWAYS
@@ -221,7 +309,7 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
         paths.setdefault(ep.path, {})[ep.method.lower()] = op
     for fop in foreign:
         paths.setdefault(fop.path, {})[fop.method.lower()] = _foreign_operation(fop)
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "Coachline CRM API",
@@ -241,5 +329,8 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
                 "session": {"type": "apiKey", "in": "cookie", "name": "coachline_session",
                             "description": "Browser session; writes need X-CSRF-Token."},
             },
+            "headers": {name: dict(header) for name, header in _HEADERS.items()},
         },
     }
+    _examples(doc)
+    return doc

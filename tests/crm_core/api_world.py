@@ -105,11 +105,11 @@ class ApiWorld:
         if resp.status != 204 and resp.content_type == "application/json":
             body = await resp.json()
         if check:
-            self.check_contract(method, path, resp.status, body, resp.content_type)
+            self.check_contract(method, path, resp.status, body, resp.content_type, resp.headers)
         return resp, body
 
     def check_contract(self, method: str, path: str, status: int, body: Any,
-                       media_type: str = "application/json") -> None:
+                       media_type: str = "application/json", headers: Any = None) -> None:
         template, operation = self._operation(method, path)
         responses = operation["responses"]
         if str(status) not in responses:
@@ -131,7 +131,29 @@ class ApiWorld:
             errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
             if errors:
                 raise ContractError(f"{method} {template} {status}: {errors[0].message} in {body}")
+        if headers is not None:
+            self._check_headers(f"{method} {template} {status}", responses[str(status)], headers)
         self.checked.add((method.upper(), template, status))
+
+    def _check_headers(self, what: str, response: dict[str, Any], headers: Any) -> None:
+        """Documented response headers: the required ones sent, every one sent matching its schema."""
+        for name, spec in response.get("headers", {}).items():
+            if "$ref" in spec:
+                spec = self.openapi["components"]["headers"][spec["$ref"].rsplit("/", 1)[-1]]
+            value = headers.get(name)
+            if value is None:
+                if spec.get("required"):
+                    raise ContractError(f"{what} documents the {name} header as required but did not send it")
+                continue
+            schema = spec["schema"]
+            candidate: Any = value
+            if schema.get("type") == "integer":
+                if not re.fullmatch(r"-?\d+", value):
+                    raise ContractError(f"{what} sent {name}: {value!r}, not an integer")
+                candidate = int(value)
+            errors = list(Draft202012Validator(schema).iter_errors(candidate))
+            if errors:
+                raise ContractError(f"{what} sent {name}: {value!r}: {errors[0].message}")
 
     def _operation(self, method: str, path: str) -> tuple[str, dict[str, Any]]:
         path = path.split("?")[0]

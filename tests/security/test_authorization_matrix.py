@@ -165,6 +165,8 @@ NO_SESSION = {
     "/app": "the app shell (static HTML; its data comes from the API above)",
     "/app/{tail}": "the app shell (static HTML; its data comes from the API above)",
     "/static": "static assets",
+    "/docs": "the API reference page (static HTML; the document it shows is public and holds no data)",
+    "/docs/viewer/{name}": "the API reference viewer's script and stylesheet",
     "/live": "liveness probe, no data",
     "/ready": "readiness probe, no data",
     "/metrics": "Prometheus metrics, no tenant data",

@@ -22,7 +22,7 @@ from crm_core.calls.floor import FLOOR_ROLES
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-_SECURITY_HEADERS = {
+SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
@@ -64,7 +64,7 @@ def _page(title: str, body: str, *, script: str) -> web.Response:
 </body>
 </html>
 """
-    return web.Response(text=text, content_type="text/html", headers=_SECURITY_HEADERS)
+    return web.Response(text=text, content_type="text/html", headers=SECURITY_HEADERS)
 
 
 def _safe_next(value: str | None) -> str:
