@@ -294,7 +294,10 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
             op["responses"][str(ep.status)] = {"description": ep.summary, "headers": _success_headers(ep),
                                                "content": content}
             if ep.method == "GET":
-                op["responses"]["304"] = {"description": "Not modified: If-None-Match names the current ETag"}
+                op["responses"]["304"] = {
+                    "description": "Not modified: If-None-Match names the current ETag",
+                    "headers": _header_refs((*_RATE_LIMIT_HEADERS, "ETag"), ("ETag",)),
+                }
         statuses = set(ep.errors) | _ALWAYS
         if takes_fields(ep.method, ep.response) or takes_format(ep.method, ep.paginated):
             statuses |= {422}
