@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from crm_core.webhooks.signing import (
     SIGNATURE_HEADER,
     SignatureError,
+    signature,
     signature_header,
     verify_signature,
 )
@@ -273,3 +274,27 @@ def test_webhook_signature_verification_binds_secret_time_and_body():
         with pytest.raises(SignatureError):
             verify_signature(secret, body, value, now=now)
             pytest.fail(f"{name}: accepted")
+
+
+def test_webhook_signature_tolerance_is_five_minutes_either_way_inclusive():
+    header = signature_header(KNOWN_SECRET, KNOWN_BODY, KNOWN_TIME)
+    for skew in (-300, 300):  # the documented window's edges are inside it
+        assert (
+            verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME + skew) == KNOWN_TIME
+        )
+    for skew in (-301, 301, KNOWN_TIME + 5):
+        with pytest.raises(SignatureError, match="tolerance"):
+            verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME + skew)
+    # a signature made long ago (even a timestamp that divides now) stays stale
+    ancient = signature_header(KNOWN_SECRET, KNOWN_BODY, 5)
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify_signature(KNOWN_SECRET, KNOWN_BODY, ancient, now=KNOWN_TIME)
+
+
+def test_webhook_signature_counts_only_v1_values():
+    mac = signature(KNOWN_SECRET, KNOWN_BODY, KNOWN_TIME)
+    for key in ("v0", "v2", "V1", "a", "t"):  # a right MAC under any other name is no signature
+        with pytest.raises(SignatureError, match="malformed"):
+            verify_signature(
+                KNOWN_SECRET, KNOWN_BODY, f"t={KNOWN_TIME},{key}={mac}", now=KNOWN_TIME
+            )
