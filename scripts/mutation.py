@@ -108,6 +108,8 @@ TARGETS: dict[str, Target] = {
         (
             "tests/voice_server/transports/test_twilio_webhooks.py",
             "tests/security/test_carrier_webhook_input.py",
+            "-k",
+            "signed_inbound or forged or json_bodies or twilio_forms",
         ),
         300,
     ),
@@ -129,7 +131,12 @@ TARGETS: dict[str, Target] = {
     ),
     "sip_source_limits": Target(
         "voice_server/sip/source_limits.py",
-        ("tests/security/test_sip_reflection.py",),
+        (
+            "tests/security/test_sip_reflection.py",
+            "tests/security/test_source_budget.py",
+            "-k",
+            "source_budget",
+        ),
         300,
     ),
     "rate_limit": Target("storage/rate_limit.py", ("tests/storage/test_rate_limit.py",), 300),
