@@ -298,3 +298,6 @@ def test_webhook_signature_counts_only_v1_values():
             verify_signature(
                 KNOWN_SECRET, KNOWN_BODY, f"t={KNOWN_TIME},{key}={mac}", now=KNOWN_TIME
             )
+    # fields it does not know, numeric or not, neither sign nor date the body
+    header = f"nonce=42,t={KNOWN_TIME},v1={mac},a=7,s=x"
+    assert verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME) == KNOWN_TIME

@@ -79,6 +79,27 @@ async def test_json_bodies_are_validated_through_body_sha256(carrier_app):
     assert (await ca.client.post(path, data=changed, headers=headers)).status == 403
 
 
+async def test_json_bodies_only_under_the_json_type_and_only_their_scalar_fields(carrier_app):
+    ca = carrier_app
+    # Pinned by bodySHA256 and signed over the URL alone, but posted as another type: the URL
+    # signature says nothing about a form, so it is no signature at all.
+    url, body, headers = twilio_json(TWILIO_TOKEN, PUBLIC_URL + VOICE, _inbound())
+    for other in ("application/ecmascript", "application/javascript", "application/graphql"):
+        resp = await ca.client.post(
+            url.removeprefix(PUBLIC_URL), data=body, headers={**headers, "Content-Type": other}
+        )
+        assert resp.status == 403, other
+    # A nested or boolean CallSid is no CallSid, even signed.
+    for call_sid in ({"sid": "CA" + "2" * 32}, ["CA" + "2" * 32], True):
+        url, body, headers = twilio_json(
+            TWILIO_TOKEN, PUBLIC_URL + VOICE, {**_inbound(), "CallSid": call_sid}
+        )
+        resp = await ca.client.post(url.removeprefix(PUBLIC_URL), data=body, headers=headers)
+        assert resp.status == 400, call_sid
+    async with ca.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM calls") == 0
+
+
 async def test_a_number_routed_to_no_rep_is_rejected_in_twiml(carrier_app):
     ca = carrier_app
     resp = await _post_form(ca.client, VOICE, _inbound(to="+15550109999"))
