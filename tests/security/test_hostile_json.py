@@ -19,6 +19,7 @@ from crm_core.json_input import (
     JsonInputError,
     UnstorableText,
     _check_depth_and_text,
+    _nesting_exceeds,
     parse_json,
 )
 from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
@@ -264,6 +265,11 @@ def test_parse_json_counts_depth_not_brackets():
     assert wide == [[]] * 100
     many_keys = {f"k{i}": i for i in range(300)}  # more keys than small ints are cached for
     assert parse_json(json.dumps(many_keys)) == many_keys
+    # exactly the bound deep, with more brackets than the bound in all
+    at_bound = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
+    assert parse_json(b"[" + at_bound[1:-1] + b",[]]") is not None
+    assert _nesting_exceeds(at_bound.decode(), MAX_DEPTH) is False
+    assert _nesting_exceeds("[" + at_bound.decode() + "]", MAX_DEPTH) is True
     in_string = '["\\\\", "\\"' + "[" * 100 + '"]'  # brackets after an escaped quote
     assert parse_json(in_string) == ["\\", '"' + "[" * 100]
 
@@ -277,3 +283,20 @@ def test_parse_json_walk_after_parsing_bounds_depth_on_its_own():
         _check_depth_and_text(value, MAX_DEPTH)
         with pytest.raises(JsonInputError, match="nests deeper"):
             _check_depth_and_text([value], MAX_DEPTH)
+
+
+def test_parse_json_bounds_numbers_by_their_length():
+    assert parse_json("9" * 40) == int("9" * 40)
+    assert parse_json("0." + "5" * 38) == float("0." + "5" * 38)
+    for raw in ("9" * 41, "9" * 100, "0." + "5" * 39, "1" + "0" * 60 + ".5"):
+        with pytest.raises(JsonInputError, match="more than 40 characters"):
+            parse_json(raw)
+
+
+def test_parse_json_names_the_first_duplicated_key_briefly():
+    with pytest.raises(JsonInputError, match="the key 'a' appears more than once"):
+        parse_json(b'{"a": 1, "b": 2, "a": 3, "c": 4}')
+    long_key = "k" * 100
+    with pytest.raises(JsonInputError) as refused:
+        parse_json(f'{{"{long_key}": 1, "{long_key}": 2}}')
+    assert refused.value.reason == f"the key {'k' * 60!r} appears more than once in an object"
