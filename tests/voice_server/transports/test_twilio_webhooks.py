@@ -1,7 +1,10 @@
 """Twilio's webhooks, signed (and forged) with the twilio SDK's own RequestValidator."""
 
+import hashlib
 import json
 import xml.etree.ElementTree as ET
+
+from twilio.request_validator import RequestValidator
 
 from tests.voice_server.carrier_app import OUR_NUMBER, PUBLIC_URL, REP_PHONE, TWILIO_TOKEN
 from voice_server.simulator.carrier.signing import twilio_form, twilio_json
@@ -89,6 +92,14 @@ async def test_json_bodies_only_under_the_json_type_and_only_their_scalar_fields
             url.removeprefix(PUBLIC_URL), data=body, headers={**headers, "Content-Type": other}
         )
         assert resp.status == 403, other
+    # Signed, but the URL pins no body or two: nothing vouches for the one received.
+    digest = hashlib.sha256(body).hexdigest()
+    for query in ("", f"?bodySHA256={digest}&bodySHA256={digest}"):
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_URL + VOICE + query, {})
+        resp = await ca.client.post(
+            VOICE + query, data=body, headers={**headers, "X-Twilio-Signature": signature}
+        )
+        assert resp.status == 403, query
     # A nested or boolean CallSid is no CallSid, even signed.
     for call_sid in ({"sid": "CA" + "2" * 32}, ["CA" + "2" * 32], True):
         url, body, headers = twilio_json(
