@@ -30,3 +30,11 @@ def test_source_budget_smallest_valid_budget_answers_once_then_refills():
     assert budget.allow("a", 0.0)  # the total holds at least one answer, even under 1/s
     assert not budget.allow("a", 1.0)  # half a token back: not enough
     assert budget.allow("a", 2.0)  # a whole one
+
+
+def test_source_budget_keeps_no_state_for_sources_it_refuses_on_the_total():
+    budget = SourceBudget(burst=2, per_s=1.0, total_per_s=1.0, max_sources=1000)
+    assert budget.allow("first", 0.0) and len(budget) == 1
+    # the total is spent: a spoofed flood is refused and leaves every forged bucket untouched
+    assert not any(budget.allow(f"forged{i}", 0.0) for i in range(100))
+    assert len(budget) == 1
