@@ -148,6 +148,11 @@ TARGETS: dict[str, Target] = {
 }
 
 
+# Plugins none of the mapped tests need, whose import is most of a short test run's start-up
+# (hypothesis itself still works without its pytest plugin).
+_UNUSED_PLUGINS = "-p no:schemathesis -p no:playwright -p no:hypothesispytest"
+
+
 def _copy_tree(dest: Path) -> None:
     """The working tree as git sees it (tracked + untracked, not ignored), compiled.
 
@@ -259,7 +264,7 @@ def _run_target(name: str, target: Target, work: Path, python: str, sample: int 
     # never the checkout nor wherever cosmic-ray itself was installed
     command = (
         f"env PYTHONPATH={work / 'tree'} {python} -m pytest -x -q -p no:cacheprovider "
-        f"-p no:randomly --basetemp={basetemp} {tests}"
+        f"-p no:randomly {_UNUSED_PLUGINS} --basetemp={basetemp} {tests}"
     )
     tree = work / "tree"
     started = time.monotonic()
