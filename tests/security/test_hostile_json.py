@@ -272,6 +272,7 @@ def test_parse_json_counts_depth_not_brackets():
     assert _nesting_exceeds("[" + at_bound.decode() + "]", MAX_DEPTH) is True
     in_string = '["\\\\", "\\"' + "[" * 100 + '"]'  # brackets after an escaped quote
     assert parse_json(in_string) == ["\\", '"' + "[" * 100]
+    assert parse_json('["a [' + "[" * 40 + '"]') == ["a [" + "[" * 40]  # blanks in strings
 
 
 def test_parse_json_walk_after_parsing_bounds_depth_on_its_own():
