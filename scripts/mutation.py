@@ -120,6 +120,7 @@ TARGETS: dict[str, Target] = {
     "vonage_signatures": Target(
         "voice_server/transports/vonage_signature.py",
         (
+            "tests/security/test_vonage_token_rules.py",
             "tests/security/test_vonage_webhook_binding.py",
             "tests/voice_server/transports/test_vonage_webhooks.py",
         ),
