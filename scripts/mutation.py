@@ -229,9 +229,11 @@ def _does_not_compile(module: Path, rows: list[tuple]) -> list[str]:
     return broken
 
 
-def _skip(session: Path, module: Path, sample: int | None, seed: str) -> dict[str, int]:
+def _skip(
+    session: Path, module: Path, sample: int | None, seed: str, only: set[str] | None = None
+) -> dict[str, int]:
     """Mark the mutants not to run as skipped: those in annotations, those that do not compile,
-    those outside the sample."""
+    those outside the sample or the ``--only`` list."""
     spans = _annotation_spans(module.read_text())
     db = sqlite3.connect(session)
     rows = db.execute(
@@ -248,10 +250,13 @@ def _skip(session: Path, module: Path, sample: int | None, seed: str) -> dict[st
     )
     rest = sorted(row[0] for row in rows if row[0] not in in_annotation | broken)
     unsampled: list[str] = []
-    if sample is not None and sample < len(rest):
+    if only is not None:
+        rest_ids = {r[0]: f"{r[1]}:{r[5].split('/')[-1]}#{r[7]}" for r in rows if r[0] in rest}
+        unsampled = [job for job in rest if rest_ids[job] not in only]
+    elif sample is not None and sample < len(rest):
         chosen = set(random.Random(seed).sample(rest, sample))
         unsampled = [job for job in rest if job not in chosen]
-    skipped = {"annotation": in_annotation, "does not compile": broken, "not sampled": unsampled}
+    skipped = {"annotation": in_annotation, "does not compile": broken, "not selected": unsampled}
     for reason, jobs in skipped.items():
         db.executemany(
             "INSERT INTO work_results (job_id, worker_outcome, output) VALUES (?, 'SKIPPED', ?)",
@@ -262,7 +267,9 @@ def _skip(session: Path, module: Path, sample: int | None, seed: str) -> dict[st
     return {reason: len(jobs) for reason, jobs in skipped.items()}
 
 
-def _run_target(name: str, target: Target, work: Path, python: str, sample: int | None) -> dict:
+def _run_target(
+    name: str, target: Target, work: Path, python: str, sample: int | None, only: set[str] | None
+) -> dict:
     basetemp = work / f"bt-{name}"
     tests = " ".join(f"'{t}'" for t in target.tests)
     # PYTHONPATH set explicitly (env replaces the caller's): the tests import the mutated copy,
@@ -298,7 +305,7 @@ def _run_target(name: str, target: Target, work: Path, python: str, sample: int 
     session = work / f"{name}.sqlite"
     cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
     subprocess.run([*cosmic, "init", str(config), str(session)], cwd=tree, check=True)
-    skipped = _skip(session, tree / target.module, sample, seed=name)
+    skipped = _skip(session, tree / target.module, sample, seed=name, only=only)
     subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=tree, check=True)
     result = _results(session)
     result.update(
@@ -347,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="run a fixed random sample of N mutants per module (seeded by its name)",
     )
+    parser.add_argument(
+        "--only",
+        metavar="IDS",
+        help="run only these mutants, as the summary names survivors (LINE:OPERATOR#N,...): "
+        "to check that new tests kill an earlier run's survivors",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for name, target in TARGETS.items():
@@ -355,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.targets) - set(TARGETS))
     if unknown:
         parser.error(f"unknown targets {unknown}; --list shows them")
+    only = set(args.only.split(",")) if args.only else None
     work = Path(tempfile.mkdtemp(prefix="coachline-mutation-"))
     (work / "tree").mkdir()
     _copy_tree(work / "tree")
@@ -362,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, dict] = {}
     try:
         for name in args.targets or list(TARGETS):
-            result = _run_target(name, TARGETS[name], work, args.python, args.sample)
+            result = _run_target(name, TARGETS[name], work, args.python, args.sample, only)
             killed += result["killed"]
             total += result["total"]
             rate = 100.0 * result["killed"] / max(1, result["total"])
