@@ -16,10 +16,12 @@ one last line ``mutation-summary {json}`` (per module and total), and exits 1 wh
 kill rate is under ``--goal`` (default 90 %). docs/testing.md has the last figures and why each
 survivor is harmless.
 
-Two kinds of mutant are not run, and are counted apart ("skipped"), never as killed:
-mutants inside annotations of a module with ``from __future__ import annotations`` (never
-evaluated, so equivalent by construction: ``str | None`` -> ``str - None``), and, with
-``--sample N``, the mutants outside the sample. The kill rate is over the mutants run.
+Some mutants are not run, and are counted apart ("skipped"), never as killed: those inside
+annotations of a module with ``from __future__ import annotations`` (never evaluated, so
+equivalent by construction: ``str | None`` -> ``str - None``), those that are not Python
+(``def f(a, *, b)`` -> ``def f(a, &, b)``, which would "fail" at import), and those outside the
+selection (``--sample N``: a fixed random sample per module; ``--only``: named mutants, e.g. an
+earlier run's survivors after tests were added). The kill rate is over the mutants run.
 
 cosmic-ray need not be in the project's environment: with it installed elsewhere
 (``pip install --target DIR cosmic-ray``), run ``PYTHONPATH=DIR python scripts/mutation.py``;
