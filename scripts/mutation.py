@@ -134,7 +134,9 @@ TARGETS: dict[str, Target] = {
         300,
     ),
     "redaction": Target(
-        "voice_server/redaction.py", ("tests/security/test_secrets_never_printed.py",), 300
+        "voice_server/redaction.py",
+        ("tests/security/test_redaction_rules.py", "tests/security/test_secrets_never_printed.py"),
+        300,
     ),
     "sip_source_limits": Target(
         "voice_server/sip/source_limits.py",
