@@ -59,3 +59,11 @@ def test_source_budget_never_takes_a_clock_step_back_as_time_spent():
     assert own.allow("a", 10.0)
     assert not own.allow("a", 9.5)  # the step back neither refills nor overdraws a's bucket
     assert own.allow("a", 10.5)  # one second after the step back, one token
+
+
+def test_source_budget_remembers_at_most_max_sources_forgetting_the_oldest():
+    budget = SourceBudget(burst=1, per_s=0.001, total_per_s=100.0, max_sources=2)
+    assert budget.allow("a", 0.0) and budget.allow("b", 0.0) and budget.allow("c", 0.0)
+    assert len(budget) == 2
+    assert not budget.allow("b", 0.0)  # remembered: spent
+    assert budget.allow("a", 0.0)  # forgotten: a full bucket again
