@@ -95,3 +95,10 @@ def test_every_secret_in_a_multi_valued_secret_setting_is_registered():
     assert {"p-one1", "p-two2"} <= secrets
     url = [("redis_url", "redis://:p%40ss-word@cache/0")]
     assert {"p@ss-word", "p%40ss-word"} <= set(settings_secrets(url))
+    assert "pa:ss-word1" in set(settings_secrets([("x_secret", SecretStr("pbx:pa:ss-word1"))]))
+
+
+def test_a_malformed_url_setting_is_shown_redacted_and_never_breaks_the_listing():
+    settings = [("webhook_url", "http://user:pw-x1@[::1")]  # urlsplit refuses the bracket
+    assert list(settings_secrets(settings)) == []
+    assert masked_settings(settings) == [("webhook_url", f"http://user:{REDACTED}@[::1")]
