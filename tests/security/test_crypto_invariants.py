@@ -301,3 +301,11 @@ def test_webhook_signature_counts_only_v1_values():
     # fields it does not know, numeric or not, neither sign nor date the body
     header = f"nonce=42,t={KNOWN_TIME},v1={mac},a=7,s=x"
     assert verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME) == KNOWN_TIME
+
+
+def test_audio_format_sizes_are_what_the_recorder_budgets_with():
+    assert STEREO_8K.sample_width == 2  # 16-bit PCM unless said otherwise
+    assert (STEREO_8K.frame_bytes, STEREO_8K.bytes_per_second) == (4, 32_000)
+    mono_16k = AudioFormat(16_000, 1, 2)
+    assert (mono_16k.frame_bytes, mono_16k.bytes_per_second) == (2, 32_000)
+    assert AudioFormat(8_000, 1, 1).bytes_per_second == 8_000
