@@ -212,7 +212,8 @@ def _annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int
 
 def _does_not_compile(module: Path, rows: list[tuple]) -> list[str]:
     """Jobs whose mutant is not Python (``def f(a, *, b)`` -> ``def f(a, &, b)``): they would
-    fail at import and count as killed without testing anything."""
+    fail at import and count as killed without testing anything. Mutants cosmic-ray cannot build
+    at all are counted with them."""
     # imported here: only this process needs cosmic-ray, never the tests
     from cosmic_ray.mutating import mutate_code
     from cosmic_ray.plugins import get_operator
@@ -223,7 +224,11 @@ def _does_not_compile(module: Path, rows: list[tuple]) -> list[str]:
         args = json.loads(operator_args or "{}")
         args = json.loads(args) if isinstance(args, str) else args  # stored JSON-encoded twice
         operator = get_operator(operator_name)(**args)
-        mutated = mutate_code(source, operator, occurrence)
+        try:
+            mutated = mutate_code(source, operator, occurrence)
+        except Exception:  # noqa: BLE001 (a cosmic-ray operator that cannot build this mutant,
+            broken.append(job)  # e.g. ExceptionReplacer on a dotted name: it would crash too)
+            continue
         try:
             with warnings.catch_warnings():  # `x is "literal"` mutants warn; they do compile
                 warnings.simplefilter("ignore", SyntaxWarning)
