@@ -102,3 +102,10 @@ def test_a_malformed_url_setting_is_shown_redacted_and_never_breaks_the_listing(
     settings = [("webhook_url", "http://user:pw-x1@[::1")]  # urlsplit refuses the bracket
     assert list(settings_secrets(settings)) == []
     assert masked_settings(settings) == [("webhook_url", f"http://user:{REDACTED}@[::1")]
+
+
+def test_user_at_host_values_are_peer_passwords_only_in_sip_peers():
+    # A caller id "sip:agent@host" names no password: shown as it is, nothing registered.
+    settings = [("twilio_caller_id", "sip:agent@pbx.example.com"), ("sip_realm", "a:b@c")]
+    assert masked_settings(settings) == settings
+    assert list(settings_secrets(settings)) == []
