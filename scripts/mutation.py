@@ -254,17 +254,31 @@ def _skip(
         for row in rows
         if any(start <= (row[1], row[2]) and (row[3], row[4]) <= end for start, end in spans)
     }
-    broken = set(
-        _does_not_compile(module, [(r[0], *r[5:]) for r in rows if r[0] not in in_annotation])
-    )
-    rest = sorted(row[0] for row in rows if row[0] not in in_annotation | broken)
-    unsampled: list[str] = []
+    candidates = sorted(row[0] for row in rows if row[0] not in in_annotation)
+    by_job = {r[0]: r for r in rows}
     if only is not None:
-        rest_ids = {r[0]: f"{r[1]}:{r[5].split('/')[-1]}#{r[7]}" for r in rows if r[0] in rest}
-        unsampled = [job for job in rest if rest_ids[job] not in only]
-    elif sample is not None and sample < len(rest):
-        chosen = set(random.Random(seed).sample(rest, sample))
-        unsampled = [job for job in rest if job not in chosen]
+        wanted = [
+            j
+            for j in candidates
+            if f"{by_job[j][1]}:{by_job[j][5].split('/')[-1]}#{by_job[j][7]}" in only
+        ]
+    elif sample is not None:
+        wanted = random.Random(seed).sample(candidates, len(candidates))
+    else:
+        wanted = candidates
+    # A sample is of mutants that compile: checked in the sample's order until it is full
+    # (checking every mutant of a large module costs minutes).
+    broken: set[str] = set()
+    chosen: list[str] = []
+    for job in wanted:
+        if sample is not None and only is None and len(chosen) >= sample:
+            break
+        if _does_not_compile(module, [(job, *by_job[job][5:])]):
+            broken.add(job)
+        else:
+            chosen.append(job)
+    picked = set(chosen)
+    unsampled = [job for job in candidates if job not in broken and job not in picked]
     skipped = {"annotation": in_annotation, "does not compile": broken, "not selected": unsampled}
     for reason, jobs in skipped.items():
         db.executemany(
