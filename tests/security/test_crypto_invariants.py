@@ -29,11 +29,13 @@ from crm_core.webhooks.signing import (
     signature_header,
     verify_signature,
 )
-from storage.keys import new_master_key, parse_key_spec
+from storage.keys import MAX_KEY_ID_BYTES, new_master_key, parse_key_spec
 from storage.recording_format import (
     HEADER_LEN,
+    KEY_SLOT_OFFSET,
     AudioFormat,
     ChunkAuthenticationError,
+    RecordingFormatError,
     RecordingHeader,
     RecordingReader,
     chunk_layout,
@@ -309,3 +311,17 @@ def test_audio_format_sizes_are_what_the_recorder_budgets_with():
     mono_16k = AudioFormat(16_000, 1, 2)
     assert (mono_16k.frame_bytes, mono_16k.bytes_per_second) == (2, 32_000)
     assert AudioFormat(8_000, 1, 1).bytes_per_second == 8_000
+
+
+def test_a_header_with_either_half_of_its_key_slot_malformed_is_refused(store):
+    header = store.path_of(_record(store, chunks=1)).read_bytes()[:HEADER_LEN]
+    RecordingHeader.parse(header)  # as written: fine
+    wrapped_len_at = KEY_SLOT_OFFSET + 1 + MAX_KEY_ID_BYTES
+    for offset, value in (
+        (KEY_SLOT_OFFSET, 0),  # no key id
+        (KEY_SLOT_OFFSET, MAX_KEY_ID_BYTES + 1),  # a key id longer than its field
+        (wrapped_len_at, header[wrapped_len_at] - 1),  # a wrapped key of the wrong size
+    ):
+        changed = header[:offset] + bytes([value]) + header[offset + 1 :]
+        with pytest.raises(RecordingFormatError, match="key slot"):
+            RecordingHeader.parse(changed)
