@@ -35,6 +35,7 @@ from storage.recording_format import (
     KEY_SLOT_OFFSET,
     AudioFormat,
     ChunkAuthenticationError,
+    RangeNotSatisfiable,
     RecordingFormatError,
     RecordingHeader,
     RecordingReader,
@@ -325,3 +326,27 @@ def test_a_header_with_either_half_of_its_key_slot_malformed_is_refused(store):
         changed = header[:offset] + bytes([value]) + header[offset + 1 :]
         with pytest.raises(RecordingFormatError, match="key slot"):
             RecordingHeader.parse(changed)
+
+
+def test_a_chunk_size_that_splits_a_sample_frame_is_refused(store):
+    rid = uuid.uuid4()
+    writer = store.create(rid, AudioFormat(8000, 1), chunk_size=CHUNK)
+    writer.append(bytes(CHUNK))
+    writer.close()
+    header = store.path_of(rid).read_bytes()[:HEADER_LEN]
+    assert RecordingHeader.parse(header).chunk_size == CHUNK
+    for odd in (CHUNK + 1, 3):  # mono 16-bit: a chunk holds whole 2-byte samples
+        changed = header[:24] + struct.pack(">I", odd) + header[28:]
+        with pytest.raises(RecordingFormatError, match="chunk size"):
+            RecordingHeader.parse(changed)
+
+
+def test_a_range_outside_the_recording_is_refused_as_such(store):
+    reader = store.open(_record(store, chunks=2))
+    try:
+        assert b"".join(reader.read_range(0, 10)) == bytes(10)
+        for start, end in ((-1, 10), (5, 4), (0, reader.length + 1)):
+            with pytest.raises(RangeNotSatisfiable):
+                list(reader.read_range(start, end))
+    finally:
+        reader.close()
