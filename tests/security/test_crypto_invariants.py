@@ -318,6 +318,8 @@ def test_a_header_with_either_half_of_its_key_slot_malformed_is_refused(store):
     header = store.path_of(_record(store, chunks=1)).read_bytes()[:HEADER_LEN]
     RecordingHeader.parse(header)  # as written: fine
     wrapped_len_at = KEY_SLOT_OFFSET + 1 + MAX_KEY_ID_BYTES
+    longest = header[:KEY_SLOT_OFFSET] + bytes([MAX_KEY_ID_BYTES]) + header[KEY_SLOT_OFFSET + 1 :]
+    assert len(RecordingHeader.parse(longest).key_id) == MAX_KEY_ID_BYTES  # the field's full size
     for offset, value in (
         (KEY_SLOT_OFFSET, 0),  # no key id
         (KEY_SLOT_OFFSET, MAX_KEY_ID_BYTES + 1),  # a key id longer than its field
@@ -350,3 +352,17 @@ def test_a_range_outside_the_recording_is_refused_as_such(store):
                 list(reader.read_range(start, end))
     finally:
         reader.close()
+
+
+def test_each_fixed_header_field_is_checked_on_its_own(store):
+    header = store.path_of(_record(store, chunks=1)).read_bytes()[:HEADER_LEN]
+    for offset, value, why in (
+        (0, b"ABCD", "not a Coachline recording|magic"),  # sorts before the magic
+        (0, b"ZZZZ", "not a Coachline recording|magic"),
+        (6, struct.pack(">H", HEADER_LEN + 1), "malformed"),  # header length
+        (33, b"\x02", "malformed"),  # sample format
+        (32, b"\x03", "malformed"),  # channels
+    ):
+        changed = header[:offset] + value + header[offset + len(value) :]
+        with pytest.raises(RecordingFormatError, match=why):
+            RecordingHeader.parse(changed)
