@@ -337,8 +337,10 @@ def test_a_chunk_size_that_splits_a_sample_frame_is_refused(store):
     writer.close()
     header = store.path_of(rid).read_bytes()[:HEADER_LEN]
     assert RecordingHeader.parse(header).chunk_size == CHUNK
-    for odd in (CHUNK + 1, 3):  # mono 16-bit: a chunk holds whole 2-byte samples
-        changed = header[:24] + struct.pack(">I", odd) + header[28:]
+    largest = header[:24] + struct.pack(">I", 16 * 1024 * 1024) + header[28:]
+    assert RecordingHeader.parse(largest).chunk_size == 16 * 1024 * 1024  # 16 MiB at most
+    for bad in (CHUNK + 1, 3, 0, 16 * 1024 * 1024 + 2):  # whole 2-byte samples, up to 16 MiB
+        changed = header[:24] + struct.pack(">I", bad) + header[28:]
         with pytest.raises(RecordingFormatError, match="chunk size"):
             RecordingHeader.parse(changed)
 
