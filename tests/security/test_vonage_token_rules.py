@@ -5,12 +5,16 @@ tests (test_vonage_webhook_binding.py) show the same rules at the HTTP edge, wit
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import jwt
 import pytest
+import redis.asyncio as aioredis
 
 from voice_server.transports.vonage_signature import (
     REPLAY_KEY_PREFIX,
+    ReplayGuard,
+    ReplayStoreUnavailable,
     SignatureRejected,
     replay_key,
     verify_signed_webhook,
@@ -47,7 +51,10 @@ def test_a_token_vouches_for_the_body_it_hashes_within_the_age_window_either_way
         ("", "no bearer token"),
         ("Basic abc", "no bearer token"),
         ("bearer " + _bearer().removeprefix("Bearer "), "no bearer token"),
-        (_bearer(secret="another-secret-of-thirty-two-bytes-or-more"), "bad signature|unusable token"),
+        (
+            _bearer(secret="another-secret-of-thirty-two-bytes-or-more"),
+            "bad signature|unusable token",
+        ),
         ("Bearer not.a.jwt", "unusable token"),
         (_bearer(iat=True), "without iat"),
         (_bearer(iat="1700000000"), "without iat"),
@@ -79,3 +86,28 @@ def test_a_replay_is_keyed_by_jti_else_by_iat_and_body_hash():
         claims = {"jti": jti, "iat": 1, "payload_hash": digest}
         assert replay_key(claims) == key(f"iat:1:{digest}")
     assert REPLAY_KEY_PREFIX == "coachline:vonage:webhook-token:"
+
+
+async def test_a_claim_outlives_every_moment_its_token_could_still_pass(redis_url):
+    client = aioredis.from_url(redis_url)
+    try:
+        guard = ReplayGuard(lambda: client, 3600.0)
+        claims = {"jti": str(uuid.uuid4()), "iat": 1, "payload_hash": "x"}
+        key = await guard.claim(claims)
+        # first seen an hour early, it still passes an hour late: two hours, and a second spare
+        assert 2 * 3600 * 1000 < await client.pttl(key) <= 2 * 3600 * 1000 + 1000
+        with pytest.raises(SignatureRejected, match="replay"):
+            await guard.claim(claims)
+        await guard.release(key)  # a request we failed to serve: Vonage's retry is accepted
+        assert await guard.claim(claims) == key
+        await guard.release(key)
+    finally:
+        await client.aclose()
+
+
+async def test_a_replay_store_that_does_not_answer_is_unavailable_not_an_error():
+    for redis_of in (lambda: None, lambda: aioredis.from_url("redis://127.0.0.1:9/0")):
+        guard = ReplayGuard(redis_of, 60.0)
+        with pytest.raises(ReplayStoreUnavailable):
+            await guard.claim({"jti": "j", "iat": 1, "payload_hash": "x"})
+        await guard.release("any")  # nothing to forget: no error either
