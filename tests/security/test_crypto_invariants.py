@@ -25,14 +25,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from crm_core.webhooks.signing import (
     SIGNATURE_HEADER,
     SignatureError,
+    signature,
     signature_header,
     verify_signature,
 )
-from storage.keys import new_master_key, parse_key_spec
+from storage.keys import MAX_KEY_ID_BYTES, new_master_key, parse_key_spec
 from storage.recording_format import (
     HEADER_LEN,
+    KEY_SLOT_OFFSET,
     AudioFormat,
     ChunkAuthenticationError,
+    RangeNotSatisfiable,
+    RecordingFormatError,
     RecordingHeader,
     RecordingReader,
     chunk_layout,
@@ -273,3 +277,94 @@ def test_webhook_signature_verification_binds_secret_time_and_body():
         with pytest.raises(SignatureError):
             verify_signature(secret, body, value, now=now)
             pytest.fail(f"{name}: accepted")
+
+
+def test_webhook_signature_tolerance_is_five_minutes_either_way_inclusive():
+    header = signature_header(KNOWN_SECRET, KNOWN_BODY, KNOWN_TIME)
+    for skew in (-300, 300):  # the documented window's edges are inside it
+        assert (
+            verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME + skew) == KNOWN_TIME
+        )
+    for skew in (-301, 301, KNOWN_TIME + 5):
+        with pytest.raises(SignatureError, match="tolerance"):
+            verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME + skew)
+    # a signature made long ago (even a timestamp that divides now) stays stale
+    ancient = signature_header(KNOWN_SECRET, KNOWN_BODY, 5)
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify_signature(KNOWN_SECRET, KNOWN_BODY, ancient, now=KNOWN_TIME)
+
+
+def test_webhook_signature_counts_only_v1_values():
+    mac = signature(KNOWN_SECRET, KNOWN_BODY, KNOWN_TIME)
+    for key in ("v0", "v2", "V1", "a", "t"):  # a right MAC under any other name is no signature
+        with pytest.raises(SignatureError, match="malformed"):
+            verify_signature(
+                KNOWN_SECRET, KNOWN_BODY, f"t={KNOWN_TIME},{key}={mac}", now=KNOWN_TIME
+            )
+    # fields it does not know, numeric or not, neither sign nor date the body
+    header = f"nonce=42,t={KNOWN_TIME},v1={mac},a=7,s=x"
+    assert verify_signature(KNOWN_SECRET, KNOWN_BODY, header, now=KNOWN_TIME) == KNOWN_TIME
+
+
+def test_audio_format_sizes_are_what_the_recorder_budgets_with():
+    assert STEREO_8K.sample_width == 2  # 16-bit PCM unless said otherwise
+    assert (STEREO_8K.frame_bytes, STEREO_8K.bytes_per_second) == (4, 32_000)
+    mono_16k = AudioFormat(16_000, 1, 2)
+    assert (mono_16k.frame_bytes, mono_16k.bytes_per_second) == (2, 32_000)
+    assert AudioFormat(8_000, 1, 1).bytes_per_second == 8_000
+
+
+def test_a_header_with_either_half_of_its_key_slot_malformed_is_refused(store):
+    header = store.path_of(_record(store, chunks=1)).read_bytes()[:HEADER_LEN]
+    RecordingHeader.parse(header)  # as written: fine
+    wrapped_len_at = KEY_SLOT_OFFSET + 1 + MAX_KEY_ID_BYTES
+    longest = header[:KEY_SLOT_OFFSET] + bytes([MAX_KEY_ID_BYTES]) + header[KEY_SLOT_OFFSET + 1 :]
+    assert len(RecordingHeader.parse(longest).key_id) == MAX_KEY_ID_BYTES  # the field's full size
+    for offset, value in (
+        (KEY_SLOT_OFFSET, 0),  # no key id
+        (KEY_SLOT_OFFSET, MAX_KEY_ID_BYTES + 1),  # a key id longer than its field
+        (wrapped_len_at, header[wrapped_len_at] - 1),  # a wrapped key of the wrong size
+    ):
+        changed = header[:offset] + bytes([value]) + header[offset + 1 :]
+        with pytest.raises(RecordingFormatError, match="key slot"):
+            RecordingHeader.parse(changed)
+
+
+def test_a_chunk_size_that_splits_a_sample_frame_is_refused(store):
+    rid = uuid.uuid4()
+    writer = store.create(rid, AudioFormat(8000, 1), chunk_size=CHUNK)
+    writer.append(bytes(CHUNK))
+    writer.close()
+    header = store.path_of(rid).read_bytes()[:HEADER_LEN]
+    assert RecordingHeader.parse(header).chunk_size == CHUNK
+    largest = header[:24] + struct.pack(">I", 16 * 1024 * 1024) + header[28:]
+    assert RecordingHeader.parse(largest).chunk_size == 16 * 1024 * 1024  # 16 MiB at most
+    for bad in (CHUNK + 1, 3, 0, 16 * 1024 * 1024 + 2):  # whole 2-byte samples, up to 16 MiB
+        changed = header[:24] + struct.pack(">I", bad) + header[28:]
+        with pytest.raises(RecordingFormatError, match="chunk size"):
+            RecordingHeader.parse(changed)
+
+
+def test_a_range_outside_the_recording_is_refused_as_such(store):
+    reader = store.open(_record(store, chunks=2))
+    try:
+        assert b"".join(reader.read_range(0, 10)) == bytes(10)
+        for start, end in ((-1, 10), (5, 4), (0, reader.length + 1)):
+            with pytest.raises(RangeNotSatisfiable):
+                list(reader.read_range(start, end))
+    finally:
+        reader.close()
+
+
+def test_each_fixed_header_field_is_checked_on_its_own(store):
+    header = store.path_of(_record(store, chunks=1)).read_bytes()[:HEADER_LEN]
+    for offset, value, why in (
+        (0, b"ABCD", "not a Coachline recording|magic"),  # sorts before the magic
+        (0, b"ZZZZ", "not a Coachline recording|magic"),
+        (6, struct.pack(">H", HEADER_LEN + 1), "malformed"),  # header length
+        (33, b"\x02", "malformed"),  # sample format
+        (32, b"\x03", "malformed"),  # channels
+    ):
+        changed = header[:offset] + value + header[offset + len(value) :]
+        with pytest.raises(RecordingFormatError, match=why):
+            RecordingHeader.parse(changed)

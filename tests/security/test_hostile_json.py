@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from crm_core.json_input import MAX_DEPTH, JsonInputError, UnstorableText, parse_json
+from crm_core.json_input import (
+    MAX_DEPTH,
+    JsonInputError,
+    UnstorableText,
+    _check_depth_and_text,
+    _nesting_exceeds,
+    parse_json,
+)
 from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
 
 # Raw bodies no JSON endpoint may answer with a 5xx.
@@ -233,3 +240,69 @@ def test_parse_json_keeps_what_json_allows():
     with pytest.raises(JsonInputError):
         parse_json(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
     assert parse_json('"' + "[" * 50 + '"') == "[" * 50  # brackets inside a string do not nest
+
+
+# The bracket scan runs before the recursive parser, so a body too deep for the interpreter is
+# refused for its depth, never reaches the parser's RecursionError; strings, escapes and closed
+# siblings must not fool it.
+DEEP_BEYOND_RECURSION = {
+    "arrays": b"[" * 5_000 + b"]" * 5_000,
+    "objects": b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+    "mixed": b'[{"a":' * 2_500 + b"1" + b"}]" * 2_500,
+    "after strings": b'{"Az": "b\\\\", "q": "\\"]]", "c": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    "after closed siblings": b"[" + b"[]," * 2_000 + b"[" * 1_500 + b"]" * 1_501,
+}
+
+
+@pytest.mark.parametrize("raw", DEEP_BEYOND_RECURSION.values(), ids=DEEP_BEYOND_RECURSION)
+def test_parse_json_refuses_deep_bodies_for_their_depth_before_parsing(raw):
+    with pytest.raises(JsonInputError, match=f"nests deeper than {MAX_DEPTH} levels"):
+        parse_json(raw)
+
+
+def test_parse_json_counts_depth_not_brackets():
+    wide = parse_json(b"[" + b",".join([b"[]"] * 100) + b"]")
+    assert wide == [[]] * 100
+    many_keys = {f"k{i}": i for i in range(300)}  # more keys than small ints are cached for
+    assert parse_json(json.dumps(many_keys)) == many_keys
+    # exactly the bound deep, with more brackets than the bound in all
+    at_bound = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
+    assert parse_json(b"[" + at_bound[1:-1] + b",[]]") is not None
+    assert _nesting_exceeds(at_bound.decode(), MAX_DEPTH) is False
+    assert _nesting_exceeds("[" + at_bound.decode() + "]", MAX_DEPTH) is True
+    in_string = '["\\\\", "\\"' + "[" * 100 + '"]'  # brackets after an escaped quote
+    assert parse_json(in_string) == ["\\", '"' + "[" * 100]
+    assert parse_json('["a [' + "[" * 40 + '"]') == ["a [" + "[" * 40]  # blanks in strings
+
+
+def test_parse_json_walk_after_parsing_bounds_depth_on_its_own():
+    # Belt and braces behind the scan: the walk over the parsed value holds the same bound.
+    for empty in ([], {}):
+        value: Any = empty
+        for _ in range(MAX_DEPTH - 1):
+            value = [value] if isinstance(empty, list) else {"a": value}
+        _check_depth_and_text(value, MAX_DEPTH)
+        with pytest.raises(JsonInputError, match="nests deeper"):
+            _check_depth_and_text([value], MAX_DEPTH)
+
+
+def test_parse_json_bounds_numbers_by_their_length():
+    assert parse_json("9" * 40) == int("9" * 40)
+    assert parse_json("0." + "5" * 38) == float("0." + "5" * 38)
+    for raw in ("9" * 41, "9" * 100, "0." + "5" * 39, "1" + "0" * 60 + ".5"):
+        with pytest.raises(JsonInputError, match="more than 40 characters"):
+            parse_json(raw)
+
+
+def test_parse_json_names_the_first_duplicated_key_briefly():
+    with pytest.raises(JsonInputError, match="the key 'a' appears more than once"):
+        parse_json(b'{"b": 1, "a": 2, "a": 3, "c": 4}')
+    long_key = "k" * 100
+    with pytest.raises(JsonInputError) as refused:
+        parse_json(f'{{"{long_key}": 1, "{long_key}": 2}}')
+    assert refused.value.reason == f"the key {'k' * 60!r} appears more than once in an object"
+
+
+def test_parse_json_says_where_the_syntax_breaks():
+    with pytest.raises(JsonInputError, match="Expecting value at line 2 column 7"):
+        parse_json(b'{"a":\n  [1, ]}')

@@ -47,6 +47,17 @@ async def test_an_account_guessed_at_is_refused_even_with_the_right_password(wor
         await _forget_ip_budget(redis_url)
 
 
+async def test_right_passwords_give_their_attempts_back(world, redis_url):
+    # A user signing in from many tabs or devices is never locked out by their own successes.
+    org = await world.make_org()
+    try:
+        for _ in range(12):  # more than the account's 10 attempts a minute
+            status, _, body = await _sign_in(world.client, org.rep.email, PASSWORD)
+            assert status == 200 and body["token"]
+    finally:
+        await _forget_ip_budget(redis_url)
+
+
 async def test_one_address_guessing_many_accounts_is_refused_and_others_are_not_locked_out(
     migrated_database, redis_url
 ):

@@ -1,7 +1,10 @@
 """Twilio's webhooks, signed (and forged) with the twilio SDK's own RequestValidator."""
 
+import hashlib
 import json
 import xml.etree.ElementTree as ET
+
+from twilio.request_validator import RequestValidator
 
 from tests.voice_server.carrier_app import OUR_NUMBER, PUBLIC_URL, REP_PHONE, TWILIO_TOKEN
 from voice_server.simulator.carrier.signing import twilio_form, twilio_json
@@ -77,6 +80,35 @@ async def test_json_bodies_are_validated_through_body_sha256(carrier_app):
     assert ET.fromstring(await ok.text()).find("./Start/Stream") is not None
     changed = json.dumps({**_inbound(), "To": "+15550000000"}).encode()
     assert (await ca.client.post(path, data=changed, headers=headers)).status == 403
+
+
+async def test_json_bodies_only_under_the_json_type_and_only_their_scalar_fields(carrier_app):
+    ca = carrier_app
+    # Pinned by bodySHA256 and signed over the URL alone, but posted as another type: the URL
+    # signature says nothing about a form, so it is no signature at all.
+    url, body, headers = twilio_json(TWILIO_TOKEN, PUBLIC_URL + VOICE, _inbound())
+    for other in ("application/ecmascript", "application/javascript", "application/graphql"):
+        resp = await ca.client.post(
+            url.removeprefix(PUBLIC_URL), data=body, headers={**headers, "Content-Type": other}
+        )
+        assert resp.status == 403, other
+    # Signed, but the URL pins no body or two: nothing vouches for the one received.
+    digest = hashlib.sha256(body).hexdigest()
+    for query in ("", f"?bodySHA256={digest}&bodySHA256={digest}"):
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_URL + VOICE + query, {})
+        resp = await ca.client.post(
+            VOICE + query, data=body, headers={**headers, "X-Twilio-Signature": signature}
+        )
+        assert resp.status == 403, query
+    # A nested or boolean CallSid is no CallSid, even signed.
+    for call_sid in ({"sid": "CA" + "2" * 32}, ["CA" + "2" * 32], True):
+        url, body, headers = twilio_json(
+            TWILIO_TOKEN, PUBLIC_URL + VOICE, {**_inbound(), "CallSid": call_sid}
+        )
+        resp = await ca.client.post(url.removeprefix(PUBLIC_URL), data=body, headers=headers)
+        assert resp.status == 400, call_sid
+    async with ca.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM calls") == 0
 
 
 async def test_a_number_routed_to_no_rep_is_rejected_in_twiml(carrier_app):
