@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 KINDS = ("action_item", "next_step", "objection")
-TURN_MS = 10_000          # each scripted turn gets its own 10 s slot on the call clock
+TURN_MS = 10_000  # each scripted turn gets its own 10 s slot on the call clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +38,21 @@ class KindScore:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": round(self.precision, 3),
-                "recall": round(self.recall, 3), "f1": round(self.f1, 3)}
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "precision": round(self.precision, 3),
+            "recall": round(self.recall, 3),
+            "f1": round(self.f1, 3),
+        }
 
 
-def score(gold: Iterable[tuple[Any, str]], predicted: Iterable[tuple[Any, str]],
-          kinds: Sequence[str] = KINDS) -> dict[str, KindScore]:
+def score(
+    gold: Iterable[tuple[Any, str]],
+    predicted: Iterable[tuple[Any, str]],
+    kinds: Sequence[str] = KINDS,
+) -> dict[str, KindScore]:
     """Per-kind counts from (turn key, kind) pairs; duplicates count once."""
     gold_set, predicted_set = set(gold), set(predicted)
     unknown = {kind for _, kind in gold_set | predicted_set} - set(kinds)
@@ -62,19 +71,26 @@ def predict_call(turns: Sequence[Mapping[str, Any]], coach: Any) -> set[tuple[in
     from coaching.records import SegmentInput
 
     for i, turn in enumerate(turns):
-        coach.feed(SegmentInput.build(f"t{i}", turn["party"], turn["text"], i * TURN_MS,
-                                      i * TURN_MS + TURN_MS // 2))
+        coach.feed(
+            SegmentInput.build(
+                f"t{i}", turn["party"], turn["text"], i * TURN_MS, i * TURN_MS + TURN_MS // 2
+            )
+        )
     summary = coach.finish(len(turns) * TURN_MS)
     found: set[tuple[int, str]] = set()
-    for kind, items in (("action_item", summary.action_items), ("next_step", summary.next_steps),
-                        ("objection", summary.objections)):
+    for kind, items in (
+        ("action_item", summary.action_items),
+        ("next_step", summary.next_steps),
+        ("objection", summary.objections),
+    ):
         for item in items:
             found.add((item.at_ms // TURN_MS, kind))
     return found
 
 
-def evaluate(calls: Sequence[Mapping[str, Any]], new_coach: Any) -> tuple[dict[str, KindScore],
-                                                                           list[dict[str, Any]]]:
+def evaluate(
+    calls: Sequence[Mapping[str, Any]], new_coach: Any
+) -> tuple[dict[str, KindScore], list[dict[str, Any]]]:
     """Scores over labelled calls, and every wrong turn (for reading what went wrong)."""
     gold: set[tuple[tuple[str, int], str]] = set()
     predicted: set[tuple[tuple[str, int], str]] = set()
@@ -88,7 +104,15 @@ def evaluate(calls: Sequence[Mapping[str, Any]], new_coach: Any) -> tuple[dict[s
             gold |= {((call["id"], i), k) for k in want}
             predicted |= {((call["id"], i), k) for k in got}
             if want != got:
-                mistakes.append({"call": call["id"], "turn": i, "party": turn["party"],
-                                 "text": turn["text"], "labelled": sorted(want),
-                                 "extracted": sorted(got), "trap": turn.get("trap")})
+                mistakes.append(
+                    {
+                        "call": call["id"],
+                        "turn": i,
+                        "party": turn["party"],
+                        "text": turn["text"],
+                        "labelled": sorted(want),
+                        "extracted": sorted(got),
+                        "trap": turn.get("trap"),
+                    }
+                )
     return score(gold, predicted), mistakes

@@ -34,23 +34,42 @@ def main() -> None:
     scores, mistakes = evaluate(calls, CallCoach)
     turns = [t for call in calls for t in call["turns"]]
     traps = sum(1 for t in turns if "trap" in t)
-    trap_actions = sum(1 for m in mistakes if m["trap"] and "action_item" in m["extracted"]
-                       and "action_item" not in m["labelled"])
+    trap_actions = sum(
+        1
+        for m in mistakes
+        if m["trap"] and "action_item" in m["extracted"] and "action_item" not in m["labelled"]
+    )
     if args.mistakes:
         for m in mistakes:
-            print(f"{m['call']}#{m['turn']} {m['party']}: {m['text']!r} labelled={m['labelled']} "
-                  f"extracted={m['extracted']} trap={m['trap']}")
-    print(f"{'kind':<12} {'labelled':>8} {'tp':>4} {'fp':>4} {'fn':>4} {'precision':>9} "
-          f"{'recall':>6} {'f1':>5}")
+            print(
+                f"{m['call']}#{m['turn']} {m['party']}: {m['text']!r} labelled={m['labelled']} "
+                f"extracted={m['extracted']} trap={m['trap']}"
+            )
+    print(
+        f"{'kind':<12} {'labelled':>8} {'tp':>4} {'fp':>4} {'fn':>4} {'precision':>9} "
+        f"{'recall':>6} {'f1':>5}"
+    )
     for kind in KINDS:
         s = scores[kind]
-        print(f"{kind:<12} {s.tp + s.fn:>8} {s.tp:>4} {s.fp:>4} {s.fn:>4} {s.precision:>9.3f} "
-              f"{s.recall:>6.3f} {s.f1:>5.3f}")
-    print(f"{len(turns)} turns, {traps} hard negatives; action items from hard negatives: "
-          f"{trap_actions}")
-    print(json.dumps({"bench": "summaries", "turns": len(turns), "hard_negatives": traps,
-                      "hard_negative_action_items": trap_actions,
-                      "kinds": {k: scores[k].as_dict() for k in KINDS}}))
+        print(
+            f"{kind:<12} {s.tp + s.fn:>8} {s.tp:>4} {s.fp:>4} {s.fn:>4} {s.precision:>9.3f} "
+            f"{s.recall:>6.3f} {s.f1:>5.3f}"
+        )
+    print(
+        f"{len(turns)} turns, {traps} hard negatives; action items from hard negatives: "
+        f"{trap_actions}"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "summaries",
+                "turns": len(turns),
+                "hard_negatives": traps,
+                "hard_negative_action_items": trap_actions,
+                "kinds": {k: scores[k].as_dict() for k in KINDS},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
