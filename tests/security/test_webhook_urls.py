@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from crm_core.api_context import ApiOptions
-from crm_core.webhooks.addresses import host_address, is_public_address
+from crm_core.webhooks.addresses import NotAnAddress, host_address, is_public_address
 from crm_core.webhooks.delivery import ClaimedDelivery, WebhookDispatcher, WebhookOptions
 from crm_core.webhooks.endpoints import WebhookUrlError, check_resolved_url, validate_url
 from tests.security.unlimited_world import world  # noqa: F401  (the running API, as a fixture here)
@@ -126,6 +126,14 @@ def test_numeric_spellings_read_as_a_resolver_reads_them():
     # inet_aton is the reference: whatever it makes of a spelling, we make the same
     for spelling in ("2130706433", "0177.0.0.1", "0x7f.1", "127.1", "10.1", "0x7f.0.01", "0"):
         assert str(host_address(spelling)) == socket.inet_ntoa(socket.inet_aton(spelling))
+    # the last part's bound: exactly what fits in the bytes the leading parts leave
+    for spelling in ("1.16777215", "1.1.65535", "1.1.1.255", "4294967295"):
+        assert str(host_address(spelling)) == socket.inet_ntoa(socket.inet_aton(spelling))
+    for spelling in ("1.16777216", "1.1.65536", "1.1.1.256", "4294967296"):
+        with pytest.raises(OSError):
+            socket.inet_aton(spelling)
+        with pytest.raises(NotAnAddress):
+            host_address(spelling)
     assert not is_public_address("::ffff:169.254.169.254")
     assert is_public_address("2606:4700:4700::1111")
 
