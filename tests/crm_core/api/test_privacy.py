@@ -81,6 +81,16 @@ async def test_export_then_erase_a_lead(node, db):
     assert data["recordings"][0]["id"] == str(rec_id)
     assert data["transcript_segments"][0]["text"] == "my email is [EMAIL]"
     assert "text_raw" not in data["transcript_segments"][0]  # this admin lacks transcripts:raw
+    # complete and typed as JSON says: every exported column but text_raw, ids and times as text
+    stored = await db.fetchrow(
+        "SELECT call_id, segment_key, party, speaker, start_ms, end_ms, text, text_raw, created_at"
+        " FROM transcript_segments WHERE call_id = $1", uuid.UUID(call_id))
+    expected = {
+        key: str(value) if isinstance(value, uuid.UUID)
+        else value.isoformat() if hasattr(value, "isoformat") else value
+        for key, value in dict(stored).items() if key != "text_raw"
+    }
+    assert data["transcript_segments"][0] == json.loads(json.dumps(expected)), expected
 
     resp = await client.post(f"/api/v1/leads/{lead}/erasure", headers=admin)
     assert resp.status == 200
