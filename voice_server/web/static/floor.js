@@ -1,7 +1,8 @@
 // The manager's live floor: every call in progress of their teams (an admin's: the whole
 // organization), updating live from /ws/floor; open one to follow its transcript and prompts,
 // read-only, through the call's own feed (/ws/calls/{id}).
-import { el, fmtMs, liveSocket, speakerOf } from "./api.js";
+import { el, fmtMs, liveSocket } from "./api.js";
+import { transcriptLines } from "./transcript.js";
 
 const MAX_LINES = 300;   // the open call's DOM stays bounded on a one-hour call
 const MAX_PROMPTS = 20;
@@ -149,36 +150,7 @@ export function mountFloor(root, me) {
     detail.hidden = false;
     const seen = new Set();
 
-    function lineFor(msg) {
-      const key = `${msg.party}:${msg.segment_id}`;
-      let line = transcript.querySelector(`[data-key="${CSS.escape(key)}"]`);
-      if (!line) {
-        line = el("div", { class: "line", "data-key": key, "data-start": msg.start_ms },
-          el("div", { class: "who" }, el("span", { class: "name" }), el("span", { class: "time" }, fmtMs(msg.start_ms))),
-          el("div", { class: "text" }));
-        const later = [...transcript.children].find((n) => Number(n.dataset.start) > msg.start_ms);
-        transcript.insertBefore(line, later || null);
-        while (transcript.children.length > MAX_LINES) transcript.firstElementChild.remove();
-      }
-      return line;
-    }
-
-    function onTranscript(msg, final) {
-      const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
-      const line = lineFor(msg);
-      if (!final && line.dataset.final) return;  // a late partial never undoes the final
-      const who = speakerOf(msg, { rep: repName });
-      if (final || who.known || !line.dataset.speaker) {
-        line.dataset.speaker = who.known ? (msg.speaker || msg.party) : "";
-        line.classList.remove("rep", "customer", "mixed");
-        line.classList.add(who.role);
-        line.querySelector(".who .name").textContent = who.name;
-      }
-      line.classList.toggle("partial", !final);
-      if (final) line.dataset.final = "1";
-      line.querySelector(".text").textContent = msg.text;
-      if (atBottom) transcript.scrollTop = transcript.scrollHeight;
-    }
+    const lines = transcriptLines(transcript, { maxLines: MAX_LINES, rep: repName });
 
     function addPrompt(msg) {
       const p = msg.prompt || msg;
@@ -195,13 +167,9 @@ export function mountFloor(root, me) {
         if (msg.type === "feed.ready" || (msg.id && seen.has(msg.id))) return;
         if (msg.id) seen.add(msg.id);
         switch (msg.type) {
-          case "transcript.partial": return onTranscript(msg, false);
-          case "transcript.final": return onTranscript(msg, true);
-          case "transcript.retracted": {
-            const gone = transcript.querySelector(`[data-key="${CSS.escape(`${msg.party}:${msg.segment_id}`)}"]`);
-            if (gone) gone.remove();
-            return;
-          }
+          case "transcript.partial": return lines.show(msg, false);
+          case "transcript.final": return lines.show(msg, true);
+          case "transcript.retracted": return lines.retract(msg);
           case "coaching.prompt": return addPrompt(msg);
           case "call.ended":
             state.dataset.ended = "1";

@@ -1,5 +1,6 @@
 // The rep's live-call screen: transcript, coaching prompts, sentiment, meters.
-import { api, el, fmtMs, liveSocket, speakerOf } from "./api.js";
+import { api, el, fmtMs, liveSocket } from "./api.js";
+import { transcriptLines } from "./transcript.js";
 
 const MAX_LINES = 300;       // DOM stays bounded on a one-hour call
 const MAX_PROMPTS = 20;
@@ -10,6 +11,7 @@ export function mountLive(root, me) {
   const status = el("p", { class: "status", role: "status", "aria-live": "polite" }, "Waiting for your next call…");
   const callInfo = el("div", { class: "call-info" });
   const transcript = el("div", { class: "transcript", role: "log", "aria-label": "Live transcript", tabindex: "0" });
+  const lines = transcriptLines(transcript, { maxLines: MAX_LINES, labelFinals: true });
   const prompts = el("div", { class: "prompts", "aria-live": "assertive", "aria-label": "Coaching prompts" });
   const talkMeter = meter("Your talk share", "talk-ratio");
   const monoMeter = meter("Longest monologue", "monologue");
@@ -32,46 +34,6 @@ export function mountLive(root, me) {
     state.seen.add(id); state.seenOrder.push(id);
     if (state.seenOrder.length > SEEN_LIMIT) state.seen.delete(state.seenOrder.shift());
     return false;
-  }
-
-  // A line is keyed by its track and segment (stable); who spoke it is shown from the latest
-  // message that names a speaker, so a mixed-track line moves from "Speaker" to the party the
-  // server settles on.
-  function lineFor(msg) {
-    const key = `${msg.party}:${msg.segment_id}`;
-    let line = transcript.querySelector(`[data-key="${CSS.escape(key)}"]`);
-    if (!line) {
-      line = el("div", { class: "line", "data-key": key, "data-start": msg.start_ms },
-        el("div", { class: "who" }, el("span", { class: "name" }), el("span", { class: "time" }, fmtMs(msg.start_ms))),
-        el("div", { class: "text" }));
-      // keep lines in call-clock order even when the two parties' finals interleave
-      const later = [...transcript.children].find((n) => Number(n.dataset.start) > msg.start_ms);
-      transcript.insertBefore(line, later || null);
-      while (transcript.children.length > MAX_LINES) transcript.firstElementChild.remove();
-    }
-    return line;
-  }
-
-  function labelLine(line, msg, final) {
-    const who = speakerOf(msg);
-    // An unlabelled partial never erases a speaker already named; the final always decides.
-    if (!final && !who.known && line.dataset.speaker) return;
-    line.dataset.speaker = who.known ? (msg.speaker || msg.party) : "";
-    line.classList.remove("rep", "customer", "mixed");
-    line.classList.add(who.role);
-    line.querySelector(".who .name").textContent = who.name;
-  }
-
-  function onTranscript(msg, final) {
-    const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
-    const line = lineFor(msg);
-    if (!final && line.dataset.final) return;  // a late partial never undoes the final
-    labelLine(line, msg, final);
-    line.classList.toggle("partial", !final);
-    if (final) line.dataset.final = "1";
-    line.querySelector(".text").textContent = msg.text;
-    if (final) line.setAttribute("aria-label", `${line.querySelector(".who .name").textContent}: ${msg.text}`);
-    if (atBottom) transcript.scrollTop = transcript.scrollHeight;
   }
 
   function onPrompt(msg) {
@@ -131,13 +93,9 @@ export function mountLive(root, me) {
         if (msg.type === "call.started" || !state.callId) showCall(msg.call_id); else return;
       }
       switch (msg.type) {
-        case "transcript.partial": return onTranscript(msg, false);
-        case "transcript.final": return onTranscript(msg, true);
-        case "transcript.retracted": {
-          const gone = transcript.querySelector(`[data-key="${CSS.escape(`${msg.party}:${msg.segment_id}`)}"]`);
-          if (gone) gone.remove();
-          return;
-        }
+        case "transcript.partial": return lines.show(msg, false);
+        case "transcript.final": return lines.show(msg, true);
+        case "transcript.retracted": return lines.retract(msg);
         case "coaching.prompt": return onPrompt(msg);
         case "insight.metrics": return onMetrics(msg);
         case "insight.sentiment": return onSentiment(msg);
