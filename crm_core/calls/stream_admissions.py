@@ -66,16 +66,23 @@ async def issue_stream_admission(
     return token
 
 
+def _checkable(call_id: object, token: object) -> uuid.UUID | None:
+    """The call's id when the pair is worth a lookup: a usable token and a real UUID."""
+    if not isinstance(token, str) or not token or len(token) > 256:
+        return None
+    try:
+        return uuid.UUID(call_id)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 async def stream_admission_open(
     conn: asyncpg.Connection, call_id: str, carrier: str, token: str,
 ) -> bool:
     """Whether ``token`` is the unused, unexpired admission of live call ``call_id`` of
     ``carrier``; consumes nothing (``admit_stream`` does, once the stream names its call)."""
-    if not isinstance(token, str) or not token or len(token) > 256:
-        return False
-    try:
-        call_uuid = uuid.UUID(call_id)
-    except (ValueError, TypeError, AttributeError):
+    call_uuid = _checkable(call_id, token)
+    if call_uuid is None:
         return False
     return bool(await conn.fetchval(
         """
@@ -99,11 +106,8 @@ async def admit_stream(
     unused token issued for it. The admitted call is marked as carried by ``node_id``
     (the node taking the stream), so it is ended if that node dies (``crm_core.calls.nodes``).
     """
-    if not isinstance(token, str) or not token or len(token) > 256:
-        return None
-    try:
-        call_uuid = uuid.UUID(call_id)
-    except (ValueError, TypeError, AttributeError):
+    call_uuid = _checkable(call_id, token)
+    if call_uuid is None:
         return None
     try:
         async with conn.transaction():
