@@ -162,6 +162,10 @@ class SpeechModelPool:
         if job is not None:
             _resolve(job.future, None)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def stats(self) -> PoolStats:
         now = time.monotonic()
         oldest = [j.submitted for j in self._finals if not j.future.done()]

@@ -44,6 +44,17 @@ def plausible_hypothesis(words: list[str], duration_ms: float) -> bool:
     return len(words) <= _MAX_WORDS_PER_S * duration_ms / 1000 + 3 and not is_loop(" ".join(words))
 
 
+def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
+
+
 class TranscriberClosedError(RuntimeError):
     """Audio was pushed to a transcriber after ``close()``."""
 
@@ -101,6 +112,7 @@ class StreamingTranscriber:
         self._stable: list[str] = []
         self._last_partial_text = ""
         self._early: tuple[int, asyncio.Future] | None = None  # (end sample, decode) begun at a pause
+        self._last_final: asyncio.Future | None = None  # the latest final decode asked for
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -230,8 +242,41 @@ class StreamingTranscriber:
         """
         if self._early is not None:
             self._early[1].cancel()
-        request = self._request(self._utt_start, end, words=True)
-        self._early = (end, self._pool.submit(self._stream_id, request, final=True))
+        self._early = (end, self._submit_final(self._utt_start, end))
+
+    def _submit_final(self, start: int, end: int) -> asyncio.Future:
+        """Decode ``start..end`` as a final, prompted with the text of every earlier final.
+
+        The prompt steers tiny.en a lot (the same 1.4 s of audio was heard as "Agent logged off"
+        after the call's earlier sentences and as "Ladies, Lord Daph" without them), so it must
+        not depend on how busy the pool is: while the previous final is still being decoded,
+        this one waits for it and takes the prompt once its text is known. The same audio then
+        gets the same transcript at any load and on every carrier.
+        """
+        audio = self._audio(start, end)  # now: the buffer is trimmed as the call goes on
+        previous = self._last_final
+        if previous is None or previous.done():
+            future = self._pool.submit(self._stream_id, self._final_request(audio), final=True)
+        else:
+            future = asyncio.get_running_loop().create_future()
+            # runs after the previous final's own callbacks, which added its text to the context
+            previous.add_done_callback(lambda _: self._submit_when_due(audio, future))
+        self._last_final = future
+        return future
+
+    def _final_request(self, audio: np.ndarray) -> DecodeRequest:
+        prompt = self._context[-self.options.context_chars :] or None
+        return DecodeRequest(audio, prompt, self._hotwords, word_timestamps=True)
+
+    def _submit_when_due(self, audio: np.ndarray, future: asyncio.Future) -> None:
+        if future.done():  # cancelled meanwhile (speech resumed after the pause)
+            return
+        if self._pool.closed:
+            future.cancel()
+            return
+        decode = self._pool.submit(self._stream_id, self._final_request(audio), final=True)
+        decode.add_done_callback(lambda d: _copy_outcome(d, future))
+        future.add_done_callback(lambda f: decode.cancel() if f.cancelled() else None)
 
     def _end_utterance(self, end: int) -> None:
         start, self._utt_start = self._utt_start, None
@@ -242,10 +287,7 @@ class StreamingTranscriber:
             early[1].cancel()  # speech went on after that pause: its decode is out of date
             early = None
         if end - start >= 100 * _SAMPLES_PER_MS:
-            if early is not None:
-                future = early[1]
-            else:
-                future = self._pool.submit(self._stream_id, self._request(start, end, words=True), final=True)
+            future = early[1] if early is not None else self._submit_final(start, end)
             self._finals_pending.add(future)
             utterance, revision = self._utterance, self._revision
             span = (self._ms(start), self._ms(end))
