@@ -410,7 +410,12 @@ async def main_async(args) -> dict:
     )
     # warm the model so the first call does not pay for lazy initialisation
     pool.decoder.decode([DecodeRequest(np.zeros(16000, np.float32) + 1e-4)])
-    options = StreamingOptions(stable_holdback_words=args.holdback, partial_interval_ms=args.partial_interval)
+    options = StreamingOptions(
+        stable_holdback_words=args.holdback,
+        partial_interval_ms=args.partial_interval,
+        stable_margin_ms=args.stable_margin,
+        stable_min_probability=args.stable_min_probability,
+    )
     seeds = [int(x) for x in args.seeds.split(",")]
     drawn = {seed: conversations(prompts, args.seconds, seed, max(levels)) for seed in seeds}
     results = []
@@ -439,6 +444,8 @@ async def main_async(args) -> dict:
         "model": args.model,
         "stable_holdback_words": args.holdback,
         "partial_interval_ms": args.partial_interval,
+        "stable_margin_ms": args.stable_margin,
+        "stable_min_probability": args.stable_min_probability,
         "workers": args.workers,
         "threads": args.threads,
         # another process kept at least one core busy when the run began (1-minute load average)
@@ -474,6 +481,10 @@ def main() -> None:
                         help="words after a word that make it stable without agreement (0: LocalAgreement-2 only)")
     parser.add_argument("--partial-interval", type=int, default=StreamingOptions().partial_interval_ms,
                         help="ms of new speech between partial decodes")
+    parser.add_argument("--stable-margin", type=int, default=StreamingOptions().stable_margin_ms,
+                        help="one-pass stability: ms a partial's word must end before the audio does (0: off)")
+    parser.add_argument("--stable-min-probability", type=float,
+                        default=StreamingOptions().stable_min_probability)
     parser.add_argument("--seeds", default="0,1,2",
                         help="conversation sets; every level runs on each, its headline is the worst")
     args = parser.parse_args()
