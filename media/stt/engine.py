@@ -23,7 +23,7 @@ class DecodeRequest:
     prompt: str | None = None  # previous text of the call, or an initial prompt
     hotwords: str | None = None  # names to favour: company, product, competitors
     prefix: str | None = None  # text the utterance is known to begin with; the result continues it
-    # (requests with a prefix get no word times: alignment would not cover the prefix)
+    # word times (and probabilities); with a prefix they cover the prefix's words too
     word_timestamps: bool = True
 
 

@@ -67,6 +67,11 @@ class StreamingOptions:
     # it bounds how long a word flip-flopping between hypotheses ("At" / "And") stays unstable
     # (0 turns the rule off: LocalAgreement-2 only)
     stable_holdback_words: int = 3
+    # one-pass stability: a partial's word that ends at least this long before the end of the
+    # audio decoded, with at least this probability, is stable at once (with its predecessors);
+    # needs word times on partials (0 turns the rule off)
+    stable_margin_ms: int = 0
+    stable_min_probability: float = 0.6
     max_utterance_ms: int = 9600  # longer speech is cut (fits the 10 s encoder window)
     max_gap_fill_ms: int = 2000  # a timestamp jump up to this is filled with silence
     context_chars: int = 400  # previous final text kept as the prompt (the decoder cuts it to tokens)
@@ -110,7 +115,7 @@ class StreamingTranscriber:
         self._revision = 0
         self._previous_hypothesis: list[str] = []
         self._stable: list[str] = []
-        self._last_partial_text = ""
+        self._last_partial_shown: tuple[str, int] = ("", 0)  # text and stable words last emitted
         self._early: tuple[int, asyncio.Future] | None = None  # (end sample, decode) begun at a pause
         self._last_final: asyncio.Future | None = None  # the latest final decode asked for
 
@@ -194,7 +199,7 @@ class StreamingTranscriber:
         self._probs = []
         self._previous_hypothesis = []
         self._stable = []
-        self._last_partial_text = ""
+        self._last_partial_shown = ("", 0)
         self._last_partial_at = self._total
         if self._early is not None:
             self._early[1].cancel()
@@ -217,7 +222,9 @@ class StreamingTranscriber:
         # the stable words are forced as the decoder's prefix (as LocalAgreement streaming does):
         # the hypothesis cannot contradict what is already shown, and those tokens cost no search
         stable = list(self._stable)
-        request = self._request(start, end, words=False, prefix=" ".join(stable) or None)
+        request = self._request(
+            start, end, words=self.options.stable_margin_ms > 0, prefix=" ".join(stable) or None
+        )
         future = self._pool.submit(self._stream_id, request, final=False)
         utterance = self._utterance
         # call-clock times are fixed now: a later hole in the stream moves the clock's origin
@@ -323,20 +330,29 @@ class StreamingTranscriber:
             # shown or made stable, it would be forced into every later partial of the utterance
             log.debug("%s: implausible partial dropped: %r", self._stream_id, result.text)
             return
-        self._extend_stable(words)
+        aligned = result.words if len(result.words) == len(words) else ()
+        self._extend_stable(words, self._settled(aligned, end_ms - start_ms))
         # the stable prefix stays as it was even when this hypothesis disagrees with it
         shown = self._stable + words[len(self._stable) :]
         text = " ".join(shown)
-        if text == self._last_partial_text:
+        # a hypothesis that only confirms words (same text, more of it stable) is news to the rep
+        if (text, len(self._stable)) == self._last_partial_shown:
             return
-        self._last_partial_text = text
+        self._last_partial_shown = (text, len(self._stable))
         self._revision += 1
-        step = (end_ms - start_ms) / max(1, len(shown))
-        # partial word times are spread over the audio so far; finals carry aligned times
-        timed = tuple(
-            Word(w, int(start_ms + i * step), int(start_ms + (i + 1) * step), 0.0)
-            for i, w in enumerate(shown)
-        )
+        if aligned and len(aligned) == len(shown):
+            timed = tuple(
+                Word(w, start_ms + round(a.start_s * 1000), start_ms + round(a.end_s * 1000),
+                     round(a.probability, 4))
+                for w, a in zip(shown, aligned, strict=True)
+            )
+        else:
+            # without word times, spread the words over the audio so far; finals carry aligned times
+            step = (end_ms - start_ms) / max(1, len(shown))
+            timed = tuple(
+                Word(w, int(start_ms + i * step), int(start_ms + (i + 1) * step), 0.0)
+                for i, w in enumerate(shown)
+            )
         self._out.put_nowait(
             TranscriptSegment(
                 self._segment_id(utterance), self.party, text, start_ms, end_ms, timed,
@@ -344,7 +360,21 @@ class StreamingTranscriber:
             )
         )
 
-    def _extend_stable(self, words: list[str]) -> None:
+    def _settled(self, aligned, duration_ms: int) -> int:
+        """How many leading words of a partial are settled by their own times: each ends
+        ``stable_margin_ms`` before the audio does (more speech after it was heard) and was
+        heard with ``stable_min_probability``."""
+        margin = self.options.stable_margin_ms
+        if margin <= 0:
+            return 0
+        n = 0
+        for word in aligned:
+            if word.end_s * 1000 > duration_ms - margin or word.probability < self.options.stable_min_probability:
+                break
+            n += 1
+        return n
+
+    def _extend_stable(self, words: list[str], settled: int = 0) -> None:
         """Commit the words two successive hypotheses share beyond the stable part (LocalAgreement-2),
         and any word with ``stable_holdback_words`` words after it in the latest hypothesis.
 
@@ -362,6 +392,7 @@ class StreamingTranscriber:
         holdback = self.options.stable_holdback_words
         if holdback > 0:
             n = max(n, len(words) - holdback)
+        n = max(n, settled)  # a word settled by its time may be the last: the margin covers the edge
         if n > len(self._stable):
             self._stable = self._stable + words[len(self._stable) : n]
 
