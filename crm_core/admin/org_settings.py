@@ -148,3 +148,24 @@ async def change_settings(conn: asyncpg.Connection, changes: ChangeSet, values: 
                          resource_id=org_id, before=before.model_dump(mode="json"),
                          after=after.model_dump(mode="json"))
     return after
+
+
+async def org_id_for(conn: asyncpg.Connection, slug: str | None) -> str:
+    """The organization with this slug; without one, the only organization there is."""
+    if slug is None:
+        rows = await conn.fetch("SELECT id, slug FROM organizations ORDER BY created_at LIMIT 2")
+        if len(rows) != 1:
+            raise NotFound("name the organization (--org SLUG)" if rows else "no organization yet",
+                           {"organizations": [r["slug"] for r in rows]})
+        return str(rows[0]["id"])
+    org_id = await conn.fetchval("SELECT id FROM organizations WHERE slug = $1", slug)
+    if org_id is None:
+        raise NotFound("no such organization", {"slug": slug})
+    return str(org_id)
+
+
+async def organization_row(conn: asyncpg.Connection, org_id: str) -> dict[str, Any]:
+    row = await conn.fetchrow("SELECT id, name, slug FROM organizations WHERE id = $1::uuid", org_id)
+    if row is None:
+        raise NotFound("no such organization")
+    return {"id": str(row["id"]), "name": row["name"], "slug": row["slug"]}

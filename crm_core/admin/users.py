@@ -111,3 +111,10 @@ async def user_by_email(conn: asyncpg.Connection, org_id: str, email: str) -> st
     if user_id is None:
         raise NotFound("no such user", {"email": email})
     return str(user_id)
+
+
+async def team_by_name(conn: asyncpg.Connection, org_id: str, name: str) -> str:
+    team_id = await conn.fetchval("SELECT id FROM teams WHERE org_id = $1 AND name = $2", org_id, name)
+    if team_id is None:
+        raise NotFound("no such team", {"team": name})
+    return str(team_id)

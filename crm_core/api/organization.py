@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from crm_core.admin import carrier_numbers, rule_sets
-from crm_core.admin.org_settings import OrgSettingsUpdate, change_settings, read_settings
+from crm_core.admin.org_settings import (
+    OrgSettingsUpdate,
+    change_settings,
+    organization_row,
+    read_settings,
+)
 from crm_core.api.access import require
 from crm_core.api.endpoint import Endpoint
 from crm_core.api.reply import Call, Reply
@@ -44,9 +49,9 @@ def _changes(call: Call) -> ChangeSet:
 
 async def _organization(call: Call) -> Organization:
     async with call.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT id, name, slug FROM organizations WHERE id = $1::uuid", call.me.org_id)
+        row = await organization_row(conn, call.me.org_id)
         settings = await read_settings(conn, call.me.org_id)
-    return Organization(id=row["id"], name=row["name"], slug=row["slug"], settings=settings)
+    return Organization(**row, settings=settings)
 
 
 async def get_organization(call: Call) -> Reply:
