@@ -173,6 +173,7 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
 NO_SESSION = {
     "/": "redirects to the sign-in page or the app shell; no data",
     "/login": "the sign-in page (static HTML)",
+    "/admin": "redirects to the admin screens (/app/admin); no data",
     "/floor": "redirects to the live floor's page (/app/floor); no data",
     "/app": "the app shell (static HTML; its data comes from the API above)",
     "/app/{tail}": "the app shell (static HTML; its data comes from the API above)",
