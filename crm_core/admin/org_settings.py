@@ -43,19 +43,22 @@ class OrgSettings(BaseModel):
 
     recording_enabled: bool = Field(True, description="Record calls (with a recording key configured).")
     recording_retention_days: int | None = Field(
-        None, ge=1, le=3650, description="Delete recordings after this many days; null keeps them.")
-    reps_review_own_recordings: bool = Field(
-        False, description="Reps may play back their own calls' recordings (managers and admins always may).")
+        None, ge=0, le=36500, description="Delete recordings after this many days (0: keep them); "
+                                          "null: the node's COACHLINE_RECORDING_RETENTION_DAYS.")
+    reps_review_own_recordings: bool | None = Field(
+        None, description="Reps may play back their own calls' recordings (managers and admins always may); "
+                          "null: the node's COACHLINE_RECORDING_REPS_REVIEW_OWN.")
     reps_review_own_calls: bool = Field(True, description="Reps may review their own past calls.")
     keep_raw_transcripts: bool = Field(
         False, description="Also store the unredacted transcript text (admins only may read it).")
-    pii_redaction: bool = Field(True, description="Mask emails, card and phone numbers in transcripts.")
     plan: Literal["starter", "professional", "enterprise"] = Field(
         "starter", description="The plan tier: it sizes the API rate limit.")
     rate_limit_per_min: int | None = Field(
         None, ge=1, le=1_000_000, description="A custom API budget per minute; null: the plan's.")
     sip_peers: list[SipPeer] = Field(
-        default_factory=list, max_length=100, description="SIP trunks allowed to send calls.")
+        default_factory=list, max_length=100,
+        description="The organization's SIP trunks, for the record: the SIP edge admits the peers of "
+                    "COACHLINE_SIP_PEERS and does not read these yet.")
 
 
 # The editable keys: everything above (the rule set has its own endpoint).
@@ -68,18 +71,18 @@ class OrgSettingsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     recording_enabled: bool | None = None
-    recording_retention_days: int | None = Field(None, ge=1, le=3650)
+    recording_retention_days: int | None = Field(None, ge=0, le=36500)
     reps_review_own_recordings: bool | None = None
     reps_review_own_calls: bool | None = None
     keep_raw_transcripts: bool | None = None
-    pii_redaction: bool | None = None
     plan: Literal["starter", "professional", "enterprise"] | None = None
     rate_limit_per_min: int | None = Field(None, ge=1, le=1_000_000)
     sip_peers: list[SipPeer] | None = Field(None, max_length=100)
 
 
+# null resets only the settings whose readers take null as "the node's default"
 _NOT_NULL = ("recording_enabled", "reps_review_own_recordings", "reps_review_own_calls",
-             "keep_raw_transcripts", "pii_redaction", "plan", "sip_peers")
+             "keep_raw_transcripts", "plan", "sip_peers")
 
 
 def effective(raw: dict[str, Any]) -> OrgSettings:

@@ -28,7 +28,7 @@ async def test_settings_have_defaults_change_validated_and_audited(world):
     assert body["settings"]["reps_review_own_calls"] is True
     assert body["settings"]["recording_enabled"] is True and body["settings"]["plan"] == "starter"
 
-    change = {"recording_retention_days": 30, "plan": "professional", "pii_redaction": False,
+    change = {"recording_retention_days": 30, "plan": "professional", "recording_enabled": False,
               "reps_review_own_calls": False,
               "sip_peers": [{"name": "trunk", "address": "203.0.113.7"}]}
     resp, body = await world.request("PATCH", "/api/v1/organization", as_=org.admin, json=change)
@@ -41,7 +41,7 @@ async def test_settings_have_defaults_change_validated_and_audited(world):
     assert audit[0]["before"]["plan"] == "starter"
 
     # every bad value is a 422 naming its field, and nothing changes
-    for bad, field in (({"plan": "gold"}, "plan"), ({"recording_retention_days": 0}, "recording_retention_days"),
+    for bad, field in (({"plan": "gold"}, "plan"), ({"recording_retention_days": -1}, "recording_retention_days"),
                        ({"rate_limit_per_min": "5"}, "rate_limit_per_min"),
                        ({"recording_enabled": None}, "recording_enabled"),
                        ({"sip_peers": [{"name": "x", "address": "not-an-ip"}]}, "sip_peers"),

@@ -153,11 +153,10 @@ async function rulesTab(root) {
 
 const SETTINGS = [
   ["recording_enabled", "Record calls", "bool"],
-  ["recording_retention_days", "Keep recordings (days, empty: forever)", "int"],
+  ["recording_retention_days", "Keep recordings (days; 0: always; empty: the server's default)", "int"],
   ["reps_review_own_recordings", "Reps may play back their own recordings", "bool"],
   ["reps_review_own_calls", "Reps may review their own calls", "bool"],
   ["keep_raw_transcripts", "Also keep the unredacted transcript", "bool"],
-  ["pii_redaction", "Mask emails, card and phone numbers", "bool"],
   ["plan", "Plan", ["starter", "professional", "enterprise"]],
   ["rate_limit_per_min", "API requests per minute (empty: the plan's)", "int"],
 ];
@@ -170,7 +169,7 @@ async function settingsTab(root) {
   const form = el("form", { class: "admin-form", id: "settings" }, ...SETTINGS.map(([key, label, kind]) => {
     let input;
     if (kind === "bool") input = el("input", { type: "checkbox", name: key, checked: s[key] });
-    else if (kind === "int") input = el("input", { type: "number", name: key, min: 1, value: s[key] ?? "" });
+    else if (kind === "int") input = el("input", { type: "number", name: key, min: key === "rate_limit_per_min" ? 1 : 0, value: s[key] ?? "" });
     else input = el("select", { name: key }, ...kind.map((v) => el("option", { value: v, selected: v === s[key] }, v)));
     inputs[key] = [input, kind];
     return field(label, input);
