@@ -159,7 +159,7 @@ ENDPOINTS = (
              "first (admin)", "coaching-rules", response=RuleSetVersion, paginated=True, resource=RESOURCE),
     Endpoint("POST", "/api/v1/coaching-rules/versions/{id}/restore", restore_rule_version,
              "Roll the rule set back to a version (admin)", "coaching-rules", response=RuleSetOut,
-             resource=RESOURCE, errors=(401, 403, 404, 422, 503)),
+             resource=RESOURCE, errors=(400, 401, 403, 404, 413, 422, 503)),
     Endpoint("POST", "/api/v1/coaching-rules/preview", preview_rules, "Which rules fire on a sentence (admin)",
              "coaching-rules", body=RulePreviewIn, response=RulePreview, resource=RESOURCE,
              errors=(400, 401, 403, 404, 413, 422, 503)),
