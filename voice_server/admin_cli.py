@@ -44,8 +44,11 @@ def _print(value: Any) -> None:
 
 def _run(settings: Settings, args: argparse.Namespace, name: str, action: Action) -> int:
     async def run() -> Any:
-        async with open_database(settings, name, migrate=True) as pool, pool.acquire() as conn, \
-                conn.transaction():
+        async with (
+            open_database(settings, name, migrate=True) as pool,
+            pool.acquire() as conn,
+            conn.transaction(),
+        ):
             org_id = await org_id_for(conn, args.org)
             return await action(conn, org_id, args)
 
@@ -68,8 +71,16 @@ async def _users_list(conn, org_id, _args):
 async def _users_create(conn, org_id, args):
     password = os.environ.get("COACHLINE_USER_PASSWORD")
     team_id = await admin_users.team_by_name(conn, org_id, args.team) if args.team else None
-    fields = {"email": args.email, "name": args.name, "role": args.role, "team_id": team_id,
-              "territory": args.territory, "phone": args.phone, "sip_uri": args.sip_uri, "password": password}
+    fields = {
+        "email": args.email,
+        "name": args.name,
+        "role": args.role,
+        "team_id": team_id,
+        "territory": args.territory,
+        "phone": args.phone,
+        "sip_uri": args.sip_uri,
+        "password": password,
+    }
     try:
         body = UserCreate.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValueError as exc:
@@ -82,7 +93,9 @@ async def _users_create(conn, org_id, args):
 async def _users_set_role(conn, org_id, args):
     me, changes = admin_users.operator(org_id)
     user_id = await admin_users.user_by_email(conn, org_id, args.email)
-    return (await admin_users.update_user(conn, me, changes, user_id, {"role": args.role})).model_dump(mode="json")
+    return (
+        await admin_users.update_user(conn, me, changes, user_id, {"role": args.role})
+    ).model_dump(mode="json")
 
 
 async def _users_deactivate(conn, org_id, args):
@@ -95,10 +108,12 @@ async def _users_deactivate(conn, org_id, args):
 
 
 async def _org_show(conn, org_id, _args):
-    return {**await organization_row(conn, org_id),
-            "settings": (await read_settings(conn, org_id)).model_dump(mode="json"),
-            "coaching_rules": await rule_sets.current_rule_set(conn, org_id),
-            "carrier_numbers": await carrier_numbers.list_numbers(conn, org_id)}
+    return {
+        **await organization_row(conn, org_id),
+        "settings": (await read_settings(conn, org_id)).model_dump(mode="json"),
+        "coaching_rules": await rule_sets.current_rule_set(conn, org_id),
+        "carrier_numbers": await carrier_numbers.list_numbers(conn, org_id),
+    }
 
 
 async def _org_set(conn, org_id, args):
@@ -107,7 +122,9 @@ async def _org_set(conn, org_id, args):
         rules = json.loads(args.value) if args.value.strip().startswith("{") else None
         if rules is None:
             raise ApiError("coaching_rules takes a JSON object")
-        saved = await rule_sets.save_rule_set(conn, changes, CoachingRuleSets(), rules, note="coachline org set")
+        saved = await rule_sets.save_rule_set(
+            conn, changes, CoachingRuleSets(), rules, note="coachline org set"
+        )
         return {"version": saved["version"], "rules": saved["rules"]}
     value = parse_cli_value(args.key, args.value)
     return (await change_settings(conn, changes, {args.key: value})).model_dump(mode="json")
@@ -129,9 +146,16 @@ async def _numbers_unmap(conn, org_id, args):
     return {"unmapped": carrier_numbers.normalize_number(args.number)}
 
 
-def _sub(parent: argparse._SubParsersAction, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
-    return parent.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
-                             formatter_class=_RAW, epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
+def _sub(
+    parent: argparse._SubParsersAction, name: str, help: str, *examples: str
+) -> argparse.ArgumentParser:
+    return parent.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        formatter_class=_RAW,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+    )
 
 
 def _action(parser: argparse.ArgumentParser, name: str, action: Action) -> None:
@@ -141,18 +165,31 @@ def _action(parser: argparse.ArgumentParser, name: str, action: Action) -> None:
 
 def add_admin_commands(sub: argparse._SubParsersAction) -> None:
     users = sub.add_parser(
-        "users", help="list, create, change and deactivate users (as the admin screens do)",
-        formatter_class=_RAW, epilog="examples:\n"
+        "users",
+        help="list, create, change and deactivate users (as the admin screens do)",
+        formatter_class=_RAW,
+        epilog="examples:\n"
         "  coachline users list --org acme\n"
         "  coachline users create --org acme --email rita@acme.test --name 'Rita Rep' --team East\n"
         "  coachline users set-role --org acme rita@acme.test manager\n"
         "  coachline users deactivate --org acme rita@acme.test",
     )
     actions = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
-    _action(_sub(actions, "list", "the organization's users (JSON)", "coachline users list",
-                 "coachline users list --org acme | jq '.[].email'"), "users list", _users_list)
+    _action(
+        _sub(
+            actions,
+            "list",
+            "the organization's users (JSON)",
+            "coachline users list",
+            "coachline users list --org acme | jq '.[].email'",
+        ),
+        "users list",
+        _users_list,
+    )
     create = _sub(
-        actions, "create", "add a user; the password comes from COACHLINE_USER_PASSWORD (else none yet)",
+        actions,
+        "create",
+        "add a user; the password comes from COACHLINE_USER_PASSWORD (else none yet)",
         "COACHLINE_USER_PASSWORD='a long password' coachline users create --email rita@acme.test --name 'Rita Rep'",
         "coachline users create --email max@acme.test --name Max --role manager --sip-uri sip:max@pbx.acme",
     )
@@ -164,45 +201,89 @@ def add_admin_commands(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--phone", help="where the rep's calls ring (E.164)")
     create.add_argument("--sip-uri", help="where the rep's calls ring over SIP (sip:user@host)")
     _action(create, "users create", _users_create)
-    set_role = _sub(actions, "set-role", "change a user's role", "coachline users set-role rita@acme.test manager")
+    set_role = _sub(
+        actions,
+        "set-role",
+        "change a user's role",
+        "coachline users set-role rita@acme.test manager",
+    )
     set_role.add_argument("email")
     set_role.add_argument("role", choices=("rep", "manager", "admin"))
     _action(set_role, "users set-role", _users_set_role)
-    deactivate = _sub(actions, "deactivate", "deactivate a user: their sessions and API tokens end",
-                      "coachline users deactivate rita@acme.test")
+    deactivate = _sub(
+        actions,
+        "deactivate",
+        "deactivate a user: their sessions and API tokens end",
+        "coachline users deactivate rita@acme.test",
+    )
     deactivate.add_argument("email")
     _action(deactivate, "users deactivate", _users_deactivate)
 
     org = sub.add_parser(
-        "org", help="show and change the organization's settings and carrier numbers",
-        formatter_class=_RAW, epilog="examples:\n"
+        "org",
+        help="show and change the organization's settings and carrier numbers",
+        formatter_class=_RAW,
+        epilog="examples:\n"
         "  coachline org show --org acme\n"
         "  coachline org set --org acme recording_retention_days 90\n"
         "  coachline org set --org acme plan professional\n"
-        "  coachline org set --org acme sip_peers '[{\"name\": \"pbx\", \"address\": \"203.0.113.0/24\"}]'\n"
-        "  coachline org set --org acme coaching_rules \"$(cat rules.json)\"\n"
+        '  coachline org set --org acme sip_peers \'[{"name": "pbx", "address": "203.0.113.0/24"}]\'\n'
+        '  coachline org set --org acme coaching_rules "$(cat rules.json)"\n'
         "  coachline org numbers map --org acme +14155550123 rita@acme.test\n"
         f"\nsettings: {', '.join(SETTING_KEYS)}, coaching_rules",
     )
     org_actions = org.add_subparsers(dest="org_command", required=True, metavar="ACTION")
-    _action(_sub(org_actions, "show", "settings, rule set version and carrier numbers (JSON)",
-                 "coachline org show", "coachline org show --org acme | jq .settings"), "org show", _org_show)
-    set_ = _sub(org_actions, "set", "change one setting (VALUE is JSON, or plain text)",
-                "coachline org set recording_enabled false", "coachline org set rate_limit_per_min null",
-                "coachline org set coaching_rules \"$(cat rules.json)\"")
+    _action(
+        _sub(
+            org_actions,
+            "show",
+            "settings, rule set version and carrier numbers (JSON)",
+            "coachline org show",
+            "coachline org show --org acme | jq .settings",
+        ),
+        "org show",
+        _org_show,
+    )
+    set_ = _sub(
+        org_actions,
+        "set",
+        "change one setting (VALUE is JSON, or plain text)",
+        "coachline org set recording_enabled false",
+        "coachline org set rate_limit_per_min null",
+        'coachline org set coaching_rules "$(cat rules.json)"',
+    )
     set_.add_argument("key", metavar="KEY", choices=(*SETTING_KEYS, "coaching_rules"))
     set_.add_argument("value", metavar="VALUE")
     _action(set_, "org set", _org_set)
-    numbers = _sub(org_actions, "numbers", "carrier numbers and the reps they ring",
-                   "coachline org numbers list", "coachline org numbers map +14155550123 rita@acme.test")
+    numbers = _sub(
+        org_actions,
+        "numbers",
+        "carrier numbers and the reps they ring",
+        "coachline org numbers list",
+        "coachline org numbers map +14155550123 rita@acme.test",
+    )
     number_actions = numbers.add_subparsers(dest="numbers_command", required=True, metavar="ACTION")
-    _action(_sub(number_actions, "list", "the routing table (JSON)", "coachline org numbers list --org acme"),
-            "org numbers list", _numbers_list)
-    map_ = _sub(number_actions, "map", "route NUMBER to the user EMAIL",
-                "coachline org numbers map '+1 415 555 0123' rita@acme.test")
+    _action(
+        _sub(
+            number_actions,
+            "list",
+            "the routing table (JSON)",
+            "coachline org numbers list --org acme",
+        ),
+        "org numbers list",
+        _numbers_list,
+    )
+    map_ = _sub(
+        number_actions,
+        "map",
+        "route NUMBER to the user EMAIL",
+        "coachline org numbers map '+1 415 555 0123' rita@acme.test",
+    )
     map_.add_argument("number")
     map_.add_argument("email")
     _action(map_, "org numbers map", _numbers_map)
-    unmap = _sub(number_actions, "unmap", "stop routing NUMBER", "coachline org numbers unmap +14155550123")
+    unmap = _sub(
+        number_actions, "unmap", "stop routing NUMBER", "coachline org numbers unmap +14155550123"
+    )
     unmap.add_argument("number")
     _action(unmap, "org numbers unmap", _numbers_unmap)

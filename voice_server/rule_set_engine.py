@@ -24,7 +24,7 @@ def _as_written(message: str, rules: dict[str, Any]) -> str:
     if match and isinstance(own, list):
         for index, rule in enumerate(own):
             if isinstance(rule, dict) and rule.get("id") == match["id"]:
-                return f"rules[{index}] ({match['id']})" + message[match.end():]
+                return f"rules[{index}] ({match['id']})" + message[match.end() :]
     return message
 
 
@@ -44,9 +44,22 @@ class CoachingRuleSets:
         segment = SegmentInput("preview", party, text, 0, words * 350)
         insights = coach.feed(segment)
         return {
-            "prompts": [{"rule_id": p.rule_id, "kind": p.kind, "severity": p.severity, "title": p.title,
-                         "body": p.body, "link": p.link, "evidence": list(p.evidence)}
-                        for p in insights if isinstance(p, CoachingPrompt)],
-            "keywords": [{"category": h.category, "keyword": h.keyword, "matched": h.matched_text}
-                         for h in insights if isinstance(h, KeywordHit)],
+            "prompts": [
+                {
+                    "rule_id": p.rule_id,
+                    "kind": p.kind,
+                    "severity": p.severity,
+                    "title": p.title,
+                    "body": p.body,
+                    "link": p.link,
+                    "evidence": list(p.evidence),
+                }
+                for p in insights
+                if isinstance(p, CoachingPrompt)
+            ],
+            "keywords": [
+                {"category": h.category, "keyword": h.keyword, "matched": h.matched_text}
+                for h in insights
+                if isinstance(h, KeywordHit)
+            ],
         }

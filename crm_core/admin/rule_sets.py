@@ -41,8 +41,11 @@ def rule_set_error(message: str) -> Unprocessable:
     if match:
         for part in re.findall(r"[^.\[\]]+", match["path"] + match["rest"]):
             loc.append(int(part) if part.isdigit() else part)
-    return Unprocessable("the rule set is invalid", [{"loc": loc, "type": "rule_set", "message": message}],
-                         code="invalid_rule_set")
+    return Unprocessable(
+        "the rule set is invalid",
+        [{"loc": loc, "type": "rule_set", "message": message}],
+        code="invalid_rule_set",
+    )
 
 
 def check_rules(engine: RuleSetEngine, rules: Any) -> dict[str, Any]:
@@ -56,10 +59,15 @@ def check_rules(engine: RuleSetEngine, rules: Any) -> dict[str, Any]:
 
 
 def _version_out(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": str(row["id"]), "version": row["version"], "note": row["note"],
-            "created_by": str(row["created_by"]) if row["created_by"] else None,
-            "restored_from": row["restored_from"], "created_at": row["created_at"],
-            "rules": row["rules"]}
+    return {
+        "id": str(row["id"]),
+        "version": row["version"],
+        "note": row["note"],
+        "created_by": str(row["created_by"]) if row["created_by"] else None,
+        "restored_from": row["restored_from"],
+        "created_at": row["created_at"],
+        "rules": row["rules"],
+    }
 
 
 async def current_rule_set(conn: asyncpg.Connection, org_id: str) -> dict[str, Any]:
@@ -69,13 +77,20 @@ async def current_rule_set(conn: asyncpg.Connection, org_id: str) -> dict[str, A
         raise NotFound("no such organization")
     rules = settings.get("coaching_rules") if isinstance(settings, dict) else None
     version = await conn.fetchval(
-        "SELECT max(version) FROM coaching_rule_versions WHERE org_id = $1::uuid", org_id)
+        "SELECT max(version) FROM coaching_rule_versions WHERE org_id = $1::uuid", org_id
+    )
     return {"version": version, "rules": rules if isinstance(rules, dict) else {}}
 
 
-async def save_rule_set(conn: asyncpg.Connection, changes: ChangeSet, engine: RuleSetEngine,
-                        rules: Any, *, note: str | None = None,
-                        restored_from: int | None = None) -> dict[str, Any]:
+async def save_rule_set(
+    conn: asyncpg.Connection,
+    changes: ChangeSet,
+    engine: RuleSetEngine,
+    rules: Any,
+    *,
+    note: str | None = None,
+    restored_from: int | None = None,
+) -> dict[str, Any]:
     """Check ``rules``, make it the organization's rule set and keep it as the next version.
     Call inside a transaction."""
     check_rules(engine, rules)
@@ -90,31 +105,64 @@ async def save_rule_set(conn: asyncpg.Connection, changes: ChangeSet, engine: Ru
         FROM coaching_rule_versions WHERE org_id = $1::uuid
         RETURNING *
         """,
-        org_id, rules, note, changes.actor_id if changes.actor_kind == "user" else None, restored_from)
+        org_id,
+        rules,
+        note,
+        changes.actor_id if changes.actor_kind == "user" else None,
+        restored_from,
+    )
     await conn.execute(
         "UPDATE organizations SET settings = jsonb_set(settings, '{coaching_rules}', $2::jsonb) "
-        "WHERE id = $1::uuid", org_id, rules)
+        "WHERE id = $1::uuid",
+        org_id,
+        rules,
+    )
     out = _version_out(row)
-    await changes.record(conn, action="coaching_rules.restore" if restored_from else "coaching_rules.update",
-                         resource_type="coaching_rules", resource_id=out["id"],
-                         before=before, after={"version": out["version"], "rules": rules})
+    await changes.record(
+        conn,
+        action="coaching_rules.restore" if restored_from else "coaching_rules.update",
+        resource_type="coaching_rules",
+        resource_id=out["id"],
+        before=before,
+        after={"version": out["version"], "rules": rules},
+    )
     return out
 
 
-async def list_versions(conn: asyncpg.Connection, org_id: str, limit: int = 100) -> list[dict[str, Any]]:
+async def list_versions(
+    conn: asyncpg.Connection, org_id: str, limit: int = 100
+) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT * FROM coaching_rule_versions WHERE org_id = $1::uuid ORDER BY version DESC LIMIT $2",
-        org_id, limit)
+        org_id,
+        limit,
+    )
     return [_version_out(r) for r in rows]
 
 
-async def restore_version(conn: asyncpg.Connection, changes: ChangeSet, engine: RuleSetEngine,
-                          version_id: str | None = None, *, version: int | None = None) -> dict[str, Any]:
+async def restore_version(
+    conn: asyncpg.Connection,
+    changes: ChangeSet,
+    engine: RuleSetEngine,
+    version_id: str | None = None,
+    *,
+    version: int | None = None,
+) -> dict[str, Any]:
     """Roll back: save the rule set of an earlier version (by id, or by number) as the newest."""
     row = await conn.fetchrow(
         "SELECT * FROM coaching_rule_versions WHERE org_id = $1::uuid "
-        "AND (id = $2::uuid OR version = $3)", changes.org_id, uuid_or_none(version_id), version)
+        "AND (id = $2::uuid OR version = $3)",
+        changes.org_id,
+        uuid_or_none(version_id),
+        version,
+    )
     if row is None:
         raise NotFound("no such rule set version")
-    return await save_rule_set(conn, changes, engine, row["rules"], note=f"rollback to version {row['version']}",
-                               restored_from=row["version"])
+    return await save_rule_set(
+        conn,
+        changes,
+        engine,
+        row["rules"],
+        note=f"rollback to version {row['version']}",
+        restored_from=row["version"],
+    )

@@ -38,8 +38,9 @@ RESOURCE = "organization"
 def _engine(call: Call) -> rule_sets.RuleSetEngine:
     engine = call.context.rule_set_engine
     if engine is None:
-        raise ServiceUnavailable("this node has no coaching engine to check rule sets with",
-                                 code="coaching_unavailable")
+        raise ServiceUnavailable(
+            "this node has no coaching engine to check rule sets with", code="coaching_unavailable"
+        )
     return engine  # type: ignore[return-value]
 
 
@@ -91,7 +92,12 @@ async def list_rule_versions(call: Call) -> Reply:
     require(call.me, MANAGE)
     async with call.pool.acquire() as conn:
         versions = await rule_sets.list_versions(conn, call.me.org_id)
-    return Reply({"data": [RuleSetVersion(**v).model_dump(mode="json") for v in versions], "next_cursor": None})
+    return Reply(
+        {
+            "data": [RuleSetVersion(**v).model_dump(mode="json") for v in versions],
+            "next_cursor": None,
+        }
+    )
 
 
 async def restore_rule_version(call: Call) -> Reply:
@@ -122,7 +128,9 @@ async def list_numbers(call: Call) -> Reply:
     require(call.me, MANAGE)
     async with call.pool.acquire() as conn:
         rows = await carrier_numbers.list_numbers(conn, call.me.org_id)
-    return Reply({"data": [CarrierNumber(**r).model_dump(mode="json") for r in rows], "next_cursor": None})
+    return Reply(
+        {"data": [CarrierNumber(**r).model_dump(mode="json") for r in rows], "next_cursor": None}
+    )
 
 
 async def map_number(call: Call) -> Reply:
@@ -145,29 +153,107 @@ async def unmap_number(call: Call) -> Reply:
 
 _WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422)
 ENDPOINTS = (
-    Endpoint("GET", "/api/v1/organization", get_organization, "The organization and its settings (admin)",
-             "organization", response=Organization, resource=RESOURCE),
-    Endpoint("PATCH", "/api/v1/organization", update_organization, "Change organization settings (admin)",
-             "organization", body=OrgSettingsUpdate, response=Organization, resource=RESOURCE,
-             errors=(400, 401, 403, 404, 413, 422)),
-    Endpoint("GET", "/api/v1/coaching-rules", get_rules, "The coaching rule set in force (admin)",
-             "coaching-rules", response=RuleSetOut, resource=RESOURCE),
-    Endpoint("PUT", "/api/v1/coaching-rules", save_rules, "Save the coaching rule set as a new version (admin)",
-             "coaching-rules", body=RuleSetSave, response=RuleSetOut, resource=RESOURCE,
-             errors=(400, 401, 403, 404, 413, 422, 503)),
-    Endpoint("GET", "/api/v1/coaching-rules/versions", list_rule_versions, "The rule set's versions, newest "
-             "first (admin)", "coaching-rules", response=RuleSetVersion, paginated=True, resource=RESOURCE),
-    Endpoint("POST", "/api/v1/coaching-rules/versions/{id}/restore", restore_rule_version,
-             "Roll the rule set back to a version (admin)", "coaching-rules", response=RuleSetOut,
-             resource=RESOURCE, errors=(400, 401, 403, 404, 413, 422, 503)),
-    Endpoint("POST", "/api/v1/coaching-rules/preview", preview_rules, "Which rules fire on a sentence (admin)",
-             "coaching-rules", body=RulePreviewIn, response=RulePreview, resource=RESOURCE,
-             errors=(400, 401, 403, 404, 413, 422, 503)),
-    Endpoint("GET", "/api/v1/carrier-numbers", list_numbers, "Carrier numbers and the reps they ring (admin)",
-             "carrier-numbers", response=CarrierNumber, paginated=True, resource=RESOURCE),
-    Endpoint("POST", "/api/v1/carrier-numbers", map_number, "Route a carrier number to a rep (admin)",
-             "carrier-numbers", body=CarrierNumberIn, response=CarrierNumber, status=201, resource=RESOURCE,
-             errors=_WRITE_ERRORS),
-    Endpoint("DELETE", "/api/v1/carrier-numbers/{id}", unmap_number, "Stop routing a carrier number (admin)",
-             "carrier-numbers", status=204, resource=RESOURCE, errors=(401, 403, 404)),
+    Endpoint(
+        "GET",
+        "/api/v1/organization",
+        get_organization,
+        "The organization and its settings (admin)",
+        "organization",
+        response=Organization,
+        resource=RESOURCE,
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/v1/organization",
+        update_organization,
+        "Change organization settings (admin)",
+        "organization",
+        body=OrgSettingsUpdate,
+        response=Organization,
+        resource=RESOURCE,
+        errors=(400, 401, 403, 404, 413, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/coaching-rules",
+        get_rules,
+        "The coaching rule set in force (admin)",
+        "coaching-rules",
+        response=RuleSetOut,
+        resource=RESOURCE,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/coaching-rules",
+        save_rules,
+        "Save the coaching rule set as a new version (admin)",
+        "coaching-rules",
+        body=RuleSetSave,
+        response=RuleSetOut,
+        resource=RESOURCE,
+        errors=(400, 401, 403, 404, 413, 422, 503),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/coaching-rules/versions",
+        list_rule_versions,
+        "The rule set's versions, newest first (admin)",
+        "coaching-rules",
+        response=RuleSetVersion,
+        paginated=True,
+        resource=RESOURCE,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/coaching-rules/versions/{id}/restore",
+        restore_rule_version,
+        "Roll the rule set back to a version (admin)",
+        "coaching-rules",
+        response=RuleSetOut,
+        resource=RESOURCE,
+        errors=(400, 401, 403, 404, 413, 422, 503),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/coaching-rules/preview",
+        preview_rules,
+        "Which rules fire on a sentence (admin)",
+        "coaching-rules",
+        body=RulePreviewIn,
+        response=RulePreview,
+        resource=RESOURCE,
+        errors=(400, 401, 403, 404, 413, 422, 503),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/carrier-numbers",
+        list_numbers,
+        "Carrier numbers and the reps they ring (admin)",
+        "carrier-numbers",
+        response=CarrierNumber,
+        paginated=True,
+        resource=RESOURCE,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/carrier-numbers",
+        map_number,
+        "Route a carrier number to a rep (admin)",
+        "carrier-numbers",
+        body=CarrierNumberIn,
+        response=CarrierNumber,
+        status=201,
+        resource=RESOURCE,
+        errors=_WRITE_ERRORS,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/carrier-numbers/{id}",
+        unmap_number,
+        "Stop routing a carrier number (admin)",
+        "carrier-numbers",
+        status=204,
+        resource=RESOURCE,
+        errors=(401, 403, 404),
+    ),
 )

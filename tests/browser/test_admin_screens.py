@@ -10,7 +10,14 @@ import uuid
 from playwright.async_api import expect
 
 from crm_core.auth.passwords import hash_password
-from tests.browser.world import PASSWORD, PUBLIC_URL, TWILIO_TOKEN, UI_TIMEOUT_MS, screenshot, sign_in
+from tests.browser.world import (
+    PASSWORD,
+    PUBLIC_URL,
+    TWILIO_TOKEN,
+    UI_TIMEOUT_MS,
+    screenshot,
+    sign_in,
+)
 from tests.media.speech_corpus import requires_corpus
 from voice_server.app_keys import RUNTIME
 from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
@@ -23,12 +30,16 @@ async def _admin(site) -> str:
     email = f"ada-{uuid.uuid4().hex[:6]}@acme.test"
     await site.app[RUNTIME].pool.execute(
         "INSERT INTO users (org_id, email, name, role, password_hash) VALUES ($1, $2, 'Ada Admin', 'admin', $3)",
-        uuid.UUID(site.org.org_id), email, await asyncio.to_thread(hash_password, PASSWORD))
+        uuid.UUID(site.org.org_id),
+        email,
+        await asyncio.to_thread(hash_password, PASSWORD),
+    )
     return email
 
 
 async def test_an_admin_adds_a_rep_routes_a_number_edits_a_rule_and_revokes_a_token(
-        site, browser_context, chromium, page_health, tmp_path):
+    site, browser_context, chromium, page_health, tmp_path
+):
     page = await sign_in(browser_context, site, await _admin(site), "/app")
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()
     await expect(page.get_by_role("heading", name="Admin")).to_be_visible()
@@ -85,12 +96,25 @@ async def test_an_admin_adds_a_rep_routes_a_number_edits_a_rule_and_revokes_a_to
     await page_health.watch(rep_context)
     rep_page = await sign_in(rep_context, site, nora, "/app/live")
     await expect(rep_page.locator(".status").first).to_have_text("Waiting for your next call…")
-    call = asyncio.create_task(simulate_call(SimulatedCall(
-        carrier="twilio", server=site.url, public_url=PUBLIC_URL, to_number=number,
-        rep_wav=sound("dir-welcome"), customer_wav=sound("conf-full"),
-        twilio_auth_token=TWILIO_TOKEN, rep_starts_ms=0, realtime=True)))
+    call = asyncio.create_task(
+        simulate_call(
+            SimulatedCall(
+                carrier="twilio",
+                server=site.url,
+                public_url=PUBLIC_URL,
+                to_number=number,
+                rep_wav=sound("dir-welcome"),
+                customer_wav=sound("conf-full"),
+                twilio_auth_token=TWILIO_TOKEN,
+                rep_starts_ms=0,
+                realtime=True,
+            )
+        )
+    )
     try:
-        await expect(rep_page.locator(".prompts .prompt").filter(has_text="Room full card").first).to_be_visible()
+        await expect(
+            rep_page.locator(".prompts .prompt").filter(has_text="Room full card").first
+        ).to_be_visible()
         await call
     finally:
         if not call.done():
@@ -103,10 +127,14 @@ async def test_an_admin_adds_a_rep_routes_a_number_edits_a_rule_and_revokes_a_to
     await token_form.get_by_label("Name").fill("ci-export")
     await token_form.get_by_role("button", name="Create token").click()
     secret = await page.locator(".token-secret code").text_content()
-    me = await page.request.get(f"{site.url}/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    me = await page.request.get(
+        f"{site.url}/api/v1/me", headers={"Authorization": f"Bearer {secret}"}
+    )
     assert me.status == 200
     row = page.locator("tr[data-token='ci-export']")
     await row.get_by_role("button", name="Revoke").click()
     await expect(page.locator("tr[data-token='ci-export']")).to_contain_text("revoked")
-    me = await page.request.get(f"{site.url}/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    me = await page.request.get(
+        f"{site.url}/api/v1/me", headers={"Authorization": f"Bearer {secret}"}
+    )
     assert me.status == 401

@@ -72,10 +72,14 @@ def test_every_secret_setting_is_planted_in_the_config_test():
     secret = {
         name
         for name, info in Settings.model_fields.items()
-        if "SecretStr" in str(info.annotation) or info.annotation is SecretStr or _SECRET_SETTING.search(name)
+        if "SecretStr" in str(info.annotation)
+        or info.annotation is SecretStr
+        or _SECRET_SETTING.search(name)
     }
     assert secret, "no secret settings found: the check itself is broken"
-    assert secret <= planted, f"secret settings the config test does not plant: {sorted(secret - planted)}"
+    assert secret <= planted, (
+        f"secret settings the config test does not plant: {sorted(secret - planted)}"
+    )
 
 
 def test_coachline_config_masks_every_secret():

@@ -15,7 +15,9 @@ COACHLINE = [sys.executable, "-m", "voice_server.cli"]
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*COACHLINE, *args], check=False, capture_output=True, text=True, env=env, timeout=180)
+    return subprocess.run(
+        [*COACHLINE, *args], check=False, capture_output=True, text=True, env=env, timeout=180
+    )
 
 
 def _ok(*args: str, env: dict[str, str]):
@@ -29,27 +31,59 @@ async def test_scripted_install_users_settings_numbers_and_rules(empty_database)
     conn = await asyncpg.connect(empty_database)
     try:
         await apply_migrations(conn)
-        org_id = await conn.fetchval("INSERT INTO organizations (name, slug) VALUES ('Acme', 'acme') RETURNING id")
+        org_id = await conn.fetchval(
+            "INSERT INTO organizations (name, slug) VALUES ('Acme', 'acme') RETURNING id"
+        )
         await conn.execute("INSERT INTO teams (org_id, name) VALUES ($1, 'East')", org_id)
     finally:
         await conn.close()
-    env = _env(DATABASE_URL=empty_database, COACHLINE_LOG_LEVEL="warning",
-               COACHLINE_USER_PASSWORD="a long rep password")
+    env = _env(
+        DATABASE_URL=empty_database,
+        COACHLINE_LOG_LEVEL="warning",
+        COACHLINE_USER_PASSWORD="a long rep password",
+    )
 
-    rita = _ok("users", "create", "--email", "Rita@Acme.test", "--name", "Rita Rep", "--team", "East",
-               "--sip-uri", "sip:rita@pbx.acme.test", env=env)
+    rita = _ok(
+        "users",
+        "create",
+        "--email",
+        "Rita@Acme.test",
+        "--name",
+        "Rita Rep",
+        "--team",
+        "East",
+        "--sip-uri",
+        "sip:rita@pbx.acme.test",
+        env=env,
+    )
     assert rita["email"] == "rita@acme.test" and rita["role"] == "rep" and rita["team_id"]
-    assert [u["email"] for u in _ok("users", "list", "--org", "acme", env=env)] == ["rita@acme.test"]
+    assert [u["email"] for u in _ok("users", "list", "--org", "acme", env=env)] == [
+        "rita@acme.test"
+    ]
     assert _ok("users", "set-role", "rita@acme.test", "manager", env=env)["role"] == "manager"
 
-    assert _ok("org", "set", "recording_retention_days", "90", env=env)["recording_retention_days"] == 90
+    assert (
+        _ok("org", "set", "recording_retention_days", "90", env=env)["recording_retention_days"]
+        == 90
+    )
     assert _ok("org", "set", "plan", "enterprise", env=env)["plan"] == "enterprise"
     bad = _run("org", "set", "plan", "gold", env=env)
     assert bad.returncode == 1 and '"loc": ["plan"]' in bad.stderr
-    bad = _run("org", "set", "coaching_rules", '{"rules": [{"id": "x", "trigger": "silence", "title": "t", '
-               '"body": "b"}]}', env=env)
+    bad = _run(
+        "org",
+        "set",
+        "coaching_rules",
+        '{"rules": [{"id": "x", "trigger": "silence", "title": "t", "body": "b"}]}',
+        env=env,
+    )
     assert bad.returncode == 1 and '"loc": ["rules", "rules", 0, "seconds"]' in bad.stderr
-    saved = _ok("org", "set", "coaching_rules", '{"keywords": {"competitor": {"phrases": ["Zebracorp"]}}}', env=env)
+    saved = _ok(
+        "org",
+        "set",
+        "coaching_rules",
+        '{"keywords": {"competitor": {"phrases": ["Zebracorp"]}}}',
+        env=env,
+    )
     assert saved["version"] == 1
 
     mapped = _ok("org", "numbers", "map", "+1 (415) 555-0142", "rita@acme.test", env=env)
@@ -67,10 +101,21 @@ async def test_scripted_install_users_settings_numbers_and_rules(empty_database)
 
     conn = await asyncpg.connect(empty_database)
     try:  # the same audit trail as the API's, recorded as the system
-        actions = [r["action"] for r in await conn.fetch(
-            "SELECT action FROM audit_log WHERE actor_kind = 'system' ORDER BY id")]
+        actions = [
+            r["action"]
+            for r in await conn.fetch(
+                "SELECT action FROM audit_log WHERE actor_kind = 'system' ORDER BY id"
+            )
+        ]
     finally:
         await conn.close()
-    assert actions == ["user.create", "user.update", "organization.settings.update",
-                       "organization.settings.update", "coaching_rules.update", "carrier_number.map",
-                       "user.deactivate", "carrier_number.unmap"]
+    assert actions == [
+        "user.create",
+        "user.update",
+        "organization.settings.update",
+        "organization.settings.update",
+        "coaching_rules.update",
+        "carrier_number.map",
+        "user.deactivate",
+        "carrier_number.unmap",
+    ]

@@ -37,15 +37,17 @@ NEW_RULES = {"keywords": {"competitor": {"phrases": [{"phrase": "conference"}]}}
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def server(migrated_database, redis_url):
-    settings = load_settings({"DATABASE_URL": migrated_database, "REDIS_URL": redis_url,
-                              "COACHLINE_LOG_FORMAT": "text"})
+    settings = load_settings(
+        {"DATABASE_URL": migrated_database, "REDIS_URL": redis_url, "COACHLINE_LOG_FORMAT": "text"}
+    )
     runtime = await Runtime(settings).start()
     app = create_app(settings, runtime)
     client = TestClient(TestServer(app))
     await client.start_server()
     org_id = await runtime.pool.fetchval(
         "INSERT INTO organizations (name, slug) VALUES ('Acme', $1) RETURNING id::text",
-        f"acme-{uuid.uuid4().hex[:8]}")
+        f"acme-{uuid.uuid4().hex[:8]}",
+    )
     yield app, org_id
     await client.close()
     await runtime.close()
@@ -56,7 +58,7 @@ def _frames(name: str, start_ms: int):
     audio = np.concatenate([pcm, np.zeros(9600, dtype=np.int16)])
     at = start_ms
     for i in range(0, len(audio) - 159, 160):
-        yield AudioFrame(audio[i:i + 160].copy(), 8000, Party.CUSTOMER, at)
+        yield AudioFrame(audio[i : i + 160].copy(), 8000, Party.CUSTOMER, at)
         at += 20
 
 
@@ -83,13 +85,20 @@ async def test_a_call_under_way_gets_the_edited_rule_set(server):
             clock["ms"] = frame.timestamp_ms + 20
             if n % 10 == 0:
                 await asyncio.sleep(0.02)  # faster than real time, but let the decoder keep up
-        await eventually(lambda: sum(e.type == "transcript.final" for e in events) > finals_before,
-                         30, what="the customer's sentence transcribed")
+        await eventually(
+            lambda: sum(e.type == "transcript.final" for e in events) > finals_before,
+            30,
+            what="the customer's sentence transcribed",
+        )
         return len(events)
 
     def competitor_prompts():
-        return [e for e in events if e.type == "coaching.prompt"
-                and e.payload["prompt"]["rule_id"] == "competitor-battlecard"]
+        return [
+            e
+            for e in events
+            if e.type == "coaching.prompt"
+            and e.payload["prompt"]["rule_id"] == "competitor-battlecard"
+        ]
 
     try:
         await say_conference()
@@ -98,14 +107,20 @@ async def test_a_call_under_way_gets_the_edited_rule_set(server):
         pool = app[RUNTIME].pool
         _, changes = operator(org_id)
         async with pool.acquire() as conn, conn.transaction():
-            await save_rule_set(conn, changes, CoachingRuleSets(), NEW_RULES, note="conference is a rival")
+            await save_rule_set(
+                conn, changes, CoachingRuleSets(), NEW_RULES, note="conference is a rival"
+            )
 
         async def prompted_on_the_same_call():
             await say_conference()
             return competitor_prompts()
 
-        prompts = await eventually(prompted_on_the_same_call, 60, interval_s=0.1,
-                                   what="a competitor prompt on the call started before the edit")
+        prompts = await eventually(
+            prompted_on_the_same_call,
+            60,
+            interval_s=0.1,
+            what="a competitor prompt on the call started before the edit",
+        )
         assert "conference" in prompts[0].payload["prompt"]["title"].lower()
     finally:
         await app[CALL_SESSIONS].close(call_id, reason="hangup")

@@ -12,11 +12,22 @@ from crm_core.admin.org_settings import OrgSettings
 from crm_core.api.schemas.common import Input, Output
 
 _RULES_EXAMPLE = {
-    "keywords": {"competitor": {"phrases": ["Acme", {"phrase": "Globex", "link": "/cards/globex"}],
-                                "parties": ["customer"]}},
-    "rules": [{"id": "competitor-mentioned", "trigger": "keyword", "category": "competitor",
-               "severity": "warning", "title": "Competitor mentioned",
-               "body": "Ask what they like about it; lead with our integrations."}],
+    "keywords": {
+        "competitor": {
+            "phrases": ["Acme", {"phrase": "Globex", "link": "/cards/globex"}],
+            "parties": ["customer"],
+        }
+    },
+    "rules": [
+        {
+            "id": "competitor-mentioned",
+            "trigger": "keyword",
+            "category": "competitor",
+            "severity": "warning",
+            "title": "Competitor mentioned",
+            "body": "Ask what they like about it; lead with our integrations.",
+        }
+    ],
 }
 
 
@@ -28,15 +39,20 @@ class Organization(Output):
 
 
 class RuleSetOut(Output):
-    version: int | None = Field(description="The version in force; null: never saved (the defaults apply).")
-    rules: dict[str, Any] = Field(description="The organization's override of the default rule set "
-                                              "(see docs/coaching.md); {} is the defaults.",
-                                  examples=[_RULES_EXAMPLE])
+    version: int | None = Field(
+        description="The version in force; null: never saved (the defaults apply)."
+    )
+    rules: dict[str, Any] = Field(
+        description="The organization's override of the default rule set "
+        "(see docs/coaching.md); {} is the defaults.",
+        examples=[_RULES_EXAMPLE],
+    )
 
 
 class RuleSetSave(Input):
-    rules: dict[str, Any] = Field(description="The rule set (an override of the defaults).",
-                                  examples=[_RULES_EXAMPLE])
+    rules: dict[str, Any] = Field(
+        description="The rule set (an override of the defaults).", examples=[_RULES_EXAMPLE]
+    )
     note: str | None = Field(None, max_length=500, description="What changed, for the history.")
 
 
@@ -51,12 +67,18 @@ class RuleSetVersion(Output):
 
 
 class RulePreviewIn(Input):
-    text: str = Field(min_length=1, max_length=2000, description="A sentence said on a call.",
-                      examples=["Honestly Acme quoted us less and it's too expensive for us right now."])
+    text: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="A sentence said on a call.",
+        examples=["Honestly Acme quoted us less and it's too expensive for us right now."],
+    )
     party: Literal["rep", "customer"] = "customer"
     rules: dict[str, Any] | None = Field(
-        None, description="A rule set to try (as it would be saved); null: the one in force.",
-        examples=[_RULES_EXAMPLE])
+        None,
+        description="A rule set to try (as it would be saved); null: the one in force.",
+        examples=[_RULES_EXAMPLE],
+    )
 
 
 class PreviewPrompt(Output):
@@ -81,8 +103,12 @@ class RulePreview(Output):
 
 
 class CarrierNumberIn(Input):
-    number: str = Field(min_length=3, max_length=32, description="The number callers dial, E.164.",
-                        examples=["+14155550123"])
+    number: str = Field(
+        min_length=3,
+        max_length=32,
+        description="The number callers dial, E.164.",
+        examples=["+14155550123"],
+    )
     user_id: UUID = Field(description="The rep it rings.")
 
 
