@@ -89,6 +89,12 @@ class CallCoach:
         self._last_ms = call_start_ms
         self._summary: CallSummary | None = None
 
+    def use_profile(self, profile: CoachingProfile) -> None:
+        """Coach the rest of the call with an edited profile (an admin changed the rule set).
+        Talk metrics, sentiment and what already fired carry on; keywords match the new sets."""
+        self.profile = profile
+        self._engine.use_rule_set(profile.rule_set)
+
     @property
     def finished(self) -> bool:
         return self._summary is not None

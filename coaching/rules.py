@@ -49,17 +49,25 @@ _COMPARE = {
 
 class RuleEngine:
     def __init__(self, rule_set: RuleSet, call_start_ms: int = 0) -> None:
-        self.rule_set = rule_set
         self.call_start_ms = call_start_ms
-        self._by_trigger: dict[str, list[Rule]] = {}
-        for rule in rule_set.rules:
-            self._by_trigger.setdefault(rule.trigger, []).append(rule)
+        self._set_rules(rule_set)
         self._last_fired: dict[tuple[str, Any], int] = {}
         self._fired: dict[str, int] = {}
         self._recent: deque[int] = deque()
-        self._max_per_minute = int(rule_set.option("max_prompts_per_minute"))
         self.checklist_done: dict[str, int] = {}
         self._silence_prompted_at: dict[str, int] = {}
+
+    def _set_rules(self, rule_set: RuleSet) -> None:
+        self.rule_set = rule_set
+        self._by_trigger: dict[str, list[Rule]] = {}
+        for rule in rule_set.rules:
+            self._by_trigger.setdefault(rule.trigger, []).append(rule)
+        self._max_per_minute = int(rule_set.option("max_prompts_per_minute"))
+
+    def use_rule_set(self, rule_set: RuleSet) -> None:
+        """Apply an edited rule set mid-call. What already fired keeps its cooldowns and counts
+        (by rule id), so a rule kept across the edit does not prompt again early."""
+        self._set_rules(rule_set)
 
     # -- triggers ---------------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class ApiContext:
     # Carrier name -> Dialer. The node's carrier edge fills this registry (crm_core never
     # imports the edge); POST /calls/outbound looks the carrier up in it per request.
     dialers: dict[str, Dialer] = field(default_factory=dict)
+    # The coaching engine that checks and previews rule sets (crm_core.admin.rule_sets.RuleSetEngine);
+    # the node hands it in, as crm_core does not import the engine. None: those operations answer 503.
+    rule_set_engine: object | None = None
 
 
 CRM_API = web.AppKey("crm_api", ApiContext)

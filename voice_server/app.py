@@ -10,9 +10,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from crm_core.admin.carrier_numbers import seed_numbers
 from crm_core.api.routes import add_api_routes
 from crm_core.api_context import ApiOptions
 from crm_core.api_errors import ApiError, Unauthenticated, unavailable_error
@@ -42,6 +44,7 @@ from voice_server.logs import request_id_var
 from voice_server.metrics import NodeMetrics
 from voice_server.rate_limits import api_rate_limits
 from voice_server.recordings import setup_recordings
+from voice_server.rule_set_engine import CoachingRuleSets
 from voice_server.runtime import Runtime
 from voice_server.settings import Settings
 from voice_server.web import SignedInUser, add_api_docs_routes, add_page_routes
@@ -162,6 +165,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         await writer.close()
 
     app.cleanup_ctx.append(_persist_call_events)
+
+    if settings.carrier_numbers:
+        async def _seed_carrier_numbers(app: web.Application):
+            # COACHLINE_CARRIER_NUMBERS bootstraps the routing table admins edit (docs/operations.md)
+            try:
+                async with app[RUNTIME].pool.acquire() as conn:
+                    added = await seed_numbers(conn, dict(settings.carrier_numbers))
+                if added:
+                    log.info("carrier numbers: %d copied from COACHLINE_CARRIER_NUMBERS", added)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("carrier numbers not copied from COACHLINE_CARRIER_NUMBERS: %s", exc)
+            yield
+
+        app.cleanup_ctx.append(_seed_carrier_numbers)
     # the node id, and the calls a dead node left open ended: before anything takes a call
     setup_call_recovery(app)
     if settings.stt_enabled:
@@ -179,6 +196,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         # per-IP limits on unauthenticated requests
         rate_limits=api_rate_limits(settings, lambda: app[RUNTIME].redis),
         request_id=lambda: request_id_var.get(None),
+        rule_set_engine=CoachingRuleSets(),
     )
 
     async def _live_feed(app: web.Application):

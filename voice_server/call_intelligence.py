@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -44,8 +45,12 @@ class CallIntelligence:
 
     def __init__(self, session: CallSession, pool: SpeechModelPool, profile: CoachingProfile, *,
                  keep_raw_text: bool = False, speaker_encoder: SpeakerEncoder | None = None,
-                 rep_voiceprint: np.ndarray | None = None) -> None:
+                 rep_voiceprint: np.ndarray | None = None,
+                 profile_source: Callable[[], Awaitable[CoachingProfile]] | None = None) -> None:
         self._session = session
+        # asked every tick for the organization's current profile: a rule set an admin saves
+        # reaches calls already under way within a tick or two
+        self._profile_source = profile_source
         self.transcription = Transcription.on_pool(session.call_id, pool, self._on_segment,
                                                    hotwords=profile.hotwords)
         # the rep's enrolled voice makes mixed-call labels rep/customer
@@ -104,6 +109,8 @@ class CallIntelligence:
         while True:
             await asyncio.sleep(TICK_S)
             try:
+                if self._profile_source is not None:
+                    self.coaching.use_profile(await self._profile_source())
                 for prompt in self.coaching.tick(self.transcription.last_ms,
                                                  speech_active=self.transcription.speech_active):
                     await self._session.emit(prompt)

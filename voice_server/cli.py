@@ -10,6 +10,7 @@ import os
 import sys
 import textwrap
 
+from voice_server.admin_cli import add_admin_commands
 from voice_server.cli_database import open_database
 from voice_server.logs import configure_logging
 from voice_server.recordings_cli import add_recordings_commands
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(func=_cmd_create_admin)
     add_recordings_commands(sub)
     add_simulate_command(sub)
+    add_admin_commands(sub)
     return parser
 
 

@@ -68,7 +68,8 @@ async def live_intelligence_ctx(app: web.Application):
                      if voiceprints is not None else None)
         intelligence = CallIntelligence(session, pool, org.profile, keep_raw_text=org.keep_raw_text,
                                         speaker_encoder=speaker_encoder,
-                                        rep_voiceprint=rep_print.embedding if rep_print else None)
+                                        rep_voiceprint=rep_print.embedding if rep_print else None,
+                                        profile_source=lambda: profiles.profile(session.info.org_id))
         def silence_in_recording(spans) -> None:
             # Card numbers spoken on the call are silenced in its recording too (PCI).
             if session.recorder is not None:

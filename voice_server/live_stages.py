@@ -227,6 +227,15 @@ class Coaching:
     def __init__(self, profile: CoachingProfile) -> None:
         self._coach = CallCoach(profile)
 
+    @property
+    def profile(self) -> CoachingProfile:
+        return self._coach.profile
+
+    def use_profile(self, profile: CoachingProfile) -> None:
+        """The organization's rule set changed: coach the rest of the call with it."""
+        if profile is not self._coach.profile:
+            self._coach.use_profile(profile)
+
     def feed(self, redacted: RedactedSegment) -> list[LiveEvent]:
         """The insights of one segment. Keyword prompts fire on partials, so a competitor is
         coached before the sentence ends; the coach does not prompt again for the final."""

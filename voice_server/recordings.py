@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -27,6 +28,7 @@ from crm_core.api.recordings import (
     RecordingAccess,
     add_recording_routes,
 )
+from crm_core.orgs import org_settings
 from storage.errors import is_unavailable
 from storage.keys import load_keyring
 from storage.leases import run_singleton
@@ -62,6 +64,25 @@ def setup_recordings(app: web.Application, authenticate: Authenticate | None = N
     app.cleanup_ctx.append(_recording_lifecycle)
 
 
+def _unless_org_declines(service: RecordingService, pool_source):
+    """The recorder for each call, unless its organization turned recording off
+    (``organizations.settings.recording_enabled``). If the setting cannot be read the call is
+    recorded, as before there was one: a lost recording cannot be made afterwards."""
+
+    async def recorder_for(session):
+        try:
+            settings = await asyncio.wait_for(org_settings(pool_source(), session.info.org_id), 2.0)
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            log.warning("call %s: organization settings unreadable (%s); recording it", session.call_id, exc)
+            settings = {}
+        if settings.get("recording_enabled") is False:
+            log.info("call %s not recorded: its organization turned recording off", session.call_id)
+            return None
+        return service.consumer_for(session)
+
+    return recorder_for
+
+
 async def _recording_lifecycle(app: web.Application):
     settings: Settings = app[SETTINGS]
     store = build_store(settings) if settings.recording_enabled else None
@@ -87,7 +108,7 @@ async def _recording_lifecycle(app: web.Application):
     app[RECORDINGS] = service
     app[RECORDING_ACCESS].store = service.store
     app[METRICS].registry.register(_RecordingMetrics(service))
-    app[CALL_SESSIONS].consumer_factories.append(service.consumer_for)
+    app[CALL_SESSIONS].consumer_factories.append(_unless_org_declines(service, lambda: runtime.pool))
     stop = asyncio.Event()
     stale_s = settings.recording_stale_s
     try:

@@ -16,6 +16,7 @@ from crm_core.api import (
     deals,
     imports,
     leads,
+    organization,
     outbound,
     scoring,
     sessions,
@@ -52,6 +53,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *webhooks.ENDPOINTS,
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
+    *organization.ENDPOINTS,
 )
 
 
@@ -135,6 +137,7 @@ def add_api_routes(
     rate_limits: ApiRateLimits | None = None,
     dialers: dict[str, Dialer] | None = None,
     request_id: Callable[[], str | None] | None = None,
+    rule_set_engine: object | None = None,
 ) -> None:
     """Mount ``/api/v1`` (a sub-application), ``/auth/token`` and ``/auth/logout`` on ``app``.
 
@@ -161,7 +164,7 @@ def add_api_routes(
     app[CRM_API] = ApiContext(pool=pool, bus=bus, options=options or ApiOptions(),
                               after_authenticate=after_authenticate,
                               dialers=dialers if dialers is not None else {},
-                              request_id=request_id or no_request_id)
+                              request_id=request_id or no_request_id, rule_set_engine=rule_set_engine)
     api = web.Application(middlewares=[_error_shape])
     if FOREIGN_OPERATIONS not in app:
         app[FOREIGN_OPERATIONS] = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
+from crm_core.admin import users as admin_users
+from crm_core.admin.users import user_out
 from crm_core.api.access import require
 from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import (
@@ -15,14 +15,12 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
-from crm_core.api.records import load_visible, update_row
+from crm_core.api.records import load_visible
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.auth import Me
 from crm_core.api.schemas.users import User, UserCreate, UserUpdate
-from crm_core.api_errors import Conflict, Forbidden, NotFound
 from crm_core.auth.passwords import hash_password
 from crm_core.auth.principal import SELF
-from crm_core.auth.tokens import end_sign_ins
 from crm_core.changes import ChangeSet
 
 USERS = Collection(
@@ -34,10 +32,6 @@ USERS = Collection(
     ),
     sorts=(SortKey("created_at", "u.created_at", "timestamptz"), SortKey("name", "u.name", "text")),
 )
-
-
-def user_out(row: asyncpg.Record) -> User:
-    return User.model_validate(dict(row))
 
 
 async def me(call: Call) -> Reply:
@@ -60,13 +54,6 @@ async def get_user(call: Call) -> Reply:
     return Reply(user_out(row))
 
 
-async def _check_team(conn: asyncpg.Connection, org_id: str, team_id: object) -> None:
-    if team_id is not None and not await conn.fetchval(
-        "SELECT true FROM teams WHERE id = $1 AND org_id = $2", str(team_id), org_id
-    ):
-        raise NotFound("no such team", {"team_id": str(team_id)})
-
-
 async def create_user(call: Call) -> Reply:
     require(call.me, "users:manage")
     body: UserCreate = call.body
@@ -74,21 +61,7 @@ async def create_user(call: Call) -> Reply:
     password_hash = await asyncio.to_thread(hash_password, body.password) if body.password else None
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        await _check_team(conn, me.org_id, body.team_id)
-        try:
-            row = await conn.fetchrow(
-                """
-                INSERT INTO users (org_id, email, name, role, team_id, territory, phone, password_hash)
-                VALUES ($1, lower($2), $3, $4, $5, $6, $7, $8) RETURNING *
-                """,
-                me.org_id, body.email, body.name, body.role, body.team_id, body.territory, body.phone,
-                password_hash,
-            )
-        except asyncpg.UniqueViolationError:
-            raise Conflict("a user with this email exists", {"email": body.email}, code="duplicate_email") from None
-        out = user_out(row)
-        await changes.record(conn, action="user.create", resource_type="user", resource_id=str(out.id),
-                             after=out.model_dump(mode="json"), event_type="crm.user.created")
+        out = await admin_users.create_user(conn, changes, body, password_hash)
     await changes.publish(call.pool, call.bus)
     return Reply(out, 201, headers={"Location": f"/api/v1/users/{out.id}"})
 
@@ -108,42 +81,19 @@ async def update_user(call: Call) -> Reply:
         updates["password_hash"] = await asyncio.to_thread(hash_password, password) if password else None
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        current = await load_visible(conn, me, table="users", record_id=call.path_id(), owner_column=None,
-                                     what="user", for_update=True)
-        if str(current["id"]) == me.user_id and (updates.get("role", "admin") != "admin"
-                                                 or updates.get("is_active") is False):
-            raise Forbidden("admins cannot demote or deactivate themselves", code="self_lockout")
-        await _check_team(conn, me.org_id, updates.get("team_id"))
-        row = await update_row(conn, "users", current["id"], updates, me.org_id)
-        if "password_hash" in updates:
-            # whoever knew the old password keeps nothing it opened; the caller's own credential stays
-            await end_sign_ins(conn, me.org_id, str(current["id"]), keep_session_id=me.session_id,
-                               keep_api_token_id=me.api_token_id)
-        before, after = user_out(current), user_out(row)
-        await changes.record(conn, action="user.update", resource_type="user", resource_id=str(after.id),
-                             before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
-                             event_type="crm.user.updated")
+        after = await admin_users.update_user(conn, me, changes, call.path_id(), updates)
     await changes.publish(call.pool, call.bus)
     return Reply(after)
 
 
 async def deactivate_user(call: Call) -> Reply:
-    """Users are deactivated, not deleted: their calls and audit trail keep pointing at them."""
+    """Users are deactivated, not deleted: their calls and audit trail keep pointing at them.
+    Their sessions and API tokens end with it."""
     require(call.me, "users:manage")
     me = call.me
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
-        current = await load_visible(conn, me, table="users", record_id=call.path_id(), owner_column=None,
-                                     what="user", for_update=True)
-        if str(current["id"]) == me.user_id:
-            raise Forbidden("admins cannot deactivate themselves", code="self_lockout")
-        row = await update_row(conn, "users", current["id"], {"is_active": False}, me.org_id)
-        await conn.execute(
-            "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND org_id = $2 AND revoked_at IS NULL",
-            current["id"], me.org_id)
-        await changes.record(conn, action="user.deactivate", resource_type="user", resource_id=str(row["id"]),
-                             before=user_out(current).model_dump(mode="json"),
-                             after=user_out(row).model_dump(mode="json"), event_type="crm.user.deactivated")
+        await admin_users.deactivate_user(conn, me, changes, call.path_id())
     await changes.publish(call.pool, call.bus)
     return Reply(None, 204)
 

@@ -149,6 +149,18 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("POST", "/api/v1/scoring/deal-models"): ADMIN_CREATE,
     ("GET", "/api/v1/scoring/icp"): (401, ALLOWED, 403, 403, 403),
     ("PUT", "/api/v1/scoring/icp"): ADMIN_CREATE,
+    # organization settings, coaching rules, carrier numbers: admins of the organization only
+    # (another org's admin acts on its own: no ids of org A reach it)
+    ("GET", "/api/v1/organization"): (401, ALLOWED, 403, 403, 403),
+    ("PATCH", "/api/v1/organization"): ADMIN_CREATE,
+    ("GET", "/api/v1/coaching-rules"): (401, ALLOWED, 403, 403, 403),
+    ("PUT", "/api/v1/coaching-rules"): ADMIN_CREATE,
+    ("GET", "/api/v1/coaching-rules/versions"): ADMIN_LIST,
+    ("POST", "/api/v1/coaching-rules/versions/{id}/restore"): ADMIN_RECORD,
+    ("POST", "/api/v1/coaching-rules/preview"): ADMIN_CREATE,
+    ("GET", "/api/v1/carrier-numbers"): ADMIN_LIST,
+    ("POST", "/api/v1/carrier-numbers"): (401, 404, 403, 403, 403),  # routing to the victim rep
+    ("DELETE", "/api/v1/carrier-numbers/{id}"): ADMIN_RECORD,
     # the live feed's WebSocket upgrades (session cookie, bearer or ?access_token=)
     ("GET", "/ws/calls/{call_id}"): LIVE_CALL,
     ("GET", "/feeds/calls/{call_id}"): LIVE_CALL,
@@ -161,6 +173,7 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
 NO_SESSION = {
     "/": "redirects to the sign-in page or the app shell; no data",
     "/login": "the sign-in page (static HTML)",
+    "/admin": "redirects to the admin screens (/app/admin); no data",
     "/floor": "redirects to the live floor's page (/app/floor); no data",
     "/app": "the app shell (static HTML; its data comes from the API above)",
     "/app/{tail}": "the app shell (static HTML; its data comes from the API above)",
@@ -306,6 +319,18 @@ async def _seed(world: ApiWorld, app) -> Matrix:
         json={"url": "http://127.0.0.1:9/hook", "event_types": ["crm.lead.*"]},
     )
     assert resp.status == 201, hook
+    resp, rules = await world.request(
+        "PUT", "/api/v1/coaching-rules", as_=org_a.admin, json={"rules": {}, "note": "first"}
+    )
+    assert resp.status == 200, rules
+    resp, versions = await world.request("GET", "/api/v1/coaching-rules/versions", as_=org_a.admin)
+    resp, number = await world.request(
+        "POST",
+        "/api/v1/carrier-numbers",
+        as_=org_a.admin,
+        json={"number": "+14155550177", "user_id": victim.user_id},
+    )
+    assert resp.status == 201, number
     resp, job = await world.request(
         "POST",
         "/api/v1/leads/import",
@@ -323,6 +348,8 @@ async def _seed(world: ApiWorld, app) -> Matrix:
         "teams": org_a.team_id,
         "api-tokens": token["id"],
         "webhooks": hook["id"],
+        "coaching-rules": versions["data"][0]["id"],
+        "carrier-numbers": number["id"],
     }
     victim_records = {
         "leads": lead["id"],
@@ -336,6 +363,8 @@ async def _seed(world: ApiWorld, app) -> Matrix:
         "webhook_endpoints": hook["id"],
         "lead_imports": job["id"],
         "organizations": org_a.id,
+        "carrier_numbers": number["id"],
+        "coaching_rule_versions": versions["data"][0]["id"],
     }
     async with world.pool.acquire() as conn:
         tables = [
@@ -484,6 +513,10 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("POST", "/api/v1/webhooks"): {"url": "http://127.0.0.1:9/planted"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"url": "http://127.0.0.1:9/planted"},
         ("PUT", "/api/v1/scoring/icp"): {"icp": None},
+        ("PATCH", "/api/v1/organization"): {"plan": "enterprise"},
+        ("PUT", "/api/v1/coaching-rules"): {"rules": {"fillers": ["planted"]}},
+        ("POST", "/api/v1/coaching-rules/preview"): {"text": "too expensive"},
+        ("POST", "/api/v1/carrier-numbers"): {"number": "+14155550178", "user_id": victim.user_id},
     }
     if (method, template) == ("POST", "/api/v1/leads/import"):
         return {

@@ -65,6 +65,10 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "post_webhooks": {"url": "https://example.com/hook"},
     "patch_webhooks_id": {"description": "hook"},
     "put_scoring_icp": {"icp": {"base": 10}},
+    "patch_organization": {"plan": "professional"},
+    "put_coaching_rules": {"rules": {}},
+    "post_coaching_rules_preview": {"text": "too expensive"},
+    "post_carrier_numbers": {"number": "+14155550123", "user_id": "{user}"},
 }
 
 NUMBERS = [10**30, -(10**30), 2**63, -(2**63) - 1, 2**31, 1e300, -1e300, 1.5e-320, 0.001]
@@ -125,7 +129,7 @@ def _fill_path(template: str, ids: dict[str, str]) -> str:
 
 
 def _body_text(body: dict[str, Any], ids: dict[str, str]) -> str:
-    text = json.dumps(body).replace("{lead}", ids["lead"])
+    text = json.dumps(body).replace("{lead}", ids["lead"]).replace("{user}", ids["users"])
     return text.replace("{n}", uuid.uuid4().hex[:8])
 
 

@@ -36,6 +36,7 @@ SECRETS = {
     "DATABASE_URL": f"postgresql://coachline:{DB_PASSWORD}@db.internal:5432/coachline",
     "REDIS_URL": f"redis://:{REDIS_PASSWORD}@cache.internal:6379/0",
     "COACHLINE_SIP_PEERS": f"10.0.0.0/8,pbx:{PEER_PASSWORD}@192.168.1.0/24",
+    "COACHLINE_METRICS_TOKEN": "metrics-token-Vb3qP8",
 }
 PLANTED = [
     "tw-auth-token-Hf7sD1",
@@ -44,6 +45,7 @@ PLANTED = [
     DB_PASSWORD,
     REDIS_PASSWORD,
     PEER_PASSWORD,
+    "metrics-token-Vb3qP8",
 ]
 
 
@@ -57,6 +59,27 @@ def _env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def test_every_secret_setting_is_planted_in_the_config_test():
+    """A new secret setting (SecretStr, or named like one) fails here until the test below plants it."""
+    from pydantic import SecretStr
+
+    from voice_server.redaction import _SECRET_SETTING
+    from voice_server.settings import Settings
+
+    planted = {name.removeprefix("COACHLINE_").lower() for name in SECRETS}
+    secret = {
+        name
+        for name, info in Settings.model_fields.items()
+        if "SecretStr" in str(info.annotation)
+        or info.annotation is SecretStr
+        or _SECRET_SETTING.search(name)
+    }
+    assert secret, "no secret settings found: the check itself is broken"
+    assert secret <= planted, (
+        f"secret settings the config test does not plant: {sorted(secret - planted)}"
+    )
 
 
 def test_coachline_config_masks_every_secret():
@@ -75,6 +98,7 @@ def test_coachline_config_masks_every_secret():
     assert lines["twilio_auth_token"] == "<set>"
     assert lines["vonage_signature_secret"] == "<set>"
     assert lines["recording_key"] == "<set>"
+    assert lines["metrics_token"] == "<set>"
     # What is not secret stays readable: hosts, users, networks.
     assert lines["database_url"] == "postgresql://coachline:[redacted]@db.internal:5432/coachline"
     assert lines["redis_url"] == "redis://:[redacted]@cache.internal:6379/0"

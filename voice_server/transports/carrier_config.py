@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from crm_core.admin.carrier_numbers import rep_for_number
 from voice_server.call_session import CallSessions
 from voice_server.settings import Settings
 from voice_server.transports.carrier_metrics import CarrierMetrics
@@ -52,6 +53,16 @@ class CarrierConfig:
             media_idle_timeout_s=s.media_idle_timeout_s,
             media_start_timeout_s=s.media_start_timeout_s,
         )
+
+    async def rep_for_number(self, conn: asyncpg.Connection, number: str) -> str | None:
+        """The rep a call to ``number`` rings: the database's routing table (admins edit it) wins;
+        a number it does not list is looked up in COACHLINE_CARRIER_NUMBERS, the bootstrap."""
+        routed = await rep_for_number(conn, number)
+        if routed is not None:
+            return routed
+        digits = number.lstrip("+")
+        return self.carrier_numbers.get(number) or self.carrier_numbers.get("+" + digits) \
+            or self.carrier_numbers.get(digits)
 
     def url(self, path: str) -> str:
         return self.public_url + path

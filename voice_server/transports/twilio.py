@@ -188,8 +188,8 @@ class TwilioWebhooks:
         call_sid, to = text_field(params.get("CallSid")), text_field(params.get("To")) or ""
         if not call_sid:
             return self._bad_request("voice", "no usable CallSid")
-        rep_id = self._config.carrier_numbers.get(to)
         async with self._pool_of().acquire() as conn:
+            rep_id = await self._config.rep_for_number(conn, to)
             rep = await rep_contact(conn, rep_id) if rep_id else None
             if rep is None or rep.target is None:
                 log.warning("twilio call %s to %s: no rep is routed to this number; rejecting",

@@ -213,8 +213,8 @@ class VonageWebhooks:
         to = text_field(params.get("to")) or ""
         if not uuid:
             return BadRequest("no usable uuid").response()
-        rep_id = self._config.carrier_numbers.get(to) or self._config.carrier_numbers.get("+" + to)
         async with self._pool_of().acquire() as conn:
+            rep_id = await self._config.rep_for_number(conn, to)
             rep = await rep_contact(conn, rep_id) if rep_id else None
             if rep is None:
                 log.warning("vonage call %s to %s: no rep is routed to this number", uuid, to)

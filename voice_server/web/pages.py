@@ -114,6 +114,8 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
                  ("/app/leads", "Leads"), ("/app/deals", "Deals")]
         if user.role in FLOOR_ROLES:
             links.insert(1, ("/app/floor", "Floor"))
+        if user.role == "admin":
+            links.append(("/app/admin", "Admin"))
         nav = "".join(f'<a href="{href}">{label}</a>' for href, label in links)
         body = f"""<header class="top">
 <strong>Coachline</strong>
@@ -128,8 +130,12 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
     async def floor(_request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/app/floor")
 
+    async def admin(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/app/admin")
+
     app.router.add_get("/", root)
     app.router.add_get("/floor", floor)
+    app.router.add_get("/admin", admin)
     app.router.add_get("/login", login)
     app.router.add_get("/app", shell)
     app.router.add_get("/app/{tail:.*}", shell)

@@ -19,6 +19,8 @@ from crm_core.api.schemas.common import (
 )
 from crm_core.auth.principal import ALL_SCOPES
 
+SIP_URI = r"^sips?:[^\s@<>\"]{1,64}@[A-Za-z0-9.:\[\]-]{1,190}$"
+
 
 class UserCreate(Input):
     email: str = Field(max_length=320, pattern=EMAIL)
@@ -27,6 +29,8 @@ class UserCreate(Input):
     team_id: UUID | None = None
     territory: str | None = Text
     phone: str | None = Field(None, pattern=PHONE)
+    sip_uri: str | None = Field(None, max_length=256, pattern=SIP_URI, examples=["sip:rita@pbx.example.com"],
+                                description="Where the rep's calls ring over SIP (else: phone).")
     password: str | None = Field(None, min_length=10, max_length=1024)
 
 
@@ -38,6 +42,7 @@ class UserUpdate(Input):
     team_id: UUID | None = None
     territory: str | None = Text
     phone: str | None = Field(None, pattern=PHONE)
+    sip_uri: str | None = Field(None, max_length=256, pattern=SIP_URI, examples=["sip:rita@pbx.example.com"])
     password: str | None = Field(None, min_length=10, max_length=1024)
     is_active: bool | None = None
 
@@ -50,6 +55,7 @@ class User(Output):
     team_id: UUID | None
     territory: str | None
     phone: str | None
+    sip_uri: str | None = Field(examples=["sip:rita@pbx.example.com"])
     is_active: bool
     created_at: datetime
     updated_at: datetime

@@ -71,6 +71,12 @@ async def test_every_operation_answers_as_documented(world):
     ids["imports"] = job["id"]
     _, hook = await world.request("POST", "/api/v1/webhooks", as_=admin, json={"url": "https://hooks.example.com/c"})
     ids["webhooks"] = hook["id"]
+    _, _ = await world.request("PUT", "/api/v1/coaching-rules", as_=admin, json={"rules": {}})
+    _, versions = await world.request("GET", "/api/v1/coaching-rules/versions", as_=admin)
+    ids["coaching-rules"] = versions["data"][0]["id"]
+    _, number = await world.request("POST", "/api/v1/carrier-numbers", as_=admin,
+                                    json={"number": "+14155550166", "user_id": user["id"]})
+    ids["carrier-numbers"] = number["id"]
 
     bodies = {
         ("PATCH", "/api/v1/leads/{id}"): {"status": "qualified"},
@@ -87,6 +93,10 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/webhooks"): {"url": "https://hooks.example.com/d"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
         ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},
+        ("PATCH", "/api/v1/organization"): {"plan": "professional"},
+        ("PUT", "/api/v1/coaching-rules"): {"rules": {}},
+        ("POST", "/api/v1/coaching-rules/preview"): {"text": "too expensive"},
+        ("POST", "/api/v1/carrier-numbers"): {"number": "+14155550167", "user_id": user["id"]},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}

@@ -4,6 +4,7 @@ import { mountLive } from "./live.js";
 import { mountFloor } from "./floor.js";
 import { mountCallReview, mountCalls } from "./review.js";
 import { mountDeal, mountDeals, mountLead, mountLeads } from "./crm.js";
+import { mountAdmin } from "./admin.js";
 
 const me = JSON.parse(document.getElementById("me").textContent);
 const main = document.querySelector("main");
@@ -19,6 +20,7 @@ const routes = [
   [/^\/app\/leads\/([\w-]+)$/, (id) => mountLead(main, id)],
   [/^\/app\/deals$/, () => mountDeals(main)],
   [/^\/app\/deals\/([\w-]+)$/, (id) => mountDeal(main, id)],
+  [/^\/app\/admin(?:\/(\w+))?\/?$/, (tab) => mountAdmin(main, me, tab)],
 ];
 
 async function render() {
