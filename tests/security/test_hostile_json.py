@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from crm_core.calls.records import NewCall, create_call
 from crm_core.json_input import (
     MAX_DEPTH,
     JsonInputError,
@@ -65,6 +66,7 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "post_webhooks": {"url": "https://example.com/hook"},
     "patch_webhooks_id": {"description": "hook"},
     "put_scoring_icp": {"icp": {"base": 10}},
+    "post_calls_id_comments": {"at_ms": 0, "body": "note"},
 }
 
 NUMBERS = [10**30, -(10**30), 2**63, -(2**63) - 1, 2**31, 1e300, -1e300, 1.5e-320, 0.001]
@@ -106,7 +108,12 @@ async def _resources(api, org) -> dict[str, str]:
     _, hook = await api.request(
         "POST", "/api/v1/webhooks", as_=admin, json={"url": "https://example.com/h"}
     )
+    async with api.pool.acquire() as conn:  # a call to comment on
+        call = await create_call(
+            conn, NewCall(org.id, "simulator", "outbound", external_id=uuid.uuid4().hex, rep_id=org.rep.user_id)
+        )
     return {
+        "calls": str(call["id"]),
         "leads": lead["id"],
         "deals": deal["id"],
         "teams": team["id"],
