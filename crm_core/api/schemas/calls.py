@@ -53,7 +53,14 @@ class CallSearch(BaseModel):
 
 
 class CallListItem(CallRecord):
-    search: CallSearch | None = Field(None, description="Only with q=: how the call matched the search.")
+    search: CallSearch | None = Field(None, description="Only with q=: how the call matched the search.",
+                                      examples=[{"rank": 0.1216, "matched_segments": 2, "matches": [{
+                                          "segment_key": "customer-4", "party": "customer", "speaker": None,
+                                          "start_ms": 4000, "end_ms": 7000,
+                                          "snippet": [{"text": "Honestly the ", "hit": False},
+                                                      {"text": "renewal", "hit": True},
+                                                      {"text": " is what we need", "hit": False}],
+                                          "snippet_html": "Honestly the <mark>renewal</mark> is what we need"}]}])
 
 
 _E164 = r"^\+[1-9][0-9]{6,14}$"

@@ -242,3 +242,21 @@ async def test_comments_on_a_moment(world):
         ("call_comment.create", org.manager.user_id), ("call_comment.create", org.rep.user_id),
         ("call_comment.delete", org.manager.user_id)]
     assert audit[2]["before"] == {"call_id": call_id, "at_ms": 2000, "segment_key": "s1"}
+
+
+async def test_a_leads_erasure_deletes_the_comments_on_its_calls(world):
+    org = await world.make_org()
+    lead = await world.create_lead(org.rep, phone="+15550199")
+    async with world.pool.acquire() as conn:
+        row = await create_call(conn, NewCall(org.id, "twilio", "inbound", external_id=uuid.uuid4().hex,
+                                              rep_id=org.rep.user_id, lead_id=lead["id"]))
+    other = await _call(world, org, org.rep, [("customer", 0, "hello")])
+    for call_id in (str(row["id"]), other):
+        resp, _ = await world.request("POST", f"/api/v1/calls/{call_id}/comments", as_=org.manager,
+                                      json={"at_ms": 0, "body": "She said her budget is 40k"})
+        assert resp.status == 201
+    resp, _ = await world.request("POST", f"/api/v1/leads/{lead['id']}/erasure", as_=org.admin)
+    assert resp.status == 200, resp.status
+    async with world.pool.acquire() as conn:
+        left = await conn.fetch("SELECT call_id::text FROM call_comments WHERE org_id = $1", uuid.UUID(org.id))
+    assert [r["call_id"] for r in left] == [other]  # the other call's comment stays

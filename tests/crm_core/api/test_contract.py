@@ -87,6 +87,7 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/webhooks"): {"url": "https://hooks.example.com/d"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
         ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},
+        ("POST", "/api/v1/calls/{id}/comments"): {"at_ms": 1000, "body": "Ask about budget here"},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}
@@ -100,8 +101,11 @@ async def test_every_operation_answers_as_documented(world):
         path = template.replace("{id}", ids.get(collection, lead["id"]))
         if method == "DELETE" and collection == "leads":
             path = template.replace("{id}", other["id"])
+        path = path.replace("{comment_id}", ids.get("comment", "00000000-0000-0000-0000-000000000000"))
         resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)))
         assert resp.status < 300, (method, path, body)
+        if (method, template) == ("POST", "/api/v1/calls/{id}/comments"):
+            ids["comment"] = body["id"]  # deleted by its DELETE, later in the order
         # and the same route without credentials, and with an unknown id
         resp, _ = await world.request(method, path, json=bodies.get((method, template)))
         assert resp.status == 401, (method, path)
