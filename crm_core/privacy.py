@@ -87,6 +87,12 @@ async def erase_lead(
             org_id,
             call_ids,
         )
+        # a reviewer's comment on a moment of the call can quote the lead too
+        await conn.execute(
+            "DELETE FROM call_comments WHERE org_id = $1 AND call_id = ANY($2::uuid[])",
+            org_id,
+            call_ids,
+        )
         # the post-call summary quotes the lead (key points, objections, next steps)
         await conn.execute(
             "UPDATE calls SET from_number = NULL, to_number = NULL, metadata = '{}'::jsonb, summary = NULL,"

@@ -1,9 +1,14 @@
-"""/api/v1/calls: list and get calls, and read a call's transcript (masked unless allowed)."""
+"""/api/v1/calls: list, filter and search calls, get one, and read its transcript (masked unless allowed)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from multidict import MultiDict
+
+from crm_core.api import call_search
 from crm_core.api.access import visible_clause
-from crm_core.api.endpoint import Endpoint
+from crm_core.api.endpoint import Endpoint, QueryParam
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -13,7 +18,8 @@ from crm_core.api.listing import (
 )
 from crm_core.api.records import load_visible
 from crm_core.api.reply import Call, Reply
-from crm_core.api.schemas.calls import CallRecord, Transcript, TranscriptSegment
+from crm_core.api.schemas.calls import CallListItem, CallRecord, Transcript, TranscriptSegment
+from crm_core.api_errors import BadRequest
 from crm_core.calls.masking import mask_pii
 from crm_core.calls.records import CALL_STATUSES, list_segments
 
@@ -22,6 +28,10 @@ RAW_TRANSCRIPTS = "transcripts:raw"
 _CUSTOMER_SENTIMENT = ("(SELECT avg(s.sentiment) FROM transcript_segments s"
                        " WHERE s.call_id = c.id AND s.org_id = c.org_id"
                        " AND coalesce(s.speaker, s.party) = 'customer' AND s.sentiment IS NOT NULL)")
+# A list the post-call summary holds (competitors, checklist_missed); [] when absent or not a list.
+def _summary_list(key: str) -> str:
+    return (f"(CASE WHEN jsonb_typeof(c.summary->'{key}') = 'array' THEN c.summary->'{key}'"
+            " ELSE '[]'::jsonb END)")
 
 CALLS = Collection(
     filters=(
@@ -43,19 +53,83 @@ CALLS = Collection(
                "Customer's mean sentiment (-1..1) below this."),
         Filter("customer_sentiment_above", "number", f"{_CUSTOMER_SENTIMENT} > {{}}",
                "Customer's mean sentiment (-1..1) above this."),
+        Filter("team_id", "uuid",
+               "c.rep_id IN (SELECT tu.id FROM users tu WHERE tu.org_id = c.org_id"
+               " AND tu.team_id = ANY({}::uuid[]))",
+               "Calls of the members of these teams.", many=True),
+        Filter("duration_min_s", "int", "c.duration_s >= {}", "Lasted at least this many seconds."),
+        Filter("duration_max_s", "int", "c.duration_s <= {}", "Lasted at most this many seconds."),
+        # from the post-call summary: the competitors coaching heard named, compared without case
+        Filter("competitor", "text",
+               f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({_summary_list('competitors')}) k"
+               " WHERE lower(k) = ANY(SELECT lower(v) FROM unnest({}::text[]) v))",
+               "Competitors named on the call (e.g. Gong): any of them.", many=True),
+        # from the post-call summary: the checklist rules (their ids) the rep had not done by the end
+        Filter("checklist_missed", "text", f"{_summary_list('checklist_missed')} ?| {{}}::text[]",
+               "Calls that ended with any of these checklist items (rule ids) not done.", many=True),
+        Filter("checklist_complete", "bool",
+               f"(c.summary IS NOT NULL AND (jsonb_array_length({_summary_list('checklist_missed')}) = 0) = {{}})",
+               "true: summarised calls with every checklist item done; false: with at least one missed."),
     ),
     sorts=(
         SortKey("created_at", "c.created_at", "timestamptz"),
         SortKey("duration_s", "coalesce(c.duration_s, -1)", "integer"),
+        # only with q= (a search): see list_calls
+        SortKey("rank", "c.search_rank", "numeric"),
     ),
 )
+# With q=, the best matches first; ties (and equal ranks) newest id first.
+RANKED_CALLS = dataclasses.replace(CALLS, default_sort="-rank")
+SEARCH_PARAM = QueryParam(
+    "q", {"type": "string", "minLength": 1, "maxLength": call_search.MAX_QUERY_CHARS},
+    "Full-text search in the transcripts (web-search syntax: words, \"a phrase\", or, -word). "
+    "Only calls with a matching segment are listed, best rank first (sort=-rank, the default with q); "
+    "each item's `search` names its best matching segments with their start time and a highlighted "
+    "snippet. Without transcripts:raw the query and the snippets are masked like the transcript.")
+
+
+def _list_item(row) -> dict:
+    return CallListItem.model_validate(dict(row)).model_dump(mode="json", exclude={"search"})
 
 
 async def list_calls(call: Call) -> Reply:
+    """The calls in the caller's reach, filtered; with ``q``, only those whose transcript matches,
+    ranked (``crm_core.api.call_search``)."""
+    query = call.request.query
+    if "q" not in query:
+        if query.get("sort", "").lstrip("-") == "rank":
+            raise BadRequest("sort=rank orders a search: give q", code="invalid_sort")
+        params = SqlParams()
+        base = visible_clause(call.me, params, alias="c", owner_column="rep_id")
+        return Reply(await fetch_page(call, CALLS, params, base, table="calls", alias="c", to_item=_list_item))
+    values = query.getall("q")
+    if len(values) > 1:
+        raise BadRequest("give q once", code="invalid_query")
+    raw = call.me.has(RAW_TRANSCRIPTS)
+    async with call.pool.acquire() as conn:
+        text = await call_search.parse_query(conn, values[0], may_read_raw=raw)
     params = SqlParams()
+    q_param = params.add(text)
     base = visible_clause(call.me, params, alias="c", owner_column="rep_id")
-    return Reply(await fetch_page(call, CALLS, params, base, table="calls", alias="c",
-                                  to_item=lambda r: CallRecord.model_validate(dict(r)).model_dump(mode="json")))
+    table = call_search.ranked_calls_sql(q_param, params.add(call.me.org_id))
+
+    def to_item(row) -> dict:
+        item = _list_item(row)
+        item["search"] = {"rank": float(row["search_rank"]), "matched_segments": row["matched_segments"],
+                          "matches": []}
+        return item
+
+    async def finish(items: list[dict]) -> list[dict]:
+        async with call.pool.acquire() as conn:
+            found = await call_search.best_matches(conn, call.me.org_id, [i["id"] for i in items], text,
+                                                   may_read_raw=raw)
+        for item in items:
+            item["search"]["matches"] = found.get(item["id"], [])
+        return items
+
+    rest = MultiDict((k, v) for k, v in query.items() if k != "q")
+    return Reply(await fetch_page(call, RANKED_CALLS, params, base, table=table, alias="c", to_item=to_item,
+                                  finish=finish, query=rest))
 
 
 async def get_call(call: Call) -> Reply:
@@ -82,8 +156,8 @@ async def get_transcript(call: Call) -> Reply:
 
 
 ENDPOINTS = (
-    Endpoint("GET", "/api/v1/calls", list_calls, "List calls", "calls", response=CallRecord, paginated=True,
-             query=CALLS.query_params()),
+    Endpoint("GET", "/api/v1/calls", list_calls, "List, filter and search calls", "calls", response=CallListItem,
+             paginated=True, query=(SEARCH_PARAM, *CALLS.query_params())),
     Endpoint("GET", "/api/v1/calls/{id}", get_call, "Get a call", "calls", response=CallRecord),
     Endpoint("GET", "/api/v1/calls/{id}/transcript", get_transcript,
              "A call's transcript; personal data masked without the transcripts:raw permission", "calls",

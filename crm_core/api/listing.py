@@ -293,20 +293,23 @@ EXPORT_PAGE_ROWS = 1000
 
 async def fetch_page(call: Call, collection: Collection, params: SqlParams, base_where: list[str], *,
                      table: str, alias: str, to_item: Callable[[Any], Any],
-                     finish: Finish | None = None) -> dict[str, Any] | CsvExport:
+                     finish: Finish | None = None,
+                     query: MultiMapping[str] | None = None) -> dict[str, Any] | CsvExport:
     """One list request: the query string planned into SQL, the page fetched and shaped.
 
     ``base_where`` holds the request's reach (organization, ownership), already bound in ``params``.
     ``finish`` completes a page's items at once (e.g. one query for all their sub-rows).
+    ``query`` is the query string less the parameters the handler read itself (e.g. a search).
     Asked for CSV, the answer is every page from the query's cursor on, up to the export cap,
     fetched as it is sent (``crm_core.api.csv_export``).
     """
     if call.shape.csv:
         cap = call.context.options.csv_export_max_rows
         return CsvExport(_export_pages(call, collection, list(params.values), base_where, table=table,
-                                       alias=alias, to_item=to_item, finish=finish, cap=cap), cap)
+                                       alias=alias, to_item=to_item, finish=finish, cap=cap,
+                                       query=query), cap)
     options = call.context.options
-    page = plan_page(collection, call.request.query, params, alias=alias,
+    page = plan_page(collection, call.request.query if query is None else query, params, alias=alias,
                      default_limit=options.page_size_default, max_limit=options.page_size_max)
     sql = select_page_sql(page, table=table, alias=alias, base_where=base_where, params=params)
     async with call.pool.acquire() as conn:
@@ -319,14 +322,15 @@ async def fetch_page(call: Call, collection: Collection, params: SqlParams, base
 
 async def _export_pages(call: Call, collection: Collection, base_values: list[Any], base_where: list[str], *,
                         table: str, alias: str, to_item: Callable[[Any], Any], finish: Finish | None,
-                        cap: int) -> AsyncIterator[list[dict[str, Any]]]:
+                        cap: int, query: MultiMapping[str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
     """The list's pages, following the cursor, until the rows run out or ``cap`` rows are out."""
     options = call.context.options
+    query = call.request.query if query is None else query
     cursor: str | None = call.request.query.get("cursor")
     sent = 0
     while sent < cap:
         params = SqlParams(*base_values)
-        page = plan_page(collection, call.request.query, params, alias=alias,
+        page = plan_page(collection, query, params, alias=alias,
                          default_limit=options.page_size_default, max_limit=options.page_size_max,
                          cursor=cursor, page_size=min(EXPORT_PAGE_ROWS, cap - sent))
         sql = select_page_sql(page, table=table, alias=alias, base_where=base_where, params=params)

@@ -11,6 +11,7 @@ from aiohttp import web
 from crm_core.api import (
     activities,
     api_tokens,
+    call_comments,
     call_prompts,
     calls,
     deals,
@@ -54,6 +55,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
     *organization.ENDPOINTS,
+    *call_comments.ENDPOINTS,
 )
 
 

@@ -115,6 +115,9 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/api/v1/calls/{id}/prompts"): RECORD,
     ("GET", "/api/v1/calls/{call_id}/recording"): RECORD,
     ("GET", "/api/v1/calls/{call_id}/recording/audit"): RECORD,
+    ("GET", "/api/v1/calls/{id}/comments"): RECORD,
+    ("POST", "/api/v1/calls/{id}/comments"): RECORD,  # a comment on the victim's call
+    ("DELETE", "/api/v1/calls/{id}/comments/{comment_id}"): RECORD,
     # activities
     ("GET", "/api/v1/activities"): OWNED_LIST,
     ("POST", "/api/v1/activities"): RECORD,  # a note on the victim's lead
@@ -497,6 +500,7 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("PATCH", "/api/v1/deals/{id}"): {"name": "taken"},
         ("POST", "/api/v1/calls/outbound"): {"carrier": "sip", "lead_id": ids["leads"]},
         ("POST", "/api/v1/activities"): {"lead_id": ids["leads"], "text": "planted"},
+        ("POST", "/api/v1/calls/{id}/comments"): {"at_ms": 0, "body": "planted"},
         ("POST", "/api/v1/users"): {
             "email": f"{caller}-new@example.test",
             "name": "New",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from crm_core.calls.records import NewCall, create_call
 from crm_core.json_input import (
     MAX_DEPTH,
     JsonInputError,
@@ -69,6 +70,7 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "put_coaching_rules": {"rules": {}},
     "post_coaching_rules_preview": {"text": "too expensive"},
     "post_carrier_numbers": {"number": "+14155550123", "user_id": "{user}"},
+    "post_calls_id_comments": {"at_ms": 0, "body": "note"},
 }
 
 NUMBERS = [10**30, -(10**30), 2**63, -(2**63) - 1, 2**31, 1e300, -1e300, 1.5e-320, 0.001]
@@ -110,7 +112,12 @@ async def _resources(api, org) -> dict[str, str]:
     _, hook = await api.request(
         "POST", "/api/v1/webhooks", as_=admin, json={"url": "https://example.com/h"}
     )
+    async with api.pool.acquire() as conn:  # a call to comment on
+        call = await create_call(
+            conn, NewCall(org.id, "simulator", "outbound", external_id=uuid.uuid4().hex, rep_id=org.rep.user_id)
+        )
     return {
+        "calls": str(call["id"]),
         "leads": lead["id"],
         "deals": deal["id"],
         "teams": team["id"],

@@ -30,6 +30,39 @@ class CallRecord(Output):
     created_at: datetime
 
 
+class SnippetPart(BaseModel):
+    text: str
+    hit: bool = Field(description="True for the words that matched the query.")
+
+
+class SearchMatch(BaseModel):
+    segment_key: str
+    party: Literal["rep", "customer", "mixed"]
+    speaker: str | None
+    start_ms: int = Field(description="Where the segment starts on the call clock (the recording's time).")
+    end_ms: int
+    snippet: list[SnippetPart] = Field(description="The segment's best fragments, hits marked.")
+    snippet_html: str = Field(
+        description="The same snippet as HTML: the text escaped, hits in <mark>; no other markup.")
+
+
+class CallSearch(BaseModel):
+    rank: float = Field(description="Sum of ts_rank over the call's matching segments (6 decimals).")
+    matched_segments: int
+    matches: list[SearchMatch] = Field(description="The best matching segments (up to 3), in call order.")
+
+
+class CallListItem(CallRecord):
+    search: CallSearch | None = Field(None, description="Only with q=: how the call matched the search.",
+                                      examples=[{"rank": 0.1216, "matched_segments": 2, "matches": [{
+                                          "segment_key": "customer-4", "party": "customer", "speaker": None,
+                                          "start_ms": 4000, "end_ms": 7000,
+                                          "snippet": [{"text": "Honestly the ", "hit": False},
+                                                      {"text": "renewal", "hit": True},
+                                                      {"text": " is what we need", "hit": False}],
+                                          "snippet_html": "Honestly the <mark>renewal</mark> is what we need"}]}])
+
+
 _E164 = r"^\+[1-9][0-9]{6,14}$"
 
 

@@ -97,6 +97,7 @@ async def test_every_operation_answers_as_documented(world):
         ("PUT", "/api/v1/coaching-rules"): {"rules": {}},
         ("POST", "/api/v1/coaching-rules/preview"): {"text": "too expensive"},
         ("POST", "/api/v1/carrier-numbers"): {"number": "+14155550167", "user_id": user["id"]},
+        ("POST", "/api/v1/calls/{id}/comments"): {"at_ms": 1000, "body": "Ask about budget here"},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}
@@ -110,8 +111,11 @@ async def test_every_operation_answers_as_documented(world):
         path = template.replace("{id}", ids.get(collection, lead["id"]))
         if method == "DELETE" and collection == "leads":
             path = template.replace("{id}", other["id"])
+        path = path.replace("{comment_id}", ids.get("comment", "00000000-0000-0000-0000-000000000000"))
         resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)))
         assert resp.status < 300, (method, path, body)
+        if (method, template) == ("POST", "/api/v1/calls/{id}/comments"):
+            ids["comment"] = body["id"]  # deleted by its DELETE, later in the order
         # and the same route without credentials, and with an unknown id
         resp, _ = await world.request(method, path, json=bodies.get((method, template)))
         assert resp.status == 401, (method, path)

@@ -2,7 +2,8 @@
 import { el } from "./api.js";
 import { mountLive } from "./live.js";
 import { mountFloor } from "./floor.js";
-import { mountCallReview, mountCalls } from "./review.js";
+import { mountCallReview } from "./review.js";
+import { mountCalls } from "./library.js";
 import { mountDeal, mountDeals, mountLead, mountLeads } from "./crm.js";
 import { mountAdmin } from "./admin.js";
 

@@ -1,5 +1,8 @@
-// The manager's screens: the calls list and one call's review.
+// One call's review: recording, transcript, summary, coaching events, who listened; the call
+// library's timeline bar and comments (callLibraryPanels, below). The calls list is library.js.
 import { api, ApiError, bearer, el, fmtMs, speakerOf } from "./api.js";
+import { speakerTimeline } from "./call_timeline.js";
+import { commentsPanel } from "./call_comments.js";
 
 // Names of the organization's people, for showing ids as names (a rep may not list users).
 let names = null;
@@ -12,54 +15,6 @@ async function userNames() {
   return names;
 }
 
-export async function mountCalls(root) {
-  const params = new URLSearchParams(location.search);
-  const form = el("form", { class: "filters", role: "search", "aria-label": "Filter calls" },
-    field("Rep", el("select", { name: "rep_id" }, el("option", { value: "" }, "Anyone"))),
-    field("From", el("input", { type: "date", name: "from", value: params.get("from") || "" })),
-    field("To", el("input", { type: "date", name: "to", value: params.get("to") || "" })),
-    field("Outcome", el("select", { name: "status" }, ...["", "completed", "failed", "no-answer", "busy"].map(
-      (s) => el("option", { value: s, selected: params.get("status") === s }, s || "Any")))),
-    el("button", { class: "primary", type: "submit" }, "Apply"));
-  const body = el("tbody");
-  const pager = el("div", { class: "pager" });
-  root.replaceChildren(el("h1", {}, "Calls"), form,
-    el("table", {}, el("caption", { class: "sr-only" }, "Calls"),
-      el("thead", {}, el("tr", {}, ...["When", "Rep", "Direction", "Outcome", "Duration", ""].map((h) => el("th", { scope: "col" }, h)))),
-      body), pager);
-  const who = await userNames();
-  const sel = form.querySelector("select[name=rep_id]");
-  for (const [id, name] of who) sel.append(el("option", { value: id, selected: params.get("rep_id") === id }, name));
-  form.addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const q = new URLSearchParams([...new FormData(form)].filter(([, v]) => v));
-    history.pushState({}, "", "/app/calls?" + q);
-    load(Object.fromEntries(q));
-  });
-
-  // The form speaks in days; the API filters on instants (created_after / created_before).
-  function apiQuery(query) {
-    const out = { rep_id: query.rep_id, status: query.status };
-    if (query.from) out.created_after = new Date(query.from + "T00:00:00").toISOString();
-    if (query.to) out.created_before = new Date(new Date(query.to + "T00:00:00").getTime() + 86_400_000).toISOString();
-    return out;
-  }
-
-  async function load(query, cursor) {
-    const page = await api("/calls", { query: { ...apiQuery(query), cursor, limit: 25 } });
-    body.replaceChildren(...(page.data || []).map((c) => el("tr", {},
-      el("td", {}, new Date(c.created_at).toLocaleString()),
-      el("td", {}, who.get(c.rep_id) || c.rep_id || "–"),
-      el("td", {}, c.direction),
-      el("td", {}, c.status + (c.ended_abnormally ? " (dropped)" : "")),
-      el("td", {}, c.duration_s != null ? fmtMs(c.duration_s * 1000) : "–"),
-      el("td", {}, el("a", { href: `/app/calls/${c.id}` }, "Review")))));
-    pager.replaceChildren(page.next_cursor
-      ? el("button", { onclick: () => load(query, page.next_cursor) }, "Next page") : "");
-  }
-  await load(Object.fromEntries(params));
-}
-
 // Every prompt of a call, page by page (a long call may have more than one page).
 async function loadPrompts(callId) {
   const out = [];
@@ -70,10 +25,6 @@ async function loadPrompts(callId) {
     cursor = page.next_cursor;
   } while (cursor);
   return out;
-}
-
-function field(label, input) {
-  return el("label", {}, label, input);
 }
 
 export async function mountCallReview(root, callId) {
@@ -133,6 +84,7 @@ export async function mountCallReview(root, callId) {
   // marks on the recording and entries on the timeline; each names the rep's next words, so a
   // reviewer sees at a glance whether the rep acted on it, and clicking seeks there.
   const moments = [];
+  const loaded = { prompts: [] };
   const seek = (ms) => { audio.currentTime = (ms || 0) / 1000; audio.play().catch(() => {}); };
   const promptsLoaded = loadPrompts(callId).then((prompts) => {
     marks.replaceChildren(...prompts.map((p) => el("button", { class: `mark ${p.severity}`, "data-at": p.at_ms,
@@ -148,6 +100,7 @@ export async function mountCallReview(root, callId) {
     };
     place();
     audio.addEventListener("loadedmetadata", place);
+    loaded.prompts = prompts;
     for (const p of prompts) {
       const source = p.segment_key && lines.find((l) => l.dataset.segmentKey === p.segment_key);
       if (source) source.classList.add("prompted");
@@ -187,6 +140,8 @@ export async function mountCallReview(root, callId) {
   } catch (e) { summary.textContent = "No summary for this call yet."; }
   await promptsLoaded;
   renderTimeline();
+  callLibraryPanels(root, { callId, call, audio, lines, segments: segs.data || segs.segments || [],
+    prompts: loaded.prompts, moments, seek });
 
   async function loadAudit() {
     try {
@@ -198,4 +153,30 @@ export async function mountCallReview(root, callId) {
   }
   audio.addEventListener("play", () => setTimeout(loadAudit, 500), { once: true });
   await loadAudit();
+}
+
+// The call library's parts of the review: the per-speaker timeline bar under the player, the
+// comments on moments of the call, and the jump to a moment a search hit named (?t=<ms>&seg=<key>).
+function callLibraryPanels(root, { callId, call, audio, lines, segments, prompts, moments, seek }) {
+  const comments = commentsPanel({ callId, audio, lines, seek, onChange: (list) => bar.showComments(list) });
+  const bar = speakerTimeline({ segments, prompts, moments, audio, seek,
+    durationMs: (call.duration_s || 0) * 1000, repName: "Rep" });
+  root.querySelector(".prompt-marks").after(bar.node);
+  const aside = root.querySelector(".grid-live aside");
+  aside.insertBefore(comments.node, aside.children[1] || null);
+  comments.load();
+
+  const params = new URLSearchParams(location.search);
+  const at = Number(params.get("t"));
+  if (params.has("t") && Number.isFinite(at) && at >= 0) {
+    const key = params.get("seg");
+    const line = (key && lines.find((l) => l.dataset.segmentKey === key))
+      || lines.find((l) => at >= Number(l.dataset.start) && at <= Number(l.dataset.end));
+    audio.currentTime = at / 1000;  // kept as the start position until the recording loads
+    if (line) {
+      line.classList.add("jumped", "current");
+      line.scrollIntoView({ block: "center" });
+      line.querySelector("button.seek")?.focus({ preventScroll: true });
+    }
+  }
 }
