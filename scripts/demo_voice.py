@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from media.resample import resample  # noqa: E402
-from voice_server.simulator.demo_call import LINES, VOICE_DIR, clip_path  # noqa: E402
+from media.resample import resample
+from voice_server.simulator.demo_call import LINES, VOICE_DIR, clip_path
 
 RATE = 8000
 PAD_MS = 150

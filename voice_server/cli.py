@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 from voice_server.cli_database import open_database
+from voice_server.demo_cli import add_demo_command
 from voice_server.logs import configure_logging
 from voice_server.recordings_cli import add_recordings_commands
 from voice_server.redaction import masked_settings, register_secrets, settings_secrets
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_examples(
             "coachline serve                      # PostgreSQL/Redis of its own under .data/",
+            "coachline demo                       # a demo organization and coached sales calls",
             "coachline create-admin --email admin@acme.test --org \"Acme\"",
             "coachline config                     # the effective settings, secrets masked",
             "coachline COMMAND --help             # a command's options and examples",
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(func=_cmd_create_admin)
     add_recordings_commands(sub)
     add_simulate_command(sub)
+    add_demo_command(sub)
     return parser
 
 
