@@ -12,6 +12,7 @@ import textwrap
 
 from voice_server.admin_cli import add_admin_commands
 from voice_server.cli_database import open_database
+from voice_server.demo_cli import add_demo_command
 from voice_server.logs import configure_logging
 from voice_server.recordings_cli import add_recordings_commands
 from voice_server.redaction import masked_settings, register_secrets, settings_secrets
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_examples(
             "coachline serve                      # PostgreSQL/Redis of its own under .data/",
+            "coachline demo                       # a demo organization and coached sales calls",
             "coachline create-admin --email admin@acme.test --org \"Acme\"",
             "coachline config                     # the effective settings, secrets masked",
             "coachline COMMAND --help             # a command's options and examples",
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recordings_commands(sub)
     add_simulate_command(sub)
     add_admin_commands(sub)
+    add_demo_command(sub)
     return parser
 
 

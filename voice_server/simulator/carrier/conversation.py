@@ -29,7 +29,7 @@ _VOICED_FLOOR = 100.0
 @dataclass(frozen=True)
 class Turn:
     party: str  # rep | customer
-    clip: str  # asterisk prompt name, e.g. "conf-full"
+    clip: str  # asterisk prompt name, e.g. "conf-full", or the path of a WAV file
     at_ms: int  # where the clip starts on the call clock
     text: str = ""  # what is said (for reading the script; the tests use their own words)
 
@@ -80,7 +80,7 @@ def build(turns: list[Turn], tail_ms: int = 1500) -> Conversation:
     for t in turns:
         if t.party not in ("rep", "customer"):
             raise ValueError(f"turn party must be rep or customer, not {t.party!r}")
-        pcm, rate = read_wav(sound(t.clip))
+        pcm, rate = read_wav(t.clip if t.clip.endswith(".wav") else sound(t.clip))
         if rate != RATE:
             raise ValueError(f"{t.clip}: {rate} Hz, the conversation is built at {RATE} Hz")
         clips[t.clip] = pcm
