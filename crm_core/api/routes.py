@@ -19,6 +19,7 @@ from crm_core.api import (
     outbound,
     scoring,
     sessions,
+    team_analytics,
     teams,
     users,
     webhooks,
@@ -52,6 +53,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *webhooks.ENDPOINTS,
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
+    *team_analytics.ENDPOINTS,
 )
 
 
