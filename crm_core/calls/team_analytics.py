@@ -81,7 +81,8 @@ class Reach:
 
 def _where(reach: Reach, args: list[Any]) -> str:
     args.extend([reach.org_id, reach.start, reach.end])
-    where = "m.org_id = $1 AND m.started_at >= $2 AND m.started_at < $3"
+    # the tenant condition (m.org_id = $1) is spelled in each statement
+    where = "m.started_at >= $2 AND m.started_at < $3"
     if reach.rep_ids is not None:
         args.append(list(reach.rep_ids))
         where += f" AND m.rep_id = ANY(${len(args)}::uuid[])"
@@ -95,7 +96,7 @@ async def figures_by_rep(conn: asyncpg.Connection, reach: Reach) -> list[asyncpg
         f"""
         SELECT u.name, u.team_id::text AS team_id, g.*
         FROM (SELECT m.rep_id::text AS id, {FIGURES_SQL} FROM call_metrics m
-              WHERE {where} AND m.rep_id IS NOT NULL GROUP BY m.rep_id) g
+              WHERE m.org_id = $1 AND {where} AND m.rep_id IS NOT NULL GROUP BY m.rep_id) g
         JOIN users u ON u.id = g.id::uuid AND u.org_id = $1
         ORDER BY u.name, u.id
         """,
@@ -113,7 +114,7 @@ async def figures_by_team(conn: asyncpg.Connection, reach: Reach) -> list[asyncp
         FROM call_metrics m
         JOIN users u ON u.id = m.rep_id AND u.org_id = $1
         LEFT JOIN teams t ON t.id = u.team_id AND t.org_id = $1
-        WHERE {where}
+        WHERE m.org_id = $1 AND {where}
         GROUP BY u.team_id, t.name
         ORDER BY t.name NULLS LAST
         """,
@@ -124,7 +125,7 @@ async def figures_by_team(conn: asyncpg.Connection, reach: Reach) -> list[asyncp
 async def figures_total(conn: asyncpg.Connection, reach: Reach) -> asyncpg.Record:
     args: list[Any] = []
     where = _where(reach, args)
-    return await conn.fetchrow(f"SELECT {FIGURES_SQL} FROM call_metrics m WHERE {where}", *args)
+    return await conn.fetchrow(f"SELECT {FIGURES_SQL} FROM call_metrics m WHERE m.org_id = $1 AND {where}", *args)
 
 
 async def weekly(conn: asyncpg.Connection, reach: Reach) -> list[asyncpg.Record]:
@@ -134,7 +135,7 @@ async def weekly(conn: asyncpg.Connection, reach: Reach) -> list[asyncpg.Record]
     return await conn.fetch(
         f"""
         SELECT (date_trunc('week', m.started_at AT TIME ZONE 'UTC'))::date AS week, {FIGURES_SQL}
-        FROM call_metrics m WHERE {where}
+        FROM call_metrics m WHERE m.org_id = $1 AND {where}
         GROUP BY 1 ORDER BY 1
         """,
         *args,
@@ -152,7 +153,7 @@ async def heard(
         f"""
         SELECT h.name, count(*)::integer AS calls
         FROM call_metrics m CROSS JOIN LATERAL unnest(m.{column}) AS h(name)
-        WHERE {where} AND m.{column} <> '{{}}'
+        WHERE m.org_id = $1 AND {where} AND m.{column} <> '{{}}'
         GROUP BY h.name ORDER BY calls DESC, h.name LIMIT {int(limit)}
         """,
         *args,
@@ -187,7 +188,7 @@ async def calls_behind(
         SELECT m.*, m.call_id::text AS id, m.rep_id::text AS rep_id, u.name AS rep_name
         FROM call_metrics m
         LEFT JOIN users u ON u.id = m.rep_id AND u.org_id = $1
-        WHERE {where}
+        WHERE m.org_id = $1 AND {where}
         ORDER BY m.started_at DESC, m.call_id DESC
         LIMIT ${len(args)}
         """,
