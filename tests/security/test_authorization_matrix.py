@@ -174,6 +174,8 @@ NO_SESSION = {
     "/live": "liveness probe, no data",
     "/ready": "readiness probe, no data",
     "/metrics": "Prometheus metrics, no tenant data",
+    "/analytics": "redirects to the team analytics page (/app/analytics); no data",
+    "/vendor/{name}": "third-party browser libraries (Chart.js); no data",
 }
 # Carrier webhooks and media sockets are authenticated by carrier signatures, not sessions.
 NO_SESSION_PREFIXES = ("/carriers/", "/media/")

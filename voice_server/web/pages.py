@@ -112,6 +112,7 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
             raise web.HTTPFound("/app")  # the floor is for managers and admins
         links = [("/app/live", "Live call"), ("/app/calls", "Calls"),
                  ("/app/leads", "Leads"), ("/app/deals", "Deals")]
+        links.append(("/app/analytics", "Analytics"))
         if user.role in FLOOR_ROLES:
             links.insert(1, ("/app/floor", "Floor"))
         nav = "".join(f'<a href="{href}">{label}</a>' for href, label in links)
@@ -134,3 +135,11 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
     app.router.add_get("/app", shell)
     app.router.add_get("/app/{tail:.*}", shell)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
+
+    async def analytics(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/app/analytics")
+
+    app.router.add_get("/analytics", analytics)
+    from voice_server.web.vendor import add_vendor_routes  # it reads this module's headers
+
+    add_vendor_routes(app)

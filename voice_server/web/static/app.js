@@ -4,6 +4,7 @@ import { mountLive } from "./live.js";
 import { mountFloor } from "./floor.js";
 import { mountCallReview, mountCalls } from "./review.js";
 import { mountDeal, mountDeals, mountLead, mountLeads } from "./crm.js";
+import { mountAnalytics, mountAnalyticsCalls } from "./analytics.js";
 
 const me = JSON.parse(document.getElementById("me").textContent);
 const main = document.querySelector("main");
@@ -19,6 +20,8 @@ const routes = [
   [/^\/app\/leads\/([\w-]+)$/, (id) => mountLead(main, id)],
   [/^\/app\/deals$/, () => mountDeals(main)],
   [/^\/app\/deals\/([\w-]+)$/, (id) => mountDeal(main, id)],
+  [/^\/app\/analytics\/?$/, () => mountAnalytics(main, me)],
+  [/^\/app\/analytics\/calls$/, () => mountAnalyticsCalls(main)],
 ];
 
 async function render() {
