@@ -11,7 +11,7 @@ from crm_core.api.schemas.common import Output
 
 
 class Figures(Output):
-    """One group of calls' figures (definitions: docs/analytics.md)."""
+    """One group of calls' figures (definitions: docs/team-analytics.md)."""
 
     calls: int
     duration_ms: int = Field(description="Summed call length.")
