@@ -45,7 +45,10 @@ async def test_manager_reads_the_team_figures_and_drills_down(site, browser_cont
         await expect(rita.locator(f'td[data-col="{column}"]')).to_have_text(text)
     # the weekly trend charts are drawn (Chart.js served by the node)
     await expect(page.locator("#chart-calls")).to_be_visible()
-    assert await page.evaluate("() => typeof window.Chart === 'function'")
+    await page.wait_for_function(
+        "() => window.Chart && ['chart-calls', 'chart-shares', 'chart-sentiment']"
+        ".every((id) => window.Chart.getChart(document.getElementById(id)))"
+    )
     await expect(page.locator(".grid-charts canvas")).to_have_count(3)
     await screenshot(page, "analytics-1280", tmp_path)
 

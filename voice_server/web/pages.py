@@ -19,6 +19,7 @@ from aiohttp import web
 
 # Who sees the live floor (/app/floor); the feed behind it (/ws/floor) applies the same rule.
 from crm_core.calls.floor import FLOOR_ROLES
+from voice_server.web.vendor import add_vendor_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -140,6 +141,4 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
         raise web.HTTPFound("/app/analytics")
 
     app.router.add_get("/analytics", analytics)
-    from voice_server.web.vendor import add_vendor_routes  # it reads this module's headers
-
-    add_vendor_routes(app)
+    add_vendor_routes(app, SECURITY_HEADERS)

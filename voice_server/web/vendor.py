@@ -11,26 +11,27 @@ from pathlib import Path
 
 from aiohttp import web
 
-from voice_server.web.pages import SECURITY_HEADERS
-
 # URL under /vendor/ -> the file (Chart.js 3, UMD build, from Debian's libjs-chart.js)
 VENDOR_FILES = {
     "chart.min.js": Path("/usr/share/javascript/chart.js/chart.min.js"),
 }
 
 
-def add_vendor_routes(app: web.Application, files: dict[str, Path] | None = None) -> None:
+def add_vendor_routes(
+    app: web.Application, headers: dict[str, str], files: dict[str, Path] | None = None
+) -> None:
+    """``headers``: the pages' security headers, sent with each file too."""
     files = VENDOR_FILES if files is None else files
 
     async def vendor(request: web.Request) -> web.StreamResponse:
         path = files.get(request.match_info["name"])
         if path is None or not path.is_file():
             raise web.HTTPNotFound()
-        headers = {
-            **SECURITY_HEADERS,
+        sent = {
+            **headers,
             "Cache-Control": "public, max-age=86400",
             "Content-Type": "text/javascript; charset=utf-8",
         }
-        return web.FileResponse(path, headers=headers)
+        return web.FileResponse(path, headers=sent)
 
     app.router.add_get("/vendor/{name}", vendor)
