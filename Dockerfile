@@ -29,6 +29,9 @@ FROM python:3.11-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="coachline" \
       org.opencontainers.image.description="Real-time voice, live coaching and CRM server" \
       org.opencontainers.image.licenses="Apache-2.0"
+# Chart.js for the analytics page's charts, served by the node itself (voice_server/web/vendor.py)
+RUN apt-get update && apt-get install -y --no-install-recommends libjs-chart.js=3.9.1+~0.2.1-2 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 coachline \
     && useradd --system --uid 10001 --gid coachline --home-dir /var/lib/coachline \
        --create-home --shell /usr/sbin/nologin coachline

@@ -14,10 +14,12 @@ optional embedding sentiment model is the exception (see sentiment.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from coaching.call_analytics import call_analytics
 from coaching.keywords import KeywordMatcher, hotwords
 from coaching.records import (
     CallSummary,
@@ -86,6 +88,8 @@ class CallCoach:
         self._seen: set[str] = set()
         self._hits: list[KeywordHit] = []
         self._utterances: list[Utterance] = []
+        self._scores: list[SentimentScore] = []
+        self._prompts: list[CoachingPrompt] = []  # every prompt the rep was shown
         self._last_ms = call_start_ms
         self._summary: CallSummary | None = None
 
@@ -121,8 +125,10 @@ class CallCoach:
             if not self.prompts_on_partials:
                 return []
             text, tokens = segment_tokens(segment)
-            return list(self._engine.on_keywords(
-                self.profile.matcher.match_tokens(segment, text, tokens), partial=True))
+            prompts = self._engine.on_keywords(
+                self.profile.matcher.match_tokens(segment, text, tokens), partial=True)
+            self._prompts.extend(prompts)
+            return list(prompts)
         self._seen.add(segment.segment_id)
         self._last_ms = max(self._last_ms, segment.end_ms)
         text, tokens = segment_tokens(segment)
@@ -142,10 +148,12 @@ class CallCoach:
                                    label_of(value), segment.end_ms, round(trend.value, 4),
                                    self.profile.sentiment_model.name)
             insights.append(score)
+            self._scores.append(score)
             prompts += self._engine.on_sentiment(score, trend)
         metrics = self._tracker.snapshot()
         insights.append(metrics)
         prompts += self._engine.on_metrics(metrics)
+        self._prompts.extend(prompts)
         insights.extend(prompts)
         return insights
 
@@ -159,7 +167,9 @@ class CallCoach:
             return []
         self._last_ms = max(self._last_ms, now_ms)
         last_speech = None if speech_active else self._tracker.last_speech_end_ms
-        return self._engine.on_tick(now_ms, last_speech)
+        prompts = self._engine.on_tick(now_ms, last_speech)
+        self._prompts.extend(prompts)
+        return prompts
 
     def metrics(self) -> TalkMetrics:
         return self._tracker.snapshot()
@@ -172,7 +182,15 @@ class CallCoach:
         metrics = self._tracker.final(end) if self._utterances else None
         utterances = sorted(self._utterances, key=lambda u: (u.start_ms, u.end_ms))
         hits = sorted(self._hits, key=lambda h: h.start_ms)
-        self._summary = build_summary(utterances, hits, self.profile.objection_categories,
-                                      metrics, self._trend.history(),
-                                      self._engine.missed_checklist(), end - self.call_start_ms)
+        missed = self._engine.missed_checklist()
+        rule_set = self.profile.rule_set
+        summary = build_summary(utterances, hits, self.profile.objection_categories,
+                                metrics, self._trend.history(), missed, end - self.call_start_ms)
+        analytics = call_analytics(
+            utterances, hits, self._scores, self._prompts, {r.id: r for r in rule_set.rules},
+            objection_categories=self.profile.objection_categories,
+            checklist_total=sum(1 for r in rule_set.rules if r.trigger == "checklist"),
+            checklist_missed=len(missed), patience_answers=self._tracker.patience_answers,
+            follow_s=float(rule_set.option("prompt_follow_s")))
+        self._summary = replace(summary, analytics=analytics.to_payload())
         return self._summary

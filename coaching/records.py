@@ -220,6 +220,8 @@ class CallSummary:
     checklist_missed: tuple[str, ...] = ()
     duration_ms: int = 0
     signals: Mapping[str, Any] = field(default_factory=dict)       # deal signals for the CRM
+    # team analytics' figures (coaching/call_analytics.py CallAnalytics, JSON-ready)
+    analytics: Mapping[str, Any] = field(default_factory=dict)
 
 
 # Bus event type per insight record. These are the live event names of

@@ -41,6 +41,7 @@ OPTION_DEFAULTS: dict[str, float] = {
     "sentiment_alpha": 0.35,
     "turn_gap_ms": 3000,
     "backchannel_max_words": 2,
+    "prompt_follow_s": 30,  # how soon the rep must act on a prompt to count as following it
 }
 
 

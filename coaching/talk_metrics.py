@@ -182,6 +182,11 @@ class TalkTracker:
         self._union_end = max(self._union_end, u.end_ms)
 
     @property
+    def patience_answers(self) -> int:
+        """How many customer turns the rep answered (the sample ``patience_ms`` is the mean of)."""
+        return len(self._patience)
+
+    @property
     def last_speech_end_ms(self) -> int | None:
         return self._union_end
 

@@ -322,6 +322,7 @@ def summary_event(summary: CallSummary, abnormal: bool) -> SummaryEvent:
         duration_ms=summary.duration_ms,
         signals=json_ready(summary.signals),
         abnormal=abnormal,
+        analytics=json_ready(summary.analytics),
     )
 
 

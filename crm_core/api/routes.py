@@ -21,6 +21,7 @@ from crm_core.api import (
     outbound,
     scoring,
     sessions,
+    team_analytics,
     teams,
     users,
     webhooks,
@@ -56,6 +57,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *call_prompts.ENDPOINTS,
     *organization.ENDPOINTS,
     *call_comments.ENDPOINTS,
+    *team_analytics.ENDPOINTS,
 )
 
 

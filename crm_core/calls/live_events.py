@@ -460,6 +460,8 @@ class SummaryEvent:
     duration_ms: int = 0
     signals: Mapping[str, Any] = field(default_factory=dict)    # deal signals, JSON values
     abnormal: bool = False
+    # team analytics' per-call figures (coaching/call_analytics.py), JSON values
+    analytics: Mapping[str, Any] = field(default_factory=dict)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -477,6 +479,7 @@ class SummaryEvent:
             "duration_ms": self.duration_ms,
             "signals": json_ready(self.signals),
             "abnormal": self.abnormal,
+            "analytics": json_ready(self.analytics),
         }
 
     @classmethod
@@ -502,6 +505,7 @@ class SummaryEvent:
             duration_ms=int(payload.get("duration_ms") or 0),
             signals=dict(payload.get("signals") or {}),
             abnormal=bool(payload.get("abnormal")),
+            analytics=dict(payload.get("analytics") or {}),
         )
 
 

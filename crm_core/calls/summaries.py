@@ -6,7 +6,8 @@ adds a ``call.completed`` activity to the timeline of the call's deal (or
 lead) whose body carries the counts deal prediction reads
 (crm_core/scoring/deal_features.py: ``sentiment``, ``objection_hits``,
 ``competitor_hits``, ``budget_hits``), and emits ``crm.call.completed``
-through the outbox, all in one transaction. It runs at least once per
+through the outbox, and materialises the call's row of team analytics
+(``call_metrics``), all in one transaction. It runs at least once per
 event, so a second delivery changes nothing.
 """
 
@@ -17,6 +18,25 @@ from typing import Any
 import asyncpg
 
 from crm_core.changes import ChangeSet
+
+# The view (storage/migrations/0020_call_metrics.sql) reads the figures out of the stored summary.
+CALL_METRICS_COLUMNS = (
+    "call_id, org_id, rep_id, started_at, duration_ms, rep_talk_ms, customer_talk_ms, "
+    "rep_longest_monologue_ms, customer_longest_monologue_ms, rep_interruptions, "
+    "customer_interruptions, rep_questions, customer_questions, patience_ms, patience_answers, "
+    "rep_sentiment, customer_sentiment, prompts_fired, prompts_followed, checklist_total, "
+    "checklist_done, competitors, competitor_mentions, objections, objection_mentions"
+)
+
+
+async def store_call_metrics(conn: asyncpg.Connection, org_id: str, call_id: str) -> None:
+    """Materialise the summarised call's row of team analytics (once; a redelivery keeps it)."""
+    await conn.execute(
+        f"INSERT INTO call_metrics ({CALL_METRICS_COLUMNS}) SELECT {CALL_METRICS_COLUMNS} "
+        "FROM call_metrics_from_summaries WHERE call_id = $1 AND org_id = $2 "
+        "ON CONFLICT (call_id) DO NOTHING",
+        call_id, org_id,
+    )
 
 
 def timeline_body(summary: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +76,7 @@ async def store_call_summary(conn: asyncpg.Connection, org_id: str, call_id: str
         )
         if call is None:
             return None  # unknown call, another tenant's, or already summarised
+        await store_call_metrics(conn, org_id, call_id)
         body = timeline_body(summary)
         subject_type, subject_id = (
             ("deal", call["deal_id"]) if call["deal_id"] else

@@ -170,6 +170,10 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/ws/live"): (401, WS_OWN_CALLS, WS_OWN_CALLS, WS_OWN_CALLS, 403),
     # the live floor: managers (their teams' calls) and admins (their organization's); reps 403
     ("GET", "/ws/floor"): (401, WS_FLOOR, 403, WS_FLOOR, 403),
+    # team analytics: a rep their own calls, a manager their teams', an admin the org's
+    ("GET", "/api/v1/analytics/team"): OWNED_LIST,
+    ("GET", "/api/v1/analytics/team/trends"): OWNED_LIST,
+    ("GET", "/api/v1/analytics/team/calls"): OWNED_LIST,
 }
 
 # Root routes that take no session, and why they are outside the matrix.
@@ -186,6 +190,8 @@ NO_SESSION = {
     "/live": "liveness probe, no data",
     "/ready": "readiness probe, no data",
     "/metrics": "Prometheus metrics, no tenant data",
+    "/analytics": "redirects to the team analytics page (/app/analytics); no data",
+    "/vendor/{name}": "third-party browser libraries (Chart.js); no data",
 }
 # Carrier webhooks and media sockets are authenticated by carrier signatures, not sessions.
 NO_SESSION_PREFIXES = ("/carriers/", "/media/")

@@ -19,6 +19,7 @@ from aiohttp import web
 
 # Who sees the live floor (/app/floor); the feed behind it (/ws/floor) applies the same rule.
 from crm_core.calls.floor import FLOOR_ROLES
+from voice_server.web.vendor import add_vendor_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -112,6 +113,7 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
             raise web.HTTPFound("/app")  # the floor is for managers and admins
         links = [("/app/live", "Live call"), ("/app/calls", "Calls"),
                  ("/app/leads", "Leads"), ("/app/deals", "Deals")]
+        links.append(("/app/analytics", "Analytics"))
         if user.role in FLOOR_ROLES:
             links.insert(1, ("/app/floor", "Floor"))
         if user.role == "admin":
@@ -140,3 +142,9 @@ def add_page_routes(app: web.Application, session_user: SessionLookup) -> None:
     app.router.add_get("/app", shell)
     app.router.add_get("/app/{tail:.*}", shell)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
+
+    async def analytics(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/app/analytics")
+
+    app.router.add_get("/analytics", analytics)
+    add_vendor_routes(app, SECURITY_HEADERS)

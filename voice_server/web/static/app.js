@@ -6,6 +6,7 @@ import { mountCallReview } from "./review.js";
 import { mountCalls } from "./library.js";
 import { mountDeal, mountDeals, mountLead, mountLeads } from "./crm.js";
 import { mountAdmin } from "./admin.js";
+import { mountAnalytics, mountAnalyticsCalls } from "./analytics.js";
 
 const me = JSON.parse(document.getElementById("me").textContent);
 const main = document.querySelector("main");
@@ -22,6 +23,8 @@ const routes = [
   [/^\/app\/deals$/, () => mountDeals(main)],
   [/^\/app\/deals\/([\w-]+)$/, (id) => mountDeal(main, id)],
   [/^\/app\/admin(?:\/(\w+))?\/?$/, (tab) => mountAdmin(main, me, tab)],
+  [/^\/app\/analytics\/?$/, () => mountAnalytics(main, me)],
+  [/^\/app\/analytics\/calls$/, () => mountAnalyticsCalls(main)],
 ];
 
 async function render() {
