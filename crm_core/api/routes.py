@@ -11,6 +11,7 @@ from aiohttp import web
 from crm_core.api import (
     activities,
     api_tokens,
+    call_caller,
     call_prompts,
     calls,
     deals,
@@ -52,6 +53,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *webhooks.ENDPOINTS,
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
+    *call_caller.ENDPOINTS,
 )
 
 

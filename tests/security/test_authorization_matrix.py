@@ -115,6 +115,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/api/v1/calls/{id}/prompts"): RECORD,
     ("GET", "/api/v1/calls/{call_id}/recording"): RECORD,
     ("GET", "/api/v1/calls/{call_id}/recording/audit"): RECORD,
+    ("GET", "/api/v1/calls/{id}/caller"): RECORD,
+    ("GET", "/api/v1/calls/{call_id}/recording/status"): RECORD,
     # activities
     ("GET", "/api/v1/activities"): OWNED_LIST,
     ("POST", "/api/v1/activities"): RECORD,  # a note on the victim's lead
