@@ -28,8 +28,9 @@ def item_label(rule: Rule) -> str:
     return words[:1].upper() + words[1:]
 
 
-def checklist_state(rule_set: RuleSet, done: Mapping[str, int], now_ms: int,
-                    call_start_ms: int = 0) -> ChecklistState:
+def checklist_state(
+    rule_set: RuleSet, done: Mapping[str, int], now_ms: int, call_start_ms: int = 0
+) -> ChecklistState:
     """Each checklist rule's status at ``now_ms``; ``done`` maps rule id -> when it was heard."""
     items = []
     for rule in rule_set.rules:

@@ -27,8 +27,16 @@ from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
 
 CALLER = "+15557770000"  # the simulator's caller id
 # The organization's disclosure is what its reps say: "... is now being recorded".
-RULES = {**ORG_RULES, "keywords": {**ORG_RULES["keywords"], "compliance_disclosure": {
-    "parties": ["rep"], "phrases": [{"phrase": "now being recorded"}]}}}
+RULES = {
+    **ORG_RULES,
+    "keywords": {
+        **ORG_RULES["keywords"],
+        "compliance_disclosure": {
+            "parties": ["rep"],
+            "phrases": [{"phrase": "now being recorded"}],
+        },
+    },
+}
 
 
 def _wav(path, parts: list[tuple[str | None, int]]):
@@ -48,24 +56,38 @@ def _wav(path, parts: list[tuple[str | None, int]]):
 
 def _pool(site):
     from voice_server.app_keys import RUNTIME
+
     return site.app[RUNTIME].pool
 
 
 async def _set_org(site, **settings) -> None:
-    await _pool(site).execute("UPDATE organizations SET settings = settings || $2 WHERE id = $1",
-                              uuid.UUID(site.org.org_id), settings)
+    await _pool(site).execute(
+        "UPDATE organizations SET settings = settings || $2 WHERE id = $1",
+        uuid.UUID(site.org.org_id),
+        settings,
+    )
 
 
 async def _history(site, lead_id: str) -> None:
     """The lead's open deal and an earlier call, as the CRM would hold them."""
     pool = _pool(site)
     org, rep = uuid.UUID(site.org.org_id), uuid.UUID(site.org.rep)
-    await pool.execute("INSERT INTO deals (org_id, lead_id, owner_id, name, stage, value) "
-                       "VALUES ($1, $2, $3, 'Globex pilot', 'proposal', 12000)", org, uuid.UUID(lead_id), rep)
-    await pool.execute("INSERT INTO calls (org_id, carrier, direction, external_id, rep_id, lead_id, "
-                       "status, started_at, duration_s) VALUES ($1, 'twilio', 'inbound', $2, $3, $4, "
-                       "'completed', now() - interval '2 days', 245)", org, uuid.uuid4().hex, rep,
-                       uuid.UUID(lead_id))
+    await pool.execute(
+        "INSERT INTO deals (org_id, lead_id, owner_id, name, stage, value) "
+        "VALUES ($1, $2, $3, 'Globex pilot', 'proposal', 12000)",
+        org,
+        uuid.UUID(lead_id),
+        rep,
+    )
+    await pool.execute(
+        "INSERT INTO calls (org_id, carrier, direction, external_id, rep_id, lead_id, "
+        "status, started_at, duration_s) VALUES ($1, 'twilio', 'inbound', $2, $3, $4, "
+        "'completed', now() - interval '2 days', 245)",
+        org,
+        uuid.uuid4().hex,
+        rep,
+        uuid.UUID(lead_id),
+    )
 
 
 OVERFLOW_JS = """() => {
@@ -79,24 +101,40 @@ OVERFLOW_JS = """() => {
 
 
 @requires_corpus
-async def test_a_reps_whole_call_from_the_caller_card_to_the_summary(site, browser_context, tmp_path):
+async def test_a_reps_whole_call_from_the_caller_card_to_the_summary(
+    site, browser_context, tmp_path
+):
     """Twilio (the carrier simulator) → speech → coaching → the rep's screen, then the review."""
     await _set_org(site, coaching_rules=RULES)
     lead_id = await site.new_lead(site.org.rep, phone=CALLER)
     await _history(site, lead_id)
     page = await sign_in(browser_context, site, site.org.rep_email, "/app/live")
     await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
-    rep_wav = _wav(tmp_path / "rep.wav", [("dir-welcome", 700), ("conf-now-recording", 9000)])
-    customer_wav = _wav(tmp_path / "customer.wav", [(None, 5500), ("conf-full", 600),
-                                                      ("conf-locked", 6000)])
-    call = asyncio.create_task(simulate_call(SimulatedCall(
-        carrier="twilio", server=site.url, public_url=PUBLIC_URL, to_number=OUR_NUMBER,
-        from_number=CALLER, rep_wav=rep_wav, customer_wav=customer_wav,
-        twilio_auth_token=TWILIO_TOKEN, realtime=True)))
+    rep_wav = _wav(tmp_path / "rep.wav", [("dir-welcome", 700), ("conf-now-recording", 5000)])
+    customer_wav = _wav(
+        tmp_path / "customer.wav", [(None, 5500), ("conf-full", 600), ("conf-locked", 3000)]
+    )
+    call = asyncio.create_task(
+        simulate_call(
+            SimulatedCall(
+                carrier="twilio",
+                server=site.url,
+                public_url=PUBLIC_URL,
+                to_number=OUR_NUMBER,
+                from_number=CALLER,
+                rep_wav=rep_wav,
+                customer_wav=customer_wav,
+                twilio_auth_token=TWILIO_TOKEN,
+                realtime=True,
+            )
+        )
+    )
     try:
         # who is calling: the lead matched by number, its grade, open deal and last call
         card = page.locator(".caller-card")
-        await expect(card.get_by_role("link", name="Dana Diaz")).to_have_attribute("href", f"/app/leads/{lead_id}")
+        await expect(card.get_by_role("link", name="Dana Diaz")).to_have_attribute(
+            "href", f"/app/leads/{lead_id}"
+        )
         await expect(card).to_contain_text("Globex")
         await expect(card).to_contain_text("Score 87 · A")
         await expect(card).to_contain_text("Deal: Globex pilot · proposal")
@@ -107,17 +145,27 @@ async def test_a_reps_whole_call_from_the_caller_card_to_the_summary(site, brows
         await expect(disclosure).to_have_class(re.compile(r"\bdone\b"))
         await expect(disclosure).to_contain_text("✓Recording disclosure")
         await expect(page.locator(".checklist li[data-item='next-step-agreed']")).to_have_class(
-            re.compile(r"\bpending\b"))
+            re.compile(r"\bpending\b")
+        )
         # the customer names a competitor: a prompt; sentiment and talk figures are readable
-        await expect(page.locator(".prompts .prompt").filter(has_text="onference").first).to_be_visible()
-        await expect(page.locator(".transcript .line.customer").filter(has_text="locked").first).to_be_visible()
+        await expect(
+            page.locator(".prompts .prompt").filter(has_text="onference").first
+        ).to_be_visible()
+        await expect(
+            page.locator(".transcript .line.customer").filter(has_text="locked").first
+        ).to_be_visible()
         customer = page.locator(".gauge[data-party='customer']")
-        await expect(customer.locator(".gauge-value")).to_have_text(re.compile(r"^[+-]?\d\.\d\d (positive|neutral|negative)$"))
+        await expect(customer.locator(".gauge-value")).to_have_text(
+            re.compile(r"^[+-]?\d\.\d\d (positive|neutral|negative)$")
+        )
         await expect(customer.get_by_role("meter", name="Customer sentiment")).to_have_attribute(
-            "aria-valuetext", re.compile(r"(positive|neutral|negative)"))
+            "aria-valuetext", re.compile(r"(positive|neutral|negative)")
+        )
         stats = page.locator(".talk-stats")
         await expect(stats).to_contain_text(re.compile(r"Interruptions\s*You \d+ · Customer \d+"))
-        await expect(stats).to_contain_text(re.compile(r"Talk speed\s*You \d+ wpm · Customer \d+ wpm"))
+        await expect(stats).to_contain_text(
+            re.compile(r"Talk speed\s*You \d+ wpm · Customer \d+ wpm")
+        )
         await expect(stats).to_contain_text(re.compile(r"Patience\s*\d+\.\d s"))
         # mid-call, as a rep sees it (docs/screenshots/rep-live-1280.png)
         if not call.done():
@@ -146,17 +194,43 @@ async def test_a_reps_whole_call_from_the_caller_card_to_the_summary(site, brows
 
 
 def _prompt(rule_id: str, at_ms: int, title: str, severity: str = "info") -> dict:
-    return {"prompt": {"rule_id": rule_id, "kind": "keyword", "severity": severity, "title": title,
-                       "body": f"{title}: what to do now.", "at_ms": at_ms, "party": "customer",
-                       "evidence": [], "link": None, "id": f"{rule_id}@{at_ms}", "segment_key": None}}
+    return {
+        "prompt": {
+            "rule_id": rule_id,
+            "kind": "keyword",
+            "severity": severity,
+            "title": title,
+            "body": f"{title}: what to do now.",
+            "at_ms": at_ms,
+            "party": "customer",
+            "evidence": [],
+            "link": None,
+            "id": f"{rule_id}@{at_ms}",
+            "segment_key": None,
+        }
+    }
 
 
 def _checklist(at_ms: int, disclosure: str, next_step: str = "pending") -> dict:
-    return {"at_ms": at_ms, "items": [
-        {"id": "recording-disclosure", "label": "Recording disclosure", "status": disclosure,
-         "due_ms": 30_000, "done_at_ms": at_ms if disclosure == "done" else None},
-        {"id": "next-step-agreed", "label": "Next step agreed", "status": next_step,
-         "due_ms": 900_000, "done_at_ms": None}]}
+    return {
+        "at_ms": at_ms,
+        "items": [
+            {
+                "id": "recording-disclosure",
+                "label": "Recording disclosure",
+                "status": disclosure,
+                "due_ms": 30_000,
+                "done_at_ms": at_ms if disclosure == "done" else None,
+            },
+            {
+                "id": "next-step-agreed",
+                "label": "Next step agreed",
+                "status": next_step,
+                "due_ms": 900_000,
+                "done_at_ms": None,
+            },
+        ],
+    }
 
 
 async def test_prompts_stack_at_most_three_expire_and_collapse_once_handled(site, browser_context):
@@ -169,12 +243,20 @@ async def test_prompts_stack_at_most_three_expire_and_collapse_once_handled(site
         await session.publish("insight.checklist", _checklist(1_000, "pending"))
         pending = page.locator(".checklist li[data-item='recording-disclosure']")
         await expect(pending).to_have_class(re.compile(r"\bpending\b"))
-        await expect(pending).to_have_attribute("aria-label", "Recording disclosure: pending by 0:30")
-        await session.publish("coaching.prompt", _prompt("recording-disclosure", 2_000,
-                                                         "Recording disclosure missing", "critical"))
-        for i, title in enumerate(["Competitor: Gong", "Price objection", "Long silence", "Brush-off"]):
-            await session.publish("coaching.prompt", _prompt(f"rule-{i}", 3_000 + i * 1_000, title,
-                                                             "warning" if i == 1 else "info"))
+        await expect(pending).to_have_attribute(
+            "aria-label", "Recording disclosure: pending by 0:30"
+        )
+        await session.publish(
+            "coaching.prompt",
+            _prompt("recording-disclosure", 2_000, "Recording disclosure missing", "critical"),
+        )
+        for i, title in enumerate(
+            ["Competitor: Gong", "Price objection", "Long silence", "Brush-off"]
+        ):
+            await session.publish(
+                "coaching.prompt",
+                _prompt(f"rule-{i}", 3_000 + i * 1_000, title, "warning" if i == 1 else "info"),
+            )
         cards = page.locator(".prompts .prompt")
         await expect(cards).to_have_count(5)
         await expect(page.locator(".prompts .prompt:visible")).to_have_count(3)
@@ -202,19 +284,27 @@ async def test_prompts_stack_at_most_three_expire_and_collapse_once_handled(site
         await expect(cards).to_have_count(1)
         # the deadline passes without a next step: missed
         await session.publish("insight.checklist", _checklist(900_000, "done", "missed"))
-        await expect(page.locator(".checklist li[data-item='next-step-agreed']")).to_contain_text("✗Next step agreed")
+        await expect(page.locator(".checklist li[data-item='next-step-agreed']")).to_contain_text(
+            "✗Next step agreed"
+        )
     finally:
         await site.close_call(call_id)
 
 
 def _metrics(at_ms: int) -> dict:
-    return {"at_ms": at_ms, "talk_ratio": {"rep": 0.62, "customer": 0.38},
-            "talk_ms": {"rep": 31_000, "customer": 19_000},
-            "longest_monologue_ms": {"rep": 14_000, "customer": 9_000},
-            "current_monologue": {"party": None, "ms": 0},
-            "interruptions": {"rep": 2, "customer": 1}, "wpm": {"rep": 151.2, "customer": 128.0},
-            "fillers": {"rep": 3, "customer": 1}, "silence_ms": 4_000, "longest_silence_ms": 2_100,
-            "patience_ms": 820.0}
+    return {
+        "at_ms": at_ms,
+        "talk_ratio": {"rep": 0.62, "customer": 0.38},
+        "talk_ms": {"rep": 31_000, "customer": 19_000},
+        "longest_monologue_ms": {"rep": 14_000, "customer": 9_000},
+        "current_monologue": {"party": None, "ms": 0},
+        "interruptions": {"rep": 2, "customer": 1},
+        "wpm": {"rep": 151.2, "customer": 128.0},
+        "fillers": {"rep": 3, "customer": 1},
+        "silence_ms": 4_000,
+        "longest_silence_ms": 2_100,
+        "patience_ms": 820.0,
+    }
 
 
 @requires_corpus
@@ -229,22 +319,42 @@ async def test_the_side_panel_at_360_px_cuts_nothing_off(site, chromium, page_he
         session = await site.open_call(call_id, site.org.rep, lead_id=lead_id)
         pushing = asyncio.gather(
             push_real_time(session, telephone_frames(["dir-welcome"], Party.REP), speed=2.0),
-            push_real_time(session, telephone_frames(["conf-full"], Party.CUSTOMER, start_ms=2500),
-                           speed=2.0))
+            push_real_time(
+                session, telephone_frames(["conf-full"], Party.CUSTOMER, start_ms=2500), speed=2.0
+            ),
+        )
         try:
-            await expect(page.locator(".caller-card")).to_contain_text("Deal: Globex pilot · proposal")
-            await expect(page.locator(".transcript .line.customer").filter(has_text="conference").first).to_be_visible()
+            await expect(page.locator(".caller-card")).to_contain_text(
+                "Deal: Globex pilot · proposal"
+            )
+            await expect(
+                page.locator(".transcript .line.customer").filter(has_text="conference").first
+            ).to_be_visible()
             await session.publish("insight.checklist", _checklist(4_000, "done"))
-            for i, title in enumerate(["Price objection", "Long silence", "Brush-off",
-                                       "You're doing most of the talking"]):
+            for i, title in enumerate(
+                ["Price objection", "Long silence", "Brush-off", "You're doing most of the talking"]
+            ):
                 await session.publish("coaching.prompt", _prompt(f"narrow-{i}", 4_000 + i, title))
             await session.publish("insight.metrics", _metrics(5_000))
-            await session.publish("insight.sentiment", {"segment_id": "x", "party": "customer",
-                                                        "score": -0.4, "label": "negative",
-                                                        "trend": -0.31, "at_ms": 5_000, "model": "vader"})
-            await expect(page.locator(".more-prompts")).to_have_text(re.compile(r"^\+\d more prompts?$"))
+            await session.publish(
+                "insight.sentiment",
+                {
+                    "segment_id": "x",
+                    "party": "customer",
+                    "score": -0.4,
+                    "label": "negative",
+                    "trend": -0.31,
+                    "at_ms": 5_000,
+                    "model": "vader",
+                },
+            )
+            await expect(page.locator(".more-prompts")).to_have_text(
+                re.compile(r"^\+\d more prompts?$")
+            )
             await expect(page.locator(".prompts .prompt:visible")).to_have_count(3)
-            await expect(page.locator(".gauge[data-party='customer'] .gauge-value")).to_have_text("-0.31 negative")
+            await expect(page.locator(".gauge[data-party='customer'] .gauge-value")).to_have_text(
+                "-0.31 negative"
+            )
             await pushing
             layout = await page.evaluate(OVERFLOW_JS)
             assert layout["width"] == 360 and layout["scroll"] <= 360, layout
@@ -258,7 +368,9 @@ async def test_the_side_panel_at_360_px_cuts_nothing_off(site, chromium, page_he
             pushing.cancel()
             await site.close_call(call_id)
         # the summary fits the side panel too
-        await expect(page.locator(".call-end").get_by_role("link", name="Review this call")).to_be_visible()
+        await expect(
+            page.locator(".call-end").get_by_role("link", name="Review this call")
+        ).to_be_visible()
         layout = await page.evaluate(OVERFLOW_JS)
         assert layout["bad"] == [] and layout["scroll"] <= 360, layout
     finally:
@@ -266,7 +378,9 @@ async def test_the_side_panel_at_360_px_cuts_nothing_off(site, chromium, page_he
     page_health.assert_clean()
 
 
-async def test_the_summary_lists_action_items_and_the_org_may_keep_reps_from_review(site, browser_context):
+async def test_the_summary_lists_action_items_and_the_org_may_keep_reps_from_review(
+    site, browser_context
+):
     await _set_org(site, reps_review_own_calls=False)
     page = await sign_in(browser_context, site, site.org.rep_email, "/app/live")
     await expect(page.locator(".status").first).to_have_text("Waiting for your next call…")
@@ -276,13 +390,28 @@ async def test_the_summary_lists_action_items_and_the_org_may_keep_reps_from_rev
     await site.close_call(call_id)
     await expect(page.locator(".status").first).to_have_text("Call ended")
     # the coach's own summary came before the call ended; this one, with items, replaces it
-    await session.publish("insight.summary", {
-        "text": "Dana is comparing us with the conference tool.", "key_points": [],
-        "action_items": [{"owner": "rep", "text": "Send the pricing sheet", "at_ms": 12_000, "due": "Friday"}],
-        "next_steps": [{"owner": "both", "text": "Demo with the team", "at_ms": 30_000, "due": None}],
-        "objections": [], "competitors": [], "keyword_counts": {}, "metrics": None,
-        "sentiment_trend": {}, "checklist_missed": ["next-step-agreed"], "duration_ms": 40_000,
-        "signals": {}, "abnormal": False})
+    await session.publish(
+        "insight.summary",
+        {
+            "text": "Dana is comparing us with the conference tool.",
+            "key_points": [],
+            "action_items": [
+                {"owner": "rep", "text": "Send the pricing sheet", "at_ms": 12_000, "due": "Friday"}
+            ],
+            "next_steps": [
+                {"owner": "both", "text": "Demo with the team", "at_ms": 30_000, "due": None}
+            ],
+            "objections": [],
+            "competitors": [],
+            "keyword_counts": {},
+            "metrics": None,
+            "sentiment_trend": {},
+            "checklist_missed": ["next-step-agreed"],
+            "duration_ms": 40_000,
+            "signals": {},
+            "abnormal": False,
+        },
+    )
     end = page.locator(".call-end")
     await expect(end.locator("ul.actions li")).to_have_text(["Send the pricing sheet (Friday)"])
     await expect(end.locator("ul.next-steps li")).to_have_text(["Demo with the team"])

@@ -11,14 +11,23 @@ def test_ticks_publish_the_checklist_once_per_change():
     coaching = Coaching(CoachingProfile.load(None))
     first = [e for e in coaching.tick(1_000, speech_active=False) if isinstance(e, ChecklistEvent)]
     assert [(i.id, i.status) for i in first[0].items] == [
-        ("recording-disclosure", "pending"), ("next-step-agreed", "pending")]
-    assert not [e for e in coaching.tick(2_000, speech_active=False) if isinstance(e, ChecklistEvent)]
+        ("recording-disclosure", "pending"),
+        ("next-step-agreed", "pending"),
+    ]
+    assert not [
+        e for e in coaching.tick(2_000, speech_active=False) if isinstance(e, ChecklistEvent)
+    ]
     late = [e for e in coaching.tick(30_000, speech_active=False) if isinstance(e, ChecklistEvent)]
     assert late[0].items[0].status == "missed"
     payload = late[0].to_payload()
     assert from_bus("insight.checklist", {**payload, "call_id": "c"}) == late[0]
-    assert payload["items"][0] == {"id": "recording-disclosure", "label": "Recording disclosure",
-                                   "status": "missed", "due_ms": 30_000, "done_at_ms": None}
+    assert payload["items"][0] == {
+        "id": "recording-disclosure",
+        "label": "Recording disclosure",
+        "status": "missed",
+        "due_ms": 30_000,
+        "done_at_ms": None,
+    }
 
 
 def test_the_event_mirrors_the_coach_state():
@@ -29,4 +38,6 @@ def test_the_event_mirrors_the_coach_state():
     event = checklist_event(coach.checklist())
     assert event.event_type == "insight.checklist"
     assert [(i.label, i.status) for i in event.items] == [
-        ("Recording disclosure", "done"), ("Next step agreed", "pending")]
+        ("Recording disclosure", "done"),
+        ("Next step agreed", "pending"),
+    ]
