@@ -4,6 +4,7 @@
     coach = CallCoach(profile)                            # once per call
     coach.feed(segment)   -> [KeywordHit..., SentimentScore, TalkMetrics, CoachingPrompt...]
     coach.tick(now_ms)    -> [CoachingPrompt...]   (silence, checklist deadlines)
+    coach.checklist_changes(now_ms) -> ChecklistState | None   (deadlines passing)
     coach.finish(end_ms)  -> CallSummary
 
 Everything is synchronous and cheap (tens of µs to a few hundred µs per final
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from coaching.call_analytics import call_analytics
+from coaching.checklist import ChecklistTracker
 from coaching.keywords import KeywordMatcher, hotwords
 from coaching.records import (
     CallSummary,
+    ChecklistState,
     CoachingPrompt,
     KeywordHit,
     SegmentInput,
@@ -37,7 +40,7 @@ from coaching.summary import Utterance, build_summary
 from coaching.talk_metrics import TalkTracker
 from coaching.tokens import segment_tokens
 
-Insight = KeywordHit | SentimentScore | TalkMetrics | CoachingPrompt
+Insight = KeywordHit | SentimentScore | TalkMetrics | CoachingPrompt | ChecklistState
 
 
 class CallCoachError(RuntimeError):
@@ -84,6 +87,7 @@ class CallCoach:
                                     int(rule_set.option("backchannel_max_words")))
         self._trend = SentimentTrend(float(rule_set.option("sentiment_alpha")))
         self._engine = RuleEngine(rule_set, call_start_ms)
+        self._checklist = ChecklistTracker(rule_set, call_start_ms)
         self._redactor = Redactor()
         self._seen: set[str] = set()
         self._hits: list[KeywordHit] = []
@@ -98,6 +102,8 @@ class CallCoach:
         Talk metrics, sentiment and what already fired carry on; keywords match the new sets."""
         self.profile = profile
         self._engine.use_rule_set(profile.rule_set)
+        # the checklist follows the edited rules; what was ticked stays ticked (the engine's)
+        self._checklist.use_rule_set(profile.rule_set)
 
     @property
     def finished(self) -> bool:
@@ -106,8 +112,8 @@ class CallCoach:
     def feed(self, segment: SegmentInput | Mapping[str, Any] | Any) -> list[Insight]:
         """Insights from one segment.
 
-        A final gives its keyword hits, sentiment, metrics and prompts; a repeat of
-        a final gives nothing. A partial gives only keyword prompts (when
+        A final gives its keyword hits, sentiment, metrics and prompts, and the checklist
+        when an item changed (or on the first final); a repeat of a final gives nothing. A partial gives only keyword prompts (when
         ``prompts_on_partials``), so a competitor named mid-sentence is coached
         before the sentence ends.
 
@@ -155,6 +161,9 @@ class CallCoach:
         prompts += self._engine.on_metrics(metrics)
         self._prompts.extend(prompts)
         insights.extend(prompts)
+        checklist = self.checklist_changes(self._last_ms)
+        if checklist is not None:
+            insights.append(checklist)
         return insights
 
     def tick(self, now_ms: int, *, speech_active: bool = False) -> list[CoachingPrompt]:
@@ -170,6 +179,18 @@ class CallCoach:
         prompts = self._engine.on_tick(now_ms, last_speech)
         self._prompts.extend(prompts)
         return prompts
+
+    def checklist(self, now_ms: int | None = None) -> ChecklistState:
+        """Every checklist item's status at ``now_ms`` (default: the latest time seen)."""
+        return self._checklist.state(self._engine.checklist_done,
+                                     self._last_ms if now_ms is None else now_ms)
+
+    def checklist_changes(self, now_ms: int) -> ChecklistState | None:
+        """The checklist when an item's status changed since the last one given (the first
+        call gives it as it stands); None when unchanged or the rule set has no checklist."""
+        if self._checklist.empty or self._summary is not None:
+            return None
+        return self._checklist.update(self._engine.checklist_done, max(self._last_ms, now_ms))
 
     def metrics(self) -> TalkMetrics:
         return self._tracker.snapshot()

@@ -224,6 +224,32 @@ class CallSummary:
     analytics: Mapping[str, Any] = field(default_factory=dict)
 
 
+CHECKLIST_STATUSES = ("pending", "done", "missed")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistItem:
+    """One checklist rule of the organization's rule set, as the call stands."""
+
+    id: str                     # the rule's id
+    label: str                  # what the rep must do, e.g. "Recording disclosure"
+    status: str                 # pending | done | missed (deadline passed, not yet done)
+    due_ms: int                 # the deadline on the call clock
+    done_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistState:
+    """Every checklist item of the call, published whenever one of them changes."""
+
+    items: tuple[ChecklistItem, ...]
+    at_ms: int
+
+    @property
+    def done(self) -> int:
+        return sum(1 for item in self.items if item.status == "done")
+
+
 # Bus event type per insight record. These are the live event names of
 # crm_core/calls/live_events.py, spelled here because coaching imports nothing of ours.
 EVENT_TYPES: dict[type, str] = {
@@ -232,6 +258,7 @@ EVENT_TYPES: dict[type, str] = {
     TalkMetrics: "insight.metrics",
     CoachingPrompt: "coaching.prompt",
     CallSummary: "insight.summary",
+    ChecklistState: "insight.checklist",
 }
 
 

@@ -87,6 +87,7 @@ class Rule:
     below: float | None = None      # sentiment: trend under this value
     seconds: float | None = None    # silence
     by_s: float | None = None       # checklist deadline from the call's start
+    label: str | None = None        # checklist: the item as the rep's checklist names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +257,7 @@ def _category(name: str, data: Any) -> KeywordCategory:
 
 _RULE_FIELDS = {"id", "trigger", "severity", "title", "body", "cooldown_s", "max_fires", "link",
                 "party", "category", "metric", "op", "value", "after_s", "drop", "below",
-                "seconds", "by_s"}
+                "seconds", "by_s", "label"}
 
 
 def _rule(index: int, data: Any, keywords: Mapping[str, Any]) -> Rule:
@@ -294,6 +295,9 @@ def _rule(index: int, data: Any, keywords: Mapping[str, Any]) -> Rule:
     link = data.get("link")
     if link is not None and not isinstance(link, str):
         raise RuleSetError(f"{path}.link: must be a string")
+    label = data.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise RuleSetError(f"{path}.label: must be a non-empty string")
     category = data.get("category")
     metric = data.get("metric")
     op = data.get("op", ">")
@@ -320,4 +324,5 @@ def _rule(index: int, data: Any, keywords: Mapping[str, Any]) -> Rule:
                 max_fires=max_fires, link=link, party=party, category=category, metric=metric,
                 op=op, value=numbers.get("value"), after_s=numbers.get("after_s", 0.0),
                 drop=numbers.get("drop"), below=numbers.get("below"),
-                seconds=numbers.get("seconds"), by_s=numbers.get("by_s"))
+                seconds=numbers.get("seconds"), by_s=numbers.get("by_s"),
+                label=label.strip() if label else None)

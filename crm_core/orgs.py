@@ -40,3 +40,18 @@ async def org_rate_plan(db: asyncpg.Pool | asyncpg.Connection, org_id: str) -> R
     raw = settings.get("rate_limit_per_min")
     custom = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None
     return RatePlan(plan, custom)
+
+
+def reps_review_own_calls(settings: dict[str, Any]) -> bool:
+    """May a rep open the review of their own calls (transcript, prompts, summary, recording)?
+
+    ``settings.reps_review_own_calls``; true unless the organization set it to false (a value
+    that is not a boolean is ignored). Whether the review plays the audio is decided apart,
+    by ``reps_review_own_recordings`` (crm_core/recordings/access.py).
+    """
+    value = settings.get("reps_review_own_calls", True)
+    return value if isinstance(value, bool) else True
+
+
+async def org_reps_review_own_calls(db: asyncpg.Pool | asyncpg.Connection, org_id: str) -> bool:
+    return reps_review_own_calls(await org_settings(db, org_id))

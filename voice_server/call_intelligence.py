@@ -9,10 +9,11 @@ voice_server/speaker_labels.py, and publishes what they return::
                                    transcript.partial/.final      insight.keyword,
                                    (spans to the recorder)        insight.sentiment,
                                                                   insight.metrics,
-                                                                  coaching.prompt
+                                                                  coaching.prompt,
+                                                                  insight.checklist
 
 A ticker asks the coaching stage for time-based prompts (silence, checklist
-deadlines) once a second; at the end the call's summary is published as
+deadlines) and checklist changes once a second; at the end the call's summary is published as
 ``insight.summary`` before the session publishes ``call.ended``. The event
 shapes are those of crm_core/calls/live_events.py.
 """
@@ -111,8 +112,8 @@ class CallIntelligence:
             try:
                 if self._profile_source is not None:
                     self.coaching.use_profile(await self._profile_source())
-                for prompt in self.coaching.tick(self.transcription.last_ms,
+                for event in self.coaching.tick(self.transcription.last_ms,
                                                  speech_active=self.transcription.speech_active):
-                    await self._session.emit(prompt)
+                    await self._session.emit(event)
             except Exception:
                 log.exception("coaching tick failed")

@@ -34,8 +34,10 @@ from crm_core.calls.live_events import (
     CALL_ENDED,
     CALL_STARTED,
     COACHING_PROMPT,
+    INSIGHT_CHECKLIST,
     INSIGHT_METRICS,
     INSIGHT_SENTIMENT,
+    INSIGHT_SUMMARY,
     TRANSCRIPT_FINAL,
     TRANSCRIPT_PARTIAL,
 )
@@ -44,8 +46,9 @@ from storage.events import Event, EventBus
 log = logging.getLogger(__name__)
 
 FEED_PATTERNS = ALL_PATTERNS
+# A rep who reloads mid-call (or just after it) gets the checklist and the summary back too.
 _SNAPSHOT_TYPES = (CALL_STARTED, TRANSCRIPT_FINAL, COACHING_PROMPT, INSIGHT_METRICS,
-                   INSIGHT_SENTIMENT, CALL_ENDED)
+                   INSIGHT_SENTIMENT, INSIGHT_CHECKLIST, INSIGHT_SUMMARY, CALL_ENDED)
 _SNAPSHOT_LEN = 400
 _QUEUE_LEN = 500
 _SEEN_IDS = 20_000

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from coaching.call_coach import CallCoach, CoachingProfile
 from coaching.records import (
     CallSummary,
+    ChecklistState,
     CoachingPrompt,
     KeywordHit,
     SegmentInput,
@@ -36,6 +37,8 @@ from coaching.records import (
 )
 from coaching.redaction import RedactedSpan, Redactor
 from crm_core.calls.live_events import (
+    ChecklistEntry,
+    ChecklistEvent,
     KeywordEvent,
     LiveEvent,
     MetricsEvent,
@@ -245,9 +248,15 @@ class Coaching:
         events = (insight_event(i, segment_key) for i in self._coach.feed(redacted.text_input))
         return [e for e in events if e is not None]
 
-    def tick(self, now_ms: int, *, speech_active: bool) -> list[PromptEvent]:
-        """Prompts that come with time (silence, checklist deadlines), none from a transcript line."""
-        return [prompt_event(p) for p in self._coach.tick(now_ms, speech_active=speech_active)]
+    def tick(self, now_ms: int, *, speech_active: bool) -> list[PromptEvent | ChecklistEvent]:
+        """What comes with time, none of it from a transcript line: prompts (silence, checklist
+        deadlines), and the checklist when a deadline passes (the first tick shows it)."""
+        events: list[PromptEvent | ChecklistEvent] = [
+            prompt_event(p) for p in self._coach.tick(now_ms, speech_active=speech_active)]
+        checklist = self._coach.checklist_changes(now_ms)
+        if checklist is not None:
+            events.append(checklist_event(checklist))
+        return events
 
     def finish(self, end_ms: int, abnormal: bool) -> SummaryEvent:
         return summary_event(self._coach.finish(end_ms), abnormal)
@@ -287,6 +296,11 @@ def metrics_event(m: TalkMetrics) -> MetricsEvent:
         longest_silence_ms=m.longest_silence_ms,
         patience_ms=round(m.patience_ms, 1),
     )
+
+
+def checklist_event(state: ChecklistState) -> ChecklistEvent:
+    return ChecklistEvent(tuple(ChecklistEntry(i.id, i.label, i.status, i.due_ms, i.done_at_ms)
+                                for i in state.items), state.at_ms)
 
 
 def keyword_event(hit: KeywordHit) -> KeywordEvent:
@@ -336,4 +350,6 @@ def insight_event(insight: object, segment_key: str | None = None) -> LiveEvent 
         return metrics_event(insight)
     if isinstance(insight, KeywordHit):
         return keyword_event(insight)
+    if isinstance(insight, ChecklistState):
+        return checklist_event(insight)
     return None

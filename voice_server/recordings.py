@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from crm_core.api.privacy import add_privacy_routes
+from crm_core.api.recording_status import add_recording_status_route
 from crm_core.api.recordings import (
     RECORDING_ACCESS,
     Authenticate,
@@ -60,6 +61,7 @@ def build_store(settings: Settings) -> LocalRecordingStore | None:
 def setup_recordings(app: web.Application, authenticate: Authenticate | None = None) -> None:
     access = RecordingAccess(reps_review_own_default=app[SETTINGS].recording_reps_review_own)
     add_recording_routes(app, access, authenticate)
+    add_recording_status_route(app)
     add_privacy_routes(app, access)
     app.cleanup_ctx.append(_recording_lifecycle)
 

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from crm_core.api.call_caller import require_review
 from crm_core.api.calls import RAW_TRANSCRIPTS
 from crm_core.api.endpoint import Endpoint
 from crm_core.api.listing import Collection, Filter, SortKey, SqlParams, fetch_page
@@ -62,6 +63,7 @@ async def list_call_prompts(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="calls", record_id=call.path_id(),
                                  owner_column="rep_id", what="call")
+        await require_review(conn, call.me, row)
     params = SqlParams()
     base = [f"p.call_id = {params.add(row['id'])}", f"p.org_id = {params.add(call.me.org_id)}"]
     return Reply(await fetch_page(call, PROMPTS, params, base, table="call_prompts", alias="p",

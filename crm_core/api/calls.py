@@ -8,6 +8,7 @@ from multidict import MultiDict
 
 from crm_core.api import call_search
 from crm_core.api.access import visible_clause
+from crm_core.api.call_caller import require_review
 from crm_core.api.endpoint import Endpoint, QueryParam
 from crm_core.api.listing import (
     Collection,
@@ -144,6 +145,7 @@ async def get_transcript(call: Call) -> Reply:
     async with call.pool.acquire() as conn:
         row = await load_visible(conn, call.me, table="calls", record_id=call.path_id(),
                                  owner_column="rep_id", what="call")
+        await require_review(conn, call.me, row)
         segments = await list_segments(conn, row["id"], org_id=call.me.org_id)
     out = [
         TranscriptSegment(

@@ -39,6 +39,7 @@ from crm_core.api_errors import (
     ServiceUnavailable,
 )
 from crm_core.auth import Principal, authenticate
+from crm_core.orgs import reps_review_own_calls
 from crm_core.recordings import rows
 from crm_core.recordings.access import RecordingSubject, may_listen, may_read_audit
 from storage.keys import KeyUnwrapError, UnknownKeyError
@@ -256,9 +257,11 @@ def _subject(row, access: RecordingAccess) -> RecordingSubject:
         org_id=str(row["call_org_id"]),
         rep_id=str(row["rep_id"]) if row["rep_id"] else None,
         rep_team_id=str(row["rep_team_id"]) if row["rep_team_id"] else None,
+        # a rep replays their own calls only where they may review them at all
         reps_review_own=bool(
             org.get("reps_review_own_recordings", access.reps_review_own_default)
-        ),
+        )
+        and reps_review_own_calls(org),
     )
 
 

@@ -12,6 +12,7 @@ from crm_core.api import (
     activities,
     api_tokens,
     call_comments,
+    call_caller,
     call_prompts,
     calls,
     deals,
@@ -58,6 +59,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *organization.ENDPOINTS,
     *call_comments.ENDPOINTS,
     *team_analytics.ENDPOINTS,
+    *call_caller.ENDPOINTS,
 )
 
 

@@ -39,6 +39,7 @@ INSIGHT_KEYWORD = "insight.keyword"
 INSIGHT_SENTIMENT = "insight.sentiment"
 INSIGHT_METRICS = "insight.metrics"
 INSIGHT_SUMMARY = "insight.summary"
+INSIGHT_CHECKLIST = "insight.checklist"
 COACHING_PROMPT = "coaching.prompt"
 
 # Bus patterns that together match every live call event.
@@ -408,6 +409,43 @@ class PromptEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ChecklistEntry:
+    id: str                 # the checklist rule's id
+    label: str
+    status: str             # pending | done | missed
+    due_ms: int
+    done_at_ms: int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "status": self.status,
+                "due_ms": self.due_ms, "done_at_ms": self.done_at_ms}
+
+    @classmethod
+    def from_payload(cls, item: Mapping[str, Any]) -> ChecklistEntry:
+        done = item.get("done_at_ms")
+        return cls(str(item["id"]), str(item["label"]), str(item["status"]),
+                   int(item["due_ms"]), None if done is None else int(done))
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistEvent:
+    """The call's whole checklist, published when an item is ticked or its deadline passes."""
+
+    event_type: ClassVar[str] = INSIGHT_CHECKLIST
+
+    items: tuple[ChecklistEntry, ...]
+    at_ms: int
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"items": [i.to_payload() for i in self.items], "at_ms": self.at_ms}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ChecklistEvent:
+        return cls(tuple(ChecklistEntry.from_payload(i) for i in payload["items"]),
+                   int(payload["at_ms"]))
+
+
+@dataclass(frozen=True, slots=True)
 class SummaryActionItem:
     owner: str              # rep | customer | both
     text: str
@@ -511,7 +549,7 @@ class SummaryEvent:
 
 LiveEvent = (CallStartedEvent | CallEndedEvent | CallDtmfEvent | CallHoldEvent | TranscriptEvent
              | TranscriptRetractedEvent | KeywordEvent | SentimentEvent | MetricsEvent
-             | PromptEvent | SummaryEvent)
+             | PromptEvent | SummaryEvent | ChecklistEvent)
 
 # The record for each event type, for reading any live event back from the bus.
 EVENT_RECORDS: dict[str, type] = {
@@ -526,6 +564,7 @@ EVENT_RECORDS: dict[str, type] = {
     INSIGHT_SENTIMENT: SentimentEvent,
     INSIGHT_METRICS: MetricsEvent,
     INSIGHT_SUMMARY: SummaryEvent,
+    INSIGHT_CHECKLIST: ChecklistEvent,
     COACHING_PROMPT: PromptEvent,
 }
 

@@ -67,13 +67,14 @@ class Site:
         return await self.app[CALL_SESSIONS].open(
             CallInfo(call_id, self.org.org_id, "simulator", "inbound", rep_id=rep_id, lead_id=lead_id))
 
-    async def new_lead(self, owner_id: str) -> str:
+    async def new_lead(self, owner_id: str, *, phone: str | None = None) -> str:
         """A scored lead (grade A) with the reasons the scorer gives, as the CRM stores them."""
         return str(await self.app[RUNTIME].pool.fetchval(
             "INSERT INTO leads (org_id, owner_id, first_name, last_name, company, status, ai_score, "
-            "grade, score_factors, scored_at) VALUES ($1, $2, 'Dana', 'Diaz', 'Globex', 'qualified', "
-            "87, 'A', $3, now()) RETURNING id", uuid.UUID(self.org.org_id), uuid.UUID(owner_id),
-            {"reasons": ["Director title at a 500-person company", "Replied within a day"]}))
+            "grade, score_factors, scored_at, phone) VALUES ($1, $2, 'Dana', 'Diaz', 'Globex', "
+            "'qualified', 87, 'A', $3, now(), $4) RETURNING id", uuid.UUID(self.org.org_id),
+            uuid.UUID(owner_id),
+            {"reasons": ["Director title at a 500-person company", "Replied within a day"]}, phone))
 
     async def close_call(self, call_id: str) -> None:
         await self.app[CALL_SESSIONS].close(call_id, reason="hangup")

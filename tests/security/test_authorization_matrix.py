@@ -118,6 +118,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/api/v1/calls/{id}/comments"): RECORD,
     ("POST", "/api/v1/calls/{id}/comments"): RECORD,  # a comment on the victim's call
     ("DELETE", "/api/v1/calls/{id}/comments/{comment_id}"): RECORD,
+    ("GET", "/api/v1/calls/{id}/caller"): RECORD,
+    ("GET", "/api/v1/calls/{call_id}/recording/status"): RECORD,
     # activities
     ("GET", "/api/v1/activities"): OWNED_LIST,
     ("POST", "/api/v1/activities"): RECORD,  # a note on the victim's lead

@@ -20,3 +20,10 @@ class RecordingAccessEntry(BaseModel):
     request_id: str | None
     detail: dict[str, Any] = Field(description="Role, byte range, reason of a refusal, ...")
     occurred_at: datetime
+
+
+class RecordingStatus(BaseModel):
+    available: bool = Field(description="Whether GET …/recording would play it for this caller.")
+    reason: Literal["available", "not_permitted", "recording_off", "not_yet_stored",
+                    "not_recorded", "deleted"]
+    message: str = Field(description="Why not, in words a reviewer can read.")

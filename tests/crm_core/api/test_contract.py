@@ -7,7 +7,8 @@ from jsonschema import Draft202012Validator
 # Served on the root app by their own handlers (crm_core.api.recordings, crm_core.api.privacy),
 # documented through crm_core.api.routes.document_routes.
 FOREIGN = {("GET", "/api/v1/calls/{call_id}/recording"), ("GET", "/api/v1/calls/{call_id}/recording/audit"),
-           ("POST", "/api/v1/leads/{lead_id}/erasure"), ("GET", "/api/v1/leads/{lead_id}/export")}
+           ("POST", "/api/v1/leads/{lead_id}/erasure"), ("GET", "/api/v1/leads/{lead_id}/export"),
+           ("GET", "/api/v1/calls/{call_id}/recording/status")}
 NO_ID = "00000000-0000-0000-0000-000000000000"
 # training answers 201 only with enough history (tests/crm_core/api/test_scoring.py)
 TRAINING = {("POST", "/api/v1/scoring/lead-models"), ("POST", "/api/v1/scoring/deal-models")}
@@ -197,6 +198,13 @@ async def _exercise_recording_and_gdpr_routes(world, org, call_id: str) -> None:
     resp, _ = await world.request("GET", recording + "/audit")
     assert resp.status == 401
     resp, _ = await world.request("GET", f"/api/v1/calls/{NO_ID}/recording/audit", as_=admin)
+    assert resp.status == 404
+    # no recording key on this node: the review's player is told recording is off
+    resp, body = await world.request("GET", recording + "/status", as_=admin)
+    assert resp.status == 200 and (body["available"], body["reason"]) == (False, "recording_off")
+    resp, _ = await world.request("GET", recording + "/status")
+    assert resp.status == 401
+    resp, _ = await world.request("GET", f"/api/v1/calls/{NO_ID}/recording/status", as_=admin)
     assert resp.status == 404
 
     lead = await world.create_lead(admin, first_name="Gdpr", phone="+15557770000", owner_id=org.rep.user_id)

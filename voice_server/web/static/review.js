@@ -54,8 +54,16 @@ export async function mountCallReview(root, callId) {
         el("section", { class: "panel" }, el("h2", {}, "Who listened"),
           el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "User"), el("th", {}, "When"), el("th", {}, "Outcome"))), audit)))));
 
-  // <audio> cannot send headers: the recording URL carries the short-lived token.
-  audio.src = `/api/v1/calls/${callId}/recording?access_token=${encodeURIComponent(await bearer())}`;
+  // A player without audio says why (not permitted, recording off, not yet stored, not recorded).
+  let playable = null;
+  try { playable = await api(`/calls/${callId}/recording/status`); } catch (e) { playable = null; }
+  if (playable && !playable.available) {
+    audio.hidden = true;
+    audio.after(el("p", { class: "no-audio", role: "note", "data-reason": playable.reason }, `No audio: ${playable.message}`));
+  } else {
+    // <audio> cannot send headers: the recording URL carries the short-lived token.
+    audio.src = `/api/v1/calls/${callId}/recording?access_token=${encodeURIComponent(await bearer())}`;
+  }
 
   const segs = await api(`/calls/${callId}/transcript`);
   const lines = (segs.data || segs.segments || []).map((s) => {
