@@ -15,6 +15,7 @@ from crm_core.api import (
     calls,
     deals,
     imports,
+    lead_merge,
     leads,
     outbound,
     scoring,
@@ -23,6 +24,7 @@ from crm_core.api import (
     users,
     webhooks,
 )
+from crm_core.api import search as search_api
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api.rate_limits import (
@@ -52,6 +54,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *webhooks.ENDPOINTS,
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
+    *lead_merge.ENDPOINTS, *search_api.ENDPOINTS,
 )
 
 

@@ -76,6 +76,7 @@ CREATE TABLE lead_merges (
     org_id      uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     into_id     uuid NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
     merged_by   uuid REFERENCES users(id) ON DELETE SET NULL,
+    moved       jsonb NOT NULL DEFAULT '{}'::jsonb,
     merged_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX lead_merges_org_into_idx ON lead_merges (org_id, into_id);

@@ -13,6 +13,11 @@ from crm_core.api.schemas.common import EMAIL, PHONE, STAGE, Input, Output, Text
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
 
 
+def _trimmed(value: Any) -> Any:
+    # " Ada@Example.com " is the same address: spreadsheets and forms pad what people type
+    return value.strip() if isinstance(value, str) else value
+
+
 def _whole(value: Any) -> Any:
     # JSON Schema's "integer" includes 3460.0; strict validation alone would refuse it.
     if isinstance(value, float) and value.is_integer():
@@ -28,7 +33,7 @@ CompanySize = Annotated[int, Field(ge=0, le=10_000_000), BeforeValidator(_whole)
 class _LeadFields(Input):
     first_name: str | None = Text
     last_name: str | None = Text
-    email: str | None = Field(None, max_length=320, pattern=EMAIL)
+    email: Annotated[str | None, BeforeValidator(_trimmed)] = Field(None, max_length=320, pattern=EMAIL)
     phone: str | None = Field(None, pattern=PHONE)
     company: str | None = Text
     title: str | None = Text
@@ -107,3 +112,19 @@ class LeadConvert(Input):
     pipeline: str = Field("default", max_length=60)
     stage: str = Field("qualification", pattern=STAGE)
     expected_close: date | None = None
+
+
+class LeadMerge(Input):
+    other_id: UUID = Field(description="The lead merged into this one (then deleted).")
+
+
+class LeadMergeResult(BaseModel):
+    lead: Lead
+    merged_id: UUID
+    moved: dict[str, int] = Field(description="Rows that now point at the lead: activities, calls, deals.")
+
+
+class LeadDuplicate(BaseModel):
+    lead: Lead
+    reasons: list[str] = Field(description="email, phone, name, company: what the two have in common.")
+    similarity: float = Field(description="0..1: 1 for a shared e-mail or phone, else trigram similarity.")
