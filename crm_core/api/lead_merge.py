@@ -159,7 +159,8 @@ async def find_duplicates(call: Call) -> Reply:
                     SELECT l.*, text_similarity({name_sql}, {name_p}) AS name_sim,
                            text_similarity({company_sql}, {company_p}) AS company_sim
                     FROM leads l
-                    WHERE {" AND ".join(where)} AND l.id <> {params.add(lead["id"])} AND ({" OR ".join(block)})
+                    WHERE l.org_id = {params.add(me.org_id)} AND {" AND ".join(where)}
+                      AND l.id <> {params.add(lead["id"])} AND ({" OR ".join(block)})
                 ) c
                 WHERE (CASE WHEN {company_p} = '' THEN name_sim
                             ELSE 0.6 * name_sim + 0.4 * company_sim END) >= {params.add(MIN_SIMILARITY)}
@@ -179,8 +180,8 @@ async def find_duplicates(call: Call) -> Reply:
             params = SqlParams()
             where = visible_clause(me, params, alias="l", owner_column="owner_id", territory_column="territory")
             for row in await conn.fetch(
-                    f"SELECT l.* FROM leads l WHERE {' AND '.join(where)} AND l.id = ANY({params.add(missing)}::uuid[])",
-                    *params.values):
+                    f"SELECT l.* FROM leads l WHERE l.org_id = {params.add(me.org_id)} AND {' AND '.join(where)} "
+                    f"AND l.id = ANY({params.add(missing)}::uuid[])", *params.values):
                 found[str(row["id"])] = (row, found[str(row["id"])][1], 1.0)
     exclude |= {i for i, (r, _, _) in found.items() if r is None}  # key holders the caller may not see
     out = [LeadDuplicate(lead=lead_out(r), reasons=sorted(reasons), similarity=round(score, 4))

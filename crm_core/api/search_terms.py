@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from crm_core.api_errors import BadRequest
+from crm_core.calls.phone_numbers import to_e164
 
 MAX_QUERY = 200
 MAX_WORDS = 8
@@ -49,8 +50,13 @@ def parse_q(raw: str) -> Terms:
     email_prefix = None
     if "@" in text and " " not in text:
         email_prefix = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    digits = "".join(c for c in text if c.isdigit())
-    phone = digits if _PHONE_TEXT.match(text) and len(digits) >= 5 else None
+    phone = None
+    if _PHONE_TEXT.match(text):
+        # the national digits: every stored spelling ends with them (a country code or trunk
+        # "0" only ever comes before)
+        number = to_e164(text)
+        phone = number.national if number is not None else "".join(c for c in text if c.isdigit()).lstrip("0")
+        phone = phone if len(phone) >= 5 else None
     return Terms(text, " & ".join(f"{w}:*" for w in words), email_prefix, phone)
 
 

@@ -80,3 +80,10 @@ CREATE TABLE lead_merges (
     merged_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX lead_merges_org_into_idx ON lead_merges (org_id, into_id);
+
+-- CSV imports: what a row matching an existing lead's key does, and what each row became.
+-- Imports from before this migration created every row.
+ALTER TABLE lead_imports
+    ADD COLUMN on_duplicate text NOT NULL DEFAULT 'create' CHECK (on_duplicate IN ('skip', 'update', 'create')),
+    ADD COLUMN outcomes jsonb NOT NULL DEFAULT '{}'::jsonb,
+    ADD COLUMN results jsonb NOT NULL DEFAULT '[]'::jsonb;

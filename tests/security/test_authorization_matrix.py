@@ -94,6 +94,10 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("DELETE", "/api/v1/leads/{id}"): RECORD,
     ("POST", "/api/v1/leads/{id}/score"): RECORD,
     ("POST", "/api/v1/leads/{id}/convert"): RECORD,
+    ("POST", "/api/v1/leads/{id}/merge"): RECORD,
+    ("GET", "/api/v1/leads/{id}/duplicates"): RECORD_NARROW_OK,
+    # each group as its list; the narrow token gets the leads group only
+    ("GET", "/api/v1/search"): (401, OWN_ORG_LIST, NOT_THEIRS_LIST, NOT_THEIRS_LIST, ALLOWED),
     # other org's admin and the other team's manager import for themselves; the victim rep
     # named as owner is refused row by row
     ("POST", "/api/v1/leads/import"): (401, OWN_ORG_WRITE, 403, OWN_ORG_WRITE, 403),
@@ -484,7 +488,10 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("POST", "/api/v1/webhooks"): {"url": "http://127.0.0.1:9/planted"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"url": "http://127.0.0.1:9/planted"},
         ("PUT", "/api/v1/scoring/icp"): {"icp": None},
+        ("POST", "/api/v1/leads/{id}/merge"): {"other_id": str(uuid.uuid4())},
     }
+    if (method, template) == ("GET", "/api/v1/search"):
+        return {"params": {"q": "ada"}}  # the victim's lead: Ada Lovelace, ada@example.com
     if (method, template) == ("POST", "/api/v1/leads/import"):
         return {
             "data": f"first_name,owner_id\nMallory,{victim.user_id}\n".encode(),
@@ -604,6 +611,10 @@ async def _cell(
             if resp.status == 200
             else set()
         )
+        if resp.status == 200 and template == "/api/v1/search":
+            listed |= {
+                str(hit[group[:-1]]["id"]) for group in ("leads", "deals") for hit in body.get(group) or []
+            }
         if resp.status != 200:
             outcome.problem = f"expected 200, got {resp.status}: {body}"
         elif listed & forbidden_ids:

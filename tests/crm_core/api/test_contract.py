@@ -57,6 +57,7 @@ async def test_every_operation_answers_as_documented(world):
                               WHERE id = $1""", org.id)
     lead = await world.create_lead(admin)
     other = await world.create_lead(admin, first_name="Del")
+    merged = await world.create_lead(admin, first_name="Merged")
     deal = await world.create_deal(admin, lead_id=lead["id"])
     _, team = await world.request("POST", "/api/v1/teams", as_=admin, json={"name": "Contract"})
     _, user = await world.request("POST", "/api/v1/users", as_=admin, json={"email": "c@c.test", "name": "C"})
@@ -87,7 +88,9 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/webhooks"): {"url": "https://hooks.example.com/d"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
         ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},
+        ("POST", "/api/v1/leads/{id}/merge"): {"other_id": merged["id"]},
     }
+    queries = {("GET", "/api/v1/search"): {"q": "ada"}}
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}
     order = {"get": 0, "post": 1, "put": 2, "patch": 2, "delete": 3}
@@ -100,10 +103,11 @@ async def test_every_operation_answers_as_documented(world):
         path = template.replace("{id}", ids.get(collection, lead["id"]))
         if method == "DELETE" and collection == "leads":
             path = template.replace("{id}", other["id"])
-        resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)))
+        query = queries.get((method, template))
+        resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)), params=query)
         assert resp.status < 300, (method, path, body)
         # and the same route without credentials, and with an unknown id
-        resp, _ = await world.request(method, path, json=bodies.get((method, template)))
+        resp, _ = await world.request(method, path, json=bodies.get((method, template)), params=query)
         assert resp.status == 401, (method, path)
         if "{id}" in template:
             resp, _ = await world.request(method, template.replace("{id}", "00000000-0000-0000-0000-000000000000"),
