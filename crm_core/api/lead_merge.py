@@ -7,9 +7,10 @@ be visible to the caller (else 404, as for any record out of reach).
 
 Duplicate candidates are the leads sharing an e-mail or phone (the keys, even where an
 organisation turned them off, and old duplicates from before the check) and those whose name
-and company are alike by trigram similarity (``text_similarity``), after company suffixes such as
-"Inc" or "GmbH" are set aside. The fuzzy pass reads only leads whose last name or company starts
-like this one's, so it stays cheap without a trigram index.
+and company are alike by trigram similarity (``crm_core.api.trigrams``), after legal forms such
+as "Inc" or "GmbH" are set aside. The candidates scored are the leads whose last name or company
+starts with the same three letters and, where pg_trgm is installed, whose name its index finds
+similar (the newest ``MAX_CANDIDATES``), so no request compares every lead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from crm_core.api.listing import SqlParams
 from crm_core.api.records import load_visible, parse_uuid, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.leads import LeadDuplicate, LeadMerge, LeadMergeResult
+from crm_core.api.trigrams import similarity, trigrams
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 
@@ -34,8 +36,10 @@ _FILLED = ("first_name", "last_name", "email", "phone", "company", "title", "com
            "source", "territory")
 _SCORED = frozenset({"title", "company_size", "industry", "source", "email", "phone", "company"})
 # Legal forms that say nothing about which company it is.
-_COMPANY_SUFFIX = r"\m(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|gmbh|ag|sa|sas|plc|bv)\M\.?"
+_COMPANY_SUFFIX = re.compile(r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|gmbh|ag|sa|sas|plc|bv)\b\.?")
 MIN_SIMILARITY = 0.4
+# Leads of the block (same start of last name or company) scored, newest first.
+MAX_CANDIDATES = 2000
 
 
 async def _load(conn: asyncpg.Connection, call: Call, lead_id: str) -> asyncpg.Record:
@@ -107,13 +111,16 @@ async def merge_leads(call: Call) -> Reply:
     return Reply(out)
 
 
+async def _has_pg_trgm(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')"))
+
+
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
 def _company_key(company: str | None) -> str:
-    return re.sub(r"\s+", " ", re.sub(_COMPANY_SUFFIX.replace(r"\m", r"\b").replace(r"\M", r"\b"), " ",
-                                      (company or "").lower())).strip()
+    return re.sub(r"\s+", " ", _COMPANY_SUFFIX.sub(" ", (company or "").lower())).strip()
 
 
 async def find_duplicates(call: Call) -> Reply:
@@ -141,40 +148,39 @@ async def find_duplicates(call: Call) -> Reply:
         where = visible_clause(me, params, alias="l", owner_column="owner_id", territory_column="territory")
         name = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
         company = _company_key(lead["company"])
-        last = (lead["last_name"] or "").strip().lower()[:1]
+        last = (lead["last_name"] or "").strip().lower()[:3]
         block = []
         if last:
-            block.append(f"lower(left(btrim(l.last_name), 1)) = {params.add(last)}")
+            block.append(f"lower(left(btrim(l.last_name), 3)) = {params.add(last)}")
         if company:
             block.append(f"lower(left(btrim(l.company), 3)) = {params.add(company[:3])}")
+        if name and await _has_pg_trgm(conn):
+            # the trigram index finds similar names whatever letters they start with
+            block.append(f"(coalesce(l.first_name, '') || ' ' || coalesce(l.last_name, '')) % {params.add(name)}")
         rows: list[asyncpg.Record] = []
         if block:
-            name_sql = "coalesce(l.first_name, '') || ' ' || coalesce(l.last_name, '')"
-            company_sql = (f"btrim(regexp_replace(regexp_replace(lower(coalesce(l.company, '')), "
-                           f"{params.add(_COMPANY_SUFFIX)}, ' ', 'g'), '\\s+', ' ', 'g'))")
-            name_p, company_p = params.add(name), params.add(company)
             rows = await conn.fetch(
                 f"""
-                SELECT * FROM (
-                    SELECT l.*, text_similarity({name_sql}, {name_p}) AS name_sim,
-                           text_similarity({company_sql}, {company_p}) AS company_sim
-                    FROM leads l
-                    WHERE l.org_id = {params.add(me.org_id)} AND {" AND ".join(where)}
-                      AND l.id <> {params.add(lead["id"])} AND ({" OR ".join(block)})
-                ) c
-                WHERE (CASE WHEN {company_p} = '' THEN name_sim
-                            ELSE 0.6 * name_sim + 0.4 * company_sim END) >= {params.add(MIN_SIMILARITY)}
+                SELECT l.* FROM leads l
+                WHERE l.org_id = {params.add(me.org_id)} AND {" AND ".join(where)}
+                  AND l.id <> {params.add(lead["id"])} AND ({" OR ".join(block)})
+                ORDER BY l.created_at DESC LIMIT {MAX_CANDIDATES}
                 """,
                 *params.values,
             )
+        name_grams, company_grams = trigrams(name), trigrams(company)
         for row in rows:
-            score = row["name_sim"] if not company else 0.6 * row["name_sim"] + 0.4 * row["company_sim"]
-            reasons = {r for r, s in (("name", row["name_sim"]), ("company", row["company_sim"])) if s >= 0.5}
+            name_sim = similarity(name_grams, " ".join(p for p in (row["first_name"], row["last_name"]) if p))
+            company_sim = similarity(company_grams, _company_key(row["company"]))
+            score = name_sim if not company else 0.6 * name_sim + 0.4 * company_sim
             prior = found.get(str(row["id"]))
+            if prior is None and score < MIN_SIMILARITY:
+                continue
+            reasons = {r for r, s in (("name", name_sim), ("company", company_sim)) if s >= 0.5}
             if prior is not None:
                 found[str(row["id"])] = (row, prior[1] | reasons, 1.0)
             else:
-                found[str(row["id"])] = (row, reasons or {"name"}, float(score))
+                found[str(row["id"])] = (row, reasons or {"name"}, score)
         missing = [i for i, (r, _, _) in found.items() if r is None]
         if missing:
             params = SqlParams()

@@ -7,52 +7,24 @@
 -- duplicates. Those are kept as they are (nothing is deleted or rewritten here); the
 -- duplicates endpoint lists them and POST /leads/{id}/merge folds them together.
 
--- pg_trgm where the server ships it and this role may create it (trusted since PostgreSQL 13).
--- The embedded PostgreSQL (pgserver) does not ship it: text_similarity below then computes
--- the same trigram similarity in plain SQL, unindexed.
+-- pg_trgm where the server ships it and this role may create it (trusted since PostgreSQL 13),
+-- with a trigram index on lead names that widens the duplicate-candidate search. The embedded
+-- PostgreSQL (pgserver) does not ship it; duplicate candidates are then found by the start of
+-- the last name or company alone. Either way their similarity is scored by the API
+-- (crm_core/api/trigrams.py, pg_trgm's formula).
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
         BEGIN
             CREATE EXTENSION IF NOT EXISTS pg_trgm;
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE NOTICE 'pg_trgm is available but this role may not create it; using plain SQL trigrams';
+            RAISE NOTICE 'pg_trgm is available but this role may not create it';
         END;
     END IF;
-END $$;
-
--- pg_trgm's trigrams of a text: lower-cased words (runs of letters and digits), each padded
--- with two blanks before and one after, every distinct three-character window.
-CREATE FUNCTION text_trigrams(t text) RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(DISTINCT substr(p.w, i, 3)), '{}'::text[])
-    FROM regexp_split_to_table(lower(coalesce(t, '')), '[^[:alnum:]]+') AS s(word)
-    CROSS JOIN LATERAL (SELECT '  ' || s.word || ' ' AS w) AS p
-    CROSS JOIN LATERAL generate_series(1, length(p.w) - 2) AS i
-    WHERE s.word <> ''
-$$;
-
-DO $$
-BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
-        EXECUTE $f$
-            CREATE FUNCTION text_similarity(a text, b text) RETURNS real
-            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT similarity(a, b)'
-        $f$;
         EXECUTE $f$
             CREATE INDEX leads_name_trgm_idx ON leads USING gin
                 ((coalesce(first_name, '') || ' ' || coalesce(last_name, '')) gin_trgm_ops)
-        $f$;
-    ELSE
-        -- |common trigrams| / |all trigrams|, as pg_trgm's similarity()
-        EXECUTE $f$
-            CREATE FUNCTION text_similarity(a text, b text) RETURNS real
-            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $s$
-                SELECT CASE WHEN cardinality(g.ta) = 0 OR cardinality(g.tb) = 0 THEN 0::real
-                            ELSE c.common::real / (cardinality(g.ta) + cardinality(g.tb) - c.common) END
-                FROM (SELECT text_trigrams(a) AS ta, text_trigrams(b) AS tb) AS g
-                CROSS JOIN LATERAL (SELECT count(*)::int AS common FROM unnest(g.ta) AS e
-                                    WHERE e = ANY (g.tb)) AS c
-            $s$
         $f$;
     END IF;
 END $$;
