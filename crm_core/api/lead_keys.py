@@ -59,11 +59,18 @@ def normal_phone(value: str | None, region: str | None) -> str | None:
 
 async def lock_keys(conn: asyncpg.Connection, org_id: str) -> None:
     """Serialise this organisation's key checks and writes until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lead-keys:{org_id}")
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lead-keys:{org_id}"
+    )
 
 
-async def find_holder(conn: asyncpg.Connection, org_id: str, policy: KeyPolicy, fields: dict[str, Any],
-                      exclude_id: str | None = None) -> Holder | None:
+async def find_holder(
+    conn: asyncpg.Connection,
+    org_id: str,
+    policy: KeyPolicy,
+    fields: dict[str, Any],
+    exclude_id: str | None = None,
+) -> Holder | None:
     """The oldest other lead holding one of ``fields``' keys, e-mail first; None if none does."""
     if "email" in policy.keys and (email := normal_email(fields.get("email"))):
         found = await conn.fetchval(
@@ -72,11 +79,16 @@ async def find_holder(conn: asyncpg.Connection, org_id: str, policy: KeyPolicy, 
             WHERE org_id = $1 AND lower(email) = $2 AND id IS DISTINCT FROM $3::uuid
             ORDER BY created_at, id LIMIT 1
             """,
-            org_id, email, exclude_id,
+            org_id,
+            email,
+            exclude_id,
         )
         if found:
             return Holder(found, "email", email)
-    if "phone" in policy.keys and (number := to_e164(fields.get("phone"), policy.region)) is not None:
+    if (
+        "phone" in policy.keys
+        and (number := to_e164(fields.get("phone"), policy.region)) is not None
+    ):
         suffix = number.national[::-1]
         rows = await conn.fetch(
             f"""
@@ -85,7 +97,10 @@ async def find_holder(conn: asyncpg.Connection, org_id: str, policy: KeyPolicy, 
               AND id IS DISTINCT FROM $4::uuid
             ORDER BY created_at, id LIMIT {_MAX_PHONE_CANDIDATES}
             """,
-            org_id, suffix, suffix + ":", exclude_id,
+            org_id,
+            suffix,
+            suffix + ":",
+            exclude_id,
         )
         for row in rows:
             if normal_phone(row["phone"], policy.region) == number.number:

@@ -23,10 +23,14 @@ MAX_WORDS = 8
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script; tsquery syntax never passes
 _PHONE_TEXT = re.compile(r"^\+?[0-9 ()./-]+$")
 
-LEAD_DOCUMENT = ("search_document({a}.first_name, {a}.last_name, {a}.company, {a}.email, "
-                 "translate({a}.email, '@.+_-', '     '))")
+LEAD_DOCUMENT = (
+    "search_document({a}.first_name, {a}.last_name, {a}.company, {a}.email, "
+    "translate({a}.email, '@.+_-', '     '))"
+)
 DEAL_DOCUMENT = "search_document({a}.name, {a}.company)"
-_REVERSED_DIGITS = "(reverse(regexp_replace(coalesce({a}.phone, ''), '[^0-9]', '', 'g')) COLLATE \"C\")"
+_REVERSED_DIGITS = (
+    "(reverse(regexp_replace(coalesce({a}.phone, ''), '[^0-9]', '', 'g')) COLLATE \"C\")"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +45,16 @@ def parse_q(raw: str) -> Terms:
     """The search text's terms; 400 ``invalid_query`` for text that cannot be searched."""
     text = raw.strip()
     if "\x00" in text or len(text) > MAX_QUERY:
-        raise BadRequest(f"q is 1 to {MAX_QUERY} characters of text", {"q_max": MAX_QUERY}, code="invalid_query")
+        raise BadRequest(
+            f"q is 1 to {MAX_QUERY} characters of text", {"q_max": MAX_QUERY}, code="invalid_query"
+        )
     words = [w.lower() for w in _WORD.findall(text)]
     if not words:
         raise BadRequest("q has no letters or digits to search for", code="invalid_query")
     if len(words) > MAX_WORDS:
-        raise BadRequest(f"q has more than {MAX_WORDS} words", {"max_words": MAX_WORDS}, code="invalid_query")
+        raise BadRequest(
+            f"q has more than {MAX_WORDS} words", {"max_words": MAX_WORDS}, code="invalid_query"
+        )
     email_prefix = None
     if "@" in text and " " not in text:
         email_prefix = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -55,7 +63,11 @@ def parse_q(raw: str) -> Terms:
         # the national digits: every stored spelling ends with them (a country code or trunk
         # "0" only ever comes before)
         number = to_e164(text)
-        phone = number.national if number is not None else "".join(c for c in text if c.isdigit()).lstrip("0")
+        phone = (
+            number.national
+            if number is not None
+            else "".join(c for c in text if c.isdigit()).lstrip("0")
+        )
         phone = phone if len(phone) >= 5 else None
     return Terms(text, " & ".join(f"{w}:*" for w in words), email_prefix, phone)
 
@@ -75,12 +87,16 @@ def lead_search(bind, terms: Terms, alias: str) -> Match:
     if terms.email_prefix is not None:
         prefix = bind(terms.email_prefix)
         arms.append(f"lower({alias}.email) LIKE {prefix} || '%'")
-        bonus.append(f"CASE WHEN lower({alias}.email) = {bind(terms.text.lower())} THEN 2 ELSE 0 END")
+        bonus.append(
+            f"CASE WHEN lower({alias}.email) = {bind(terms.text.lower())} THEN 2 ELSE 0 END"
+        )
     if terms.phone_digits is not None:
         # every spelling of the number ends with its last digits
         suffix = terms.phone_digits[::-1]
         reversed_digits = _REVERSED_DIGITS.format(a=alias)
-        in_range = f"({reversed_digits} >= {bind(suffix)} AND {reversed_digits} < {bind(suffix + ':')})"
+        in_range = (
+            f"({reversed_digits} >= {bind(suffix)} AND {reversed_digits} < {bind(suffix + ':')})"
+        )
         arms.append(in_range)
         bonus.append(f"CASE WHEN {in_range} THEN 1 ELSE 0 END")
     rank = f"(ts_rank_cd({doc}, {tsq})" + "".join(f" + {b}" for b in bonus) + ")::real"

@@ -18,7 +18,7 @@ def trigrams(text: str | None) -> frozenset[str]:
     grams: set[str] = set()
     for word in _WORD.findall((text or "").lower()):
         padded = f"  {word} "
-        grams.update(padded[i:i + 3] for i in range(len(padded) - 2))
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
     return frozenset(grams)
 
 

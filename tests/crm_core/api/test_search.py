@@ -11,9 +11,15 @@ async def _names(world, path, person, **params):
 
 async def test_leads_q_matches_names_company_email_and_phone_ranked(world):
     org = await world.make_org()
-    exact = await world.create_lead(org.rep, first_name="Grace", last_name="Hopper", email="grace@navy.test")
-    also = await world.create_lead(org.rep, first_name="Graceful", last_name="Exit", company="Grace Hopper Fans")
-    await world.create_lead(org.rep, first_name="Alan", last_name="Turing", phone="+44 20 7946 0958")
+    exact = await world.create_lead(
+        org.rep, first_name="Grace", last_name="Hopper", email="grace@navy.test"
+    )
+    also = await world.create_lead(
+        org.rep, first_name="Graceful", last_name="Exit", company="Grace Hopper Fans"
+    )
+    await world.create_lead(
+        org.rep, first_name="Alan", last_name="Turing", phone="+44 20 7946 0958"
+    )
     page = await _names(world, "/api/v1/leads", org.rep, q="grace hopper")
     assert [x["id"] for x in page["data"]] == [exact["id"], also["id"]]
     page = await _names(world, "/api/v1/leads", org.rep, q="grace@navy.test")
@@ -28,7 +34,9 @@ async def test_leads_q_matches_names_company_email_and_phone_ranked(world):
     page = await _names(world, "/api/v1/leads", org.rep, q="grace", sort="last_name")
     assert [x["last_name"] for x in page["data"]] == ["Exit", "Hopper"]
     first = await _names(world, "/api/v1/leads", org.rep, q="grace", limit="1")
-    second = await _names(world, "/api/v1/leads", org.rep, q="grace", limit="1", cursor=first["next_cursor"])
+    second = await _names(
+        world, "/api/v1/leads", org.rep, q="grace", limit="1", cursor=first["next_cursor"]
+    )
     assert [first["data"][0]["id"], second["data"][0]["id"]] == [exact["id"], also["id"]]
     assert second["next_cursor"] is None
 
@@ -51,7 +59,9 @@ async def test_q_sees_only_what_the_list_sees(world):
     assert [h["lead"]["id"] for h in got["leads"]] == [mine["id"]]
     assert [h["deal"]["id"] for h in got["deals"]] == [deal["id"]]
     assert got["leads"][0]["rank"] > 0
-    resp, got = await world.request("GET", "/api/v1/search", as_=other.admin, params={"q": "zanzibar", "types": "deals"})
+    resp, got = await world.request(
+        "GET", "/api/v1/search", as_=other.admin, params={"q": "zanzibar", "types": "deals"}
+    )
     assert resp.status == 200 and got["deals"] == [] and got.get("leads") is None
 
 
@@ -59,22 +69,37 @@ async def test_search_groups_follow_the_tokens_scopes(world):
     org = await world.make_org()
     await world.create_lead(org.admin, last_name="Quixote")
     await world.create_deal(org.admin, name="Quixote windmills")
-    resp, minted = await world.request("POST", "/api/v1/api-tokens", as_=org.admin,
-                                       json={"name": "leads only", "scopes": ["leads:read"]})
+    resp, minted = await world.request(
+        "POST",
+        "/api/v1/api-tokens",
+        as_=org.admin,
+        json={"name": "leads only", "scopes": ["leads:read"]},
+    )
     assert resp.status == 201, minted
     headers = {"Authorization": f"Bearer {minted['token']}"}
-    resp, got = await world.request("GET", "/api/v1/search", params={"q": "quixote"}, headers=headers)
+    resp, got = await world.request(
+        "GET", "/api/v1/search", params={"q": "quixote"}, headers=headers
+    )
     assert resp.status == 200, got
     assert len(got["leads"]) == 1 and got.get("deals") is None
-    resp, err = await world.request("GET", "/api/v1/search", params={"q": "quixote", "types": "deals"},
-                                    headers=headers)
+    resp, err = await world.request(
+        "GET", "/api/v1/search", params={"q": "quixote", "types": "deals"}, headers=headers
+    )
     assert (resp.status, err["error"]["code"]) == (403, "insufficient_scope")
 
 
-@pytest.mark.parametrize("params", [
-    {"q": ""}, {"q": "   "}, {"q": "!!! ???"}, {"q": "x" * 201}, {"q": "a\x00b"},
-    {"q": "a b c d e f g h i"}, {"q": "ada", "sort": "bogus"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": ""},
+        {"q": "   "},
+        {"q": "!!! ???"},
+        {"q": "x" * 201},
+        {"q": "a\x00b"},
+        {"q": "a b c d e f g h i"},
+        {"q": "ada", "sort": "bogus"},
+    ],
+)
 async def test_bad_q_is_400_in_the_one_error_shape(world, params):
     org = await world.make_org()
     for path in ("/api/v1/leads", "/api/v1/deals", "/api/v1/search"):
@@ -91,7 +116,11 @@ async def test_tsquery_syntax_in_q_is_text_not_syntax(world):
     for q in ("a & | !b", "':* (", "100%", "o'r", "\\"):
         resp, _ = await world.request("GET", "/api/v1/leads", as_=org.rep, params={"q": q})
         assert resp.status in (200, 400), q
-    resp, got = await world.request("GET", "/api/v1/search", as_=org.rep, params={"q": "relevance", "bogus": "1"})
+    resp, _ = await world.request(
+        "GET", "/api/v1/search", as_=org.rep, params={"q": "relevance", "bogus": "1"}
+    )
     assert resp.status == 400
-    resp, got = await world.request("GET", "/api/v1/leads", as_=org.rep, params={"sort": "-relevance"})
+    resp, _ = await world.request(
+        "GET", "/api/v1/leads", as_=org.rep, params={"sort": "-relevance"}
+    )
     assert resp.status == 400  # relevance needs q
