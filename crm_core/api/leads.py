@@ -98,7 +98,7 @@ async def get_lead(call: Call) -> Reply:
     return Reply(lead_out(row), headers={"ETag": record_etag(row)})
 
 
-async def _visible_or_none(conn: asyncpg.Connection, call: Call, lead_id: str) -> asyncpg.Record | None:
+async def visible_or_none(conn: asyncpg.Connection, call: Call, lead_id: str) -> asyncpg.Record | None:
     try:
         return await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id",
                                   what="lead", for_update=True, territory_column="territory")
@@ -115,53 +115,54 @@ def duplicate_conflict(holder: Holder, visible: bool) -> Conflict:
 
 
 async def create_lead(call: Call) -> Reply:
-    body: LeadCreate = call.body
-    me = call.me
     on_duplicate = call.request.query.get("on_duplicate", "error")
     if on_duplicate not in ("error", "merge"):
         raise BadRequest("on_duplicate is error or merge", {"on_duplicate": on_duplicate}, code="invalid_query")
+    changes = ChangeSet(call.me.org_id, call.me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        status, row = await create_in(conn, call, call.body, changes, on_duplicate=on_duplicate)
+    await changes.publish(call.pool, call.bus)
+    lead = lead_out(row)
+    return Reply(lead, status, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": record_etag(row)})
+
+
+async def create_in(conn: asyncpg.Connection, call: Call, body: LeadCreate, changes: ChangeSet, *,
+                    on_duplicate: str = "error") -> tuple[int, asyncpg.Record]:
+    """Create the lead in the open transaction: 201 and its row, or (merge) 200 and the row of
+    the lead holding its key; 409 ``duplicate_lead`` when one does and no merge was asked."""
+    me = call.me
     fields = body.model_dump(mode="json")
     fields["owner_id"] = fields["owner_id"] or me.user_id
     fields["enrichment"] = fields["enrichment"] or {}
-    changes = ChangeSet(me.org_id, me.user_id)
-    async with call.pool.acquire() as conn, conn.transaction():
-        await check_assignable(conn, me, fields["owner_id"])
-        policy = await key_policy(conn, me.org_id)
-        if policy.keys:
-            await lock_keys(conn, me.org_id)
-            holder = await find_holder(conn, me.org_id, policy, fields)
-            if holder is not None:
-                existing = await _visible_or_none(conn, call, holder.lead_id)
-                if existing is None or on_duplicate == "error":
-                    raise duplicate_conflict(holder, existing is not None)
-                # merge: the body's fields land on the lead that holds the key, as a PATCH would
-                given = body.model_dump(mode="json", exclude_unset=True)
-                given.pop("owner_id", None)  # the existing lead keeps its owner
-                if given.get("enrichment") is None:
-                    given.pop("enrichment", None)
-                row, after = await _apply_update(conn, call, existing, given, changes, sorted(given))
-                merged = after
-        else:
-            holder = None
-        if holder is None:
-            fields.update(await score_columns_in_context(conn, {**fields, "org_id": me.org_id}))
-            params = SqlParams(me.org_id)
-            columns = ", ".join(fields)
-            values = ", ".join(params.add(v) for v in fields.values())
-            row = await conn.fetchrow(
-                f"INSERT INTO leads (org_id, {columns}) VALUES ($1, {values}) RETURNING *",
-                *params.values,
-            )
-            lead = lead_out(row)
-            await changes.record(conn, action="lead.create", resource_type="lead", resource_id=str(lead.id),
-                                 after=lead.model_dump(mode="json"), event_type="crm.lead.created")
-    await changes.publish(call.pool, call.bus)
-    if holder is not None:
-        return Reply(merged, 200, headers={"Location": f"/api/v1/leads/{merged.id}", "ETag": record_etag(row)})
-    return Reply(lead, 201, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": record_etag(row)})
+    await check_assignable(conn, me, fields["owner_id"])
+    policy = await key_policy(conn, me.org_id)
+    if policy.keys:
+        await lock_keys(conn, me.org_id)
+        holder = await find_holder(conn, me.org_id, policy, fields)
+        if holder is not None:
+            existing = await visible_or_none(conn, call, holder.lead_id)
+            if existing is None or on_duplicate == "error":
+                raise duplicate_conflict(holder, existing is not None)
+            # merge: the body's fields land on the lead that holds the key, as a PATCH would
+            given = body.model_dump(mode="json", exclude_unset=True)
+            given.pop("owner_id", None)  # the existing lead keeps its owner
+            if given.get("enrichment") is None:
+                given.pop("enrichment", None)
+            row, _ = await apply_update(conn, call, existing, given, changes, sorted(given))
+            return 200, row
+    fields.update(await score_columns_in_context(conn, {**fields, "org_id": me.org_id}))
+    params = SqlParams(me.org_id)
+    columns = ", ".join(fields)
+    values = ", ".join(params.add(v) for v in fields.values())
+    row = await conn.fetchrow(f"INSERT INTO leads (org_id, {columns}) VALUES ($1, {values}) RETURNING *",
+                              *params.values)
+    lead = lead_out(row)
+    await changes.record(conn, action="lead.create", resource_type="lead", resource_id=str(lead.id),
+                         after=lead.model_dump(mode="json"), event_type="crm.lead.created")
+    return 201, row
 
 
-async def _apply_update(conn: asyncpg.Connection, call: Call, current: asyncpg.Record, updates: dict[str, Any],
+async def apply_update(conn: asyncpg.Connection, call: Call, current: asyncpg.Record, updates: dict[str, Any],
                         changes: ChangeSet, changed: list[str]) -> tuple[asyncpg.Record, Lead]:
     """PATCH ``updates`` onto the locked ``current`` lead: keys checked, re-scored, audited."""
     me = call.me
@@ -174,7 +175,7 @@ async def _apply_update(conn: asyncpg.Connection, call: Call, current: asyncpg.R
             holder = await find_holder(conn, me.org_id, policy, {**dict(current), **updates},
                                        exclude_id=str(current["id"]))
             if holder is not None and holder.key in updates:
-                visible = await _visible_or_none(conn, call, holder.lead_id) is not None
+                visible = await visible_or_none(conn, call, holder.lead_id) is not None
                 raise duplicate_conflict(holder, visible)
     if not updates:
         return current, lead_out(current)
@@ -202,7 +203,7 @@ async def update_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         current = await _lead_for_update(conn, call)
         check_if_match(call.request, current)
-        row, after = await _apply_update(conn, call, current, updates, changes, sorted(body.model_fields_set))
+        row, after = await apply_update(conn, call, current, updates, changes, sorted(body.model_fields_set))
     await changes.publish(call.pool, call.bus)
     return Reply(after, headers={"ETag": record_etag(row)})
 
@@ -213,12 +214,16 @@ async def delete_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         current = await _lead_for_update(conn, call)
         check_if_match(call.request, current)
-        await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
-        await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
-                             before=lead_out(current).model_dump(mode="json"), event_type="crm.lead.deleted",
-                             payload={"id": str(current["id"])})
+        await delete_in(conn, me.org_id, current, changes)
     await changes.publish(call.pool, call.bus)
     return Reply(None, 204)
+
+
+async def delete_in(conn: asyncpg.Connection, org_id: str, current: asyncpg.Record, changes: ChangeSet) -> None:
+    await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], org_id)
+    await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
+                         before=lead_out(current).model_dump(mode="json"), event_type="crm.lead.deleted",
+                         payload={"id": str(current["id"])})
 
 
 async def rescore_lead(call: Call) -> Reply:

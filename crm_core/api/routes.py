@@ -15,6 +15,7 @@ from crm_core.api import (
     calls,
     deals,
     imports,
+    lead_batch,
     lead_merge,
     leads,
     outbound,
@@ -54,7 +55,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *webhooks.ENDPOINTS,
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
-    *lead_merge.ENDPOINTS, *search_api.ENDPOINTS,
+    *lead_merge.ENDPOINTS, *search_api.ENDPOINTS, *lead_batch.ENDPOINTS,
 )
 
 

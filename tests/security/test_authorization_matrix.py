@@ -96,6 +96,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("POST", "/api/v1/leads/{id}/convert"): RECORD,
     ("POST", "/api/v1/leads/{id}/merge"): RECORD,
     ("GET", "/api/v1/leads/{id}/duplicates"): RECORD_NARROW_OK,
+    # per-item 404s for the victim's leads, the batch itself 200: victims' rows unchanged
+    ("POST", "/api/v1/leads/batch"): (401, OWN_ORG_WRITE, OWN_ORG_WRITE, OWN_ORG_WRITE, 403),
     # each group as its list; the narrow token gets the leads group only
     ("GET", "/api/v1/search"): (401, OWN_ORG_LIST, NOT_THEIRS_LIST, NOT_THEIRS_LIST, ALLOWED),
     # other org's admin and the other team's manager import for themselves; the victim rep
@@ -489,6 +491,11 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("PATCH", "/api/v1/webhooks/{id}"): {"url": "http://127.0.0.1:9/planted"},
         ("PUT", "/api/v1/scoring/icp"): {"icp": None},
         ("POST", "/api/v1/leads/{id}/merge"): {"other_id": str(uuid.uuid4())},
+        ("POST", "/api/v1/leads/batch"): {
+            "create": [{"first_name": "Mallory", "owner_id": victim.user_id}],
+            "update": [{"id": ids["leads"], "first_name": "Mallory"}],
+            "delete": [ids["leads"]],
+        },
     }
     if (method, template) == ("GET", "/api/v1/search"):
         return {"params": {"q": "ada"}}  # the victim's lead: Ada Lovelace, ada@example.com

@@ -89,6 +89,7 @@ async def test_every_operation_answers_as_documented(world):
         ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
         ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},
         ("POST", "/api/v1/leads/{id}/merge"): {"other_id": merged["id"]},
+        ("POST", "/api/v1/leads/batch"): {"create": [{"first_name": "Batch"}]},
     }
     queries = {("GET", "/api/v1/search"): {"q": "ada"}}
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
