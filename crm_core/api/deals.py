@@ -17,6 +17,7 @@ from crm_core.api.listing import (
 from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.deals import Deal, DealCreate, DealPredictionResult, DealUpdate
+from crm_core.api.search_terms import deal_search
 from crm_core.api_errors import BadRequest, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_features import DealInputError
@@ -46,6 +47,7 @@ DEALS = Collection(
         SortKey("expected_close", "coalesce(d.expected_close, 'infinity'::date)", "date"),
         SortKey("name", "d.name", "text"),
     ),
+    search=deal_search,
 )
 
 

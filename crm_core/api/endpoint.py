@@ -68,6 +68,8 @@ class Endpoint:
     description: str = ""
     # The success response carries the record's ETag (for If-Match on a later PATCH/DELETE).
     etag: bool = False
+    # Other success statuses with the same body (e.g. 200 when a create merged into an existing record).
+    also_ok: tuple[int, ...] = ()
 
     @property
     def idempotent_post(self) -> bool:

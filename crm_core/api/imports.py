@@ -2,7 +2,10 @@
 
 Every row is validated with the same model as ``POST /leads``; errors name
 the row and the field. ``mode=all_or_nothing`` (the default) imports nothing
-when any row is bad; ``mode=partial`` imports the good rows. The import runs
+when any row is bad; ``mode=partial`` imports the good rows. A row whose e-mail or phone an existing lead (or an
+earlier row) holds follows ``on_duplicate``: ``skip`` (the default) leaves it out, ``update``
+writes its non-empty cells onto that lead, ``create`` creates it anyway; the job counts the
+rows per outcome and lists each row's result. The import runs
 as a job after the upload is accepted (202); its ``progress`` figure
 (processed / total rows) moves as batches commit.
 """
@@ -21,11 +24,12 @@ from pydantic import ValidationError
 
 from crm_core.api.access import check_assignable, require
 from crm_core.api.endpoint import Endpoint, QueryParam, read_limited
-from crm_core.api.records import load_visible
+from crm_core.api.lead_keys import find_holder, key_policy, lock_keys
+from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.imports import LeadImport
 from crm_core.api.schemas.leads import LeadCreate
-from crm_core.api_errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
+from crm_core.api_errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from crm_core.auth.principal import Principal
 from crm_core.changes import ChangeSet
 from crm_core.scoring.lead_scoring import LeadInputError, lead_score_columns
@@ -37,12 +41,16 @@ BATCH_ROWS = 500
 _COLUMNS = [name for name in LeadCreate.model_fields if name != "enrichment"]
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _MAX_ERRORS = 1000  # a file that is wrong everywhere does not need 50k error entries
+_MAX_RESULTS = 5000
+ON_DUPLICATE = ("skip", "update", "create")
 
 
 def import_out(row: asyncpg.Record) -> LeadImport:
     data = dict(row)
     total = data["total_rows"]
     data["progress"] = 1.0 if total == 0 else round(data["processed_rows"] / total, 4)
+    failed = len({e["row"] for e in data["errors"] if e.get("row")})
+    data["outcomes"] = {"created": 0, "updated": 0, "skipped": 0, **data["outcomes"], "failed": failed}
     return LeadImport.model_validate(data)
 
 
@@ -97,6 +105,10 @@ async def start_import(call: Call) -> Reply:
     mode = call.request.query.get("mode", "all_or_nothing")
     if mode not in ("all_or_nothing", "partial"):
         raise BadRequest("mode is all_or_nothing or partial", {"mode": mode}, code="invalid_mode")
+    on_duplicate = call.request.query.get("on_duplicate", "skip")
+    if on_duplicate not in ON_DUPLICATE:
+        raise BadRequest("on_duplicate is skip, update or create", {"on_duplicate": on_duplicate},
+                         code="invalid_query")
     options = call.context.options
     raw = await read_limited(call.request, options.max_import_bytes)
     good, errors = parse_csv(raw, options.max_import_rows)
@@ -116,14 +128,15 @@ async def start_import(call: Call) -> Reply:
         job = await conn.fetchrow(
             """
             INSERT INTO lead_imports (org_id, user_id, mode, status, total_rows, processed_rows, errors,
-                                      finished_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $4 = 'failed' THEN now() END) RETURNING *
+                                      finished_at, on_duplicate)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $4 = 'failed' THEN now() END, $8) RETURNING *
             """,
             me.org_id, me.user_id, mode, "failed" if failed else "running", total,
-            total if failed else len({e["row"] for e in errors}), errors[:_MAX_ERRORS],
+            total if failed else len({e["row"] for e in errors}), errors[:_MAX_ERRORS], on_duplicate,
         )
     if not failed:
-        task = asyncio.create_task(_run(call, me, str(job["id"]), good, mode), name=f"lead-import-{job['id']}")
+        task = asyncio.create_task(_run(call, me, str(job["id"]), good, mode, on_duplicate),
+                                   name=f"lead-import-{job['id']}")
         _JOBS.add(task)
         task.add_done_callback(_JOBS.discard)
     return Reply(import_out(job), 202, headers={"Location": f"/api/v1/imports/{job['id']}"})
@@ -133,10 +146,13 @@ async def start_import(call: Call) -> Reply:
 _JOBS: set[asyncio.Task] = set()
 
 
-async def _run(call: Call, me: Principal, job_id: str, good: list[dict[str, Any]], mode: str) -> None:
+async def _run(call: Call, me: Principal, job_id: str, good: list[dict[str, Any]], mode: str,
+               on_duplicate: str) -> None:
     pool, bus = call.pool, call.bus
     changes = ChangeSet(me.org_id, me.user_id)
     imported = 0
+    outcomes = {"created": 0, "updated": 0, "skipped": 0}
+    shown: list[dict[str, Any]] = []
     try:
         async with pool.acquire() as conn:
             # all_or_nothing: one transaction around every batch, so a failure leaves no rows.
@@ -147,23 +163,29 @@ async def _run(call: Call, me: Principal, job_id: str, good: list[dict[str, Any]
                 for start in range(0, len(good), BATCH_ROWS):
                     batch = good[start:start + BATCH_ROWS]
                     async with conn.transaction():
-                        imported += await _insert_batch(conn, me, batch)
+                        results = await _write_batch(conn, call, batch, on_duplicate)
+                        written = sum(r["outcome"] != "skipped" for r in results)
+                        imported += written
+                        for r in results:
+                            outcomes[r["outcome"]] += 1
+                        shown.extend(results[:max(0, _MAX_RESULTS - len(shown))])
                         if outer is None:
-                            await _progress(conn, me.org_id, job_id, len(batch), len(batch))
+                            await _progress(conn, me.org_id, job_id, len(batch), written)
                     if outer is not None:
                         # the single transaction hides its rows until the end, so progress is
                         # written on another connection for pollers to see
                         async with pool.acquire() as other:
                             await _progress(other, me.org_id, job_id, len(batch), 0)
                 await changes.record(conn, action="lead.import", resource_type="lead_import", resource_id=job_id,
-                                     after={"imported": imported}, event_type="crm.leads.imported",
-                                     payload={"import_id": job_id, "imported": imported})
+                                     after={"imported": imported, **outcomes}, event_type="crm.leads.imported",
+                                     payload={"import_id": job_id, "imported": imported, **outcomes})
                 await conn.execute(
                     """
-                    UPDATE lead_imports SET status = 'completed', imported_rows = $2, finished_at = now()
+                    UPDATE lead_imports SET status = 'completed', imported_rows = $2, finished_at = now(),
+                        outcomes = $4, results = $5
                     WHERE id = $1 AND org_id = $3
                     """,
-                    job_id, imported, me.org_id,
+                    job_id, imported, me.org_id, outcomes, shown,
                 )
             except BaseException:
                 if outer is not None:
@@ -198,28 +220,54 @@ async def _progress(conn: asyncpg.Connection, org_id: str, job_id: str, processe
     )
 
 
-async def _insert_batch(conn: asyncpg.Connection, me: Principal, batch: list[dict[str, Any]]) -> int:
-    columns = [c for c in _COLUMNS]
-    records = []
+async def _write_batch(conn: asyncpg.Connection, call: Call, batch: list[dict[str, Any]],
+                       on_duplicate: str) -> list[dict[str, Any]]:
+    """Each row created, or matched to the lead holding its key and skipped or updated."""
+    me = call.me
     scorer = await lead_scorer_for_org(conn, me.org_id)  # the org's model or ICP, like POST /leads
+    policy = await key_policy(conn, me.org_id)
+    checked = bool(policy.keys) and on_duplicate != "create"
+    if checked:
+        await lock_keys(conn, me.org_id)  # held to the end of the (outer) transaction
+    results = []
     for row in batch:
-        fields = {c: row.get(c) for c in columns}
+        fields = {c: row.get(c) for c in _COLUMNS}
         fields["owner_id"] = fields["owner_id"] or me.user_id
+        holder = await find_holder(conn, me.org_id, policy, fields) if checked else None
+        if holder is None:
+            fields.update(_scored(scorer, fields))
+            lead_id = await conn.fetchval(
+                f"""
+                INSERT INTO leads (org_id, {", ".join(fields)})
+                VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(fields)))}) RETURNING id
+                """,
+                me.org_id, *fields.values(),
+            )
+            results.append({"row": row["row"], "outcome": "created", "lead_id": str(lead_id), "key": None})
+            continue
         try:
-            scored = lead_score_columns(scorer(fields))
-        except LeadInputError:
-            # validated rows are scorable; should the model disagree, the lead is stored unscored
-            scored = {"ai_score": None, "grade": None, "score_factors": None, "scored_at": None}
-        records.append((*(fields[c] for c in columns), scored["ai_score"], scored["grade"],
-                        scored["score_factors"], scored["scored_at"]))
-    await conn.executemany(
-        f"""
-        INSERT INTO leads (org_id, {", ".join(columns)}, ai_score, grade, score_factors, scored_at)
-        VALUES ($1, {", ".join(f"${i + 2}" for i in range(len(columns) + 4))})
-        """,
-        [(me.org_id, *r) for r in records],
-    )
-    return len(records)
+            current = await load_visible(conn, me, table="leads", record_id=holder.lead_id, owner_column="owner_id",
+                                         what="lead", for_update=True, territory_column="territory")
+        except NotFound:
+            # another rep's lead holds the key: not this importer's to see or change
+            results.append({"row": row["row"], "outcome": "skipped", "lead_id": None, "key": holder.key})
+            continue
+        if on_duplicate == "update":
+            # the row's non-empty cells; the matched lead keeps its owner
+            updates = {c: row[c] for c in _COLUMNS if row.get(c) is not None and c != "owner_id"}
+            updates.update(_scored(scorer, {**dict(current), **updates}))
+            await update_row(conn, "leads", current["id"], updates, me.org_id)
+        results.append({"row": row["row"], "outcome": "updated" if on_duplicate == "update" else "skipped",
+                        "lead_id": holder.lead_id, "key": holder.key})
+    return results
+
+
+def _scored(scorer: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return lead_score_columns(scorer(fields))
+    except LeadInputError:
+        # validated rows are scorable; should the model disagree, the lead is stored unscored
+        return {"ai_score": None, "grade": None, "score_factors": None, "scored_at": None}
 
 
 async def get_import(call: Call) -> Reply:
@@ -235,7 +283,10 @@ ENDPOINTS = (
              "leads", response=LeadImport, status=202, raw_body="text/csv",
              query=(QueryParam("mode", {"type": "string", "enum": ["all_or_nothing", "partial"],
                                         "default": "all_or_nothing"},
-                               "all_or_nothing imports nothing if any row is invalid."),),
+                               "all_or_nothing imports nothing if any row is invalid."),
+                    QueryParam("on_duplicate", {"type": "string", "enum": list(ON_DUPLICATE), "default": "skip"},
+                               "A row whose e-mail or phone an existing lead holds: skip it, update that "
+                               "lead, or create a new lead anyway."),),
              errors=(400, 401, 403, 409, 413, 422)),
     Endpoint("GET", "/api/v1/imports/{id}", get_import, "An import job: status, progress, per-row errors",
              "leads", response=LeadImport),

@@ -8,7 +8,8 @@ import asyncpg
 
 from crm_core.api.access import check_assignable, visible_clause
 from crm_core.api.conditional import check_if_match, record_etag
-from crm_core.api.endpoint import Endpoint
+from crm_core.api.endpoint import Endpoint, QueryParam
+from crm_core.api.lead_keys import Holder, conflict_details, find_holder, key_policy, lock_keys
 from crm_core.api.listing import (
     Collection,
     Filter,
@@ -20,7 +21,8 @@ from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.deals import Deal
 from crm_core.api.schemas.leads import Lead, LeadConvert, LeadCreate, LeadScoreResult, LeadUpdate
-from crm_core.api_errors import BadRequest, Conflict, Unprocessable
+from crm_core.api.search_terms import lead_search
+from crm_core.api_errors import BadRequest, Conflict, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.lead_scoring import GRADES, LeadInputError, lead_score_columns
 from crm_core.scoring.rescoring import (
@@ -52,6 +54,7 @@ LEADS = Collection(
         SortKey("ai_score", "coalesce(l.ai_score, -1)", "real"),
         SortKey("last_name", "coalesce(l.last_name, '')", "text"),
     ),
+    search=lead_search,
 )
 
 
@@ -95,28 +98,96 @@ async def get_lead(call: Call) -> Reply:
     return Reply(lead_out(row), headers={"ETag": record_etag(row)})
 
 
+async def visible_or_none(conn: asyncpg.Connection, call: Call, lead_id: str) -> asyncpg.Record | None:
+    try:
+        return await load_visible(conn, call.me, table="leads", record_id=lead_id, owner_column="owner_id",
+                                  what="lead", for_update=True, territory_column="territory")
+    except NotFound:
+        return None
+
+
+def duplicate_conflict(holder: Holder, visible: bool) -> Conflict:
+    """409 naming the lead that holds the key; its id only to a caller who may see that lead."""
+    details = conflict_details(holder)
+    if not visible:
+        del details["existing_id"]
+    return Conflict(f"a lead with this {holder.key} exists", details, code="duplicate_lead")
+
+
 async def create_lead(call: Call) -> Reply:
-    body: LeadCreate = call.body
+    on_duplicate = call.request.query.get("on_duplicate", "error")
+    if on_duplicate not in ("error", "merge"):
+        raise BadRequest("on_duplicate is error or merge", {"on_duplicate": on_duplicate}, code="invalid_query")
+    changes = ChangeSet(call.me.org_id, call.me.user_id)
+    async with call.pool.acquire() as conn, conn.transaction():
+        status, row = await create_in(conn, call, call.body, changes, on_duplicate=on_duplicate)
+    await changes.publish(call.pool, call.bus)
+    lead = lead_out(row)
+    return Reply(lead, status, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": record_etag(row)})
+
+
+async def create_in(conn: asyncpg.Connection, call: Call, body: LeadCreate, changes: ChangeSet, *,
+                    on_duplicate: str = "error") -> tuple[int, asyncpg.Record]:
+    """Create the lead in the open transaction: 201 and its row, or (merge) 200 and the row of
+    the lead holding its key; 409 ``duplicate_lead`` when one does and no merge was asked."""
     me = call.me
     fields = body.model_dump(mode="json")
     fields["owner_id"] = fields["owner_id"] or me.user_id
     fields["enrichment"] = fields["enrichment"] or {}
-    changes = ChangeSet(me.org_id, me.user_id)
-    async with call.pool.acquire() as conn, conn.transaction():
-        await check_assignable(conn, me, fields["owner_id"])
-        fields.update(await score_columns_in_context(conn, {**fields, "org_id": me.org_id}))
-        params = SqlParams(me.org_id)
-        columns = ", ".join(fields)
-        values = ", ".join(params.add(v) for v in fields.values())
-        row = await conn.fetchrow(
-            f"INSERT INTO leads (org_id, {columns}) VALUES ($1, {values}) RETURNING *",
-            *params.values,
-        )
-        lead = lead_out(row)
-        await changes.record(conn, action="lead.create", resource_type="lead", resource_id=str(lead.id),
-                             after=lead.model_dump(mode="json"), event_type="crm.lead.created")
-    await changes.publish(call.pool, call.bus)
-    return Reply(lead, 201, headers={"Location": f"/api/v1/leads/{lead.id}", "ETag": record_etag(row)})
+    await check_assignable(conn, me, fields["owner_id"])
+    policy = await key_policy(conn, me.org_id)
+    if policy.keys:
+        await lock_keys(conn, me.org_id)
+        holder = await find_holder(conn, me.org_id, policy, fields)
+        if holder is not None:
+            existing = await visible_or_none(conn, call, holder.lead_id)
+            if existing is None or on_duplicate == "error":
+                raise duplicate_conflict(holder, existing is not None)
+            # merge: the body's fields land on the lead that holds the key, as a PATCH would
+            given = body.model_dump(mode="json", exclude_unset=True)
+            given.pop("owner_id", None)  # the existing lead keeps its owner
+            if given.get("enrichment") is None:
+                given.pop("enrichment", None)
+            row, _ = await apply_update(conn, call, existing, given, changes, sorted(given))
+            return 200, row
+    fields.update(await score_columns_in_context(conn, {**fields, "org_id": me.org_id}))
+    params = SqlParams(me.org_id)
+    columns = ", ".join(fields)
+    values = ", ".join(params.add(v) for v in fields.values())
+    row = await conn.fetchrow(f"INSERT INTO leads (org_id, {columns}) VALUES ($1, {values}) RETURNING *",
+                              *params.values)
+    lead = lead_out(row)
+    await changes.record(conn, action="lead.create", resource_type="lead", resource_id=str(lead.id),
+                         after=lead.model_dump(mode="json"), event_type="crm.lead.created")
+    return 201, row
+
+
+async def apply_update(conn: asyncpg.Connection, call: Call, current: asyncpg.Record, updates: dict[str, Any],
+                        changes: ChangeSet, changed: list[str]) -> tuple[asyncpg.Record, Lead]:
+    """PATCH ``updates`` onto the locked ``current`` lead: keys checked, re-scored, audited."""
+    me = call.me
+    if "owner_id" in updates:
+        await check_assignable(conn, me, updates["owner_id"])
+    if {"email", "phone"} & updates.keys():
+        policy = await key_policy(conn, me.org_id)
+        if policy.keys:
+            await lock_keys(conn, me.org_id)
+            holder = await find_holder(conn, me.org_id, policy, {**dict(current), **updates},
+                                       exclude_id=str(current["id"]))
+            if holder is not None and holder.key in updates:
+                visible = await visible_or_none(conn, call, holder.lead_id) is not None
+                raise duplicate_conflict(holder, visible)
+    if not updates:
+        return current, lead_out(current)
+    if _SCORED_FIELDS & updates.keys():
+        updates.update(await score_columns_in_context(conn, {**dict(current), **updates}))
+    row = await update_row(conn, "leads", current["id"], updates, me.org_id)
+    before, after = lead_out(current), lead_out(row)
+    await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
+                         before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
+                         event_type="crm.lead.updated",
+                         payload={"lead": after.model_dump(mode="json"), "changed": changed})
+    return row, after
 
 
 async def update_lead(call: Call) -> Reply:
@@ -132,16 +203,7 @@ async def update_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         current = await _lead_for_update(conn, call)
         check_if_match(call.request, current)
-        if "owner_id" in updates:
-            await check_assignable(conn, me, updates["owner_id"])
-        if _SCORED_FIELDS & updates.keys():
-            updates.update(await score_columns_in_context(conn, {**dict(current), **updates}))
-        row = await update_row(conn, "leads", current["id"], updates, me.org_id)
-        before, after = lead_out(current), lead_out(row)
-        await changes.record(conn, action="lead.update", resource_type="lead", resource_id=str(after.id),
-                             before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
-                             event_type="crm.lead.updated",
-                             payload={"lead": after.model_dump(mode="json"), "changed": sorted(body.model_fields_set)})
+        row, after = await apply_update(conn, call, current, updates, changes, sorted(body.model_fields_set))
     await changes.publish(call.pool, call.bus)
     return Reply(after, headers={"ETag": record_etag(row)})
 
@@ -152,12 +214,16 @@ async def delete_lead(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         current = await _lead_for_update(conn, call)
         check_if_match(call.request, current)
-        await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], me.org_id)
-        await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
-                             before=lead_out(current).model_dump(mode="json"), event_type="crm.lead.deleted",
-                             payload={"id": str(current["id"])})
+        await delete_in(conn, me.org_id, current, changes)
     await changes.publish(call.pool, call.bus)
     return Reply(None, 204)
+
+
+async def delete_in(conn: asyncpg.Connection, org_id: str, current: asyncpg.Record, changes: ChangeSet) -> None:
+    await conn.execute("DELETE FROM leads WHERE id = $1 AND org_id = $2", current["id"], org_id)
+    await changes.record(conn, action="lead.delete", resource_type="lead", resource_id=str(current["id"]),
+                         before=lead_out(current).model_dump(mode="json"), event_type="crm.lead.deleted",
+                         payload={"id": str(current["id"])})
 
 
 async def rescore_lead(call: Call) -> Reply:
@@ -223,11 +289,17 @@ ENDPOINTS = (
     Endpoint("GET", "/api/v1/leads", list_leads, "List leads", "leads", response=Lead, paginated=True,
              query=LEADS.query_params()),
     Endpoint("POST", "/api/v1/leads", create_lead, "Create a lead (scored on creation)", "leads",
-             body=LeadCreate, response=Lead, status=201, errors=(400, 401, 403, 409, 413, 422), etag=True),
+             body=LeadCreate, response=Lead, status=201, errors=(400, 401, 403, 409, 413, 422), etag=True,
+             query=(QueryParam("on_duplicate", {"type": "string", "enum": ["error", "merge"], "default": "error"},
+                               "A lead with the same e-mail or phone exists: error answers 409 with its id, "
+                               "merge writes the given fields onto it (200)."),),
+             also_ok=(200,),
+             description="Leads are unique per organisation by e-mail and phone "
+                         "(organizations.settings.lead_unique_keys)."),
     Endpoint("GET", "/api/v1/leads/{id}", get_lead, "Get a lead", "leads", response=Lead,
              etag=True),
     Endpoint("PATCH", "/api/v1/leads/{id}", update_lead, "Update a lead", "leads", body=LeadUpdate,
-             response=Lead, errors=(400, 401, 403, 404, 412, 413, 422), etag=True),
+             response=Lead, errors=(400, 401, 403, 404, 409, 412, 413, 422), etag=True),
     Endpoint("DELETE", "/api/v1/leads/{id}", delete_lead, "Delete a lead", "leads", status=204,
              errors=(401, 403, 404, 412)),
     Endpoint("POST", "/api/v1/leads/{id}/score", rescore_lead,

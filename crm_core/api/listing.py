@@ -29,6 +29,7 @@ from crm_core.api.csv_export import CsvExport
 from crm_core.api.endpoint import QueryParam
 from crm_core.api.reply import Call
 from crm_core.api.representation import SHAPING_PARAMS
+from crm_core.api.search_terms import parse_q
 from crm_core.api_errors import BadRequest
 from crm_core.json_input import parse_json
 
@@ -147,10 +148,19 @@ class Collection:
     default_sort: str = "-created_at"
     # The table's primary key type, the cursor's tie-breaker: "uuid" or "bigint" (a bigserial log).
     id_type: Literal["uuid", "bigint"] = "uuid"
+    # ``q=``: (bind, terms, alias) -> Match (crm_core.api.search_terms); None: the list has no q.
+    search: Callable[..., Any] | None = None
 
     def query_params(self) -> tuple[QueryParam, ...]:
         sort_names = [s.name for s in self.sorts] + [f"-{s.name}" for s in self.sorts]
-        return tuple(f.doc() for f in self.filters) + (
+        searched: tuple[QueryParam, ...] = ()
+        if self.search is not None:
+            sort_names += [RELEVANCE, f"-{RELEVANCE}"]
+            searched = (QueryParam("q", {"type": "string", "minLength": 1, "maxLength": 200},
+                                   "Search text: every word begins a word of the record (names, company, "
+                                   "e-mail); e-mails and phones also match by prefix and last digits. With q "
+                                   "the default sort is -relevance."),)
+        return tuple(f.doc() for f in self.filters) + searched + (
             QueryParam("sort", {"type": "string", "enum": sort_names, "default": self.default_sort},
                        "Sort field; a leading '-' sorts descending."),
             QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
@@ -208,6 +218,7 @@ def _cursor_value_ok(value: str, pg_type: str) -> bool:
 
 
 _FROM_QUERY: Any = object()
+RELEVANCE = "relevance"
 
 
 def plan_page(
@@ -221,8 +232,15 @@ def plan_page(
     """
     by_name = {f.name: f for f in collection.filters}
     where: list[str] = []
+    rank_key: SortKey | None = None
+    if collection.search is not None and "q" in query:
+        if len(query.getall("q")) > 1:
+            raise BadRequest("give q once", code="invalid_query")
+        match = collection.search(params.add, parse_q(query["q"]), alias)
+        where.append(match.where)
+        rank_key = SortKey(RELEVANCE, match.rank, "real")
     for name in set(query.keys()):
-        if name in ("sort", "limit", "cursor") or name in SHAPING_PARAMS:
+        if name in ("sort", "limit", "cursor") or name in SHAPING_PARAMS or (name == "q" and rank_key):
             continue
         flt = by_name.get(name)
         if flt is None:
@@ -234,12 +252,13 @@ def plan_page(
             raise BadRequest(f"give {name} once (use commas for several values)", code="invalid_filter")
         where.append(flt.bind(params, values[0]))
 
-    sort_label = query.get("sort", collection.default_sort)
+    sort_label = query.get("sort", f"-{RELEVANCE}" if rank_key else collection.default_sort)
     descending = sort_label.startswith("-")
-    sort_key = next((s for s in collection.sorts if s.name == sort_label.lstrip("-")), None)
+    sorts = collection.sorts + ((rank_key,) if rank_key else ())
+    sort_key = next((s for s in sorts if s.name == sort_label.lstrip("-")), None)
     if sort_key is None:
         raise BadRequest(f"cannot sort by {sort_label!r}",
-                         {"allowed": [s.name for s in collection.sorts]}, code="invalid_sort")
+                         {"allowed": [s.name for s in sorts]}, code="invalid_sort")
 
     try:
         limit = int(query.get("limit", default_limit))

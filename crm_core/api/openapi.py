@@ -293,6 +293,8 @@ def build_openapi(endpoints: tuple[Endpoint, ...], *, foreign: tuple[ForeignOper
                 content["text/csv"] = {"schema": {"type": "string"}}
             op["responses"][str(ep.status)] = {"description": ep.summary, "headers": _success_headers(ep),
                                                "content": content}
+            for other in ep.also_ok:
+                op["responses"][str(other)] = {**op["responses"][str(ep.status)], "description": "Done"}
             if ep.method == "GET":
                 op["responses"]["304"] = {
                     "description": "Not modified: If-None-Match names the current ETag",

@@ -17,6 +17,8 @@ from crm_core.api import (
     calls,
     deals,
     imports,
+    lead_batch,
+    lead_merge,
     leads,
     organization,
     outbound,
@@ -27,6 +29,7 @@ from crm_core.api import (
     users,
     webhooks,
 )
+from crm_core.api import search as search_api
 from crm_core.api.endpoint import Endpoint, wrap
 from crm_core.api.openapi import ForeignOperation, build_openapi
 from crm_core.api.rate_limits import (
@@ -60,6 +63,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *call_comments.ENDPOINTS,
     *team_analytics.ENDPOINTS,
     *call_caller.ENDPOINTS,
+    *lead_merge.ENDPOINTS, *search_api.ENDPOINTS, *lead_batch.ENDPOINTS,
 )
 
 

@@ -11,7 +11,8 @@ request has a scheduled send time at a fixed arrival rate, and its latency is
 measured from that scheduled time, so a server (or client) that falls behind
 shows up in the figures instead of silently slowing the arrivals (no
 coordinated omission). Endpoints, one after another: create lead (with
-scoring), score lead, predict deal, list leads with a filter.
+scoring), score lead, predict deal, list leads with a filter, search leads
+(``q=`` on the list) and search leads and deals at once (``/search``).
 
 Per endpoint: achieved rate, p50/p95/p99/max latency, errors (by status),
 the server's and PostgreSQL's CPU (percent of one core) and the client's own
@@ -48,7 +49,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-OPERATIONS = ("create_lead", "score_lead", "predict_deal", "list_leads_filtered")
+OPERATIONS = ("create_lead", "score_lead", "predict_deal", "list_leads_filtered", "search_leads", "search_all")
 SEED_BATCH = 10_000
 
 
@@ -392,7 +393,15 @@ def request_makers(lead_ids: list[str], deal_ids: list[str], run_tag: str) -> di
         "score_lead": lambda i: ("POST", f"/api/v1/leads/{lead_ids[i % len(lead_ids)]}/score", None),
         "predict_deal": lambda i: ("POST", f"/api/v1/deals/{deal_ids[i % len(deal_ids)]}/predict", None),
         "list_leads_filtered": lambda i: ("GET", "/api/v1/leads?status=qualified&min_score=50&limit=50", None),
+        # q= on the list and the grouped search: a last name, an e-mail prefix, a company phrase
+        "search_leads": lambda i: ("GET", "/api/v1/leads?limit=20&q=" + _search_text(i), None),
+        "search_all": lambda i: ("GET", "/api/v1/search?limit=10&q=" + _search_text(i), None),
     }
+
+
+def _search_text(i: int) -> str:
+    n = (i * 7919) % 100_000
+    return (f"Last{n}", f"p{n}%40exa", f"Company%20{n % 5000}")[i % 3]
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -94,6 +94,12 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("DELETE", "/api/v1/leads/{id}"): RECORD,
     ("POST", "/api/v1/leads/{id}/score"): RECORD,
     ("POST", "/api/v1/leads/{id}/convert"): RECORD,
+    ("POST", "/api/v1/leads/{id}/merge"): RECORD,
+    ("GET", "/api/v1/leads/{id}/duplicates"): RECORD_NARROW_OK,
+    # per-item 404s for the victim's leads, the batch itself 200: victims' rows unchanged
+    ("POST", "/api/v1/leads/batch"): (401, OWN_ORG_WRITE, OWN_ORG_WRITE, OWN_ORG_WRITE, 403),
+    # each group as its list; the narrow token gets the leads group only
+    ("GET", "/api/v1/search"): (401, OWN_ORG_LIST, NOT_THEIRS_LIST, NOT_THEIRS_LIST, ALLOWED),
     # other org's admin and the other team's manager import for themselves; the victim rep
     # named as owner is refused row by row
     ("POST", "/api/v1/leads/import"): (401, OWN_ORG_WRITE, 403, OWN_ORG_WRITE, 403),
@@ -529,7 +535,15 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("PUT", "/api/v1/coaching-rules"): {"rules": {"fillers": ["planted"]}},
         ("POST", "/api/v1/coaching-rules/preview"): {"text": "too expensive"},
         ("POST", "/api/v1/carrier-numbers"): {"number": "+14155550178", "user_id": victim.user_id},
+        ("POST", "/api/v1/leads/{id}/merge"): {"other_id": str(uuid.uuid4())},
+        ("POST", "/api/v1/leads/batch"): {
+            "create": [{"first_name": "Mallory", "owner_id": victim.user_id}],
+            "update": [{"id": ids["leads"], "first_name": "Mallory"}],
+            "delete": [ids["leads"]],
+        },
     }
+    if (method, template) == ("GET", "/api/v1/search"):
+        return {"params": {"q": "ada"}}  # the victim's lead: Ada Lovelace, ada@example.com
     if (method, template) == ("POST", "/api/v1/leads/import"):
         return {
             "data": f"first_name,owner_id\nMallory,{victim.user_id}\n".encode(),
@@ -649,6 +663,10 @@ async def _cell(
             if resp.status == 200
             else set()
         )
+        if resp.status == 200 and template == "/api/v1/search":
+            listed |= {
+                str(hit[group[:-1]]["id"]) for group in ("leads", "deals") for hit in body.get(group) or []
+            }
         if resp.status != 200:
             outcome.problem = f"expected 200, got {resp.status}: {body}"
         elif listed & forbidden_ids:

@@ -54,6 +54,8 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "post_leads": {"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical"},
     "patch_leads_id": {"first_name": "Ada"},
     "post_leads_id_convert": {"name": "Deal"},
+    "post_leads_id_merge": {"other_id": "00000000-0000-0000-0000-000000000000"},
+    "post_leads_batch": {"create": [{"first_name": "Ada"}], "update": [], "delete": []},
     "post_deals": {"name": "Deal"},
     "patch_deals_id": {"name": "Deal"},
     "post_calls_outbound": {"carrier": "twilio", "to_number": "+15005550006"},

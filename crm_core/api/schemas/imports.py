@@ -17,9 +17,20 @@ class ImportRowError(BaseModel):
     message: str
 
 
+class ImportRowResult(BaseModel):
+    row: int
+    outcome: Literal["created", "updated", "skipped"]
+    lead_id: UUID | None = Field(description="The lead written or matched; null for a match you may not see.")
+    key: Literal["email", "phone"] | None = Field(description="The key that matched an existing lead.")
+
+
 class LeadImport(Output):
     id: UUID
     mode: Literal["all_or_nothing", "partial"]
+    on_duplicate: Literal["skip", "update", "create"] = Field(
+        description="A row whose e-mail or phone an existing lead holds: skip it, update that lead, or create anyway.")
+    outcomes: dict[str, int] = Field(description="Rows per outcome: created, updated, skipped, failed.")
+    results: list[ImportRowResult] = Field(description="What each written or matched row became (the first 5000).")
     status: Literal["running", "completed", "failed"]
     total_rows: int
     processed_rows: int

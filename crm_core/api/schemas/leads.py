@@ -6,11 +6,29 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from crm_core.api.schemas.common import EMAIL, PHONE, STAGE, Input, Output, Text, absent_or_set
 
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
+
+
+def _trimmed(value: Any) -> Any:
+    # " Ada@Example.com " is the same address: forms pad what people type. Trimmed after
+    # validation, so maxLength and the pattern hold for the text as sent, as the document says.
+    return value.strip() if isinstance(value, str) else value
+
+
+# EMAIL, with blanks around it allowed (and trimmed off)
+LEAD_EMAIL = r"^\s*" + EMAIL.removeprefix("^").removesuffix("$") + r"\s*$"
 
 
 def _whole(value: Any) -> Any:
@@ -28,7 +46,7 @@ CompanySize = Annotated[int, Field(ge=0, le=10_000_000), BeforeValidator(_whole)
 class _LeadFields(Input):
     first_name: str | None = Text
     last_name: str | None = Text
-    email: str | None = Field(None, max_length=320, pattern=EMAIL)
+    email: Annotated[str | None, AfterValidator(_trimmed)] = Field(None, max_length=320, pattern=LEAD_EMAIL)
     phone: str | None = Field(None, pattern=PHONE)
     company: str | None = Text
     title: str | None = Text
@@ -107,3 +125,68 @@ class LeadConvert(Input):
     pipeline: str = Field("default", max_length=60)
     stage: str = Field("qualification", pattern=STAGE)
     expected_close: date | None = None
+
+
+class LeadMerge(Input):
+    other_id: UUID = Field(description="The lead merged into this one (then deleted).")
+
+
+class LeadMergeResult(BaseModel):
+    lead: Lead
+    merged_id: UUID
+    moved: dict[str, int] = Field(description="Rows that now point at the lead: activities, calls, deals.")
+
+
+class LeadDuplicate(BaseModel):
+    lead: Lead
+    reasons: list[str] = Field(description="email, phone, name, company: what the two have in common.")
+    similarity: float = Field(description="0..1: 1 for a shared e-mail or phone, else trigram similarity.")
+
+
+MAX_BATCH = 100
+
+
+class LeadBatchUpdate(LeadUpdate):
+    id: UUID
+
+
+class LeadBatch(Input):
+    model_config = ConfigDict(json_schema_extra={"description": f"At most {MAX_BATCH} items in all."})
+
+    create: list[LeadCreate] = Field(default_factory=list, max_length=MAX_BATCH)
+    update: list[LeadBatchUpdate] = Field(default_factory=list, max_length=MAX_BATCH)
+    delete: list[UUID] = Field(default_factory=list, max_length=MAX_BATCH)
+    all_or_nothing: bool = Field(False, description="Write nothing unless every item succeeds.")
+    on_duplicate: Literal["error", "merge"] = Field("error", description="As on POST /leads, for create items.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LeadBatch:
+        count = len(self.create) + len(self.update) + len(self.delete)
+        if count == 0:
+            raise ValueError("the batch has no items")
+        if count > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} items per batch, create, update and delete together")
+        return self
+
+
+class BatchError(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class LeadBatchResult(BaseModel):
+    op: Literal["create", "update", "delete"]
+    index: int = Field(description="The item's position in its list.")
+    status: int = Field(description="What the single request would have answered (201, 200, 204, 404, 409, 422...).")
+    id: UUID | None
+    lead: Lead | None
+    error: BatchError | None
+    applied: bool = Field(description="False for a success rolled back because another item failed (all_or_nothing).")
+
+
+class LeadBatchResults(BaseModel):
+    applied: bool = Field(description="Whether the successful items were written.")
+    succeeded: int
+    failed: int
+    results: list[LeadBatchResult]

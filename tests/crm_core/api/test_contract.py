@@ -58,6 +58,7 @@ async def test_every_operation_answers_as_documented(world):
                               WHERE id = $1""", org.id)
     lead = await world.create_lead(admin)
     other = await world.create_lead(admin, first_name="Del")
+    merged = await world.create_lead(admin, first_name="Merged")
     deal = await world.create_deal(admin, lead_id=lead["id"])
     _, team = await world.request("POST", "/api/v1/teams", as_=admin, json={"name": "Contract"})
     _, user = await world.request("POST", "/api/v1/users", as_=admin, json={"email": "c@c.test", "name": "C"})
@@ -99,7 +100,10 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/coaching-rules/preview"): {"text": "too expensive"},
         ("POST", "/api/v1/carrier-numbers"): {"number": "+14155550167", "user_id": user["id"]},
         ("POST", "/api/v1/calls/{id}/comments"): {"at_ms": 1000, "body": "Ask about budget here"},
+        ("POST", "/api/v1/leads/{id}/merge"): {"other_id": merged["id"]},
+        ("POST", "/api/v1/leads/batch"): {"create": [{"first_name": "Batch"}]},
     }
+    queries = {("GET", "/api/v1/search"): {"q": "ada"}}
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}
     order = {"get": 0, "post": 1, "put": 2, "patch": 2, "delete": 3}
@@ -113,12 +117,13 @@ async def test_every_operation_answers_as_documented(world):
         if method == "DELETE" and collection == "leads":
             path = template.replace("{id}", other["id"])
         path = path.replace("{comment_id}", ids.get("comment", "00000000-0000-0000-0000-000000000000"))
-        resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)))
+        query = queries.get((method, template))
+        resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)), params=query)
         assert resp.status < 300, (method, path, body)
         if (method, template) == ("POST", "/api/v1/calls/{id}/comments"):
             ids["comment"] = body["id"]  # deleted by its DELETE, later in the order
         # and the same route without credentials, and with an unknown id
-        resp, _ = await world.request(method, path, json=bodies.get((method, template)))
+        resp, _ = await world.request(method, path, json=bodies.get((method, template)), params=query)
         assert resp.status == 401, (method, path)
         if "{id}" in template:
             resp, _ = await world.request(method, template.replace("{id}", "00000000-0000-0000-0000-000000000000"),
