@@ -197,8 +197,8 @@ class RemoteSpeechPool:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
+        # the loops see _closed within one read block: cancelling a blocked redis-py read can
+        # leave the task stuck in its cancellation clean-up
         await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
         for request_id, pending in list(self._pending.items()):
             if pending.final and self.local is not None:
@@ -272,7 +272,7 @@ class RemoteSpeechPool:
 
     async def _watch(self) -> None:
         last_check = 0.0
-        while True:
+        while not self._closed:
             now = time.monotonic()
             for request_id, pending in list(self._pending.items()):
                 if pending.future.done():  # cancelled by its transcriber
@@ -282,14 +282,18 @@ class RemoteSpeechPool:
             if now - last_check >= 0.5:
                 last_check = now
                 await self._check_alive()
+                if not self.worker_alive and self.local is not None:
+                    # every worker's heartbeat expired: nobody will answer what is pending
+                    for request_id in list(self._pending):
+                        self._time_out(request_id)
             await asyncio.sleep(0.05)
 
     async def _read_replies(self) -> None:
         last_id = b"0-0"
         backoff = 0.1
-        while True:
+        while not self._closed:
             try:
-                reply = await self.redis.xread({self._replies: last_id}, count=100, block=500)
+                reply = await self.redis.xread({self._replies: last_id}, count=100, block=250)
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 log.warning("speech replies read failed (%s); retrying", exc.__class__.__name__)
