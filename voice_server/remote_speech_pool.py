@@ -88,6 +88,7 @@ class RemoteSpeechPool:
         self._started: asyncio.Event | None = None
         self._sent = self._replies_n = self._fallbacks = self._direct = self._partial_timeouts = 0
         self._hops: deque[float] = deque(maxlen=2000)
+        self._worker_ms: deque[float] = deque(maxlen=2000)
 
     async def start(self) -> Self:
         """Begin reading replies and watching the workers' heartbeat."""
@@ -190,7 +191,12 @@ class RemoteSpeechPool:
         )
 
     def hop_samples_ms(self) -> list[float]:
+        """Recent hops (round trip minus the worker's own time), oldest first."""
         return list(self._hops)
+
+    def worker_samples_ms(self) -> list[float]:
+        """The workers' own time (queue + decode) of the same replies."""
+        return list(self._worker_ms)
 
     async def close(self) -> None:
         """Stop waiting on workers: pending finals are decoded locally, then the local pool closes."""
@@ -324,6 +330,7 @@ class RemoteSpeechPool:
             return
         self._replies_n += 1
         self._hops.append(max(0.0, 1000 * (now - pending.sent) - reply.worker_ms))
+        self._worker_ms.append(reply.worker_ms)
         if reply.error is not None:
             log.warning("speech worker failed a decode (%s)", reply.error)
             if pending.final and self.local is not None:
