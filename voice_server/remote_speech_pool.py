@@ -206,6 +206,10 @@ class RemoteSpeechPool:
         # the loops see _closed within one read block: cancelling a blocked redis-py read can
         # leave the task stuck in its cancellation clean-up
         await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
+        try:
+            await self.redis.delete(self._replies)
+        except (RedisError, OSError):
+            pass  # it expires on its own
         for request_id, pending in list(self._pending.items()):
             if pending.final and self.local is not None:
                 self._fall_back(request_id)

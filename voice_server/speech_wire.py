@@ -28,7 +28,7 @@ REPLIES_MAXLEN = 10_000
 REQUESTS_MAXLEN = 100_000
 
 # node ids become part of a Redis key: keep them to a plain, bounded alphabet
-_NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_AUDIO_BYTES = 2 * 16000 * 120  # two minutes of 16 kHz int16: more than any utterance
 
 
@@ -37,8 +37,9 @@ class WireError(ValueError):
 
 
 def replies_key(node_id: str) -> str:
-    if not _NODE_ID.match(node_id):
-        raise WireError(f"bad node id {node_id!r}")
+    if not isinstance(node_id, str) or not _NODE_ID.fullmatch(node_id):
+        shown = node_id[:64] if isinstance(node_id, str) else type(node_id).__name__
+        raise WireError(f"bad node id {shown!r}")  # bounded: it came off the wire
     return REPLIES_PREFIX + node_id
 
 

@@ -178,3 +178,62 @@ async def test_two_media_nodes_share_one_worker_then_it_dies(
             await node.close()
     password = redis_url.split("@")[0].rsplit(":", 1)[1]
     assert len(password) >= 8 and password not in output, "the Redis password was logged"
+
+
+async def test_worker_drops_malformed_requests_and_writes_only_the_askers_reply_stream(
+    redis, local_pools
+):
+    """Anything on the request stream is untrusted: a bad one is acknowledged and dropped."""
+    from voice_server.speech_worker import SpeechWorker
+
+    good = wire.encode_request(
+        wire.WireRequest("r-good", "node-x", "s1", True, 0, DecodeRequest(_float16k("vm-prev")))
+    )
+    hostile = [
+        {"meta": "not json", "audio": b""},
+        {**good, "meta": good["meta"].replace('"node-x"', '"../other key"')},
+        {**good, "meta": good["meta"].replace('"node-x"', '"' + "x" * 200 + '"')},
+        {**good, "meta": good["meta"].replace('"node-x"', '"node-x\\n"')},
+        {**good, "audio": b"\x00\x01\x02"},  # odd length: not int16
+        {**good, "meta": good["meta"].replace('"r-good"', "42")},
+        {"audio": good["audio"]},
+    ]
+    await redis.delete(wire.REQUESTS)
+    for fields in hostile:
+        await redis.xadd(wire.REQUESTS, fields)
+    await redis.xadd(wire.REQUESTS, good)
+    stop = asyncio.Event()
+    worker = SpeechWorker(redis, local_pools[1], worker_id="in-process")
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        replies = await eventually(
+            lambda: redis.xrange(wire.replies_key("node-x")), 60, what="the good request's reply"
+        )
+        reply = wire.decode_reply(replies[0][1])
+        assert reply.request_id == "r-good" and reply.error is None
+        assert word_errors(reference_texts()["vm-prev"], reply.result.text).wer <= 0.2
+        # every request, hostile ones too, was acknowledged and removed; no other stream written
+        await eventually(lambda: _count_pending(redis), 10, what="nothing left pending")
+        assert await redis.xlen(wire.REQUESTS) == 0
+        keys = {k.decode() async for k in redis.scan_iter(wire.REPLIES_PREFIX + "*")}
+        assert keys == {wire.replies_key("node-x")}
+        assert worker.served == 1
+    finally:
+        stop.set()
+        await running
+        await redis.delete(wire.replies_key("node-x"))
+
+
+async def _count_pending(redis) -> bool:
+    return (await redis.xpending(wire.REQUESTS, wire.GROUP))["pending"] == 0
+
+
+def test_required_mode_needs_a_shared_redis():
+    from voice_server.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="COACHLINE_STT_REMOTE=required needs REDIS_URL"):
+        load_settings({"COACHLINE_STT_REMOTE": "required"})
+    settings = load_settings(
+        {"COACHLINE_STT_REMOTE": "required", "REDIS_URL": "redis://:pw@bus:6379"}
+    )
+    assert settings.stt_remote == "required"
