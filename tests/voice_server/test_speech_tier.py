@@ -237,3 +237,71 @@ def test_required_mode_needs_a_shared_redis():
         {"COACHLINE_STT_REMOTE": "required", "REDIS_URL": "redis://:pw@bus:6379"}
     )
     assert settings.stt_remote == "required"
+
+
+async def test_a_server_with_required_workers_transcribes_a_call_through_one(
+    migrated_database, redis_url, redis, tmp_path
+):
+    """The whole live path (Twilio media in, transcript events out) with no model on the node."""
+    from tests.voice_server.carrier_app import (
+        OUR_NUMBER,
+        PUBLIC_URL,
+        TWILIO_TOKEN,
+        start_carrier_app,
+        stop_carrier_app,
+    )
+    from voice_server.app_keys import RUNTIME
+    from voice_server.live_intelligence import SPEECH_POOL
+    from voice_server.simulator.carrier.call import SimulatedCall, simulate_call
+    from voice_server.simulator.carrier.wav import sound
+
+    worker = _start_worker(redis_url, tmp_path, "w-call")
+    ca = None
+    try:
+        await eventually(lambda: _alive(redis, "w-call"), 90, what="the speech worker's heartbeat")
+        ca = await start_carrier_app(
+            migrated_database,
+            redis_url,
+            COACHLINE_STT_ENABLED="true",
+            COACHLINE_STT_REMOTE="required",
+            COACHLINE_NODE_ID="media-a",
+        )
+        pool = ca.app[SPEECH_POOL]
+        assert isinstance(pool, RemoteSpeechPool) and pool.local is None
+        sub = await ca.app[RUNTIME].bus.subscribe("transcript.final")
+        finals: list[dict] = []
+
+        async def watch():
+            async for delivery in sub:
+                finals.append(delivery.event.payload)
+
+        watcher = asyncio.create_task(watch())
+        report = await simulate_call(
+            SimulatedCall(
+                carrier="twilio",
+                server=str(ca.client.make_url("")).rstrip("/"),
+                public_url=PUBLIC_URL,
+                rep_wav=sound("agent-loginok"),
+                customer_wav=sound("hello-world"),
+                to_number=OUR_NUMBER,
+                twilio_auth_token=TWILIO_TOKEN,
+                rep_starts_ms=2000,
+                realtime=True,
+            )
+        )
+
+        def both_parties() -> bool:
+            return {"customer", "rep"} <= {
+                f["party"] for f in finals if f["call_id"] == report.call_id
+            }
+
+        await eventually(both_parties, 60, what="finals of both parties")
+        await sub.close()
+        watcher.cancel()
+        customer = " ".join(f["text"] for f in finals if f["party"] == "customer").lower()
+        assert "hello" in customer
+        assert pool.remote_stats().replies >= 2
+    finally:
+        if ca is not None:
+            await stop_carrier_app(ca)
+        _stop(worker)
