@@ -33,6 +33,11 @@ from voice_server import speech_wire as wire
 log = logging.getLogger(__name__)
 
 RemoteMode = Literal["auto", "required"]
+_REQUIRED_FINAL_TRIES = 6  # final timeouts a final waits out in required mode before failing
+
+
+class SpeechWorkersUnavailable(RuntimeError):
+    """No speech worker answered (``COACHLINE_STT_REMOTE=required``, no local fallback)."""
 
 
 @dataclass(slots=True)
@@ -43,6 +48,7 @@ class _Pending:
     future: asyncio.Future
     sent: float  # monotonic
     timeout_at: float  # monotonic
+    timeouts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,12 +270,24 @@ class RemoteSpeechPool:
             return
         if pending.final and self.local is not None:
             self._fall_back(request_id)
-        elif pending.final:
-            # required mode: the request stays queued for the next worker; keep waiting
+        elif pending.final and pending.timeouts < _REQUIRED_FINAL_TRIES - 1:
+            # required mode: the request stays queued for the next worker (one claims a dead
+            # worker's requests), so keep waiting a while
+            pending.timeouts += 1
             pending.timeout_at = time.monotonic() + self.final_timeout_s
             log.warning(
                 "no speech worker answered a final in %.1f s; still waiting", self.final_timeout_s
             )
+        elif pending.final:
+            # bounded: a call must still be able to end when no worker ever comes back
+            self._pending.pop(request_id)
+            if not pending.future.done():
+                pending.future.set_exception(
+                    SpeechWorkersUnavailable(
+                        f"no speech worker answered a final in {_REQUIRED_FINAL_TRIES} x "
+                        f"{self.final_timeout_s:.1f} s"
+                    )
+                )
         else:
             self._partial_timeouts += 1
             self._resolve(request_id, None)

@@ -55,6 +55,7 @@ class SpeechWorker:
         self.claim_idle_ms = claim_idle_ms
         self.description = description or {}
         self._inflight: set[asyncio.Task] = set()
+        self._held: set[bytes] = set()  # entry ids being served here: never claimed again
         self._slot = asyncio.Event()
         self.served = 0
         self.dropped = 0
@@ -97,9 +98,10 @@ class SpeechWorker:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 for entry_id, fields in entries:
+                    self._held.add(entry_id)
                     task = asyncio.create_task(self._serve(entry_id, fields))
                     self._inflight.add(task)
-                    task.add_done_callback(self._done)
+                    task.add_done_callback(lambda t, e=entry_id: self._done(t, e))
         finally:
             if self._inflight:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
@@ -110,8 +112,9 @@ class SpeechWorker:
             except (RedisError, OSError):
                 pass
 
-    def _done(self, task: asyncio.Task) -> None:
+    def _done(self, task: asyncio.Task, entry_id: bytes) -> None:
         self._inflight.discard(task)
+        self._held.discard(entry_id)
         self._slot.set()
 
     async def _ensure_group(self) -> None:
@@ -132,7 +135,7 @@ class SpeechWorker:
         reply = await self.redis.xautoclaim(
             wire.REQUESTS, wire.GROUP, self.worker_id, self.claim_idle_ms, "0-0", count=count
         )
-        return [(i, f) for i, f in reply[1] if f]
+        return [(i, f) for i, f in reply[1] if f and i not in self._held]
 
     async def _serve(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         started = time.monotonic()

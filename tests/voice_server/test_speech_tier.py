@@ -311,3 +311,21 @@ async def test_a_server_with_required_workers_transcribes_a_call_through_one(
         if ca is not None:
             await stop_carrier_app(ca)
         _stop(worker)
+
+
+async def test_required_mode_fails_a_final_no_worker_answers_instead_of_hanging_the_call(redis):
+    from voice_server.remote_speech_pool import SpeechWorkersUnavailable
+
+    await redis.delete(wire.ALIVE)
+    node = await RemoteSpeechPool(
+        redis, "node-r", None, mode="required", final_timeout_s=0.05
+    ).start()
+    try:
+        future = node.submit("s1", DecodeRequest(np.zeros(16000, np.float32)), final=True)
+        with pytest.raises(SpeechWorkersUnavailable):
+            await asyncio.wait_for(future, 10)
+        partial = node.submit("s1", DecodeRequest(np.zeros(16000, np.float32)), final=False)
+        assert await asyncio.wait_for(partial, 10) is None  # partial_timeout_s: dropped
+    finally:
+        await node.close()
+        await redis.delete(wire.REQUESTS)
