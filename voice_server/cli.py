@@ -38,6 +38,28 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_speech_worker(settings: Settings, args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages, never downloaded
+    from media.stt.models import ModelChecksumError, ModelNotInstalledError
+    from voice_server.speech_pools import load_local_pool, pool_parallelism
+    from voice_server.speech_worker import run_worker
+
+    if settings.redis_url is None:
+        print("coachline speech-worker: REDIS_URL must name the media nodes' Redis", file=sys.stderr)
+        return 2
+    try:
+        pool = load_local_pool(settings)
+    except (ModelNotInstalledError, ModelChecksumError) as exc:
+        print(f"coachline speech-worker: COACHLINE_STT_MODEL: {exc}", file=sys.stderr)
+        return 2
+    workers, threads = pool_parallelism(settings)
+    log.info("speech worker: model %s on %s (%d decode workers x %d threads)",
+             settings.stt_model, settings.stt_device, workers, threads)
+    description = {"model": settings.stt_model, "device": settings.stt_device, "workers": workers}
+    asyncio.run(run_worker(settings.redis_url, pool, worker_id=args.id, description=description))
+    return 0
+
+
 def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from storage.migrations import apply_migrations
 
@@ -144,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default COACHLINE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default COACHLINE_PORT or 8080)")
     serve.set_defaults(func=_cmd_serve)
+    worker = command(
+        "speech-worker", "decode speech for media nodes (speech tier, over Redis Streams)",
+        "REDIS_URL=redis://:secret@bus:6379 coachline speech-worker",
+        "REDIS_URL=redis://:secret@bus:6379 COACHLINE_STT_DEVICE=cuda "
+        "COACHLINE_STT_COMPUTE_TYPE=float16 coachline speech-worker",
+        more="Loads the speech model like serve (COACHLINE_STT_*) and serves media nodes "
+        "that run with COACHLINE_STT_REMOTE=auto or required. Opens no port; run as many as "
+        "needed, on any machine that reaches the Redis.",
+    )
+    worker.add_argument("--id", help="worker name in its heartbeat key (default host-pid)")
+    worker.set_defaults(func=_cmd_speech_worker)
     migrate = command(
         "migrate", "apply pending database migrations and exit",
         "coachline migrate",

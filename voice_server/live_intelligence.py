@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
 
 from aiohttp import web
 
 from media.speakers.encoder import SpeakerEncoder, SpeakerModelError
-from media.stt.decoder import DecoderOptions
-from media.stt.pool import PoolOptions, SpeechModelPool, cpu_parallelism
+from media.stt.pool import SpeechModelPool
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
 from voice_server.call_intelligence import CallIntelligence
 from voice_server.call_session import CallSession
 from voice_server.coaching_profiles import OrgCoachingProfiles
 from voice_server.rep_voiceprints import RepVoiceprints
+from voice_server.speech_pools import open_speech_pool, pool_parallelism
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +34,18 @@ async def live_intelligence_ctx(app: web.Application):
     """aiohttp cleanup context: load the model, register the consumer, close on shutdown."""
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
-    if settings.stt_device != "cuda":
-        workers, threads = cpu_parallelism(os.cpu_count() or 1, settings.stt_workers, settings.stt_threads)
-    else:  # a GPU runs one batch at a time well; threads only feed it
-        workers, threads = settings.stt_workers or 1, settings.stt_threads
-    # Loading reads ~75 MB from disk: keep it off the event loop.
-    load = functools.partial(
-        SpeechModelPool.from_model,
-        settings.stt_model,
-        # speech: where and how the shared model runs (COACHLINE_STT_* settings)
-        decoder_options=DecoderOptions(
-            device=settings.stt_device,
-            compute_type=settings.stt_compute_type,
-            cpu_threads=threads,
-        ),
-        options=PoolOptions(workers=workers, max_batch=settings.stt_max_batch),
-    )
-    pool = await loop.run_in_executor(None, load)
+    workers, threads = pool_parallelism(settings)
+    # COACHLINE_STT_REMOTE: this node's own model, speech workers over Redis, or both
+    pool = await open_speech_pool(settings, app[RUNTIME].redis,
+                                  app[CALL_SESSIONS].node_id or settings.node_id)
     app[SPEECH_POOL] = pool
     speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
     # reps' voices learnt on two-track calls, enrolled on mixed-channel ones
     voiceprints = (RepVoiceprints(speaker_encoder, lambda: app[RUNTIME].pool)
                    if speaker_encoder is not None else None)
-    log.info("speech model %s loaded (%d decode workers x %d threads); live transcription on",
-             settings.stt_model, workers, threads)
+    log.info("speech model %s loaded (%d decode workers x %d threads, speech workers: %s); "
+             "live transcription on", settings.stt_model, workers, threads, settings.stt_remote)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)

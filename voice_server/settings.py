@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     stt_threads: int = Field(0, ge=0, le=256)
     stt_workers: int = Field(0, ge=0, le=16)
     stt_max_batch: int = Field(4, ge=1, le=64)
+    # speech tier (voice_server/remote_speech_pool.py): off: decode on this node; auto: send
+    # decodes to `coachline speech-worker` processes over Redis while one is alive, else (and on
+    # a timeout) decode here; required: always send, load no model here (needs REDIS_URL)
+    stt_remote: Literal["off", "auto", "required"] = "off"
+    # how long a final may wait on a worker before this node decodes it itself
+    stt_remote_timeout_s: float = Field(5.0, gt=0, le=600)
     # browser sessions. Set COACHLINE_COOKIE_SECURE=true when served over TLS
     # (directly or behind a TLS-terminating proxy) so cookies carry the Secure flag.
     cookie_secure: bool = False
@@ -205,6 +211,8 @@ class Settings(BaseSettings):
         if self.sip_enabled and self.sip_host in ("0.0.0.0", "::") and not self.sip_advertised_host:
             raise ValueError("COACHLINE_SIP_ADVERTISED_HOST is needed when COACHLINE_SIP_HOST "
                              "binds all addresses (peers must be told where to send)")
+        if self.stt_remote == "required" and self.redis_url is None:
+            raise ValueError("COACHLINE_STT_REMOTE=required needs REDIS_URL (the speech workers' Redis)")
         from voice_server.sip.peers import PeerSpecError, parse_peers
         try:
             parse_peers(self.sip_peers)
