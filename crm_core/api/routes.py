@@ -17,6 +17,7 @@ from crm_core.api import (
     imports,
     leads,
     outbound,
+    pipelines,
     scoring,
     sessions,
     teams,
@@ -52,6 +53,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *webhooks.ENDPOINTS,
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
+    *pipelines.ENDPOINTS,
 )
 
 

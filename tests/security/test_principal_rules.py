@@ -27,6 +27,7 @@ ADMIN_RIGHTS = {
     "api_tokens:manage",
     "webhooks:manage",
     "scoring:manage",
+    "pipelines:manage",
 }
 
 

@@ -6,13 +6,13 @@ a second free-text pipeline), then migrated forward.
 """
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from storage.migrations import apply_migrations
 
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 # (free-text stage, pipeline text, closed_at) -> (stage after, type, closed?, migrated_from kept)
 CASES = [
