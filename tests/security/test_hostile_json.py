@@ -65,6 +65,10 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "post_webhooks": {"url": "https://example.com/hook"},
     "patch_webhooks_id": {"description": "hook"},
     "put_scoring_icp": {"icp": {"base": 10}},
+    "post_pipelines": {"name": "P-{n}", "stages": [{"name": "first", "probability": 0.1}]},
+    "patch_pipelines_id": {"name": "P-{n}"},
+    "post_pipelines_id_stages": {"name": "S-{n}", "probability": 0.5},
+    "patch_pipelines_id_stages_stage_id": {"probability": 0.3},
 }
 
 NUMBERS = [10**30, -(10**30), 2**63, -(2**63) - 1, 2**31, 1e300, -1e300, 1.5e-320, 0.001]
@@ -106,7 +110,11 @@ async def _resources(api, org) -> dict[str, str]:
     _, hook = await api.request(
         "POST", "/api/v1/webhooks", as_=admin, json={"url": "https://example.com/h"}
     )
+    _, pipelines = await api.request("GET", "/api/v1/pipelines", as_=admin)
+    [pipeline] = pipelines["data"]
     return {
+        "pipelines": pipeline["id"],
+        "stages": pipeline["stages"][2]["id"],  # no deal in it
         "leads": lead["id"],
         "deals": deal["id"],
         "teams": team["id"],

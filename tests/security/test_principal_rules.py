@@ -60,7 +60,7 @@ def test_role_rights_are_the_documented_table():
     }
     assert BASE_SCOPES == {"read", "write"}
     assert ALL_SCOPES == BASE_SCOPES | RESOURCE_SCOPES | ADMIN_RIGHTS
-    assert len(RESOURCE_SCOPES) == 2 * len(RESOURCES) == 22
+    assert len(RESOURCE_SCOPES) == 2 * len(RESOURCES) == 24
 
 
 def test_a_session_holds_its_role_and_both_base_scopes():
