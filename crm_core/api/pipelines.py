@@ -26,7 +26,7 @@ from crm_core.api.schemas.pipelines import (
     StageCreate,
     StageUpdate,
 )
-from crm_core.api_errors import Conflict, NotFound, Unprocessable
+from crm_core.api_errors import BadRequest, Conflict, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 
 PIPELINES = Collection(filters=(), sorts=(SortKey("created_at", "p.created_at", "timestamptz"),
@@ -158,6 +158,8 @@ async def update_pipeline(call: Call) -> Reply:
     require(call.me, "pipelines:manage")
     body: PipelineUpdate = call.body
     me = call.me
+    if not body.model_fields_set:
+        raise BadRequest("the body changes nothing", code="empty_update")
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         current = await _load_pipeline(conn, call)
@@ -248,6 +250,8 @@ async def update_stage(call: Call) -> Reply:
     require(call.me, "pipelines:manage")
     body: StageUpdate = call.body
     me = call.me
+    if not body.model_fields_set:
+        raise BadRequest("the body changes nothing", code="empty_update")
     changes = ChangeSet(me.org_id, me.user_id)
     async with call.pool.acquire() as conn, conn.transaction():
         pipeline, stage = await _load_stage(conn, call)

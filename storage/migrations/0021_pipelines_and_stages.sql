@@ -23,7 +23,7 @@ CREATE TABLE pipeline_stages (
     pipeline_id  uuid NOT NULL,
     name         text NOT NULL,
     position     integer NOT NULL CHECK (position >= 0),
-    probability  real NOT NULL CHECK (probability >= 0 AND probability <= 1),
+    probability  double precision NOT NULL CHECK (probability >= 0 AND probability <= 1),
     type         text NOT NULL CHECK (type IN ('open', 'won', 'lost')),
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),

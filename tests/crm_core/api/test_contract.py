@@ -71,6 +71,10 @@ async def test_every_operation_answers_as_documented(world):
     ids["imports"] = job["id"]
     _, hook = await world.request("POST", "/api/v1/webhooks", as_=admin, json={"url": "https://hooks.example.com/c"})
     ids["webhooks"] = hook["id"]
+    _, pipelines = await world.request("GET", "/api/v1/pipelines", as_=admin)
+    [pipeline] = pipelines["data"]
+    ids["pipelines"] = pipeline["id"]
+    ids["stages"] = next(s["id"] for s in pipeline["stages"] if s["name"] == "discovery")  # no deal in it
 
     bodies = {
         ("PATCH", "/api/v1/leads/{id}"): {"status": "qualified"},
@@ -87,6 +91,10 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/webhooks"): {"url": "https://hooks.example.com/d"},
         ("PATCH", "/api/v1/webhooks/{id}"): {"active": False},
         ("PUT", "/api/v1/scoring/icp"): {"icp": {"base": 20, "industries": {"software": 20}}},
+        ("POST", "/api/v1/pipelines"): {"name": "Contract", "stages": [{"name": "a", "probability": 0.1}]},
+        ("PATCH", "/api/v1/pipelines/{id}"): {"is_default": True},
+        ("POST", "/api/v1/pipelines/{id}/stages"): {"name": "Contract stage", "probability": 0.5},
+        ("PATCH", "/api/v1/pipelines/{id}/stages/{stage_id}"): {"probability": 0.3},
     }
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
             ("POST", "/api/v1/calls/outbound"), *FOREIGN, *TRAINING}
@@ -97,7 +105,7 @@ async def test_every_operation_answers_as_documented(world):
         if (method, template) in skip:
             continue
         collection = template.removeprefix("/api/v1/").split("/")[0]
-        path = template.replace("{id}", ids.get(collection, lead["id"]))
+        path = template.replace("{id}", ids.get(collection, lead["id"])).replace("{stage_id}", ids["stages"])
         if method == "DELETE" and collection == "leads":
             path = template.replace("{id}", other["id"])
         resp, body = await world.request(method, path, as_=admin, json=bodies.get((method, template)))

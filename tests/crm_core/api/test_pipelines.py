@@ -120,6 +120,9 @@ async def test_admins_shape_pipelines_and_a_stage_with_deals_stays(world):
     assert resp.headers["ETag"] != etag_before  # a cached copy is stale
     resp, _ = await world.request("PATCH", f"{base}/stages/{ids['intro']}", as_=org.admin, json={"name": "pilot"})
     assert resp.status == 409
+    for path in (base, f"{base}/stages/{ids['intro']}"):
+        resp, err = await world.request("PATCH", path, as_=org.admin, json={})
+        assert (resp.status, err["error"]["code"]) == (400, "empty_update")
 
     # a stage with deals in it is neither deleted nor retyped; an empty one is deleted
     resp, err = await world.request("DELETE", f"{base}/stages/{ids['signed']}", as_=org.admin)
