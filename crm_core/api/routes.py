@@ -17,6 +17,7 @@ from crm_core.api import (
     imports,
     leads,
     outbound,
+    pipeline_analytics,
     pipelines,
     scoring,
     sessions,
@@ -54,6 +55,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *scoring.ENDPOINTS,
     *call_prompts.ENDPOINTS,
     *pipelines.ENDPOINTS,
+    *pipeline_analytics.ENDPOINTS,
 )
 
 

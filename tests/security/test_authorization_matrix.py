@@ -139,6 +139,9 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("PATCH", "/api/v1/pipelines/{id}/stages/{stage_id}"): ADMIN_RECORD,
     ("DELETE", "/api/v1/pipelines/{id}/stages/{stage_id}"): ADMIN_RECORD,
     ("GET", "/api/v1/deals/{id}/stage-history"): RECORD,
+    # figures over the deals each caller may see (tests/crm_core/api/test_pipeline_analytics.py
+    # checks that a rep's figures leave out other reps' deals)
+    ("GET", "/api/v1/analytics/pipeline"): (401, ALLOWED, ALLOWED, ALLOWED, 403),
     # API tokens
     ("GET", "/api/v1/api-tokens"): ADMIN_LIST,
     ("POST", "/api/v1/api-tokens"): (401, 404, 403, 403, 403),  # for the victim rep
