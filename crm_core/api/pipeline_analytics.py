@@ -75,19 +75,20 @@ async def pipeline_analytics(call: Call) -> Reply:
         stages = await conn.fetch(
             cte + f"""
             , stays AS (
-                SELECT h.deal_id, h.stage_id, h.entered_at, h.left_at, s.position
+                -- later_max: the furthest stage (by position, lost ones left out) the deal reached after this stay
+                SELECT h.deal_id, h.stage_id, h.entered_at, h.left_at, s.position,
+                       max(CASE WHEN s.type <> 'lost' THEN s.position END) OVER (
+                           PARTITION BY h.deal_id ORDER BY h.entered_at, h.left_at NULLS LAST, h.id
+                           ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS later_max
                 FROM deal_stage_history h JOIN scope sc ON sc.id = h.deal_id
                 JOIN pipeline_stages s ON s.org_id = h.org_id AND s.id = h.stage_id
                 WHERE h.org_id = {org}
             ), flow AS (
-                SELECT st.stage_id, count(DISTINCT st.deal_id) AS entered,
-                       avg(extract(epoch FROM st.left_at - st.entered_at) / 86400.0)
-                           FILTER (WHERE st.left_at IS NOT NULL) AS avg_days,
-                       count(DISTINCT st.deal_id) FILTER (WHERE EXISTS (
-                           SELECT 1 FROM stays later JOIN pipeline_stages ls ON ls.org_id = {org} AND ls.id = later.stage_id
-                           WHERE later.deal_id = st.deal_id AND later.entered_at >= st.entered_at
-                             AND later.position > st.position AND ls.type <> 'lost')) AS advanced
-                FROM stays st GROUP BY st.stage_id
+                SELECT stage_id, count(DISTINCT deal_id) AS entered,
+                       avg(extract(epoch FROM left_at - entered_at) / 86400.0)
+                           FILTER (WHERE left_at IS NOT NULL) AS avg_days,
+                       count(DISTINCT deal_id) FILTER (WHERE later_max > position) AS advanced
+                FROM stays GROUP BY stage_id
             )
             SELECT s.id, s.name, s.type, s.position, s.probability,
                    count(sc.id) AS deals, coalesce(sum(sc.value), 0)::float8 AS value,
@@ -98,30 +99,39 @@ async def pipeline_analytics(call: Call) -> Reply:
             WHERE s.org_id = {org} AND s.pipeline_id = {pid}
             GROUP BY s.id, f.entered, f.avg_days, f.advanced ORDER BY s.position
             """, *params.values)
-        forecast = []
-        for label, start, end in quarter_bounds(today):
-            q_params = SqlParams(*base)
-            lo, hi = q_params.add(start), q_params.add(end)
-            row = await conn.fetchrow(
-                cte + f"""
-                SELECT count(*) FILTER (WHERE open_in) AS open_deals,
-                       coalesce(sum(value) FILTER (WHERE open_in), 0)::float8 AS open_value,
-                       coalesce(sum(value * probability) FILTER (WHERE open_in), 0)::float8 AS by_stage,
-                       coalesce(sum(value * predicted) FILTER (WHERE open_in), 0)::float8 AS by_model,
-                       count(predicted) FILTER (WHERE open_in) AS predicted_deals,
-                       coalesce(sum(value) FILTER (WHERE type = 'won' AND closed_at >= {lo}::date
-                                                   AND closed_at < {hi}::date), 0)::float8 AS won_value
-                FROM (
-                    SELECT sc.*, (sc.type = 'open' AND sc.expected_close >= {lo} AND sc.expected_close < {hi}) AS open_in,
-                           (SELECT p.win_probability FROM predictions p WHERE p.org_id = sc.org_id AND p.deal_id = sc.id
-                            ORDER BY p.created_at DESC LIMIT 1) AS predicted
-                    FROM scope sc
-                ) f
-                """, *q_params.values)
-            forecast.append({"period": label, "start": start, "end": end, "open_deals": row["open_deals"],
-                             "open_value": row["open_value"], "weighted_by_stage": row["by_stage"],
-                             "weighted_by_model": row["by_model"], "predicted_deals": row["predicted_deals"],
-                             "won_value": row["won_value"]})
+        quarters = quarter_bounds(today)
+        q_params = SqlParams(*base)
+        bounds = [q_params.add(quarters[0][1]), q_params.add(quarters[1][1]), q_params.add(quarters[1][2])]
+        rows = await conn.fetch(
+            cte + f"""
+            , f AS MATERIALIZED (
+                SELECT sc.value, sc.probability, sc.type, sc.expected_close, sc.closed_at,
+                       -- the latest prediction, looked up only for the deals the forecast counts
+                       CASE WHEN sc.type = 'open' AND sc.expected_close >= {bounds[0]}::date
+                                 AND sc.expected_close < {bounds[2]}::date
+                            THEN (SELECT p.win_probability FROM predictions p
+                                  WHERE p.org_id = sc.org_id AND p.deal_id = sc.id
+                                  ORDER BY p.created_at DESC LIMIT 1) END AS predicted
+                FROM scope sc
+            )
+            SELECT q.n, count(*) FILTER (WHERE open_in) AS open_deals,
+                   coalesce(sum(value) FILTER (WHERE open_in), 0)::float8 AS open_value,
+                   coalesce(sum(value * probability) FILTER (WHERE open_in), 0)::float8 AS by_stage,
+                   coalesce(sum(value * predicted) FILTER (WHERE open_in), 0)::float8 AS by_model,
+                   count(predicted) FILTER (WHERE open_in) AS predicted_deals,
+                   coalesce(sum(value) FILTER (WHERE type = 'won' AND closed_at >= q.lo AND closed_at < q.hi),
+                            0)::float8 AS won_value
+            FROM (VALUES (0, {bounds[0]}::date, {bounds[1]}::date), (1, {bounds[1]}::date, {bounds[2]}::date))
+                 AS q (n, lo, hi)
+            CROSS JOIN LATERAL (
+                SELECT f.*, (f.type = 'open' AND f.expected_close >= q.lo AND f.expected_close < q.hi) AS open_in FROM f
+            ) x
+            GROUP BY q.n ORDER BY q.n
+            """, *q_params.values)
+        forecast = [{"period": label, "start": start, "end": end, "open_deals": row["open_deals"],
+                     "open_value": row["open_value"], "weighted_by_stage": row["by_stage"],
+                     "weighted_by_model": row["by_model"], "predicted_deals": row["predicted_deals"],
+                     "won_value": row["won_value"]} for (label, start, end), row in zip(quarters, rows, strict=True)]
         closed = await conn.fetch(
             cte + """
             SELECT type, lost_reason, count(*) AS deals, coalesce(sum(value), 0)::float8 AS value

@@ -48,7 +48,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-OPERATIONS = ("create_lead", "score_lead", "predict_deal", "list_leads_filtered")
+OPERATIONS = ("create_lead", "score_lead", "predict_deal", "list_leads_filtered", "pipeline_analytics")
 SEED_BATCH = 10_000
 
 
@@ -392,6 +392,8 @@ def request_makers(lead_ids: list[str], deal_ids: list[str], run_tag: str) -> di
         "score_lead": lambda i: ("POST", f"/api/v1/leads/{lead_ids[i % len(lead_ids)]}/score", None),
         "predict_deal": lambda i: ("POST", f"/api/v1/deals/{deal_ids[i % len(deal_ids)]}/predict", None),
         "list_leads_filtered": lambda i: ("GET", "/api/v1/leads?status=qualified&min_score=50&limit=50", None),
+        # every deal of the organisation (the bench's admin): the heaviest reach
+        "pipeline_analytics": lambda i: ("GET", "/api/v1/analytics/pipeline", None),
     }
 
 
