@@ -24,7 +24,7 @@ from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.deals import Deal, DealCreate, DealPredictionResult, DealUpdate
 from crm_core.api.schemas.pipelines import StageHistoryEntry
-from crm_core.api_errors import BadRequest, NotFound, Unprocessable
+from crm_core.api_errors import BadRequest, Conflict, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_features import DealInputError
 from crm_core.scoring.deal_inputs import (
@@ -76,6 +76,12 @@ def _lost_reason_check(reason: str | None, stage_type: str) -> None:
              "message": "only a deal in a lost stage has a lost reason"}])
 
 
+def _gone() -> Conflict:
+    # checked first, then deleted by a concurrent request (an admin deleting the stage, say)
+    return Conflict("the stage or a record the deal refers to was deleted meanwhile; try again",
+                    code="reference_gone")
+
+
 async def list_deals(call: Call) -> Reply:
     params = SqlParams()
     base = visible_clause(call.me, params, alias="d", owner_column="owner_id")
@@ -100,15 +106,18 @@ async def create_deal(call: Call) -> Reply:
         await _check_lead(conn, call, str(body.lead_id) if body.lead_id else None)
         stage = await resolve_stage(conn, me.org_id, body.pipeline, body.stage)
         _lost_reason_check(body.lost_reason, stage["type"])
-        row = await conn.fetchrow(
-            """
-            INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, stage_id,
-                               lost_reason, expected_close)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *
-            """,
-            me.org_id, body.lead_id, owner, body.name, body.company, body.value, body.currency,
-            stage["id"], body.lost_reason, body.expected_close,
-        )
+        try:
+            row = await conn.fetchrow(
+                """
+                INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, stage_id,
+                                   lost_reason, expected_close)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *
+                """,
+                me.org_id, body.lead_id, owner, body.name, body.company, body.value, body.currency,
+                stage["id"], body.lost_reason, body.expected_close,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise _gone() from None
         deal = deal_out(row)
         await changes.record(conn, action="deal.create", resource_type="deal", resource_id=str(deal.id),
                              after=deal.model_dump(mode="json"), event_type="crm.deal.created")
@@ -147,7 +156,10 @@ async def update_deal(call: Call) -> Reply:
                 stage_type = await conn.fetchval("SELECT type FROM pipeline_stages WHERE org_id = $1 AND id = $2",
                                                  me.org_id, current["stage_id"])
             _lost_reason_check(updates["lost_reason"], stage_type)
-        row = await update_row(conn, "deals", current["id"], updates, me.org_id)
+        try:
+            row = await update_row(conn, "deals", current["id"], updates, me.org_id)
+        except asyncpg.ForeignKeyViolationError:
+            raise _gone() from None
         before, after = deal_out(current), deal_out(row)
         await changes.record(conn, action="deal.update", resource_type="deal", resource_id=str(after.id),
                              before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
@@ -234,7 +246,7 @@ ENDPOINTS = (
     Endpoint("GET", "/api/v1/deals/{id}", get_deal, "Get a deal", "deals", response=Deal,
              etag=True),
     Endpoint("PATCH", "/api/v1/deals/{id}", update_deal, "Update a deal (stage changes are recorded)", "deals",
-             body=DealUpdate, response=Deal, errors=(400, 401, 403, 404, 412, 413, 422), etag=True),
+             body=DealUpdate, response=Deal, errors=(400, 401, 403, 404, 409, 412, 413, 422), etag=True),
     Endpoint("GET", "/api/v1/deals/{id}/stage-history", stage_history,
              "The deal's stages, oldest first, with the time spent in each", "deals",
              response=StageHistoryEntry, paginated=True,

@@ -172,3 +172,31 @@ async def test_prediction_reads_the_stage_type_not_its_name(world):
     assert "Deal is closed" not in " ".join(outcomes["won"]["reasons"])
     assert outcomes["handshake"]["win_probability"] == 1.0
     assert outcomes["closed_won"]["win_probability"] == 0.0
+
+
+async def test_a_stage_deleted_while_a_deal_moves_into_it_is_a_409(world):
+    """The deal's PATCH checked the stage, then waits on the delete's lock; when the delete
+    commits the move is refused as a conflict, not a 500."""
+    import asyncio
+    import time
+
+    org = await world.make_org()
+    pipeline = await _default(world, org.rep)
+    discovery = next(s for s in pipeline["stages"] if s["name"] == "discovery")
+    deal = await world.create_deal(org.rep)
+    async with world.pool.acquire() as deleter, world.pool.acquire() as watcher:
+        tx = deleter.transaction()
+        await tx.start()
+        await deleter.execute("DELETE FROM pipeline_stages WHERE org_id = $1 AND id = $2", org.id,
+                              discovery["id"])
+        move = asyncio.create_task(world.request("PATCH", f"/api/v1/deals/{deal['id']}", as_=org.rep,
+                                                 json={"stage": "discovery"}))
+        deadline = time.monotonic() + 10
+        while not await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE deals%'"):
+            assert time.monotonic() < deadline, "the move never waited on the delete"
+            assert not move.done(), await move
+            await asyncio.sleep(0.02)
+        await tx.commit()
+    resp, err = await move
+    assert (resp.status, err["error"]["code"]) == (409, "reference_gone")
