@@ -123,9 +123,9 @@ async def pipeline_analytics(call: Call) -> Reply:
                             0)::float8 AS won_value
             FROM (VALUES (0, {bounds[0]}::date, {bounds[1]}::date), (1, {bounds[1]}::date, {bounds[2]}::date))
                  AS q (n, lo, hi)
-            CROSS JOIN LATERAL (
+            LEFT JOIN LATERAL (  -- LEFT: a quarter row even with no deal at all
                 SELECT f.*, (f.type = 'open' AND f.expected_close >= q.lo AND f.expected_close < q.hi) AS open_in FROM f
-            ) x
+            ) x ON true
             GROUP BY q.n ORDER BY q.n
             """, *q_params.values)
         forecast = [{"period": label, "start": start, "end": end, "open_deals": row["open_deals"],

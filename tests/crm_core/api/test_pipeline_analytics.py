@@ -17,6 +17,15 @@ def test_quarters_roll_over_the_year():
     assert quarter_bounds(date(2026, 1, 1))[1] == ("next_quarter", date(2026, 4, 1), date(2026, 7, 1))
 
 
+async def test_a_pipeline_without_deals_has_zero_figures(world):
+    org = await world.make_org()
+    resp, empty = await world.request("GET", "/api/v1/analytics/pipeline", as_=org.rep)
+    assert resp.status == 200, empty
+    assert [(q["open_deals"], q["open_value"], q["weighted_by_model"]) for q in empty["forecast"]] == [(0, 0, 0)] * 2
+    assert empty["win_loss"]["win_rate"] is None and empty["by_rep"] == [] and empty["currencies"] == []
+    assert all(s["deals"] == 0 and s["conversion_to_later"] is None for s in empty["stages"])
+
+
 async def test_pipeline_figures(world):
     org = await world.make_org()
     [(_, current, _), (_, upcoming, _)] = quarter_bounds(datetime.now(UTC).date())
