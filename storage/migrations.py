@@ -72,9 +72,11 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; return the ones applied (empty when up to date)."""
-    migrations = load_migrations()
+async def apply_migrations(conn: asyncpg.Connection, *, up_to: int | None = None) -> list[Migration]:
+    """Apply every pending migration (or those numbered up to ``up_to``, for tests that load an
+    older schema); return the ones applied (empty when up to date)."""
+    shipped = load_migrations()
+    migrations = [m for m in shipped if up_to is None or m.version <= up_to]
     await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
     try:
         await conn.execute(
@@ -89,7 +91,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[Migration]:
         )
         rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
         applied = {r["version"]: r for r in rows}
-        known = {m.version for m in migrations}
+        known = {m.version for m in shipped}
         unknown = sorted(set(applied) - known)
         if unknown:
             raise MigrationError(

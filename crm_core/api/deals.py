@@ -1,4 +1,9 @@
-"""/api/v1/deals: list, get, create, update (stage changes become activities), delete, predict."""
+"""/api/v1/deals: list, get, create, update (stage changes become activities), delete, predict.
+
+A deal's stage is one of its pipeline's stages (crm_core.api.pipelines.resolve_stage); the
+database closes the deal when it enters a won or lost stage, reopens it when it goes back to an
+open one, and keeps its stage history (migration 0021's triggers).
+"""
 
 from __future__ import annotations
 
@@ -14,23 +19,25 @@ from crm_core.api.listing import (
     SqlParams,
     fetch_page,
 )
+from crm_core.api.pipelines import resolve_stage
 from crm_core.api.records import load_visible, update_row
 from crm_core.api.reply import Call, Reply
 from crm_core.api.schemas.deals import Deal, DealCreate, DealPredictionResult, DealUpdate
+from crm_core.api.schemas.pipelines import StageHistoryEntry
 from crm_core.api.search_terms import deal_search
-from crm_core.api_errors import BadRequest, NotFound, Unprocessable
+from crm_core.api_errors import BadRequest, Conflict, NotFound, Unprocessable
 from crm_core.changes import ChangeSet
 from crm_core.scoring.deal_features import DealInputError
 from crm_core.scoring.deal_inputs import (
     predict_and_store_row,  # timeline + call signals, stored
 )
 
-CLOSED_STAGES = frozenset({"closed_won", "closed_lost"})
-
 DEALS = Collection(
     filters=(
         Filter("stage", "text", "d.stage = ANY({})", "Pipeline stage.", many=True),
         Filter("pipeline", "text", "d.pipeline = {}", "Pipeline name."),
+        Filter("pipeline_id", "uuid", "d.pipeline_id = {}::uuid", "Pipeline id."),
+        Filter("stage_id", "uuid", "d.stage_id = ANY({}::uuid[])", "Stage id.", many=True),
         Filter("owner_id", "uuid", "d.owner_id = ANY({}::uuid[])", "Owner user id.", many=True),
         Filter("lead_id", "uuid", "d.lead_id = {}::uuid", "The lead the deal came from."),
         Filter("min_value", "number", "d.value >= {}", "Smallest value."),
@@ -64,6 +71,19 @@ async def _check_lead(conn: asyncpg.Connection, call: Call, lead_id: str | None)
                            what="lead", territory_column="territory")
 
 
+def _lost_reason_check(reason: str | None, stage_type: str) -> None:
+    if reason is not None and stage_type != "lost":
+        raise Unprocessable("a lost reason goes with a lost stage", [
+            {"loc": ["body", "lost_reason"], "type": "lost_reason_without_lost_stage",
+             "message": "only a deal in a lost stage has a lost reason"}])
+
+
+def _gone() -> Conflict:
+    # checked first, then deleted by a concurrent request (an admin deleting the stage, say)
+    return Conflict("the stage or a record the deal refers to was deleted meanwhile; try again",
+                    code="reference_gone")
+
+
 async def list_deals(call: Call) -> Reply:
     params = SqlParams()
     base = visible_clause(call.me, params, alias="d", owner_column="owner_id")
@@ -86,15 +106,20 @@ async def create_deal(call: Call) -> Reply:
     async with call.pool.acquire() as conn, conn.transaction():
         await check_assignable(conn, me, owner)
         await _check_lead(conn, call, str(body.lead_id) if body.lead_id else None)
-        row = await conn.fetchrow(
-            """
-            INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, pipeline, stage,
-                               expected_close, closed_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11 THEN now() END) RETURNING *
-            """,
-            me.org_id, body.lead_id, owner, body.name, body.company, body.value, body.currency,
-            body.pipeline, body.stage, body.expected_close, body.stage in CLOSED_STAGES,
-        )
+        stage = await resolve_stage(conn, me.org_id, body.pipeline, body.stage)
+        _lost_reason_check(body.lost_reason, stage["type"])
+        try:
+            row = await conn.fetchrow(
+                """
+                INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, stage_id,
+                                   lost_reason, expected_close)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *
+                """,
+                me.org_id, body.lead_id, owner, body.name, body.company, body.value, body.currency,
+                stage["id"], body.lost_reason, body.expected_close,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise _gone() from None
         deal = deal_out(row)
         await changes.record(conn, action="deal.create", resource_type="deal", resource_id=str(deal.id),
                              after=deal.model_dump(mode="json"), event_type="crm.deal.created")
@@ -118,11 +143,25 @@ async def update_deal(call: Call) -> Reply:
         check_if_match(call.request, current)
         if "owner_id" in updates:
             await check_assignable(conn, me, updates["owner_id"])
-        stage_changed = "stage" in updates and updates["stage"] != current["stage"]
-        also = ""
-        if stage_changed:
-            also = "closed_at = now()" if updates["stage"] in CLOSED_STAGES else "closed_at = NULL"
-        row = await update_row(conn, "deals", current["id"], updates, me.org_id, also=also)
+        stage_changed = False
+        stage_type = None
+        if "pipeline" in updates or "stage" in updates:
+            pipeline = updates.pop("pipeline", current["pipeline"])
+            moved_pipeline = pipeline != current["pipeline"]
+            # another pipeline without a stage named: its first open stage
+            name = updates.pop("stage", None if moved_pipeline else current["stage"])
+            target = await resolve_stage(conn, me.org_id, pipeline, name)
+            stage_changed, stage_type = target["id"] != current["stage_id"], target["type"]
+            updates["stage_id"] = target["id"]
+        if "lost_reason" in updates:
+            if stage_type is None:
+                stage_type = await conn.fetchval("SELECT type FROM pipeline_stages WHERE org_id = $1 AND id = $2",
+                                                 me.org_id, current["stage_id"])
+            _lost_reason_check(updates["lost_reason"], stage_type)
+        try:
+            row = await update_row(conn, "deals", current["id"], updates, me.org_id)
+        except asyncpg.ForeignKeyViolationError:
+            raise _gone() from None
         before, after = deal_out(current), deal_out(row)
         await changes.record(conn, action="deal.update", resource_type="deal", resource_id=str(after.id),
                              before=before.model_dump(mode="json"), after=after.model_dump(mode="json"),
@@ -143,6 +182,23 @@ async def update_deal(call: Call) -> Reply:
                                  payload=transition)
     await changes.publish(call.pool, call.bus)
     return Reply(after, headers={"ETag": record_etag(row)})
+
+
+async def stage_history(call: Call) -> Reply:
+    async with call.pool.acquire() as conn:
+        deal = await load_visible(conn, call.me, table="deals", record_id=call.path_id(),
+                                  owner_column="owner_id", what="deal")
+        rows = await conn.fetch(
+            """
+            SELECT stage_id, stage_name AS stage, stage_type AS type, entered_at, left_at, migrated_from,
+                   extract(epoch FROM coalesce(left_at, now()) - entered_at)::float8 AS seconds_in_stage
+            FROM deal_stage_history WHERE org_id = $1 AND deal_id = $2
+            ORDER BY entered_at, left_at NULLS LAST, id
+            """,
+            call.me.org_id, deal["id"],
+        )
+    return Reply({"data": [StageHistoryEntry.model_validate(dict(r)).model_dump(mode="json") for r in rows],
+                  "next_cursor": None})
 
 
 async def delete_deal(call: Call) -> Reply:
@@ -192,7 +248,11 @@ ENDPOINTS = (
     Endpoint("GET", "/api/v1/deals/{id}", get_deal, "Get a deal", "deals", response=Deal,
              etag=True),
     Endpoint("PATCH", "/api/v1/deals/{id}", update_deal, "Update a deal (stage changes are recorded)", "deals",
-             body=DealUpdate, response=Deal, errors=(400, 401, 403, 404, 412, 413, 422), etag=True),
+             body=DealUpdate, response=Deal, errors=(400, 401, 403, 404, 409, 412, 413, 422), etag=True),
+    Endpoint("GET", "/api/v1/deals/{id}/stage-history", stage_history,
+             "The deal's stages, oldest first, with the time spent in each", "deals",
+             response=StageHistoryEntry, paginated=True,
+             description="Every stage the deal entered (one page: the whole history), and how long it stayed."),
     Endpoint("DELETE", "/api/v1/deals/{id}", delete_deal, "Delete a deal", "deals", status=204,
              errors=(401, 403, 404, 412)),
     Endpoint("POST", "/api/v1/deals/{id}/predict", predict, "Predict the deal's outcome (stored)", "deals",

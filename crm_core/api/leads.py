@@ -245,6 +245,7 @@ async def rescore_lead(call: Call) -> Reply:
 
 async def convert_lead(call: Call) -> Reply:
     from crm_core.api.deals import deal_out
+    from crm_core.api.pipelines import resolve_stage
 
     body: LeadConvert = call.body
     me = call.me
@@ -256,14 +257,15 @@ async def convert_lead(call: Call) -> Reply:
                            code="already_converted")
         person = " ".join(p for p in (lead["first_name"], lead["last_name"]) if p)
         name = body.name or lead["company"] or person or "Deal"
+        stage = await resolve_stage(conn, me.org_id, body.pipeline, body.stage)
         deal = await conn.fetchrow(
             """
-            INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, pipeline,
-                               stage, expected_close)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *
+            INSERT INTO deals (org_id, lead_id, owner_id, name, company, value, currency, stage_id,
+                               expected_close)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *
             """,
             me.org_id, lead["id"], lead["owner_id"] or me.user_id, name, lead["company"], body.value,
-            body.currency, body.pipeline, body.stage, body.expected_close,
+            body.currency, stage["id"], body.expected_close,
         )
         await conn.execute("UPDATE leads SET status = 'converted', updated_at = now() WHERE id = $1 AND org_id = $2",
                            lead["id"], me.org_id)

@@ -22,6 +22,8 @@ from crm_core.api import (
     leads,
     organization,
     outbound,
+    pipeline_analytics,
+    pipelines,
     scoring,
     sessions,
     team_analytics,
@@ -64,6 +66,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *team_analytics.ENDPOINTS,
     *call_caller.ENDPOINTS,
     *lead_merge.ENDPOINTS, *search_api.ENDPOINTS, *lead_batch.ENDPOINTS,
+    *pipelines.ENDPOINTS,
+    *pipeline_analytics.ENDPOINTS,
 )
 
 

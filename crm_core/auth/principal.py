@@ -30,6 +30,7 @@ PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
         "webhooks:manage",  # /api/v1/webhooks
         "scoring:manage",  # /api/v1/scoring (train models, edit the ICP)
         "organization:manage",  # settings, coaching rules, carrier numbers
+        "pipelines:manage",  # /api/v1/pipelines (create pipelines, edit their stages)
     }),
 }
 
@@ -37,7 +38,7 @@ PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
 # (GET) or writes (everything else). Each operation names its resource (crm_core.api.endpoint).
 RESOURCES = frozenset({
     "leads", "deals", "calls", "activities", "users", "teams", "api_tokens", "webhooks",
-    "scoring", "recordings", "privacy", "organization",
+    "scoring", "recordings", "privacy", "organization", "pipelines",
 })
 VERBS = ("read", "write")
 # Reading who one is (GET /me): any valid token may, whatever its scopes.

@@ -8,9 +8,14 @@ The activity list is the deal's timeline (``activities`` rows as dicts:
   ``body.competitor_hits``, ``body.budget_hits`` counts from the call;
 * call signals: ``kind`` in ``call_signal``, ``deal_signal`` with ``body.signal`` one of
   ``objection`` | ``competitor`` | ``budget`` (and optional ``body.count``);
-* stage changes: ``kind`` in ``stage_change``, ``stage_changed`` (the API's) with ``body.to`` (or ``to_stage``): the latest one into
-  the current stage says when the deal entered it (else ``deal["stage_entered_at"]``,
-  else ``deal["created_at"]``).
+* stage changes: ``kind`` in ``stage_change``, ``stage_changed`` (the API's) with ``body.to`` (or ``to_stage``): when
+  the deal carries no ``stage_entered_at``, the latest one into the current stage says when the deal
+  entered it (else ``deal["created_at"]``).
+
+The stage: a deal read from the database carries its stage's ``stage_type`` (open | won | lost) and
+``stage_probability`` (``deal_inputs``); the type says whether it is closed and an open stage reads as
+the step of the default pipeline whose probability is nearest its own (``step_of``), whatever the
+stage is called. A deal given as plain data without them is read by its stage name (``stage_of``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ _STAGE_ALIASES = {"qualified": "qualification", "lead": "qualification", "new": 
                   "meeting": "discovery", "needs_analysis": "discovery", "presentation": "demo",
                   "quote": "proposal", "proposal_sent": "proposal", "contract": "negotiation",
                   "commit": "negotiation"}
+# The default pipeline's open stages and their win probabilities (migration 0021 seeds them).
+STEP_PROBABILITY = {"qualification": 0.1, "discovery": 0.2, "demo": 0.4, "proposal": 0.6, "negotiation": 0.8}
 # Median days a deal spends in each stage, and days from entering it to close.
 TYPICAL_DAYS_IN_STAGE = {"qualification": 14, "discovery": 14, "demo": 10, "proposal": 14,
                          "negotiation": 10}
@@ -105,6 +112,22 @@ def stage_of(stage: Any) -> str:
     return key if key in OPEN_STAGES else "qualification"
 
 
+def step_of(stage_type: Any, probability: Any) -> str:
+    """The model's step for a pipeline stage, from its type and win probability (never its name):
+    won and lost stages are closed; an open stage is the default step whose probability is
+    nearest (the earlier one on a tie: the cautious guess)."""
+    if stage_type == "won":
+        return "closed_won"
+    if stage_type == "lost":
+        return "closed_lost"
+    if stage_type != "open":
+        raise DealInputError(f"stage_type must be open, won or lost, got {stage_type!r}")
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)) \
+            or not math.isfinite(probability) or not 0 <= probability <= 1:
+        raise DealInputError(f"stage_probability must be a number in [0, 1], got {probability!r}")
+    return min(OPEN_STAGES, key=lambda s: (round(abs(STEP_PROBABILITY[s] - probability), 9), OPEN_STAGES.index(s)))
+
+
 def as_datetime(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
@@ -146,9 +169,13 @@ def profile_of(deal: dict[str, Any], activities: list[dict[str, Any]], now: date
         raise DealInputError(f"a deal must be an object, got {type(deal).__name__}")
     if not isinstance(activities, list):
         raise DealInputError("activities must be a list")
-    stage = stage_of(deal.get("stage", "qualification"))
+    if "stage_type" in deal:
+        stage = step_of(deal["stage_type"], deal.get("stage_probability"))
+    else:
+        stage = stage_of(deal.get("stage", "qualification"))
     created = as_datetime(deal.get("created_at"), "created_at") or now
     entered = as_datetime(deal.get("stage_entered_at"), "stage_entered_at")
+    known_entry = entered is not None
     timeline: list[tuple[datetime, dict]] = []
     for i, activity in enumerate(activities):
         if not isinstance(activity, dict):
@@ -167,7 +194,7 @@ def profile_of(deal: dict[str, Any], activities: list[dict[str, Any]], now: date
     for at, item in timeline:
         kind, body = item["kind"], item["body"]
         target = body.get("to") or body.get("to_stage") or body.get("stage")
-        if kind in STAGE_CHANGE_KINDS and isinstance(target, str) and target.strip() \
+        if kind in STAGE_CHANGE_KINDS and not known_entry and isinstance(target, str) and target.strip() \
                 and stage_of(target) == stage:
             entered = at
         elif kind in CALL_KINDS:

@@ -23,7 +23,11 @@ from crm_core.scoring.model import ScoringModel
 async def deal_inputs(conn: asyncpg.Connection, org_id: Any, deal_id: Any
                       ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """``(deal, activities)`` for ``predict_deal``, or None when the deal does not exist."""
-    deal = await conn.fetchrow("SELECT * FROM deals WHERE org_id = $1 AND id = $2", org_id, deal_id)
+    # the stage's type and probability, not its name, say where the deal stands (deal_features)
+    deal = await conn.fetchrow(
+        "SELECT d.*, s.type AS stage_type, s.probability AS stage_probability FROM deals d "
+        "JOIN pipeline_stages s ON s.org_id = d.org_id AND s.id = d.stage_id WHERE d.org_id = $1 AND d.id = $2",
+        org_id, deal_id)
     if deal is None:
         return None
     return dict(deal), (await deal_timelines(conn, org_id, [deal["id"]]))[deal["id"]]

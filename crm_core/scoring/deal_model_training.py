@@ -1,6 +1,6 @@
 """Retraining deal win probability on one organisation's closed deals, on demand.
 
-Labels: a deal in a won stage = 1, in a lost stage = 0 (``deal_features.stage_of``);
+Labels: a deal in a won stage = 1, in a lost stage = 0, by the stage's type (never its name);
 training needs ``MIN_PER_CLASS`` of each. A closed deal is read as it looked
 on its last open moment (``closing_snapshot``): its stage is the one it left
 when it closed (the closing stage change's ``from``, else the last open stage
@@ -35,10 +35,8 @@ from crm_core.scoring.boosted_training import calibration_error, fit_boosted
 from crm_core.scoring.boosted_trees import FORMAT as TREES_FORMAT
 from crm_core.scoring.deal_features import (
     FEATURES,
-    LOST_STAGES,
-    OPEN_STAGES,
     STAGE_CHANGE_KINDS,
-    WON_STAGES,
+    STEP_PROBABILITY,
     as_datetime,
     profile_of,
     stage_of,
@@ -62,7 +60,8 @@ __all__ = ["MIN_PER_CLASS", "TrainingRefused", "active_deal_model", "closing_sna
 
 log = logging.getLogger(__name__)
 
-_CLOSED_NAMES = sorted(WON_STAGES | LOST_STAGES)
+# A pipeline's stages by name: (type, win probability).
+Stages = dict[str, tuple[str, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +78,27 @@ def _target(activity: dict[str, Any]) -> str | None:
     return target if isinstance(target, str) and target.strip() else None
 
 
-def closing_snapshot(deal: dict[str, Any], activities: list[dict[str, Any]]) -> ClosingSnapshot:
+def closing_snapshot(deal: dict[str, Any], activities: list[dict[str, Any]],
+                     stages: Stages | None = None) -> ClosingSnapshot:
     """A closed deal as it looked when it closed (see the module docstring); ``DealInputError``
-    for values that cannot be read."""
-    won = stage_of(deal["stage"]) == "closed_won"
+    for values that cannot be read.
+
+    ``stages``: the deal's pipeline's stages, as the database holds them (the deal row then
+    carries ``stage_type``); the stage changes' names are read through them, by type. Without
+    them (a deal given as plain data) the names are read by ``stage_of``."""
+    def type_of(name: str | None) -> str | None:
+        if name is None:
+            return None
+        if stages is not None:
+            found = stages.get(name)
+            return found[0] if found else None
+        step = stage_of(name)
+        return {"closed_won": "won", "closed_lost": "lost"}.get(step, "open")
+
+    won = deal["stage_type"] == "won" if stages is not None else type_of(deal["stage"]) == "won"
     changes = sorted((a for a in activities if a.get("kind") in STAGE_CHANGE_KINDS and _target(a)),
                      key=lambda a: as_datetime(a["occurred_at"], "occurred_at"))
-    closing = next((a for a in reversed(changes)
-                    if stage_of(_target(a)) in ("closed_won", "closed_lost")), None)
+    closing = next((a for a in reversed(changes) if type_of(_target(a)) in ("won", "lost")), None)
     as_of = as_datetime(deal.get("closed_at") or deal.get("updated_at"), "closed_at")
     if closing is not None:
         at = as_datetime(closing["occurred_at"], "occurred_at")
@@ -96,16 +108,25 @@ def closing_snapshot(deal: dict[str, Any], activities: list[dict[str, Any]]) -> 
     prior = None
     if closing is not None:
         source = (closing.get("body") or {}).get("from")
-        if isinstance(source, str) and source.strip() and stage_of(source) in OPEN_STAGES:
+        if isinstance(source, str) and source.strip() and type_of(source) == "open":
             prior = source
     if prior is None:
         earlier = [a for a in changes if as_datetime(a["occurred_at"], "occurred_at") <= as_of
-                   and stage_of(_target(a)) in OPEN_STAGES]
-        prior = _target(earlier[-1]) if earlier else "qualification"
+                   and type_of(_target(a)) == "open"]
+        prior = _target(earlier[-1]) if earlier else None
     before = [a for a in activities if a is not closing
               and as_datetime(a.get("occurred_at"), "occurred_at") is not None
               and as_datetime(a["occurred_at"], "occurred_at") < as_of]
-    return ClosingSnapshot({**deal, "stage": prior, "expected_close": None}, before, as_of, won)
+    snapshot = {**deal, "stage": prior or "qualification", "expected_close": None}
+    if stages is not None:
+        # the last open stage's type and probability; none known (or deleted since): the earliest step
+        snapshot["stage_type"] = "open"
+        snapshot["stage_probability"] = (stages[prior][1] if prior in stages
+                                         else min(STEP_PROBABILITY.values()))
+        entries = [a["occurred_at"] for a in changes if _target(a) == prior
+                   and as_datetime(a["occurred_at"], "occurred_at") <= as_of]
+        snapshot["stage_entered_at"] = entries[-1] if entries else deal.get("created_at")
+    return ClosingSnapshot(snapshot, before, as_of, won)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +162,13 @@ def _fit_and_compare(x: np.ndarray, labels: np.ndarray, seed: int, org_id: str,
     return _Fitted(model.to_json(), metrics, activate)
 
 
-def _readable(rows: list[dict[str, Any]], timelines: dict[Any, list[dict[str, Any]]]
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _readable(rows: list[dict[str, Any]], timelines: dict[Any, list[dict[str, Any]]],
+              stages: dict[Any, Stages]) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows and labels of the deals that can be read; the others are logged and skipped."""
     vectors, labels = [], []
     for row in rows:
         try:
-            snap = closing_snapshot(row, timelines.get(row["id"], []))
+            snap = closing_snapshot(row, timelines.get(row["id"], []), stages.get(row["pipeline_id"], {}))
             vectors.append(vector_of(profile_of(snap.deal, snap.activities, snap.as_of)))
         except ValueError as exc:  # DealInputError included
             log.warning("deal %s left out of training: %s", row["id"], exc)
@@ -161,15 +182,22 @@ def _readable(rows: list[dict[str, Any]], timelines: dict[Any, list[dict[str, An
 async def train_org_deal_model(conn: asyncpg.Connection, org_id: str, *, seed: int = 0,
                                trained_by: str | None = None) -> TrainingResult:
     rows = await conn.fetch(
-        # The newest closed deals, in id order (the seeded split depends on the rows only).
-        "SELECT * FROM (SELECT * FROM deals WHERE org_id = $1 AND lower(replace(stage, ' ', '_')) = ANY($2::text[]) "
-        f"ORDER BY coalesce(closed_at, updated_at) DESC, id LIMIT {MAX_EXAMPLES}) newest ORDER BY id",
-        org_id, _CLOSED_NAMES,
+        # The newest closed deals (in a won or lost stage), in id order (the seeded split depends
+        # on the rows only).
+        "SELECT * FROM (SELECT d.*, s.type AS stage_type, s.probability AS stage_probability FROM deals d "
+        "JOIN pipeline_stages s ON s.org_id = d.org_id AND s.id = d.stage_id "
+        "WHERE d.org_id = $1 AND s.type IN ('won', 'lost') "
+        f"ORDER BY coalesce(d.closed_at, d.updated_at) DESC, d.id LIMIT {MAX_EXAMPLES}) newest ORDER BY id",
+        org_id,
     )
-    check_counts(np.asarray([1 if stage_of(r["stage"]) == "closed_won" else 0 for r in rows], dtype=int),
+    check_counts(np.asarray([1 if r["stage_type"] == "won" else 0 for r in rows], dtype=int),
                  "won deals", "lost deals")
     timelines = await deal_timelines(conn, org_id, [r["id"] for r in rows])
-    x, labels = await asyncio.to_thread(_readable, [dict(r) for r in rows], timelines)
+    stages: dict[Any, Stages] = {}
+    for s in await conn.fetch("SELECT pipeline_id, name, type, probability FROM pipeline_stages WHERE org_id = $1",
+                              org_id):
+        stages.setdefault(s["pipeline_id"], {})[s["name"]] = (s["type"], float(s["probability"]))
+    x, labels = await asyncio.to_thread(_readable, [dict(r) for r in rows], timelines, stages)
     check_counts(labels, "readable won deals", "readable lost deals")
     current = await active_model(conn, org_id, "deal", FEATURES)
     fitted = await asyncio.to_thread(_fit_and_compare, x, labels, seed, str(org_id), current)

@@ -49,7 +49,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-OPERATIONS = ("create_lead", "score_lead", "predict_deal", "list_leads_filtered", "search_leads", "search_all")
+OPERATIONS = (
+    "create_lead", "score_lead", "predict_deal", "list_leads_filtered", "search_leads", "search_all",
+    "pipeline_analytics",
+)
 SEED_BATCH = 10_000
 
 
@@ -396,6 +399,8 @@ def request_makers(lead_ids: list[str], deal_ids: list[str], run_tag: str) -> di
         # q= on the list and the grouped search: a last name, an e-mail prefix, a company phrase
         "search_leads": lambda i: ("GET", "/api/v1/leads?limit=20&q=" + _search_text(i), None),
         "search_all": lambda i: ("GET", "/api/v1/search?limit=10&q=" + _search_text(i), None),
+        # every deal of the organisation (the bench's admin): the heaviest reach
+        "pipeline_analytics": lambda i: ("GET", "/api/v1/analytics/pipeline", None),
     }
 
 

@@ -89,7 +89,8 @@ class ApiWorld:
                                             scopes=["read", "write", "transcripts:raw", "recordings:listen",
                                                     "leads:import", "users:manage", "teams:manage",
                                                     "api_tokens:manage", "webhooks:manage",
-                                                    "scoring:manage", "organization:manage"],
+                                                    "scoring:manage", "organization:manage",
+                                                     "pipelines:manage"],
                                             expires_at=None)
         return Person(user_id, org_id, role, email, issued.token, team_id)
 

@@ -141,6 +141,18 @@ EXPECTED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("GET", "/api/v1/teams/{id}"): DIRECTORY_RECORD,
     ("PATCH", "/api/v1/teams/{id}"): ADMIN_RECORD,
     ("DELETE", "/api/v1/teams/{id}"): ADMIN_RECORD,
+    # pipelines: the whole org reads them, admins shape them
+    ("GET", "/api/v1/pipelines"): DIRECTORY_LIST,
+    ("POST", "/api/v1/pipelines"): ADMIN_CREATE,
+    ("GET", "/api/v1/pipelines/{id}"): DIRECTORY_RECORD,
+    ("PATCH", "/api/v1/pipelines/{id}"): ADMIN_RECORD,
+    ("POST", "/api/v1/pipelines/{id}/stages"): ADMIN_RECORD,
+    ("PATCH", "/api/v1/pipelines/{id}/stages/{stage_id}"): ADMIN_RECORD,
+    ("DELETE", "/api/v1/pipelines/{id}/stages/{stage_id}"): ADMIN_RECORD,
+    ("GET", "/api/v1/deals/{id}/stage-history"): RECORD,
+    # figures over the deals each caller may see (tests/crm_core/api/test_pipeline_analytics.py
+    # checks that a rep's figures leave out other reps' deals)
+    ("GET", "/api/v1/analytics/pipeline"): (401, ALLOWED, ALLOWED, ALLOWED, 403),
     # API tokens
     ("GET", "/api/v1/api-tokens"): ADMIN_LIST,
     ("POST", "/api/v1/api-tokens"): (401, 404, 403, 403, 403),  # for the victim rep
@@ -356,6 +368,10 @@ async def _seed(world: ApiWorld, app) -> Matrix:
         headers={"Content-Type": "text/csv"},
     )
     assert resp.status in (201, 202), job
+    resp, pipelines = await world.request("GET", "/api/v1/pipelines", as_=org_a.admin)
+    assert resp.status == 200, pipelines
+    [pipeline] = pipelines["data"]
+    empty_stage = next(s for s in pipeline["stages"] if s["deal_count"] == 0)
     ids = {
         "leads": lead["id"],
         "deals": deal["id"],
@@ -363,6 +379,8 @@ async def _seed(world: ApiWorld, app) -> Matrix:
         "imports": job["id"],
         "users": victim.user_id,
         "teams": org_a.team_id,
+        "pipelines": pipeline["id"],
+        "stages": empty_stage["id"],
         "api-tokens": token["id"],
         "webhooks": hook["id"],
         "coaching-rules": versions["data"][0]["id"],
@@ -382,6 +400,8 @@ async def _seed(world: ApiWorld, app) -> Matrix:
         "organizations": org_a.id,
         "carrier_numbers": number["id"],
         "coaching_rule_versions": versions["data"][0]["id"],
+        "pipelines": pipeline["id"],
+        "pipeline_stages": empty_stage["id"],
     }
     async with world.pool.acquire() as conn:
         tables = [
@@ -493,6 +513,8 @@ async def test_every_operation_has_an_expectation(matrix: Matrix):
 
 def _path(m: Matrix, template: str) -> str:
     def fill(match: re.Match) -> str:
+        if match.group(0) == "{stage_id}":
+            return m.ids["stages"]
         segment = template.removeprefix("/api/v1").strip("/").split("/")[0]
         return m.ids["calls" if segment in ("ws", "feeds") else segment]
 
@@ -523,6 +545,13 @@ def _request_for(m: Matrix, method: str, template: str, caller: str) -> dict[str
         ("PATCH", "/api/v1/users/{id}"): {"name": "Mallory"},
         ("POST", "/api/v1/teams"): {"name": f"{caller} team"},
         ("PATCH", "/api/v1/teams/{id}"): {"name": "taken"},
+        ("POST", "/api/v1/pipelines"): {
+            "name": f"{caller} pipeline",
+            "stages": [{"name": "first", "probability": 0.1}],
+        },
+        ("PATCH", "/api/v1/pipelines/{id}"): {"name": "taken"},
+        ("POST", "/api/v1/pipelines/{id}/stages"): {"name": "planted", "probability": 0.5},
+        ("PATCH", "/api/v1/pipelines/{id}/stages/{stage_id}"): {"name": "taken"},
         ("POST", "/api/v1/api-tokens"): {
             "name": "taken",
             "scopes": ["read"],

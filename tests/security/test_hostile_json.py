@@ -73,6 +73,10 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "post_coaching_rules_preview": {"text": "too expensive"},
     "post_carrier_numbers": {"number": "+14155550123", "user_id": "{user}"},
     "post_calls_id_comments": {"at_ms": 0, "body": "note"},
+    "post_pipelines": {"name": "P-{n}", "stages": [{"name": "first", "probability": 0.1}]},
+    "patch_pipelines_id": {"name": "P-{n}"},
+    "post_pipelines_id_stages": {"name": "S-{n}", "probability": 0.5},
+    "patch_pipelines_id_stages_stage_id": {"probability": 0.3},
 }
 
 NUMBERS = [10**30, -(10**30), 2**63, -(2**63) - 1, 2**31, 1e300, -1e300, 1.5e-320, 0.001]
@@ -118,8 +122,12 @@ async def _resources(api, org) -> dict[str, str]:
         call = await create_call(
             conn, NewCall(org.id, "simulator", "outbound", external_id=uuid.uuid4().hex, rep_id=org.rep.user_id)
         )
+    _, pipelines = await api.request("GET", "/api/v1/pipelines", as_=admin)
+    [pipeline] = pipelines["data"]
     return {
         "calls": str(call["id"]),
+        "pipelines": pipeline["id"],
+        "stages": pipeline["stages"][2]["id"],  # no deal in it
         "leads": lead["id"],
         "deals": deal["id"],
         "teams": team["id"],

@@ -28,6 +28,7 @@ ADMIN_RIGHTS = {
     "webhooks:manage",
     "scoring:manage",
     "organization:manage",
+    "pipelines:manage",
 }
 
 
@@ -60,7 +61,7 @@ def test_role_rights_are_the_documented_table():
     }
     assert BASE_SCOPES == {"read", "write"}
     assert ALL_SCOPES == BASE_SCOPES | RESOURCE_SCOPES | ADMIN_RIGHTS
-    assert len(RESOURCE_SCOPES) == 2 * len(RESOURCES) == 24
+    assert len(RESOURCE_SCOPES) == 2 * len(RESOURCES) == 26
 
 
 def test_a_session_holds_its_role_and_both_base_scopes():

@@ -182,6 +182,7 @@ def test_grantable_scopes_are_within_the_role_and_the_scopes():
         "webhooks:manage",
         "scoring:manage",
         "organization:manage",
+        "pipelines:manage",
     }
     # a permission the role lacks is not granted by naming it as a scope
     rep = _principal("rep", frozenset({"read", "users:manage"}))

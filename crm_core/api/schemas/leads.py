@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from crm_core.api.schemas.common import EMAIL, PHONE, STAGE, Input, Output, Text, absent_or_set
+from crm_core.api.schemas.common import EMAIL, PHONE, Input, Output, Text, absent_or_set
 
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "converted"]
 
@@ -122,8 +122,10 @@ class LeadConvert(Input):
     name: str | None = Field(None, max_length=200, description="Deal name; default: the lead's company or name.")
     value: float = Field(0, ge=0, le=999_999_999_999.99)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
-    pipeline: str = Field("default", max_length=60)
-    stage: str = Field("qualification", pattern=STAGE)
+    pipeline: str | None = Field(None, min_length=1, max_length=60,
+                                 description="The deal's pipeline; left out: the organisation's default.")
+    stage: str | None = Field(None, min_length=1, max_length=60,
+                              description="One of the pipeline's stages; left out: its first open stage.")
     expected_close: date | None = None
 
 

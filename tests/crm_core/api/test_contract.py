@@ -79,6 +79,10 @@ async def test_every_operation_answers_as_documented(world):
     _, number = await world.request("POST", "/api/v1/carrier-numbers", as_=admin,
                                     json={"number": "+14155550166", "user_id": user["id"]})
     ids["carrier-numbers"] = number["id"]
+    _, pipelines = await world.request("GET", "/api/v1/pipelines", as_=admin)
+    [pipeline] = pipelines["data"]
+    ids["pipelines"] = pipeline["id"]
+    ids["stages"] = next(s["id"] for s in pipeline["stages"] if s["name"] == "discovery")  # no deal in it
 
     bodies = {
         ("PATCH", "/api/v1/leads/{id}"): {"status": "qualified"},
@@ -102,6 +106,10 @@ async def test_every_operation_answers_as_documented(world):
         ("POST", "/api/v1/calls/{id}/comments"): {"at_ms": 1000, "body": "Ask about budget here"},
         ("POST", "/api/v1/leads/{id}/merge"): {"other_id": merged["id"]},
         ("POST", "/api/v1/leads/batch"): {"create": [{"first_name": "Batch"}]},
+        ("POST", "/api/v1/pipelines"): {"name": "Contract", "stages": [{"name": "a", "probability": 0.1}]},
+        ("PATCH", "/api/v1/pipelines/{id}"): {"is_default": True},
+        ("POST", "/api/v1/pipelines/{id}/stages"): {"name": "Contract stage", "probability": 0.5},
+        ("PATCH", "/api/v1/pipelines/{id}/stages/{stage_id}"): {"probability": 0.3},
     }
     queries = {("GET", "/api/v1/search"): {"q": "ada"}}
     skip = {("POST", "/auth/token"), ("POST", "/auth/logout"), ("POST", "/api/v1/leads/import"),
@@ -113,7 +121,7 @@ async def test_every_operation_answers_as_documented(world):
         if (method, template) in skip:
             continue
         collection = template.removeprefix("/api/v1/").split("/")[0]
-        path = template.replace("{id}", ids.get(collection, lead["id"]))
+        path = template.replace("{id}", ids.get(collection, lead["id"])).replace("{stage_id}", ids["stages"])
         if method == "DELETE" and collection == "leads":
             path = template.replace("{id}", other["id"])
         path = path.replace("{comment_id}", ids.get("comment", "00000000-0000-0000-0000-000000000000"))

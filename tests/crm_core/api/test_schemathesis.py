@@ -109,6 +109,11 @@ async def _seed(node: CoachlineNode, pool: asyncpg.Pool) -> LiveApi:
         live.ids["api-tokens"], live.doomed["api-tokens"] = tokens[:1], tokens[1:]
         hooks = await many("/webhooks", [{"url": f"https://hooks.example.com/{i}"} for i in range(3)])
         live.ids["webhooks"], live.doomed["webhooks"] = hooks[:2], hooks[2:]
+        async with http.get(api + "/pipelines", headers={"Authorization": f"Bearer {admin}"}) as resp:
+            default = (await resp.json())["data"][0]["id"]
+        extra = await many("/pipelines", [{"name": "Fuzz", "stages": [{"name": "a", "probability": 0.1},
+                                                                     {"name": "b", "probability": 0.9}]}])
+        live.ids["pipelines"] = [default, *extra]
         async with http.post(api + "/leads/import", data=b"first_name,email\nImp,imp@acme.test\n",
                              headers={"Authorization": f"Bearer {admin}", "Content-Type": "text/csv"}) as resp:
             assert resp.status in (200, 201, 202), await resp.text()
