@@ -91,11 +91,12 @@ def load_manifest(model_dir: Path, verify: bool = True) -> dict:
             f"no diarization models in {model_dir} ({exc}); run scripts/build_diarization_models.py"
         ) from exc
     for name in _FILES:
-        path = model_dir / name
-        if not path.is_file():
+        if not (model_dir / name).is_file():
             raise DiarizationModelError(
-                f"{path} is missing; run scripts/build_diarization_models.py"
+                f"{model_dir / name} is missing; run scripts/build_diarization_models.py"
             )
+    for name in _FILES:
+        path = model_dir / name
         if verify and hashlib.sha256(path.read_bytes()).hexdigest() != files.get(name):
             raise DiarizationModelError(
                 f"{path} does not match its manifest (partial or foreign file); "
