@@ -35,7 +35,7 @@ class ChannelLayout(StrEnum):
         return 2 if self is ChannelLayout.STEREO else 1
 
     @classmethod
-    def for_party(cls, party: Party) -> "ChannelLayout":
+    def for_party(cls, party: Party) -> ChannelLayout:
         """The layout a call gets from its first frame's party."""
         return cls.MONO if party is Party.MIXED else cls.STEREO
 

@@ -1,45 +1,83 @@
 """Who spoke when in a whole recording, after the call (uploaded or mixed recordings).
 
-pyannote-audio's pipeline is the stronger method, but it needs torch and
-weights that normally come from a model hub, so it runs only when a local
-checkpoint directory is configured *and* the optional ``diarization`` extra
-(pyannote.audio + torch) is installed. Otherwise — the default — this logs
-why and runs the live method (``OnlineDiarizer``) over the recording, which
-needs nothing beyond the speaker encoder. Either way turns are labelled
-``rep`` / ``customer`` when the rep's voiceprint is given.
+Two methods, chosen by ``RecordingDiarizationOptions.method``:
 
-The pyannote branch is not exercised by the test suite
-(torch is not installed there); it was written against pyannote.audio 4.0.7's
-``Pipeline.from_pretrained(<local dir>)`` API.
+* ``"encoder"`` (default): the live method (``OnlineDiarizer`` on our numpy
+  speaker encoder) over the recording, then a second pass with the final
+  voices. Needs no model files. Measured better on mixed telephone calls of
+  real speech (docs/performance.md), which is what recordings are.
+* ``"onnx"``: pyannote segmentation-3.0 + CAM++ embeddings + agglomerative
+  clustering on onnxruntime (media/speakers/onnx_diarization.py), from model
+  files exported once by scripts/build_diarization_models.py. Better on the
+  16 kHz pyannote sample, worse on 8 kHz calls of two similar voices. If the
+  model files are missing or unreadable it logs why, once per directory, and
+  uses the encoder method.
+
+Either way turns are labelled ``rep`` / ``customer`` when the rep's voiceprint
+is given (the voiceprint is in the encoder's space, so each ONNX cluster is
+embedded with the encoder once to compare).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from media.frames import Party
 from media.speakers.diarizer import DiarizerOptions, OnlineDiarizer, SpeakerTurn
-from media.speakers.encoder import SpeakerEncoder, check_pcm, cosine
+from media.speakers.encoder import ENCODER_RATE, SpeakerEncoder, check_pcm, cosine
+from media.speakers.onnx_diarization import (
+    DiarizationModelError,
+    OnnxDiarizationOptions,
+    OnnxDiarizer,
+    RawTurn,
+)
 from media.voiceprints import Voiceprint
 
-__all__ = ["RecordingDiarizationOptions", "diarize_recording"]
+__all__ = ["RecordingDiarizationOptions", "diarize_recording", "onnx_diarizer"]
 
 log = logging.getLogger(__name__)
 
 # Feeding a recording in 2 s pieces lets the diarizer embed several windows per
 # network pass instead of one per 20 ms frame; the result is the same.
 _CHUNK_MS = 2000
+# Least speech of one ONNX cluster worth comparing with the rep's voiceprint.
+_MIN_NAMING_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class RecordingDiarizationOptions:
-    #: Local pyannote speaker-diarization pipeline directory (config.yaml + weights). None: unset.
-    pyannote_checkpoint: Path | None = None
+    method: Literal["encoder", "onnx"] = "encoder"
+    #: Directory holding segmentation.onnx, embedding.onnx and their manifest.
+    model_dir: Path | None = None
+    onnx: OnnxDiarizationOptions = field(default_factory=OnnxDiarizationOptions)
     online: DiarizerOptions = field(default_factory=DiarizerOptions)
+
+
+_loaded: dict[tuple[Path, OnnxDiarizationOptions], OnnxDiarizer | DiarizationModelError] = {}
+_loaded_lock = threading.Lock()
+
+
+def onnx_diarizer(model_dir: Path, options: OnnxDiarizationOptions) -> OnnxDiarizer:
+    """The loaded models of ``model_dir`` (cached per process; a failure is cached too)."""
+    key = (Path(model_dir).resolve(), options)
+    with _loaded_lock:
+        found = _loaded.get(key)
+        if found is None:
+            try:
+                found = OnnxDiarizer(model_dir, options)
+            except DiarizationModelError as exc:
+                found = exc
+                log.warning("recording diarization: %s; using the encoder method", exc)
+            _loaded[key] = found
+    if isinstance(found, DiarizationModelError):
+        raise found
+    return found
 
 
 def diarize_recording(
@@ -52,13 +90,22 @@ def diarize_recording(
     """Speaker turns of a mono PCM16 recording, in time order."""
     options = options or RecordingDiarizationOptions()
     check_pcm(pcm, sample_rate)
-    if options.pyannote_checkpoint is not None:
-        turns = _pyannote(pcm, sample_rate, encoder, options.pyannote_checkpoint, rep)
-        if turns is not None:
-            return turns
-    else:
-        log.info("no pyannote checkpoint configured; diarizing the recording with the live method")
-    diarizer = OnlineDiarizer(encoder, options.online, keep_windows=True)
+    if options.method == "onnx":
+        if options.model_dir is None:
+            log.warning("recording diarization: no model directory set; using the encoder method")
+        else:
+            try:
+                diarizer = onnx_diarizer(options.model_dir, options.onnx)
+            except DiarizationModelError:
+                pass
+            else:
+                wav = encoder.to_float(pcm, sample_rate)
+                return _named(diarizer(wav), wav, encoder, rep)
+    return _encoder_method(pcm, sample_rate, encoder, options.online, rep)
+
+
+def _encoder_method(pcm, sample_rate, encoder, online, rep) -> list[SpeakerTurn]:
+    diarizer = OnlineDiarizer(encoder, online, keep_windows=True)
     if rep is not None:
         diarizer.enrol(rep.embedding)
     step = sample_rate * _CHUNK_MS // 1000
@@ -69,42 +116,24 @@ def diarize_recording(
     return diarizer.second_pass()
 
 
-def _pyannote(pcm, sample_rate, encoder, checkpoint: Path, rep) -> list[SpeakerTurn] | None:
-    if not Path(checkpoint).exists():
-        log.warning("pyannote checkpoint %s does not exist; using the live method", checkpoint)
-        return None
-    try:
-        import torch
-        from pyannote.audio import Pipeline
-    except ImportError as exc:
-        log.warning(
-            "pyannote checkpoint set but pyannote.audio is not installed (%s); "
-            "install the 'diarization' extra. Using the live method",
-            exc,
+def _named(raw: list[RawTurn], wav, encoder: SpeakerEncoder, rep) -> list[SpeakerTurn]:
+    if rep is None:
+        return [
+            SpeakerTurn(t.start_ms, t.end_ms, f"speaker_{t.cluster + 1}", Party.MIXED, 0.0)
+            for t in raw
+        ]
+    rate = ENCODER_RATE // 1000
+    sims = {}
+    for cluster in {t.cluster for t in raw}:
+        speech = np.concatenate(
+            [wav[t.start_ms * rate : t.end_ms * rate] for t in raw if t.cluster == cluster]
         )
-        return None
-    pipeline = Pipeline.from_pretrained(str(checkpoint))
-    wav = encoder.to_float(pcm, sample_rate)
-    result = pipeline({"waveform": torch.from_numpy(wav)[None, :], "sample_rate": 16000})
-    annotation = getattr(result, "speaker_diarization", result)
-    raw = [
-        (round(seg.start * 1000), round(seg.end * 1000), str(label))
-        for seg, _, label in annotation.itertracks(yield_label=True)
+        if len(speech) >= _MIN_NAMING_S * ENCODER_RATE:
+            sims[cluster] = cosine(encoder.embed_wav(encoder.normalise(speech)), rep.embedding)
+    rep_cluster = max(sims, key=sims.get) if sims else None
+    return [
+        SpeakerTurn(t.start_ms, t.end_ms, "rep", Party.REP, sims[t.cluster])
+        if t.cluster == rep_cluster
+        else SpeakerTurn(t.start_ms, t.end_ms, "customer", Party.CUSTOMER, sims.get(t.cluster, 0.0))
+        for t in raw
     ]
-    rep_label = None
-    if rep is not None and raw:
-        sims = {}
-        for label in {r[2] for r in raw}:
-            speech = np.concatenate([wav[a * 16 : b * 16] for a, b, lab in raw if lab == label])
-            if len(speech) >= 16000:
-                sims[label] = cosine(encoder.embed_wav(encoder.normalise(speech)), rep.embedding)
-        rep_label = max(sims, key=sims.get) if sims else None
-    turns = []
-    for a, b, label in sorted(raw):
-        if rep is None:
-            turns.append(SpeakerTurn(a, b, label, Party.MIXED, 0.0))
-        elif label == rep_label:
-            turns.append(SpeakerTurn(a, b, "rep", Party.REP, 0.0))
-        else:
-            turns.append(SpeakerTurn(a, b, "customer", Party.CUSTOMER, 0.0))
-    return turns

@@ -176,9 +176,11 @@ class Settings(BaseSettings):
     recording_retention_days: int = Field(0, ge=0, le=36500)
     recording_reps_review_own: bool = False
     recording_purge_every_s: float = Field(3600.0, ge=1)
-    # speakers: local pyannote-audio diarization pipeline directory for recordings after
-    # the call (needs the optional "diarization" extra); unset: the live method is used.
-    pyannote_checkpoint: Path | None = None
+    # speakers: method for recordings after the call: "encoder" (the live speaker encoder
+    # with a second pass) or "onnx" (segmentation + CAM++ + clustering on onnxruntime,
+    # from the files scripts/build_diarization_models.py writes; encoder if they are missing).
+    recording_diarization: Literal["encoder", "onnx"] = "encoder"
+    diarization_models_dir: Path | None = None  # default <data_dir>/models/diarization
 
     @field_validator("log_level", mode="before")
     @classmethod
