@@ -196,9 +196,8 @@ class World:
     customers: dict[str, list[np.ndarray]]
 
     @classmethod
-    def load(cls, min_clip_s: float = 1.0) -> World:
-        return cls(voice_clips(REP_VOICE),
-                   {v: voice_clips(v, min_clip_s) for v in CUSTOMER_VOICES})
+    def load(cls, min_clip_s: float = 1.0, voices: tuple[str, ...] = CUSTOMER_VOICES) -> World:
+        return cls(voice_clips(REP_VOICE), {v: voice_clips(v, min_clip_s) for v in voices})
 
     def enrolment_calls(self, n: int, turns_per_call: int = 10) -> list[list[np.ndarray]]:
         """N earlier calls, ``turns_per_call`` rep turns each (the rep's half of a short call)."""
