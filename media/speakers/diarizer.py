@@ -207,8 +207,11 @@ class OnlineDiarizer:
         best = max(sims)
         if best < self.options.rep_threshold:
             return set()
-        return {j for j, s in enumerate(sims)
-                if s >= self.options.rep_threshold and best - s <= self.options.rep_margin}
+        return {
+            j
+            for j, s in enumerate(sims)
+            if s >= self.options.rep_threshold and best - s <= self.options.rep_margin
+        }
 
     def _voice_of(self, e: np.ndarray) -> tuple[int, float]:
         """Voice index and cosine for one window; enrolled: ``_REP`` / ``_CUSTOMER`` by the print."""

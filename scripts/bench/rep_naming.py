@@ -48,8 +48,12 @@ def main() -> None:
     parser.add_argument("--per-voice", type=int, default=2, help="mixed calls per customer voice")
     parser.add_argument("--turns", type=int, default=6, help="turns per party per mixed call")
     parser.add_argument("--final-delay-ms", type=int, default=800)
-    parser.add_argument("--min-clip-s", type=float, default=1.0,
-                        help="shortest customer turn (0.5: short answers too)")
+    parser.add_argument(
+        "--min-clip-s",
+        type=float,
+        default=1.0,
+        help="shortest customer turn (0.5: short answers too)",
+    )
     parser.add_argument("--gaps-s", default="0.4,1.2", help="pause between turns, min,max")
     args = parser.parse_args()
 
@@ -68,7 +72,9 @@ def main() -> None:
             per_voice[voice] = per_voice[voice] + s if voice in per_voice else s
         # How close each customer voice sounds to the rep's print (telephone quality).
         closeness = {
-            v: round(cosine(rep.embedding, encoder.embed(telephone(np.concatenate(c[:4])), 16000)), 3)
+            v: round(
+                cosine(rep.embedding, encoder.embed(telephone(np.concatenate(c[:4])), 16000)), 3
+            )
             for v, c in world.customers.items()
         }
         results[n] = {
@@ -80,19 +86,26 @@ def main() -> None:
             "per_voice": {v: round(s.rate, 3) for v, s in per_voice.items()},
             "customer_cosine_to_rep": closeness,
         }
-        print(f"N={n} enrolled {rep.speech_ms / 1000:.1f} s: {total.correct}/{total.segments} "
-              f"segments right ({total.rate:.1%}), speech time {total.time_rate:.1%}, "
-              f"unnamed {total.unnamed}; per voice {results[n]['per_voice']}", flush=True)
-    print(json.dumps({
-        "bench": "rep_naming",
-        "mixed_calls": len(calls),
-        "turns_per_party": args.turns,
-        "final_delay_ms": args.final_delay_ms,
-        "min_clip_s": args.min_clip_s,
-        "gaps_s": list(gaps),
-        "cpu_s": round(time.process_time() - started, 1),
-        "by_enrolment_calls": results,
-    }))
+        print(
+            f"N={n} enrolled {rep.speech_ms / 1000:.1f} s: {total.correct}/{total.segments} "
+            f"segments right ({total.rate:.1%}), speech time {total.time_rate:.1%}, "
+            f"unnamed {total.unnamed}; per voice {results[n]['per_voice']}",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "rep_naming",
+                "mixed_calls": len(calls),
+                "turns_per_party": args.turns,
+                "final_delay_ms": args.final_delay_ms,
+                "min_clip_s": args.min_clip_s,
+                "gaps_s": list(gaps),
+                "cpu_s": round(time.process_time() - started, 1),
+                "by_enrolment_calls": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

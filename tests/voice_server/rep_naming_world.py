@@ -39,8 +39,13 @@ from voice_server.speaker_labels import BATCH_S, SpeakerLabeller
 SOUNDS = Path("/usr/share/asterisk/sounds")
 REP_VOICE = "en_US_f_Allison"
 #: Customer voices: directory under SOUNDS (8 kHz WAV prompts), or pyannote sample speakers.
-PROMPT_VOICES = ("fr_CA_f_June", "it_IT_m_Carlo", "it_IT_f_Menardi", "ru_RU_f_IvrvoiceRU",
-                 "es_MX_f_Allison")
+PROMPT_VOICES = (
+    "fr_CA_f_June",
+    "it_IT_m_Carlo",
+    "it_IT_f_Menardi",
+    "ru_RU_f_IvrvoiceRU",
+    "es_MX_f_Allison",
+)
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "diarization" / "sample.wav"
 #: Single-speaker stretches of the pyannote sample (seconds; from its RTTM, overlaps left out).
 SAMPLE_VOICES = {
@@ -118,9 +123,13 @@ class Turn:
     who: str  # "rep" or "customer"
 
 
-def mixed_call(rep_turns: list[np.ndarray], customer_turns: list[np.ndarray],
-               rng: np.random.Generator, rep_first: bool,
-               gaps_s: tuple[float, float] = (0.4, 1.2)) -> tuple[np.ndarray, list[Turn]]:
+def mixed_call(
+    rep_turns: list[np.ndarray],
+    customer_turns: list[np.ndarray],
+    rng: np.random.Generator,
+    rep_first: bool,
+    gaps_s: tuple[float, float] = (0.4, 1.2),
+) -> tuple[np.ndarray, list[Turn]]:
     """Alternating turns (8 kHz clips) with pauses drawn from ``gaps_s``; 16 kHz telephone audio."""
     order = [("rep", rep_turns), ("customer", customer_turns)]
     if not rep_first:
@@ -136,8 +145,13 @@ def mixed_call(rep_turns: list[np.ndarray], customer_turns: list[np.ndarray],
     return telephone(np.concatenate(pieces)), turns
 
 
-def label_call(encoder: SpeakerEncoder, rep_print: np.ndarray | None, pcm16k: np.ndarray,
-               turns: list[Turn], final_delay_ms: int = 800) -> list[str | None]:
+def label_call(
+    encoder: SpeakerEncoder,
+    rep_print: np.ndarray | None,
+    pcm16k: np.ndarray,
+    turns: list[Turn],
+    final_delay_ms: int = 800,
+) -> list[str | None]:
     """The speaker each turn's final segment is published with (None: left unnamed)."""
     labeller = SpeakerLabeller(encoder, rep_print)
     frame, per_batch = 320, int(BATCH_S * 1000) // 20
@@ -183,9 +197,13 @@ class Score:
 
 def score(turns: list[Turn], named: list[str | None]) -> Score:
     correct = [t.who == n for t, n in zip(turns, named, strict=True)]
-    return Score(len(turns), sum(correct), sum(n not in ("rep", "customer") for n in named),
-                 sum(t.end_ms - t.start_ms for t in turns),
-                 sum(t.end_ms - t.start_ms for t, ok in zip(turns, correct, strict=True) if ok))
+    return Score(
+        len(turns),
+        sum(correct),
+        sum(n not in ("rep", "customer") for n in named),
+        sum(t.end_ms - t.start_ms for t in turns),
+        sum(t.end_ms - t.start_ms for t, ok in zip(turns, correct, strict=True) if ok),
+    )
 
 
 @dataclass
@@ -203,9 +221,14 @@ class World:
         """N earlier calls, ``turns_per_call`` rep turns each (the rep's half of a short call)."""
         return [self.rep_clips[c * turns_per_call : (c + 1) * turns_per_call] for c in range(n)]
 
-    def mixed_calls(self, per_voice: int, turns: int, seed: int = 7,
-                    voices: tuple[str, ...] = CUSTOMER_VOICES,
-                    gaps_s: tuple[float, float] = (0.4, 1.2)):
+    def mixed_calls(
+        self,
+        per_voice: int,
+        turns: int,
+        seed: int = 7,
+        voices: tuple[str, ...] = CUSTOMER_VOICES,
+        gaps_s: tuple[float, float] = (0.4, 1.2),
+    ):
         """(voice, pcm16k, turns) per call; rep clips from the back of the list, never enrolled."""
         rng = np.random.default_rng(seed)
         rep_pool = self.rep_clips[::-1]

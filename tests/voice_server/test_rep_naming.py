@@ -17,7 +17,7 @@ from tests.voice_server.rep_naming_world import World, available, enrol, label_c
 pytestmark = pytest.mark.skipif(
     not available(),
     reason="needs Debian asterisk-core-sounds-{en,fr,it,ru}-wav and asterisk-prompt-it-menardi-wav "
-           "(scripts/apt-test.txt)",
+    "(scripts/apt-test.txt)",
 )
 
 # Customer-first calls put the customer's long opening turn before any rep speech,
