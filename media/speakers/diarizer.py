@@ -1,3 +1,4 @@
+# Long module: one streaming diarizer (VAD, windowing, online clustering, enrolled naming, second pass) sharing one state
 """Online diarization: who speaks when on one live mixed-channel call.
 
 ``OnlineDiarizer`` embeds a sliding window over the speech of the call
