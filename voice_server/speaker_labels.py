@@ -96,8 +96,18 @@ class SpeakerLabeller:
                 log.exception("speaker diarization failed; this call keeps unlabelled segments")
                 self._failed = True
                 return
-            self._turns.extend(turns)
-            self._current = current
+            self._absorb(turns, current)
+
+    def feed_now(self, frames: list[AudioFrame]) -> None:
+        """One batch decided on the calling thread: replays of recorded calls (benchmarks).
+
+        The live path does the same per batch, with the encoder in a worker thread.
+        """
+        self._absorb(*self._feed(frames))
+
+    def _absorb(self, turns: list[SpeakerTurn], current: str | None) -> None:
+        self._turns.extend(turns)
+        self._current = current
 
     def _feed(self, frames: list[AudioFrame]) -> tuple[list[SpeakerTurn], str | None]:
         turns: list[SpeakerTurn] = []
