@@ -9,6 +9,7 @@ import os
 
 from aiohttp import web
 
+from coaching.sentiment import default_model as default_sentiment_model
 from media.speakers.encoder import SpeakerEncoder, SpeakerModelError
 from media.stt.decoder import DecoderOptions
 from media.stt.pool import PoolOptions, SpeechModelPool, cpu_parallelism
@@ -55,12 +56,15 @@ async def live_intelligence_ctx(app: web.Application):
     pool = await loop.run_in_executor(None, load)
     app[SPEECH_POOL] = pool
     speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
+    # the sentiment model (MiniLM, ~1 s to build; VADER when it cannot) loads once, here
+    sentiment = await loop.run_in_executor(None, default_sentiment_model)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
     # reps' voices learnt on two-track calls, enrolled on mixed-channel ones
     voiceprints = (RepVoiceprints(speaker_encoder, lambda: app[RUNTIME].pool)
                    if speaker_encoder is not None else None)
     log.info("speech model %s loaded (%d decode workers x %d threads); live transcription on",
              settings.stt_model, workers, threads)
+    log.info("sentiment model %s loaded", sentiment.name)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)
