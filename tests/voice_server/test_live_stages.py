@@ -171,3 +171,29 @@ async def test_transcription_reads_each_partys_segments_into_its_sink():
                                                    ("rep", "hello", True)]
     assert ("customer", "hello", True) in seen
     assert stage.last_ms == 60 and not stage.speech_active
+
+
+async def test_a_finals_sentiment_is_scored_off_the_event_loop():
+    """The model (MiniLM: milliseconds) runs in the sentiment worker thread, once per final."""
+    import threading
+
+    from coaching.sentiment import VaderSentiment
+
+    class WhereScored(VaderSentiment):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads: list[str] = []
+
+        def score(self, text: str) -> float:
+            self.threads.append(threading.current_thread().name)
+            return super().score(text)
+
+    model = WhereScored()
+    redaction, coaching = PiiRedaction(), Coaching(CoachingProfile.load(RULES, model))
+    partial = _segment(COMPETITOR, is_final=False)
+    assert all(not isinstance(e, ev.SentimentEvent)
+               for e in await coaching.feed(redaction.redact(LabelledSegment(partial, "customer"))))
+    events = await coaching.feed(redaction.redact(LabelledSegment(_segment(COMPETITOR), "customer")))
+    sentiment = [e for e in events if isinstance(e, ev.SentimentEvent)]
+    assert len(sentiment) == 1 and len(model.threads) == 1
+    assert model.threads[0].startswith("sentiment") and model.threads[0] != "MainThread"
