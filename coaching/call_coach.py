@@ -109,11 +109,35 @@ class CallCoach:
     def finished(self) -> bool:
         return self._summary is not None
 
-    def feed(self, segment: SegmentInput | Mapping[str, Any] | Any) -> list[Insight]:
+    def sentiment_text(self, segment: SegmentInput | Mapping[str, Any] | Any) -> str | None:
+        """The text ``feed`` would score for this segment, or None when it scores none (a
+        partial, a repeat, no words). A caller on an event loop scores it in a worker thread
+        and hands the score to ``feed(segment, sentiment=...)``."""
+        segment = self._as_input(segment)
+        if not segment.is_final or segment.segment_id in self._seen:
+            return None
+        text, tokens = segment_tokens(segment)
+        if not any(t.norm[:1].isalnum() for t in tokens):
+            return None
+        return self._redactor.redact_tokens(text, tokens).text
+
+    @staticmethod
+    def _as_input(segment: SegmentInput | Mapping[str, Any] | Any) -> SegmentInput:
+        if isinstance(segment, SegmentInput):
+            return segment
+        return SegmentInput.from_mapping(segment) if isinstance(segment, Mapping) \
+            else SegmentInput.from_transcript(segment)
+
+    def feed(self, segment: SegmentInput | Mapping[str, Any] | Any,
+             sentiment: float | None = None) -> list[Insight]:
         """Insights from one segment.
 
+        ``sentiment``: the profile model's score of ``sentiment_text(segment)``, computed by
+        the caller; without it a final is scored here, inline.
+
         A final gives its keyword hits, sentiment, metrics and prompts, and the checklist
-        when an item changed (or on the first final); a repeat of a final gives nothing. A partial gives only keyword prompts (when
+        when an item changed (or on the first final); a repeat of a final gives nothing. A
+        partial gives only keyword prompts (when
         ``prompts_on_partials``), so a competitor named mid-sentence is coached
         before the sentence ends.
 
@@ -122,9 +146,7 @@ class CallCoach:
         """
         if self._summary is not None:
             raise CallCoachError("the call's coach is finished; it takes no more segments")
-        if not isinstance(segment, SegmentInput):
-            segment = SegmentInput.from_mapping(segment) if isinstance(segment, Mapping) \
-                else SegmentInput.from_transcript(segment)
+        segment = self._as_input(segment)
         if segment.segment_id in self._seen:
             return []
         if not segment.is_final:
@@ -148,7 +170,8 @@ class CallCoach:
         insights: list[Insight] = list(hits)
         prompts = self._engine.on_keywords(hits)
         if norms:
-            value = self.profile.sentiment_model.score(redacted)
+            value = sentiment if sentiment is not None \
+                else self.profile.sentiment_model.score(redacted)
             trend = self._trend.update(segment.party, value, segment.end_ms, len(norms))
             score = SentimentScore(segment.segment_id, segment.party, round(value, 4),
                                    label_of(value), segment.end_ms, round(trend.value, 4),

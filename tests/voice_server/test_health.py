@@ -98,3 +98,30 @@ async def test_request_id_is_echoed_or_generated(client_for):
     resp = await client.get("/live", headers={"X-Request-ID": "bad id with spaces"})
     generated = resp.headers["X-Request-ID"]
     assert generated != "bad id with spaces" and len(generated) == 32
+
+
+async def test_ready_names_the_sentiment_model_and_says_when_vader_took_over(client_for, tmp_path,
+                                                                            monkeypatch, caplog):
+    from coaching import sentiment
+
+    client, *_ = client_for
+    try:
+        sentiment.reset_default_model()
+        await asyncio.to_thread(sentiment.default_model)
+        status, body = await _ready(client)
+        assert status == 200
+        assert body["sentiment"] == {"model": "minilm-int8-logreg", "fallback": None}
+
+        # the trained head's file is missing: still ready (calls are coached), but it says so
+        monkeypatch.setattr(sentiment.MiniLMSentiment, "HEAD_PATH", tmp_path / "missing.npz")
+        sentiment.reset_default_model()
+        with caplog.at_level("WARNING", logger="coaching.sentiment"):
+            await asyncio.to_thread(sentiment.default_model)
+        assert "falling back to VADER" in caplog.text
+        status, body = await _ready(client)
+        assert status == 200 and body["status"] == "ready"
+        assert body["sentiment"]["model"] == "vader+sales"
+        assert "missing.npz is missing" in body["sentiment"]["fallback"]
+    finally:
+        monkeypatch.undo()
+        sentiment.reset_default_model()

@@ -63,16 +63,16 @@ def test_redaction_keeps_raw_text_only_on_finals_and_only_where_the_org_keeps_it
     assert final.event.text_raw is None and "text_raw" not in final.event.to_payload()
 
 
-def test_coaching_prompts_on_the_triggering_line_and_skips_unknown_voices():
+async def test_coaching_prompts_on_the_triggering_line_and_skips_unknown_voices():
     redaction = PiiRedaction()
     coaching = Coaching(CoachingProfile.load(RULES))
-    events = coaching.feed(redaction.redact(LabelledSegment(_segment(COMPETITOR), "customer")))
+    events = await coaching.feed(redaction.redact(LabelledSegment(_segment(COMPETITOR), "customer")))
     prompts = [e for e in events if isinstance(e, ev.PromptEvent)]
     assert prompts and prompts[0].segment_key == "customer:3"
     assert prompts[0].id == f"{prompts[0].rule_id}@{prompts[0].at_ms}"
     mixed = redaction.redact(LabelledSegment(_segment(COMPETITOR, party="mixed"), "speaker_1"))
     assert mixed.event.speaker == "speaker_1" and mixed.text_input.party == "customer"
-    assert Coaching(CoachingProfile.load(RULES)).feed(mixed) == []
+    assert await Coaching(CoachingProfile.load(RULES)).feed(mixed) == []
     summary = coaching.finish(6000, abnormal=True)
     assert summary.abnormal and summary.competitors == ("conference",)
 
@@ -101,7 +101,7 @@ def test_the_events_carry_coachings_own_json_form_of_its_records():
         **body, "metrics": metrics_event(summary.metrics).to_payload(), "abnormal": False}
 
 
-def test_the_live_metrics_and_summary_keep_each_partys_longest_monologue():
+async def test_the_live_metrics_and_summary_keep_each_partys_longest_monologue():
     """The rep's longest monologue survives the customer's longer turn, live and in the summary."""
     redaction, coaching = PiiRedaction(), Coaching(CoachingProfile.load(RULES))
     rep_line = "thanks for taking my call today"
@@ -110,7 +110,7 @@ def test_the_live_metrics_and_summary_keep_each_partys_longest_monologue():
     customer = [(w, 6000 + 700 * i) for i, w in enumerate(customer_line.split(" "))]
     events = []
     for party, words, key in (("rep", rep, "1"), ("customer", customer, "2")):
-        events += coaching.feed(redaction.redact(
+        events += await coaching.feed(redaction.redact(
             LabelledSegment(_segment(words, party=party, segment_id=key), party)))
     live = [e for e in events if isinstance(e, ev.MetricsEvent)][-1]
     expected = ev.PartyPair(rep[-1][1] + 280 - 1000, customer[-1][1] + 280 - 6000)
@@ -171,3 +171,29 @@ async def test_transcription_reads_each_partys_segments_into_its_sink():
                                                    ("rep", "hello", True)]
     assert ("customer", "hello", True) in seen
     assert stage.last_ms == 60 and not stage.speech_active
+
+
+async def test_a_finals_sentiment_is_scored_off_the_event_loop():
+    """The model (MiniLM: milliseconds) runs in the sentiment worker thread, once per final."""
+    import threading
+
+    from coaching.sentiment import VaderSentiment
+
+    class WhereScored(VaderSentiment):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads: list[str] = []
+
+        def score(self, text: str) -> float:
+            self.threads.append(threading.current_thread().name)
+            return super().score(text)
+
+    model = WhereScored()
+    redaction, coaching = PiiRedaction(), Coaching(CoachingProfile.load(RULES, model))
+    partial = _segment(COMPETITOR, is_final=False)
+    assert all(not isinstance(e, ev.SentimentEvent)
+               for e in await coaching.feed(redaction.redact(LabelledSegment(partial, "customer"))))
+    events = await coaching.feed(redaction.redact(LabelledSegment(_segment(COMPETITOR), "customer")))
+    sentiment = [e for e in events if isinstance(e, ev.SentimentEvent)]
+    assert len(sentiment) == 1 and len(model.threads) == 1
+    assert model.threads[0].startswith("sentiment") and model.threads[0] != "MainThread"
