@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from media.stt.engine import DecodeRequest
-from media.stt.pool import PoolClosedError, PoolStats, SpeechModelPool
+from media.stt.pool import PoolClosedError, PoolStats, SpeechModelPool, copy_outcome
 from media.vad import SileroVadModel
 from voice_server import speech_wire as wire
 
@@ -261,7 +261,7 @@ class RemoteSpeechPool:
         if pending.future.done():  # cancelled by its stream meanwhile
             return
         local = self.local.submit(pending.stream_id, pending.request, final=True)
-        local.add_done_callback(lambda d: _copy_outcome(d, pending.future))
+        local.add_done_callback(lambda d: copy_outcome(d, pending.future))
         pending.future.add_done_callback(lambda f: local.cancel() if f.cancelled() else None)
 
     def _time_out(self, request_id: str) -> None:
@@ -364,17 +364,6 @@ class RemoteSpeechPool:
                     pending.future.set_exception(RuntimeError(f"speech worker: {reply.error}"))
                 return
         self._resolve(reply.request_id, reply.result)
-
-
-def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(source.result())
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:

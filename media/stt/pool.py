@@ -279,6 +279,19 @@ class SpeechModelPool:
                 _resolve(job.future, result)
 
 
+def copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
+    """Settle ``target`` as ``source`` settled (result, exception or cancellation), unless it
+    already is: for a future handed out before the decode that will answer it exists."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
+
+
 def _resolve(future: asyncio.Future, value) -> None:
     if not future.done():
         future.set_result(value)

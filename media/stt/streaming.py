@@ -25,7 +25,7 @@ from media.frames import AudioFormatError, AudioFrame
 from media.resample import Resampler
 from media.stt.decoder import is_loop
 from media.stt.engine import DecodeRequest, DecodeResult
-from media.stt.pool import SpeechModelPool
+from media.stt.pool import SpeechModelPool, copy_outcome
 from media.text_normalize import normalize_words, written_form
 from media.transcript import TranscriptSegment, Word
 from media.vad import SpeechEnd, SpeechPause, SpeechStart, VadOptions, VoiceActivityDetector
@@ -42,17 +42,6 @@ def plausible_hypothesis(words: list[str], duration_ms: float) -> bool:
     Whisper produces when it continues its prompt on too little audio ("Press 1 to cancel the
     message. Press 1 to cancel the message.")."""
     return len(words) <= _MAX_WORDS_PER_S * duration_ms / 1000 + 3 and not is_loop(" ".join(words))
-
-
-def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(source.result())
 
 
 class TranscriberClosedError(RuntimeError):
@@ -282,7 +271,7 @@ class StreamingTranscriber:
             future.cancel()
             return
         decode = self._pool.submit(self._stream_id, self._final_request(audio), final=True)
-        decode.add_done_callback(lambda d: _copy_outcome(d, future))
+        decode.add_done_callback(lambda d: copy_outcome(d, future))
         future.add_done_callback(lambda f: decode.cancel() if f.cancelled() else None)
 
     def _end_utterance(self, end: int) -> None:
