@@ -173,21 +173,23 @@ class WhisperDecoder:
                 tokens, text = [], ""
             token_lists.append(tokens)
             decoded.append(DecodeResult(text, (), avg_logprob, no_speech))
-        # a forced prefix is aligned with what follows it, so the words cover the whole utterance
-        aligned = [
-            (self._tokenizer.encode(" " + r.prefix.strip()) if r.prefix else []) + token_lists[i]
-            for i, r in enumerate(requests)
-        ]
         want_words = {
             i
             for i, r in enumerate(requests)
-            if r.word_timestamps and aligned[i] and i not in looped and (token_lists[i] or r.prefix)
+            if r.word_timestamps and i not in looped and (token_lists[i] or r.prefix)
         }
         if want_words:
-            # alignment takes the whole batch; items without text align an empty list cheaply
+            # a forced prefix is aligned with what follows it, so the words cover the whole
+            # utterance; alignment takes the whole batch, items without text align an empty list
+            aligned = [
+                (self._tokenizer.encode(" " + r.prefix.strip()) if r.prefix else []) + token_lists[i]
+                if i in want_words
+                else []
+                for i, r in enumerate(requests)
+            ]
             alignments = self._whisper.find_alignment(
                 self._tokenizer,
-                [aligned[i] if i in want_words else [] for i in range(len(requests))],
+                aligned,
                 encoder_output,
                 num_frames,
             )

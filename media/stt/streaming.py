@@ -199,10 +199,12 @@ class StreamingTranscriber:
         pcm = joined[start - self._buf_start : end - self._buf_start]
         return pcm.astype(np.float32) / 32768.0
 
+    def _prompt(self) -> str | None:
+        return self._context[-self.options.context_chars :] or None
+
     def _request(self, start: int, end: int, *, words: bool, prefix: str | None = None) -> DecodeRequest:
-        prompt = self._context[-self.options.context_chars :] or None
         return DecodeRequest(
-            self._audio(start, end), prompt, self._hotwords, prefix=prefix, word_timestamps=words
+            self._audio(start, end), self._prompt(), self._hotwords, prefix=prefix, word_timestamps=words
         )
 
     def _request_partial(self) -> None:
@@ -261,8 +263,7 @@ class StreamingTranscriber:
         return future
 
     def _final_request(self, audio: np.ndarray) -> DecodeRequest:
-        prompt = self._context[-self.options.context_chars :] or None
-        return DecodeRequest(audio, prompt, self._hotwords, word_timestamps=True)
+        return DecodeRequest(audio, self._prompt(), self._hotwords, word_timestamps=True)
 
     def _submit_when_due(self, audio: np.ndarray, future: asyncio.Future) -> None:
         if future.done():  # cancelled meanwhile (speech resumed after the pause)
