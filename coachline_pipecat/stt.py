@@ -80,7 +80,7 @@ class CoachlineSTTService(STTService):
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         if self._transcriber is not None and len(audio) >= 2:
             pcm = np.frombuffer(audio[: len(audio) // 2 * 2], dtype=np.int16)
-            # the transcriber keeps its own copy only of what it resamples; copy 16 kHz input
+            # a view of pipecat's bytes: the transcriber keeps 16 kHz input as given, so copy it
             timestamp_ms = self._samples * 1000 // self.sample_rate
             self._transcriber.push(
                 AudioFrame(pcm.copy(), self.sample_rate, self._party, timestamp_ms)
